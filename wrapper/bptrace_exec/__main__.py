@@ -1,0 +1,3 @@
+from bptrace_exec.cli import main
+
+raise SystemExit(main())

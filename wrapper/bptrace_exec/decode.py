@@ -1,0 +1,77 @@
+"""One line of `bpftrace -f json` output -> one typed record, with the traced bytes exact.
+
+bpftrace's JSON escaper (0.17 through at least 0.27) prints every byte >= 0x80 as
+`\\uffffffXX` (a sign-extended char). JSON-decoded, that is U+FFFF followed by the text
+"ffXX"; since a real U+FFFF in traced data would itself arrive as three such escapes, every
+U+FFFF in a decoded string comes from this bug and is turned back into byte XX. A literal
+backslash in traced text arrives as `\\\\` and is never mistaken for one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+_SIGNED_BYTE = re.compile("\uffffff([0-9a-fA-F]{2})")
+
+
+@dataclass(frozen=True)
+class Printf:
+    text: bytes  # what the program's printf produced, byte for byte
+
+
+@dataclass(frozen=True)
+class Attached:
+    probes: int
+
+
+@dataclass(frozen=True)
+class Lost:
+    count: int
+
+
+@dataclass(frozen=True)
+class Note:
+    """A record the tracer does not use (helper_error, an unknown type, a garbled line):
+    counted and reported, never silently dropped."""
+
+    kind: str
+    detail: str
+
+
+Record = Printf | Attached | Lost | Note
+
+
+def restore_bytes(text: str) -> bytes:
+    """A JSON-decoded bpftrace string -> the bytes the kernel handed to bpftrace."""
+    if "\uffff" in text:
+        text = _SIGNED_BYTE.sub(lambda m: chr(0xDC00 + int(m.group(1), 16)), text)
+    # surrogateescape also round-trips raw high bytes (arm64 prints them unescaped).
+    return text.encode("utf-8", "surrogateescape")
+
+
+def decode_line(line: bytes) -> Record | None:
+    """None for the blank lines bpftrace writes at exit; a Note for anything unreadable."""
+    stripped = line.strip()
+    if not stripped:
+        return None
+    try:
+        obj = json.loads(stripped.decode("utf-8", "surrogateescape"), strict=False)
+        kind, data = obj["type"], obj.get("data")
+    except (ValueError, TypeError, KeyError):
+        return Note("garbled", _preview(stripped))
+    if kind == "printf" and isinstance(data, str):
+        return Printf(restore_bytes(data))
+    if kind == "lost_events":
+        count = data.get("events") if isinstance(data, dict) else None
+        # Watchpoint code can report lost events as a bare string: still a loss.
+        return Lost(count if isinstance(count, int) else 1)
+    if kind == "attached_probes" and isinstance(data, dict):
+        return Attached(int(data.get("probes", 0)))
+    return Note(str(kind), _preview(stripped))
+
+
+def _preview(raw: bytes, limit: int = 300) -> str:
+    text = raw[:limit].decode("utf-8", "backslashreplace")
+    return text + ("..." if len(raw) > limit else "")

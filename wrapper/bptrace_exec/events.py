@@ -1,0 +1,41 @@
+"""What the pipeline produces: one ExecEvent per exec, with the traced bytes kept exact."""
+
+from __future__ import annotations
+
+import errno
+import platform
+from dataclasses import dataclass
+
+# __syscall_nr of the exit tracepoint -> name, for the architectures Debian ships bpftrace on
+_SYSCALL_NAMES = {
+    "x86_64": {59: "execve", 322: "execveat"},
+    "aarch64": {221: "execve", 281: "execveat"},
+}.get(platform.machine(), {})
+
+
+@dataclass(frozen=True)
+class ExecEvent:
+    time_ns: int  # wall clock (UTC, ns since the epoch) when execve was entered
+    pid: int
+    ppid: int
+    uid: int
+    tid: int
+    comm: bytes  # the caller's command name
+    filename: bytes
+    filename_truncated: bool
+    argv: tuple[bytes, ...]
+    argv_truncated: bool
+    ret: int
+    latency_ns: int
+    syscall: str
+    incomplete: bool = False  # some of its records were lost; fields may be empty
+
+    @property
+    def errno_name(self) -> str | None:
+        if self.ret >= 0:
+            return None
+        return errno.errorcode.get(-self.ret, f"E{-self.ret}")
+
+
+def syscall_name(nr: int) -> str:
+    return _SYSCALL_NAMES.get(nr, f"syscall_{nr}")

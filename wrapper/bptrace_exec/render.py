@@ -1,0 +1,171 @@
+"""ExecEvents -> text: aligned table rows for people, JSON lines for programs.
+
+Traced bytes are hostile by default: in the table every control character, bidi override
+and invalid byte is escaped, and argv is quoted the way bash would read it back. In JSON,
+text is exact: bytes that are not UTF-8 become lone surrogates U+DC80..U+DCFF (Python's
+"surrogateescape"), written as \\udcXX escapes, which valid UTF-8 text can never contain.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from bptrace_exec.events import ExecEvent
+
+_SAFE_WORD = re.compile(r"[A-Za-z0-9_@%+=:,./-]+")
+_SURROGATE = re.compile("[\udc80-\udcff]")
+
+
+def decode_text(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def _unsafe(ch: str) -> bool:
+    """Characters that must not reach a terminal as they are."""
+    if "\udc80" <= ch <= "\udcff":
+        return True
+    return unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")
+
+
+def _escape_char(ch: str) -> str:
+    code = ord(ch)
+    if 0xDC80 <= code <= 0xDCFF:
+        return f"\\x{code - 0xDC00:02x}"
+    named = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\x1b": "\\E"}
+    if ch in named:
+        return named[ch]
+    return f"\\x{code:02x}" if code < 0x80 else f"\\u{code:04x}" if code <= 0xFFFF \
+        else f"\\U{code:08x}"
+
+
+def shell_quote(raw: bytes) -> str:
+    """One argument as bash would read it back: bare, '...' or $'...'."""
+    text = decode_text(raw)
+    if _SAFE_WORD.fullmatch(text):
+        return text
+    if not any(_unsafe(c) for c in text):
+        return "'" + text.replace("'", "'\\''") + "'"
+    out = []
+    for ch in text:
+        if ch in "\\'":
+            out.append("\\" + ch)
+        elif _unsafe(ch):
+            out.append(_escape_char(ch))
+        else:
+            out.append(ch)
+    return "$'" + "".join(out) + "'"
+
+
+def safe_text(raw: bytes) -> str:
+    """Traced text for a table cell: readable, with anything unsafe escaped."""
+    text = decode_text(raw)
+    if not any(_unsafe(c) or c == "\\" for c in text):
+        return text
+    return "".join(_escape_char(c) if _unsafe(c) else "\\\\" if c == "\\" else c for c in text)
+
+
+def command_line(event: ExecEvent) -> str:
+    words = [shell_quote(a) for a in event.argv]
+    if event.argv_truncated:
+        words.append("[...]")
+    if event.incomplete:
+        words.append("[records lost]")
+    return " ".join(words)
+
+
+# --- JSON lines --------------------------------------------------------------------------
+
+def _json_text(raw: bytes) -> str:
+    return decode_text(raw)
+
+
+def event_to_dict(event: ExecEvent) -> dict[str, object]:
+    return {
+        "time": iso_time(event.time_ns),
+        "syscall": event.syscall,
+        "pid": event.pid,
+        "ppid": event.ppid,
+        "uid": event.uid,
+        "tid": event.tid,
+        "comm": _json_text(event.comm),
+        "filename": _json_text(event.filename),
+        "filename_truncated": event.filename_truncated,
+        "argv": [_json_text(a) for a in event.argv],
+        "argv_truncated": event.argv_truncated,
+        "ret": event.ret,
+        "errno": event.errno_name,
+        "latency_ns": event.latency_ns,
+        "incomplete": event.incomplete,
+    }
+
+
+def json_line(obj: dict[str, object]) -> str:
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    # ensure_ascii=False keeps UTF-8 readable, but would leave lone surrogates raw, which
+    # no encoder can write: they become \\udcXX escapes, which is what they mean.
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def iso_time(ns: int) -> str:
+    seconds, rest = divmod(ns, 1_000_000_000)
+    stamp = datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{rest // 1000:06d}Z"
+
+
+# --- the table ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Column:
+    title: str
+    width: int
+    right: bool = False
+
+
+COLUMNS = (
+    Column("TIME", 12),
+    Column("PID", 7, right=True),
+    Column("PPID", 7, right=True),
+    Column("UID", 5, right=True),
+    Column("COMM", 15),
+    Column("RET", 7),
+    Column("LAT(ms)", 8, right=True),
+    Column("PROGRAM", 20),
+    Column("ARGS", 0),
+)
+
+
+def _line(cells: list[str]) -> str:
+    out = []
+    for col, cell in zip(COLUMNS, cells):
+        if col.width == 0:
+            out.append(cell)
+        elif col.right:
+            out.append(cell.rjust(col.width))
+        else:
+            out.append(cell.ljust(col.width))
+    return " ".join(out).rstrip()
+
+
+def table_header() -> str:
+    return _line([c.title for c in COLUMNS])
+
+
+def table_row(event: ExecEvent) -> str:
+    local = time.localtime(event.time_ns // 1_000_000_000)
+    millis = event.time_ns // 1_000_000 % 1000
+    return _line([
+        time.strftime("%H:%M:%S", local) + f".{millis:03d}",
+        str(event.pid),
+        str(event.ppid),
+        str(event.uid),
+        safe_text(event.comm),
+        event.errno_name or str(event.ret),
+        f"{event.latency_ns / 1e6:.3f}",
+        safe_text(event.filename) + (" [...]" if event.filename_truncated else ""),
+        command_line(event),
+    ])

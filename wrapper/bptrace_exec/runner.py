@@ -1,0 +1,330 @@
+"""Running bpftrace: the one stage with side effects.
+
+bpftrace runs under pexpect on a pseudo-terminal, which carries its log messages (read
+here, shown to the user when they are real errors), while its JSON records go to a pipe of
+their own (`-o /dev/fd/N`), so no log line, colour code or `\\r` can mix into them. The
+pty also guarantees cleanup: if this process dies, the kernel hangs up the terminal and
+bpftrace with it.
+
+A command to trace (`-- COMMAND`) is forked first and held at a gate until the probes
+are attached, so that its own exec is the first thing traced; its pid is handed to the
+program as $1, never pasted into the program text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import selectors
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import pexpect
+import ptyprocess
+
+from bptrace_exec.engine import Engine
+from bptrace_exec.errors import EngineFailure, EnvironmentProblem, UsageError
+
+PIPE_SIZE = 1 << 20  # room for bursts while the consumer renders
+READ_SIZE = 1 << 16
+STOP_GRACE_S = 10.0  # how long bpftrace may take to drain and exit after SIGINT
+TICK_S = 0.25
+TRACEFS = Path("/sys/kernel/tracing")
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+# Start-up noise that every run prints and that means nothing here.
+_HARMLESS = (
+    re.compile(r"couldn't set RLIMIT_MEMLOCK"),
+    re.compile(r"^Attaching \d+ probes?\.\.\.$"),
+    re.compile(r"BPFTRACE_STRLEN is deprecated"),
+)
+
+
+def check_environment() -> None:
+    """Root and tracefs, checked before anything is started."""
+    if os.geteuid() != 0:
+        raise EnvironmentProblem("tracing needs root: bpftrace loads programs into the kernel",
+                                 hint="run it with sudo, or use --emit script to see the "
+                                      "program without running it")
+    if not (TRACEFS / "events").is_dir() and not Path("/sys/kernel/debug/tracing/events").is_dir():
+        # Mounting it is what a user would be told to do; doing it saves them the step.
+        with contextlib.suppress(OSError):
+            subprocess.run(["mount", "-t", "tracefs", "nodev", str(TRACEFS)],
+                           capture_output=True, check=False, timeout=30)
+        if not (TRACEFS / "events").is_dir():
+            raise EnvironmentProblem(
+                f"tracefs is not mounted at {TRACEFS}, so no tracepoint can be found",
+                hint=f"mount it: `mount -t tracefs nodev {TRACEFS}`")
+
+
+@dataclass
+class Finished:
+    """How a session ended."""
+
+    requested: bool  # we asked bpftrace to stop (signal, duration, command exit, consumer)
+    engine_status: int | None  # bpftrace's exit status, or -signal
+    command_status: int | None  # the traced command's exit status, shell style (128+sig)
+    diagnostics: list[str]  # bpftrace's log lines, harmless noise removed
+
+
+class _Spawn(pexpect.spawn):  # type: ignore[misc]
+    """pexpect.spawn that lets one extra descriptor through to the child."""
+
+    def __init__(self, *args: Any, pass_fds: tuple[int, ...] = (), **kwargs: Any) -> None:
+        self._pass_fds = pass_fds
+        super().__init__(*args, **kwargs)
+
+    def _spawnpty(self, args: list[str], **kwargs: Any) -> ptyprocess.PtyProcess:
+        return ptyprocess.PtyProcess.spawn(args, pass_fds=self._pass_fds, **kwargs)
+
+
+class GatedCommand:
+    """A command forked now and exec'd only when released."""
+
+    def __init__(self, argv: list[str], *, stdout_to_stderr: bool) -> None:
+        path = shutil.which(argv[0])
+        if path is None:
+            raise UsageError(f"command not found: {argv[0]}",
+                             hint="give a program on PATH or a path to one after --")
+        read_end, self._gate = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:  # the child: wait at the gate, then become the command
+            try:
+                os.close(self._gate)
+                for sig in STOP_SIGNALS:
+                    signal.signal(sig, signal.SIG_DFL)
+                if stdout_to_stderr:
+                    os.dup2(2, 1)
+                if os.read(read_end, 1) == b"":
+                    os._exit(127)  # the tracer gave up before starting it
+                os.close(read_end)
+                os.execv(path, argv)
+            except OSError as exc:
+                os.write(2, f"bptrace-exec: cannot run {argv[0]}: {exc.strerror}\n".encode())
+                os._exit(126)
+            finally:
+                os._exit(127)
+        os.close(read_end)
+        self.status: int | None = None
+        self.released = False
+
+    def release(self) -> None:
+        if self._gate >= 0:
+            os.write(self._gate, b"go")
+            self.released = True
+            self._close_gate()
+
+    def cancel(self) -> None:
+        self._close_gate()
+        if self.status is None:
+            with contextlib.suppress(ChildProcessError):
+                self.status = _shell_status(os.waitpid(self.pid, 0)[1])
+
+    def poll(self) -> int | None:
+        if self.status is None:
+            pid, raw = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.status = _shell_status(raw)
+        return self.status
+
+    def _close_gate(self) -> None:
+        if self._gate >= 0:
+            os.close(self._gate)
+            self._gate = -1
+
+
+def _shell_status(raw: int) -> int:
+    return 128 + os.WTERMSIG(raw) if os.WIFSIGNALED(raw) else os.WEXITSTATUS(raw)
+
+
+class Session:
+    """One bpftrace run. Iterate `lines()` for its JSON output; it always ends clean."""
+
+    def __init__(self, program_text: str, engine: Engine, *, buffer_pages: int,
+                 command: GatedCommand | None = None) -> None:
+        self.engine = engine
+        self.command = command
+        self._workdir = tempfile.TemporaryDirectory(prefix="bptrace-exec-")
+        self.script_path = Path(self._workdir.name) / "program.bt"
+        self.script_path.write_text(program_text)
+        self._read_fd, write_fd = os.pipe()
+        os.set_inheritable(write_fd, True)
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(self._read_fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+        argv = [*engine.flags(), "-f", "json", "-o", f"/dev/fd/{write_fd}",
+                str(self.script_path)]
+        if command is not None:
+            argv.append(str(command.pid))
+        env = {**os.environ, **engine.environment(buffer_pages)}
+        try:
+            self.child = _Spawn(engine.path, argv, env=env, echo=False, encoding=None,
+                                dimensions=(24, 500), pass_fds=(write_fd,))
+        except (OSError, pexpect.ExceptionPexpect) as exc:
+            os.close(write_fd)
+            os.close(self._read_fd)
+            self._workdir.cleanup()
+            raise EnvironmentProblem(f"cannot start {engine.path}: {exc}") from None
+        os.close(write_fd)  # bpftrace holds the only writer: EOF means it is gone
+        self._log = bytearray()
+        self.deadline: float | None = None  # monotonic time at which to stop by itself
+        self._stop_requested = False
+        self._stop_sent_at: float | None = None
+        self._signal_received: int | None = None
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        self._old_handlers = {s: signal.signal(s, self._on_signal) for s in STOP_SIGNALS}
+
+    # --- control ---------------------------------------------------------------------
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._signal_received = signum
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"!")
+
+    @property
+    def signal_received(self) -> int | None:
+        return self._signal_received
+
+    def request_stop(self) -> None:
+        """Ask bpftrace to stop; lines() goes on until everything it had is read."""
+        self._stop_requested = True
+        if self._stop_sent_at is None and self.child.isalive():
+            self._stop_sent_at = time.monotonic()
+            with contextlib.suppress(OSError):
+                self.child.kill(signal.SIGINT)
+
+    def release_command(self) -> None:
+        if self.command is not None:
+            self.command.release()
+
+    # --- output ----------------------------------------------------------------------
+
+    def lines(self) -> Iterator[bytes | None]:
+        """JSON lines as they come; None on every tick (so callers can expire state).
+        Stops on its own at the deadline, a signal, the command's exit or bpftrace's."""
+        sel = selectors.DefaultSelector()
+        sel.register(self._read_fd, selectors.EVENT_READ, "json")
+        sel.register(self.child.child_fd, selectors.EVENT_READ, "log")
+        sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+        pending = b""
+        json_open = True
+        try:
+            while json_open:
+                self._check_stop_conditions()
+                for key, _ in sel.select(TICK_S):
+                    if key.data == "wake":
+                        os.read(self._wake_r, 64)
+                    elif key.data == "log":
+                        if not self._read_log():
+                            sel.unregister(self.child.child_fd)
+                    else:
+                        chunk = os.read(self._read_fd, READ_SIZE)
+                        if not chunk:
+                            json_open = False
+                            break
+                        pending += chunk
+                        *complete, pending = pending.split(b"\n")
+                        yield from complete
+                yield None
+            if pending:
+                yield pending
+        finally:
+            sel.close()
+
+    def _check_stop_conditions(self) -> None:
+        if self._signal_received is not None:
+            self.request_stop()
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            self.request_stop()
+        if self.command is not None and self.command.poll() is not None:
+            self.request_stop()
+        if self._stop_sent_at is not None and time.monotonic() - self._stop_sent_at > STOP_GRACE_S:
+            self.child.terminate(force=True)
+
+    def _read_log(self) -> bool:
+        try:
+            data = os.read(self.child.child_fd, READ_SIZE)
+        except OSError:  # EIO: the pty's other side is closed
+            return False
+        self._log += data
+        return bool(data)
+
+    # --- end ---------------------------------------------------------------------------
+
+    def close(self) -> Finished:
+        """Stop whatever still runs and say how it ended. Safe to call twice."""
+        if self.child.isalive():
+            self.request_stop()
+            deadline = time.monotonic() + STOP_GRACE_S
+            while self.child.isalive() and time.monotonic() < deadline:
+                self._read_log()
+                time.sleep(0.05)
+            if self.child.isalive():
+                self.child.terminate(force=True)
+        with contextlib.suppress(Exception):
+            while self._read_log():
+                pass
+        with contextlib.suppress(Exception):
+            self.child.close()
+        status = self.child.exitstatus
+        if status is None and self.child.signalstatus is not None:
+            status = -self.child.signalstatus
+        if self.command is not None and not self.command.released:
+            self.command.cancel()  # bpftrace never got ready: the command never runs
+        for sig, handler in self._old_handlers.items():
+            signal.signal(sig, handler)
+        self._old_handlers = {}
+        for fd in (self._read_fd, self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._workdir.cleanup()
+        return Finished(
+            requested=self._stop_requested,
+            engine_status=status,
+            command_status=self.command.status if self.command else None,
+            diagnostics=self.diagnostics(),
+        )
+
+    def diagnostics(self) -> list[str]:
+        text = self._log.decode("utf-8", "replace").replace("\r\n", "\n")
+        lines = [ln for ln in text.split("\n") if ln.strip()]
+        return [ln for ln in lines if not any(p.search(ln) for p in _HARMLESS)]
+
+
+def explain_failure(finished: Finished, program_text: str) -> EngineFailure:
+    """bpftrace stopped without being asked: say why in plain words."""
+    lines = finished.diagnostics
+    located = _locate(lines, program_text)
+    detail = "\n".join(f"  {ln}" for ln in lines[-12:]) or "  (it printed nothing)"
+    status = finished.engine_status
+    how = (f"was killed by signal {-status}" if status is not None and status < 0
+           else f"exited with status {status}")
+    message = f"bpftrace {how}:\n{detail}"
+    if located:
+        message += f"\n  generated program line {located}"
+    return EngineFailure(message, hint="run with --emit script to see the whole program; "
+                                       "if it is a verifier or compile error, please report it")
+
+
+_LOCATION = re.compile(r"program\.bt:(\d+):")
+
+
+def _locate(lines: list[str], program_text: str) -> str:
+    for ln in lines:
+        match = _LOCATION.search(ln)
+        if match:
+            number = int(match.group(1))
+            source = program_text.splitlines()
+            if 0 < number <= len(source):
+                return f"{number}: {source[number - 1].strip()}"
+    return ""
