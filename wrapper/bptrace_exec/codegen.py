@@ -39,6 +39,7 @@ from bptrace_exec.spec import (
 )
 
 TEXT_CHUNK = STRLEN - 1  # a str() read keeps one byte for its NUL
+BUF_CHUNK = 192  # a buf() read: 0.23 keeps 4 of max_strlen's bytes for the length
 PATH_MAX = 4096
 PATH_CHUNKS = -(-PATH_MAX // TEXT_CHUNK)
 ARGC_COUNT_LIMIT = 1024  # caller's argc is counted up to here; the count means ">=" at it
@@ -175,6 +176,7 @@ def _enter_probe(profile: Profile, follow: bool, *, emit_argv0: bool) -> str:
         "  @exec_argv[$key] = $argv;\n"
         "  @exec_path[$key] = (uint64)args->filename;\n"
         "  @exec_argc[$key] = $argc;\n"
+        "  @exec_nr[$key] = args->__syscall_nr;  // at exit it can read as execve's\n"
         f"{argv0}"
         "}\n"
     )
@@ -184,11 +186,11 @@ def _image_probe(profile: Profile) -> str:
     chunks = _argv_chunks(profile)
     emit = (
         f"  while ($i < {chunks}) {{\n"
-        f"    if ($i * {STRLEN} >= $size) {{ break; }}\n"
-        f"    $len = $size - $i * {STRLEN};\n"
-        f"    if ($len > {STRLEN}) {{ $len = {STRLEN}; }}\n"
-        f'    printf("argv %lu %lu %lu %rh\\n", $key, $id, $i * {STRLEN},\n'
-        f"           buf(uptr($base + $i * {STRLEN}), $len));\n"
+        f"    if ($i * {BUF_CHUNK} >= $size) {{ break; }}\n"
+        f"    $len = $size - $i * {BUF_CHUNK};\n"
+        f"    if ($len > {BUF_CHUNK}) {{ $len = {BUF_CHUNK}; }}\n"
+        f'    printf("argv %lu %lu %lu %rh\\n", $key, $id, $i * {BUF_CHUNK},\n'
+        f"           buf(uptr($base + $i * {BUF_CHUNK}), $len));\n"
         "    $i++;\n"
         "  }\n"
         if not profile.filters.failed else ""
@@ -223,12 +225,12 @@ def _summary(ret: str, argc: str, more: str, size: str, records: str) -> str:
         '    printf("exec %lu %lu %ld %lu %lu %lu %lu %lu %lu %lu %lu %lu %ld\\n",\n'
         f"           $key, $id, {ret}, nsecs - $id, (uint64)pid,\n"
         "           (uint64)curtask->real_parent->tgid, (uint64)uid, @exec_argc[$key],\n"
-        f"           {argc}, {more}, {size}, {records}, args->__syscall_nr);\n"
+        f"           {argc}, {more}, {size}, {records}, @exec_nr[$key]);\n"
     )
 
 
 def _forget(key: str) -> str:
-    maps = ("exec_start", "exec_argv", "exec_path", "exec_argc")
+    maps = ("exec_start", "exec_argv", "exec_path", "exec_argc", "exec_nr")
     return "".join(f"    delete(@{m}[{key}]);\n" for m in maps)
 
 
@@ -249,7 +251,7 @@ def _success_probe(profile: Profile, enter: int) -> str:
             f"      if (*(uint8 *)uptr($path + $i * {TEXT_CHUNK} - 1) == 0 ||\n"
             f"          *(uint8 *)uptr($path + $i * {TEXT_CHUNK}) == 0) {{ break; }}\n"
             "    }\n"
-            f"    $chunks = ($size + {STRLEN - 1}) / {STRLEN};\n"
+            f"    $chunks = ($size + {BUF_CHUNK - 1}) / {BUF_CHUNK};\n"
             f"    if ($chunks > {chunks}) {{ $chunks = {chunks}; }}\n"
             + _summary("0", "*(uint64 *)uptr($mm->start_stack)", "0", "$size",
                        f"{enter} + $chunks + $i + 1")
@@ -318,7 +320,7 @@ def _exit_probe(follow: bool) -> str:
 
 
 def _end(follow: bool) -> str:
-    maps = ["exec_start", "exec_argv", "exec_path", "exec_argc", "exec_moved"]
+    maps = ["exec_start", "exec_argv", "exec_path", "exec_argc", "exec_nr", "exec_moved"]
     if follow:
         maps.append("exec_follow")
     clears = "".join(f"  clear(@{m});\n" for m in maps)
@@ -327,4 +329,4 @@ def _end(follow: bool) -> str:
 
 def _argv_chunks(profile: Profile) -> int:
     size = int(int_literal(profile.limits.argv_bytes, *ARGV_BYTES_RANGE))
-    return -(-size // STRLEN)
+    return -(-size // BUF_CHUNK)

@@ -1,0 +1,122 @@
+"""Shared fixtures. Tests marked `root` load real probes with real bpftrace binaries:
+every binary named in $BPTRACE_EXEC_TEST_ENGINES (colon-separated), else the system's
+bpftrace and, when installed, Debian 13's under /opt/bpftrace-trixie. Under CI they must
+run: a missing engine or missing root fails instead of skipping."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+TRIXIE = Path("/opt/bpftrace-trixie/bpftrace")
+IN_CI = os.environ.get("CI") == "true"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-goldens", action="store_true",
+                     help="rewrite tests/golden/* from the current code generator")
+
+
+def engine_paths() -> list[str]:
+    listed = [p for p in os.environ.get("BPTRACE_EXEC_TEST_ENGINES", "").split(":") if p]
+    if listed:
+        return listed
+    found = [p for p in [shutil.which("bpftrace")] if p]
+    if TRIXIE.exists():
+        found.append(str(TRIXIE))
+    return found
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.geteuid() == 0 and (Path("/sys/kernel/tracing/events").is_dir()):
+        return
+    if IN_CI:
+        raise pytest.UsageError("CI must run the tracing tests: run as root with tracefs")
+    skip = pytest.mark.skip(reason="needs root and tracefs")
+    for item in items:
+        if "root" in item.keywords:
+            item.add_marker(skip)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "engine" in metafunc.fixturenames:
+        paths = engine_paths()
+        metafunc.parametrize("engine", paths, ids=[_engine_id(p) for p in paths],
+                             scope="module")
+
+
+def _engine_id(path: str) -> str:
+    out = subprocess.run([path, "--version"], capture_output=True, text=True, check=False)
+    return out.stdout.strip().replace("bpftrace ", "") or path
+
+
+@pytest.fixture(scope="session")
+def exec_cases(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The C workload, built once per run."""
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if gcc is None:
+        pytest.fail("a C compiler is needed to build tests/workloads/exec_cases.c")
+    out = tmp_path_factory.mktemp("bin") / "exec_cases"
+    subprocess.run([gcc, "-O2", "-pthread", "-o", str(out),
+                    str(HERE / "workloads" / "exec_cases.c")], check=True)
+    return str(out)
+
+
+@dataclass
+class ToolRun:
+    returncode: int
+    stdout: str
+    stderr: str
+    records: list[dict[str, object]]
+
+    def execs(self) -> list[dict[str, object]]:
+        return [r for r in self.records if r.get("event") == "exec"]
+
+
+def tool_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "bptrace_exec", *args]
+
+
+def run_tool(*args: str, timeout: float = 120, output: Path | None = None,
+             **popen: object) -> ToolRun:
+    """Run bptrace-exec to its end; killed (with its bpftrace) if it overruns."""
+    proc = subprocess.Popen(tool_command(*args), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            **popen)  # type: ignore[call-overload]
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        pytest.fail(f"bptrace-exec overran {timeout}s:\n{stderr}")
+    text = output.read_text() if output else stdout
+    records = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    return ToolRun(proc.returncode, stdout, stderr, records)
+
+
+@pytest.fixture
+def no_bpftrace_left() -> Iterator[None]:
+    """Fails a test that leaves a bpftrace of its own behind."""
+    before = set(_bpftrace_pids())
+    yield
+    left = set(_bpftrace_pids()) - before
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"bpftrace left running: {left}"
+
+
+def _bpftrace_pids() -> list[int]:
+    out = subprocess.run(["pgrep", "-f", "bpftrace"], capture_output=True, text=True,
+                         check=False)
+    return [int(p) for p in out.stdout.split() if int(p) != os.getpid()]

@@ -1,0 +1,68 @@
+"""What every traced exec of tests/workloads/exec_driver.py must look like: shared by the
+live integration tests and by the tests that parse recorded transcripts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from workloads.exec_driver import CASES, Case
+
+DEFAULT_MAX_ARGS = 64
+
+
+def as_bytes(text: str) -> bytes:
+    """JSON text back to the traced bytes (lone surrogates carry the non-UTF-8 ones)."""
+    return text.encode("utf-8", "surrogateescape")
+
+
+def find(events: Iterable[Mapping[str, Any]], marker: str) -> Mapping[str, Any]:
+    hits = [e for e in events if len(e["argv"]) > 1 and e["argv"][1] == marker]
+    assert len(hits) == 1, f"{len(hits)} records for {marker}: {hits}"
+    return hits[0]
+
+
+def expected_argv(case: Case) -> tuple[list[bytes], bool]:
+    argv = list(case.argv)
+    if case.name == "toolong":  # 4096 bytes of argv are read from a successful exec
+        return argv, True
+    if len(argv) > DEFAULT_MAX_ARGS:
+        return argv[:DEFAULT_MAX_ARGS], True
+    if case.errno and any(len(a) > 199 for a in argv):  # failed: 199 bytes per argument
+        return [a[:199] for a in argv], True
+    return argv, False
+
+
+def check_case(events: Iterable[Mapping[str, Any]], case: Case, workdir: str) -> None:
+    event = find(events, f"case-{case.name}")
+    argv = [as_bytes(a) for a in event["argv"]]
+    want, truncated = expected_argv(case)
+    if case.name == "toolong":
+        assert argv[:2] == want[:2]
+        assert want[2].startswith(argv[2]) and len(argv[2]) < len(want[2])
+    else:
+        assert argv == want
+    assert event["argv_truncated"] is truncated
+    assert event["errno"] == case.errno
+    assert (event["ret"] == 0) == (case.errno is None)
+    assert as_bytes(event["filename"]) == case.path.replace("{dir}", workdir).encode()
+    assert event["latency_ns"] > 0
+    assert event["incomplete"] is False
+
+
+def check_all(events: list[Mapping[str, Any]], workdir: str) -> None:
+    for case in CASES:
+        check_case(events, case, workdir)
+    fexec = find(events, "case-execveat")
+    assert fexec["syscall"] == "execveat" and fexec["filename"].startswith("/dev/fd/")
+    assert fexec["argv"] == ["/bin/true", "case-execveat"]
+    # A fresh child passing literals: naive reads at entry see "" for all of these.
+    literal = [e for e in events if e["argv"][:1] == ["literal-argv0"]]
+    assert [e["filename"] for e in literal] == ["/bin/echo", "/nonexistent/literal-prog"]
+    for e in literal:
+        assert e["argv"] == ["literal-argv0", "first literal", "second\tliteral"]
+    assert [e["errno"] for e in literal] == [None, "ENOENT"]
+    thread = [e for e in events if e["argv"] == ["/bin/echo", "from-thread"]]
+    assert len(thread) == 1 and thread[0]["ret"] == 0
+    empty = [e for e in events if e["filename"] == "/bin/true" and e["argv"] == []]
+    assert len(empty) == 1

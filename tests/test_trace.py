@@ -1,0 +1,183 @@
+"""Integration: the real tool, real bpftrace (every installed version), real execs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, run_tool, tool_command
+from expectations import check_all
+
+pytestmark = pytest.mark.root
+DRIVER = str(ROOT / "tests" / "workloads" / "exec_driver.py")
+
+
+def test_every_hard_case_is_exact(engine: str, exec_cases: str, tmp_path: Path,
+                                  no_bpftrace_left: None) -> None:
+    out = tmp_path / "events.jsonl"
+    run = run_tool("execve", "--json", "-o", str(out), "--bpftrace", engine,
+                   "--", sys.executable, DRIVER, str(tmp_path), exec_cases, output=out)
+    assert run.returncode == 0, run.stderr
+    events = run.execs()
+    assert events[0]["argv"][:2] == [sys.executable, DRIVER], "the command's exec comes first"
+    check_all(events, str(tmp_path))
+    assert not (Path("/tmp/pwned")).exists()
+
+
+def test_burst_of_2000_execs_loses_none(engine: str, exec_cases: str, tmp_path: Path,
+                                        no_bpftrace_left: None) -> None:
+    out = tmp_path / "events.jsonl"
+    run = run_tool("--json", "-o", str(out), "--bpftrace", engine,
+                   "--", exec_cases, "storm", "2000", "2", output=out)
+    assert run.returncode == 0, run.stderr
+    trues = [e for e in run.execs() if e["filename"] == "/bin/true"]
+    assert len(trues) == 2000
+    assert all(e["ret"] == 0 and e["argv"] == ["/bin/true"] for e in trues)
+    assert not [r for r in run.records if r.get("event") == "lost"]
+
+
+def test_command_exit_status_and_output_kept_apart(engine: str, tmp_path: Path,
+                                                   no_bpftrace_left: None) -> None:
+    run = run_tool("--json", "--bpftrace", engine, "--", "sh", "-c", "echo out; exit 7")
+    assert run.returncode == 7
+    assert "out" in run.stderr.splitlines()  # the command's stdout: not in the records
+    assert all(line.startswith("{") for line in run.stdout.splitlines())
+    assert [e["argv"] for e in run.execs()] == [["sh", "-c", "echo out; exit 7"]]
+
+
+def test_only_descendants_of_the_command_are_traced(engine: str, tmp_path: Path,
+                                                    no_bpftrace_left: None) -> None:
+    outsider = subprocess.Popen(["sh", "-c", "for i in $(seq 200); do /bin/true outsider; "
+                                 "sleep 0.02; done"])
+    try:
+        run = run_tool("--json", "--bpftrace", engine, "--", "sh", "-c",
+                       "sleep 1; (/bin/true inside)")
+    finally:
+        outsider.kill()
+        outsider.wait()
+    argvs = [e["argv"] for e in run.execs()]
+    assert ["/bin/true", "inside"] in argvs
+    assert ["/bin/true", "outsider"] not in argvs
+
+
+@pytest.mark.parametrize("option,value,keep,drop", [
+    ("--comm", "bpx-kept", "bpx-kept", "bpx-dropped"),
+])
+def test_comm_filter(engine: str, tmp_path: Path, option: str, value: str, keep: str,
+                     drop: str, no_bpftrace_left: None) -> None:
+    """The filter runs in the kernel: the dropped caller's exec never reaches the parser."""
+    script = ("import ctypes,os,sys,time\n"
+              "libc=ctypes.CDLL(None)\n"
+              "for name in sys.argv[1:]:\n"
+              "    pid=os.fork()\n"
+              "    if pid==0:\n"
+              "        libc.prctl(15, name.encode(), 0, 0, 0)\n"
+              "        os.execv('/bin/true', ['/bin/true', name])\n"
+              "    os.waitpid(pid,0)\n")
+    run = run_tool("--json", "--bpftrace", engine, option, value, "--",
+                   sys.executable, "-c", script, keep, drop)
+    argvs = [e["argv"] for e in run.execs()]
+    assert argvs == [["/bin/true", keep]]
+    assert run.execs()[0]["comm"] == keep
+
+
+def test_uid_and_failed_filters(engine: str, tmp_path: Path, no_bpftrace_left: None) -> None:
+    script = ("import os\n"
+              "def run(uid, path):\n"
+              "    pid=os.fork()\n"
+              "    if pid==0:\n"
+              "        os.setuid(uid)\n"
+              "        try: os.execv(path, [path, 'uid%d' % uid])\n"
+              "        except OSError: os._exit(1)\n"
+              "    os.waitpid(pid,0)\n"
+              "run(4242, '/bin/true'); run(4242, '/nonexistent'); run(4343, '/nonexistent')\n")
+    run = run_tool("--json", "--bpftrace", engine, "--uid", "4242", "--failed", "--",
+                   sys.executable, "-c", script)
+    events = run.execs()
+    assert [(e["uid"], e["errno"], e["argv"]) for e in events] == [
+        (4242, "ENOENT", ["/nonexistent", "uid4242"])]
+
+
+def test_pid_and_ppid_filters_are_in_the_program(tmp_path: Path) -> None:
+    text = subprocess.run(tool_command("--pid", "4321", "--ppid", "1", "--emit", "script"),
+                          capture_output=True, text=True, check=True).stdout
+    assert "/pid == 4321 && curtask->real_parent->tgid == 1/" in text.replace("\n", "")
+
+
+def _start(engine: str, *args: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(tool_command("--bpftrace", engine, *args),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 60
+    line = ""
+    while time.monotonic() < deadline and "Tracing" not in line:
+        line = proc.stderr.readline()
+        if not line and proc.poll() is not None:
+            break
+    assert "Tracing" in line, f"no status line; rc={proc.poll()}"
+    return proc
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_signals_stop_cleanly_and_keep_records(engine: str, sig: signal.Signals,
+                                               no_bpftrace_left: None) -> None:
+    proc = _start(engine, "--json", "--comm", "bpx-sig")
+    subprocess.run([sys.executable, "-c",
+                    "import ctypes,os; ctypes.CDLL(None).prctl(15, b'bpx-sig', 0, 0, 0);"
+                    "os.execv('/bin/true', ['/bin/true', 'before-signal'])"], check=True)
+    time.sleep(1)
+    started = time.monotonic()
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert time.monotonic() - started < 10
+    assert proc.returncode == 0, stderr
+    assert '"before-signal"' in stdout
+    assert "Traceback" not in stderr
+
+
+def test_duration_stops_by_itself(engine: str, no_bpftrace_left: None) -> None:
+    started = time.monotonic()
+    run = run_tool("--bpftrace", engine, "--duration", "2", "--comm", "bpx-none", timeout=90)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("TIME ")
+    assert "0 execs traced" in run.stderr
+    assert time.monotonic() - started < 60
+
+
+def test_closed_pipe_ends_the_run(engine: str, no_bpftrace_left: None) -> None:
+    tool = subprocess.Popen(tool_command("--bpftrace", engine, "--json", "--", "sh", "-c",
+                                         "for i in $(seq 300); do /bin/true; done"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert tool.stdout is not None
+    head = subprocess.run(["head", "-3"], stdin=tool.stdout, capture_output=True, timeout=60)
+    tool.stdout.close()
+    _, stderr = tool.communicate(timeout=60)
+    assert len(head.stdout.splitlines()) == 3
+    assert b"Traceback" not in stderr and b"BrokenPipe" not in stderr
+
+
+def test_killed_tool_takes_bpftrace_with_it(engine: str, no_bpftrace_left: None) -> None:
+    proc = _start(engine, "--comm", "bpx-none")
+    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                              text=True, check=False).stdout.split()
+    assert children
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(Path(f"/proc/{c}").exists() for c in children):
+        time.sleep(0.1)
+    assert not any(_alive(int(c)) for c in children)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    return state != "Z"

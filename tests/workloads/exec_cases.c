@@ -1,0 +1,88 @@
+/* Exec patterns that Python cannot produce, driven by the integration tests.
+ *   exec_cases literal            fork; the child execs with string literals only
+ *   exec_cases literal-missing    the same, for a path that does not exist
+ *   exec_cases thread             a non-leader thread calls execve
+ *   exec_cases empty-argv         execve with argv = { NULL }
+ *   exec_cases storm N [WORKERS]  WORKERS processes each fork+exec /bin/true N/WORKERS times
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+static int wait_child(pid_t pid) {
+    int status = 0;
+    if (waitpid(pid, &status, 0) < 0) return 1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+}
+
+static int literal(const char *path) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* Nothing here touches these strings before the kernel does. */
+        execl(path, "literal-argv0", "first literal", "second\tliteral", (char *)NULL);
+        _exit(127);
+    }
+    return wait_child(pid) == 127 ? 0 : 0;
+}
+
+static void *exec_from_thread(void *unused) {
+    (void)unused;
+    char *argv[] = {"/bin/echo", "from-thread", NULL};
+    execve("/bin/echo", argv, environ);
+    return NULL;
+}
+
+static int thread_exec(void) {
+    pthread_t t;
+    pthread_create(&t, NULL, exec_from_thread, NULL);
+    pthread_join(t, NULL);
+    return 1; /* not reached when the exec succeeds */
+}
+
+static int empty_argv(void) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        char *argv[] = {NULL};
+        execve("/bin/true", argv, environ);
+        _exit(127);
+    }
+    return wait_child(pid);
+}
+
+static int storm(long n, int workers) {
+    for (int w = 0; w < workers; w++) {
+        if (fork() == 0) {
+            char *argv[] = {"/bin/true", NULL};
+            for (long i = 0; i < n / workers; i++) {
+                pid_t pid = fork();
+                if (pid == 0) { execve("/bin/true", argv, environ); _exit(127); }
+                if (pid < 0 || wait_child(pid) != 0) _exit(1);
+            }
+            _exit(0);
+        }
+    }
+    int failed = 0;
+    for (int w = 0; w < workers; w++) {
+        int status = 0;
+        wait(&status);
+        failed |= !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+    }
+    return failed;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) { fprintf(stderr, "usage: see the comment at the top\n"); return 2; }
+    if (!strcmp(argv[1], "literal")) return literal("/bin/echo");
+    if (!strcmp(argv[1], "literal-missing")) return literal("/nonexistent/literal-prog");
+    if (!strcmp(argv[1], "thread")) return thread_exec();
+    if (!strcmp(argv[1], "empty-argv")) return empty_argv();
+    if (!strcmp(argv[1], "storm") && argc >= 3)
+        return storm(atol(argv[2]), argc >= 4 ? atoi(argv[3]) : 1);
+    fprintf(stderr, "unknown case %s\n", argv[1]);
+    return 2;
+}
