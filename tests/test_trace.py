@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from conftest import ROOT, run_tool, tool_command
 from expectations import check_all
 
@@ -181,3 +182,31 @@ def _alive(pid: int) -> bool:
         return False
     state = Path(f"/proc/{pid}/stat").read_text().split()[2]
     return state != "Z"
+
+
+GOLDENS = sorted((ROOT / "tests" / "golden").glob("*.bt"))
+
+
+@pytest.mark.parametrize("golden", GOLDENS, ids=[g.stem for g in GOLDENS])
+def test_golden_programs_load_and_run(engine: str, golden: Path,
+                                      no_bpftrace_left: None) -> None:
+    """Every golden file, run as it is by the real bpftrace: attached, BEGIN ran, clean exit."""
+    from bptrace_exec.engine import find_engine
+    from bptrace_exec.runner import GatedCommand, Session
+
+    command = GatedCommand(["/bin/true"], stdout_to_stderr=True) \
+        if "follow" in golden.stem else None
+    session = Session(golden.read_text(), find_engine(engine), buffer_pages=64,
+                      command=command)
+    session.deadline = time.monotonic() + 60
+    seen = []
+    try:
+        for line in session.lines():
+            if line and b'"ready\\n"' in line:
+                seen.append(line)
+                session.release_command()
+                session.request_stop()
+    finally:
+        finished = session.close()
+    assert seen, finished.diagnostics
+    assert finished.engine_status == 0, finished.diagnostics

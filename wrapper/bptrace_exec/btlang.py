@@ -7,7 +7,8 @@ import string
 # Bytes written as themselves inside a bpftrace string literal; everything else becomes a
 # three-digit octal escape, which both 0.17 and 0.23 read and which never runs on into a
 # following digit (unlike \x, whose length is open-ended in C).
-_PLAIN = frozenset((string.ascii_letters + string.digits + " _-.,:/@+=%#~^[](){}<>!?*&|;'").encode())
+_PLAIN = frozenset(
+    (string.ascii_letters + string.digits + " _-.,:/@+=%#~^[](){}<>!?*&|;'").encode())
 
 
 def string_literal(value: str) -> str:

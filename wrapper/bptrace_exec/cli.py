@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TextIO
 
 from bptrace_exec import __version__
 from bptrace_exec.assemble import Assembler
 from bptrace_exec.codegen import generate
-from bptrace_exec.decode import Attached, Lost, Note, Printf, decode_line
+from bptrace_exec.decode import Attached, Lost, Note, Printf, Record, decode_line
 from bptrace_exec.engine import find_engine
 from bptrace_exec.errors import EXIT_OK, UsageError, UserError
 from bptrace_exec.events import ExecEvent
@@ -133,33 +134,33 @@ def _profile(args: argparse.Namespace) -> Profile:
 def _run(args: argparse.Namespace, command: list[str]) -> int:
     profile = _profile(args)
     if args.duration is not None and not 0 < args.duration <= 10 ** 7:
-        raise _usage("--duration must be a positive number of seconds")
+        raise UsageError("--duration must be a positive number of seconds")
     if args.emit == "script":
         engine = None
-        try:
+        with contextlib.suppress(UserError):  # the program is the same for every version
             engine = find_engine(args.bpftrace)
-        except UserError:
-            pass  # the program is the same for every version; the header just says less
         sys.stdout.write(generate(profile, engine, follow=bool(command)).text)
         return EXIT_OK
     check_environment()
     engine = find_engine(args.bpftrace)
     pages = args.buffer_pages or (4096 if engine.ring_shared else 1024)
     if pages < 1 or pages & (pages - 1) or pages > 1 << 16:
-        raise _usage(f"--buffer-pages {pages} is not a power of 2 between 1 and 65536")
+        raise UsageError(f"--buffer-pages {pages} is not a power of 2 between 1 and 65536")
     program = generate(profile, engine, follow=bool(command))
-    out = open(args.output, "w", buffering=1, encoding="utf-8") if args.output else sys.stdout
-    try:
+    with contextlib.ExitStack() as stack:
+        out = (stack.enter_context(open(args.output, "w", buffering=1, encoding="utf-8"))
+               if args.output else sys.stdout)
         gated = GatedCommand(command, stdout_to_stderr=not args.output) if command else None
         session = Session(program.text, engine, buffer_pages=pages, command=gated)
-        return _trace(session, profile, args, out, program.text)
-    finally:
-        if out is not sys.stdout:
-            out.close()
-
-
-def _usage(message: str) -> UserError:
-    return UsageError(message)
+        run = _Run(session, profile, _Sink(out, profile.output_format == "json"), args)
+        try:
+            run.trace()
+        finally:
+            finished = session.close()
+        if not finished.requested:
+            raise explain_failure(finished, program.text)
+        run.report()
+        return finished.command_status if finished.command_status is not None else EXIT_OK
 
 
 class _Sink:
@@ -184,78 +185,82 @@ class _Sink:
             self.write(table_row(event))
 
 
-def _trace(session: Session, profile: Profile, args: argparse.Namespace, out: TextIO,
-           program_text: str) -> int:
-    as_json = profile.output_format == "json"
-    sink = _Sink(out, as_json)
-    assembler = Assembler(wall_offset_ns=time.time_ns() - time.monotonic_ns(),
-                          max_args=profile.limits.max_args)
-    say = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
-    lost = execs = probes = 0
-    notes: list[str] = []
-    started = time.monotonic()
-    try:
-        for line in session.lines():
+class _Run:
+    """One tracing run: bpftrace's lines in, rows out, counts kept for the summary."""
+
+    def __init__(self, session: Session, profile: Profile, sink: _Sink,
+                 args: argparse.Namespace) -> None:
+        self.session, self.profile, self.sink, self.args = session, profile, sink, args
+        self.assembler = Assembler(wall_offset_ns=time.time_ns() - time.monotonic_ns(),
+                                   max_args=profile.limits.max_args)
+        self.execs = self.lost = self.probes = 0
+        self.notes: list[str] = []
+        self.started = time.monotonic()
+
+    def say(self, message: str) -> None:
+        if not self.args.quiet:
+            print(message, file=sys.stderr)
+
+    def show(self, events: Iterable[ExecEvent]) -> None:
+        for event in events:
+            self.sink.event(event)
+            self.execs += 1
+
+    def trace(self) -> None:
+        for line in self.session.lines():
             now = time.monotonic_ns()
             if line is None:
-                for event in assembler.expire(now):
-                    sink.event(event)
-                    execs += 1
+                self.show(self.assembler.expire(now))
             else:
-                record = decode_line(line)
-                if isinstance(record, Printf):
-                    was_ready = assembler.ready
-                    for event in assembler.feed(record.text, now):
-                        sink.event(event)
-                        execs += 1
-                    if assembler.ready and not was_ready:
-                        started = time.monotonic()
-                        if args.duration:
-                            session.deadline = started + args.duration
-                        say(f"Tracing {', '.join(profile.probes)} with bpftrace "
-                            f"{session.engine.version_text} ({probes} probes). "
-                            + ("Running the command." if session.command else
-                               "Hit Ctrl-C to end."))
-                        if not as_json:
-                            sink.write(table_header())
-                        session.release_command()
-                elif isinstance(record, Attached):
-                    probes = record.probes
-                elif isinstance(record, Lost):
-                    lost += record.count
-                    if as_json:
-                        sink.write(json_line({"event": "lost", "time": iso_time(time.time_ns()),
-                                              "count": record.count}))
-                    print(f"bptrace-exec: bpftrace lost {record.count} events (its buffer "
-                          "was full); raise --buffer-pages", file=sys.stderr)
-                elif isinstance(record, Note):
-                    notes.append(f"{record.kind}: {record.detail}")
-            if sink.closed:
-                session.request_stop()
-        for event in assembler.flush():
-            sink.event(event)
-            execs += 1
-    finally:
-        finished = session.close()
-    if not finished.requested:
-        raise explain_failure(finished, program_text)
-    stats = assembler.stats
-    summary = f"{execs} execs traced in {time.monotonic() - started:.1f} s"
-    if lost:
-        summary += f"; bpftrace lost {lost} events"
-    if stats.incomplete:
-        summary += f"; {stats.incomplete} shown incomplete ([records lost])"
-    if stats.orphaned:
-        summary += f"; {stats.orphaned} partial execs dropped (no return record)"
-    if stats.malformed or stats.unknown:
-        summary += f"; {stats.malformed + stats.unknown} unreadable records"
-    say(f"bptrace-exec: {summary}.")
-    if notes:
-        print(f"bptrace-exec: bpftrace also reported {len(notes)} record(s) it does not use; "
-              f"first: {notes[0]}", file=sys.stderr)
-    if finished.command_status is not None:
-        return finished.command_status
-    return EXIT_OK
+                self.on_record(decode_line(line), now)
+            if self.sink.closed:
+                self.session.request_stop()
+        self.show(self.assembler.flush())
+
+    def on_record(self, record: Record | None, now: int) -> None:
+        if isinstance(record, Printf):
+            was_ready = self.assembler.ready
+            self.show(self.assembler.feed(record.text, now))
+            if self.assembler.ready and not was_ready:
+                self.on_ready()
+        elif isinstance(record, Attached):
+            self.probes = record.probes
+        elif isinstance(record, Lost):
+            self.lost += record.count
+            if self.sink.as_json:
+                self.sink.write(json_line({"event": "lost", "time": iso_time(time.time_ns()),
+                                           "count": record.count}))
+            print(f"bptrace-exec: bpftrace lost {record.count} events (its buffer was "
+                  "full); raise --buffer-pages", file=sys.stderr)
+        elif isinstance(record, Note):
+            self.notes.append(f"{record.kind}: {record.detail}")
+
+    def on_ready(self) -> None:
+        self.started = time.monotonic()
+        if self.args.duration:
+            self.session.deadline = self.started + self.args.duration
+        end = "Running the command." if self.session.command else "Hit Ctrl-C to end."
+        self.say(f"Tracing {', '.join(self.profile.probes)} with bpftrace "
+                 f"{self.session.engine.version_text} ({self.probes} probes). {end}")
+        if not self.sink.as_json:
+            self.sink.write(table_header())
+        self.session.release_command()
+
+    def report(self) -> None:
+        stats = self.assembler.stats
+        summary = f"{self.execs} execs traced in {time.monotonic() - self.started:.1f} s"
+        if self.lost:
+            summary += f"; bpftrace lost {self.lost} events"
+        if stats.incomplete:
+            summary += f"; {stats.incomplete} shown incomplete ([records lost])"
+        if stats.orphaned:
+            summary += f"; {stats.orphaned} partial execs dropped (no return record)"
+        if stats.malformed or stats.unknown:
+            summary += f"; {stats.malformed + stats.unknown} unreadable records"
+        self.say(f"bptrace-exec: {summary}.")
+        if self.notes:
+            print(f"bptrace-exec: bpftrace also printed {len(self.notes)} record(s) that "
+                  f"bptrace-exec does not use; the first: {self.notes[0]}", file=sys.stderr)
 
 
 if __name__ == "__main__":

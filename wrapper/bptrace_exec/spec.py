@@ -251,7 +251,7 @@ def _output(node: yaml.Node, source: str) -> str:
         raise SpecError(m.where("format"), f"unknown output format {fmt!r}",
                         hint=f"use one of: {', '.join(OUTPUT_FORMATS)}")
     m.reject_unknown()
-    return fmt
+    return str(fmt)
 
 
 def _boolean(value: Any, where: str) -> bool:

@@ -1,0 +1,96 @@
+"""The command line without root: help, --emit, and every usage error (exit 2, no
+traceback, the file and line, a way out)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bptrace_exec.cli import build_parser, main
+from conftest import tool_command
+
+
+def run(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(tool_command(*args), capture_output=True, text=True, timeout=60,
+                          check=False, **kw)  # type: ignore[call-overload]
+
+
+def test_every_option_has_help_and_help_ends_with_examples() -> None:
+    parser = build_parser()
+    for action in parser._actions:
+        assert action.help, action.option_strings
+    text = parser.format_help()
+    assert "examples:" in text and "exit status:" in text
+    for option in ("--comm", "--uid", "--pid", "--ppid", "--failed", "--json", "--duration",
+                   "--max-args", "--emit"):
+        assert f"bptrace-exec execve {option}" in text or f"{option} " in text
+
+
+def test_emit_script_needs_no_root(monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setenv("PATH", "/nonexistent")  # and no bpftrace either
+    assert main(["execve", "--comm", "bash", "--emit", "script"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("#!/usr/bin/env bpftrace")
+    assert '/comm == "bash"/' in out
+
+
+def test_not_root_is_a_clear_error(monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert main(["execve"]) == 3
+    err = capsys.readouterr().err
+    assert "needs root" in err and "sudo" in err
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--uid", "abc"], "invalid int value"),
+    (["--uid", "-1"], "--uid -1"),
+    (["--comm", "x" * 20], "15"),
+    (["--max-args", "0"], "--max-args"),
+    (["--duration", "-3"], "--duration"),
+    (["--buffer-pages", "3"], "power of 2"),
+    (["nosuchprofile"], "no profile named"),
+    (["--"], "nothing after --"),
+    (["--emit", "program"], "invalid choice"),
+])
+def test_usage_errors(args: list[str], words: str) -> None:
+    out = run(*args)
+    assert out.returncode == 2, out.stderr
+    assert words in out.stderr and "Traceback" not in out.stderr
+
+
+def test_bad_profile_names_file_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nfilters:\n  uid: [root]\n")
+    out = run(str(bad))
+    assert out.returncode == 2
+    assert f"{bad}:3: expected a whole number" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_malformed_yaml(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nprobes: [execve\nfilters: {}\n")
+    out = run(str(bad))
+    assert out.returncode == 2 and f"{bad}:" in out.stderr and "not valid YAML" in out.stderr
+
+
+def test_missing_bpftrace(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the root check comes first")
+    out = run("--bpftrace", str(tmp_path / "nope"), "--duration", "1")
+    assert out.returncode == 3 and "bpftrace not found" in out.stderr
+
+
+def test_profile_values_flow_into_the_program(tmp_path: Path) -> None:
+    prof = tmp_path / "mine.yaml"
+    prof.write_text("version: 1\nprobes: [execve]\nfilters:\n  uid: [1000]\n"
+                    "limits:\n  max_args: 5\n")
+    text = run(str(prof), "--emit", "script").stdout
+    assert "/uid == 1000/" in text and "while ($i < 5)" in text
+    assert "sys_enter_execveat" not in text

@@ -1,0 +1,85 @@
+"""Rendering: bash reads the quoted argv back byte for byte; JSON is lossless; no raw
+control character ever reaches a terminal."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from bptrace_exec.events import ExecEvent
+from bptrace_exec.render import (
+    COLUMNS,
+    command_line,
+    event_to_dict,
+    iso_time,
+    json_line,
+    safe_text,
+    shell_quote,
+    table_header,
+    table_row,
+)
+from workloads.exec_driver import HARD_ARGS
+
+
+def event(argv: tuple[bytes, ...], **kw: object) -> ExecEvent:
+    base: dict[str, object] = dict(
+        time_ns=1_764_000_000_123_456_789, pid=10, ppid=1, uid=0, tid=10, comm=b"bash",
+        filename=b"/bin/x", filename_truncated=False, argv=argv, argv_truncated=False,
+        ret=0, latency_ns=1_234_567, syscall="execve")
+    base.update(kw)
+    return ExecEvent(**base)  # type: ignore[arg-type]
+
+
+def test_bash_reads_the_quoted_argv_back_exactly() -> None:
+    line = command_line(event(HARD_ARGS))
+    out = subprocess.run(["bash", "-c", f"printf '%s\\0' {line}"], capture_output=True,
+                         check=True).stdout
+    assert out.split(b"\0")[:-1] == list(HARD_ARGS)
+
+
+@pytest.mark.parametrize("raw", [b"\x1b[2J", b"a\x07b", b"\xff", "\u202e".encode(),
+                                 b"\x9b31m", "\u2028".encode(), b"\r"])
+def test_nothing_unsafe_reaches_the_terminal(raw: bytes) -> None:
+    row = table_row(event((b"x", raw), comm=raw, filename=raw))
+    assert all(c.isprintable() or c == " " for c in row), repr(row)
+    assert not any(0x202A <= ord(c) <= 0x202E or 0x2066 <= ord(c) <= 0x2069 for c in row)
+
+
+def test_safe_text_is_unambiguous() -> None:
+    assert safe_text(b"a\\x00") != safe_text(b"a\x00")
+    assert safe_text(b"plain") == "plain"
+
+
+def test_json_is_lossless_and_ascii_safe() -> None:
+    e = event(HARD_ARGS, ret=-2)
+    line = json_line(event_to_dict(e))
+    line.encode("utf-8")  # no lone surrogate left raw
+    back = json.loads(line)
+    assert [a.encode("utf-8", "surrogateescape") for a in back["argv"]] == list(HARD_ARGS)
+    assert back["errno"] == "ENOENT" and back["ret"] == -2
+    assert back["time"] == "2025-11-24T16:00:00.123456Z"
+    assert set(back) >= {"time", "pid", "ppid", "uid", "comm", "filename", "argv",
+                         "argv_truncated", "ret", "errno", "latency_ns"}
+
+
+def test_non_utf8_uses_lone_surrogate_escapes() -> None:
+    line = json_line(event_to_dict(event((b"\xff",))))
+    assert '"argv":["\\udcff"]' in line
+
+
+def test_table_columns_line_up() -> None:
+    header, row = table_header(), table_row(event((b"ls", b"-l"), ret=-13))
+    assert header.split()[:len(COLUMNS)] == [c.title for c in COLUMNS]
+    assert row.index("EACCES") == header.index("RET")
+    assert row.endswith("/bin/x               ls -l")
+
+
+def test_truncation_is_shown() -> None:
+    assert command_line(event((b"a",), argv_truncated=True)) == "a [...]"
+    assert shell_quote(b"") == "''"
+
+
+def test_iso_time() -> None:
+    assert iso_time(0) == "1970-01-01T00:00:00.000000Z"

@@ -1,0 +1,107 @@
+"""Profiles: every bad input is refused with the file, the line and a way out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bptrace_exec.errors import SpecError, UsageError
+from bptrace_exec.spec import (
+    Filters,
+    Limits,
+    available_profiles,
+    load_profile,
+    parse_profile,
+    with_overrides,
+)
+
+
+def parse(text: str):  # noqa: ANN201
+    return parse_profile(text, source="p.yaml", name="p")
+
+
+def test_shipped_profile_loads_by_name_and_path() -> None:
+    by_name = load_profile("execve")
+    by_path = load_profile(str(Path(__file__).parents[1] / "probes" / "execve.yaml"))
+    assert by_name.probes == by_path.probes == ("execve", "execveat")
+    assert by_name.filters == Filters() and by_name.limits == Limits()
+    assert "execve" in available_profiles()
+    assert by_name.description.startswith("Trace every execve")
+
+
+def test_smallest_profile() -> None:
+    p = parse("version: 1\nprobes: [execve, execveat]\n"
+              "filters:\n  comm: [bash, sh]\n  uid: [1000]\n")
+    assert p.filters.comm == ("bash", "sh") and p.filters.uid == (1000,)
+    assert p.output_format == "table"
+
+
+def test_single_values_are_one_element_lists() -> None:
+    assert parse("version: 1\nfilters: {comm: bash, pid: 7}").filters == Filters(
+        comm=("bash",), pid=(7,))
+
+
+@pytest.mark.parametrize("text,where,words", [
+    ("version: 1\nprobes: [execve\n", "p.yaml:3", "not valid YAML"),
+    ("", "p.yaml", "empty"),
+    ("probes: [execve]\n", "p.yaml", "`version` is missing"),
+    ("version: 2\n", "p.yaml:1", "unsupported schema version 2"),
+    ("version: 1\nprobez: [execve]\n", "p.yaml:2", "unknown key `probez`"),
+    ("version: 1\nprobes: [openat]\n", "p.yaml:2", "unknown probe 'openat'"),
+    ("version: 1\nprobes: []\n", "p.yaml:2", "`probes` is empty"),
+    ("version: 1\nprobes: [execve, execve]\n", "p.yaml:2", "listed twice"),
+    ("version: 1\nprobes: execve\n", "p.yaml:2", "expected a list"),
+    ("version: 1\nfilters:\n  uid: [abc]\n", "p.yaml:3", "expected a whole number"),
+    ("version: 1\nfilters:\n  uid: [-1]\n", "p.yaml:3", "out of range"),
+    ("version: 1\nfilters:\n  pid: [0]\n", "p.yaml:3", "out of range"),
+    ("version: 1\nfilters:\n  uid: [true]\n", "p.yaml:3", "expected a whole number"),
+    ("version: 1\nfilters:\n  comm: [a-very-long-command-name]\n", "p.yaml:3", "15"),
+    ("version: 1\nfilters:\n  comm: ['']\n", "p.yaml:3", "non-empty"),
+    ("version: 1\nfilters:\n  comm: [[nested]]\n", "p.yaml:3", "single value"),
+    ("version: 1\nfilters:\n  failed: yes please\n", "p.yaml:3", "true or false"),
+    ("version: 1\nfilters:\n  gid: [1]\n", "p.yaml:3", "unknown key `gid`"),
+    ("version: 1\nfilters: [comm]\n", "p.yaml:2", "must be a mapping"),
+    ("version: 1\nlimits:\n  max_args: 0\n", "p.yaml:3", "out of range"),
+    ("version: 1\nlimits:\n  max_args: 1.5\n", "p.yaml:3", "whole number"),
+    ("version: 1\nlimits:\n  argv_bytes: 99999999\n", "p.yaml:3", "out of range"),
+    ("version: 1\noutput:\n  format: xml\n", "p.yaml:3", "unknown output format"),
+    ("version: 1\nversion: 1\n", "p.yaml:2", "given twice"),
+    ("version: 1\ndescription: [a]\n", "p.yaml:2", "single value"),
+    ("- 1\n- 2\n", "p.yaml:1", "must be a mapping"),
+])
+def test_bad_profiles(text: str, where: str, words: str) -> None:
+    with pytest.raises(SpecError) as err:
+        parse(text)
+    assert str(err.value).startswith(where + ":") or str(err.value).startswith(where + " ")
+    assert words in str(err.value)
+
+
+def test_errors_carry_a_hint() -> None:
+    with pytest.raises(SpecError) as err:
+        parse("version: 1\nprobes: [openat]\n")
+    assert "valid probes: execve, execveat" in str(err.value)
+
+
+def test_unknown_profile_name_lists_the_shipped_ones() -> None:
+    with pytest.raises(UsageError) as err:
+        load_profile("nosuchprofile")
+    assert "shipped profiles: execve" in str(err.value)
+
+
+def test_missing_file() -> None:
+    with pytest.raises(UsageError, match="not found"):
+        load_profile("./missing.yaml")
+
+
+def test_overrides_replace_and_are_validated() -> None:
+    base = parse("version: 1\nfilters: {comm: [bash], uid: [1]}\n")
+    p = with_overrides(base, comm=["sh"], failed=True, max_args=8)
+    assert p.filters == Filters(comm=("sh",), uid=(1,), failed=True)
+    assert p.limits.max_args == 8
+    with pytest.raises(SpecError, match="--uid -5"):
+        with_overrides(base, uid=[-5])
+    with pytest.raises(SpecError, match="--max-args"):
+        with_overrides(base, max_args=100000)
+    with pytest.raises(SpecError, match="15"):
+        with_overrides(base, comm=["x" * 16])
