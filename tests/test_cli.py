@@ -94,3 +94,17 @@ def test_profile_values_flow_into_the_program(tmp_path: Path) -> None:
     text = run(str(prof), "--emit", "script").stdout
     assert "/uid == 1000/" in text and "while ($i < 5)" in text
     assert "sys_enter_execveat" not in text
+
+
+def test_bpftrace_from_the_environment(tmp_path: Path) -> None:
+    fake = tmp_path / "fake-bpftrace"
+    fake.write_text("#!/bin/sh\necho 'bpftrace v0.42.1'\n")
+    fake.chmod(0o755)
+    out = run("--emit", "script", env={**os.environ, "BPFTRACE": str(fake)})
+    assert "for bpftrace v0.42.1." in out.stdout
+    old = tmp_path / "old-bpftrace"
+    old.write_text("#!/bin/sh\necho 'bpftrace v0.9.4'\n")
+    old.chmod(0o755)
+    if os.geteuid() == 0:
+        out = run("--bpftrace", str(old), "--duration", "1")
+        assert out.returncode == 3 and "needs v0.17.0 or newer" in out.stderr

@@ -41,7 +41,7 @@ def test_golden(name: str, request: pytest.FixtureRequest) -> None:
 def test_filters_become_one_kernel_predicate() -> None:
     text = (GOLDEN / "filters.bt").read_text()
     assert ('/(comm == "bash" || comm == "we\\042ird\\134na*/me") && (uid == 0 || uid == 1000)'
-            ' && pid == 42 && curtask->real_parent->tgid == 1/') in text
+            ' && curtask->tgid == 42 && curtask->real_parent->tgid == 1/') in text
 
 
 def test_header_says_what_and_how() -> None:

@@ -159,6 +159,9 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
             finished = session.close()
         if not finished.requested:
             raise explain_failure(finished, program.text)
+        if finished.forced:
+            print("bptrace-exec: bpftrace did not stop within 10 s of SIGINT and was killed; "
+                  "records it still held are lost", file=sys.stderr)
         run.report()
         return finished.command_status if finished.command_status is not None else EXIT_OK
 

@@ -44,6 +44,9 @@ PATH_MAX = 4096
 PATH_CHUNKS = -(-PATH_MAX // TEXT_CHUNK)
 ARGC_COUNT_LIMIT = 1024  # caller's argc is counted up to here; the count means ">=" at it
 READY = "ready"
+# Global ids: 0.23's pid/tid builtins are namespaced when bpftrace runs in a pid namespace.
+TID = "(uint64)curtask->pid"
+PID = "(uint64)curtask->tgid"
 
 
 @dataclass(frozen=True)
@@ -128,10 +131,10 @@ def _predicate(f: Filters, follow: bool) -> str:
 
     any_of("comm", [string_literal(c) for c in f.comm])
     any_of("uid", [int_literal(u, 0, UID_MAX) for u in f.uid])
-    any_of("pid", [int_literal(p, 1, PID_MAX) for p in f.pid])
+    any_of("curtask->tgid", [int_literal(p, 1, PID_MAX) for p in f.pid])
     any_of("curtask->real_parent->tgid", [int_literal(p, 0, PID_MAX) for p in f.ppid])
     if follow:
-        clauses.append("@exec_follow[(uint64)tid]")
+        clauses.append(f"@exec_follow[{TID}]")
     return f"/{' && '.join(clauses)}/\n" if clauses else ""
 
 
@@ -163,7 +166,7 @@ def _enter_probe(profile: Profile, follow: bool, *, emit_argv0: bool) -> str:
         f"{_tracepoints(profile, 'enter')}\n"
         f"{_predicate(profile.filters, follow)}"
         "{\n"
-        "  $key = (uint64)tid;\n"
+        f"  $key = {TID};\n"
         "  $argv = (uint64)args->argv;\n"
         "  $argc = (uint64)0;\n"
         "  $arg0 = (uint64)0;\n"
@@ -214,8 +217,9 @@ def _image_probe(profile: Profile) -> str:
 
 
 _KEY = (
-    "  $key = (uint64)tid;\n"
-    "  if (@exec_moved[$key]) { $key = @exec_moved[$key]; delete(@exec_moved[(uint64)tid]); }\n"
+    f"  $tid = {TID};\n"
+    "  $key = $tid;\n"
+    "  if (@exec_moved[$tid]) { $key = @exec_moved[$tid]; delete(@exec_moved[$tid]); }\n"
     "  $id = @exec_start[$key];\n"
 )
 
@@ -223,7 +227,7 @@ _KEY = (
 def _summary(ret: str, argc: str, more: str, size: str, records: str) -> str:
     return (
         '    printf("exec %lu %lu %ld %lu %lu %lu %lu %lu %lu %lu %lu %lu %ld\\n",\n'
-        f"           $key, $id, {ret}, nsecs - $id, (uint64)pid,\n"
+        f"           $key, $id, {ret}, nsecs - $id, {PID},\n"
         "           (uint64)curtask->real_parent->tgid, (uint64)uid, @exec_argc[$key],\n"
         f"           {argc}, {more}, {size}, {records}, @exec_nr[$key]);\n"
     )
@@ -306,13 +310,14 @@ def _failure_probe(profile: Profile, enter: int) -> str:
 
 
 def _exit_probe(follow: bool) -> str:
-    unfollow = "  if (@exec_follow[(uint64)tid]) { delete(@exec_follow[(uint64)tid]); }\n"
+    unfollow = "  if (@exec_follow[$tid]) { delete(@exec_follow[$tid]); }\n"
     return (
         "// A thread killed inside execve never returns from it: forget its entry.\n"
         "tracepoint:sched:sched_process_exit\n"
         "{\n"
-        "  if (@exec_start[(uint64)tid]) {\n"
-        + _forget("(uint64)tid")
+        f"  $tid = {TID};\n"
+        "  if (@exec_start[$tid]) {\n"
+        + _forget("$tid")
         + "  }\n"
         + (unfollow if follow else "")
         + "}\n"

@@ -75,6 +75,7 @@ class Finished:
     engine_status: int | None  # bpftrace's exit status, or -signal
     command_status: int | None  # the traced command's exit status, shell style (128+sig)
     diagnostics: list[str]  # bpftrace's log lines, harmless noise removed
+    forced: bool = False  # bpftrace ignored SIGINT for STOP_GRACE_S and was killed
 
 
 class _Spawn(pexpect.spawn):  # type: ignore[misc]
@@ -178,6 +179,7 @@ class Session:
         self._log = bytearray()
         self.deadline: float | None = None  # monotonic time at which to stop by itself
         self._stop_requested = False
+        self._forced = False
         self._stop_sent_at: float | None = None
         self._signal_received: int | None = None
         self._wake_r, self._wake_w = os.pipe()
@@ -249,6 +251,7 @@ class Session:
         if self.command is not None and self.command.poll() is not None:
             self.request_stop()
         if self._stop_sent_at is not None and time.monotonic() - self._stop_sent_at > STOP_GRACE_S:
+            self._forced = True
             self.child.terminate(force=True)
 
     def _read_log(self) -> bool:
@@ -270,6 +273,7 @@ class Session:
                 self._read_log()
                 time.sleep(0.05)
             if self.child.isalive():
+                self._forced = True
                 self.child.terminate(force=True)
         with contextlib.suppress(Exception):
             while self._read_log():
@@ -293,6 +297,7 @@ class Session:
             engine_status=status,
             command_status=self.command.status if self.command else None,
             diagnostics=self.diagnostics(),
+            forced=self._forced,
         )
 
     def diagnostics(self) -> list[str]:
