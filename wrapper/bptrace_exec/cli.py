@@ -4,28 +4,29 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import json
 import sys
-import time
 from collections.abc import Iterable, Sequence
-from typing import TextIO
 
 from bptrace_exec import __version__
-from bptrace_exec.assemble import Assembler
 from bptrace_exec.codegen import generate
-from bptrace_exec.decode import Attached, Lost, Note, Printf, Record, decode_line
 from bptrace_exec.engine import find_engine
 from bptrace_exec.errors import EXIT_OK, UsageError, UserError
-from bptrace_exec.events import ExecEvent
-from bptrace_exec.render import event_to_dict, iso_time, json_line, table_header, table_row
+from bptrace_exec.export import FORMATS, check_writable, format_for, write_export
+from bptrace_exec.pipeline import EventRun, Run, RunOptions, Sink, StatsRun, stderr
+from bptrace_exec.report import render_report
 from bptrace_exec.runner import GatedCommand, Session, check_environment, explain_failure
 from bptrace_exec.spec import (
     ARGV_BYTES_RANGE,
     MAX_ARGS_RANGE,
+    TOP_RANGE,
     Profile,
     available_profiles,
     load_profile,
     with_overrides,
 )
+from bptrace_exec.stats import from_events
 
 EXAMPLES = """\
 examples:
@@ -39,6 +40,10 @@ examples:
   bptrace-exec execve -o execs.jsonl --json   # write records to a file
   bptrace-exec execve --max-args 8       # keep at most 8 arguments per exec
   bptrace-exec execve --emit script      # print the bpftrace program and exit
+  bptrace-exec execve --stats --duration 60   # counts and latency, reported after 60 s
+  bptrace-exec execve --stats --top 5 --interval 10   # a top-5 report every 10 s
+  bptrace-exec execve --export execs.prom --duration 60   # Prometheus textfile
+  bptrace-exec --stats --from execs.jsonl   # report on JSON lines written earlier
   bptrace-exec ./my-profile.yaml         # a profile of your own
   bptrace-exec -- make -j2               # run make, trace it and its descendants
 
@@ -47,6 +52,7 @@ exit status:
   1    bpftrace refused the program or died while tracing
   2    bad command line or profile; nothing was run
   3    environment: not root, no usable bpftrace, no tracefs
+  4    the --export file could not be written (the report was printed)
   N    with -- COMMAND: COMMAND's own exit status (128+signal if killed)
 
 fields (table): TIME local time of the call, PID/PPID/UID of the caller, COMM the
@@ -85,6 +91,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the generated bpftrace program and exit (no root needed)")
     o.add_argument("-q", "--quiet", action="store_true",
                    help="no status line and no end-of-run summary on stderr")
+    s = p.add_argument_group("stats (count in the kernel, report at the end)")
+    s.add_argument("--stats", action="store_true", help="a report instead of one row per exec")
+    s.add_argument("--top", type=int, metavar="N",
+                   help=f"rows per table in the report ({TOP_RANGE[0]}-{TOP_RANGE[1]}, "
+                        "default 10)")
+    s.add_argument("--interval", type=int, metavar="SECONDS",
+                   help="also report every SECONDS, counts since the start (1-86400)")
+    s.add_argument("--export", metavar="PATH",
+                   help="write the report to PATH too (implies --stats); the format comes "
+                        "from the extension: " + ", ".join(FORMATS))
+    s.add_argument("--export-format", choices=sorted(set(FORMATS.values())),
+                   help="the export format, whatever PATH's extension")
+    s.add_argument("--from", dest="from_file", metavar="FILE",
+                   help="report on JSON lines written earlier with --json (no root needed)")
     r = p.add_argument_group("run")
     r.add_argument("--duration", type=float, metavar="SECONDS", help="stop after SECONDS")
     r.add_argument("--max-args", type=int, metavar="N",
@@ -127,7 +147,8 @@ def _profile(args: argparse.Namespace) -> Profile:
         profile,
         comm=args.comm, uid=args.uid, pid=args.pid, ppid=args.ppid, failed=args.failed,
         max_args=args.max_args, argv_bytes=args.argv_bytes,
-        output_format="json" if args.json else None,
+        stats=True if args.stats or args.from_file else None, top=args.top,
+        interval=args.interval, output_format="json" if args.json else None,
     )
 
 
@@ -135,6 +156,14 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
     profile = _profile(args)
     if args.duration is not None and not 0 < args.duration <= 10 ** 7:
         raise UsageError("--duration must be a positive number of seconds")
+    export_format = None
+    if args.export:
+        export_format = format_for(args.export, args.export_format)
+        check_writable(args.export)
+        profile = dataclasses.replace(profile, stats=dataclasses.replace(profile.stats,
+                                                                         enabled=True))
+    if args.from_file:
+        return _stats_from_file(args, profile, export_format)
     if args.emit == "script":
         engine = None
         with contextlib.suppress(UserError):  # the program is the same for every version
@@ -152,7 +181,9 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
                if args.output else sys.stdout)
         gated = GatedCommand(command, stdout_to_stderr=not args.output) if command else None
         session = Session(program.text, engine, buffer_pages=pages, command=gated)
-        run = _Run(session, profile, _Sink(out, profile.output_format == "json"), args)
+        opts = RunOptions(duration=args.duration, quiet=args.quiet)
+        sink = Sink(out, profile.output_format == "json")
+        run: Run = (StatsRun if profile.stats.enabled else EventRun)(session, profile, sink, opts)
         try:
             run.trace()
         finally:
@@ -160,110 +191,49 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
         if not finished.requested:
             raise explain_failure(finished, program.text)
         if finished.forced:
-            print("bptrace-exec: bpftrace did not stop within 10 s of SIGINT and was killed; "
-                  "records it still held are lost", file=sys.stderr)
-        run.report()
+            stderr("bptrace-exec: bpftrace did not stop within 10 s of SIGINT and was "
+                   "killed; records it still held are lost")
+        run.summary()
+        if isinstance(run, StatsRun) and run.final and args.export and export_format:
+            write_export(run.final, args.export, export_format, top=profile.stats.top,
+                         title=run.title())
         return finished.command_status if finished.command_status is not None else EXIT_OK
 
 
-class _Sink:
-    """Where rows go; a closed reader (`| head`) ends the run cleanly, once."""
+def _stats_from_file(args: argparse.Namespace, profile: Profile,
+                     export_format: str | None) -> int:
+    """`--stats --from FILE`: the report from JSON lines written earlier; no root needed."""
+    try:
+        with open(args.from_file, encoding="utf-8", errors="surrogateescape") as f:
+            events, skipped = read_exec_lines(f)
+    except OSError as exc:
+        raise UsageError(f"cannot read {args.from_file}: {exc.strerror}") from None
+    stats = from_events(events, by=profile.stats.by)
+    title = f"bptrace-exec stats: {args.from_file}"
+    sys.stdout.write(render_report(stats, top=profile.stats.top, title=title))
+    if skipped:
+        stderr(f"bptrace-exec: {skipped} line(s) of {args.from_file} were not exec records "
+               "and were skipped")
+    if args.export and export_format:
+        write_export(stats, args.export, export_format, top=profile.stats.top, title=title)
+    return EXIT_OK
 
-    def __init__(self, stream: TextIO, as_json: bool) -> None:
-        self.stream, self.as_json, self.closed = stream, as_json, False
 
-    def write(self, line: str) -> None:
-        if self.closed:
-            return
+def read_exec_lines(lines: Iterable[str]) -> tuple[list[dict[str, object]], int]:
+    events, skipped = [], 0
+    for line in lines:
         try:
-            self.stream.write(line + "\n")
-            self.stream.flush()
-        except BrokenPipeError:
-            self.closed = True
-
-    def event(self, event: ExecEvent) -> None:
-        if self.as_json:
-            self.write(json_line({"event": "exec", **event_to_dict(event)}))
+            obj = json.loads(line)
+        except ValueError:
+            skipped += bool(line.strip())
+            continue
+        if isinstance(obj, dict) and obj.get("event", "exec") == "exec" and "argv" in obj:
+            events.append(obj)
+        elif isinstance(obj, dict) and obj.get("event") == "lost":
+            continue
         else:
-            self.write(table_row(event))
-
-
-class _Run:
-    """One tracing run: bpftrace's lines in, rows out, counts kept for the summary."""
-
-    def __init__(self, session: Session, profile: Profile, sink: _Sink,
-                 args: argparse.Namespace) -> None:
-        self.session, self.profile, self.sink, self.args = session, profile, sink, args
-        self.assembler = Assembler(wall_offset_ns=time.time_ns() - time.monotonic_ns(),
-                                   max_args=profile.limits.max_args)
-        self.execs = self.lost = self.probes = 0
-        self.notes: list[str] = []
-        self.started = time.monotonic()
-
-    def say(self, message: str) -> None:
-        if not self.args.quiet:
-            print(message, file=sys.stderr)
-
-    def show(self, events: Iterable[ExecEvent]) -> None:
-        for event in events:
-            self.sink.event(event)
-            self.execs += 1
-
-    def trace(self) -> None:
-        for line in self.session.lines():
-            now = time.monotonic_ns()
-            if line is None:
-                self.show(self.assembler.expire(now))
-            else:
-                self.on_record(decode_line(line), now)
-            if self.sink.closed:
-                self.session.request_stop()
-        self.show(self.assembler.flush())
-
-    def on_record(self, record: Record | None, now: int) -> None:
-        if isinstance(record, Printf):
-            was_ready = self.assembler.ready
-            self.show(self.assembler.feed(record.text, now))
-            if self.assembler.ready and not was_ready:
-                self.on_ready()
-        elif isinstance(record, Attached):
-            self.probes = record.probes
-        elif isinstance(record, Lost):
-            self.lost += record.count
-            if self.sink.as_json:
-                self.sink.write(json_line({"event": "lost", "time": iso_time(time.time_ns()),
-                                           "count": record.count}))
-            print(f"bptrace-exec: bpftrace lost {record.count} events (its buffer was "
-                  "full); raise --buffer-pages", file=sys.stderr)
-        elif isinstance(record, Note):
-            self.notes.append(f"{record.kind}: {record.detail}")
-
-    def on_ready(self) -> None:
-        self.started = time.monotonic()
-        if self.args.duration:
-            self.session.deadline = self.started + self.args.duration
-        end = "Running the command." if self.session.command else "Hit Ctrl-C to end."
-        self.say(f"Tracing {', '.join(self.profile.probes)} with bpftrace "
-                 f"{self.session.engine.version_text} ({self.probes} probes). {end}")
-        if not self.sink.as_json:
-            self.sink.write(table_header())
-        self.session.release_command()
-
-    def report(self) -> None:
-        stats = self.assembler.stats
-        summary = f"{self.execs} execs traced in {time.monotonic() - self.started:.1f} s"
-        if self.lost:
-            summary += f"; bpftrace lost {self.lost} events"
-        if stats.incomplete:
-            summary += f"; {stats.incomplete} shown incomplete ([records lost])"
-        if stats.orphaned:
-            summary += f"; {stats.orphaned} partial execs dropped (no return record)"
-        if stats.malformed or stats.unknown:
-            summary += f"; {stats.malformed + stats.unknown} unreadable records"
-        self.say(f"bptrace-exec: {summary}.")
-        if self.notes:
-            print(f"bptrace-exec: bpftrace also printed {len(self.notes)} record(s) that "
-                  f"bptrace-exec does not use; the first: {self.notes[0]}", file=sys.stderr)
+            skipped += 1
+    return events, skipped
 
 
 if __name__ == "__main__":

@@ -32,6 +32,14 @@ class Lost:
 
 
 @dataclass(frozen=True)
+class MapData:
+    """A map bpftrace printed (at exit, or by print()): its name and JSON value as is."""
+
+    name: str
+    value: object
+
+
+@dataclass(frozen=True)
 class Note:
     """A record the tracer does not use (helper_error, an unknown type, a garbled line):
     counted and reported, never silently dropped."""
@@ -40,7 +48,7 @@ class Note:
     detail: str
 
 
-Record = Printf | Attached | Lost | Note
+Record = Printf | Attached | Lost | MapData | Note
 
 
 def restore_bytes(text: str) -> bytes:
@@ -68,7 +76,11 @@ def decode_line(line: bytes) -> Record | None:
         # Watchpoint code can report lost events as a bare string: still a loss.
         return Lost(count if isinstance(count, int) else 1)
     if kind == "attached_probes" and isinstance(data, dict):
-        return Attached(int(data.get("probes", 0)))
+        probes = data.get("probes", 0)
+        return Attached(probes if isinstance(probes, int) else 0)
+    if kind in ("map", "hist", "stats") and isinstance(data, dict) and len(data) == 1:
+        [(name, value)] = data.items()
+        return MapData(str(name).lstrip("@"), value)
     return Note(str(kind), _preview(stripped))
 
 

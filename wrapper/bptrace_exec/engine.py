@@ -34,6 +34,11 @@ class Engine:
         """0.23+ sends events through one ring buffer shared by all CPUs (0.17: one per CPU)."""
         return self.version >= (0, 23, 0)
 
+    @property
+    def double_escapes_map_keys(self) -> bool:
+        """0.22 and 0.23 JSON-escape string map keys twice."""
+        return (0, 22, 0) <= self.version < (0, 24, 0)
+
     def environment(self, buffer_pages: int) -> dict[str, str]:
         """Variables that make every version read strings and report events alike."""
         env = {

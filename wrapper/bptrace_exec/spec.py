@@ -25,6 +25,9 @@ PID_MAX = 4194304  # PID_MAX_LIMIT on 64-bit kernels
 UID_MAX = 4294967294  # (uid_t)-1 is "no uid"
 MAX_ARGS_RANGE = (1, 256)
 ARGV_BYTES_RANGE = (200, 32768)
+BREAKDOWNS = ("program", "comm", "uid", "ppid", "errno")
+TOP_RANGE = (1, 1000)
+INTERVAL_RANGE = (0, 86400)
 PROFILE_SUFFIXES = (".yaml", ".yml")
 
 
@@ -48,6 +51,17 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class StatsSpec:
+    """Counting in the kernel instead of one row per exec; reported at the end."""
+
+    enabled: bool = False
+    by: tuple[str, ...] = BREAKDOWNS  # which breakdowns get a map (and a table)
+    top: int = 10  # rows per breakdown in the report
+    interval: int = 0  # seconds between reports; 0: only at the end
+    latency: bool = True  # keep the latency histogram
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     source: str
@@ -55,6 +69,7 @@ class Profile:
     probes: tuple[str, ...] = SYSCALLS
     filters: Filters = field(default_factory=Filters)
     limits: Limits = field(default_factory=Limits)
+    stats: StatsSpec = field(default_factory=StatsSpec)
     output_format: str = "table"
 
 
@@ -121,6 +136,7 @@ def parse_profile(text: str, *, source: str, name: str) -> Profile:
         probes=top.node("probes", _probes, default=SYSCALLS),
         filters=top.node("filters", _filters, default=Filters()),
         limits=top.node("limits", _limits, default=Limits()),
+        stats=top.node("stats", _stats, default=StatsSpec()),
         output_format=top.node("output", _output, default="table"),
     )
     top.reject_unknown()
@@ -129,15 +145,24 @@ def parse_profile(text: str, *, source: str, name: str) -> Profile:
 
 def with_overrides(profile: Profile, **changes: Any) -> Profile:
     """Command-line values replace the profile's; None means "not given"."""
-    filters = {k: changes.pop(k) for k in ("comm", "uid", "pid", "ppid", "failed")
-               if changes.get(k) is not None}
-    limits = {k: changes.pop(k) for k in ("max_args", "argv_bytes") if changes.get(k) is not None}
+    def take(keys: tuple[str, ...]) -> dict[str, Any]:
+        return {k: changes.pop(k) for k in keys if changes.get(k) is not None}
+
+    filters = take(("comm", "uid", "pid", "ppid", "failed"))
+    limits = take(("max_args", "argv_bytes"))
+    stats = take(("stats", "top", "interval"))
+    if "stats" in stats:
+        stats["enabled"] = stats.pop("stats")
+    for key in ("top", "interval"):
+        if key in stats:
+            stats[key] = _STATS_RANGES[key](stats[key], f"--{key}")
     changes = {k: v for k, v in changes.items() if v is not None}
     checked = validate_overrides(filters, limits)
     return dataclasses.replace(
         profile,
         filters=dataclasses.replace(profile.filters, **checked[0]),
         limits=dataclasses.replace(profile.limits, **checked[1]),
+        stats=dataclasses.replace(profile.stats, **stats),
         **changes,
     )
 
@@ -242,6 +267,34 @@ def _limits(node: yaml.Node, source: str) -> Limits:
                        for k, check in _LIMIT_RANGES.items()})
     m.reject_unknown()
     return limits
+
+
+_STATS_RANGES = {"top": _integer(*TOP_RANGE), "interval": _integer(*INTERVAL_RANGE)}
+
+
+def _breakdown(value: Any, where: str) -> str:
+    name = _text(value, where)
+    if name not in BREAKDOWNS:
+        raise SpecError(where, f"unknown breakdown {name!r}",
+                        hint=f"valid breakdowns: {', '.join(BREAKDOWNS)}")
+    return name
+
+
+def _stats(node: yaml.Node, source: str) -> StatsSpec:
+    m = _Mapping(node, source, "stats")
+    defaults = StatsSpec()
+    by = m.node("by", _list_of(_breakdown), default=defaults.by)
+    if len(set(by)) != len(by):
+        raise SpecError(m.where("by"), "a breakdown is listed twice")
+    spec = StatsSpec(
+        enabled=m.value("enabled", _boolean, default=defaults.enabled),
+        by=by,
+        top=m.value("top", _STATS_RANGES["top"], default=defaults.top),
+        interval=m.value("interval", _STATS_RANGES["interval"], default=defaults.interval),
+        latency=m.value("latency", _boolean, default=defaults.latency),
+    )
+    m.reject_unknown()
+    return spec
 
 
 def _output(node: yaml.Node, source: str) -> str:

@@ -1,0 +1,60 @@
+"""Profile -> bpftrace program text, the same for every supported bpftrace version.
+
+common: what every program shares (header, filters, entry, image and cleanup probes).
+events: one exec -> a few printf records, joined again in user space (bptrace_exec.assemble).
+stats: counts and a latency histogram in maps, printed at exit (bptrace_exec.stats).
+"""
+
+from __future__ import annotations
+
+from bptrace_exec.codegen import events, stats
+from bptrace_exec.codegen.common import (
+    READY,
+    TEXT_CHUNK,
+    Program,
+    begin,
+    describe_filters,
+    end,
+    enter_probe,
+    exit_probe,
+    follow_probes,
+    header,
+    image_probe,
+)
+from bptrace_exec.codegen.events import ARGC_COUNT_LIMIT, BUF_CHUNK
+from bptrace_exec.engine import STRLEN, Engine
+from bptrace_exec.spec import Profile
+
+__all__ = ["ARGC_COUNT_LIMIT", "BUF_CHUNK", "READY", "STRLEN", "TEXT_CHUNK", "Program",
+           "describe_filters", "generate"]
+
+
+def generate(profile: Profile, engine: Engine | None = None, *, follow: bool = False) -> Program:
+    """The bpftrace program for a profile; `follow` restricts it to $1 and descendants."""
+    if profile.stats.enabled:
+        scratch = stats.scratch(profile)
+        sections = [
+            header(profile, engine, follow, stats.LAYOUT),
+            begin(follow),
+            follow_probes() if follow else "",
+            enter_probe(profile, follow, stats.enter_body(profile)),
+            image_probe(""),
+            stats.exit_probe(profile),
+            stats.interval_probe(profile),
+        ]
+    else:
+        enter = 0 if profile.filters.failed else 1
+        scratch = events.SCRATCH
+        sections = [
+            header(profile, engine, follow, events.LAYOUT),
+            begin(follow),
+            follow_probes() if follow else "",
+            enter_probe(profile, follow, events.enter_body(emit_argv0=bool(enter))),
+            image_probe(events.image_body(profile)),
+            events.success_probe(profile, enter),
+            events.failure_probe(profile, enter),
+        ]
+    sections += [exit_probe(follow, scratch), end(follow, scratch)]
+    text = "\n".join(s for s in sections if s)
+    return Program(text=text, probes=profile.probes, follow=follow,
+                   stats=profile.stats.enabled)

@@ -1,0 +1,175 @@
+"""Profile -> bpftrace program text, for every supported bpftrace version alike.
+
+One exec becomes a handful of printf records that share a key (the calling thread's id
+and the entry timestamp), so that user space can join them whatever CPU each came from:
+
+  enter TID ID CALLER_ARGC NEXT COMM(16 hex) ARGV0   at entry: caller's comm and argv[0]
+  argv  TID ID OFFSET HEX...          success: the new image's argv block, exact bytes
+  file  TID ID CHUNK NEXT TEXT        the program path (success: the kernel's copy)
+  arg   TID ID INDEX NEXT TEXT        failure: each argument, from the caller's memory
+  comm  TID ID COMM(16 hex)           failure, when there is no enter record (--failed)
+  exec  TID ID RET LAT PID PPID UID CALLER_ARGC ARGC MORE SIZE RECORDS SYSCALL_NR
+
+NEXT is the byte after a 199-byte read: user space uses it to tell a string of exactly
+199 bytes from a longer one that was cut. RECORDS counts every record of the exec, so an
+exec whose records were partly lost is recognised as such.
+
+Why read argv from the new image on success: at entry the caller's pages may not be
+mapped yet (a freshly forked child passing string literals), and BPF cannot fault them
+in; by the time the exec succeeds the kernel has copied argv, NUL-separated, into the
+new process's stack between mm->arg_start and mm->arg_end, with the path right after
+the environment (mm->env_end). A failed exec has no new image, but the kernel has by then
+touched the caller's strings, so they are read again at return.
+"""
+
+from __future__ import annotations
+
+from bptrace_exec.btlang import int_literal
+from bptrace_exec.codegen.common import (
+    KEY,
+    PID,
+    TEXT_CHUNK,
+    forget,
+    tracepoints,
+)
+from bptrace_exec.engine import STRLEN
+from bptrace_exec.spec import ARGV_BYTES_RANGE, MAX_ARGS_RANGE, Profile
+
+BUF_CHUNK = 192  # a buf() read: 0.23 keeps 4 of max_strlen's bytes for the length
+PATH_MAX = 4096
+PATH_CHUNKS = -(-PATH_MAX // TEXT_CHUNK)
+ARGC_COUNT_LIMIT = 1024  # caller's argc is counted up to here; the count means ">=" at it
+SCRATCH = ("exec_start", "exec_argv", "exec_path", "exec_argc", "exec_nr")
+LAYOUT = """One exec is several printf records joined by (TID, ID): enter, argv, file, arg,
+then exec with the return value and the number of records; bptrace-exec reads
+them back into one row. See `pydoc bptrace_exec.codegen.events` for the layout."""
+
+
+def enter_body(emit_argv0: bool) -> str:
+    argv0 = (
+        "  $arg0 = *(uint64 *)uptr($argv);\n"
+        '  printf("enter %lu %lu %lu %u %rh %s\\n", $key, $id, $argc,\n'
+        f"         *(uint8 *)uptr($arg0 + {TEXT_CHUNK}), buf(comm, 16),\n"
+        f"         str(uptr($arg0), {STRLEN}));\n"
+        if emit_argv0 else ""
+    )
+    return (
+        "  $argv = (uint64)args->argv;\n"
+        "  $argc = (uint64)0;\n"
+        "  $arg0 = (uint64)0;\n"
+        f"  while ($argc < {ARGC_COUNT_LIMIT}) {{\n"
+        "    if (*(uint64 *)uptr($argv + $argc * 8) == 0) { break; }\n"
+        "    $argc++;\n"
+        "  }\n"
+        "  @exec_argv[$key] = $argv;\n"
+        "  @exec_path[$key] = (uint64)args->filename;\n"
+        "  @exec_argc[$key] = $argc;\n"
+        "  @exec_nr[$key] = args->__syscall_nr;  // at exit it can read as execve's\n"
+        f"{argv0}"
+    )
+
+
+def image_body(profile: Profile) -> str:
+    """Successful execs: the new image's argv block, as hex (every byte exact)."""
+    if profile.filters.failed:
+        return ""
+    chunks = argv_chunks(profile)
+    return (
+        "  $base = curtask->mm->arg_start;\n"
+        "  $size = curtask->mm->arg_end - $base;\n"
+        "  $len = (uint64)0;\n"
+        "  $i = (uint64)0;\n"
+        f"  while ($i < {chunks}) {{\n"
+        f"    if ($i * {BUF_CHUNK} >= $size) {{ break; }}\n"
+        f"    $len = $size - $i * {BUF_CHUNK};\n"
+        f"    if ($len > {BUF_CHUNK}) {{ $len = {BUF_CHUNK}; }}\n"
+        f'    printf("argv %lu %lu %lu %rh\\n", $key, $id, $i * {BUF_CHUNK},\n'
+        f"           buf(uptr($base + $i * {BUF_CHUNK}), $len));\n"
+        "    $i++;\n"
+        "  }\n"
+    )
+
+
+def _summary(ret: str, argc: str, more: str, size: str, records: str) -> str:
+    return (
+        '    printf("exec %lu %lu %ld %lu %lu %lu %lu %lu %lu %lu %lu %lu %ld\\n",\n'
+        f"           $key, $id, {ret}, nsecs - $id, {PID},\n"
+        "           (uint64)curtask->real_parent->tgid, (uint64)uid, @exec_argc[$key],\n"
+        f"           {argc}, {more}, {size}, {records}, @exec_nr[$key]);\n"
+    )
+
+
+def success_probe(profile: Profile, enter: int) -> str:
+    if profile.filters.failed:
+        body = forget("$key", SCRATCH)
+    else:
+        chunks = argv_chunks(profile)
+        body = (
+            "    $mm = curtask->mm;\n"
+            "    $size = $mm->arg_end - $mm->arg_start;\n"
+            "    $path = $mm->env_end;\n"
+            f"    while ($i < {PATH_CHUNKS}) {{\n"
+            '      printf("file %lu %lu %lu %u %s\\n", $key, $id, $i,\n'
+            f"             *(uint8 *)uptr($path + ($i + 1) * {TEXT_CHUNK}),\n"
+            f"             str(uptr($path + $i * {TEXT_CHUNK}), {STRLEN}));\n"
+            "      $i++;\n"
+            f"      if (*(uint8 *)uptr($path + $i * {TEXT_CHUNK} - 1) == 0 ||\n"
+            f"          *(uint8 *)uptr($path + $i * {TEXT_CHUNK}) == 0) {{ break; }}\n"
+            "    }\n"
+            f"    $chunks = ($size + {BUF_CHUNK - 1}) / {BUF_CHUNK};\n"
+            f"    if ($chunks > {chunks}) {{ $chunks = {chunks}; }}\n"
+            + _summary("0", "*(uint64 *)uptr($mm->start_stack)", "0", "$size",
+                       f"{enter} + $chunks + $i + 1")
+            + forget("$key", SCRATCH)
+        )
+    return (
+        "// The exec succeeded: argv and path come from the new image.\n"
+        f"{tracepoints(profile, 'exit')}\n"
+        "/args->ret == 0/\n"
+        "{\n"
+        f"{KEY}"
+        "  if ($id) {\n"
+        "    $i = (uint64)0;\n"
+        f"{body}"
+        "  }\n"
+        "}\n"
+    )
+
+
+def failure_probe(profile: Profile, enter: int) -> str:
+    max_args = int_literal(profile.limits.max_args, *MAX_ARGS_RANGE)
+    # Without an enter record the caller's comm is taken here: a failed exec leaves it as is.
+    comm = "" if enter else '    printf("comm %lu %lu %rh\\n", $key, $id, buf(comm, 16));\n'
+    return (
+        "// The exec failed: argv and path are read again from the caller, whose pages the\n"
+        "// kernel has faulted in while copying them.\n"
+        f"{tracepoints(profile, 'exit')}\n"
+        "/args->ret != 0/\n"
+        "{\n"
+        f"{KEY}"
+        "  if ($id) {\n"
+        "    $argv = @exec_argv[$key];\n"
+        "    $arg = (uint64)0;\n"
+        "    $i = (uint64)0;\n"
+        f"    while ($i < {max_args}) {{\n"
+        "      $arg = *(uint64 *)uptr($argv + $i * 8);\n"
+        "      if ($arg == 0) { break; }\n"
+        '      printf("arg %lu %lu %lu %u %s\\n", $key, $id, $i,\n'
+        f"             *(uint8 *)uptr($arg + {TEXT_CHUNK}), str(uptr($arg), {STRLEN}));\n"
+        "      $i++;\n"
+        "    }\n"
+        "    $arg = *(uint64 *)uptr($argv + $i * 8);\n"
+        "    $path = @exec_path[$key];\n"
+        '    printf("file %lu %lu 0 %u %s\\n", $key, $id,\n'
+        f"           *(uint8 *)uptr($path + {TEXT_CHUNK}), str(uptr($path), {STRLEN}));\n"
+        + comm
+        + _summary("args->ret", "$i", "$arg != 0", "0", f"{enter} + $i + {3 - enter}")
+        + forget("$key", SCRATCH)
+        + "  }\n"
+        "}\n"
+    )
+
+
+def argv_chunks(profile: Profile) -> int:
+    size = int(int_literal(profile.limits.argv_bytes, *ARGV_BYTES_RANGE))
+    return -(-size // BUF_CHUNK)

@@ -1,0 +1,204 @@
+"""A Stats summary -> a file: CSV, JSON, Markdown, or Prometheus text exposition format.
+
+Every format is written to a temporary file beside the target and renamed over it, so a
+reader (node_exporter's textfile collector, a dashboard) never sees half a file.
+Schemas (stable; `schema` / the CSV header say which):
+  json  {"schema": "bptrace-exec-stats/1", "generated", "title", "duration_s", "execs",
+         "failed", "rate_per_s", "breakdowns": {NAME: {"distinct", "other",
+         "top": [{"key", "count", "share"}]}}, "latency": {"count", "min_ns", "max_ns",
+         "sum_ns", "p50_us"/"p90_us"/"p99_us": [low, high], "buckets": [{"low_us",
+         "high_us", "count"}]}}
+  csv   section,key,count,share; sections: total (execs, failed, distinct_<name>,
+         duration_ms), <breakdown name> (one row per key), latency_bucket_us
+         ("low-high"), latency_ns (min, max, sum)
+  md    the report's tables as GitHub Markdown
+  prom  bptrace_exec_* counters and a bptrace_exec_latency_seconds histogram
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from tabulate import tabulate
+
+from bptrace_exec.errors import UserError
+from bptrace_exec.report import TITLES, bucket_text, share
+from bptrace_exec.stats import Stats
+
+FORMATS = {".csv": "csv", ".json": "json", ".md": "md", ".prom": "prom"}
+SCHEMA = "bptrace-exec-stats/1"
+EXIT_EXPORT = 4
+
+
+class ExportError(UserError):
+    exit_status = EXIT_EXPORT
+
+
+def format_for(path: str, explicit: str | None) -> str:
+    if explicit:
+        return explicit
+    fmt = FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise ExportError(f"cannot tell the export format of {path!r} from its extension",
+                          hint="name it .csv, .json, .md or .prom, or give --export-format")
+    return fmt
+
+
+def check_writable(path: str) -> None:
+    """Before tracing starts: a run must not end in an export that cannot be written."""
+    folder = Path(path).resolve().parent
+    if not folder.is_dir():
+        raise ExportError(f"cannot write {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ExportError(f"cannot write {path}: folder {folder} is not writable")
+
+
+def to_dict(stats: Stats, *, top: int, title: str) -> dict[str, object]:
+    out: dict[str, object] = {
+        "schema": SCHEMA,
+        "generated": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "title": title, "duration_s": round(stats.duration_s, 3),
+        "execs": stats.execs, "failed": stats.failed, "rate_per_s": round(stats.rate, 3),
+    }
+    breakdowns = {}
+    for name, rows in stats.breakdowns.items():
+        total = stats.failed if name == "errno" else stats.execs
+        shown = rows[:top]
+        breakdowns[name] = {
+            "distinct": len(rows),
+            "other": sum(c for _, c in rows[top:]),
+            "top": [{"key": k, "count": c, "share": round(c / total, 6) if total else 0.0}
+                    for k, c in shown],
+        }
+    out["breakdowns"] = breakdowns
+    lat = stats.latency
+    if lat and lat.count:
+        pct = {f"p{int(q * 100)}_us": [lat.percentile(q).low_us, lat.percentile(q).high_us + 1]
+               for q in (0.5, 0.9, 0.99)}
+        out["latency"] = {"count": lat.count, "min_ns": lat.min_ns, "max_ns": lat.max_ns,
+                          "sum_ns": lat.sum_ns, **pct,
+                          "buckets": [{"low_us": b.low_us, "high_us": b.high_us,
+                                       "count": b.count} for b in lat.buckets]}
+    return out
+
+
+def to_json(stats: Stats, *, top: int, title: str) -> str:
+    return json.dumps(to_dict(stats, top=top, title=title), indent=2, ensure_ascii=False,
+                      ) + "\n"
+
+
+def to_csv(stats: Stats, *, top: int, title: str) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["section", "key", "count", "share"])
+    w.writerow(["total", "execs", stats.execs, ""])
+    w.writerow(["total", "failed", stats.failed, share(stats.failed, stats.execs)])
+    w.writerow(["total", "duration_ms", round(stats.duration_s * 1000), ""])
+    for name, rows in stats.breakdowns.items():
+        w.writerow(["total", f"distinct_{name}", len(rows), ""])
+    for name, rows in stats.breakdowns.items():
+        total = stats.failed if name == "errno" else stats.execs
+        for key, count in rows[:top]:
+            w.writerow([name, key, count, share(count, total)])
+    if stats.latency:
+        for b in stats.latency.buckets:
+            w.writerow(["latency_bucket_us", f"{b.low_us}-{b.high_us}", b.count, ""])
+        for key in ("min_ns", "max_ns", "sum_ns"):
+            w.writerow(["latency_ns", key.removesuffix("_ns"), getattr(stats.latency, key), ""])
+    return buf.getvalue()
+
+
+def to_markdown(stats: Stats, *, top: int, title: str) -> str:
+    out = [f"# {_md_escape(title)}", "",
+           tabulate([["execs", f"{stats.execs:,}"], ["failed", f"{stats.failed:,}"],
+                     ["duration", f"{stats.duration_s:.1f} s"],
+                     ["rate", f"{stats.rate:.1f}/s"]], headers=["total", "value"],
+                    tablefmt="github")]
+    for name, rows in stats.breakdowns.items():
+        total = stats.failed if name == "errno" else stats.execs
+        out += ["", f"## {TITLES[name]}", "",
+                tabulate([[_md_escape(k), c, share(c, total)] for k, c in rows[:top]],
+                         headers=[name, "count", "share"], tablefmt="github")]
+    if stats.latency and stats.latency.count:
+        out += ["", "## Latency", "",
+                tabulate([[bucket_text(b), b.count] for b in stats.latency.buckets],
+                         headers=["bucket", "count"], tablefmt="github")]
+    return "\n".join(out) + "\n"
+
+
+def _md_escape(text: str) -> str:
+    cleaned = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+    return cleaned.replace("\\", "\\\\").replace("|", "\\|").replace("`", "\\`")
+
+
+PROM_LABELS = {"program": "program", "comm": "comm", "uid": "uid", "ppid": "ppid",
+               "errno": "errno"}
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def to_prometheus(stats: Stats, *, top: int, title: str) -> str:
+    lines = [
+        "# HELP bptrace_exec_execs_total Execs traced by bptrace-exec during the run.",
+        "# TYPE bptrace_exec_execs_total counter",
+        f"bptrace_exec_execs_total {stats.execs}",
+        "# HELP bptrace_exec_failed_execs_total Execs that returned an error.",
+        "# TYPE bptrace_exec_failed_execs_total counter",
+        f"bptrace_exec_failed_execs_total {stats.failed}",
+        "# HELP bptrace_exec_duration_seconds How long the run traced.",
+        "# TYPE bptrace_exec_duration_seconds gauge",
+        f"bptrace_exec_duration_seconds {stats.duration_s:.3f}",
+    ]
+    for name, rows in stats.breakdowns.items():
+        metric = f"bptrace_exec_execs_by_{name}_total"
+        lines += [f"# HELP {metric} Execs per {name} (the top {top}).",
+                  f"# TYPE {metric} counter"]
+        label = PROM_LABELS[name]
+        for key, count in rows[:top]:
+            text = key.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            lines.append(f'{metric}{{{label}="{_label(text)}"}} {count}')
+    lat = stats.latency
+    if lat and lat.count:
+        metric = "bptrace_exec_latency_seconds"
+        lines += [f"# HELP {metric} Exec latency, entry to return, measured in the kernel.",
+                  f"# TYPE {metric} histogram"]
+        cumulative = 0
+        for b in lat.buckets:
+            cumulative += b.count
+            lines.append(f'{metric}_bucket{{le="{b.upper_s:.6f}"}} {cumulative}')
+        lines += [f'{metric}_bucket{{le="+Inf"}} {lat.count}',
+                  f"{metric}_sum {lat.sum_ns / 1e9:.9f}",
+                  f"{metric}_count {lat.count}"]
+    return "\n".join(lines) + "\n"
+
+
+WRITERS = {"csv": to_csv, "json": to_json, "md": to_markdown, "prom": to_prometheus}
+
+
+def write_export(stats: Stats, path: str, fmt: str, *, top: int, title: str) -> None:
+    text = WRITERS[fmt](stats, top=top, title=title)
+    target = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.resolve().parent, prefix=f".{target.name}.")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise ExportError(f"cannot write the export {path}: {exc.strerror or exc}",
+                          hint="the report above is complete; free space or choose "
+                               "another --export path") from None

@@ -1,0 +1,215 @@
+"""One tracing run, end to end: bpftrace's lines -> records -> rows or a stats report.
+
+EventRun prints one row (or JSON line) per exec as it completes; StatsRun gathers the
+@stat_* maps bpftrace prints and renders them as a report. Both share the loop, the
+status line, lost-event accounting and the end-of-run summary.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TextIO
+
+from bptrace_exec.assemble import Assembler
+from bptrace_exec.codegen.stats import SNAPSHOT_END
+from bptrace_exec.decode import Attached, Lost, MapData, Note, Printf, Record, decode_line
+from bptrace_exec.events import ExecEvent
+from bptrace_exec.render import event_to_dict, iso_time, json_line, table_header, table_row
+from bptrace_exec.report import render_report
+from bptrace_exec.runner import Session
+from bptrace_exec.spec import Profile
+from bptrace_exec.stats import Stats, from_maps
+
+
+def stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class Sink:
+    """Where output goes; a closed reader (`| head`) ends the run cleanly, once."""
+
+    def __init__(self, stream: TextIO, as_json: bool) -> None:
+        self.stream, self.as_json, self.closed = stream, as_json, False
+
+    def write(self, text: str) -> None:
+        if self.closed:
+            return
+        try:
+            self.stream.write(text if text.endswith("\n") else text + "\n")
+            self.stream.flush()
+        except BrokenPipeError:
+            self.closed = True
+
+    def event(self, event: ExecEvent) -> None:
+        if self.as_json:
+            self.write(json_line({"event": "exec", **event_to_dict(event)}))
+        else:
+            self.write(table_row(event))
+
+
+@dataclass
+class RunOptions:
+    duration: float | None = None
+    quiet: bool = False
+
+
+class Run:
+    """The loop shared by both kinds of run; subclasses say what records mean."""
+
+    def __init__(self, session: Session, profile: Profile, sink: Sink,
+                 opts: RunOptions) -> None:
+        self.session, self.profile, self.sink, self.opts = session, profile, sink, opts
+        self.say: Callable[[str], None] = (lambda _m: None) if opts.quiet else stderr
+        self.lost = self.probes = 0
+        self.notes: list[str] = []
+        self.ready = False
+        self.started = time.monotonic()
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def trace(self) -> None:
+        for line in self.session.lines():
+            now = time.monotonic_ns()
+            if line is None:
+                self.on_tick(now)
+            else:
+                self.on_record(decode_line(line), now)
+            if self.sink.closed:
+                self.session.request_stop()
+        self.on_end()
+
+    def on_record(self, record: Record | None, now: int) -> None:
+        if isinstance(record, Printf):
+            if record.text == b"ready\n" and not self.ready:
+                self.on_ready()
+            else:
+                self.on_printf(record.text, now)
+        elif isinstance(record, MapData):
+            self.on_map(record)
+        elif isinstance(record, Attached):
+            self.probes = record.probes
+        elif isinstance(record, Lost):
+            self.on_lost(record.count)
+        elif isinstance(record, Note):
+            self.notes.append(f"{record.kind}: {record.detail}")
+
+    def on_ready(self) -> None:
+        self.ready = True
+        self.started = time.monotonic()
+        if self.opts.duration:
+            self.session.deadline = self.started + self.opts.duration
+        end = "Running the command." if self.session.command else "Hit Ctrl-C to end."
+        self.say(f"Tracing {', '.join(self.profile.probes)} with bpftrace "
+                 f"{self.session.engine.version_text} ({self.probes} probes). {end}")
+        self.on_started()
+        self.session.release_command()
+
+    def on_lost(self, count: int) -> None:
+        self.lost += count
+        stderr(f"bptrace-exec: bpftrace lost {count} events (its buffer was full); "
+               "raise --buffer-pages")
+
+    def report_notes(self) -> None:
+        if self.notes:
+            stderr(f"bptrace-exec: bpftrace also printed {len(self.notes)} record(s) that "
+                   f"bptrace-exec does not use; the first: {self.notes[0]}")
+
+    # what differs between the two kinds of run
+    def on_started(self) -> None: ...
+    def on_printf(self, text: bytes, now: int) -> None: ...
+    def on_map(self, record: MapData) -> None: ...
+    def on_tick(self, now: int) -> None: ...
+    def on_end(self) -> None: ...
+    def summary(self) -> None: ...
+
+
+class EventRun(Run):
+    """One row per exec, streaming."""
+
+    def __init__(self, session: Session, profile: Profile, sink: Sink,
+                 opts: RunOptions) -> None:
+        super().__init__(session, profile, sink, opts)
+        self.assembler = Assembler(wall_offset_ns=time.time_ns() - time.monotonic_ns(),
+                                   max_args=self.profile.limits.max_args)
+        self.execs = 0
+
+    def show(self, events: Iterable[ExecEvent]) -> None:
+        for event in events:
+            self.sink.event(event)
+            self.execs += 1
+
+    def on_started(self) -> None:
+        if not self.sink.as_json:
+            self.sink.write(table_header())
+
+    def on_printf(self, text: bytes, now: int) -> None:
+        self.show(self.assembler.feed(text, now))
+
+    def on_tick(self, now: int) -> None:
+        self.show(self.assembler.expire(now))
+
+    def on_lost(self, count: int) -> None:
+        super().on_lost(count)
+        if self.sink.as_json:
+            self.sink.write(json_line({"event": "lost", "time": iso_time(time.time_ns()),
+                                       "count": count}))
+
+    def on_end(self) -> None:
+        self.show(self.assembler.flush())
+
+    def summary(self) -> None:
+        stats = self.assembler.stats
+        text = f"{self.execs} execs traced in {self.elapsed:.1f} s"
+        if self.lost:
+            text += f"; bpftrace lost {self.lost} events"
+        if stats.incomplete:
+            text += f"; {stats.incomplete} shown incomplete ([records lost])"
+        if stats.orphaned:
+            text += f"; {stats.orphaned} partial execs dropped (no return record)"
+        if stats.malformed or stats.unknown:
+            text += f"; {stats.malformed + stats.unknown} unreadable records"
+        self.say(f"bptrace-exec: {text}.")
+        self.report_notes()
+
+
+class StatsRun(Run):
+    """Counting in the kernel; a report at every interval mark and at the end."""
+
+    def __init__(self, session: Session, profile: Profile, sink: Sink,
+                 opts: RunOptions) -> None:
+        super().__init__(session, profile, sink, opts)
+        self.maps: dict[str, object] = {}
+        self.final: Stats | None = None
+
+    def title(self) -> str:
+        return (f"bptrace-exec stats: {', '.join(self.profile.probes)}, "
+                f"{iso_time(time.time_ns())[:19].replace('T', ' ')} UTC")
+
+    def snapshot(self) -> Stats:
+        return from_maps(self.maps, by=self.profile.stats.by, duration_s=self.elapsed,
+                         double_escaped_keys=self.session.engine.double_escapes_map_keys)
+
+    def on_map(self, record: MapData) -> None:
+        self.maps[record.name] = record.value
+
+    def on_printf(self, text: bytes, now: int) -> None:
+        if text == f"{SNAPSHOT_END}\n".encode():
+            self.sink.write(render_report(self.snapshot(), top=self.profile.stats.top,
+                                          title=self.title()))
+            self.maps = {}
+
+    def on_end(self) -> None:
+        if not self.ready:
+            return  # bpftrace never started: there is nothing to report
+        # After SIGINT bpftrace prints every non-empty map: the final, cumulative counts.
+        self.final = self.snapshot()
+        self.sink.write(render_report(self.final, top=self.profile.stats.top,
+                                      title=self.title()))
+
+    def summary(self) -> None:
+        self.report_notes()

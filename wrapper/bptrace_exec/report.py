@@ -1,0 +1,77 @@
+"""A Stats summary -> the report a person reads in an 80-column terminal (tabulate)."""
+
+from __future__ import annotations
+
+from tabulate import tabulate
+
+from bptrace_exec.render import safe_text
+from bptrace_exec.stats import Bucket, Latency, Stats
+
+WIDTH = 80
+TITLES = {"program": "Programs", "comm": "Callers (comm)", "uid": "Users (uid)",
+          "ppid": "Parents (ppid)", "errno": "Errors (failed execs)"}
+BAR = 36
+
+
+def shorten_middle(text: str, width: int) -> str:
+    """Long names lose their middle, never their count: `/usr/lib/…/bin/tool`."""
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
+
+
+def human_us(us: float) -> str:
+    if us >= 1_000_000:
+        return f"{us / 1e6:.3g} s"
+    if us >= 1000:
+        return f"{us / 1e3:.3g} ms"
+    return f"{us:.3g} us"
+
+
+def bucket_text(b: Bucket) -> str:
+    return f"{human_us(b.low_us)}-{human_us(b.high_us + 1)}" if b.high_us else "<1 us"
+
+
+def share(count: int, total: int) -> str:
+    return f"{100 * count / total:.1f}%" if total else "-"
+
+
+def render_report(stats: Stats, *, top: int, title: str) -> str:
+    out = [title,
+           f"execs {stats.execs:,} ({stats.rate:.1f}/s over {stats.duration_s:.1f} s)"
+           f" · failed {stats.failed:,} ({share(stats.failed, stats.execs)})"
+           + (f" · {len(stats.breakdowns['program']):,} distinct programs"
+              if "program" in stats.breakdowns else "")]
+    for name, rows in stats.breakdowns.items():
+        total = stats.failed if name == "errno" else stats.execs
+        shown = rows[:top]
+        out += ["", f"{TITLES[name]} (top {len(shown)} of {len(rows)})"]
+        if not shown:
+            out.append("  (none)")
+            continue
+        key_width = WIDTH - 24
+        table = [[shorten_middle(safe_text(k.encode("utf-8", "surrogateescape")), key_width),
+                  c, share(c, total)] for k, c in shown]
+        out.append(tabulate(table, headers=[name, "count", "share"], tablefmt="simple",
+                            colalign=("left", "right", "right"), intfmt=","))
+    if stats.latency and stats.latency.count:
+        out += ["", *latency_lines(stats.latency)]
+    return "\n".join(out) + "\n"
+
+
+def latency_lines(lat: Latency) -> list[str]:
+    mean_us = lat.sum_ns / lat.count / 1000
+    pcts = " · ".join(f"p{int(q * 100)} {bucket_text(lat.percentile(q))}"
+                      for q in (0.5, 0.9, 0.99))
+    lines = [
+        f"Latency, entry to return ({lat.count:,} execs): min {human_us(lat.min_ns / 1000)}, "
+        f"mean {human_us(mean_us)}, max {human_us(lat.max_ns / 1000)}",
+        f"{pcts}",
+        "(log2 buckets of microseconds: each percentile lies in the range shown)",
+    ]
+    peak = max(b.count for b in lat.buckets)
+    for b in lat.buckets:
+        bar = "@" * round(BAR * b.count / peak) if peak else ""
+        lines.append(f"{bucket_text(b):>17} {b.count:>9,} |{bar:<{BAR}}|")
+    return lines
