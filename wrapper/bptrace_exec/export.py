@@ -27,7 +27,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from bptrace_exec.errors import UserError
+from bptrace_exec.errors import UsageError, UserError
 from bptrace_exec.report import TITLES, bucket_text, share
 from bptrace_exec.stats import Stats
 
@@ -45,14 +45,18 @@ def format_for(path: str, explicit: str | None) -> str:
         return explicit
     fmt = FORMATS.get(Path(path).suffix.lower())
     if fmt is None:
-        raise ExportError(f"cannot tell the export format of {path!r} from its extension",
+        raise UsageError(f"cannot tell the export format of {path!r} from its extension",
                           hint="name it .csv, .json, .md or .prom, or give --export-format")
     return fmt
 
 
 def check_writable(path: str) -> None:
     """Before tracing starts: a run must not end in an export that cannot be written."""
-    folder = Path(path).resolve().parent
+    target = Path(path)
+    if target.exists() and not target.is_file():
+        raise ExportError(f"cannot export to {path}: it exists and is not a regular file",
+                          hint="give the path of a file to create or replace")
+    folder = target.resolve().parent
     if not folder.is_dir():
         raise ExportError(f"cannot write {path}: folder {folder} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK):
@@ -186,6 +190,7 @@ WRITERS = {"csv": to_csv, "json": to_json, "md": to_markdown, "prom": to_prometh
 def write_export(stats: Stats, path: str, fmt: str, *, top: int, title: str) -> None:
     text = WRITERS[fmt](stats, top=top, title=title)
     target = Path(path)
+    check_writable(path)  # again: the run may have lasted long enough for things to change
     try:
         fd, tmp = tempfile.mkstemp(dir=target.resolve().parent, prefix=f".{target.name}.")
         try:

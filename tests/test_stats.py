@@ -1,0 +1,167 @@
+"""Stats without root: recorded maps of real runs, the same counts from JSON lines, the
+report, and every export format read back by a real parser of that format."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from bptrace_exec.decode import MapData, decode_line
+from bptrace_exec.export import to_csv, to_dict, to_json, to_markdown, to_prometheus
+from bptrace_exec.report import render_report, shorten_middle
+from bptrace_exec.spec import BREAKDOWNS
+from bptrace_exec.stats import Stats, from_events, from_maps, latency_from_ns, log2_bucket
+from stats_expectations import check_stats, expected_errnos, expected_programs
+from workloads.stats_driver import STATS_COUNTS, resolve
+
+RET = {"ENOENT": -2, "EACCES": -13}
+FIXTURES = sorted((Path(__file__).parent / "fixtures").glob("stats-*.jsonl"))
+WORKDIR = "/tmp/bptrace-exec-transcript"
+
+
+def stats_of(fixture: Path) -> Stats:
+    maps = {}
+    for line in fixture.read_bytes().splitlines():
+        record = decode_line(line)
+        if isinstance(record, MapData):
+            maps[record.name] = record.value
+    return from_maps(maps, by=BREAKDOWNS, duration_s=2.0,
+                     double_escaped_keys="v0.23" in fixture.name)
+
+
+@pytest.fixture(params=FIXTURES, ids=[f.stem for f in FIXTURES])
+def stats(request: pytest.FixtureRequest) -> Stats:
+    return stats_of(request.param)
+
+
+def test_kernel_counts_are_exact(stats: Stats) -> None:
+    check_stats(stats, WORKDIR)
+
+
+def test_both_versions_were_recorded() -> None:
+    assert {f.stem for f in FIXTURES} >= {"stats-v0.17.0", "stats-v0.23.2"}
+
+
+def test_same_counts_from_json_lines(stats: Stats) -> None:
+    """--from: the summary of JSON lines equals the kernel's for the same execs."""
+    events = []
+    for path, (count, errno) in STATS_COUNTS.items():
+        for i in range(count):
+            events.append({"event": "exec", "filename": resolve(path, Path(WORKDIR)),
+                           "comm": "python", "uid": 0, "ppid": 1, "ret": RET.get(errno, 0),
+                           "errno": errno, "latency_ns": 5000 * (i + 1), "argv": ["x"],
+                           "time": f"2026-01-01T00:00:0{i}.000000Z"})
+    offline = from_events(events, by=BREAKDOWNS)
+    programs = dict(stats.breakdowns["program"])
+    for path, count in dict(offline.breakdowns["program"]).items():
+        assert programs[path] == count
+    assert dict(offline.breakdowns["errno"]) == dict(stats.breakdowns["errno"])
+    assert offline.duration_s == 6.0
+
+
+@pytest.mark.parametrize("us,bucket", [(0, (0, 0)), (1, (1, 1)), (2, (2, 3)), (3, (2, 3)),
+                                       (300, (256, 511)), (2**40, (2**40, 2**41 - 1))])
+def test_log2_buckets_match_bpftrace(us: int, bucket: tuple[int, int]) -> None:
+    assert log2_bucket(us) == bucket
+
+
+def test_percentiles_lie_in_their_bucket() -> None:
+    values = [1000 * v for v in [1, 2, 3, 100, 100, 100, 100, 100, 100, 5000]]
+    lat = latency_from_ns(values)
+    assert (lat.percentile(0.5).low_us, lat.percentile(0.5).high_us) == (64, 127)
+    assert lat.percentile(0.99).low_us == 4096
+    assert lat.percentile(0.1).low_us == 1
+    assert lat.min_ns == 1000 and lat.max_ns == 5_000_000
+
+
+def test_report_fits_80_columns_and_never_drops_counts(stats: Stats) -> None:
+    long = "/very/long/" + "x" * 150 + "/name"
+    stats.breakdowns["program"].insert(0, (long, 99))
+    text = render_report(stats, top=10, title="t")
+    assert max(len(line) for line in text.splitlines()) <= 80
+    row = next(line for line in text.splitlines() if line.startswith("/very/long/"))
+    assert "…" in row and row.rstrip().endswith("%") and " 99 " in row
+    assert shorten_middle("abcdefghij", 5) == "ab…ij"
+
+
+def test_report_escapes_hostile_names(stats: Stats) -> None:
+    stats.breakdowns["comm"].insert(0, ("\x1b[2Jevil", 1))
+    assert "\x1b" not in render_report(stats, top=10, title="t")
+
+
+def test_json_export(stats: Stats) -> None:
+    data = json.loads(to_json(stats, top=10, title="t"))
+    assert data["schema"] == "bptrace-exec-stats/1"
+    programs = {r["key"]: r["count"] for r in data["breakdowns"]["program"]["top"]}
+    for path, count in expected_programs(WORKDIR).items():
+        assert programs[path] == count
+    assert data["execs"] == stats.execs and data["failed"] == stats.failed
+    assert sum(b["count"] for b in data["latency"]["buckets"]) == stats.execs
+    assert data["breakdowns"]["errno"]["distinct"] == 2
+
+
+def test_csv_export(stats: Stats) -> None:
+    rows = list(csv.DictReader(io.StringIO(to_csv(stats, top=10, title="t"))))
+    programs = {r["key"]: int(r["count"]) for r in rows if r["section"] == "program"}
+    for path, count in expected_programs(WORKDIR).items():
+        assert programs[path] == count
+    total = {r["key"]: int(r["count"]) for r in rows if r["section"] == "total"}
+    assert total["execs"] == stats.execs and total["failed"] == stats.failed
+    assert {r["key"]: int(r["count"]) for r in rows if r["section"] == "errno"} == \
+        expected_errnos()
+
+
+def test_markdown_export(stats: Stats) -> None:
+    text = to_markdown(stats, top=10, title="t | x")
+    tables = re.findall(r"((?:^\|.*\|\n)+)", text, flags=re.M)
+    assert len(tables) == 1 + len(stats.breakdowns) + 1
+    for table in tables:
+        lines = table.splitlines()
+        widths = {_cells(line) for line in lines}
+        assert len(widths) == 1, table  # every row has the header's number of cells
+        assert re.fullmatch(r"\|[-:| ]+\|", lines[1])
+    program_rows = [_split(line) for line in tables[1].splitlines()[2:]]
+    counts = {row[0].replace("\\\\", "\\"): int(row[1]) for row in program_rows}
+    for path, count in expected_programs(WORKDIR).items():
+        assert counts[path] == count
+
+
+def _split(line: str) -> list[str]:
+    cells = re.split(r"(?<!\\)\|", line.strip())[1:-1]
+    return [c.strip() for c in cells]
+
+
+def _cells(line: str) -> int:
+    return len(_split(line))
+
+
+def test_prometheus_export(stats: Stats) -> None:
+    text = to_prometheus(stats, top=10, title="t")
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    programs = {s.labels["program"]: s.value
+                for s in families["bptrace_exec_execs_by_program"].samples}
+    for path, count in expected_programs(WORKDIR).items():
+        assert programs[path] == count
+    assert families["bptrace_exec_execs"].samples[0].value == stats.execs
+    hist = families["bptrace_exec_latency_seconds"]
+    assert hist.type == "histogram"
+    buckets = [s for s in hist.samples if s.name.endswith("_bucket")]
+    assert buckets[-1].labels["le"] == "+Inf" and buckets[-1].value == stats.execs
+    assert [b.value for b in buckets] == sorted(b.value for b in buckets)
+    count = next(s for s in hist.samples if s.name.endswith("_count"))
+    assert count.value == stats.execs
+
+
+def test_export_dict_counts_other(stats: Stats) -> None:
+    data = to_dict(stats, top=1, title="t")
+    breakdowns = data["breakdowns"]
+    assert isinstance(breakdowns, dict)
+    program = breakdowns["program"]
+    assert len(program["top"]) == 1
+    assert program["top"][0]["count"] + program["other"] == stats.execs

@@ -1,0 +1,100 @@
+"""Integration: real stats runs against real execs with known counts, on every bpftrace
+version, exported in every format and read back; the same counts as event mode."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, run_tool
+from prometheus_client.parser import text_string_to_metric_families
+from stats_expectations import expected_errnos, expected_programs
+
+pytestmark = pytest.mark.root
+DRIVER = str(ROOT / "tests" / "workloads" / "stats_driver.py")
+
+
+def test_stats_run_exports_exact_counts(engine: str, tmp_path: Path,
+                                        no_bpftrace_left: None) -> None:
+    outputs = {fmt: tmp_path / f"report.{fmt}" for fmt in ("json", "csv", "md", "prom")}
+    data = {}
+    for fmt, path in outputs.items():
+        run = run_tool("execve", "--stats", "--export", str(path), "--bpftrace", engine,
+                       "--", sys.executable, DRIVER, str(tmp_path))
+        assert run.returncode == 0, run.stderr
+        assert "Programs (top" in run.stdout and "Latency, entry to return" in run.stdout
+        assert max(len(line) for line in run.stdout.splitlines()) <= 80
+        data[fmt] = path.read_text()
+    want = expected_programs(str(tmp_path))
+    report = json.loads(data["json"])
+    got = {r["key"]: r["count"] for r in report["breakdowns"]["program"]["top"]}
+    assert all(got[p] == n for p, n in want.items()), got
+    assert {r["key"]: r["count"] for r in report["breakdowns"]["errno"]["top"]} == \
+        expected_errnos()
+    rows = list(csv.DictReader(data["csv"].splitlines()))
+    got = {r["key"]: int(r["count"]) for r in rows if r["section"] == "program"}
+    assert all(got[p] == n for p, n in want.items()), got
+    families = {f.name: f for f in text_string_to_metric_families(data["prom"])}
+    got = {s.labels["program"]: s.value
+           for s in families["bptrace_exec_execs_by_program"].samples}
+    assert all(got[p] == n for p, n in want.items()), got
+    assert "| /bin/true " in data["md"]
+
+
+def test_stats_equal_event_mode(engine: str, tmp_path: Path, no_bpftrace_left: None) -> None:
+    events_file = tmp_path / "events.jsonl"
+    run_tool("--json", "-o", str(events_file), "--bpftrace", engine, "--",
+             sys.executable, DRIVER, str(tmp_path), output=events_file)
+    counted = Counter(json.loads(line)["filename"] for line in events_file.read_text()
+                      .splitlines() if '"event":"exec"' in line)
+    stats = run_tool("--stats", "--export", str(tmp_path / "s.json"), "--bpftrace", engine,
+                     "--", sys.executable, DRIVER, str(tmp_path))
+    assert stats.returncode == 0, stats.stderr
+    top = json.loads((tmp_path / "s.json").read_text())["breakdowns"]["program"]["top"]
+    assert {r["key"]: r["count"] for r in top} == dict(counted)
+    offline = subprocess.run([sys.executable, "-m", "bptrace_exec", "--stats", "--from",
+                              str(events_file), "--export", str(tmp_path / "o.json")],
+                             capture_output=True, text=True, check=True)
+    assert "Programs (top" in offline.stdout
+    top = json.loads((tmp_path / "o.json").read_text())["breakdowns"]["program"]["top"]
+    assert {r["key"]: r["count"] for r in top} == dict(counted)
+
+
+def test_interval_reports(engine: str, tmp_path: Path, no_bpftrace_left: None) -> None:
+    run = run_tool("--stats", "--interval", "1", "--bpftrace", engine, "--", "sh", "-c",
+                   "for i in 1 2 3; do /bin/true; sleep 1; done")
+    assert run.returncode == 0, run.stderr
+    reports = run.stdout.count("bptrace-exec stats:")
+    assert reports >= 3  # at least two interval reports, then the final one
+    final = run.stdout.rsplit("bptrace-exec stats:", 1)[1]
+    assert "/bin/true" in final and " 3 " in final.split("/bin/true", 1)[1].splitlines()[0]
+
+
+def test_full_disk_keeps_the_report(engine: str, tmp_path: Path,
+                                    no_bpftrace_left: None) -> None:
+    disk = tmp_path / "tiny"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8k", "tmpfs", str(disk)], check=True)
+    try:
+        (disk / "filler").write_bytes(b"x" * 8192)
+        run = run_tool("--stats", "--export", str(disk / "report.json"), "--bpftrace", engine,
+                       "--", "/bin/true")
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+    assert run.returncode == 4
+    assert "cannot write the export" in run.stderr and "Traceback" not in run.stderr
+    assert "Programs (top" in run.stdout
+
+
+def test_unwritable_export_fails_before_tracing(tmp_path: Path) -> None:
+    run = run_tool("--stats", "--export", str(tmp_path / "no" / "such" / "dir.json"))
+    assert run.returncode == 4 and "does not exist" in run.stderr
+    run = run_tool("--stats", "--export", "/dev/null", "--export-format", "json")
+    assert run.returncode == 4 and "not a regular file" in run.stderr
+    run = run_tool("--stats", "--export", str(tmp_path / "report.txt"))
+    assert run.returncode == 2 and "--export-format" in run.stderr
