@@ -11,8 +11,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_tool
 from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import ROOT, run_tool
 from stats_expectations import expected_errnos, expected_programs
 
 pytestmark = pytest.mark.root
