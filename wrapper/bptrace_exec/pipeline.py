@@ -7,6 +7,7 @@ status line, lost-event accounting and the end-of-run summary.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -17,6 +18,7 @@ from bptrace_exec.assemble import Assembler
 from bptrace_exec.codegen.stats import SNAPSHOT_END
 from bptrace_exec.decode import Attached, Lost, MapData, Note, Printf, Record, decode_line
 from bptrace_exec.events import ExecEvent
+from bptrace_exec.export import to_dict
 from bptrace_exec.render import event_to_dict, iso_time, json_line, table_header, table_row
 from bptrace_exec.report import render_report
 from bptrace_exec.runner import Session
@@ -197,10 +199,17 @@ class StatsRun(Run):
     def on_map(self, record: MapData) -> None:
         self.maps[record.name] = record.value
 
+    def show(self, stats: Stats) -> None:
+        top, title = self.profile.stats.top, self.title()
+        if self.sink.as_json:
+            self.sink.write(json.dumps(to_dict(stats, top=top, title=title),
+                                       ensure_ascii=False))
+        else:
+            self.sink.write(render_report(stats, top=top, title=title))
+
     def on_printf(self, text: bytes, now: int) -> None:
         if text == f"{SNAPSHOT_END}\n".encode():
-            self.sink.write(render_report(self.snapshot(), top=self.profile.stats.top,
-                                          title=self.title()))
+            self.show(self.snapshot())
             self.maps = {}
 
     def on_end(self) -> None:
@@ -208,8 +217,7 @@ class StatsRun(Run):
             return  # bpftrace never started: there is nothing to report
         # After SIGINT bpftrace prints every non-empty map: the final, cumulative counts.
         self.final = self.snapshot()
-        self.sink.write(render_report(self.final, top=self.profile.stats.top,
-                                      title=self.title()))
+        self.show(self.final)
 
     def summary(self) -> None:
         self.report_notes()
