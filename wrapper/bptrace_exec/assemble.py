@@ -69,40 +69,43 @@ class Assembler:
     def __init__(self, *, wall_offset_ns: int, max_args: int) -> None:
         self.wall_offset_ns = wall_offset_ns
         self.max_args = max_args
-        self.pending: dict[tuple[int, int], _Parts] = {}
+        self.pending: dict[tuple[bytes, bytes], _Parts] = {}
         self.stats = AssemblyStats()
         self.ready = False
 
-    def feed(self, text: bytes, now_ns: int) -> Iterator[ExecEvent]:
+    def feed(self, text: bytes, now_ns: int) -> list[ExecEvent]:
+        """The execs this record completes (usually none, at most one)."""
         if text == b"ready\n":
             self.ready = True
-            return
-        fields = text[:-1].split(b" ", 3) if text.endswith(b"\n") else []
+            return []
+        # The final newline stays on the last field: handlers drop it (see _text).
+        fields = text.split(b" ", 3) if text[-1:] == b"\n" else []
         handler = _HANDLERS.get(fields[0]) if len(fields) == 4 else None
         if handler is None:
             if fields and fields[0] not in _HANDLERS:
                 self.stats.unknown += 1
             else:
                 self.stats.malformed += 1
-            return
+            return []
         kind, tid_s, id_s, body = fields
+        key = (tid_s, id_s)  # bpftrace prints integers one way only: the bytes are the key
         try:
-            key = (int(tid_s), int(id_s))
             parts = self.pending.get(key)
             if parts is None:
                 if len(self.pending) >= MAX_PENDING:
                     self._evict_oldest()
-                parts = self.pending[key] = _Parts(key[0], key[1], now_ns)
+                parts = self.pending[key] = _Parts(int(tid_s), int(id_s), now_ns)
             handler(parts, body)
         except (ValueError, IndexError):
             self.stats.malformed += 1
-            return
+            return []
         parts.received += 1
         if kind == b"exec":
             parts.summary_seen_ns = now_ns
         if parts.summary is not None and parts.received >= parts.summary.records:
             del self.pending[key]
-            yield self._build(parts, incomplete=False)
+            return [self._build(parts, incomplete=False)]
+        return []
 
     def expire(self, now_ns: int) -> Iterator[ExecEvent]:
         """Execs whose missing records are not coming any more (lost events)."""
@@ -155,10 +158,11 @@ class Assembler:
 
 def _fields(body: bytes, count: int) -> list[bytes]:
     """count space-separated fields, then the rest: traced text, which may itself hold
-    spaces and newlines, or be empty."""
+    spaces and newlines, or be empty. The record's final newline is taken off the rest."""
     out = body.split(b" ", count)
     if len(out) != count + 1:
         raise ValueError("record with too few fields")
+    out[-1] = out[-1][:-1]
     return out
 
 
@@ -176,22 +180,22 @@ def _on_enter(p: _Parts, body: bytes) -> None:
 
 
 def _on_argv(p: _Parts, body: bytes) -> None:
-    offset_s, hex_tokens = _fields(body, 1)
+    offset_s, hex_tokens = body.split(b" ", 1)  # fromhex skips the final newline
     p.chunks[int(offset_s)] = bytes.fromhex(hex_tokens.decode("ascii"))
 
 
 def _on_file(p: _Parts, body: bytes) -> None:
-    chunk_s, next_s, text = _fields(body, 2)
-    p.path[int(chunk_s)] = (text, int(next_s))
+    chunk_s, next_s, text = body.split(b" ", 2)
+    p.path[int(chunk_s)] = (text[:-1], int(next_s))
 
 
 def _on_arg(p: _Parts, body: bytes) -> None:
-    index_s, next_s, text = _fields(body, 2)
-    p.args[int(index_s)] = (text, int(next_s))
+    index_s, next_s, text = body.split(b" ", 2)
+    p.args[int(index_s)] = (text[:-1], int(next_s))
 
 
 def _on_comm(p: _Parts, body: bytes) -> None:
-    p.comm = _comm(body)
+    p.comm = _comm(body[:-1])
 
 
 def _on_exec(p: _Parts, body: bytes) -> None:

@@ -13,25 +13,34 @@ import json
 import re
 from dataclasses import dataclass
 
+# Records are built once per line on the hot path: plain slotted dataclasses (a frozen one
+# costs an object.__setattr__ call per field).
+
 _SIGNED_BYTE = re.compile("\uffffff([0-9a-fA-F]{2})")
+_DECODER = json.JSONDecoder(strict=False)
+# Most records are printf text with nothing to unescape but the final newline: those are
+# sliced out of the line as they are, without a JSON parser.
+_PRINTF_HEAD = b'{"type": "printf", "data": "'
+_PRINTF_TAIL = b'\\n"}'
+_HEAD_LEN, _TAIL_LEN = len(_PRINTF_HEAD), len(_PRINTF_TAIL)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Printf:
     text: bytes  # what the program's printf produced, byte for byte
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Attached:
     probes: int
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Lost:
     count: int
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class MapData:
     """A map bpftrace printed (at exit, or by print()): its name and JSON value as is."""
 
@@ -39,7 +48,7 @@ class MapData:
     value: object
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Note:
     """A record the tracer does not use (helper_error, an unknown type, a garbled line):
     counted and reported, never silently dropped."""
@@ -61,11 +70,15 @@ def restore_bytes(text: str) -> bytes:
 
 def decode_line(line: bytes) -> Record | None:
     """None for the blank lines bpftrace writes at exit; a Note for anything unreadable."""
+    if line[-_TAIL_LEN:] == _PRINTF_TAIL and line[:_HEAD_LEN] == _PRINTF_HEAD:
+        body = line[_HEAD_LEN:-_TAIL_LEN]
+        if b"\\" not in body and b'"' not in body:
+            return Printf(body + b"\n")
     stripped = line.strip()
     if not stripped:
         return None
     try:
-        obj = json.loads(stripped.decode("utf-8", "surrogateescape"), strict=False)
+        obj = _DECODER.decode(stripped.decode("utf-8", "surrogateescape"))
         kind, data = obj["type"], obj.get("data")
     except (ValueError, TypeError, KeyError):
         return Note("garbled", _preview(stripped))

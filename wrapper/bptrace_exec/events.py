@@ -13,8 +13,11 @@ _SYSCALL_NAMES = {
 }.get(platform.machine(), {})
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ExecEvent:
+    """One exec, entry and return joined. Not frozen: built once per exec on the hot path,
+    where a frozen dataclass's per-field object.__setattr__ costs more than the rest."""
+
     time_ns: int  # wall clock (UTC, ns since the epoch) when execve was entered
     pid: int
     ppid: int

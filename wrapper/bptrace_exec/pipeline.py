@@ -47,7 +47,7 @@ class Sink:
 
     def event(self, event: ExecEvent) -> None:
         if self.as_json:
-            self.write(json_line({"event": "exec", **event_to_dict(event)}))
+            self.write(json_line(event_to_dict(event)))
         else:
             self.write(table_row(event))
 

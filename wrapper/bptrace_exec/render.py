@@ -8,6 +8,7 @@ text is exact: bytes that are not UTF-8 become lone surrogates U+DC80..U+DCFF (P
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
@@ -19,6 +20,7 @@ from bptrace_exec.events import ExecEvent
 
 _SAFE_WORD = re.compile(r"[A-Za-z0-9_@%+=:,./-]+")
 _SURROGATE = re.compile("[\udc80-\udcff]")
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def decode_text(raw: bytes) -> str:
@@ -80,22 +82,19 @@ def command_line(event: ExecEvent) -> str:
 
 # --- JSON lines --------------------------------------------------------------------------
 
-def _json_text(raw: bytes) -> str:
-    return decode_text(raw)
-
-
 def event_to_dict(event: ExecEvent) -> dict[str, object]:
     return {
+        "event": "exec",
         "time": iso_time(event.time_ns),
         "syscall": event.syscall,
         "pid": event.pid,
         "ppid": event.ppid,
         "uid": event.uid,
         "tid": event.tid,
-        "comm": _json_text(event.comm),
-        "filename": _json_text(event.filename),
+        "comm": decode_text(event.comm),
+        "filename": decode_text(event.filename),
         "filename_truncated": event.filename_truncated,
-        "argv": [_json_text(a) for a in event.argv],
+        "argv": [a.decode("utf-8", "surrogateescape") for a in event.argv],
         "argv_truncated": event.argv_truncated,
         "ret": event.ret,
         "errno": event.errno_name,
@@ -105,7 +104,9 @@ def event_to_dict(event: ExecEvent) -> dict[str, object]:
 
 
 def json_line(obj: dict[str, object]) -> str:
-    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    text = _ENCODER.encode(obj)
+    if text.isascii():
+        return text
     # ensure_ascii=False keeps UTF-8 readable, but would leave lone surrogates raw, which
     # no encoder can write: they become \\udcXX escapes, which is what they mean.
     return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
@@ -113,8 +114,13 @@ def json_line(obj: dict[str, object]) -> str:
 
 def iso_time(ns: int) -> str:
     seconds, rest = divmod(ns, 1_000_000_000)
-    stamp = datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{rest // 1000:06d}Z"
+    return f"{_utc_second(seconds)}.{rest // 1000:06d}Z"
+
+
+@functools.lru_cache(maxsize=4)
+def _utc_second(seconds: int) -> str:
+    """Execs come in bursts within the same second: format each second once."""
+    return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 # --- the table ---------------------------------------------------------------------------

@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""Offline throughput: parse + render of a recorded bpftrace transcript, records per second.
+
+    scripts/bench_parse.py [--transcript FILE] [--records N] [--rounds R] [--profile]
+
+The transcript (default tests/fixtures/driver-v0.17.0.jsonl, a real run of the argv test
+cases; scripts/capture-transcript records others) is repeated with fresh keys until it
+holds N records. Each path is timed on one core, in-process, R rounds:
+  decode      JSON line -> record
+  json        decode + assemble + one JSON line per exec (what --json does)
+  table       decode + assemble + one table row per exec
+  stats       decode + assemble + from_events (what --stats --from does, per event)
+--profile prints the top functions of the json path (cProfile).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import platform
+import pstats
+import re
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+TOP = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(TOP / "wrapper"))
+
+from bptrace_exec.assemble import Assembler  # noqa: E402
+from bptrace_exec.decode import Printf, decode_line  # noqa: E402
+from bptrace_exec.render import event_to_dict, json_line, table_row  # noqa: E402
+from bptrace_exec.spec import BREAKDOWNS  # noqa: E402
+from bptrace_exec.stats import from_events  # noqa: E402
+
+FIXTURE = TOP / "tests" / "fixtures" / "driver-v0.17.0.jsonl"
+_KEY = re.compile(rb'"data": "(\w+) (\d+) (\d+) ')
+
+
+def transcript(records: int, source: Path = FIXTURE) -> list[bytes]:
+    base = [ln for ln in source.read_bytes().splitlines() if b'"printf"' in ln
+            and b'"ready' not in ln]
+    out: list[bytes] = []
+    round_ = 0
+    while len(out) < records:
+        round_ += 1
+        shift = round_ * 10_000_000
+        out += [_KEY.sub(lambda m: b'"data": "%s %s %d ' % (
+            m.group(1), m.group(2), int(m.group(3)) + shift), ln) for ln in base]
+    return out[:records]
+
+
+def run_decode(lines: list[bytes]) -> int:
+    n = 0
+    for line in lines:
+        n += decode_line(line) is not None
+    return n
+
+
+def run_pipeline(lines: list[bytes], render: Callable[[object], object]) -> int:
+    asm = Assembler(wall_offset_ns=0, max_args=64)
+    n = 0
+    for line in lines:
+        record = decode_line(line)
+        if isinstance(record, Printf):
+            for event in asm.feed(record.text, 0):
+                render(event)
+                n += 1
+    return n
+
+
+def run_json(lines: list[bytes]) -> int:
+    return run_pipeline(lines, lambda e: json_line(event_to_dict(e)))
+
+
+def run_table(lines: list[bytes]) -> int:
+    return run_pipeline(lines, table_row)
+
+
+def run_stats(lines: list[bytes]) -> int:
+    events: list[dict[str, object]] = []
+    run_pipeline(lines, lambda e: events.append(event_to_dict(e)))
+    from_events(events, by=BREAKDOWNS)
+    return len(events)
+
+
+PATHS = {"decode": run_decode, "json": run_json, "table": run_table, "stats": run_stats}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--transcript", type=Path, default=FIXTURE)
+    ap.add_argument("--records", type=int, default=200_000)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--profile", action="store_true")
+    args = ap.parse_args()
+    lines = transcript(args.records, args.transcript)
+    print(f"# {platform.machine()}, {os.cpu_count()} cpus, Python "
+          f"{platform.python_version()}; {len(lines)} records from {args.transcript.name}")
+    if args.profile:
+        prof = cProfile.Profile()
+        prof.runcall(run_json, lines)
+        out = io.StringIO()
+        pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(12)
+        print(out.getvalue())
+        return 0
+    print(f"{'path':8} {'records/s':>12} {'execs/s':>10}   (median of {args.rounds} rounds)")
+    for name, fn in PATHS.items():
+        rates, execs = [], 0
+        for _ in range(args.rounds):
+            start = time.process_time()
+            execs = fn(lines)
+            rates.append(len(lines) / (time.process_time() - start))
+        rate = statistics.median(rates)
+        per_exec = rate * execs / len(lines) if name != "decode" else 0
+        print(f"{name:8} {rate:12,.0f} {per_exec:10,.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
