@@ -48,8 +48,7 @@ def transcript(records: int, source: Path = FIXTURE) -> list[bytes]:
     round_ = 0
     while len(out) < records:
         round_ += 1
-        shift = round_ * 10_000_000
-        out += [_KEY.sub(lambda m: b'"data": "%s %s %d ' % (
+        out += [_KEY.sub(lambda m, shift=round_ * 10_000_000: b'"data": "%s %s %d ' % (
             m.group(1), m.group(2), int(m.group(3)) + shift), ln) for ln in base]
     return out[:records]
 
