@@ -25,8 +25,6 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tabulate import tabulate
-
 from bptrace_exec.errors import UsageError, UserError
 from bptrace_exec.report import TITLES, bucket_text, share
 from bptrace_exec.stats import Stats
@@ -119,6 +117,8 @@ def to_csv(stats: Stats, *, top: int, title: str) -> str:
 
 
 def to_markdown(stats: Stats, *, top: int, title: str) -> str:
+    from tabulate import tabulate  # only reports need it; it costs 15 ms to import
+
     out = [f"# {_md_escape(title)}", "",
            tabulate([["execs", f"{stats.execs:,}"], ["failed", f"{stats.failed:,}"],
                      ["duration", f"{stats.duration_s:.1f} s"],

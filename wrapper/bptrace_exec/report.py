@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from tabulate import tabulate
-
 from bptrace_exec.render import safe_text
 from bptrace_exec.stats import Bucket, Latency, Stats
 
@@ -38,6 +36,8 @@ def share(count: int, total: int) -> str:
 
 
 def render_report(stats: Stats, *, top: int, title: str) -> str:
+    from tabulate import tabulate  # only reports need it; it costs 15 ms to import
+
     out = [title,
            f"execs {stats.execs:,} ({stats.rate:.1f}/s over {stats.duration_s:.1f} s)"
            f" · failed {stats.failed:,} ({share(stats.failed, stats.execs)})"

@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""Start-up: launching bptrace-exec until its "Tracing" status line, against bare bpftrace
+until its attached_probes record, with the same program; and what Python adds.
+
+    scripts/bench_startup.py [--rounds 7] [--bpftrace PATH]
+
+Rounds alternate the two (which goes first alternates too); printed: the median of each,
+the median of per-round ratios (target <= 1.15), the import time of the package
+(python -X importtime) and the time of `--emit script` (everything but bpftrace).
+Needs root. Every process is stopped by its pid after each round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TOP = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(TOP / "wrapper"))
+
+from bptrace_exec.codegen import generate  # noqa: E402
+from bptrace_exec.engine import find_engine  # noqa: E402
+from bptrace_exec.spec import load_profile  # noqa: E402
+
+
+def time_until(cmd: list[str], stream: str, marker: str, env: dict[str, str]) -> float:
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE if stream == "stdout" else
+                            subprocess.DEVNULL, stderr=subprocess.PIPE if stream == "stderr"
+                            else subprocess.DEVNULL, text=True, env=env, cwd=TOP)
+    pipe = proc.stdout if stream == "stdout" else proc.stderr
+    assert pipe is not None
+    try:
+        for line in pipe:
+            if marker in line:
+                return time.monotonic() - start
+        raise RuntimeError(f"{cmd[0]} ended before {marker!r}")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def import_ms() -> float:
+    out = subprocess.run([sys.executable, "-X", "importtime", "-c", "import bptrace_exec.cli"],
+                         capture_output=True, text=True, check=True, cwd=TOP,
+                         env={**os.environ, "PYTHONPATH": str(TOP / "wrapper")}).stderr
+    match = re.search(r"\|\s+(\d+) \| bptrace_exec\.cli$", out, flags=re.M)
+    return int(match.group(1)) / 1000 if match else float("nan")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--bpftrace")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("needs root")
+    engine = find_engine(args.bpftrace)
+    env = {**os.environ, **engine.environment(1024)}
+    print(f"# {platform.machine()}, {os.cpu_count()} cpus, kernel {platform.release()}, "
+          f"bpftrace {engine.version_text}, Python {platform.python_version()}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        program = Path(tmp) / "program.bt"
+        program.write_text(generate(load_profile("execve"), engine).text)
+        bare = [engine.path, "--no-warnings", "-f", "json", str(program)]
+        tool = [sys.executable, "-m", "bptrace_exec", "execve", "-o", "/dev/null",
+                "--bpftrace", engine.path]
+        results: dict[str, list[float]] = {"bpftrace": [], "bptrace-exec": []}
+        for i in range(args.rounds):
+            pair = [("bpftrace", bare, "stdout", "attached_probes"),
+                    ("bptrace-exec", tool, "stderr", "Tracing")]
+            for name, cmd, stream, marker in (pair if i % 2 == 0 else pair[::-1]):
+                results[name].append(time_until(cmd, stream, marker, env))
+    ratios = [t / b for t, b in zip(results["bptrace-exec"], results["bpftrace"])]
+    emit = []
+    for _ in range(5):
+        start = time.monotonic()
+        subprocess.run([sys.executable, "-m", "bptrace_exec", "--emit", "script"], check=True,
+                       stdout=subprocess.DEVNULL, cwd=TOP)
+        emit.append(time.monotonic() - start)
+    print(f"bpftrace to attached_probes   median {statistics.median(results['bpftrace']):.3f} s")
+    print(f"bptrace-exec to status line   median {statistics.median(results['bptrace-exec']):.3f}"
+          f" s")
+    print(f"ratio (median of {args.rounds} per-round ratios): {statistics.median(ratios):.3f}"
+          "   target <= 1.15")
+    print(f"import bptrace_exec.cli: {import_ms():.1f} ms; `--emit script` end to end: "
+          f"{statistics.median(emit) * 1000:.0f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

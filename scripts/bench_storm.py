@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""Exec-storm overhead: what each tracer costs a workload of N fork+exec of /bin/true.
+
+    scripts/bench_storm.py [--execs 3000] [--workers 1,2] [--rounds 5] [--bpftrace PATH]
+
+Configurations, interleaved round by round (the order rotates every round), each timing
+the same C workload (tests/workloads/exec_cases.c `storm N WORKERS`):
+  none         no tracer
+  bpftrace     bare bpftrace running the very program bptrace-exec generates; its
+               output read and thrown away
+  events-null  bptrace-exec, table rows written to /dev/null (-o /dev/null)
+  events-pipe  bptrace-exec, table rows on a pipe read by a consumer that counts them
+  stats        bptrace-exec --stats
+  strace       strace -f -e trace=execve -o /dev/null
+  perf         perf trace -e execve -o /dev/null
+Printed: the median over rounds of each configuration's per-round ratio to `none` (and of
+events-* to bpftrace), and the rows events-pipe received against execs performed.
+Needs root and cc; installs strace and linux-perf with apt-get when they are missing.
+Every tracer is stopped by its pid after each run, also on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+TOP = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(TOP / "wrapper"))
+
+from bptrace_exec.codegen import generate  # noqa: E402
+from bptrace_exec.engine import find_engine  # noqa: E402
+from bptrace_exec.spec import load_profile  # noqa: E402
+
+TOOL = [sys.executable, "-m", "bptrace_exec", "execve"]
+START_TIMEOUT = 120
+
+
+def ensure_tools() -> None:
+    missing = [pkg for tool, pkg in (("strace", "strace"), ("perf", "linux-perf"))
+               if not shutil.which(tool)]
+    if missing:
+        subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=False,
+                       stdout=subprocess.DEVNULL)
+
+
+def wait_for(stream: object, marker: str) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        line = stream.readline()  # type: ignore[attr-defined]
+        if marker in line:
+            return
+        if not line:
+            break
+    raise RuntimeError(f"tracer did not print {marker!r}")
+
+
+def drain(fd: int, counter: list[int] | None = None, needle: bytes = b"") -> threading.Thread:
+    """Read a pipe to its end in a thread; optionally count lines holding `needle`."""
+    def run() -> None:
+        pending = b""
+        while chunk := os.read(fd, 1 << 20):
+            if counter is not None:
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                counter[0] += sum(needle in ln for ln in lines)
+        os.close(fd)
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+@contextlib.contextmanager
+def tracer(kind: str, program: str, engine_path: str, env: dict[str, str],
+           received: list[int]) -> Iterator[list[str]]:
+    """Starts the tracer (if any); yields the prefix to run the workload under."""
+    if kind in ("none", "strace", "perf"):
+        yield {"none": [], "strace": ["strace", "-f", "-e", "trace=execve", "-o", "/dev/null"],
+               "perf": ["perf", "trace", "-e", "execve", "-o", "/dev/null", "--"]}[kind]
+        return
+    if kind == "bpftrace":
+        proc = subprocess.Popen([engine_path, "--no-warnings", "-f", "json", program],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                env={**os.environ, **env}, text=True)
+        wait_for(proc.stdout, '"ready')
+        reader = drain(proc.stdout.fileno())  # type: ignore[union-attr]
+    else:
+        args = {"events-null": ["-o", "/dev/null"], "events-pipe": [],
+                "stats": ["--stats"]}[kind]
+        proc = subprocess.Popen([*TOOL, *args, "--bpftrace", engine_path], cwd=TOP,
+                                stdout=subprocess.PIPE if kind == "events-pipe"
+                                else subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        wait_for(proc.stderr, "Tracing")
+        reader = drain(proc.stdout.fileno(), received, b" /bin/true ") \
+            if kind == "events-pipe" else None  # type: ignore[union-attr]
+        drain(proc.stderr.fileno())  # type: ignore[union-attr]
+    try:
+        yield []
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if reader:
+            reader.join(timeout=30)
+
+
+def timed(cmd: list[str]) -> float:
+    start = time.monotonic()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.monotonic() - start
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--execs", type=int, default=3000)
+    ap.add_argument("--workers", default="1,2")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--bpftrace")
+    ap.add_argument("--configs", default="none,bpftrace,events-null,events-pipe,stats,"
+                                          "strace,perf")
+    args = ap.parse_args()
+    if os.geteuid() != 0 or not shutil.which("cc"):
+        raise SystemExit("needs root and a C compiler")
+    ensure_tools()
+    engine = find_engine(args.bpftrace)
+    configs = [c for c in args.configs.split(",") if c not in ("strace", "perf")
+               or shutil.which(c)]
+    print(f"# {platform.machine()}, {os.cpu_count()} cpus, kernel {platform.release()}, "
+          f"bpftrace {engine.version_text}, Python {platform.python_version()}; "
+          f"{args.execs} fork+exec of /bin/true, {args.rounds} rounds", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        workload = str(Path(tmp) / "exec_cases")
+        subprocess.run(["cc", "-O2", "-pthread", "-o", workload,
+                        str(TOP / "tests" / "workloads" / "exec_cases.c")], check=True)
+        program = str(Path(tmp) / "program.bt")
+        Path(program).write_text(generate(load_profile("execve"), engine).text)
+        env = engine.environment(4096 if engine.ring_shared else 1024)
+        for workers in args.workers.split(","):
+            run_workers(int(workers), configs, args, workload, program, engine.path, env)
+    return 0
+
+
+def run_workers(workers: int, configs: list[str], args: argparse.Namespace, workload: str,
+                program: str, engine_path: str, env: dict[str, str]) -> None:
+    times: dict[str, list[float]] = {c: [] for c in configs}
+    received: list[int] = []
+    for round_ in range(args.rounds):
+        order = configs[round_ % len(configs):] + configs[:round_ % len(configs)]
+        for kind in order:
+            count = [0]
+            with tracer(kind, program, engine_path, env, count) as prefix:
+                times[kind].append(timed([*prefix, workload, "storm", str(args.execs),
+                                          str(workers)]))
+            if kind == "events-pipe":
+                received.append(count[0])
+    ratio: Callable[[str, str], float] = lambda a, b: statistics.median(  # noqa: E731
+        x / y for x, y in zip(times[a], times[b]))
+    print(f"\nworkers={workers}  {'config':12} {'median s':>9} {'vs none':>8} "
+          f"{'vs bpftrace':>12}")
+    for kind in configs:
+        vs_bpf = f"{ratio(kind, 'bpftrace'):12.3f}" if kind.startswith("events") and \
+            "bpftrace" in times else ""
+        print(f"{'':11}{kind:12} {statistics.median(times[kind]):9.3f} "
+              f"{ratio(kind, 'none'):8.3f} {vs_bpf}")
+    if received:
+        print(f"{'':11}events-pipe rows received per round: {received} "
+              f"(execs performed: {args.execs} each)", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
