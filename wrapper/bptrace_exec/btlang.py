@@ -27,6 +27,7 @@ def int_literal(value: int, low: int, high: int) -> str:
 
 
 def comment_text(value: str) -> str:
-    """Text safe inside a /* */ comment: printable, and never closing it early."""
+    """Text safe inside a /* */ comment: printable, never closing it early, and never
+    opening another (in case a lexer nests them)."""
     printable = "".join(c if c.isprintable() else "?" for c in value)
-    return printable.replace("*/", "*\\/")
+    return printable.replace("*/", "*\\/").replace("/*", "/\\*")

@@ -61,7 +61,8 @@ Record = Printf | Attached | Lost | MapData | Note
 
 
 def restore_bytes(text: str) -> bytes:
-    """A JSON-decoded bpftrace string -> the bytes the kernel handed to bpftrace."""
+    """A JSON-decoded bpftrace string -> the bytes the kernel handed to bpftrace.
+    Raises UnicodeEncodeError for a lone surrogate that no byte could have produced."""
     if "\uffff" in text:
         text = _SIGNED_BYTE.sub(lambda m: chr(0xDC00 + int(m.group(1), 16)), text)
     # surrogateescape also round-trips raw high bytes (arm64 prints them unescaped).
@@ -83,7 +84,10 @@ def decode_line(line: bytes) -> Record | None:
     except (ValueError, TypeError, KeyError):
         return Note("garbled", _preview(stripped))
     if kind == "printf" and isinstance(data, str):
-        return Printf(restore_bytes(data))
+        try:
+            return Printf(restore_bytes(data))
+        except UnicodeEncodeError:  # a \\udXXX escape bpftrace never writes
+            return Note("garbled", _preview(stripped))
     if kind == "lost_events":
         count = data.get("events") if isinstance(data, dict) else None
         # Watchpoint code can report lost events as a bare string: still a loss.

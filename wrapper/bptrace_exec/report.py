@@ -57,6 +57,8 @@ def render_report(stats: Stats, *, top: int, title: str) -> str:
                             colalign=("left", "right", "right"), intfmt=","))
     if stats.latency and stats.latency.count:
         out += ["", *latency_lines(stats.latency)]
+    if stats.unreadable:
+        out += ["", f"({stats.unreadable} map entries could not be read and are not counted)"]
     return "\n".join(out) + "\n"
 
 

@@ -52,6 +52,7 @@ class Stats:
     duration_s: float
     breakdowns: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # by count
     latency: Latency | None = None
+    unreadable: int = 0  # map entries that were not what the program prints (reported)
 
     @property
     def rate(self) -> float:
@@ -76,7 +77,10 @@ def _ordered(counter: Mapping[str, int]) -> list[tuple[str, int]]:
 def _key_text(raw: str, double_escaped: bool) -> str:
     if double_escaped:  # bpftrace 0.22-0.23 JSON-escape string keys twice
         raw = json.loads('"' + raw + '"', strict=False)
-    return restore_bytes(raw).decode("utf-8", "surrogateescape")
+    try:
+        return restore_bytes(raw).decode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # not something bpftrace writes: keep it, visibly
+        return raw.encode("utf-8", "backslashreplace").decode("ascii")
 
 
 def _errno_name(number: int) -> str:
@@ -86,9 +90,21 @@ def _errno_name(number: int) -> str:
 def from_maps(maps: Mapping[str, object], *, by: Iterable[str], duration_s: float,
               double_escaped_keys: bool = False) -> Stats:
     """The @stat_* maps of one snapshot; an absent map is an empty one (bpftrace skips them)."""
+    unreadable = 0
+
     def counts(name: str) -> dict[str, int]:
+        nonlocal unreadable
         value = maps.get(f"stat_{name}", {})
-        return {k: int(v) for k, v in value.items()} if isinstance(value, dict) else {}
+        if not isinstance(value, dict):
+            unreadable += 1
+            return {}
+        good = {k: v for k, v in value.items() if isinstance(v, int) and not isinstance(v, bool)}
+        unreadable += len(value) - len(good)
+        if name in ("execs", "errno", "uid", "ppid"):
+            numeric = {k: v for k, v in good.items() if k.isdigit()}
+            unreadable += len(good) - len(numeric)
+            good = numeric
+        return good
 
     execs_by_failed = counts("execs")
     breakdowns: dict[str, list[tuple[str, int]]] = {}
@@ -104,15 +120,20 @@ def from_maps(maps: Mapping[str, object], *, by: Iterable[str], duration_s: floa
     latency = None
     hist = maps.get("stat_latency_us")
     if isinstance(hist, list):
-        buckets = tuple(Bucket(int(b["min"]), int(b["max"]), int(b["count"]))
-                        for b in hist if isinstance(b, dict) and "min" in b and "max" in b)
+        readable = [b for b in hist if isinstance(b, dict) and all(
+            isinstance(b.get(k), int) for k in ("min", "max", "count"))]
+        # 0.17's first bucket (values < 0, never used here) has no "min": not unreadable
+        unreadable += sum(1 for b in hist if b not in readable and
+                          not (isinstance(b, dict) and "min" not in b))
+        buckets = tuple(Bucket(b["min"], b["max"], b["count"]) for b in readable)
         scalar = {n: next(iter(counts(n).values()), 0)
                   for n in ("latency_min", "latency_max", "latency_sum")}
         latency = Latency(count=sum(b.count for b in buckets), min_ns=scalar["latency_min"],
                           max_ns=scalar["latency_max"], sum_ns=scalar["latency_sum"],
                           buckets=_trim(buckets))
     return Stats(execs=sum(execs_by_failed.values()), failed=execs_by_failed.get("1", 0),
-                 duration_s=duration_s, breakdowns=breakdowns, latency=latency)
+                 duration_s=duration_s, breakdowns=breakdowns, latency=latency,
+                 unreadable=unreadable)
 
 
 def _trim(buckets: tuple[Bucket, ...]) -> tuple[Bucket, ...]:

@@ -1,0 +1,137 @@
+"""No value from a profile or the command line changes the program's structure.
+
+For hostile values (10,000 per entry point), the generated program with its string
+literals and comments blanked out must be the same text as for a harmless value, and
+every string literal must decode to exactly the bytes it was given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bptrace_exec.codegen import generate
+from bptrace_exec.spec import (
+    Filters,
+    Limits,
+    Profile,
+    StatsSpec,
+    parse_profile,
+)
+
+EXAMPLES = settings(max_examples=10_000, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+BASE = Profile(name="execve", source="probes/execve.yaml", description="d")
+# bpftrace's lexer, as far as structure goes: string literals, comments, everything else
+_TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|/\*.*?\*/|//[^\n]*|.', re.S)
+
+# what a hostile process or user would try: quotes, backslashes, comment and predicate
+# terminators, newlines, shell and printf syntax, control and non-ASCII characters
+HOSTILE_ALPHABET = st.characters(codec="utf-8", exclude_characters="\0")
+HOSTILE_BITS = st.sampled_from(['"', "\\", "*/", "/*", "/", "//", "\n", "}", "{", "%s",
+                                "$(", "`", ";", "\\x41", "\\101", "\\n", "'", "ü", "\x1b"])
+hostile_text = st.lists(st.one_of(HOSTILE_BITS, HOSTILE_ALPHABET), max_size=12).map("".join)
+
+
+def comm_values() -> st.SearchStrategy[str]:
+    return hostile_text.filter(lambda s: 0 < len(s.encode()) <= 15)
+
+
+def skeleton(program: str) -> tuple[str, list[str]]:
+    """The program with comments blanked and string literals replaced by a placeholder,
+    and the literals themselves, in order."""
+    shape, literals = [], []
+    for token in _TOKEN.findall(program):
+        if token.startswith('"') and len(token) > 1:
+            literals.append(token)
+            shape.append('""')
+        elif token.startswith(("/*", "//")) and len(token) > 1:
+            shape.append("/**/")
+        else:
+            shape.append(token)
+    return "".join(shape), literals
+
+
+def decode_literal(lit: str) -> bytes:
+    body, out, i = lit[1:-1], bytearray(), 0
+    while i < len(body):
+        if body[i] == "\\":
+            out.append(int(body[i + 1:i + 4], 8))
+            i += 4
+        else:
+            out += body[i].encode()
+            i += 1
+    return bytes(out)
+
+
+def with_comm(comms: tuple[str, ...]) -> Profile:
+    return dataclasses.replace(BASE, filters=Filters(comm=comms))
+
+
+HARMLESS = skeleton(generate(with_comm(("a",))).text)[0]
+
+
+@EXAMPLES
+@given(comm_values())
+def test_comm_filter(comm: str) -> None:
+    shape, literals = skeleton(generate(with_comm((comm,))).text)
+    assert shape == HARMLESS
+    comm_literals = [lit for lit in literals if f"comm == {lit}" in
+                     generate(with_comm((comm,))).text]
+    assert [decode_literal(lit) for lit in comm_literals] == [comm.encode()]
+
+
+@EXAMPLES
+@given(hostile_text, hostile_text, hostile_text)
+def test_name_source_and_description_stay_in_the_comment(name: str, source: str,
+                                                          description: str) -> None:
+    profile = dataclasses.replace(BASE, name=name, source=source, description=description)
+    text = generate(profile).text
+    harmless = skeleton(generate(BASE).text)[0]
+    assert skeleton(text)[0] == harmless
+    header = text.split("*/", 1)[0]
+    assert header.count("/*") == 1 and "\x1b" not in header
+
+
+@EXAMPLES
+@given(st.integers(min_value=-(2**70), max_value=2**70))
+def test_numbers_are_checked_or_refused(value: int) -> None:
+    """A number reaches the program only inside its range; out of it, nothing is made."""
+    for build in (lambda v: dataclasses.replace(BASE, filters=Filters(uid=(v,))),
+                  lambda v: dataclasses.replace(BASE, filters=Filters(pid=(v,))),
+                  lambda v: dataclasses.replace(BASE, limits=Limits(max_args=v)),
+                  lambda v: dataclasses.replace(BASE, stats=StatsSpec(enabled=True,
+                                                                      interval=v))):
+        try:
+            text = generate(build(value)).text
+        except ValueError:
+            continue
+        assert str(value) in text and value >= 0
+
+
+@settings(max_examples=10_000, deadline=None)
+@given(hostile_text)
+def test_profile_yaml_values_never_reach_the_program_unchecked(value: str) -> None:
+    """Hostile text in every field of a YAML profile: refused with a SpecError, or safe."""
+    from bptrace_exec.errors import SpecError
+
+    quoted = '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    for doc in (f"version: 1\nfilters: {{comm: [{quoted}]}}\n",
+                f"version: 1\ndescription: {quoted}\n",
+                f"version: 1\nprobes: [{quoted}]\n",
+                f"version: 1\nstats: {{enabled: true, by: [{quoted}]}}\n",
+                f"version: 1\nfilters: {{uid: [{quoted}]}}\n"):
+        try:
+            profile = parse_profile(doc, source="p.yaml", name="p")
+        except SpecError:
+            continue
+        assert skeleton(generate(profile).text)[0] in {
+            skeleton(generate(dataclasses.replace(profile, description="d",
+                                                  filters=_harmless(profile.filters))).text)[0]}
+
+
+def _harmless(f: Filters) -> Filters:
+    return dataclasses.replace(f, comm=tuple("a" for _ in f.comm))
