@@ -108,3 +108,17 @@ def test_bpftrace_from_the_environment(tmp_path: Path) -> None:
     if os.geteuid() == 0:
         out = run("--bpftrace", str(old), "--duration", "1")
         assert out.returncode == 3 and "needs v0.17.0 or newer" in out.stderr
+
+
+def test_tracefs_that_cannot_be_mounted(monkeypatch: pytest.MonkeyPatch,
+                                        tmp_path: Path) -> None:
+    from bptrace_exec import runner
+    from bptrace_exec.errors import EnvironmentProblem
+
+    not_a_dir = tmp_path / "tracing"
+    not_a_dir.write_text("")
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(runner, "TRACEFS", not_a_dir)
+    monkeypatch.setattr(runner, "DEBUGFS_TRACING", tmp_path / "none")
+    with pytest.raises(EnvironmentProblem, match="tracefs is not mounted"):
+        runner.check_environment()

@@ -139,6 +139,7 @@ class EventRun(Run):
         self.assembler = Assembler(wall_offset_ns=time.time_ns() - time.monotonic_ns(),
                                    max_args=self.profile.limits.max_args)
         self.execs = 0
+        self.kernel_execs: int | None = None  # from @exec_total, printed at exit
 
     def show(self, events: Iterable[ExecEvent]) -> None:
         for event in events:
@@ -161,12 +162,29 @@ class EventRun(Run):
             self.sink.write(json_line({"event": "lost", "time": iso_time(time.time_ns()),
                                        "count": count}))
 
+    def on_map(self, record: MapData) -> None:
+        if record.name == "exec_total" and isinstance(record.value, dict):
+            self.kernel_execs = sum(v for v in record.value.values() if isinstance(v, int))
+
     def on_end(self) -> None:
         self.show(self.assembler.flush())
 
+    @property
+    def missing(self) -> int:
+        """Execs the kernel reported that never reached a row (complete or not)."""
+        return max(0, (self.kernel_execs or 0) - self.execs)
+
     def summary(self) -> None:
         stats = self.assembler.stats
+        if self.sink.as_json:
+            self.sink.write(json_line({"event": "end", "time": iso_time(time.time_ns()),
+                                       "execs": self.execs, "kernel_execs": self.kernel_execs,
+                                       "missing_execs": self.missing,
+                                       "lost_events": self.lost}))
         text = f"{self.execs} execs traced in {self.elapsed:.1f} s"
+        if self.missing:
+            text += (f"; the kernel reported {self.kernel_execs}: {self.missing} execs were "
+                     "lost on the way")
         if self.lost:
             text += f"; bpftrace lost {self.lost} events"
         if stats.incomplete:

@@ -40,6 +40,7 @@ READ_SIZE = 1 << 16
 STOP_GRACE_S = 10.0  # how long bpftrace may take to drain and exit after SIGINT
 TICK_S = 0.25
 TRACEFS = Path("/sys/kernel/tracing")
+DEBUGFS_TRACING = Path("/sys/kernel/debug/tracing")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 # Start-up noise that every run prints and that means nothing here.
@@ -56,7 +57,7 @@ def check_environment() -> None:
         raise EnvironmentProblem("tracing needs root: bpftrace loads programs into the kernel",
                                  hint="run it with sudo, or use --emit script to see the "
                                       "program without running it")
-    if not (TRACEFS / "events").is_dir() and not Path("/sys/kernel/debug/tracing/events").is_dir():
+    if not (TRACEFS / "events").is_dir() and not (DEBUGFS_TRACING / "events").is_dir():
         # Mounting it is what a user would be told to do; doing it saves them the step.
         with contextlib.suppress(OSError):
             subprocess.run(["mount", "-t", "tracefs", "nodev", str(TRACEFS)],

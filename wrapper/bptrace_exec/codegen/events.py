@@ -10,6 +10,9 @@ and the entry timestamp), so that user space can join them whatever CPU each cam
   comm  TID ID COMM(16 hex)           failure, when there is no enter record (--failed)
   exec  TID ID RET LAT PID PPID UID CALLER_ARGC ARGC MORE SIZE RECORDS SYSCALL_NR
 
+@exec_total counts the execs reported, in the kernel; bpftrace prints it at exit, so that
+user space can say exactly how many execs it did not receive.
+
 NEXT is the byte after a 199-byte read: user space uses it to tell a string of exactly
 199 bytes from a longer one that was cut. RECORDS counts every record of the exec, so an
 exec whose records were partly lost is recognised as such.
@@ -96,6 +99,7 @@ def _summary(ret: str, argc: str, more: str, size: str, records: str) -> str:
         f"           $key, $id, {ret}, nsecs - $id, {PID},\n"
         "           (uint64)curtask->real_parent->tgid, (uint64)uid, @exec_argc[$key],\n"
         f"           {argc}, {more}, {size}, {records}, @exec_nr[$key]);\n"
+        "    @exec_total[0] = count();  // printed at exit: user space reports any gap\n"
     )
 
 
