@@ -122,3 +122,16 @@ def test_tracefs_that_cannot_be_mounted(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(runner, "DEBUGFS_TRACING", tmp_path / "none")
     with pytest.raises(EnvironmentProblem, match="tracefs is not mounted"):
         runner.check_environment()
+
+
+def test_readme_cli_reference_is_current() -> None:
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "scripts" / "update-readme"
+    loader = importlib.machinery.SourceFileLoader("update_readme", str(path))
+    spec = importlib.util.spec_from_loader("update_readme", loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert module.reference() in readme, "run scripts/update-readme"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import sys
 from collections.abc import Iterable, Sequence
@@ -147,7 +146,7 @@ def _profile(args: argparse.Namespace) -> Profile:
         profile,
         comm=args.comm, uid=args.uid, pid=args.pid, ppid=args.ppid, failed=args.failed,
         max_args=args.max_args, argv_bytes=args.argv_bytes,
-        stats=True if args.stats or args.from_file else None, top=args.top,
+        stats=True if args.stats or args.from_file or args.export else None, top=args.top,
         interval=args.interval, output_format="json" if args.json else None,
     )
 
@@ -160,8 +159,6 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
     if args.export:
         export_format = format_for(args.export, args.export_format)
         check_writable(args.export)
-        profile = dataclasses.replace(profile, stats=dataclasses.replace(profile.stats,
-                                                                         enabled=True))
     if args.from_file:
         return _stats_from_file(args, profile, export_format)
     if args.emit == "script":
