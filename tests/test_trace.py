@@ -272,3 +272,24 @@ def test_hostile_comm_compiles_and_matches_only_itself(engine: str, comm: str,
     assert run.returncode == 0, run.stderr
     assert [e["comm"] for e in run.execs()] == [comm]
     assert not Path("/tmp/bx").exists()
+
+
+def test_replay_equals_the_live_run(engine: str, exec_cases: str, tmp_path: Path,
+                                    no_bpftrace_left: None) -> None:
+    live, rec = tmp_path / "live.jsonl", tmp_path / "run.rec"
+    run = run_tool("--json", "-o", str(live), "--record", str(rec), "--bpftrace", engine,
+                   "--", sys.executable, DRIVER, str(tmp_path), exec_cases, output=live)
+    assert run.returncode == 0, run.stderr
+    replay = subprocess.run(tool_command("--replay", str(rec), "--json"), capture_output=True,
+                            text=True, check=True)
+    drop_end = lambda text: [ln for ln in text.splitlines() if '"event":"end"' not in ln]  # noqa: E731
+    assert drop_end(replay.stdout) == drop_end(live.read_text())
+    assert len(drop_end(replay.stdout)) > 20
+    stats_rec = tmp_path / "stats.rec"
+    live_stats = run_tool("--stats", "--json", "--record", str(stats_rec), "--bpftrace", engine,
+                          "--", "/bin/true")
+    replayed = subprocess.run(tool_command("--replay", str(stats_rec), "--json"),
+                              capture_output=True, text=True, check=True)
+    import json as json_module
+    a, b = json_module.loads(live_stats.stdout), json_module.loads(replayed.stdout)
+    assert a["breakdowns"] == b["breakdowns"] and a["execs"] == b["execs"] == 1

@@ -12,8 +12,9 @@ from bptrace_exec import __version__
 from bptrace_exec.codegen import generate
 from bptrace_exec.engine import find_engine
 from bptrace_exec.errors import EXIT_OK, UsageError, UserError
-from bptrace_exec.export import FORMATS, check_writable, format_for, write_export
+from bptrace_exec.export import FORMATS, check_writable, format_for, to_dict, write_export
 from bptrace_exec.pipeline import EventRun, Run, RunOptions, Sink, StatsRun, stderr
+from bptrace_exec.record import Recorder, ReplaySource, read_recording
 from bptrace_exec.report import render_report
 from bptrace_exec.runner import GatedCommand, Session, check_environment, explain_failure
 from bptrace_exec.spec import (
@@ -43,6 +44,8 @@ examples:
   bptrace-exec execve --stats --top 5 --interval 10   # a top-5 report every 10 s
   bptrace-exec execve --export execs.prom --duration 60   # Prometheus textfile
   bptrace-exec --stats --from execs.jsonl   # report on JSON lines written earlier
+  bptrace-exec execve --record run.rec   # trace, and keep the raw transcript
+  bptrace-exec --replay run.rec --json   # render a recording again, as JSON lines
   bptrace-exec ./my-profile.yaml         # a profile of your own
   bptrace-exec -- make -j2               # run make, trace it and its descendants
 
@@ -104,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the export format, whatever PATH's extension")
     s.add_argument("--from", dest="from_file", metavar="FILE",
                    help="report on JSON lines written earlier with --json (no root needed)")
+    rr = p.add_argument_group("record and replay")
+    rr.add_argument("--record", metavar="FILE",
+                    help="keep the raw transcript of the run in FILE")
+    rr.add_argument("--replay", metavar="FILE",
+                    help="render a recording again (table, --json, --stats, --export); no "
+                         "root, no bpftrace")
     r = p.add_argument_group("run")
     r.add_argument("--duration", type=float, metavar="SECONDS", help="stop after SECONDS")
     r.add_argument("--max-args", type=int, metavar="N",
@@ -161,6 +170,8 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
         check_writable(args.export)
     if args.from_file:
         return _stats_from_file(args, profile, export_format)
+    if args.replay:
+        return _replay(args, export_format)
     if args.emit == "script":
         engine = None
         with contextlib.suppress(UserError):  # the program is the same for every version
@@ -179,12 +190,17 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
         gated = GatedCommand(command, stdout_to_stderr=not args.output) if command else None
         session = Session(program.text, engine, buffer_pages=pages, command=gated)
         opts = RunOptions(duration=args.duration, quiet=args.quiet)
+        if args.record:
+            opts.recorder = stack.enter_context(contextlib.closing(
+                Recorder(args.record, profile, engine, opts.wall_offset_ns)))
         sink = Sink(out, profile.output_format == "json")
         run: Run = (StatsRun if profile.stats.enabled else EventRun)(session, profile, sink, opts)
         try:
             run.trace()
         finally:
             finished = session.close()
+            if opts.recorder:
+                opts.recorder.elapsed_s = run.elapsed
         if not finished.requested:
             raise explain_failure(finished, program.text)
         if finished.forced:
@@ -195,6 +211,46 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
             write_export(run.final, args.export, export_format, top=profile.stats.top,
                          title=run.title())
         return finished.command_status if finished.command_status is not None else EXIT_OK
+
+
+def _replay(args: argparse.Namespace, export_format: str | None) -> int:
+    """--replay FILE: the recorded run rendered again, by the same pipeline."""
+    rec = read_recording(args.replay)
+    # how it is shown is this command line's choice, not the recorded one's
+    profile = with_overrides(rec.profile, output_format="json" if args.json else "table",
+                             top=args.top)
+    if rec.elapsed_s is None:
+        stderr(f"bptrace-exec: warning: {args.replay} was cut short; replaying it up to its "
+               "last whole line")
+    source = ReplaySource(rec)
+    opts = RunOptions(quiet=args.quiet)
+    wants_stats = args.stats or args.export
+    with contextlib.ExitStack() as stack:
+        out = (stack.enter_context(open(args.output, "w", buffering=1, encoding="utf-8"))
+               if args.output else sys.stdout)
+        sink = Sink(out, profile.output_format == "json")
+        if profile.stats.enabled:
+            stats_run = StatsRun(source, profile, sink, opts)
+            stats_run.trace()
+            stats = stats_run.final
+        else:
+            if wants_stats:
+                sink.collected = []
+            run = EventRun(source, profile, sink, opts)
+            run.trace()
+            run.summary()
+            stats = (from_events(sink.collected, by=profile.stats.by, duration_s=run.elapsed)
+                     if sink.collected is not None else None)
+            if stats is not None:
+                title = f"bptrace-exec stats: {args.replay}"
+                plain = Sink(out, profile.output_format == "json")
+                plain.write(json.dumps(to_dict(stats, top=profile.stats.top, title=title))
+                            if plain.as_json else
+                            render_report(stats, top=profile.stats.top, title=title))
+        if stats is not None and args.export and export_format:
+            write_export(stats, args.export, export_format, top=profile.stats.top,
+                         title=f"bptrace-exec stats: {args.replay}")
+    return EXIT_OK
 
 
 def _stats_from_file(args: argparse.Namespace, profile: Profile,

@@ -10,18 +10,20 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import TextIO
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Protocol, TextIO
 
 from bptrace_exec.assemble import Assembler
 from bptrace_exec.codegen.stats import SNAPSHOT_END
 from bptrace_exec.decode import Attached, Lost, MapData, Note, Printf, Record, decode_line
+from bptrace_exec.engine import Engine
 from bptrace_exec.events import ExecEvent
 from bptrace_exec.export import to_dict
+from bptrace_exec.record import Recorder, ReplaySource
 from bptrace_exec.render import event_to_dict, iso_time, json_line, table_header, table_row
 from bptrace_exec.report import render_report
-from bptrace_exec.runner import Session
+from bptrace_exec.runner import GatedCommand
 from bptrace_exec.spec import Profile
 from bptrace_exec.stats import Stats, from_maps
 
@@ -32,6 +34,8 @@ def stderr(message: str) -> None:
 
 class Sink:
     """Where output goes; a closed reader (`| head`) ends the run cleanly, once."""
+
+    collected: list[dict[str, object]] | None = None  # set: events are kept, not written
 
     def __init__(self, stream: TextIO, as_json: bool) -> None:
         self.stream, self.as_json, self.closed = stream, as_json, False
@@ -46,7 +50,9 @@ class Sink:
             self.closed = True
 
     def event(self, event: ExecEvent) -> None:
-        if self.as_json:
+        if self.collected is not None:
+            self.collected.append(event_to_dict(event))
+        elif self.as_json:
             self.write(json_line(event_to_dict(event)))
         else:
             self.write(table_row(event))
@@ -56,12 +62,29 @@ class Sink:
 class RunOptions:
     duration: float | None = None
     quiet: bool = False
+    recorder: Recorder | None = None
+    # wall clock minus the monotonic clock bpftrace's nsecs counts on; taken once
+    wall_offset_ns: int = field(default_factory=lambda: time.time_ns() - time.monotonic_ns())
+
+
+class Source(Protocol):
+    """Where lines come from: a live Session, or a recording played back."""
+
+    engine: Engine
+    deadline: float | None
+
+    @property
+    def command(self) -> GatedCommand | None: ...
+
+    def lines(self) -> Iterator[bytes | None]: ...
+    def request_stop(self) -> None: ...
+    def release_command(self) -> None: ...
 
 
 class Run:
     """The loop shared by both kinds of run; subclasses say what records mean."""
 
-    def __init__(self, session: Session, profile: Profile, sink: Sink,
+    def __init__(self, session: Source, profile: Profile, sink: Sink,
                  opts: RunOptions) -> None:
         self.session, self.profile, self.sink, self.opts = session, profile, sink, opts
         self.say: Callable[[str], None] = (lambda _m: None) if opts.quiet else stderr
@@ -72,11 +95,16 @@ class Run:
 
     @property
     def elapsed(self) -> float:
+        if isinstance(self.session, ReplaySource) and self.session.recorded_elapsed:
+            return self.session.recorded_elapsed
         return time.monotonic() - self.started
 
     def trace(self) -> None:
+        recorder = self.opts.recorder
         for line in self.session.lines():
             now = time.monotonic_ns()
+            if recorder and line is not None:
+                recorder.write(line)
             if line is None:
                 self.on_tick(now)
             else:
@@ -106,8 +134,13 @@ class Run:
         if self.opts.duration:
             self.session.deadline = self.started + self.opts.duration
         end = "Running the command." if self.session.command else "Hit Ctrl-C to end."
-        self.say(f"Tracing {', '.join(self.profile.probes)} with bpftrace "
-                 f"{self.session.engine.version_text} ({self.probes} probes). {end}")
+        if isinstance(self.session, ReplaySource):
+            rec = self.session.recording
+            self.say(f"Replaying {rec.path}: {', '.join(self.profile.probes)} traced with "
+                     f"bpftrace {self.session.engine.version_text} from {rec.started}.")
+        else:
+            self.say(f"Tracing {', '.join(self.profile.probes)} with bpftrace "
+                     f"{self.session.engine.version_text} ({self.probes} probes). {end}")
         self.on_started()
         self.session.release_command()
 
@@ -133,10 +166,12 @@ class Run:
 class EventRun(Run):
     """One row per exec, streaming."""
 
-    def __init__(self, session: Session, profile: Profile, sink: Sink,
+    def __init__(self, session: Source, profile: Profile, sink: Sink,
                  opts: RunOptions) -> None:
         super().__init__(session, profile, sink, opts)
-        self.assembler = Assembler(wall_offset_ns=time.time_ns() - time.monotonic_ns(),
+        offset = (session.wall_offset_ns if isinstance(session, ReplaySource)
+                  else opts.wall_offset_ns)
+        self.assembler = Assembler(wall_offset_ns=offset,
                                    max_args=self.profile.limits.max_args)
         self.execs = 0
         self.kernel_execs: int | None = None  # from @exec_total, printed at exit
@@ -200,7 +235,7 @@ class EventRun(Run):
 class StatsRun(Run):
     """Counting in the kernel; a report at every interval mark and at the end."""
 
-    def __init__(self, session: Session, profile: Profile, sink: Sink,
+    def __init__(self, session: Source, profile: Profile, sink: Sink,
                  opts: RunOptions) -> None:
         super().__init__(session, profile, sink, opts)
         self.maps: dict[str, object] = {}

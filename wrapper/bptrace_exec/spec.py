@@ -73,6 +73,34 @@ class Profile:
     output_format: str = "table"
 
 
+def profile_to_dict(profile: Profile) -> dict[str, Any]:
+    return dataclasses.asdict(profile)
+
+
+def profile_from_dict(data: dict[str, Any]) -> Profile:
+    """The inverse of profile_to_dict, for recordings: every value checked again."""
+    if not isinstance(data, dict):
+        raise TypeError("a profile is a mapping")
+    f, lim, st = data.get("filters", {}), data.get("limits", {}), data.get("stats", {})
+    checked_f, checked_l = validate_overrides(
+        {k: f[k] for k in ("comm", "uid", "pid", "ppid", "failed") if k in f},
+        {k: lim[k] for k in ("max_args", "argv_bytes") if k in lim})
+    probes = tuple(data.get("probes", SYSCALLS))
+    if not probes or any(p not in SYSCALLS for p in probes):
+        raise ValueError(f"unknown probes {probes}")
+    by = tuple(_breakdown(b, "recording") for b in st.get("by", BREAKDOWNS))
+    return Profile(
+        name=str(data.get("name", "")), source=str(data.get("source", "")),
+        description=str(data.get("description", "")), probes=probes,
+        filters=Filters(**checked_f), limits=Limits(**checked_l),
+        stats=StatsSpec(enabled=bool(st.get("enabled", False)), by=by,
+                        top=_STATS_RANGES["top"](st.get("top", 10), "recording"),
+                        interval=_STATS_RANGES["interval"](st.get("interval", 0), "recording"),
+                        latency=bool(st.get("latency", True))),
+        output_format=str(data.get("output_format", "table")),
+    )
+
+
 def shipped_profile_dirs() -> list[Path]:
     """Where profiles are found by name: $BPTRACE_EXEC_PATH, then the shipped probes/."""
     dirs = [Path(p) for p in os.environ.get("BPTRACE_EXEC_PATH", "").split(":") if p]

@@ -1,0 +1,125 @@
+"""Recordings: the raw transcript of a run, replayable with no root and no bpftrace.
+
+A recording is JSON lines: a header (what is needed to decode the rest), every line
+bpftrace printed, unchanged, and a trailer written when the run ends:
+
+  {"recording": "bptrace-exec/1", "bpftrace": "v0.17.0", "profile": {...},
+   "started": "2026-...Z", "wall_offset_ns": N}
+  ...bpftrace's lines...
+  {"recording_end": {"elapsed_s": 12.3}}
+
+A recording cut short (a killed run, a full disk) has no trailer; it replays up to its
+last whole line, with a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from bptrace_exec.engine import Engine, parse_version
+from bptrace_exec.errors import UsageError
+from bptrace_exec.render import iso_time
+from bptrace_exec.spec import Profile, profile_from_dict, profile_to_dict
+
+FORMAT = "bptrace-exec/1"
+
+
+class Recorder:
+    """Writes a recording as the run goes; each line is flushed so a crash loses none."""
+
+    def __init__(self, path: str, profile: Profile, engine: Engine,
+                 wall_offset_ns: int) -> None:
+        try:
+            self.file: IO[bytes] = open(path, "wb")  # noqa: SIM115 (closed in close())
+        except OSError as exc:
+            raise UsageError(f"cannot write the recording {path}: {exc.strerror}") from None
+        self.path = path
+        self.elapsed_s = 0.0  # set by the run when it ends; written in the trailer
+        self._write_json({"recording": FORMAT, "bpftrace": engine.version_text,
+                          "profile": profile_to_dict(profile),
+                          "started": iso_time(time.time_ns()),
+                          "wall_offset_ns": wall_offset_ns})
+
+    def _write_json(self, obj: object) -> None:
+        self.write(json.dumps(obj, ensure_ascii=True).encode())
+
+    def write(self, line: bytes) -> None:
+        try:
+            self.file.write(line + b"\n")
+            self.file.flush()
+        except OSError as exc:
+            raise UsageError(f"cannot write the recording {self.path}: {exc.strerror}",
+                             hint="what was written so far replays with --replay") from None
+
+    def close(self) -> None:
+        if not self.file.closed:
+            self._write_json({"recording_end": {"elapsed_s": round(self.elapsed_s, 6)}})
+            self.file.close()
+
+
+@dataclass
+class Recording:
+    path: str
+    profile: Profile
+    engine: Engine
+    wall_offset_ns: int
+    started: str
+    lines: list[bytes]
+    elapsed_s: float | None  # None: the recording was cut short
+
+
+def read_recording(path: str) -> Recording:
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read the recording {path}: {exc.strerror}") from None
+    # the last piece is "" after a whole line, or a line cut mid-write: dropped either way
+    lines = raw.split(b"\n")[:-1]
+    try:
+        header = json.loads(lines[0])
+        assert isinstance(header, dict) and header.get("recording") == FORMAT
+        version = parse_version(str(header["bpftrace"]))
+        assert version is not None
+        profile = profile_from_dict(header["profile"])
+        offset = int(header["wall_offset_ns"])
+    except (IndexError, ValueError, KeyError, TypeError, AssertionError):
+        raise UsageError(f"{path} is not a bptrace-exec recording",
+                         hint="make one with --record FILE") from None
+    elapsed = None
+    body = lines[1:]
+    if body and body[-1].startswith(b'{"recording_end"'):
+        try:
+            elapsed = float(json.loads(body[-1])["recording_end"]["elapsed_s"])
+        except (ValueError, KeyError, TypeError):
+            elapsed = None
+        body = body[:-1]
+    return Recording(path=path, profile=profile, engine=Engine("(recorded)", version),
+                     wall_offset_ns=offset, started=str(header.get("started", "")),
+                     lines=body, elapsed_s=elapsed)
+
+
+class ReplaySource:
+    """Plays a recording back through the same pipeline a live Session feeds."""
+
+    command = None
+
+    def __init__(self, recording: Recording) -> None:
+        self.recording = recording
+        self.engine = recording.engine
+        self.deadline: float | None = None
+        self.wall_offset_ns = recording.wall_offset_ns
+        self.recorded_elapsed = recording.elapsed_s
+
+    def lines(self) -> Iterator[bytes | None]:
+        yield from self.recording.lines
+
+    def request_stop(self) -> None:
+        """Nothing runs: the replay simply ends with the file."""
+
+    def release_command(self) -> None:
+        """A replay has no command to release."""
