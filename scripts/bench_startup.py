@@ -16,7 +16,6 @@ import argparse
 import os
 import platform
 import re
-import signal
 import statistics
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from pathlib import Path
 TOP = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TOP / "wrapper"))
 
+from benchlib import stop  # noqa: E402
 from bptrace_exec.codegen import generate  # noqa: E402
 from bptrace_exec.engine import find_engine  # noqa: E402
 from bptrace_exec.spec import load_profile  # noqa: E402
@@ -45,12 +45,7 @@ def time_until(cmd: list[str], stream: str, marker: str, env: dict[str, str]) ->
                 return time.monotonic() - start
         raise RuntimeError(f"{cmd[0]} ended before {marker!r}")
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def import_ms() -> float:

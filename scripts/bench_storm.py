@@ -26,7 +26,6 @@ import contextlib
 import os
 import platform
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from pathlib import Path
 TOP = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TOP / "wrapper"))
 
+from benchlib import stop  # noqa: E402
 from bptrace_exec.codegen import generate  # noqa: E402
 from bptrace_exec.engine import find_engine  # noqa: E402
 from bptrace_exec.spec import load_profile  # noqa: E402
@@ -108,12 +108,7 @@ def tracer(kind: str, program: str, engine_path: str, env: dict[str, str],
     try:
         yield []
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         if reader:
             reader.join(timeout=30)
 

@@ -110,6 +110,13 @@ def test_pid_and_ppid_filters_are_in_the_program(tmp_path: Path) -> None:
     assert "/curtask->tgid == 4321 && curtask->real_parent->tgid == 1/" in text
 
 
+def exec_as(comm: str, *argv: str) -> None:
+    """Exec argv from a process named comm (the filters' test subject)."""
+    subprocess.run([sys.executable, "-c",
+                    "import ctypes,os,sys; ctypes.CDLL(None).prctl(15, sys.argv[1].encode(), 0,"
+                    " 0, 0); os.execv(sys.argv[2], sys.argv[2:])", comm, *argv], check=True)
+
+
 def _start(engine: str, *args: str) -> subprocess.Popen[str]:
     proc = subprocess.Popen(tool_command("--bpftrace", engine, *args),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -128,9 +135,7 @@ def _start(engine: str, *args: str) -> subprocess.Popen[str]:
 def test_signals_stop_cleanly_and_keep_records(engine: str, sig: signal.Signals,
                                                no_bpftrace_left: None) -> None:
     proc = _start(engine, "--json", "--comm", "bpx-sig")
-    subprocess.run([sys.executable, "-c",
-                    "import ctypes,os; ctypes.CDLL(None).prctl(15, b'bpx-sig', 0, 0, 0);"
-                    "os.execv('/bin/true', ['/bin/true', 'before-signal'])"], check=True)
+    exec_as("bpx-sig", "/bin/true", "before-signal")
     time.sleep(1)
     started = time.monotonic()
     proc.send_signal(sig)
@@ -234,9 +239,7 @@ def test_lost_events_are_never_hidden(engine: str, exec_cases: str, tmp_path: Pa
 def test_bpftrace_dying_mid_run_is_explained_and_rows_kept(engine: str,
                                                            no_bpftrace_left: None) -> None:
     proc = _start(engine, "--json", "--comm", "bpx-die")
-    subprocess.run([sys.executable, "-c",
-                    "import ctypes,os; ctypes.CDLL(None).prctl(15, b'bpx-die', 0, 0, 0);"
-                    "os.execv('/bin/true', ['/bin/true', 'before-death'])"], check=True)
+    exec_as("bpx-die", "/bin/true", "before-death")
     time.sleep(1)
     children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
                               text=True, check=False).stdout.split()
@@ -251,9 +254,7 @@ def test_bpftrace_dying_mid_run_is_explained_and_rows_kept(engine: str,
 def test_a_stats_run_reports_on_sigterm(engine: str, no_bpftrace_left: None) -> None:
     proc = _start(engine, "--stats", "--comm", "bpx-stat")
     for _ in range(3):
-        subprocess.run([sys.executable, "-c",
-                        "import ctypes,os; ctypes.CDLL(None).prctl(15, b'bpx-stat', 0, 0, 0);"
-                        "os.execv('/bin/true', ['/bin/true'])"], check=True)
+        exec_as("bpx-stat", "/bin/true")
     time.sleep(1)
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=60)
