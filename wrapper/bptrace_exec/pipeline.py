@@ -89,7 +89,8 @@ class Run:
         self.session, self.profile, self.sink, self.opts = session, profile, sink, opts
         self.say: Callable[[str], None] = (lambda _m: None) if opts.quiet else stderr
         self.lost = self.probes = 0
-        self.notes: list[str] = []
+        self.notes = 0  # records bpftrace printed that the tracer does not use
+        self.first_note = ""
         self.ready = False
         self.started = time.monotonic()
 
@@ -126,7 +127,8 @@ class Run:
         elif isinstance(record, Lost):
             self.on_lost(record.count)
         elif isinstance(record, Note):
-            self.notes.append(f"{record.kind}: {record.detail}")
+            self.notes += 1  # a count, not a list: some bpftrace versions print one per event
+            self.first_note = self.first_note or f"{record.kind}: {record.detail}"
 
     def on_ready(self) -> None:
         self.ready = True
@@ -151,8 +153,8 @@ class Run:
 
     def report_notes(self) -> None:
         if self.notes:
-            stderr(f"bptrace-exec: bpftrace also printed {len(self.notes)} record(s) that "
-                   f"bptrace-exec does not use; the first: {self.notes[0]}")
+            stderr(f"bptrace-exec: bpftrace also printed {self.notes} record(s) that "
+                   f"bptrace-exec does not use; the first: {self.first_note}")
 
     # what differs between the two kinds of run
     def on_started(self) -> None: ...
