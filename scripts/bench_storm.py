@@ -47,9 +47,9 @@ TOOL = [sys.executable, "-m", "bptrace_exec", "execve"]
 START_TIMEOUT = 120
 
 
-def ensure_tools() -> None:
+def ensure_tools(configs: list[str]) -> None:
     missing = [pkg for tool, pkg in (("strace", "strace"), ("perf", "linux-perf"))
-               if not shutil.which(tool)]
+               if tool in configs and not shutil.which(tool)]
     if missing:
         subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=False,
                        stdout=subprocess.DEVNULL)
@@ -130,10 +130,10 @@ def main() -> int:
     args = ap.parse_args()
     if os.geteuid() != 0 or not shutil.which("cc"):
         raise SystemExit("needs root and a C compiler")
-    ensure_tools()
+    requested = args.configs.split(",")
+    ensure_tools(requested)
     engine = find_engine(args.bpftrace)
-    configs = [c for c in args.configs.split(",") if c not in ("strace", "perf")
-               or shutil.which(c)]
+    configs = [c for c in requested if c not in ("strace", "perf") or shutil.which(c)]
     print(f"# {platform.machine()}, {os.cpu_count()} cpus, kernel {platform.release()}, "
           f"bpftrace {engine.version_text}, Python {platform.python_version()}; "
           f"{args.execs} fork+exec of /bin/true, {args.rounds} rounds", flush=True)
