@@ -157,7 +157,7 @@ def test_malformed_and_unknown_records_are_counted() -> None:
     assert a.stats.unknown == 1 and a.stats.malformed == 4
 
 
-def test_ready() -> None:
+def test_the_start_mark_is_neither_an_exec_nor_unknown() -> None:
     a = new()
-    feed(a, [b"ready\n"])
-    assert a.ready
+    assert feed(a, [b"ready\n"]) == []
+    assert a.stats.unknown == a.stats.malformed == 0

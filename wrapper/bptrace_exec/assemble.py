@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from bptrace_exec.codegen import ARGC_COUNT_LIMIT, TEXT_CHUNK
+from bptrace_exec.codegen import ARGC_COUNT_LIMIT, READY_RECORD, TEXT_CHUNK
 from bptrace_exec.events import ExecEvent, syscall_name
 
 COMPLETE_WAIT_NS = 1_000_000_000  # how long a summary waits for its missing records
@@ -71,13 +71,11 @@ class Assembler:
         self.max_args = max_args
         self.pending: dict[tuple[bytes, bytes], _Parts] = {}
         self.stats = AssemblyStats()
-        self.ready = False
 
     def feed(self, text: bytes, now_ns: int) -> list[ExecEvent]:
         """The execs this record completes (usually none, at most one)."""
-        if text == b"ready\n":
-            self.ready = True
-            return []
+        if text == READY_RECORD:
+            return []  # the program's start mark: the run acts on it, not the assembler
         # The final newline stays on the last field: handlers drop it (see _text).
         fields = text.split(b" ", 3) if text[-1:] == b"\n" else []
         handler = _HANDLERS.get(fields[0]) if len(fields) == 4 else None

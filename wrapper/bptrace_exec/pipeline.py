@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, TextIO
 
 from bptrace_exec.assemble import Assembler
+from bptrace_exec.codegen import READY_RECORD
 from bptrace_exec.codegen.stats import SNAPSHOT_END
 from bptrace_exec.decode import Attached, Lost, MapData, Note, Printf, Record, decode_line
 from bptrace_exec.engine import Engine
@@ -116,7 +117,7 @@ class Run:
 
     def on_record(self, record: Record | None, now: int) -> None:
         if isinstance(record, Printf):
-            if record.text == b"ready\n" and not self.ready:
+            if record.text == READY_RECORD and not self.ready:
                 self.on_ready()
             else:
                 self.on_printf(record.text, now)

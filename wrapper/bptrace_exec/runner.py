@@ -194,10 +194,6 @@ class Session:
         with contextlib.suppress(OSError):
             os.write(self._wake_w, b"!")
 
-    @property
-    def signal_received(self) -> int | None:
-        return self._signal_received
-
     def request_stop(self) -> None:
         """Ask bpftrace to stop; lines() goes on until everything it had is read."""
         self._stop_requested = True

@@ -10,6 +10,7 @@ from __future__ import annotations
 from bptrace_exec.codegen import events, stats
 from bptrace_exec.codegen.common import (
     READY,
+    READY_RECORD,
     TEXT_CHUNK,
     Program,
     begin,
@@ -25,8 +26,8 @@ from bptrace_exec.codegen.events import ARGC_COUNT_LIMIT, BUF_CHUNK
 from bptrace_exec.engine import STRLEN, Engine
 from bptrace_exec.spec import Profile
 
-__all__ = ["ARGC_COUNT_LIMIT", "BUF_CHUNK", "READY", "STRLEN", "TEXT_CHUNK", "Program",
-           "describe_filters", "generate"]
+__all__ = ["ARGC_COUNT_LIMIT", "BUF_CHUNK", "READY", "READY_RECORD", "STRLEN", "TEXT_CHUNK",
+           "Program", "describe_filters", "generate"]
 
 
 def generate(profile: Profile, engine: Engine | None = None, *, follow: bool = False) -> Program:

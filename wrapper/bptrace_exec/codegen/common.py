@@ -16,6 +16,7 @@ from bptrace_exec.spec import PID_MAX, UID_MAX, Filters, Profile
 
 TEXT_CHUNK = STRLEN - 1  # a str() read keeps one byte for its NUL
 READY = "ready"
+READY_RECORD = f"{READY}\n".encode()  # what BEGIN prints once every probe is attached
 # Global ids: 0.23's pid/tid builtins are namespaced when bpftrace runs in a pid namespace.
 TID = "(uint64)curtask->pid"
 PID = "(uint64)curtask->tgid"
