@@ -2,9 +2,9 @@
 
 bpftrace runs under pexpect on a pseudo-terminal, which carries its log messages (read
 here, shown to the user when they are real errors), while its JSON records go to a pipe of
-their own (`-o /dev/fd/N`), so no log line, colour code or `\\r` can mix into them. The
-pty also guarantees cleanup: if this process dies, the kernel hangs up the terminal and
-bpftrace with it.
+their own (`-o /dev/fd/N`), so no log line, colour code or `\\r` can mix into them.
+bpftrace is tied to this process (PR_SET_PDEATHSIG): if this process dies, even by
+SIGKILL, bpftrace goes with it.
 
 A command to trace (`-- COMMAND`) is forked first and held at a gate until the probes
 are attached, so that its own exec is the first thing traced; its pid is handed to the
@@ -14,6 +14,7 @@ program as $1, never pasted into the program text.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import os
 import re
@@ -42,6 +43,7 @@ TICK_S = 0.25
 TRACEFS = Path("/sys/kernel/tracing")
 DEBUGFS_TRACING = Path("/sys/kernel/debug/tracing")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+PR_SET_PDEATHSIG = 1
 
 # Start-up noise that every run prints and that means nothing here.
 _HARMLESS = (
@@ -77,6 +79,15 @@ class Finished:
     command_status: int | None  # the traced command's exit status, shell style (128+sig)
     diagnostics: list[str]  # bpftrace's log lines, harmless noise removed
     forced: bool = False  # bpftrace ignored SIGINT for STOP_GRACE_S and was killed
+
+
+def _tie_to_parent() -> None:
+    """In bpftrace's process, before exec: default signal dispositions (an ignored SIGHUP,
+    as under nohup, would survive exec) and death with this process, however it ends."""
+    for sig in (*STOP_SIGNALS, signal.SIGPIPE):
+        signal.signal(sig, signal.SIG_DFL)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 class _Spawn(pexpect.spawn):  # type: ignore[misc]
@@ -170,7 +181,8 @@ class Session:
         env = {**os.environ, **engine.environment(buffer_pages)}
         try:
             self.child = _Spawn(engine.path, argv, env=env, echo=False, encoding=None,
-                                dimensions=(24, 500), pass_fds=(write_fd,))
+                                dimensions=(24, 500), pass_fds=(write_fd,),
+                                preexec_fn=_tie_to_parent)
         except (OSError, pexpect.ExceptionPexpect) as exc:
             os.close(write_fd)
             os.close(self._read_fd)
