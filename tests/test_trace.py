@@ -294,3 +294,22 @@ def test_replay_equals_the_live_run(engine: str, exec_cases: str, tmp_path: Path
     import json as json_module
     a, b = json_module.loads(live_stats.stdout), json_module.loads(replayed.stdout)
     assert a["breakdowns"] == b["breakdowns"] and a["execs"] == b["execs"] == 1
+
+
+def test_stops_even_when_started_with_sigint_ignored(engine: str,
+                                                     no_bpftrace_left: None) -> None:
+    """A background job of a non-interactive shell starts with SIGINT ignored, and a
+    bpftrace that inherits an ignored SIGINT keeps ignoring it (measured): the tool must
+    still stop it at once."""
+    proc = subprocess.Popen(["sh", "-c", 'trap "" INT; exec "$@"', "sh",
+                             *tool_command("--bpftrace", engine, "--comm", "bpx-ign")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    while "Tracing" not in proc.stderr.readline():
+        assert proc.poll() is None
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert time.monotonic() - started < 3, "bpftrace did not take SIGINT"
+    assert "did not stop" not in stderr

@@ -39,6 +39,7 @@ from bptrace_exec.errors import EngineFailure, EnvironmentProblem, UsageError
 PIPE_SIZE = 1 << 20  # room for bursts while the consumer renders
 READ_SIZE = 1 << 16
 STOP_GRACE_S = 10.0  # how long bpftrace may take to drain and exit after SIGINT
+TERM_AFTER_S = 3.0  # then SIGTERM, bpftrace's other clean stop, in case SIGINT was lost
 TICK_S = 0.25
 TRACEFS = Path("/sys/kernel/tracing")
 DEBUGFS_TRACING = Path("/sys/kernel/debug/tracing")
@@ -193,6 +194,7 @@ class Session:
         self.deadline: float | None = None  # monotonic time at which to stop by itself
         self._stop_requested = False
         self._forced = False
+        self._term_sent = False
         self._stop_sent_at: float | None = None
         self._signal_received: int | None = None
         self._wake_r, self._wake_w = os.pipe()
@@ -259,9 +261,15 @@ class Session:
             self.request_stop()
         if self.command is not None and self.command.poll() is not None:
             self.request_stop()
-        if self._stop_sent_at is not None and time.monotonic() - self._stop_sent_at > STOP_GRACE_S:
-            self._forced = True
-            self.child.terminate(force=True)
+        if self._stop_sent_at is not None:
+            waited = time.monotonic() - self._stop_sent_at
+            if waited > STOP_GRACE_S:
+                self._forced = True
+                self.child.terminate(force=True)
+            elif waited > TERM_AFTER_S and not self._term_sent:
+                self._term_sent = True
+                with contextlib.suppress(OSError):
+                    self.child.kill(signal.SIGTERM)
 
     def _read_log(self) -> bool:
         try:
