@@ -211,6 +211,9 @@ class Session:
     def request_stop(self) -> None:
         """Ask bpftrace to stop; lines() goes on until everything it had is read."""
         self._stop_requested = True
+        self._send_stop()
+
+    def _send_stop(self) -> None:
         if self._stop_sent_at is None and self.child.isalive():
             self._stop_sent_at = time.monotonic()
             with contextlib.suppress(OSError):
@@ -284,7 +287,9 @@ class Session:
     def close(self) -> Finished:
         """Stop whatever still runs and say how it ended. Safe to call twice."""
         if self.child.isalive():
-            self.request_stop()
+            # Not a request: a bpftrace that closed its output may still be exiting (its
+            # files close before it can be reaped), and must not count as asked to stop.
+            self._send_stop()
             deadline = time.monotonic() + STOP_GRACE_S
             while self.child.isalive() and time.monotonic() < deadline:
                 self._read_log()
