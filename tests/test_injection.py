@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import shlex
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bptrace_exec.codegen import generate
+from bptrace_exec.codegen.oneliner import oneliner
 from bptrace_exec.spec import (
     Filters,
     Limits,
@@ -72,6 +74,7 @@ def with_comm(comms: tuple[str, ...]) -> Profile:
 
 
 HARMLESS = skeleton(generate(with_comm(("a",))).text)[0]
+HARMLESS_ONELINE = skeleton(shlex.split(oneliner(with_comm(("a",))))[2])[0]
 
 
 @EXAMPLES

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 
 from bptrace_exec import __version__
 from bptrace_exec.codegen import generate
+from bptrace_exec.codegen.oneliner import oneliner
 from bptrace_exec.engine import find_engine
 from bptrace_exec.errors import EXIT_OK, UsageError, UserError
 from bptrace_exec.export import FORMATS, check_writable, format_for, to_dict, write_export
@@ -40,6 +41,7 @@ examples:
   bptrace-exec execve -o execs.jsonl --json   # write records to a file
   bptrace-exec execve --max-args 8       # keep at most 8 arguments per exec
   bptrace-exec execve --emit script      # print the bpftrace program and exit
+  bptrace-exec execve --comm sh --emit oneliner   # a bpftrace -e line to paste
   bptrace-exec execve --stats --duration 60   # counts and latency, reported after 60 s
   bptrace-exec execve --stats --top 5 --interval 10   # a top-5 report every 10 s
   bptrace-exec execve --export execs.prom --duration 60   # Prometheus textfile
@@ -89,8 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     o = p.add_argument_group("output")
     o.add_argument("--json", action="store_true", help="JSON lines instead of the table")
     o.add_argument("-o", "--output", metavar="FILE", help="write records to FILE, not stdout")
-    o.add_argument("--emit", choices=["script"],
-                   help="print the generated bpftrace program and exit (no root needed)")
+    o.add_argument("--emit", choices=["script", "oneliner"],
+                   help="print the generated bpftrace program (script), or a `bpftrace -e` "
+                        "line that shows the same execs as text (oneliner), and exit; no "
+                        "root needed")
     o.add_argument("-q", "--quiet", action="store_true",
                    help="no status line and no end-of-run summary on stderr")
     s = p.add_argument_group("stats (count in the kernel, report at the end)")
@@ -172,6 +176,12 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
         return _stats_from_file(args, profile, export_format)
     if args.replay:
         return _replay(args, export_format)
+    if args.emit == "oneliner":
+        if command:
+            raise UsageError("--emit oneliner traces the whole host; it takes no -- COMMAND",
+                             hint="add filters (--comm, --pid, ...) instead")
+        sys.stdout.write(oneliner(profile, args.bpftrace or "bpftrace") + "\n")
+        return EXIT_OK
     if args.emit == "script":
         engine = None
         with contextlib.suppress(UserError):  # the program is the same for every version

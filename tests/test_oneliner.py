@@ -1,0 +1,83 @@
+"""--emit oneliner: one POSIX shell line, safe to paste for any value, that plain bpftrace
+runs (tested live on every installed version)."""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bptrace_exec.codegen.oneliner import compact, oneliner, text_program
+from bptrace_exec.spec import Filters, Profile
+from test_injection import HARMLESS_ONELINE, comm_values, skeleton
+
+BASE = Profile(name="execve", source="probes/execve.yaml", description="d")
+GOLDEN = Path(__file__).parent / "golden" / "oneliner-comm-sh.txt"
+
+
+def with_comm(comm: str) -> Profile:
+    return dataclasses.replace(BASE, filters=Filters(comm=(comm,)))
+
+
+def test_golden(request: pytest.FixtureRequest) -> None:
+    line = oneliner(with_comm("sh"))
+    if request.config.getoption("--update-goldens"):
+        GOLDEN.write_text(line + "\n")
+    assert line + "\n" == GOLDEN.read_text()
+    assert "\n" not in line and line.startswith("bpftrace -e '")
+
+
+@settings(max_examples=10_000, deadline=None)
+@given(comm_values(), st.sampled_from(["bpftrace", "/opt/bpf trace/bpftrace", "it's"]))
+def test_shell_reads_back_exactly_the_program(comm: str, binary: str) -> None:
+    words = shlex.split(oneliner(with_comm(comm), binary))  # POSIX shell word splitting
+    assert words[:2] == [binary, "-e"] and len(words) == 3
+    assert skeleton(words[2])[0] == HARMLESS_ONELINE
+
+
+@settings(max_examples=300, deadline=None)
+@given(comm_values())
+def test_a_real_shell_agrees(comm: str) -> None:
+    line = oneliner(with_comm(comm))
+    out = subprocess.run(["sh", "-c", f"set -- {line}; printf '%s\\0' \"$@\""],
+                         capture_output=True, check=True).stdout
+    assert out.split(b"\0")[:-1] == [w.encode() for w in shlex.split(line)]
+
+
+def test_compact_keeps_literals_whole() -> None:
+    program = 'x  =  "a  b // not a comment"; // a comment\n/* block */ y'
+    assert compact(program) == 'x = "a  b // not a comment"; y'
+    assert "//" not in compact(text_program(BASE)).replace('"//', "")
+
+
+@pytest.mark.root
+def test_plain_bpftrace_runs_it(engine: str, no_bpftrace_left: None) -> None:
+    line = oneliner(with_comm("bpx-one"), engine)
+    # exec: the shell becomes bpftrace, so the pid below is bpftrace's own
+    proc = subprocess.Popen(["sh", "-c", f"exec {line}"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 60
+        while "PROGRAM ARGS" not in proc.stdout.readline():
+            assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.5)  # the header is printed by BEGIN, once every probe is attached
+        subprocess.run(["python3", "-c", "import ctypes,os; ctypes.CDLL(None).prctl(15, "
+                        "b'bpx-one', 0, 0, 0); os.execv('/bin/echo', ['/bin/echo', 'one two'])"],
+                       stdout=subprocess.DEVNULL, check=True)
+        time.sleep(1)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    rows = [ln for ln in out.splitlines() if "/bin/echo" in ln]
+    assert len(rows) == 1 and "/bin/echo\\x00one two\\x00" in rows[0]

@@ -1,0 +1,95 @@
+"""Profile -> one shell line, `bpftrace -e '...'`, that runs under plain bpftrace and shows
+the same execs as text, one line each, without bptrace-exec.
+
+Event mode gets a text program of its own (the main one prints records meant for the
+parser): at return, one printf per exec with pid, ppid, uid, return value, latency (us),
+the path and the first 64 bytes of argv as bpftrace's %r shows them (NULs between the
+arguments print as \\x00). Strings are read 64 bytes at a time, bpftrace 0.17's default,
+so no environment variable is needed. Stats mode is the stats program itself: bpftrace
+prints its maps as text when it stops.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+from bptrace_exec.codegen import stats
+from bptrace_exec.codegen.common import (
+    KEY,
+    end,
+    enter_probe,
+    exit_probe,
+    image_probe,
+    tracepoints,
+)
+from bptrace_exec.spec import Profile
+
+TEXT_STRLEN = 64
+# bpftrace's lexer as far as layout goes: string literals, comments, white space, the rest
+_TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|/\*.*?\*/|//[^\n]*|\s+|.', re.S)
+
+
+def text_program(profile: Profile) -> str:
+    scratch = ("exec_start", "exec_path")
+    width = TEXT_STRLEN
+    header = ('BEGIN { printf("%-7s %-7s %-6s %-5s %8s %s\\n", "PID", "PPID", "UID", "RET", '
+              '"LAT(us)", "PROGRAM ARGS"); }\n')
+    exit_ = (
+        f"{tracepoints(profile, 'exit')}\n"
+        "{\n"
+        f"{KEY}"
+        "  if ($id) {\n"
+        "    $lat = (nsecs - $id) / 1000;\n"
+        "    if (args->ret == 0) {\n"
+        "      $base = curtask->mm->arg_start;\n"
+        "      $len = curtask->mm->arg_end - $base;\n"
+        f"      if ($len > {width}) {{ $len = {width}; }}\n"
+        '      printf("%-7d %-7d %-6d %-5d %8d %s %r\\n", pid, curtask->real_parent->tgid, '
+        "uid, args->ret, $lat,\n"
+        f"             str(uptr(curtask->mm->env_end), {width}), buf(uptr($base), $len));\n"
+        "    } else {\n"
+        '      printf("%-7d %-7d %-6d %-5d %8d %s\\n", pid, curtask->real_parent->tgid, uid, '
+        "args->ret, $lat,\n"
+        f"             str(uptr(@exec_path[$key]), {width}));\n"
+        "    }\n"
+        "    delete(@exec_start[$key]);\n"
+        "    delete(@exec_path[$key]);\n"
+        "  }\n"
+        "}\n"
+    )
+    sections = [
+        header,
+        enter_probe(profile, False, "  @exec_path[$key] = (uint64)args->filename;\n"),
+        image_probe(""),
+        exit_,
+        exit_probe(False, scratch),
+        end(False, scratch),
+    ]
+    return "\n".join(sections)
+
+
+def compact(program: str) -> str:
+    """One line: comments dropped, whitespace folded, string literals left as they are."""
+    out: list[str] = []
+    for token in _TOKEN.findall(program):
+        if token.startswith('"') and len(token) > 1:
+            out.append(token)
+        elif token.isspace() or token.startswith(("//", "/*")) and len(token) > 1:
+            if out and out[-1] != " ":
+                out.append(" ")
+        else:
+            out.append(token)
+    return "".join(out).strip()
+
+
+def oneliner(profile: Profile, bpftrace: str = "bpftrace") -> str:
+    if profile.stats.enabled:
+        scratch = stats.scratch(profile)
+        program = "\n".join(s for s in (
+            enter_probe(profile, False, stats.enter_body(profile)), image_probe(""),
+            stats.exit_probe(profile), stats.interval_probe(profile),
+            exit_probe(False, scratch), end(False, scratch)) if s)
+    else:
+        program = text_program(profile)
+    return f"{shlex.quote(bpftrace)} -e {shlex.quote(compact(program))}"
