@@ -3,6 +3,7 @@ traceback, the file and line, a way out)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -135,3 +136,22 @@ def test_readme_cli_reference_is_current() -> None:
     loader.exec_module(module)
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     assert module.reference() in readme, "run scripts/update-readme"
+
+
+def test_stats_from_json_lines_written_by_the_tool(tmp_path: Path) -> None:
+    lines = [
+        '{"event":"exec","time":"2026-01-01T00:00:00.000000Z","filename":"/bin/true",'
+        '"comm":"sh","uid":0,"ppid":1,"ret":0,"errno":null,"latency_ns":5000,"argv":["t"]}',
+        '{"event":"lost","time":"2026-01-01T00:00:00.500000Z","count":3}',
+        '{"event":"exec","time":"2026-01-01T00:00:01.000000Z","filename":"/nope",'
+        '"comm":"sh","uid":0,"ppid":1,"ret":-2,"errno":"ENOENT","latency_ns":7000,"argv":["n"]}',
+        '{"event":"end","time":"2026-01-01T00:00:02.000000Z","execs":2}',
+        "not json",
+    ]
+    src = tmp_path / "events.jsonl"
+    src.write_text("\n".join(lines) + "\n")
+    out = run("--stats", "--from", str(src), "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["execs"] == 2 and report["failed"] == 1 and report["duration_s"] == 1.0
+    assert "1 line(s)" in out.stderr  # only the line that is not JSON

@@ -27,7 +27,7 @@ from bptrace_exec.spec import (
     load_profile,
     with_overrides,
 )
-from bptrace_exec.stats import from_events
+from bptrace_exec.stats import Stats, from_events
 
 EXAMPLES = """\
 examples:
@@ -248,19 +248,24 @@ def _replay(args: argparse.Namespace, export_format: str | None) -> int:
                 sink.collected = []
             run = EventRun(source, profile, sink, opts)
             run.trace()
-            run.summary()
-            stats = (from_events(sink.collected, by=profile.stats.by, duration_s=run.elapsed)
-                     if sink.collected is not None else None)
-            if stats is not None:
-                title = f"bptrace-exec stats: {args.replay}"
-                plain = Sink(out, profile.output_format == "json")
-                plain.write(json.dumps(to_dict(stats, top=profile.stats.top, title=title))
-                            if plain.as_json else
-                            render_report(stats, top=profile.stats.top, title=title))
+            stats = None
+            if sink.collected is None:
+                run.summary()
+            else:
+                stats = from_events(sink.collected, by=profile.stats.by,
+                                    duration_s=run.elapsed)
+                _show_stats(Sink(out, sink.as_json), stats, profile,
+                            f"bptrace-exec stats: {args.replay}")
         if stats is not None and args.export and export_format:
             write_export(stats, args.export, export_format, top=profile.stats.top,
                          title=f"bptrace-exec stats: {args.replay}")
     return EXIT_OK
+
+
+def _show_stats(sink: Sink, stats: Stats, profile: Profile, title: str) -> None:
+    top = profile.stats.top
+    sink.write(json.dumps(to_dict(stats, top=top, title=title), ensure_ascii=False)
+               if sink.as_json else render_report(stats, top=top, title=title))
 
 
 def _stats_from_file(args: argparse.Namespace, profile: Profile,
@@ -273,7 +278,7 @@ def _stats_from_file(args: argparse.Namespace, profile: Profile,
         raise UsageError(f"cannot read {args.from_file}: {exc.strerror}") from None
     stats = from_events(events, by=profile.stats.by)
     title = f"bptrace-exec stats: {args.from_file}"
-    sys.stdout.write(render_report(stats, top=profile.stats.top, title=title))
+    _show_stats(Sink(sys.stdout, profile.output_format == "json"), stats, profile, title)
     if skipped:
         stderr(f"bptrace-exec: {skipped} line(s) of {args.from_file} were not exec records "
                "and were skipped")
@@ -292,8 +297,8 @@ def read_exec_lines(lines: Iterable[str]) -> tuple[list[dict[str, object]], int]
             continue
         if isinstance(obj, dict) and obj.get("event", "exec") == "exec" and "argv" in obj:
             events.append(obj)
-        elif isinstance(obj, dict) and obj.get("event") == "lost":
-            continue
+        elif isinstance(obj, dict) and obj.get("event") in ("lost", "end"):
+            continue  # what --json writes beside the execs
         else:
             skipped += 1
     return events, skipped
