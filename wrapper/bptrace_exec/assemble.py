@@ -64,7 +64,7 @@ class AssemblyStats:
 
 
 class Assembler:
-    """Feed it printf texts; it yields ExecEvents as each exec becomes complete."""
+    """Feed it printf texts; it returns ExecEvents as each exec becomes complete."""
 
     def __init__(self, *, wall_offset_ns: int, max_args: int) -> None:
         self.wall_offset_ns = wall_offset_ns
@@ -76,7 +76,7 @@ class Assembler:
         """The execs this record completes (usually none, at most one)."""
         if text == READY_RECORD:
             return []  # the program's start mark: the run acts on it, not the assembler
-        # The final newline stays on the last field: handlers drop it (see _text).
+        # The final newline stays on the last field: each handler drops it.
         fields = text.split(b" ", 3) if text[-1:] == b"\n" else []
         handler = _HANDLERS.get(fields[0]) if len(fields) == 4 else None
         if handler is None:

@@ -7,6 +7,7 @@ import contextlib
 import json
 import sys
 from collections.abc import Iterable, Sequence
+from typing import TextIO
 
 from bptrace_exec import __version__
 from bptrace_exec.codegen import generate
@@ -195,8 +196,7 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
         raise UsageError(f"--buffer-pages {pages} is not a power of 2 between 1 and 65536")
     program = generate(profile, engine, follow=bool(command))
     with contextlib.ExitStack() as stack:
-        out = (stack.enter_context(open(args.output, "w", buffering=1, encoding="utf-8"))
-               if args.output else sys.stdout)
+        out = _output(args, stack)
         gated = GatedCommand(command, stdout_to_stderr=not args.output) if command else None
         session = Session(program.text, engine, buffer_pages=pages, command=gated)
         opts = RunOptions(duration=args.duration, quiet=args.quiet)
@@ -223,6 +223,13 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
         return finished.command_status if finished.command_status is not None else EXIT_OK
 
 
+def _output(args: argparse.Namespace, stack: contextlib.ExitStack) -> TextIO:
+    """-o FILE (line-buffered, closed with the stack), else stdout."""
+    if not args.output:
+        return sys.stdout
+    return stack.enter_context(open(args.output, "w", buffering=1, encoding="utf-8"))
+
+
 def _replay(args: argparse.Namespace, export_format: str | None) -> int:
     """--replay FILE: the recorded run rendered again, by the same pipeline."""
     rec = read_recording(args.replay)
@@ -236,8 +243,7 @@ def _replay(args: argparse.Namespace, export_format: str | None) -> int:
     opts = RunOptions(quiet=args.quiet)
     wants_stats = args.stats or args.export
     with contextlib.ExitStack() as stack:
-        out = (stack.enter_context(open(args.output, "w", buffering=1, encoding="utf-8"))
-               if args.output else sys.stdout)
+        out = _output(args, stack)
         sink = Sink(out, profile.output_format == "json")
         if profile.stats.enabled:
             stats_run = StatsRun(source, profile, sink, opts)

@@ -18,6 +18,7 @@ import ctypes
 import fcntl
 import os
 import re
+import select
 import selectors
 import shutil
 import signal
@@ -264,15 +265,26 @@ class Session:
             self.request_stop()
         if self.command is not None and self.command.poll() is not None:
             self.request_stop()
-        if self._stop_sent_at is not None:
-            waited = time.monotonic() - self._stop_sent_at
-            if waited > STOP_GRACE_S:
-                self._forced = True
-                self.child.terminate(force=True)
-            elif waited > TERM_AFTER_S and not self._term_sent:
-                self._term_sent = True
-                with contextlib.suppress(OSError):
-                    self.child.kill(signal.SIGTERM)
+        self._escalate()
+
+    def _escalate(self) -> None:
+        """Once SIGINT is sent: SIGTERM after TERM_AFTER_S, SIGKILL after STOP_GRACE_S."""
+        if self._stop_sent_at is None or self._forced:
+            return
+        waited = time.monotonic() - self._stop_sent_at
+        if waited > STOP_GRACE_S:
+            self._forced = True
+            self.child.terminate(force=True)
+        elif waited > TERM_AFTER_S and not self._term_sent:
+            self._term_sent = True
+            with contextlib.suppress(OSError):
+                self.child.kill(signal.SIGTERM)
+
+    def _drain_log(self, timeout: float) -> None:
+        """Read what the pty holds, waiting at most timeout (a plain read would block)."""
+        with contextlib.suppress(OSError, ValueError):
+            if select.select([self.child.child_fd], [], [], timeout)[0]:
+                self._read_log()
 
     def _read_log(self) -> bool:
         try:
@@ -290,13 +302,9 @@ class Session:
             # Not a request: a bpftrace that closed its output may still be exiting (its
             # files close before it can be reaped), and must not count as asked to stop.
             self._send_stop()
-            deadline = time.monotonic() + STOP_GRACE_S
-            while self.child.isalive() and time.monotonic() < deadline:
-                self._read_log()
-                time.sleep(0.05)
-            if self.child.isalive():
-                self._forced = True
-                self.child.terminate(force=True)
+            while self.child.isalive() and not self._forced:
+                self._escalate()
+                self._drain_log(TICK_S)
         with contextlib.suppress(Exception):
             while self._read_log():
                 pass
