@@ -164,7 +164,7 @@ def _fields(body: bytes, count: int) -> list[bytes]:
     return out
 
 
-def _comm(hex_tokens: bytes) -> bytes:
+def comm_from_hex(hex_tokens: bytes) -> bytes:
     raw = bytes.fromhex(hex_tokens.decode("ascii"))
     if len(raw) != COMM_LEN:
         raise ValueError("comm is not 16 bytes")
@@ -173,7 +173,7 @@ def _comm(hex_tokens: bytes) -> bytes:
 
 def _on_enter(p: _Parts, body: bytes) -> None:
     fields = _fields(body, 2 + COMM_LEN)
-    p.comm = _comm(b" ".join(fields[2:-1]))
+    p.comm = comm_from_hex(b" ".join(fields[2:-1]))
     p.argv0 = (fields[-1], int(fields[1]))
 
 
@@ -193,7 +193,7 @@ def _on_arg(p: _Parts, body: bytes) -> None:
 
 
 def _on_comm(p: _Parts, body: bytes) -> None:
-    p.comm = _comm(body[:-1])
+    p.comm = comm_from_hex(body[:-1])
 
 
 def _on_exec(p: _Parts, body: bytes) -> None:

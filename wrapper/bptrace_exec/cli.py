@@ -15,7 +15,16 @@ from bptrace_exec.codegen.oneliner import oneliner
 from bptrace_exec.engine import find_engine
 from bptrace_exec.errors import EXIT_OK, UsageError, UserError
 from bptrace_exec.export import FORMATS, check_writable, format_for, to_dict, write_export
-from bptrace_exec.pipeline import EventRun, Run, RunOptions, Sink, StatsRun, stderr
+from bptrace_exec.pipeline import (
+    CallStatsRun,
+    EventRun,
+    Run,
+    RunOptions,
+    Sink,
+    StatsRun,
+    renderer_for,
+    stderr,
+)
 from bptrace_exec.record import Recorder, ReplaySource, read_recording
 from bptrace_exec.report import render_report
 from bptrace_exec.runner import GatedCommand, Session, check_environment, explain_failure
@@ -167,6 +176,9 @@ def _profile(args: argparse.Namespace) -> Profile:
 
 def _run(args: argparse.Namespace, command: list[str]) -> int:
     profile = _profile(args)
+    if profile.kind == "call" and profile.stats.enabled and profile.stats.interval:
+        raise UsageError("--interval reports are for execve profiles; a syscall profile "
+                         "reports its stats at the end", hint="drop --interval")
     if args.duration is not None and not 0 < args.duration <= 10 ** 7:
         raise UsageError("--duration must be a positive number of seconds")
     export_format = None
@@ -198,13 +210,14 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
     with contextlib.ExitStack() as stack:
         out = _output(args, stack)
         gated = GatedCommand(command, stdout_to_stderr=not args.output) if command else None
-        session = Session(program.text, engine, buffer_pages=pages, command=gated)
+        session = Session(program.text, engine, buffer_pages=pages, command=gated,
+                          strlen=program.strlen)
         opts = RunOptions(duration=args.duration, quiet=args.quiet)
         if args.record:
             opts.recorder = stack.enter_context(contextlib.closing(
                 Recorder(args.record, profile, engine, opts.wall_offset_ns)))
-        sink = Sink(out, profile.output_format == "json")
-        run: Run = (StatsRun if profile.stats.enabled else EventRun)(session, profile, sink, opts)
+        sink = Sink(out, profile.output_format == "json", renderer_for(profile))
+        run = _run_class(profile)(session, profile, sink, opts)
         try:
             run.trace()
         finally:
@@ -217,10 +230,17 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
             stderr("bptrace-exec: bpftrace did not stop within 10 s of SIGINT and was "
                    "killed; records it still held are lost")
         run.summary()
-        if isinstance(run, StatsRun) and run.final and args.export and export_format:
+        if isinstance(run, (StatsRun, CallStatsRun)) and run.final and args.export \
+                and export_format:
             write_export(run.final, args.export, export_format, top=profile.stats.top,
                          title=run.title())
         return finished.command_status if finished.command_status is not None else EXIT_OK
+
+
+def _run_class(profile: Profile) -> type[Run]:
+    if not profile.stats.enabled:
+        return EventRun
+    return CallStatsRun if profile.kind == "call" else StatsRun
 
 
 def _output(args: argparse.Namespace, stack: contextlib.ExitStack) -> TextIO:
@@ -244,9 +264,11 @@ def _replay(args: argparse.Namespace, export_format: str | None) -> int:
     wants_stats = args.stats or args.export
     with contextlib.ExitStack() as stack:
         out = _output(args, stack)
-        sink = Sink(out, profile.output_format == "json")
-        if profile.stats.enabled:
-            stats_run = StatsRun(source, profile, sink, opts)
+        sink = Sink(out, profile.output_format == "json", renderer_for(profile))
+        if profile.stats.enabled or (wants_stats and profile.kind == "call"):
+            profile = with_overrides(profile, stats=True)
+            stats_run = _run_class(profile)(source, profile, sink, opts)
+            assert isinstance(stats_run, (StatsRun, CallStatsRun))
             stats_run.trace()
             stats = stats_run.final
         else:
@@ -301,7 +323,8 @@ def read_exec_lines(lines: Iterable[str]) -> tuple[list[dict[str, object]], int]
         except ValueError:
             skipped += bool(line.strip())
             continue
-        if isinstance(obj, dict) and obj.get("event", "exec") == "exec" and "argv" in obj:
+        if isinstance(obj, dict) and (obj.get("event", "exec") == "exec" and "argv" in obj
+                                      or obj.get("event") == "call"):
             events.append(obj)
         elif isinstance(obj, dict) and obj.get("event") in ("lost", "end"):
             continue  # what --json writes beside the execs

@@ -39,7 +39,7 @@ class Engine:
         """0.22 and 0.23 JSON-escape string map keys twice."""
         return (0, 22, 0) <= self.version < (0, 24, 0)
 
-    def environment(self, buffer_pages: int) -> dict[str, str]:
+    def environment(self, buffer_pages: int, strlen: int = STRLEN) -> dict[str, str]:
         """Variables that make every version read strings and report events alike."""
         env = {
             "BPFTRACE_STR_TRUNC_TRAILER": "",  # 0.18+: would append ".." to long strings
@@ -48,7 +48,7 @@ class Engine:
         }
         # 0.23 renamed both and warns on the old names
         renamed = self.version >= (0, 23, 0)
-        env["BPFTRACE_MAX_STRLEN" if renamed else "BPFTRACE_STRLEN"] = str(STRLEN)
+        env["BPFTRACE_MAX_STRLEN" if renamed else "BPFTRACE_STRLEN"] = str(strlen)
         env["BPFTRACE_MAX_MAP_KEYS" if renamed else "BPFTRACE_MAP_KEYS_MAX"] = str(MAP_KEYS)
         return env
 

@@ -42,3 +42,28 @@ class ExecEvent:
 
 def syscall_name(nr: int) -> str:
     return _SYSCALL_NAMES.get(nr, f"syscall_{nr}")
+
+
+@dataclass(slots=True)
+class CallEvent:
+    """One call of a syscall profile: its arguments in the profile's order, each an int,
+    bytes (a string or a socket address), or None where this syscall has no such one."""
+
+    time_ns: int
+    pid: int
+    ppid: int
+    uid: int
+    tid: int
+    comm: bytes
+    syscall: str
+    values: tuple[int | bytes | None, ...]
+    truncated: tuple[str, ...]  # names of string arguments cut by the limits
+    ret: int
+    latency_ns: int
+    incomplete: bool = False
+
+    @property
+    def errno_name(self) -> str | None:
+        if self.ret >= 0:
+            return None
+        return errno.errorcode.get(-self.ret, f"E{-self.ret}")

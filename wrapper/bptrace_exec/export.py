@@ -3,7 +3,8 @@
 Every format is written to a temporary file beside the target and renamed over it, so a
 reader (node_exporter's textfile collector, a dashboard) never sees half a file.
 Schemas (stable; `schema` / the CSV header say which):
-  json  {"schema": "bptrace-exec-stats/1", "generated", "title", "duration_s", "execs",
+  json  {"schema": "bptrace-exec-stats/1", "generated", "title", "duration_s", "execs"
+        (or "calls" for syscall profiles, here and below),
          "failed", "rate_per_s", "breakdowns": {NAME: {"distinct", "other",
          "top": [{"key", "count", "share"}]}}, "latency": {"count", "min_ns", "max_ns",
          "sum_ns", "p50_us"/"p90_us"/"p99_us": [low, high], "buckets": [{"low_us",
@@ -26,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bptrace_exec.errors import UsageError, UserError
-from bptrace_exec.report import TITLES, bucket_text, share
+from bptrace_exec.report import bucket_text, share, title_of
 from bptrace_exec.stats import Stats
 
 FORMATS = {".csv": "csv", ".json": "json", ".md": "md", ".prom": "prom"}
@@ -66,7 +67,7 @@ def to_dict(stats: Stats, *, top: int, title: str) -> dict[str, object]:
         "schema": SCHEMA,
         "generated": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "title": title, "duration_s": round(stats.duration_s, 3),
-        "execs": stats.execs, "failed": stats.failed, "rate_per_s": round(stats.rate, 3),
+        stats.unit: stats.execs, "failed": stats.failed, "rate_per_s": round(stats.rate, 3),
     }
     breakdowns = {}
     for name, rows in stats.breakdowns.items():
@@ -99,7 +100,7 @@ def to_csv(stats: Stats, *, top: int, title: str) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["section", "key", "count", "share"])
-    w.writerow(["total", "execs", stats.execs, ""])
+    w.writerow(["total", stats.unit, stats.execs, ""])
     w.writerow(["total", "failed", stats.failed, share(stats.failed, stats.execs)])
     w.writerow(["total", "duration_ms", round(stats.duration_s * 1000), ""])
     for name, rows in stats.breakdowns.items():
@@ -120,13 +121,13 @@ def to_markdown(stats: Stats, *, top: int, title: str) -> str:
     from tabulate import tabulate  # only reports need it; it costs 15 ms to import
 
     out = [f"# {_md_escape(title)}", "",
-           tabulate([["execs", f"{stats.execs:,}"], ["failed", f"{stats.failed:,}"],
+           tabulate([[stats.unit, f"{stats.execs:,}"], ["failed", f"{stats.failed:,}"],
                      ["duration", f"{stats.duration_s:.1f} s"],
                      ["rate", f"{stats.rate:.1f}/s"]], headers=["total", "value"],
                     tablefmt="github")]
     for name, rows in stats.breakdowns.items():
         total = stats.failed if name == "errno" else stats.execs
-        out += ["", f"## {TITLES[name]}", "",
+        out += ["", f"## {title_of(name, stats.unit)}", "",
                 tabulate([[_md_escape(k), c, share(c, total)] for k, c in rows[:top]],
                          headers=[name, "count", "share"], tablefmt="github")]
     if stats.latency and stats.latency.count:
@@ -150,29 +151,30 @@ def _label(value: str) -> str:
 
 
 def to_prometheus(stats: Stats, *, top: int, title: str) -> str:
+    unit, what = stats.unit, stats.unit.capitalize()
     lines = [
-        "# HELP bptrace_exec_execs_total Execs traced by bptrace-exec during the run.",
-        "# TYPE bptrace_exec_execs_total counter",
-        f"bptrace_exec_execs_total {stats.execs}",
-        "# HELP bptrace_exec_failed_execs_total Execs that returned an error.",
-        "# TYPE bptrace_exec_failed_execs_total counter",
-        f"bptrace_exec_failed_execs_total {stats.failed}",
+        f"# HELP bptrace_exec_{unit}_total {what} traced by bptrace-exec during the run.",
+        f"# TYPE bptrace_exec_{unit}_total counter",
+        f"bptrace_exec_{unit}_total {stats.execs}",
+        f"# HELP bptrace_exec_failed_{unit}_total {what} that returned an error.",
+        f"# TYPE bptrace_exec_failed_{unit}_total counter",
+        f"bptrace_exec_failed_{unit}_total {stats.failed}",
         "# HELP bptrace_exec_duration_seconds How long the run traced.",
         "# TYPE bptrace_exec_duration_seconds gauge",
         f"bptrace_exec_duration_seconds {stats.duration_s:.3f}",
     ]
     for name, rows in stats.breakdowns.items():
-        metric = f"bptrace_exec_execs_by_{name}_total"
-        lines += [f"# HELP {metric} Execs per {name} (the top {top}).",
+        metric = f"bptrace_exec_{unit}_by_{name}_total"
+        lines += [f"# HELP {metric} {what} per {name} (the top {top}).",
                   f"# TYPE {metric} counter"]
-        label = PROM_LABELS[name]
+        label = PROM_LABELS.get(name, name)
         for key, count in rows[:top]:
             text = key.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
             lines.append(f'{metric}{{{label}="{_label(text)}"}} {count}')
     lat = stats.latency
     if lat and lat.count:
         metric = "bptrace_exec_latency_seconds"
-        lines += [f"# HELP {metric} Exec latency, entry to return, measured in the kernel.",
+        lines += [f"# HELP {metric} Latency, entry to return, measured in the kernel.",
                   f"# TYPE {metric} histogram"]
         cumulative = 0
         for b in lat.buckets:

@@ -12,9 +12,10 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol, TextIO
+from typing import Any, Protocol, TextIO
 
 from bptrace_exec.assemble import Assembler
+from bptrace_exec.assemble_calls import CallAssembler
 from bptrace_exec.codegen import READY_RECORD
 from bptrace_exec.codegen.stats import SNAPSHOT_END
 from bptrace_exec.decode import Attached, Lost, MapData, Note, Printf, Record, decode_line
@@ -23,14 +24,36 @@ from bptrace_exec.events import ExecEvent
 from bptrace_exec.export import to_dict
 from bptrace_exec.record import Recorder, ReplaySource
 from bptrace_exec.render import event_to_dict, iso_time, json_line, table_header, table_row
+from bptrace_exec.render_calls import CallRenderer
 from bptrace_exec.report import render_report
 from bptrace_exec.runner import GatedCommand
 from bptrace_exec.spec import Profile
-from bptrace_exec.stats import Stats, from_maps
+from bptrace_exec.stats import Stats, Tally, from_maps
 
 
 def stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+class ExecRenderer:
+    def header(self) -> str:
+        return table_header()
+
+    def row(self, event: ExecEvent) -> str:
+        return table_row(event)
+
+    def to_dict(self, event: ExecEvent) -> dict[str, object]:
+        return event_to_dict(event)
+
+
+def renderer_for(profile: Profile) -> Renderer:
+    return CallRenderer(profile) if profile.kind == "call" else ExecRenderer()
+
+
+class Renderer(Protocol):
+    def header(self) -> str: ...
+    def row(self, event: Any) -> str: ...
+    def to_dict(self, event: Any) -> dict[str, object]: ...
 
 
 class Sink:
@@ -38,8 +61,10 @@ class Sink:
 
     collected: list[dict[str, object]] | None = None  # set: events are kept, not written
 
-    def __init__(self, stream: TextIO, as_json: bool) -> None:
+    def __init__(self, stream: TextIO, as_json: bool,
+                 renderer: Renderer | None = None) -> None:
         self.stream, self.as_json, self.closed = stream, as_json, False
+        self.renderer: Renderer = renderer or ExecRenderer()
 
     def write(self, text: str) -> None:
         if self.closed:
@@ -50,13 +75,13 @@ class Sink:
         except BrokenPipeError:
             self.closed = True
 
-    def event(self, event: ExecEvent) -> None:
+    def event(self, event: Any) -> None:
         if self.collected is not None:
-            self.collected.append(event_to_dict(event))
+            self.collected.append(self.renderer.to_dict(event))
         elif self.as_json:
-            self.write(json_line(event_to_dict(event)))
+            self.write(json_line(self.renderer.to_dict(event)))
         else:
-            self.write(table_row(event))
+            self.write(self.renderer.row(event))
 
 
 @dataclass
@@ -174,19 +199,25 @@ class EventRun(Run):
         super().__init__(session, profile, sink, opts)
         offset = (session.wall_offset_ns if isinstance(session, ReplaySource)
                   else opts.wall_offset_ns)
-        self.assembler = Assembler(wall_offset_ns=offset,
-                                   max_args=self.profile.limits.max_args)
+        self.assembler: Assembler | CallAssembler
+        if profile.kind == "call":
+            self.assembler = CallAssembler(profile, wall_offset_ns=offset)
+            self.unit, self.total_map = "calls", "call_total"
+        else:
+            self.assembler = Assembler(wall_offset_ns=offset,
+                                       max_args=self.profile.limits.max_args)
+            self.unit, self.total_map = "execs", "exec_total"
         self.execs = 0
-        self.kernel_execs: int | None = None  # from @exec_total, printed at exit
+        self.kernel_execs: int | None = None  # from @exec_total/@call_total, printed at exit
 
-    def show(self, events: Iterable[ExecEvent]) -> None:
+    def show(self, events: Iterable[Any]) -> None:
         for event in events:
             self.sink.event(event)
             self.execs += 1
 
     def on_started(self) -> None:
-        if not self.sink.as_json:
-            self.sink.write(table_header())
+        if not self.sink.as_json and self.sink.collected is None:
+            self.sink.write(self.sink.renderer.header())
 
     def on_printf(self, text: bytes, now: int) -> None:
         self.show(self.assembler.feed(text, now))
@@ -201,7 +232,7 @@ class EventRun(Run):
                                        "count": count}))
 
     def on_map(self, record: MapData) -> None:
-        if record.name == "exec_total" and isinstance(record.value, dict):
+        if record.name == self.total_map and isinstance(record.value, dict):
             self.kernel_execs = sum(v for v in record.value.values() if isinstance(v, int))
 
     def on_end(self) -> None:
@@ -215,20 +246,21 @@ class EventRun(Run):
     def summary(self) -> None:
         stats = self.assembler.stats
         if self.sink.as_json:
+            unit = self.unit
             self.sink.write(json_line({"event": "end", "time": iso_time(time.time_ns()),
-                                       "execs": self.execs, "kernel_execs": self.kernel_execs,
-                                       "missing_execs": self.missing,
+                                       unit: self.execs, f"kernel_{unit}": self.kernel_execs,
+                                       f"missing_{unit}": self.missing,
                                        "lost_events": self.lost}))
-        text = f"{self.execs} execs traced in {self.elapsed:.1f} s"
+        text = f"{self.execs} {self.unit} traced in {self.elapsed:.1f} s"
         if self.missing:
-            text += (f"; the kernel reported {self.kernel_execs}: {self.missing} execs were "
-                     "lost on the way")
+            text += (f"; the kernel reported {self.kernel_execs}: {self.missing} {self.unit} "
+                     "were lost on the way")
         if self.lost:
             text += f"; bpftrace lost {self.lost} events"
         if stats.incomplete:
             text += f"; {stats.incomplete} shown incomplete ([records lost])"
         if stats.orphaned:
-            text += f"; {stats.orphaned} partial execs dropped (no return record)"
+            text += f"; {stats.orphaned} partial {self.unit} dropped (no return record)"
         if stats.malformed or stats.unknown:
             text += f"; {stats.malformed + stats.unknown} unreadable records"
         self.say(f"bptrace-exec: {text}.")
@@ -274,6 +306,45 @@ class StatsRun(Run):
         # After SIGINT bpftrace prints every non-empty map: the final, cumulative counts.
         self.final = self.snapshot()
         self.show(self.final)
+
+    def summary(self) -> None:
+        self.report_notes()
+
+
+class CallStatsRun(EventRun):
+    """Stats of a syscall profile: the event program, counted here as calls go by."""
+
+    def __init__(self, session: Source, profile: Profile, sink: Sink,
+                 opts: RunOptions) -> None:
+        super().__init__(session, profile, sink, opts)
+        self.tally = Tally(profile.stats.by, "calls")
+        self.final: Stats | None = None
+        self.renderer = CallRenderer(profile)
+
+    def title(self) -> str:
+        return (f"bptrace-exec stats: {', '.join(self.profile.probes)}, "
+                f"{iso_time(time.time_ns())[:19].replace('T', ' ')} UTC")
+
+    def show(self, events: Iterable[Any]) -> None:
+        for event in events:
+            self.execs += 1
+            self.tally.add(self.renderer.breakdown_values(event), failed=event.ret < 0,
+                           latency_ns=event.latency_ns)
+
+    def on_started(self) -> None:
+        pass
+
+    def on_end(self) -> None:
+        super().on_end()
+        if not self.ready:
+            return
+        self.final = self.tally.result(self.elapsed)
+        top, title = self.profile.stats.top, self.title()
+        if self.sink.as_json:
+            self.sink.write(json.dumps(to_dict(self.final, top=top, title=title),
+                                       ensure_ascii=False))
+        else:
+            self.sink.write(render_report(self.final, top=top, title=title))
 
     def summary(self) -> None:
         self.report_notes()

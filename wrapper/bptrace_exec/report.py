@@ -7,8 +7,14 @@ from bptrace_exec.stats import Bucket, Latency, Stats
 
 WIDTH = 80
 TITLES = {"program": "Programs", "comm": "Callers (comm)", "uid": "Users (uid)",
-          "ppid": "Parents (ppid)", "errno": "Errors (failed execs)"}
+          "ppid": "Parents (ppid)", "errno": "Errors", "syscall": "Syscalls"}
 BAR = 36
+
+
+def title_of(breakdown: str, unit: str = "execs") -> str:
+    if breakdown == "errno":
+        return f"Errors (failed {unit})"
+    return TITLES.get(breakdown, f"By {breakdown}")
 
 
 def shorten_middle(text: str, width: int) -> str:
@@ -39,14 +45,14 @@ def render_report(stats: Stats, *, top: int, title: str) -> str:
     from tabulate import tabulate  # only reports need it; it costs 15 ms to import
 
     out = [title,
-           f"execs {stats.execs:,} ({stats.rate:.1f}/s over {stats.duration_s:.1f} s)"
+           f"{stats.unit} {stats.execs:,} ({stats.rate:.1f}/s over {stats.duration_s:.1f} s)"
            f" · failed {stats.failed:,} ({share(stats.failed, stats.execs)})"
            + (f" · {len(stats.breakdowns['program']):,} distinct programs"
               if "program" in stats.breakdowns else "")]
     for name, rows in stats.breakdowns.items():
         total = stats.failed if name == "errno" else stats.execs
         shown = rows[:top]
-        out += ["", f"{TITLES[name]} (top {len(shown)} of {len(rows)})"]
+        out += ["", f"{title_of(name, stats.unit)} (top {len(shown)} of {len(rows)})"]
         if not shown:
             out.append("  (none)")
             continue
@@ -56,18 +62,18 @@ def render_report(stats: Stats, *, top: int, title: str) -> str:
         out.append(tabulate(table, headers=[name, "count", "share"], tablefmt="simple",
                             colalign=("left", "right", "right"), intfmt=","))
     if stats.latency and stats.latency.count:
-        out += ["", *latency_lines(stats.latency)]
+        out += ["", *latency_lines(stats.latency, stats.unit)]
     if stats.unreadable:
         out += ["", f"({stats.unreadable} map entries could not be read and are not counted)"]
     return "\n".join(out) + "\n"
 
 
-def latency_lines(lat: Latency) -> list[str]:
+def latency_lines(lat: Latency, unit: str = "execs") -> list[str]:
     mean_us = lat.sum_ns / lat.count / 1000
     pcts = " · ".join(f"p{int(q * 100)} {bucket_text(lat.percentile(q))}"
                       for q in (0.5, 0.9, 0.99))
     lines = [
-        f"Latency, entry to return ({lat.count:,} execs): min {human_us(lat.min_ns / 1000)}, "
+        f"Latency, entry to return ({lat.count:,} {unit}): min {human_us(lat.min_ns / 1000)}, "
         f"mean {human_us(mean_us)}, max {human_us(lat.max_ns / 1000)}",
         f"{pcts}",
         "(log2 buckets of microseconds: each percentile lies in the range shown)",

@@ -34,7 +34,7 @@ from typing import Any
 import pexpect
 import ptyprocess
 
-from bptrace_exec.engine import Engine
+from bptrace_exec.engine import STRLEN, Engine
 from bptrace_exec.errors import EngineFailure, EnvironmentProblem, UsageError
 
 PIPE_SIZE = 1 << 20  # room for bursts while the consumer renders
@@ -166,7 +166,7 @@ class Session:
     """One bpftrace run. Iterate `lines()` for its JSON output; it always ends clean."""
 
     def __init__(self, program_text: str, engine: Engine, *, buffer_pages: int,
-                 command: GatedCommand | None = None) -> None:
+                 command: GatedCommand | None = None, strlen: int = STRLEN) -> None:
         self.engine = engine
         self.command = command
         self._workdir = tempfile.TemporaryDirectory(prefix="bptrace-exec-")
@@ -180,7 +180,7 @@ class Session:
                 str(self.script_path)]
         if command is not None:
             argv.append(str(command.pid))
-        env = {**os.environ, **engine.environment(buffer_pages)}
+        env = {**os.environ, **engine.environment(buffer_pages, strlen)}
         try:
             self.child = _Spawn(engine.path, argv, env=env, echo=False, encoding=None,
                                 dimensions=(24, 500), pass_fds=(write_fd,),

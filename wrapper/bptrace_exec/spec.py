@@ -15,9 +15,21 @@ from typing import Any
 
 import yaml
 
+from bptrace_exec import callspec
+from bptrace_exec.argtypes import RESULT_TYPES
+from bptrace_exec.callspec import Arg
 from bptrace_exec.errors import SpecError, UsageError
+from bptrace_exec.tracepoint import UNKNOWN, FieldLookup, syscall_fields
+from bptrace_exec.yamlcheck import SCHEMA_VERSION
+from bptrace_exec.yamlcheck import Mapping as _Mapping
+from bptrace_exec.yamlcheck import at as _at
+from bptrace_exec.yamlcheck import boolean as _boolean
+from bptrace_exec.yamlcheck import integer as _integer
+from bptrace_exec.yamlcheck import list_of as _list_of
+from bptrace_exec.yamlcheck import scalar as _scalar
+from bptrace_exec.yamlcheck import sequence as _sequence
+from bptrace_exec.yamlcheck import text as _text
 
-SCHEMA_VERSION = 1
 SYSCALLS = ("execve", "execveat")
 OUTPUT_FORMATS = ("table", "json")
 TASK_COMM_LEN = 16  # the kernel keeps 15 bytes of a command name plus NUL
@@ -25,6 +37,7 @@ PID_MAX = 4194304  # PID_MAX_LIMIT on 64-bit kernels
 UID_MAX = 4294967294  # (uid_t)-1 is "no uid"
 MAX_ARGS_RANGE = (1, 256)
 ARGV_BYTES_RANGE = (200, 32768)
+STRING_BYTES_RANGE = (1, 32768)
 BREAKDOWNS = ("program", "comm", "uid", "ppid", "errno")
 TOP_RANGE = (1, 1000)
 INTERVAL_RANGE = (0, 86400)
@@ -40,6 +53,7 @@ class Filters:
     pid: tuple[int, ...] = ()
     ppid: tuple[int, ...] = ()
     failed: bool = False
+    args: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # syscall profiles: (arg, values)
 
 
 @dataclass(frozen=True)
@@ -48,6 +62,7 @@ class Limits:
 
     max_args: int = 64
     argv_bytes: int = 4096
+    string_bytes: int = 4096  # syscall profiles: bytes read of each string argument
 
 
 @dataclass(frozen=True)
@@ -71,34 +86,51 @@ class Profile:
     limits: Limits = field(default_factory=Limits)
     stats: StatsSpec = field(default_factory=StatsSpec)
     output_format: str = "table"
+    args: tuple[Arg, ...] = ()  # syscall profiles: the arguments captured
+    result: str = "int"  # syscall profiles: how a non-negative return value is shown
+    columns: tuple[str, ...] = ()  # syscall profiles: the table's columns
+
+    @property
+    def kind(self) -> str:
+        """exec: the execve pipeline (argv from the new image); call: any other syscall."""
+        return "exec" if self.probes[0] in SYSCALLS else "call"
 
 
 def profile_to_dict(profile: Profile) -> dict[str, Any]:
-    return dataclasses.asdict(profile)
+    """The profile as YAML would say it (plus its name and source), for recordings."""
+    f, lim, st = profile.filters, profile.limits, profile.stats
+    out: dict[str, Any] = {
+        "name": profile.name, "source": profile.source, "version": SCHEMA_VERSION,
+        "description": profile.description, "probes": list(profile.probes),
+        "filters": {"comm": list(f.comm), "uid": list(f.uid), "pid": list(f.pid),
+                    "ppid": list(f.ppid), "failed": f.failed},
+        "limits": {"max_args": lim.max_args, "argv_bytes": lim.argv_bytes},
+        "stats": {"enabled": st.enabled, "by": list(st.by), "top": st.top,
+                  "interval": st.interval, "latency": st.latency},
+        "output": {"format": profile.output_format},
+    }
+    if profile.kind == "call":
+        del out["limits"]["max_args"], out["limits"]["argv_bytes"]
+        out["limits"]["string_bytes"] = lim.string_bytes
+        out["filters"]["args"] = {name: list(values) for name, values in f.args}
+        out["args"] = {a.name: {"type": a.type, "from": {
+            s.syscall: s.field + (f"[{s.index}]" if s.index is not None else "")
+            for s in a.sources}} | ({"length": a.sources[0].length}
+                                    if a.sources and a.sources[0].length else {})
+            for a in profile.args}
+        out["result"] = profile.result
+        out["columns"] = list(profile.columns)
+    return out
 
 
 def profile_from_dict(data: dict[str, Any]) -> Profile:
-    """The inverse of profile_to_dict, for recordings: every value checked again."""
+    """The inverse of profile_to_dict, for recordings: every value checked again (but not
+    against this machine's tracepoints: a recording replays anywhere)."""
     if not isinstance(data, dict):
         raise TypeError("a profile is a mapping")
-    f, lim, st = data.get("filters", {}), data.get("limits", {}), data.get("stats", {})
-    checked_f, checked_l = validate_overrides(
-        {k: f[k] for k in ("comm", "uid", "pid", "ppid", "failed") if k in f},
-        {k: lim[k] for k in ("max_args", "argv_bytes") if k in lim})
-    probes = tuple(data.get("probes", SYSCALLS))
-    if not probes or any(p not in SYSCALLS for p in probes):
-        raise ValueError(f"unknown probes {probes}")
-    by = tuple(_breakdown(b, "recording") for b in st.get("by", BREAKDOWNS))
-    return Profile(
-        name=str(data.get("name", "")), source=str(data.get("source", "")),
-        description=str(data.get("description", "")), probes=probes,
-        filters=Filters(**checked_f), limits=Limits(**checked_l),
-        stats=StatsSpec(enabled=bool(st.get("enabled", False)), by=by,
-                        top=_STATS_RANGES["top"](st.get("top", 10), "recording"),
-                        interval=_STATS_RANGES["interval"](st.get("interval", 0), "recording"),
-                        latency=bool(st.get("latency", True))),
-        output_format=str(data.get("output_format", "table")),
-    )
+    body = {k: v for k, v in data.items() if k not in ("name", "source")}
+    return parse_profile(yaml.safe_dump(body), source=str(data.get("source", "")),
+                         name=str(data.get("name", "")), lookup=lambda _name: UNKNOWN)
 
 
 def shipped_profile_dirs() -> list[Path]:
@@ -142,7 +174,8 @@ def load_profile(arg: str) -> Profile:
     return parse_profile(text, source=str(path), name=path.stem)
 
 
-def parse_profile(text: str, *, source: str, name: str) -> Profile:
+def parse_profile(text: str, *, source: str, name: str,
+                  lookup: FieldLookup = syscall_fields) -> Profile:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
@@ -157,18 +190,56 @@ def parse_profile(text: str, *, source: str, name: str) -> Profile:
                         hint="start from probes/execve.yaml; at least `version: 1` is needed")
     top = _Mapping(root, source, "profile")
     top.value("version", _version, required=True)
+    probes = top.node("probes", lambda n, s: _probes(n, s, lookup), default=SYSCALLS)
+    calls = probes[0] not in SYSCALLS
+    args: tuple[Arg, ...] = ()
+    if calls:
+        args = top.node("args", lambda n, s: callspec.parse_args(n, s, probes, lookup),
+                        default=())
+    else:
+        for key in ("args", "result", "columns"):
+            if key in top.items:
+                raise SpecError(top.where(key), f"`{key}` is for syscall profiles; execve "
+                                "profiles have fixed fields", hint="remove it")
+    columns = callspec.default_columns(probes, args) if calls else ()
+    if calls and "columns" in top.items:
+        columns = top.node("columns", _list_of(_text))
+        callspec.check_columns(columns, args, top.where("columns"))
     profile = Profile(
         name=name,
         source=source,
         description=top.value("description", _text, default=""),
-        probes=top.node("probes", _probes, default=SYSCALLS),
-        filters=top.node("filters", _filters, default=Filters()),
-        limits=top.node("limits", _limits, default=Limits()),
-        stats=top.node("stats", _stats, default=StatsSpec()),
+        probes=probes,
+        filters=top.node("filters", lambda n, s: _filters(n, s, args), default=Filters()),
+        limits=top.node("limits", lambda n, s: _limits(n, s, calls), default=Limits()),
+        stats=top.node("stats", lambda n, s: _stats(n, s, _breakdowns(probes, args),
+                                                    _default_by(probes, args)),
+                       default=StatsSpec(by=_default_by(probes, args))),
         output_format=top.node("output", _output, default="table"),
+        args=args,
+        result=top.value("result", _result, default="int") if calls else "int",
+        columns=columns,
     )
     top.reject_unknown()
     return profile
+
+
+def _breakdowns(probes: tuple[str, ...], args: tuple[Arg, ...]) -> tuple[str, ...]:
+    return BREAKDOWNS if probes[0] in SYSCALLS else callspec.breakdowns(args)
+
+
+def _default_by(probes: tuple[str, ...], args: tuple[Arg, ...]) -> tuple[str, ...]:
+    if probes[0] in SYSCALLS:
+        return BREAKDOWNS
+    syscall = ("syscall",) if len(probes) > 1 else ()
+    return (*syscall, "comm", "uid", "errno", *(a.name for a in args))
+
+
+def _result(value: Any, where: str) -> str:
+    if value not in RESULT_TYPES:
+        raise SpecError(where, f"unknown result type {value!r}",
+                        hint="use one of: " + ", ".join(RESULT_TYPES))
+    return str(value)
 
 
 def with_overrides(profile: Profile, **changes: Any) -> Profile:
@@ -218,24 +289,6 @@ def _version(value: Any, where: str) -> int:
     return SCHEMA_VERSION
 
 
-def _text(value: Any, where: str) -> str:
-    if not isinstance(value, str):
-        raise SpecError(where, f"expected a string, got {_kind(value)}")
-    return value
-
-
-def _integer(low: int, high: int) -> Callable[[Any, str], int]:
-    def check(value: Any, where: str) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise SpecError(where, f"expected a whole number, got {_kind(value)}",
-                            hint=f"use a number from {low} to {high}")
-        if not low <= value <= high:
-            raise SpecError(where, f"{value} is out of range",
-                            hint=f"use a number from {low} to {high}")
-        return value
-    return check
-
-
 def _comm(value: Any, where: str) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)  # `comm: [7z]` is a string to the user, whatever YAML thinks
@@ -259,40 +312,48 @@ _FILTER_ITEMS: dict[str, Callable[[Any, str], Any]] = {
 _LIMIT_RANGES = {
     "max_args": _integer(*MAX_ARGS_RANGE),
     "argv_bytes": _integer(*ARGV_BYTES_RANGE),
+    "string_bytes": _integer(*STRING_BYTES_RANGE),
 }
 
 
-def _probes(node: yaml.Node, source: str) -> tuple[str, ...]:
+def _probes(node: yaml.Node, source: str, lookup: FieldLookup) -> tuple[str, ...]:
     items = _sequence(node, source)
     if not items:
         raise SpecError(_at(source, node), "`probes` is empty",
-                        hint=f"list one or more of: {', '.join(SYSCALLS)}")
+                        hint=f"list {' and/or '.join(SYSCALLS)}, or other syscalls: openat, ...")
     out: list[str] = []
     for item in items:
         name = _text(_scalar(item, source), _at(source, item))
         if name not in SYSCALLS:
-            raise SpecError(_at(source, item), f"unknown probe {name!r}",
-                            hint=f"valid probes: {', '.join(SYSCALLS)}")
+            callspec.check_syscall(name, _at(source, item), lookup)
         if name in out:
             raise SpecError(_at(source, item), f"probe {name!r} is listed twice")
+        if out and (name in SYSCALLS) != (out[0] in SYSCALLS):
+            raise SpecError(_at(source, item), f"{name} cannot share a profile with "
+                            f"{out[0]}", hint=f"{' and '.join(SYSCALLS)} have a profile of "
+                            "their own (argv from the new image); trace the others in another")
         out.append(name)
     return tuple(out)
 
 
-def _filters(node: yaml.Node, source: str) -> Filters:
+def _filters(node: yaml.Node, source: str, args: tuple[Arg, ...]) -> Filters:
     m = _Mapping(node, source, "filters")
     values: dict[str, Any] = {}
     for key, check in _FILTER_ITEMS.items():
         values[key] = m.node(key, _list_of(check), default=())
     values["failed"] = m.value("failed", _boolean, default=False)
+    if args:
+        values["args"] = m.node("args", lambda n, s: callspec.parse_arg_filters(n, s, args),
+                                default=())
     m.reject_unknown()
     return Filters(**values)
 
 
-def _limits(node: yaml.Node, source: str) -> Limits:
+def _limits(node: yaml.Node, source: str, calls: bool) -> Limits:
     m = _Mapping(node, source, "limits")
-    limits = Limits(**{k: m.value(k, check, default=getattr(Limits(), k))
-                       for k, check in _LIMIT_RANGES.items()})
+    keys = ("string_bytes",) if calls else ("max_args", "argv_bytes")
+    limits = Limits(**{k: m.value(k, _LIMIT_RANGES[k], default=getattr(Limits(), k))
+                       for k in keys})
     m.reject_unknown()
     return limits
 
@@ -300,18 +361,21 @@ def _limits(node: yaml.Node, source: str) -> Limits:
 _STATS_RANGES = {"top": _integer(*TOP_RANGE), "interval": _integer(*INTERVAL_RANGE)}
 
 
-def _breakdown(value: Any, where: str) -> str:
-    name = _text(value, where)
-    if name not in BREAKDOWNS:
-        raise SpecError(where, f"unknown breakdown {name!r}",
-                        hint=f"valid breakdowns: {', '.join(BREAKDOWNS)}")
-    return name
+def _breakdown(valid: tuple[str, ...]) -> Callable[[Any, str], str]:
+    def check(value: Any, where: str) -> str:
+        name = _text(value, where)
+        if name not in valid:
+            raise SpecError(where, f"unknown breakdown {name!r}",
+                            hint=f"valid breakdowns: {', '.join(valid)}")
+        return name
+    return check
 
 
-def _stats(node: yaml.Node, source: str) -> StatsSpec:
+def _stats(node: yaml.Node, source: str, valid: tuple[str, ...],
+           default_by: tuple[str, ...]) -> StatsSpec:
     m = _Mapping(node, source, "stats")
-    defaults = StatsSpec()
-    by = m.node("by", _list_of(_breakdown), default=defaults.by)
+    defaults = StatsSpec(by=default_by)
+    by = m.node("by", _list_of(_breakdown(valid)), default=defaults.by)
     if len(set(by)) != len(by):
         raise SpecError(m.where("by"), "a breakdown is listed twice")
     spec = StatsSpec(
@@ -333,98 +397,3 @@ def _output(node: yaml.Node, source: str) -> str:
                         hint=f"use one of: {', '.join(OUTPUT_FORMATS)}")
     m.reject_unknown()
     return str(fmt)
-
-
-def _boolean(value: Any, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise SpecError(where, f"expected true or false, got {_kind(value)}")
-    return value
-
-
-def _list_of(check: Callable[[Any, str], Any]) -> Callable[[yaml.Node, str], tuple[Any, ...]]:
-    def parse(node: yaml.Node, source: str) -> tuple[Any, ...]:
-        items = _sequence(node, source) if isinstance(node, yaml.SequenceNode) else [node]
-        return tuple(check(_scalar(item, source), _at(source, item)) for item in items)
-    return parse
-
-
-# --- YAML node plumbing: keeps line numbers for every message ----------------------------
-
-_CONSTRUCTOR = yaml.SafeLoader(stream="")
-
-
-def _at(source: str, node: yaml.Node) -> str:
-    return f"{source}:{node.start_mark.line + 1}"
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "nothing (null)"
-    names = {bool: "true/false", int: "a number", float: "a decimal number", str: "a string",
-             list: "a list", dict: "a mapping"}
-    return names.get(type(value), type(value).__name__)
-
-
-def _scalar(node: yaml.Node, source: str) -> Any:
-    if not isinstance(node, yaml.ScalarNode):
-        kind = "a list" if isinstance(node, yaml.SequenceNode) else "a mapping"
-        raise SpecError(_at(source, node), f"expected a single value, got {kind}")
-    try:
-        return _CONSTRUCTOR.construct_object(node, deep=True)
-    except yaml.YAMLError as exc:
-        raise SpecError(_at(source, node), f"cannot read this value: {exc}") from None
-
-
-def _sequence(node: yaml.Node, source: str) -> list[yaml.Node]:
-    if not isinstance(node, yaml.SequenceNode):
-        raise SpecError(_at(source, node), "expected a list, e.g. [a, b]")
-    return list(node.value)
-
-
-class _Mapping:
-    """A YAML mapping read key by key, remembering which keys were understood."""
-
-    def __init__(self, node: yaml.Node, source: str, what: str) -> None:
-        if not isinstance(node, yaml.MappingNode):
-            raise SpecError(_at(source, node), f"`{what}` must be a mapping of `key: value`")
-        self.source, self.what = source, what
-        self.items: dict[str, tuple[yaml.Node, yaml.Node]] = {}
-        for key_node, value_node in node.value:
-            key = _scalar(key_node, source)
-            if not isinstance(key, str):
-                raise SpecError(_at(source, key_node), f"key {key!r} must be a name")
-            if key in self.items:
-                raise SpecError(_at(source, key_node), f"`{key}` is given twice in `{what}`")
-            self.items[key] = (key_node, value_node)
-        self.used: set[str] = set()
-
-    def where(self, key: str) -> str:
-        return _at(self.source, self.items[key][1])
-
-    def _lookup(self, key: str, required: bool) -> yaml.Node | None:
-        self.used.add(key)
-        if key in self.items:
-            return self.items[key][1]
-        if required:
-            raise SpecError(self.source, f"`{key}` is missing from the {self.what}",
-                            hint=f"add `{key}: {SCHEMA_VERSION}` at the top")
-        return None
-
-    def value(self, key: str, check: Callable[[Any, str], Any], *, default: Any = None,
-              required: bool = False) -> Any:
-        """A single value, checked with the line it stands on."""
-        node = self._lookup(key, required)
-        return default if node is None else check(_scalar(node, self.source), self.where(key))
-
-    def node(self, key: str, parse: Callable[[yaml.Node, str], Any], *,
-             default: Any = None) -> Any:
-        """A structured value (list or mapping), parsed from its node."""
-        node = self._lookup(key, False)
-        return default if node is None else parse(node, self.source)
-
-    def reject_unknown(self) -> None:
-        for key in self.items:
-            if key not in self.used:
-                known = ", ".join(sorted(self.used))
-                raise SpecError(_at(self.source, self.items[key][0]),
-                                f"unknown key `{key}` in {self.what}", hint=f"known keys: {known}")

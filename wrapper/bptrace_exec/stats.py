@@ -53,6 +53,7 @@ class Stats:
     breakdowns: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # by count
     latency: Latency | None = None
     unreadable: int = 0  # map entries that were not what the program prints (reported)
+    unit: str = "execs"  # what is counted: execs, or calls for syscall profiles
 
     @property
     def rate(self) -> float:
@@ -142,45 +143,101 @@ def _trim(buckets: tuple[Bucket, ...]) -> tuple[Bucket, ...]:
     return buckets[used[0]:used[-1] + 1] if used else ()
 
 
+class Tally:
+    """Counts kept as events go by, in constant memory per distinct key."""
+
+    def __init__(self, by: Iterable[str], unit: str = "execs") -> None:
+        self.counters: dict[str, Counter[str]] = {name: Counter() for name in by}
+        self.unit = unit
+        self.count = self.failed = 0
+        self.latency = LatencyTally()
+
+    def add(self, values: Mapping[str, object], *, failed: bool, latency_ns: int) -> None:
+        self.count += 1
+        self.failed += failed
+        for name, counter in self.counters.items():
+            value = values.get(name)
+            if value is not None:
+                counter[str(value)] += 1
+        self.latency.add(latency_ns)
+
+    def result(self, duration_s: float) -> Stats:
+        return Stats(execs=self.count, failed=self.failed, duration_s=duration_s,
+                     breakdowns={n: _ordered(c) for n, c in self.counters.items()},
+                     latency=self.latency.result(), unit=self.unit)
+
+
+class LatencyTally:
+    def __init__(self) -> None:
+        self.buckets: Counter[tuple[int, int]] = Counter()
+        self.count = self.sum_ns = self.max_ns = 0
+        self.min_ns: int | None = None
+
+    def add(self, ns: int) -> None:
+        self.buckets[log2_bucket(ns // 1000)] += 1
+        self.count += 1
+        self.sum_ns += ns
+        self.max_ns = max(self.max_ns, ns)
+        self.min_ns = ns if self.min_ns is None else min(self.min_ns, ns)
+
+    def result(self) -> Latency | None:
+        if not self.count:
+            return None
+        top = max(high for _, high in self.buckets)
+        buckets = []
+        low = 0
+        while low <= top:
+            bucket = log2_bucket(low)
+            buckets.append(Bucket(bucket[0], bucket[1], self.buckets.get(bucket, 0)))
+            low = bucket[1] + 1
+        return Latency(count=self.count, min_ns=self.min_ns or 0, max_ns=self.max_ns,
+                       sum_ns=self.sum_ns, buckets=_trim(tuple(buckets)))
+
+
 def from_events(events: Iterable[Mapping[str, object]], *, by: Iterable[str],
                 duration_s: float | None = None) -> Stats:
-    """The same summary from exec objects of `--json` output (Python counts here)."""
-    wanted = list(by)
-    counters: dict[str, Counter[str]] = {name: Counter() for name in wanted}
-    execs = failed = 0
-    lat: list[int] = []
+    """The same summary from exec or call objects of `--json` output."""
+    tally: Tally | None = None
     first = last = None
     for e in events:
-        execs += 1
+        is_call = e.get("event") == "call"
+        if tally is None:
+            tally = Tally(by, "calls" if is_call else "execs")
         is_failed = int(e.get("ret", 0)) < 0  # type: ignore[call-overload]
-        failed += is_failed
         values = {"program": e.get("filename"), "comm": e.get("comm"), "uid": e.get("uid"),
-                  "ppid": e.get("ppid"), "errno": e.get("errno") if is_failed else None}
-        for name in wanted:
-            if values[name] is not None:
-                counters[name][str(values[name])] += 1
-        lat.append(int(e.get("latency_ns", 0)))  # type: ignore[call-overload]
+                  "ppid": e.get("ppid"), "errno": e.get("errno") if is_failed else None,
+                  "syscall": e.get("syscall")}
+        args = e.get("args")
+        if is_call and isinstance(args, dict):
+            values.update({k: _json_key(v) for k, v in args.items()})
+        tally.add(values, failed=is_failed,
+                  latency_ns=int(e.get("latency_ns", 0)))  # type: ignore[call-overload]
         stamp = str(e.get("time", ""))
         first = stamp if first is None else min(first, stamp)
         last = stamp if last is None else max(last, stamp)
     if duration_s is None:
         duration_s = _span_s(first, last)
-    return Stats(execs=execs, failed=failed, duration_s=duration_s,
-                 breakdowns={n: _ordered(c) for n, c in counters.items()},
-                 latency=latency_from_ns(lat) if lat else None)
+    return (tally or Tally(by)).result(duration_s)
+
+
+def _json_key(value: object) -> object:
+    """A JSON argument value as a breakdown key: addresses as the table shows them."""
+    if isinstance(value, dict):
+        if "port" in value:
+            host = str(value.get("address"))
+            return f"[{host}]:{value['port']}" if ":" in host else f"{host}:{value['port']}"
+        return value.get("path", value.get("family"))
+    return value
 
 
 def latency_from_ns(values: list[int]) -> Latency:
-    counts: Counter[tuple[int, int]] = Counter(log2_bucket(v // 1000) for v in values)
-    top = max(high for _, high in counts)
-    buckets = []
-    low = 0
-    while low <= top:
-        bucket = log2_bucket(low)
-        buckets.append(Bucket(bucket[0], bucket[1], counts.get(bucket, 0)))
-        low = bucket[1] + 1
-    return Latency(count=len(values), min_ns=min(values), max_ns=max(values),
-                   sum_ns=sum(values), buckets=_trim(tuple(buckets)))
+    tally = LatencyTally()
+    for value in values:
+        tally.add(value)
+    result = tally.result()
+    if result is None:
+        raise ValueError("no latencies")
+    return result
 
 
 def _span_s(first: str | None, last: str | None) -> float:

@@ -2,12 +2,13 @@
 
 common: what every program shares (header, filters, entry, image and cleanup probes).
 events: one exec -> a few printf records, joined again in user space (bptrace_exec.assemble).
+calls: any other syscall -> a few printf records (bptrace_exec.assemble_calls).
 stats: counts and a latency histogram in maps, printed at exit (bptrace_exec.stats).
 """
 
 from __future__ import annotations
 
-from bptrace_exec.codegen import events, stats
+from bptrace_exec.codegen import calls, events, stats
 from bptrace_exec.codegen.common import (
     READY,
     READY_RECORD,
@@ -32,6 +33,10 @@ __all__ = ["ARGC_COUNT_LIMIT", "BUF_CHUNK", "READY", "READY_RECORD", "STRLEN", "
 
 def generate(profile: Profile, engine: Engine | None = None, *, follow: bool = False) -> Program:
     """The bpftrace program for a profile; `follow` restricts it to $1 and descendants."""
+    if profile.kind == "call":
+        return Program(text=calls.generate_calls(profile, engine, follow),
+                       probes=profile.probes, follow=follow, stats=False,
+                       strlen=calls.CALL_STRLEN)
     if profile.stats.enabled:
         scratch = stats.scratch(profile)
         sections = [

@@ -28,6 +28,7 @@ class Program:
     probes: tuple[str, ...]
     follow: bool  # takes the pid of the command to follow as $1
     stats: bool  # counts in maps instead of printing records
+    strlen: int = STRLEN  # bytes of one string read, given to bpftrace in its environment
 
 
 def tracepoints(profile: Profile, phase: str) -> str:

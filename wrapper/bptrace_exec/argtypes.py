@@ -1,0 +1,240 @@
+"""Argument types of syscall profiles: how each is read in the kernel, filtered and shown.
+
+A type has a read class, which is all codegen needs to know:
+  int       the tracepoint field as a 64-bit number, printed in the call record
+  str       a NUL-terminated string at a user pointer, read at return in 199-byte chunks
+  sockaddr  the bytes of a struct sockaddr at a user pointer (length from the syscall's
+            addrlen argument), read at return
+and a way to show a value and to read a filter value, which are pure Python.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import signal
+import socket
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+AT_FDCWD = -100
+SOCKADDR_MAX = 128  # sizeof(struct sockaddr_storage)
+
+
+def signed(value: int, bits: int) -> int:
+    value &= (1 << bits) - 1
+    return value - (1 << bits) if value >> (bits - 1) else value
+
+
+def _flags(table: tuple[tuple[str, int], ...], value: int, rest: str = "") -> str:
+    names = []
+    for name, bit in table:
+        if bit and value & bit == bit:
+            names.append(name)
+            value &= ~bit
+    if value:
+        names.append(hex(value))
+    return "|".join(names) or rest or "0"
+
+
+def _os_flags(*names: str) -> tuple[tuple[str, int], ...]:
+    # this machine's values: O_DIRECTORY and friends differ between architectures
+    return tuple((n, getattr(os, n)) for n in names if getattr(os, n, 0))
+
+
+# composite flags first, so that O_SYNC is not shown as O_DSYNC|0x100000
+_OPEN_FLAGS = _os_flags("O_TMPFILE", "O_SYNC", "O_CREAT", "O_EXCL", "O_NOCTTY", "O_TRUNC",
+                        "O_APPEND", "O_NONBLOCK", "O_DSYNC", "O_ASYNC", "O_DIRECT",
+                        "O_LARGEFILE", "O_DIRECTORY", "O_NOFOLLOW", "O_NOATIME",
+                        "O_CLOEXEC", "O_PATH")
+_ACCESS = ("O_RDONLY", "O_WRONLY", "O_RDWR", "O_ACCMODE")
+
+
+def open_flags(value: int) -> str:
+    access = _ACCESS[value & os.O_ACCMODE]
+    rest = _flags(_OPEN_FLAGS, value & ~os.O_ACCMODE)
+    return access if rest == "0" else f"{access}|{rest}"
+
+
+_CLONE_FLAGS = tuple((f"CLONE_{n}", 1 << b) for b, n in enumerate((
+    "VM", "FS", "FILES", "SIGHAND", "PIDFD", "PTRACE", "VFORK", "PARENT", "THREAD",
+    "NEWNS", "SYSVSEM", "SETTLS", "PARENT_SETTID", "CHILD_CLEARTID", "DETACHED",
+    "UNTRACED", "CHILD_SETTID", "NEWCGROUP", "NEWUTS", "NEWIPC", "NEWUSER", "NEWPID",
+    "NEWNET", "IO", "CLEAR_SIGHAND", "INTO_CGROUP"), start=8))
+
+
+def clone_flags(value: int) -> str:
+    """The low byte is the signal sent to the parent when the child exits."""
+    names = _flags(_CLONE_FLAGS, value & ~0xFF, rest="")
+    exit_signal = value & 0xFF
+    parts = [p for p in (names, signal_name(exit_signal) if exit_signal else "") if p]
+    return "|".join(parts) or "0"
+
+
+def signal_name(value: int) -> str:
+    try:
+        return signal.Signals(value).name
+    except ValueError:
+        if signal.SIGRTMIN <= value <= signal.SIGRTMAX:
+            return f"SIGRTMIN+{value - signal.SIGRTMIN}"
+        return str(value)
+
+
+def fd_text(value: int) -> str:
+    value = signed(value, 32)
+    return "AT_FDCWD" if value == AT_FDCWD else str(value)
+
+
+def sockaddr_text(raw: bytes) -> str:
+    """AF_INET 1.2.3.4:80, AF_INET6 [::1]:80, AF_UNIX /path or @abstract, else the family."""
+    if len(raw) < 2:
+        return "(none)" if not raw else f"? {raw.hex()}"
+    family = int.from_bytes(raw[:2], "little")
+    if family == socket.AF_INET and len(raw) >= 8:
+        port = struct.unpack("!H", raw[2:4])[0]
+        return f"{ipaddress.IPv4Address(raw[4:8])}:{port}"
+    if family == socket.AF_INET6 and len(raw) >= 24:
+        port = struct.unpack("!H", raw[2:4])[0]
+        return f"[{ipaddress.IPv6Address(raw[8:24])}]:{port}"
+    if family == socket.AF_UNIX:
+        path = raw[2:]
+        if path[:1] == b"\0":  # abstract: the name is every byte of the given length
+            return "@" + path[1:].decode("utf-8", "backslashreplace")
+        return path.split(b"\0", 1)[0].decode("utf-8", "backslashreplace") or "(unnamed)"
+    if family == socket.AF_UNSPEC:
+        return "AF_UNSPEC"
+    return f"family {family}"
+
+
+def sockaddr_parts(raw: bytes) -> dict[str, object]:
+    """The JSON form: family, and address and port, or path."""
+    family = int.from_bytes(raw[:2], "little") if len(raw) >= 2 else None
+    out: dict[str, object] = {"family": _family_name(family)}
+    text = sockaddr_text(raw)
+    if family in (socket.AF_INET, socket.AF_INET6) and text.rfind(":") > 0:
+        host, _, port = text.rpartition(":")
+        out.update(address=host.strip("[]"), port=int(port))
+    elif family == socket.AF_UNIX:
+        out["path"] = text
+    return out
+
+
+def _family_name(family: int | None) -> str | None:
+    if family is None:
+        return None
+    try:
+        return socket.AddressFamily(family).name
+    except ValueError:
+        return str(family)
+
+
+# --- filter values: what a user may write, turned into what the kernel compares ---------
+
+class FilterValueError(ValueError):
+    pass
+
+
+def _int_filter(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise FilterValueError("expected a whole number")
+    if not -(1 << 63) <= value < (1 << 64):
+        raise FilterValueError(f"{value} does not fit in 64 bits")
+    return value
+
+
+def _signal_filter(value: object) -> int:
+    if isinstance(value, str):
+        name = value.upper() if value.upper().startswith("SIG") else "SIG" + value.upper()
+        try:
+            return int(signal.Signals[name])
+        except KeyError:
+            raise FilterValueError(f"unknown signal {value!r} (e.g. SIGTERM, KILL, 9)") from None
+    number = _int_filter(value)
+    if not 0 <= number <= signal.SIGRTMAX:
+        raise FilterValueError(f"{number} is not a signal number (0-{signal.SIGRTMAX})")
+    return number
+
+
+def _fd_filter(value: object) -> int:
+    if value == "AT_FDCWD":
+        return AT_FDCWD
+    return _int_filter(value)
+
+
+def _flag_filter(table: tuple[tuple[str, int], ...]) -> Callable[[object], int]:
+    names = dict(table)
+
+    def parse(value: object) -> int:
+        if isinstance(value, str) and value in names:
+            return names[value]
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 64:
+            return value  # a mask, as recordings keep it
+        raise FilterValueError("expected a flag name: " + ", ".join(names))
+    return parse
+
+
+def _str_filter(value: object) -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value or "\0" in value:
+        raise FilterValueError("expected a non-empty string without NUL bytes")
+    if len(value.rstrip("*").encode("utf-8", "surrogateescape")) > 198:
+        raise FilterValueError("a string filter compares at most 198 bytes")
+    return value
+
+
+@dataclass(frozen=True)
+class ArgType:
+    name: str
+    read: str  # int, str or sockaddr: how the kernel side reads it
+    summary: str  # one line for the schema documentation and error hints
+    show: Callable[[Any], str]  # a value as the table shows it
+    filter_value: Callable[[object], object] | None  # None: cannot be filtered on
+    signed_bits: int = 0  # int types: the C width the value is taken as (0: unsigned 64)
+
+
+def _show_int(bits: int) -> Callable[[Any], str]:
+    return lambda v: str(signed(v, bits)) if bits else str(v)
+
+
+def _show_bytes(v: Any) -> str:
+    return bytes(v).decode("utf-8", "surrogateescape")
+
+
+_OPEN_FILTER_TABLE = tuple((n, getattr(os, n)) for n in _ACCESS[:3]) + _OPEN_FLAGS
+
+TYPES: dict[str, ArgType] = {t.name: t for t in (
+    ArgType("int", "int", "a signed number (C int)", _show_int(32), _int_filter, 32),
+    ArgType("long", "int", "a signed 64-bit number", _show_int(64), _int_filter, 64),
+    ArgType("uint", "int", "an unsigned 64-bit number", _show_int(0), _int_filter),
+    ArgType("hex", "int", "a number shown in hex, e.g. an address", lambda v: hex(int(v)),
+            _int_filter),
+    ArgType("octal", "int", "a mode shown in octal, e.g. 0644",
+            lambda v: f"0{int(v) & 0o7777:o}", _int_filter),
+    ArgType("fd", "int", "a file descriptor (AT_FDCWD shown by name)",
+            lambda v: fd_text(int(v)), _fd_filter, 32),
+    ArgType("pid", "int", "a process id (negative: a process group, -1: all)",
+            _show_int(32), _int_filter, 32),
+    ArgType("signal", "int", "a signal number shown by name, e.g. SIGTERM",
+            lambda v: signal_name(signed(int(v), 32)), _signal_filter, 32),
+    ArgType("open_flags", "int", "open(2) flags, e.g. O_WRONLY|O_CREAT|O_CLOEXEC",
+            lambda v: open_flags(int(v) & 0xFFFFFFFF), _flag_filter(_OPEN_FILTER_TABLE)),
+    ArgType("clone_flags", "int", "clone(2) flags and exit signal, e.g. CLONE_VM|SIGCHLD",
+            lambda v: clone_flags(int(v)), _flag_filter(_CLONE_FLAGS)),
+    ArgType("str", "str", "a NUL-terminated string in the caller's memory, e.g. a path",
+            _show_bytes, _str_filter),
+    ArgType("sockaddr", "sockaddr", "a socket address: IPv4/IPv6 address and port, or a "
+            "unix socket path", lambda v: sockaddr_text(bytes(v)), None),
+)}
+TYPE_ALIASES = {"path": "str", "string": "str", "mode": "octal", "flags": "hex"}
+RESULT_TYPES = ("int", "fd", "pid", "hex", "none")  # how a non-negative return is shown
+
+
+def lookup(name: str) -> ArgType | None:
+    return TYPES.get(TYPE_ALIASES.get(name, name))
+
+
+def describe_types() -> str:
+    return "; ".join(f"{t.name}: {t.summary}" for t in TYPES.values())

@@ -1,0 +1,125 @@
+"""YAML nodes -> checked values, every message tied to the file and line it came from."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import yaml
+
+from bptrace_exec.errors import SpecError
+
+SCHEMA_VERSION = 1
+
+
+def text(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise SpecError(where, f"expected a string, got {kind(value)}")
+    return value
+
+
+def integer(low: int, high: int) -> Callable[[Any, str], int]:
+    def check(value: Any, where: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SpecError(where, f"expected a whole number, got {kind(value)}",
+                            hint=f"use a number from {low} to {high}")
+        if not low <= value <= high:
+            raise SpecError(where, f"{value} is out of range",
+                            hint=f"use a number from {low} to {high}")
+        return value
+    return check
+
+
+def boolean(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise SpecError(where, f"expected true or false, got {kind(value)}")
+    return value
+
+
+def list_of(check: Callable[[Any, str], Any]) -> Callable[[yaml.Node, str], tuple[Any, ...]]:
+    def parse(node: yaml.Node, source: str) -> tuple[Any, ...]:
+        items = sequence(node, source) if isinstance(node, yaml.SequenceNode) else [node]
+        return tuple(check(scalar(item, source), at(source, item)) for item in items)
+    return parse
+
+
+# --- YAML node plumbing: keeps line numbers for every message ----------------------------
+
+_CONSTRUCTOR = yaml.SafeLoader(stream="")
+
+
+def at(source: str, node: yaml.Node) -> str:
+    return f"{source}:{node.start_mark.line + 1}"
+
+
+def kind(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    names = {bool: "true/false", int: "a number", float: "a decimal number", str: "a string",
+             list: "a list", dict: "a mapping"}
+    return names.get(type(value), type(value).__name__)
+
+
+def scalar(node: yaml.Node, source: str) -> Any:
+    if not isinstance(node, yaml.ScalarNode):
+        kind = "a list" if isinstance(node, yaml.SequenceNode) else "a mapping"
+        raise SpecError(at(source, node), f"expected a single value, got {kind}")
+    try:
+        return _CONSTRUCTOR.construct_object(node, deep=True)
+    except yaml.YAMLError as exc:
+        raise SpecError(at(source, node), f"cannot read this value: {exc}") from None
+
+
+def sequence(node: yaml.Node, source: str) -> list[yaml.Node]:
+    if not isinstance(node, yaml.SequenceNode):
+        raise SpecError(at(source, node), "expected a list, e.g. [a, b]")
+    return list(node.value)
+
+
+class Mapping:
+    """A YAML mapping read key by key, remembering which keys were understood."""
+
+    def __init__(self, node: yaml.Node, source: str, what: str) -> None:
+        if not isinstance(node, yaml.MappingNode):
+            raise SpecError(at(source, node), f"`{what}` must be a mapping of `key: value`")
+        self.source, self.what = source, what
+        self.items: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+        for key_node, value_node in node.value:
+            key = scalar(key_node, source)
+            if not isinstance(key, str):
+                raise SpecError(at(source, key_node), f"key {key!r} must be a name")
+            if key in self.items:
+                raise SpecError(at(source, key_node), f"`{key}` is given twice in `{what}`")
+            self.items[key] = (key_node, value_node)
+        self.used: set[str] = set()
+
+    def where(self, key: str) -> str:
+        return at(self.source, self.items[key][1])
+
+    def _lookup(self, key: str, required: bool) -> yaml.Node | None:
+        self.used.add(key)
+        if key in self.items:
+            return self.items[key][1]
+        if required:
+            raise SpecError(self.source, f"`{key}` is missing from the {self.what}",
+                            hint=f"add `{key}: {SCHEMA_VERSION}` at the top")
+        return None
+
+    def value(self, key: str, check: Callable[[Any, str], Any], *, default: Any = None,
+              required: bool = False) -> Any:
+        """A single value, checked with the line it stands on."""
+        node = self._lookup(key, required)
+        return default if node is None else check(scalar(node, self.source), self.where(key))
+
+    def node(self, key: str, parse: Callable[[yaml.Node, str], Any], *,
+             default: Any = None) -> Any:
+        """A structured value (list or mapping), parsed from its node."""
+        node = self._lookup(key, False)
+        return default if node is None else parse(node, self.source)
+
+    def reject_unknown(self) -> None:
+        for key in self.items:
+            if key not in self.used:
+                known = ", ".join(sorted(self.used))
+                raise SpecError(at(self.source, self.items[key][0]),
+                                f"unknown key `{key}` in {self.what}", hint=f"known keys: {known}")
