@@ -10,6 +10,8 @@ from collections.abc import Iterable, Sequence
 from typing import TextIO
 
 from bptrace_exec import __version__
+from bptrace_exec.adhoc import adhoc_profile, apply_where
+from bptrace_exec.argtypes import RESULT_TYPES, TYPES
 from bptrace_exec.codegen import generate
 from bptrace_exec.codegen.oneliner import oneliner
 from bptrace_exec.engine import find_engine
@@ -60,6 +62,12 @@ examples:
   bptrace-exec --replay run.rec --json   # render a recording again, as JSON lines
   bptrace-exec ./my-profile.yaml         # a profile of your own
   bptrace-exec -- make -j2               # run make, trace it and its descendants
+  bptrace-exec openat --where path='/etc/*'   # files opened under /etc
+  bptrace-exec connect --json            # outgoing connections, as JSON lines
+  bptrace-exec kill --where signal=SIGKILL   # who sends SIGKILL to whom
+  bptrace-exec clone --stats -- make -j2  # processes and threads make creates, counted
+  bptrace-exec --syscall unlinkat --arg pathname:str --where comm=rm   # ad hoc
+  bptrace-exec --syscall openat --arg filename:str --emit oneliner     # to paste
 
 exit status:
   0    traced and stopped cleanly (Ctrl-C, SIGTERM, --duration, closed output)
@@ -85,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         usage="%(prog)s [PROFILE] [options] [-- COMMAND [ARGS...]]",
     )
-    p.add_argument("profile", nargs="?", default="execve", metavar="PROFILE",
+    p.add_argument("profile", nargs="?", default=None, metavar="PROFILE",
                    help="a YAML profile, or the name of a shipped one (default: execve)")
     f = p.add_argument_group("filters (in the kernel; each replaces the profile's)")
     f.add_argument("--comm", action="append", metavar="NAME",
@@ -97,7 +105,22 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--ppid", action="append", type=int, metavar="N",
                    help="caller's parent pid (repeatable)")
     f.add_argument("--failed", action="store_true", default=None,
-                   help="only execs that returned an error")
+                   help="only calls that returned an error")
+    f.add_argument("--where", action="append", metavar="NAME=VALUE",
+                   help="keep calls where NAME (comm, uid, pid, ppid or a captured argument) "
+                        "is VALUE; a string ending in * is a prefix (repeatable: values of "
+                        "one NAME are OR'ed)")
+    a = p.add_argument_group("ad-hoc syscall profile (instead of PROFILE)")
+    a.add_argument("--syscall", action="append", metavar="NAME",
+                   help="trace this syscall, e.g. openat (repeatable)")
+    a.add_argument("--arg", action="append", metavar="NAME:TYPE[:FIELD]",
+                   help="capture an argument: its tracepoint field (FIELD, default NAME) "
+                        "read as TYPE, one of: " + ", ".join(TYPES))
+    a.add_argument("--result", choices=RESULT_TYPES,
+                   help="how a non-negative return value is shown (default int)")
+    a.add_argument("--columns", metavar="A,B,...",
+                   help="the table's columns: time, pid, tid, ppid, uid, comm, syscall, "
+                        "result, latency and the arguments' names")
     o = p.add_argument_group("output")
     o.add_argument("--json", action="store_true", help="JSON lines instead of the table")
     o.add_argument("-o", "--output", metavar="FILE", help="write records to FILE, not stdout")
@@ -164,7 +187,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _profile(args: argparse.Namespace) -> Profile:
-    profile = load_profile(args.profile)
+    if args.syscall:
+        if args.profile is not None:
+            raise UsageError(f"give either a PROFILE ({args.profile}) or --syscall, not both")
+        profile = adhoc_profile(args.syscall, args.arg or [], result=args.result,
+                                columns=args.columns)
+    elif args.arg or args.result or args.columns:
+        raise UsageError("--arg, --result and --columns describe an ad-hoc profile",
+                         hint="add --syscall NAME, or put them in the profile's YAML")
+    else:
+        profile = load_profile(args.profile or "execve")
+    if args.where:
+        profile = apply_where(profile, args.where)
     return with_overrides(
         profile,
         comm=args.comm, uid=args.uid, pid=args.pid, ppid=args.ppid, failed=args.failed,

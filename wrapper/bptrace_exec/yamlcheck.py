@@ -10,6 +10,7 @@ import yaml
 from bptrace_exec.errors import SpecError
 
 SCHEMA_VERSION = 1
+COMMAND_LINE = "command line"  # the source of ad-hoc profiles: no line numbers to give
 
 
 def text(value: Any, where: str) -> str:
@@ -49,6 +50,8 @@ _CONSTRUCTOR = yaml.SafeLoader(stream="")
 
 
 def at(source: str, node: yaml.Node) -> str:
+    if source == COMMAND_LINE:
+        return source
     return f"{source}:{node.start_mark.line + 1}"
 
 

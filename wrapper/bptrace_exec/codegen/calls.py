@@ -17,6 +17,7 @@ in the profile's order, RECORDS the number of records of the call, this one incl
 from __future__ import annotations
 
 import dataclasses
+import textwrap
 from dataclasses import dataclass
 
 from bptrace_exec import __version__, argtypes
@@ -133,11 +134,12 @@ def _unsigned(value: int, bits: int) -> str:
     return f"(uint64)(0 - {(1 << 64) - masked})"
 
 
-def _condition(slot: Slot, values: tuple[object, ...]) -> str:
+def condition(slot: Slot, values: tuple[object, ...], strlen: int = CALL_STRLEN) -> str:
+    """The filter on one argument, on its value at return ($aN, or the string read)."""
     arg_type = argtypes.TYPES[slot.arg.type]
     var = f"$a{slot.number}"
     if arg_type.read == "str":  # read where compared: a string variable costs stack
-        var = f"str(uptr($c.{slot.word}), {CALL_STRLEN})"
+        var = f"str(uptr($c.{slot.word}), {strlen})"
     alts = []
     for v in values:
         if arg_type.read == "str":
@@ -161,21 +163,58 @@ def _condition(slot: Slot, values: tuple[object, ...]) -> str:
     return alts[0] if len(alts) == 1 else "(" + " || ".join(alts) + ")"
 
 
+@dataclass(frozen=True)
+class Return:
+    """What every return probe starts with: the entry's words, each number argument in
+    $aN, and the filters on arguments as one condition ("" when there are none)."""
+
+    setup: str
+    ints: list[str]
+    guard: str
+
+
+def return_setup(profile: Profile, syscall: str, strlen: int = CALL_STRLEN) -> Return:
+    lines = [
+        f"$key = {TID};",
+        f"$c = @{SCRATCH}[$key];",
+        f"delete(@{SCRATCH}[$key]);",
+        "$id = $c.0;",
+        "$ret = args->ret;",
+    ]
+    ints, conditions = [], []
+    wanted = dict(profile.filters.args)
+    for slot in slots(profile, syscall):
+        if slot.arg.read == "int":
+            lines.append(f"$a{slot.number} = {_value(slot)};")
+            ints.append(f"$a{slot.number}")
+        if slot.arg.name in wanted:
+            conditions.append(condition(slot, wanted[slot.arg.name], strlen))
+    if profile.filters.failed:
+        conditions.insert(0, "$ret < 0")
+    if len(conditions) == 1 and conditions[0].startswith("(") and conditions[0].endswith(")"):
+        conditions[0] = conditions[0][1:-1]
+    setup = "".join(f"  {line}\n" for line in lines)
+    return Return(setup, ints, " && ".join(conditions))
+
+
+def return_probe(syscall: str, ret: Return, body: str) -> str:
+    """The return probe: `body` (indented by four) runs for calls the filters keep."""
+    body = f"  if ({ret.guard}) {{\n{body}  }}\n" if ret.guard else _dedent(body)
+    return (
+        f"tracepoint:syscalls:sys_exit_{syscall}\n"
+        f"/@{SCRATCH}[{TID}].0/\n"
+        "{\n"
+        f"{ret.setup}"
+        f"{body}"
+        "}\n"
+    )
+
+
 def exit_probe(profile: Profile, syscall: str, index: int) -> str:
     chunks = -(-int(int_literal(profile.limits.string_bytes, *STRING_BYTES_RANGE))
                // CHUNK)
-    body, ints, conditions = [], [], []
-    wanted = dict(profile.filters.args)
-    for slot in slots(profile, syscall):
-        read, var = slot.arg.read, f"$a{slot.number}"
-        if read == "int":
-            body.append(f"    {var} = {_value(slot)};\n")
-            ints.append(var)
-        if slot.arg.name in wanted:
-            conditions.append(_condition(slot, wanted[slot.arg.name]))
-    if profile.filters.failed:
-        conditions.insert(0, "$ret < 0")
-    reads = []
+    ret = return_setup(profile, syscall)
+    reads = ["    $n = (uint64)1;\n"]
     for slot in slots(profile, syscall):
         n = slot.number
         if slot.arg.read == "str":
@@ -198,42 +237,23 @@ def exit_probe(profile: Profile, syscall: str, index: int) -> str:
                 f'    printf("addr %lu %lu {n} %rh\\n", $key, $id, buf(uptr($c.{slot.word}), '
                 "$len));\n"
                 "    $n++;\n")
-    fmt = " ".join(["call %lu %lu %lu %u %ld %lu %lu %lu %lu %rh"] + ["%lu"] * len(ints))
+    fmt = " ".join(["call %lu %lu %lu %u %ld %lu %lu %lu %lu %rh"] + ["%lu"] * len(ret.ints))
     values = ", ".join(["$key", "$id", "$n", str(index), "$ret", "nsecs - $id", PID,
                         "(uint64)curtask->real_parent->tgid", "(uint64)uid",
-                        "buf(comm, 16)", *ints])
+                        "buf(comm, 16)", *ret.ints])
+    wrapped = textwrap.fill(values, width=88, initial_indent=" " * 11,
+                            subsequent_indent=" " * 11, break_long_words=False,
+                            break_on_hyphens=False)
     summary = (
         f'    printf("{fmt}\\n",\n'
-        f"           {values});\n"
+        f"{wrapped});\n"
         f"    @{TOTAL}[0] = count();  // printed at exit: user space reports any gap\n"
     )
-    if len(conditions) == 1 and conditions[0].startswith("(") and conditions[0].endswith(")"):
-        conditions[0] = conditions[0][1:-1]
-    guard = " && ".join(conditions)
-    inner = "".join(reads) + summary
-    if guard:
-        inner = "    if (" + guard + ") {\n" + _indent(inner) + "    }\n"
-    return (
-        f"tracepoint:syscalls:sys_exit_{syscall}\n"
-        f"/@{SCRATCH}[{TID}].0/\n"
-        "{\n"
-        f"  $key = {TID};\n"
-        f"  $c = @{SCRATCH}[$key];\n"
-        f"  delete(@{SCRATCH}[$key]);\n"
-        "  $id = $c.0;\n"
-        "  $ret = args->ret;\n"
-        "  $n = (uint64)1;\n"
-        + _dedent("".join(body) + inner) +
-        "}\n"
-    )
+    return return_probe(syscall, ret, "".join(reads) + summary)
 
 
 def _dedent(text: str) -> str:
     return "".join(line[2:] if line.startswith("  ") else line for line in text.splitlines(True))
-
-
-def _indent(text: str) -> str:
-    return "".join("  " + line if line.strip() else line for line in text.splitlines(True))
 
 
 def generate_calls(profile: Profile, engine: Engine | None, follow: bool) -> str:

@@ -14,7 +14,8 @@ from __future__ import annotations
 import re
 import shlex
 
-from bptrace_exec.codegen import stats
+from bptrace_exec import argtypes
+from bptrace_exec.codegen import calls, stats
 from bptrace_exec.codegen.common import (
     KEY,
     end,
@@ -83,8 +84,48 @@ def compact(program: str) -> str:
     return "".join(out).strip()
 
 
+def call_text_program(profile: Profile) -> str:
+    """A syscall profile as text: one line per call, arguments as NAME=VALUE (numbers in
+    decimal or hex, strings up to 63 bytes, addresses as hex bytes); with stats, counts
+    by caller and errno and a latency histogram, printed by bpftrace when it stops."""
+    head = '"%-7s %-16s %-10s %s\\n", "PID", "COMM", "SYSCALL", "ARGS = RET (LAT us)"'
+    sections = [] if profile.stats.enabled else [f"BEGIN {{ printf({head}); }}\n"]
+    sections += [calls.enter_probe(profile, s, False) for s in profile.probes]
+    for syscall in profile.probes:
+        ret = calls.return_setup(profile, syscall, TEXT_STRLEN)
+        if profile.stats.enabled:
+            body = ("    @calls[comm] = count();\n"
+                    "    if ($ret < 0) { @errno[0 - $ret] = count(); }\n"
+                    "    @latency_us = hist((nsecs - $id) / 1000);\n")
+        else:
+            fmt, values = ["%-7d %-16s %-10s"], ["pid", "comm", f'"{syscall}"']
+            for slot in calls.slots(profile, syscall):
+                name, read = slot.arg.name, slot.arg.read
+                if read == "str":
+                    fmt.append(f"{name}=%s")
+                    values.append(f"str(uptr($c.{slot.word}), {TEXT_STRLEN})")
+                elif read == "sockaddr":
+                    fmt.append(f"{name}=%rh")
+                    values.append(f"buf(uptr($c.{slot.word}), 28)")
+                elif slot.arg.type in ("hex", "open_flags", "clone_flags"):
+                    fmt.append(f"{name}=0x%lx")
+                    values.append(f"$a{slot.number}")
+                else:  # 32-bit C ints arrive zero-extended: shown signed, as C has them
+                    bits = argtypes.TYPES[slot.arg.type].signed_bits
+                    fmt.append(f"{name}=%d" if bits == 32 else f"{name}=%ld")
+                    values.append(f"(int32)$a{slot.number}" if bits == 32
+                                  else f"$a{slot.number}")
+            body = (f'    printf("{" ".join(fmt)} = %ld (%d us)\\n", {", ".join(values)}, '
+                    "$ret, (nsecs - $id) / 1000);\n")
+        sections.append(calls.return_probe(syscall, ret, body))
+    sections.append(f"END {{ clear(@{calls.SCRATCH}); }}\n")
+    return "\n".join(sections)
+
+
 def oneliner(profile: Profile, bpftrace: str = "bpftrace") -> str:
-    if profile.stats.enabled:
+    if profile.kind == "call":
+        program = call_text_program(profile)
+    elif profile.stats.enabled:
         scratch = stats.scratch(profile)
         program = "\n".join(s for s in (
             enter_probe(profile, False, stats.enter_body(profile)), image_probe(""),
