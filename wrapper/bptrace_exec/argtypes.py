@@ -21,6 +21,7 @@ from typing import Any
 
 AT_FDCWD = -100
 SOCKADDR_MAX = 128  # sizeof(struct sockaddr_storage)
+STR_FILTER_MAX = 126  # two 63-byte literals: what one 128-byte read holds, on any bpftrace
 
 
 def signed(value: int, bits: int) -> int:
@@ -180,8 +181,9 @@ def _str_filter(value: object) -> str:
         value = str(value)
     if not isinstance(value, str) or not value or "\0" in value:
         raise FilterValueError("expected a non-empty string without NUL bytes")
-    if len(value.rstrip("*").encode("utf-8", "surrogateescape")) > 198:
-        raise FilterValueError("a string filter compares at most 198 bytes")
+    if len(value.encode("utf-8", "surrogateescape")) > STR_FILTER_MAX + value.endswith("*"):
+        raise FilterValueError(f"a string filter compares at most {STR_FILTER_MAX} bytes "
+                               "(end a shorter one with * to match by prefix)")
     return value
 
 
@@ -212,7 +214,7 @@ TYPES: dict[str, ArgType] = {t.name: t for t in (
     ArgType("hex", "int", "a number shown in hex, e.g. an address", lambda v: hex(int(v)),
             _int_filter),
     ArgType("octal", "int", "a mode shown in octal, e.g. 0644",
-            lambda v: f"0{int(v) & 0o7777:o}", _int_filter),
+            lambda v: f"0{v & 0o7777:o}" if v & 0o7777 else "0", _int_filter),
     ArgType("fd", "int", "a file descriptor (AT_FDCWD shown by name)",
             lambda v: fd_text(int(v)), _fd_filter, 32),
     ArgType("pid", "int", "a process id (negative: a process group, -1: all)",
@@ -229,7 +231,7 @@ TYPES: dict[str, ArgType] = {t.name: t for t in (
             "unix socket path", lambda v: sockaddr_text(bytes(v)), None),
 )}
 TYPE_ALIASES = {"path": "str", "string": "str", "mode": "octal", "flags": "hex"}
-RESULT_TYPES = ("int", "fd", "pid", "hex", "none")  # how a non-negative return is shown
+RESULT_TYPES = ("int", "fd", "pid", "hex")  # what a non-negative return value is
 
 
 def lookup(name: str) -> ArgType | None:

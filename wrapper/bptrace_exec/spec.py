@@ -129,7 +129,7 @@ def profile_from_dict(data: dict[str, Any]) -> Profile:
     if not isinstance(data, dict):
         raise TypeError("a profile is a mapping")
     body = {k: v for k, v in data.items() if k not in ("name", "source")}
-    return parse_profile(yaml.safe_dump(body), source=str(data.get("source", "")),
+    return parse_profile(yaml.safe_dump(body, sort_keys=False), source=str(data.get("source", "")),
                          name=str(data.get("name", "")), lookup=lambda _name: UNKNOWN)
 
 

@@ -119,6 +119,26 @@ def enter_probe(profile: Profile, syscall: str, follow: bool) -> str:
     )
 
 
+LITERAL_MAX = 63  # bpftrace 0.17 refuses string literals of 64 bytes and more
+
+
+def _string_match(pointer: str, value: str, strlen: int) -> str:
+    """The string at `pointer` equals value, or starts with it if value ends in `*`.
+    Long values are compared piece by piece: a literal holds 63 bytes at most."""
+    prefix = value.endswith("*") and len(value) > 1
+    raw = (value[:-1] if prefix else value).encode("utf-8", "surrogateescape")
+    pieces = [raw[i:i + LITERAL_MAX] for i in range(0, len(raw), LITERAL_MAX)]
+    tests = []
+    for n, piece in enumerate(pieces):
+        at = f"uptr({pointer} + {n * LITERAL_MAX})" if n else f"uptr({pointer})"
+        literal = string_literal(piece.decode("utf-8", "surrogateescape"))
+        if prefix or n < len(pieces) - 1:
+            tests.append(f"strncmp(str({at}, {strlen}), {literal}, {len(piece)}) == 0")
+        else:
+            tests.append(f"str({at}, {strlen}) == {literal}")
+    return tests[0] if len(tests) == 1 else "(" + " && ".join(tests) + ")"
+
+
 def _value(slot: Slot) -> str:
     """An argument's value at return: the word itself, or the word it points to."""
     if slot.source.index is None:
@@ -138,18 +158,10 @@ def condition(slot: Slot, values: tuple[object, ...], strlen: int = CALL_STRLEN)
     """The filter on one argument, on its value at return ($aN, or the string read)."""
     arg_type = argtypes.TYPES[slot.arg.type]
     var = f"$a{slot.number}"
-    if arg_type.read == "str":  # read where compared: a string variable costs stack
-        var = f"str(uptr($c.{slot.word}), {strlen})"
     alts = []
     for v in values:
         if arg_type.read == "str":
-            text = str(v)
-            if text.endswith("*") and len(text) > 1:
-                prefix = text[:-1]
-                size = len(prefix.encode("utf-8", "surrogateescape"))
-                alts.append(f"strncmp({var}, {string_literal(prefix)}, {size}) == 0")
-            else:
-                alts.append(f"{var} == {string_literal(text)}")
+            alts.append(_string_match(f"$c.{slot.word}", str(v), strlen))
         elif arg_type.name in ("open_flags", "clone_flags"):
             bit = int(v)  # type: ignore[call-overload]
             if arg_type.name == "open_flags" and bit in (0, 1, 2):
