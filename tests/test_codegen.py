@@ -30,6 +30,23 @@ CASES = {
 }
 
 
+
+def _call_cases() -> dict[str, tuple[Profile, bool]]:
+    from bptrace_exec.adhoc import apply_where
+    from calls_fixtures import shipped
+
+    cases = {f"call-{n}": (shipped(n), False) for n in ("openat", "connect", "clone", "kill")}
+    filtered = apply_where(shipped("openat"), [
+        "comm=make", "path=/usr/*", "path=" + "/a-path-longer-than-one-literal" * 3,
+        "flags=O_CREAT", "flags=O_WRONLY", "dfd=AT_FDCWD"])
+    cases["call-openat-filters-failed-follow"] = (dataclasses.replace(
+        filtered, filters=dataclasses.replace(filtered.filters, failed=True)), True)
+    return cases
+
+
+CASES.update(_call_cases())
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_golden(name: str, request: pytest.FixtureRequest) -> None:
     profile, follow = CASES[name]

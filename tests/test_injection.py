@@ -138,3 +138,66 @@ def test_profile_yaml_values_never_reach_the_program_unchecked(value: str) -> No
 
 def _harmless(f: Filters) -> Filters:
     return dataclasses.replace(f, comm=tuple("a" for _ in f.comm))
+
+
+# --- syscall profiles: string filters on arguments, --where, --arg --------------------
+
+def _openat_with_path(value: str) -> Profile:
+    from calls_fixtures import shipped
+
+    profile = shipped("openat")
+    return dataclasses.replace(profile, filters=Filters(args=(("path", (value,)),)))
+
+
+def _harmless_like(value: str) -> str:
+    prefix = value.endswith("*") and len(value) > 1
+    size = len((value[:-1] if prefix else value).encode("utf-8", "surrogateescape"))
+    return "a" * size + ("*" if prefix else "")
+
+
+path_values = hostile_text.filter(
+    lambda s: 0 < len(s.encode()) <= 126 and "\0" not in s)
+
+
+@EXAMPLES
+@given(path_values)
+def test_string_filter_on_an_argument(value: str) -> None:
+    """Compared piece by piece in 63-byte literals: the same program shape as a harmless
+    value of the same length, and the literals spell the value's bytes exactly."""
+    from bptrace_exec.argtypes import TYPES
+
+    assert TYPES["str"].filter_value is not None
+    checked = TYPES["str"].filter_value(value)
+    text = generate(_openat_with_path(str(checked))).text
+    assert skeleton(text)[0] == \
+        skeleton(generate(_openat_with_path(_harmless_like(value))).text)[0]
+    condition = next(line for line in text.splitlines() if line.startswith("  if ("))
+    compared = [decode_literal(t) for t in _TOKEN.findall(condition)
+                if t.startswith('"') and len(t) > 1]
+    wanted = value[:-1] if value.endswith("*") and len(value) > 1 else value
+    assert b"".join(compared) == wanted.encode()
+
+
+@EXAMPLES
+@given(hostile_text, hostile_text)
+def test_where_and_arg_values_are_checked_or_refused(name_value: str, arg: str) -> None:
+    from bptrace_exec.adhoc import adhoc_profile, apply_where
+    from bptrace_exec.callspec import NAME
+    from bptrace_exec.errors import UserError
+    from calls_fixtures import lookup, shipped
+
+    try:
+        profile = apply_where(shipped("openat"), [name_value])
+    except UserError:
+        pass
+    else:
+        for name, values in profile.filters.args:
+            assert name in ("dfd", "path", "flags", "mode") and values
+        generate(profile)
+    try:
+        adhoc = adhoc_profile(["openat"], [arg], lookup=lookup)
+    except UserError:
+        return
+    assert all(NAME.fullmatch(a.name) for a in adhoc.args)
+    assert all(s.field in ("dfd", "filename", "flags", "mode") for a in adhoc.args
+               for s in a.sources)

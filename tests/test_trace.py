@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -201,8 +202,11 @@ def test_golden_programs_load_and_run(engine: str, golden: Path,
 
     command = GatedCommand(["/bin/true"], stdout_to_stderr=True) \
         if "follow" in golden.stem else None
-    session = Session(golden.read_text(), find_engine(engine), buffer_pages=64,
-                      command=command)
+    text = golden.read_text()
+    strlen = re.search(r"BPFTRACE_STRLEN=(\d+)", text)  # the header's USAGE line says it
+    assert strlen, "the header gives the string size"
+    session = Session(text, find_engine(engine), buffer_pages=64, command=command,
+                      strlen=int(strlen.group(1)))
     session.deadline = time.monotonic() + 60
     seen = []
     try:

@@ -1,0 +1,227 @@
+"""Syscall profiles without bpftrace: the schema's checks, argument types, the assembler
+and the renderer, ad-hoc profiles and --where."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import struct
+
+import pytest
+
+from bptrace_exec import argtypes
+from bptrace_exec.adhoc import adhoc_profile, apply_where
+from bptrace_exec.assemble_calls import CallAssembler, join_chunks
+from bptrace_exec.codegen.calls import CHUNK
+from bptrace_exec.errors import SpecError, UsageError
+from bptrace_exec.render_calls import CallRenderer
+from bptrace_exec.spec import profile_from_dict, profile_to_dict
+from bptrace_exec.tracepoint import parse_format
+from calls_fixtures import FORMATS, lookup, parse, shipped
+
+SHIPPED = ["openat", "connect", "clone", "kill"]
+
+
+def test_tracepoint_format_gives_the_syscall_arguments() -> None:
+    fields = parse_format((FORMATS / "connect").read_text())
+    assert [(f.name, f.ctype, f.pointer) for f in fields] == [
+        ("fd", "int", False), ("uservaddr", "struct sockaddr *", True),
+        ("addrlen", "int", False)]
+    assert parse_format((FORMATS / "fork").read_text()) == ()
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_profiles_validate_against_the_kernel_format(name: str) -> None:
+    profile = shipped(name)
+    assert profile.kind == "call" and profile.args and profile.columns
+    assert set(profile.stats.by) <= {"syscall", "comm", "uid", "ppid", "errno",
+                                     *(a.name for a in profile.args)}
+
+
+@pytest.mark.parametrize("doc,where,words", [
+    ("probes: [openat]\nargs: {filenme: str}\n", "p.yaml:3", "openat has no argument "
+     "'filenme'"),
+    ("probes: [openat]\nargs: {filename: strr}\n", "p.yaml:3", "unknown type 'strr'"),
+    ("probes: [openat]\nargs: {flags: str}\n", "p.yaml:3", "flags is a int, not a pointer"),
+    ("probes: [openat]\nargs: {x: {type: int, from: 'flags[0]'}}\n", "p.yaml:3",
+     "not a pointer"),
+    ("probes: [openat]\nargs: {x: {type: str, from: 'filename[1]'}}\n", "p.yaml:3",
+     "FIELD[N] reads a number"),
+    ("probes: [openat]\nargs: {x: {type: int, from: 'a); system(1'}}\n", "p.yaml:3",
+     "is not a field of openat"),
+    ("probes: [openat]\nargs: {comm: str}\n", "p.yaml:3", "cannot name an argument"),
+    ("probes: [kill]\nargs: {a: {type: sockaddr, from: pid}}\n", "p.yaml:3", "not a pointer"),
+    ("probes: [openat]\nargs: {a: {type: sockaddr, from: filename}}\n", "p.yaml:3",
+     "holds the address's length"),
+    ("probes: [nosuchcall]\n", "p.yaml:2", "no tracepoint syscalls:sys_enter_nosuchcall"),
+    ("probes: [openat, execve]\n", "p.yaml:2", "cannot share a profile"),
+    ("probes: [execve]\nargs: {x: int}\n", "p.yaml:3", "`args` is for syscall profiles"),
+    ("probes: [kill]\nargs: {sig: signal}\nfilters: {args: {sig: [SIGNOPE]}}\n", "p.yaml:4",
+     "unknown signal 'SIGNOPE'"),
+    ("probes: [kill]\nargs: {sig: signal}\nfilters: {args: {pid: [1]}}\n", "p.yaml:4",
+     "no argument 'pid' to filter on"),
+    ("probes: [openat]\nargs: {flags: open_flags}\nfilters: {args: {flags: [O_NOPE]}}\n",
+     "p.yaml:4", "expected a flag name"),
+    ("probes: [openat]\nargs: {filename: str}\nfilters: {args: {filename: ['" + "x" * 127
+     + "']}}\n", "p.yaml:4", "at most 126 bytes"),
+    ("probes: [openat]\nargs: {filename: str}\ncolumns: [time, nope]\n", "p.yaml:4",
+     "unknown column 'nope'"),
+    ("probes: [openat]\nresult: bytes\n", "p.yaml:3", "unknown result type"),
+    ("probes: [openat]\nstats: {by: [program]}\n", "p.yaml:3", "unknown breakdown"),
+    ("probes: [clone]\nargs: {f: {type: hex, from: {fork: x}}}\n", "p.yaml:3",
+     "'fork' is not one of the profile's probes"),
+])
+def test_bad_syscall_profiles_say_where_and_what(doc: str, where: str, words: str) -> None:
+    with pytest.raises(SpecError) as err:
+        parse("version: 1\n" + doc)
+    assert str(err.value).startswith(where + ":"), str(err.value)
+    assert words in str(err.value)
+
+
+def test_a_wrong_argument_lists_the_valid_ones() -> None:
+    with pytest.raises(SpecError) as err:
+        parse("version: 1\nprobes: [connect]\nargs: {addr: sockaddr}\n")
+    assert err.value.hint == ("connect's arguments on this kernel: fd (int), "
+                              "uservaddr (struct sockaddr *), addrlen (int)")
+
+
+def test_arguments_may_differ_per_syscall() -> None:
+    profile = shipped("clone")
+    flags = profile.args[0]
+    assert flags.source("clone").field == "clone_flags"
+    assert (flags.source("clone3").field, flags.source("clone3").index) == ("uargs", 0)
+    assert flags.source("fork") is None
+
+
+def test_recordings_keep_syscall_profiles_whole() -> None:
+    for name in SHIPPED:
+        profile = apply_where(shipped(name), ["comm=x"])
+        assert profile_from_dict(profile_to_dict(profile)) == profile
+    profile = apply_where(shipped("openat"), ["path=/etc/*", "flags=O_CREAT", "dfd=AT_FDCWD"])
+    assert profile_from_dict(profile_to_dict(profile)) == profile
+
+
+# --- argument types ----------------------------------------------------------------------
+
+def test_flags_and_signals_by_name() -> None:
+    show = lambda t, v: argtypes.TYPES[t].show(v)  # noqa: E731
+    assert show("open_flags", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC) == \
+        "O_WRONLY|O_CREAT|O_CLOEXEC"
+    assert show("open_flags", 0) == "O_RDONLY"
+    assert show("open_flags", os.O_RDWR | os.O_SYNC) == "O_RDWR|O_SYNC"
+    assert show("open_flags", os.O_RDONLY | 0x40000000) == "O_RDONLY|0x40000000"
+    assert show("clone_flags", 0x1200011) == "CLONE_CHILD_CLEARTID|CLONE_CHILD_SETTID|SIGCHLD"
+    assert show("clone_flags", 0) == "0"
+    assert show("signal", signal.SIGTERM) == "SIGTERM"
+    assert show("signal", signal.SIGRTMIN + 2) == "SIGRTMIN+2"
+    assert show("signal", 0) == "0"
+    assert show("fd", 4294967196) == "AT_FDCWD"  # -100 as the tracepoint's 32-bit int
+    assert show("pid", 0xFFFFFFFF) == "-1"
+    assert show("octal", 0o640) == "0640" and show("octal", 0) == "0"
+
+
+def _sockaddr_in(host: str, port: int) -> bytes:
+    return struct.pack("<H", socket.AF_INET) + struct.pack("!H", port) + \
+        socket.inet_aton(host) + b"\0" * 8
+
+
+def test_socket_addresses() -> None:
+    v6 = (struct.pack("<H", socket.AF_INET6) + struct.pack("!H", 443) + b"\0" * 4
+          + socket.inet_pton(socket.AF_INET6, "2001:db8::1") + b"\0" * 4)
+    assert argtypes.sockaddr_text(_sockaddr_in("127.0.0.1", 8080)) == "127.0.0.1:8080"
+    assert argtypes.sockaddr_text(v6) == "[2001:db8::1]:443"
+    assert argtypes.sockaddr_parts(v6) == {"family": "AF_INET6", "address": "2001:db8::1",
+                                           "port": 443}
+    unix = struct.pack("<H", socket.AF_UNIX) + b"/run/x.sock\0garbage"
+    assert argtypes.sockaddr_text(unix) == "/run/x.sock"
+    abstract = struct.pack("<H", socket.AF_UNIX) + b"\0name"
+    assert argtypes.sockaddr_text(abstract) == "@name"
+    assert argtypes.sockaddr_text(b"") == "(none)"
+    assert argtypes.sockaddr_text(struct.pack("<H", 99)) == "family 99"
+
+
+# --- assembly and rendering -------------------------------------------------------------
+
+COMM = " ".join(f"{b:02x}" for b in b"cat".ljust(16, b"\0"))
+
+
+def test_records_join_in_any_order_and_strings_are_exact() -> None:
+    profile = shipped("openat")
+    asm = CallAssembler(profile, wall_offset_ns=0)
+    path = "/tmp/".encode() + "é".encode() * 100  # 205 bytes: two chunks
+    first, second = path[:CHUNK], path[CHUNK:]
+    call = f"call 7 100 3 0 3 5000 7 1 0 {COMM} 4294967196 {os.O_RDONLY | os.O_CLOEXEC} 0\n"
+    assert asm.feed(f"str 7 100 1 1 0 ".encode() + second + b"\n", 1) == []
+    assert asm.feed(call.encode(), 2) == []
+    [event] = asm.feed(b"str 7 100 1 0 65 " + first + b"\n", 3)
+    assert event.values == (4294967196, path, os.O_RDONLY | os.O_CLOEXEC, 0)
+    assert event.comm == b"cat" and event.ret == 3 and not event.incomplete
+    row = CallRenderer(profile).row(event)
+    assert "O_RDONLY|O_CLOEXEC" in row and path.decode() in row and row.split()[-2] == "3"
+    as_json = CallRenderer(profile).to_dict(event)
+    assert as_json["args"] == {"dfd": -100, "path": path.decode(),
+                               "flags": "O_RDONLY|O_CLOEXEC", "mode": "0"}
+
+
+def test_a_call_with_records_lost_is_shown_incomplete_on_expiry() -> None:
+    asm = CallAssembler(shipped("openat"), wall_offset_ns=0)
+    asm.feed(f"call 7 100 2 0 -2 5000 7 1 0 {COMM} 0 0 0\n".encode(), 0)
+    [event] = list(asm.expire(5_000_000_000))
+    assert event.incomplete and event.values[1] == b"" and event.errno_name == "ENOENT"
+    assert asm.stats.incomplete == 1
+
+
+def test_malformed_and_unknown_records_are_counted() -> None:
+    asm = CallAssembler(shipped("kill"), wall_offset_ns=0)
+    assert asm.feed(b"call 1 2 1 0 0\n", 0) == []  # too short
+    assert asm.feed(f"call 1 2 1 9 0 0 1 1 0 {COMM} 1 2\n".encode(), 0) == []  # syscall 9
+    assert asm.feed(b"wat 1 2 3\n", 0) == []
+    assert (asm.stats.malformed, asm.stats.unknown) == (2, 1)
+
+
+def test_chunks_past_a_strings_end_are_ignored() -> None:
+    # the kernel cannot see a NUL inside a chunk: it may read on; a short chunk ends it
+    assert join_chunks({0: (b"short", 120), 1: (b"garbage", 0)}, 4096) == (b"short", False)
+    full = b"a" * CHUNK
+    assert join_chunks({0: (full, 98)}, 4096) == (full, True)  # the loop's limit
+    assert join_chunks({0: (full, 0)}, 4096) == (full, False)  # exactly one chunk
+    assert join_chunks({0: (full, 98), 1: (b"bc", 0)}, 130) == (full + b"bc", False)
+    assert join_chunks({0: (full, 98), 1: (b"bcdef", 0)}, 130) == (full + b"bcd", True)
+    assert join_chunks({1: (b"x", 0)}, 4096) == (b"", True)
+
+
+# --- the command line's forms -----------------------------------------------------------
+
+def test_adhoc_profile_is_the_yaml_it_stands_for() -> None:
+    adhoc = adhoc_profile(["openat"], ["filename:str", "flags:open_flags"], result="fd",
+                          lookup=lookup)
+    yaml_form = parse("version: 1\nprobes: [openat]\nargs: {filename: str, flags: "
+                      "open_flags}\nresult: fd\n", name="openat")
+    assert adhoc.args == yaml_form.args and adhoc.result == "fd"
+    assert adhoc.columns == yaml_form.columns
+
+
+@pytest.mark.parametrize("args,words", [
+    (["filename"], "expected NAME:TYPE"),
+    (["filename:str:"], "expected NAME:TYPE"),
+    (["x:str:nosuchfield"], "openat has no argument 'nosuchfield'"),
+    (["filename:strr"], "unknown type"),
+])
+def test_adhoc_arguments_are_checked(args: list[str], words: str) -> None:
+    with pytest.raises(UsageError) as err:
+        adhoc_profile(["openat"], args, lookup=lookup)
+    assert words in str(err.value)
+
+
+def test_where_filters_base_fields_and_arguments() -> None:
+    profile = apply_where(shipped("kill"), ["comm=bash", "comm='sh'", "uid=0",
+                                            "signal=KILL", "signal=15"])
+    assert profile.filters.comm == ("bash", "sh") and profile.filters.uid == (0,)
+    assert profile.filters.args == (("signal", (9, 15)),)
+    for bad, words in [("sig=9", "nothing called 'sig'"), ("signal", "expected NAME=VALUE"),
+                       ("uid=x", "not a number"), ("comm=" + "x" * 16, "the kernel keeps"),
+                       ("signal=99", "not a signal number")]:
+        with pytest.raises(UsageError) as err:
+            apply_where(shipped("kill"), [bad])
+        assert words in str(err.value)
