@@ -80,15 +80,18 @@ exit status:
 fields (table): TIME local time of the call, PID/PPID/UID of the caller, COMM the
 caller's name, RET 0 or the errno name, LAT(ms) entry-to-return latency measured in the
 kernel, PROGRAM the path passed to exec, ARGS argv quoted as bash reads it back
-([...] marks arguments cut by the limits).
+([...] marks arguments cut by the limits). Syscall profiles show their own columns:
+the captured arguments by type (flags and signals by name, addresses as ip:port) and RET,
+the return value or its errno name.
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="bptrace-exec",
-        description="Trace execve/execveat with bpftrace, from a YAML profile. Profiles "
-                    f"shipped: {', '.join(available_profiles()) or 'none'}.",
+        description="Trace execve/execveat, or any other syscall, with bpftrace, from a "
+                    "YAML profile or --syscall. Profiles shipped: "
+                    f"{', '.join(available_profiles()) or 'none'}.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         usage="%(prog)s [PROFILE] [options] [-- COMMAND [ARGS...]]",

@@ -16,7 +16,7 @@ from bptrace_exec.spec import Profile
 
 _NUMBERS = ("int", "long", "uint", "pid", "fd")
 _WIDTHS = {"time": 12, "pid": 7, "tid": 7, "ppid": 7, "uid": 5, "comm": 15, "syscall": 10,
-           "result": 8, "latency": 8}
+           "result": 12, "latency": 8}
 _TYPE_WIDTHS = {"int": 6, "long": 8, "uint": 8, "pid": 7, "fd": 8, "signal": 9, "hex": 14,
                 "octal": 6, "open_flags": 24, "clone_flags": 30, "str": 28, "sockaddr": 24}
 _RIGHT = ("pid", "tid", "ppid", "uid", "latency")
