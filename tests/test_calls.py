@@ -20,7 +20,7 @@ from bptrace_exec.spec import profile_from_dict, profile_to_dict
 from bptrace_exec.tracepoint import parse_format
 from calls_fixtures import FORMATS, lookup, parse, shipped
 
-SHIPPED = ["openat", "connect", "clone", "kill"]
+SHIPPED = ["openat", "connect", "clone", "kill", "exit"]
 
 
 def test_tracepoint_format_gives_the_syscall_arguments() -> None:
@@ -225,3 +225,73 @@ def test_where_filters_base_fields_and_arguments() -> None:
         with pytest.raises(UsageError) as err:
             apply_where(shipped("kill"), [bad])
         assert words in str(err.value)
+
+
+# --- process context --------------------------------------------------------------------
+
+def test_containers_are_recognised_from_their_cgroup_names() -> None:
+    from bptrace_exec.context import ProcContext, container_of, parent_chain
+    from bptrace_exec.render import safe_text
+
+    ident = "0123456789abcdef" * 4
+    assert container_of(f"docker-{ident}.scope") == ("docker", ident)
+    assert container_of(f"cri-containerd-{ident}.scope") == ("containerd", ident)
+    assert container_of(f"crio-{ident}.scope") == ("cri-o", ident)
+    assert container_of(f"libpod-{ident}.scope") == ("podman", ident)
+    assert container_of(ident) == ("cgroupfs", ident)
+    assert container_of("nginx.service") is None and container_of(ident[:-1]) is None
+    ctx = ProcContext(7, "nginx.service", 4026531836, 4026531832, "web")
+    assert ctx.short() == "nginx.service" and not ctx.in_container
+    assert ProcContext(1, "", 4026531836, 1, "h").short() == "host"
+    assert ProcContext(1, f"docker-{ident}.scope", 4026532000, 1, "h").short() == ident[:12]
+    assert parent_chain(((812, b"bash"), (700, b"ss\x1bhd"), (1, b"systemd")), safe_text) == \
+        "bash(812) > ss\\Ehd(700) > systemd(1)"
+
+
+def test_context_records_join_the_call() -> None:
+    import dataclasses
+
+    from bptrace_exec.spec import Context
+
+    profile = dataclasses.replace(shipped("kill"), context=Context(parents=2, container=True))
+    asm = CallAssembler(profile, wall_offset_ns=0)
+    sh = " ".join(f"{b:02x}" for b in b"sh".ljust(16, b"\0"))
+    for record in (f"anc 7 100 2 1 {sh}\n", f"anc 7 100 1 6 {sh}\n",
+                   "cgrp 7 100 42 4026532000 4026532001 crio-" + "ab" * 32 + ".scope\n",
+                   "uts 7 100 web-1\n"):
+        assert asm.feed(record.encode(), 0) == []
+    [event] = asm.feed(f"call 7 100 5 0 0 900 7 6 0 {COMM} 9 15\n".encode(), 0)
+    assert event.ancestors == ((6, b"sh"), (1, b"sh"))
+    assert event.context is not None and event.context.container == ("cri-o", "ab" * 32)
+    out = CallRenderer(profile).to_dict(event)
+    assert out["parents"] == [{"pid": 6, "comm": "sh"}, {"pid": 1, "comm": "sh"}]
+    assert out["context"]["hostname"] == "web-1"  # type: ignore[index]
+
+
+@pytest.mark.parametrize("doc,words", [
+    ("probes: [kill]\ncontext: {parents: 17}\n", "out of range"),
+    ("probes: [kill]\ncontext: {container: yes please}\n", "expected true or false"),
+    ("probes: [kill]\ncolumns: [time, parents]\n", "unknown column 'parents'"),
+    ("probes: [kill]\nstats: {by: [container]}\n", "unknown breakdown 'container'"),
+    ("probes: [execve]\ncontext: {parents: 2}\n", "`context` is for syscall profiles"),
+    ("probes: [kill]\nfilters: {cgroup: [relative/path]}\n", "is not a cgroup directory"),
+])
+def test_bad_context_says_what(doc: str, words: str) -> None:
+    with pytest.raises(SpecError) as err:
+        parse("version: 1\n" + doc)
+    assert words in str(err.value)
+
+
+def test_context_filters_reach_the_kernel_predicate() -> None:
+    from bptrace_exec.codegen import generate
+    from bptrace_exec.spec import with_overrides
+
+    profile = with_overrides(shipped("kill"), cgroup=["/sys/fs/cgroup/a b"],
+                             in_container=True, parents=3, container=True)
+    text = generate(profile).text
+    assert ('/cgroup == cgroupid("/sys/fs/cgroup/a b") && '
+            "curtask->nsproxy->pid_ns_for_children->ns.inum != 4026531836/") in text
+    assert "while ($d <= 3)" in text and 'printf("uts %lu' in text
+    assert profile.columns[-1] == "parents" and "container" in profile.columns
+    with pytest.raises(UsageError):
+        with_overrides(shipped("kill"), parents=17)

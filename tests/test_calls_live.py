@@ -130,7 +130,27 @@ def test_replay_of_a_syscall_profile_equals_the_live_run(engine: str, tmp_path: 
     assert "ADDRESS" in table.stdout.splitlines()[0] and "127.0.0.1:" in table.stdout
 
 
-@pytest.mark.parametrize("profile", ["openat", "connect", "clone", "kill"])
+def test_exit_status_signal_and_lifetime(engine: str, tmp_path: Path,
+                                         no_bpftrace_left: None) -> None:
+    script = "sleep 0.3; sh -c 'exit 5'; sleep 30 & kill -KILL $!; wait; exit 0"
+    run = run_tool("exit", "--json", "--parents", "1", "--bpftrace", engine, "--",
+                   "bash", "-c", script)
+    assert run.returncode == 0, run.stderr
+    exits = [r for r in run.records if r.get("event") == "call"]
+    statuses = sorted((e["args"]["status"], e["args"]["signal"], e["ret"]) for e in exits)
+    # sleep 0.3, sh -c 'exit 5', the killed child, and bash itself
+    assert statuses == [(0, "0", 0), (0, "0", 0), (0, "SIGKILL", 137), (5, "0", 5)], exits
+    sleeper = [e for e in exits if e["comm"] == "sleep" and e["ret"] == 0][0]
+    assert 300_000_000 <= sleeper["lifetime_ns"] < 30_000_000_000
+    bash = [e for e in exits if e["comm"] == "bash" and e["ret"] == 0][0]
+    assert all(e["parents"][0]["pid"] == bash["pid"] for e in exits if e is not bash)
+    killed = run_tool("exit", "--failed", "--where", "signal=SIGKILL", "--json",
+                      "--bpftrace", engine, "--", "bash", "-c", script)
+    assert [(e["args"]["signal"], e["ret"]) for e in killed.records
+            if e.get("event") == "call"] == [("SIGKILL", 137)]
+
+
+@pytest.mark.parametrize("profile", ["openat", "connect", "clone", "kill", "exit"])
 def test_oneliner_runs_under_plain_bpftrace(engine: str, profile: str, tmp_path: Path,
                                             no_bpftrace_left: None) -> None:
     line = subprocess.run(tool_command(profile, "--emit", "oneliner", "--bpftrace", engine),
@@ -150,8 +170,62 @@ def test_oneliner_runs_under_plain_bpftrace(engine: str, profile: str, tmp_path:
         out, err = proc.communicate(timeout=30)
     mine = [ln for ln in out.splitlines() if ln.split()[:1] == [str(facts["pid"])]]
     created = facts["created"].encode()[:63].decode()  # the text program reads 63 bytes
-    expected = {"openat": f"path={created}", "connect": "address=0a 00",
+    expected = {"openat": f"path={created}", "connect": "address=0a 00", "exit": "status=0",
                 "clone": f"= {facts['child']} (", "kill": f"target={facts['child']} signal=10"}
     assert any(expected[profile] in ln for ln in mine), (out[-2000:], err[-2000:])
     if profile == "openat":  # O_WRONLY|O_CREAT|O_TRUNC|O_CLOEXEC
         assert any(f"path={created}" in ln and "flags=0x80241" in ln for ln in mine)
+
+
+@pytest.fixture
+def container_cgroup() -> Any:
+    """A real cgroup v2 directory named the way docker names a container's."""
+    from bptrace_exec.cgroups import cgroup2_mount
+
+    root = cgroup2_mount()
+    assert root is not None, "cgroup v2 is mounted on the test machines"
+    ident = os.urandom(32).hex()
+    path = root / f"docker-{ident}.scope"
+    path.mkdir()
+    try:
+        yield path, ident
+    finally:
+        for _ in range(50):  # its last process may still be exiting
+            try:
+                path.rmdir()
+                break
+            except OSError:
+                time.sleep(0.1)
+
+
+def test_container_context_from_real_namespaces_and_cgroup(
+        engine: str, tmp_path: Path, container_cgroup: Any, no_bpftrace_left: None) -> None:
+    """The driver runs in a cgroup of its own, in new pid, uts and mount namespaces; a
+    kill made before it moves there is filtered out in the kernel."""
+    path, ident = container_cgroup
+    work, facts_file = tmp_path / "work", tmp_path / "facts.json"
+    work.mkdir()
+    inner = (f"hostname bptrace-ns-test && exec {shlex.quote(sys.executable)} "
+             f"{shlex.quote(DRIVER)} {shlex.quote(str(work))} {shlex.quote(str(facts_file))}")
+    script = (f"kill -0 $$; echo $$ > {shlex.quote(str(path / 'cgroup.procs'))} && "
+              f"exec unshare --uts --pid --mount --fork --mount-proc sh -c {shlex.quote(inner)}")
+    run = run_tool("kill", "--container", ident[:12], "--in-container", "--context",
+                   "--parents", "3", "--json", "--bpftrace", engine, "--", "sh", "-c", script)
+    assert run.returncode == 0, run.stderr
+    facts = json.loads(facts_file.read_text())
+    calls = [r for r in run.records if r.get("event") == "call"]
+    assert {(c["args"]["target"], c["args"]["signal"]) for c in calls} == {
+        (facts["child"], "SIGUSR1"), (facts["free_pid"], "0")}, calls  # not the outer kill
+    for call in calls:
+        ctx = call["context"]
+        assert (ctx["container_id"], ctx["runtime"], ctx["cgroup"]) == (
+            ident, "docker", path.name)
+        assert ctx["hostname"] == "bptrace-ns-test" and ctx["in_container"] is True
+        assert ctx["pidns"] != 4026531836 and ctx["cgroup_id"] == path.stat().st_ino
+        assert [p["comm"] for p in call["parents"]][:1] == ["unshare"]
+        assert call["pid"] != facts["pid"] == 1  # global pid in records, 1 inside
+    table = run_tool("kill", "--container", ident[:12], "--context", "--parents", "2",
+                     "--bpftrace", engine, "--", "sh", "-c", script)
+    rows = [ln for ln in table.stdout.splitlines() if "SIGUSR1" in ln]
+    assert len(rows) == 1 and ident[:12] in rows[0] and "> unshare(" not in rows[0] \
+        and "unshare(" in rows[0], table.stdout

@@ -35,12 +35,17 @@ def _call_cases() -> dict[str, tuple[Profile, bool]]:
     from bptrace_exec.adhoc import apply_where
     from calls_fixtures import shipped
 
-    cases = {f"call-{n}": (shipped(n), False) for n in ("openat", "connect", "clone", "kill")}
+    cases = {f"call-{n}": (shipped(n), False) for n in ("openat", "connect", "clone", "kill",
+                                                         "exit")}
     filtered = apply_where(shipped("openat"), [
         "comm=make", "path=/usr/*", "path=" + "/a-path-longer-than-one-literal" * 3,
         "flags=O_CREAT", "flags=O_WRONLY", "dfd=AT_FDCWD"])
     cases["call-openat-filters-failed-follow"] = (dataclasses.replace(
         filtered, filters=dataclasses.replace(filtered.filters, failed=True)), True)
+    from bptrace_exec.spec import with_overrides
+    cases["call-kill-context"] = (with_overrides(
+        shipped("kill"), in_container=False, parents=4,
+        container=True), False)
     return cases
 
 

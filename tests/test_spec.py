@@ -86,7 +86,7 @@ def test_errors_carry_a_hint() -> None:
 def test_unknown_profile_name_lists_the_shipped_ones() -> None:
     with pytest.raises(UsageError) as err:
         load_profile("nosuchprofile")
-    assert "shipped profiles: clone, connect, execve, kill, openat" in str(err.value)
+    assert "shipped profiles: clone, connect, execve, exit, kill, openat" in str(err.value)
 
 
 def test_missing_file() -> None:

@@ -18,10 +18,12 @@ from bptrace_exec.assemble import (
 )
 from bptrace_exec.codegen import READY_RECORD
 from bptrace_exec.codegen.calls import CHUNK
+from bptrace_exec.context import ProcContext
 from bptrace_exec.events import CallEvent
 from bptrace_exec.spec import Profile
 
 _COMM_TOKENS = 16
+_KINDS = (b"call", b"str", b"addr", b"anc", b"cgrp", b"uts")
 _HEAD = 7  # RECORDS SYSCALL RET LAT PID PPID UID, then the comm's 16 hex tokens, then ints
 
 
@@ -34,6 +36,9 @@ class _Call:
     strings: dict[int, dict[int, tuple[bytes, int]]] = field(default_factory=dict)
     addrs: dict[int, bytes] = field(default_factory=dict)
     summary: list[int] | None = None  # RECORDS SYSCALL RET LAT PID PPID UID INT...
+    ancestors: dict[int, tuple[int, bytes]] = field(default_factory=dict)  # by depth
+    cgroup: tuple[int, int, int, bytes] | None = None  # id, pidns, mntns, name
+    hostname: bytes | None = None
     comm: bytes = b""
     summary_seen_ns: int = 0
 
@@ -57,8 +62,8 @@ class CallAssembler:
             return []
         fields = text.split(b" ", 3) if text[-1:] == b"\n" else []
         kind = fields[0] if len(fields) == 4 else None
-        if kind not in (b"call", b"str", b"addr"):
-            if fields and fields[0] not in (b"call", b"str", b"addr"):
+        if kind not in _KINDS:
+            if fields and fields[0] not in _KINDS:
                 self.stats.unknown += 1
             else:
                 self.stats.malformed += 1
@@ -78,9 +83,17 @@ class CallAssembler:
                 slot_s, chunk_s, next_s, rest = body.split(b" ", 3)
                 call.strings.setdefault(int(slot_s), {})[int(chunk_s)] = (rest[:-1],
                                                                           int(next_s))
-            else:
+            elif kind == b"addr":
                 slot_s, hex_tokens = body.split(b" ", 1)
                 call.addrs[int(slot_s)] = bytes.fromhex(hex_tokens.decode("ascii"))
+            elif kind == b"anc":
+                depth_s, pid_s, hex_tokens = body.split(b" ", 2)
+                call.ancestors[int(depth_s)] = (int(pid_s), comm_from_hex(hex_tokens[:-1]))
+            elif kind == b"cgrp":
+                id_s, pidns_s, mntns_s, name = body.split(b" ", 3)
+                call.cgroup = (int(id_s), int(pidns_s), int(mntns_s), name[:-1])
+            else:
+                call.hostname = body[:-1]
         except (ValueError, IndexError):
             self.stats.malformed += 1
             return []
@@ -148,10 +161,18 @@ class CallAssembler:
                 values.append(text)
                 if was_cut:
                     cut.append(arg.name)
+        context = None
+        if self.profile.context.container:
+            cgroup_id, pidns, mntns, name = call.cgroup or (0, 0, 0, b"")
+            context = ProcContext(cgroup_id, name.decode("utf-8", "surrogateescape"), pidns,
+                                  mntns, (call.hostname or b"").decode("utf-8",
+                                                                        "surrogateescape"))
+        ancestors = tuple(call.ancestors[d] for d in sorted(call.ancestors))
         return CallEvent(
             time_ns=call.entry_ns + self.wall_offset_ns, pid=pid, ppid=ppid, uid=uid,
             tid=call.tid, comm=call.comm, syscall=syscall, values=tuple(values),
-            truncated=tuple(cut), ret=ret, latency_ns=latency, incomplete=incomplete)
+            truncated=tuple(cut), ret=ret, latency_ns=latency, incomplete=incomplete,
+            ancestors=ancestors, context=context)
 
 
 def join_chunks(chunks: dict[int, tuple[bytes, int]], limit: int) -> tuple[bytes, bool]:

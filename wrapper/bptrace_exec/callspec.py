@@ -29,8 +29,12 @@ SOURCE = re.compile(r"(?P<field>[a-z_][a-z0-9_]*)(?:\[(?P<index>[0-9]{1,2})\])?"
 MAX_ARGS = 6  # a syscall has at most six arguments
 # names every call record has: an argument may not take one of them
 BASE_COLUMNS = ("time", "pid", "tid", "ppid", "uid", "comm", "syscall", "result", "latency")
+PARENT_COLUMNS = ("parents",)  # with context.parents
+CONTAINER_COLUMNS = ("container", "cgroup", "hostname", "pidns", "mntns")  # context.container
 BASE_BREAKDOWNS = ("syscall", "comm", "uid", "ppid", "errno")
-RESERVED = frozenset(BASE_COLUMNS + BASE_BREAKDOWNS + ("ret", "event", "incomplete"))
+CONTAINER_BREAKDOWNS = ("container", "cgroup", "hostname")
+RESERVED = frozenset(BASE_COLUMNS + BASE_BREAKDOWNS + PARENT_COLUMNS + CONTAINER_COLUMNS
+                     + ("ret", "event", "incomplete", "args", "context"))
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,19 @@ class Arg:
         return next((s for s in self.sources if s.syscall == syscall), None)
 
 
+# Not a syscall: the end of a process (its last thread), from sched:sched_process_exit.
+# Its "arguments" are read from the task; its latency is the process's lifetime.
+PROCESS_EXIT = "process_exit"
+PROCESS_EXIT_FIELDS = (Field("status", "int"), Field("signal", "int"), Field("core", "int"))
+
+
+def fields_of(name: str, lookup: FieldLookup) -> tuple[Field, ...] | None | tuple[str]:
+    return PROCESS_EXIT_FIELDS if name == PROCESS_EXIT else lookup(name)
+
+
 def check_syscall(name: str, where: str, lookup: FieldLookup) -> None:
+    if name == PROCESS_EXIT:
+        return
     if not NAME.fullmatch(name):
         raise SpecError(where, f"{name!r} is not a syscall name",
                         hint="use the name without sys_, e.g. openat")
@@ -132,7 +148,7 @@ def _source(name: str, syscall: str, spec: str, length: str | None, read: str, w
         raise SpecError(where, f"{spec!r} is not a field of {syscall}",
                         hint="write FIELD, or FIELD[N] for the Nth 64-bit word it points to")
     field, index = m.group("field"), m.group("index")
-    fields = lookup(syscall)
+    fields = fields_of(syscall, lookup)
     known: dict[str, Field] | None = None
     if fields is not None and fields != UNKNOWN:
         known = {f.name: f for f in fields if isinstance(f, Field)}
@@ -191,14 +207,20 @@ def filter_values(arg: Arg, node: yaml.Node, source: str) -> tuple[Any, ...]:
     return tuple(out)
 
 
-def default_columns(probes: tuple[str, ...], args: tuple[Arg, ...]) -> tuple[str, ...]:
+def default_columns(probes: tuple[str, ...], args: tuple[Arg, ...],
+                    context: Any = None) -> tuple[str, ...]:
     syscall = ("syscall",) if len(probes) > 1 else ()
-    return ("time", "pid", "ppid", "uid", "comm", *syscall, *(a.name for a in args),
-            "result", "latency")
+    container = ("container",) if context is not None and context.container else ()
+    parents = ("parents",) if context is not None and context.parents else ()
+    return ("time", "pid", "ppid", "uid", "comm", *container, *syscall,
+            *(a.name for a in args), "result", "latency", *parents)
 
 
-def check_columns(values: tuple[str, ...], args: tuple[Arg, ...], where: str) -> None:
+def check_columns(values: tuple[str, ...], args: tuple[Arg, ...], context: Any,
+                  where: str) -> None:
     valid = BASE_COLUMNS + tuple(a.name for a in args)
+    valid += PARENT_COLUMNS if context.parents else ()
+    valid += CONTAINER_COLUMNS if context.container else ()
     for value in values:
         if value not in valid:
             raise SpecError(where, f"unknown column {value!r}", hint="columns: "
@@ -207,5 +229,6 @@ def check_columns(values: tuple[str, ...], args: tuple[Arg, ...], where: str) ->
         raise SpecError(where, "a column is listed twice")
 
 
-def breakdowns(args: tuple[Arg, ...]) -> tuple[str, ...]:
-    return BASE_BREAKDOWNS + tuple(a.name for a in args)
+def breakdowns(args: tuple[Arg, ...], *, container: bool) -> tuple[str, ...]:
+    return (BASE_BREAKDOWNS + (CONTAINER_BREAKDOWNS if container else ())
+            + tuple(a.name for a in args))

@@ -12,6 +12,7 @@ from typing import TextIO
 from bptrace_exec import __version__
 from bptrace_exec.adhoc import adhoc_profile, apply_where
 from bptrace_exec.argtypes import RESULT_TYPES, TYPES
+from bptrace_exec.cgroups import check_cgroups, container_cgroups
 from bptrace_exec.codegen import generate
 from bptrace_exec.codegen.oneliner import oneliner
 from bptrace_exec.engine import find_engine
@@ -68,6 +69,11 @@ examples:
   bptrace-exec clone --stats -- make -j2  # processes and threads make creates, counted
   bptrace-exec --syscall unlinkat --arg pathname:str --where comm=rm   # ad hoc
   bptrace-exec --syscall openat --arg filename:str --emit oneliner     # to paste
+  bptrace-exec clone --parents 4         # with each caller's ancestors: bash(812) > ...
+  bptrace-exec connect --context --in-container   # containerised callers, with their
+                                         # container id, cgroup, namespaces and hostname
+  bptrace-exec openat --container 3f2a9c # only what that container opens
+  bptrace-exec execve --cgroup /sys/fs/cgroup/system.slice/cron.service   # one unit
 
 exit status:
   0    traced and stopped cleanly (Ctrl-C, SIGTERM, --duration, closed output)
@@ -113,6 +119,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep calls where NAME (comm, uid, pid, ppid or a captured argument) "
                         "is VALUE; a string ending in * is a prefix (repeatable: values of "
                         "one NAME are OR'ed)")
+    f.add_argument("--cgroup", action="append", metavar="PATH",
+                   help="only callers in this cgroup v2 directory, exact (repeatable)")
+    f.add_argument("--container", action="append", metavar="ID",
+                   help="only callers in the container whose id starts with ID (docker, "
+                        "containerd, CRI-O, podman); its cgroup is found at start")
+    where = f.add_mutually_exclusive_group()
+    where.add_argument("--in-container", dest="in_container", action="store_true",
+                       default=None, help="only callers in a pid namespace of their own")
+    where.add_argument("--on-host", dest="in_container", action="store_false",
+                       help="only callers in the host's pid namespace")
+    c = p.add_argument_group("process context (syscall profiles)")
+    c.add_argument("--parents", type=int, metavar="N",
+                   help="show N ancestors of each caller, pid and comm, nearest first (0-16)")
+    c.add_argument("--context", action="store_true", default=None,
+                   help="show the caller's cgroup, container id, pid and mount namespaces "
+                        "and hostname")
     a = p.add_argument_group("ad-hoc syscall profile (instead of PROFILE)")
     a.add_argument("--syscall", action="append", metavar="NAME",
                    help="trace this syscall, e.g. openat (repeatable)")
@@ -202,9 +224,14 @@ def _profile(args: argparse.Namespace) -> Profile:
         profile = load_profile(args.profile or "execve")
     if args.where:
         profile = apply_where(profile, args.where)
+    cgroups = list(args.cgroup or [])
+    for container in args.container or []:
+        cgroups += container_cgroups(container)
     return with_overrides(
         profile,
         comm=args.comm, uid=args.uid, pid=args.pid, ppid=args.ppid, failed=args.failed,
+        cgroup=cgroups or None, in_container=args.in_container, parents=args.parents,
+        container=args.context,
         max_args=args.max_args, argv_bytes=args.argv_bytes,
         stats=True if args.stats or args.from_file or args.export else None, top=args.top,
         interval=args.interval, output_format="json" if args.json else None,
@@ -239,6 +266,7 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
         sys.stdout.write(generate(profile, engine, follow=bool(command)).text)
         return EXIT_OK
     check_environment()
+    check_cgroups(profile.filters.cgroup)
     engine = find_engine(args.bpftrace)
     pages = args.buffer_pages or (4096 if engine.ring_shared else 1024)
     if pages < 1 or pages & (pages - 1) or pages > 1 << 16:

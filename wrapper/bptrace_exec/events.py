@@ -6,6 +6,8 @@ import errno
 import platform
 from dataclasses import dataclass
 
+from bptrace_exec.context import ProcContext
+
 # __syscall_nr of the exit tracepoint -> name, for the architectures Debian ships bpftrace on
 _SYSCALL_NAMES = {
     "x86_64": {59: "execve", 322: "execveat"},
@@ -61,6 +63,8 @@ class CallEvent:
     ret: int
     latency_ns: int
     incomplete: bool = False
+    ancestors: tuple[tuple[int, bytes], ...] = ()  # (pid, comm), nearest first
+    context: ProcContext | None = None  # with the profile's context.container
 
     @property
     def errno_name(self) -> str | None:

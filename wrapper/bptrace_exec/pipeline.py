@@ -328,7 +328,9 @@ class CallStatsRun(EventRun):
     def show(self, events: Iterable[Any]) -> None:
         for event in events:
             self.execs += 1
-            self.tally.add(self.renderer.breakdown_values(event), failed=event.ret < 0,
+            # a process's end "fails" with a non-zero status; a syscall with an error
+            failed = event.ret != 0 if self.renderer.exits else event.ret < 0
+            self.tally.add(self.renderer.breakdown_values(event), failed=failed,
                            latency_ns=event.latency_ns)
 
     def on_started(self) -> None:

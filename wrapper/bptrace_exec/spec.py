@@ -54,6 +54,8 @@ class Filters:
     ppid: tuple[int, ...] = ()
     failed: bool = False
     args: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # syscall profiles: (arg, values)
+    cgroup: tuple[str, ...] = ()  # cgroup v2 directories, exact (a container's, a unit's)
+    in_container: bool | None = None  # True: only containerised callers; False: only host
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,14 @@ class StatsSpec:
 
 
 @dataclass(frozen=True)
+class Context:
+    """Process context shown with every record of a syscall profile."""
+
+    parents: int = 0  # ancestors shown (pid and comm of each), nearest first
+    container: bool = False  # cgroup, container id, pid/mount namespaces, UTS hostname
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     source: str
@@ -89,6 +99,7 @@ class Profile:
     args: tuple[Arg, ...] = ()  # syscall profiles: the arguments captured
     result: str = "int"  # syscall profiles: how a non-negative return value is shown
     columns: tuple[str, ...] = ()  # syscall profiles: the table's columns
+    context: Context = field(default_factory=Context)  # syscall profiles
 
     @property
     def kind(self) -> str:
@@ -103,7 +114,7 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
         "name": profile.name, "source": profile.source, "version": SCHEMA_VERSION,
         "description": profile.description, "probes": list(profile.probes),
         "filters": {"comm": list(f.comm), "uid": list(f.uid), "pid": list(f.pid),
-                    "ppid": list(f.ppid), "failed": f.failed},
+                    "ppid": list(f.ppid), "failed": f.failed, "cgroup": list(f.cgroup)},
         "limits": {"max_args": lim.max_args, "argv_bytes": lim.argv_bytes},
         "stats": {"enabled": st.enabled, "by": list(st.by), "top": st.top,
                   "interval": st.interval, "latency": st.latency},
@@ -120,6 +131,10 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
             for a in profile.args}
         out["result"] = profile.result
         out["columns"] = list(profile.columns)
+        out["context"] = {"parents": profile.context.parents,
+                          "container": profile.context.container}
+    if f.in_container is not None:
+        out["filters"]["in_container"] = f.in_container
     return out
 
 
@@ -197,14 +212,15 @@ def parse_profile(text: str, *, source: str, name: str,
         args = top.node("args", lambda n, s: callspec.parse_args(n, s, probes, lookup),
                         default=())
     else:
-        for key in ("args", "result", "columns"):
+        for key in ("args", "result", "columns", "context"):
             if key in top.items:
                 raise SpecError(top.where(key), f"`{key}` is for syscall profiles; execve "
                                 "profiles have fixed fields", hint="remove it")
-    columns = callspec.default_columns(probes, args) if calls else ()
+    context = top.node("context", _context, default=Context()) if calls else Context()
+    columns = callspec.default_columns(probes, args, context) if calls else ()
     if calls and "columns" in top.items:
         columns = top.node("columns", _list_of(_text))
-        callspec.check_columns(columns, args, top.where("columns"))
+        callspec.check_columns(columns, args, context, top.where("columns"))
     profile = Profile(
         name=name,
         source=source,
@@ -212,20 +228,44 @@ def parse_profile(text: str, *, source: str, name: str,
         probes=probes,
         filters=top.node("filters", lambda n, s: _filters(n, s, args), default=Filters()),
         limits=top.node("limits", lambda n, s: _limits(n, s, calls), default=Limits()),
-        stats=top.node("stats", lambda n, s: _stats(n, s, _breakdowns(probes, args),
+        stats=top.node("stats", lambda n, s: _stats(n, s, _breakdowns(probes, args, context),
                                                     _default_by(probes, args)),
                        default=StatsSpec(by=_default_by(probes, args))),
         output_format=top.node("output", _output, default="table"),
         args=args,
         result=top.value("result", _result, default="int") if calls else "int",
         columns=columns,
+        context=context,
     )
     top.reject_unknown()
     return profile
 
 
-def _breakdowns(probes: tuple[str, ...], args: tuple[Arg, ...]) -> tuple[str, ...]:
-    return BREAKDOWNS if probes[0] in SYSCALLS else callspec.breakdowns(args)
+def _breakdowns(probes: tuple[str, ...], args: tuple[Arg, ...],
+                context: Context) -> tuple[str, ...]:
+    if probes[0] in SYSCALLS:
+        return BREAKDOWNS
+    return callspec.breakdowns(args, container=context.container)
+
+
+PARENTS_RANGE = (0, 16)
+
+
+def _context(node: yaml.Node, source: str) -> Context:
+    m = _Mapping(node, source, "context")
+    context = Context(parents=m.value("parents", _integer(*PARENTS_RANGE), default=0),
+                      container=m.value("container", _boolean, default=False))
+    m.reject_unknown()
+    return context
+
+
+def cgroup_path(value: Any, where: str) -> str:
+    text = _text(value, where)
+    if not text.startswith("/") or "\0" in text or len(text.encode()) > 4000:
+        raise SpecError(where, f"{text!r} is not a cgroup directory",
+                        hint="give its absolute path, e.g. /sys/fs/cgroup/system.slice/"
+                             "nginx.service")
+    return text.rstrip("/") or "/"
 
 
 def _default_by(probes: tuple[str, ...], args: tuple[Arg, ...]) -> tuple[str, ...]:
@@ -248,6 +288,23 @@ def with_overrides(profile: Profile, **changes: Any) -> Profile:
         return {k: changes.pop(k) for k in keys if changes.get(k) is not None}
 
     filters = take(("comm", "uid", "pid", "ppid", "failed"))
+    cgroups = changes.pop("cgroup", None)
+    if cgroups is not None:
+        filters["cgroup"] = tuple(cgroup_path(c, f"--cgroup {c}") for c in cgroups)
+    in_container = changes.pop("in_container", None)
+    if in_container is not None:
+        filters["in_container"] = in_container
+    context = {k: changes.pop(k) for k in ("parents", "container") if changes.get(k)}
+    if context:
+        if profile.kind != "call":
+            raise UsageError("--parents and --context are for syscall profiles",
+                             hint="e.g. bptrace-exec clone --parents 4")
+        context["parents"] = _integer(*PARENTS_RANGE)(
+            context.get("parents", profile.context.parents), "--parents")
+        changes["context"] = dataclasses.replace(profile.context, **context)
+        if "columns" not in changes:  # the default columns follow the context
+            changes["columns"] = callspec.default_columns(profile.probes, profile.args,
+                                                          changes["context"])
     limits = take(("max_args", "argv_bytes"))
     stats = take(("stats", "top", "interval"))
     if "stats" in stats:
@@ -256,7 +313,9 @@ def with_overrides(profile: Profile, **changes: Any) -> Profile:
         if key in stats:
             stats[key] = _STATS_RANGES[key](stats[key], f"--{key}")
     changes = {k: v for k, v in changes.items() if v is not None}
-    checked = validate_overrides(filters, limits)
+    checked = validate_overrides({k: v for k, v in filters.items()
+                                  if k not in ("cgroup", "in_container")}, limits)
+    checked[0].update({k: v for k, v in filters.items() if k in ("cgroup", "in_container")})
     return dataclasses.replace(
         profile,
         filters=dataclasses.replace(profile.filters, **checked[0]),
@@ -328,6 +387,9 @@ def _probes(node: yaml.Node, source: str, lookup: FieldLookup) -> tuple[str, ...
             callspec.check_syscall(name, _at(source, item), lookup)
         if name in out:
             raise SpecError(_at(source, item), f"probe {name!r} is listed twice")
+        if out and callspec.PROCESS_EXIT in (name, out[0]):
+            raise SpecError(_at(source, item), f"{callspec.PROCESS_EXIT} is traced alone",
+                            hint="trace syscalls in a profile of their own")
         if out and (name in SYSCALLS) != (out[0] in SYSCALLS):
             raise SpecError(_at(source, item), f"{name} cannot share a profile with "
                             f"{out[0]}", hint=f"{' and '.join(SYSCALLS)} have a profile of "
@@ -342,6 +404,8 @@ def _filters(node: yaml.Node, source: str, args: tuple[Arg, ...]) -> Filters:
     for key, check in _FILTER_ITEMS.items():
         values[key] = m.node(key, _list_of(check), default=())
     values["failed"] = m.value("failed", _boolean, default=False)
+    values["cgroup"] = m.node("cgroup", _list_of(cgroup_path), default=())
+    values["in_container"] = m.value("in_container", _boolean, default=None)
     if args:
         values["args"] = m.node("args", lambda n, s: callspec.parse_arg_filters(n, s, args),
                                 default=())

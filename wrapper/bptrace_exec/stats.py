@@ -211,7 +211,7 @@ def from_events(events: Iterable[Mapping[str, object]], *, by: Iterable[str],
         if is_call and isinstance(args, dict):
             values.update({k: _json_key(v) for k, v in args.items()})
         tally.add(values, failed=is_failed,
-                  latency_ns=int(e.get("latency_ns", 0)))  # type: ignore[call-overload]
+                  latency_ns=int(e.get("latency_ns", e.get("lifetime_ns", 0))))  # type: ignore[call-overload]
         stamp = str(e.get("time", ""))
         first = stamp if first is None else min(first, stamp)
         last = stamp if last is None else max(last, stamp)

@@ -8,6 +8,7 @@ records that share a key, the thread id and the entry time:
   str   TID ID SLOT CHUNK NEXT TEXT     a string argument, 127 bytes per chunk
   addr  TID ID SLOT HEX...              a socket address, its bytes
   call  TID ID RECORDS SYSCALL RET LAT PID PPID UID COMM(16 hex) INT...
+  anc, cgrp, uts                        process context, if asked (codegen.context)
 
 SYSCALL is the index of the syscall in the profile's probes, INT the number arguments
 in the profile's order, RECORDS the number of records of the call, this one included.
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 
 from bptrace_exec import __version__, argtypes
 from bptrace_exec.btlang import comment_text, int_literal, string_literal
-from bptrace_exec.callspec import Arg, ArgSource
+from bptrace_exec.callspec import PROCESS_EXIT, Arg, ArgSource
 from bptrace_exec.codegen.common import (
     PID,
     READY,
@@ -31,6 +32,7 @@ from bptrace_exec.codegen.common import (
     follow_probes,
     predicate,
 )
+from bptrace_exec.codegen.context import context_records
 from bptrace_exec.engine import Engine
 from bptrace_exec.spec import STRING_BYTES_RANGE, Filters, Profile
 
@@ -249,6 +251,7 @@ def exit_probe(profile: Profile, syscall: str, index: int) -> str:
                 f'    printf("addr %lu %lu {n} %rh\\n", $key, $id, buf(uptr($c.{slot.word}), '
                 "$len));\n"
                 "    $n++;\n")
+    reads.append(context_records(profile, CALL_STRLEN))
     fmt = " ".join(["call %lu %lu %lu %u %ld %lu %lu %lu %lu %rh"] + ["%lu"] * len(ret.ints))
     values = ", ".join(["$key", "$id", "$n", str(index), "$ret", "nsecs - $id", PID,
                         "(uint64)curtask->real_parent->tgid", "(uint64)uid",
@@ -268,13 +271,71 @@ def _dedent(text: str) -> str:
     return "".join(line[2:] if line.startswith("  ") else line for line in text.splitlines(True))
 
 
+# exit_code as wait(2) sees it: status << 8 when it exited, the signal (| 0x80 with a
+# core dump) when one killed it
+EXIT_FIELDS = {"status": "($code >> 8) & 0xff", "signal": "$code & 0x7f",
+                "core": "($code >> 7) & 1"}
+
+
+def process_exit_probe(profile: Profile, follow: bool) -> str:
+    """One record per process that ends: RET is its shell-style status (128 + signal when
+    killed), the latency its lifetime. It runs for every thread exit: the filters and
+    the "last thread" test decide inside, so that a followed thread is always forgotten."""
+    keep = predicate(profile.filters, follow).strip()[1:-1]
+    last = "curtask->signal->live.counter == 0"  # decremented before this tracepoint
+    if profile.filters.failed:
+        last += " && curtask->exit_code != 0"
+    ints, conditions = [], [keep, last]
+    wanted = dict(profile.filters.args)
+    lines = ["  $code = (uint64)curtask->exit_code;\n"]
+    for slot in slots(profile, PROCESS_EXIT):
+        lines.append(f"  $a{slot.number} = {EXIT_FIELDS[slot.source.field]};\n")
+        ints.append(f"$a{slot.number}")
+        if slot.arg.name in wanted:
+            conditions.append(condition(slot, wanted[slot.arg.name]))
+    fmt = " ".join(["call %lu %lu %lu %u %ld %lu %lu %lu %lu %rh"] + ["%lu"] * len(ints))
+    values = ", ".join(["$key", "$id", "$n", "0", "$ret",
+                        "nsecs - curtask->group_leader->start_time", PID,
+                        "(uint64)curtask->real_parent->tgid", "(uint64)uid",
+                        "buf(comm, 16)", *ints])
+    wrapped = textwrap.fill(values, width=88, initial_indent=" " * 11,
+                            subsequent_indent=" " * 11, break_long_words=False,
+                            break_on_hyphens=False)
+    unfollow = "  delete(@exec_follow[$key]);\n" if follow else ""
+    return (
+        "// The last thread of a process ends: the process's exit.\n"
+        "tracepoint:sched:sched_process_exit\n"
+        "{\n"
+        f"  $key = {TID};\n"
+        "  $id = nsecs;\n"
+        + "".join(lines) +
+        f"  if ({' && '.join(c for c in conditions if c)}) {{\n"
+        "    $n = (uint64)1;\n"
+        "    $ret = (int64)(($code >> 8) & 0xff);\n"
+        "    if ($code & 0x7f) { $ret = (int64)(128 + ($code & 0x7f)); }\n"
+        + context_records(profile, CALL_STRLEN) +
+        f'    printf("{fmt}\\n",\n{wrapped});\n'
+        f"    @{TOTAL}[0] = count();\n"
+        "  }\n"
+        f"{unfollow}"
+        "}\n"
+    )
+
+
 def generate_calls(profile: Profile, engine: Engine | None, follow: bool) -> str:
     unfollow = "  delete(@exec_follow[$tid]);\n" if follow else ""
     seed = "  @exec_follow[(uint64)$1] = 1;\n" if follow else ""
     clears = [SCRATCH] + (["exec_follow"] if follow else [])
+    begin = f'BEGIN\n{{\n{seed}  printf("{READY}\\n");\n}}\n'
+    if profile.probes == (PROCESS_EXIT,):
+        return "\n".join(s for s in (
+            header(profile, engine, follow), begin, follow_probes() if follow else "",
+            process_exit_probe(profile, follow),
+            "END\n{\n" + "".join(f"  clear(@{m});\n" for m in clears[1:]) + "}\n"
+            if follow else "") if s)
     sections = [
         header(profile, engine, follow),
-        f'BEGIN\n{{\n{seed}  printf("{READY}\\n");\n}}\n',
+        begin,
         follow_probes() if follow else "",
         *(enter_probe(profile, s, follow) for s in profile.probes),
         *(exit_probe(profile, s, i) for i, s in enumerate(profile.probes)),

@@ -20,6 +20,8 @@ READY_RECORD = f"{READY}\n".encode()  # what BEGIN prints once every probe is at
 # Global ids: 0.23's pid/tid builtins are namespaced when bpftrace runs in a pid namespace.
 TID = "(uint64)curtask->pid"
 PID = "(uint64)curtask->tgid"
+PID_NS = "curtask->nsproxy->pid_ns_for_children->ns.inum"
+HOST_PID_NS = 0xEFFFFFFC
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,10 @@ def describe_filters(f: Filters, follow: bool = False) -> str:
         values = getattr(f, name)
         if values:
             parts.append(f"{name} in [" + ", ".join(map(str, values)) + "]")
+    if f.cgroup:
+        parts.append("cgroup in [" + ", ".join(f.cgroup) + "]")
+    if f.in_container is not None:
+        parts.append("containerised callers only" if f.in_container else "host callers only")
     if f.failed:
         parts.append("failed execs only")
     if follow:
@@ -87,6 +93,10 @@ def predicate(f: Filters, follow: bool) -> str:
     any_of("uid", [int_literal(u, 0, UID_MAX) for u in f.uid])
     any_of("curtask->tgid", [int_literal(p, 1, PID_MAX) for p in f.pid])
     any_of("curtask->real_parent->tgid", [int_literal(p, 0, PID_MAX) for p in f.ppid])
+    any_of("cgroup", [f"cgroupid({string_literal(c)})" for c in f.cgroup])
+    if f.in_container is not None:
+        # a container has a pid namespace of its own; the host's is PROC_PID_INIT_INO
+        clauses.append(f"{PID_NS} {'!=' if f.in_container else '=='} {HOST_PID_NS}")
     if follow:
         clauses.append(f"@exec_follow[{TID}]")
     return f"/{' && '.join(clauses)}/\n" if clauses else ""

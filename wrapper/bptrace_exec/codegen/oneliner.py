@@ -15,6 +15,7 @@ import re
 import shlex
 
 from bptrace_exec import argtypes
+from bptrace_exec.callspec import PROCESS_EXIT
 from bptrace_exec.codegen import calls, stats
 from bptrace_exec.codegen.common import (
     KEY,
@@ -22,6 +23,7 @@ from bptrace_exec.codegen.common import (
     enter_probe,
     exit_probe,
     image_probe,
+    predicate,
     tracepoints,
 )
 from bptrace_exec.spec import Profile
@@ -122,8 +124,42 @@ def call_text_program(profile: Profile) -> str:
     return "\n".join(sections)
 
 
+def exit_text_program(profile: Profile) -> str:
+    """Process exits as text: pid, comm, exit status, signal, lifetime in ms; with stats,
+    counts by comm and by exit status, and a histogram of lifetimes."""
+    tests = [predicate(profile.filters, False).strip()[1:-1],
+             "curtask->signal->live.counter == 0"]
+    if profile.filters.failed:
+        tests.append("curtask->exit_code != 0")
+    by_name = {a.name: a for a in profile.args}
+    for name, values in profile.filters.args:
+        source = by_name[name].source(PROCESS_EXIT)
+        assert source is not None
+        expr = calls.EXIT_FIELDS[source.field].replace("$code", "curtask->exit_code")
+        tests.append("(" + " || ".join(f"({expr}) == {int(v)}" for v in values) + ")")
+    test = " && ".join(c for c in tests if c)
+    if profile.stats.enabled:
+        body = ("  @exits[comm] = count();\n"
+                "  @status[($code >> 8) & 0xff, $code & 0x7f] = count();\n"
+                "  @lifetime_ms = hist($life / 1000000);\n")
+    else:
+        body = ('  printf("%-7d %-16s status=%d signal=%d core=%d life=%dms\\n", pid, comm, '
+                "($code >> 8) & 0xff, $code & 0x7f, ($code >> 7) & 1, $life / 1000000);\n")
+    return (
+        "tracepoint:sched:sched_process_exit\n"
+        f"/{test}/\n"
+        "{\n"
+        "  $code = (uint64)curtask->exit_code;\n"
+        "  $life = nsecs - curtask->group_leader->start_time;\n"
+        f"{body}"
+        "}\n"
+    )
+
+
 def oneliner(profile: Profile, bpftrace: str = "bpftrace") -> str:
-    if profile.kind == "call":
+    if profile.probes == (PROCESS_EXIT,):
+        program = exit_text_program(profile)
+    elif profile.kind == "call":
         program = call_text_program(profile)
     elif profile.stats.enabled:
         scratch = stats.scratch(profile)

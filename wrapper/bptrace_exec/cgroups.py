@@ -1,0 +1,55 @@
+"""Finding cgroup v2 directories on this machine: where cgroup2 is mounted, and which
+directory a container id names (resolved once, before tracing, into a kernel filter)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from bptrace_exec.context import container_of
+from bptrace_exec.errors import UsageError
+
+MOUNTS = Path("/proc/self/mounts")
+
+
+def cgroup2_mount() -> Path | None:
+    try:
+        for line in MOUNTS.read_text().splitlines():
+            fields = line.split()
+            if len(fields) > 2 and fields[2] == "cgroup2":
+                return Path(fields[1].replace("\\040", " "))
+    except OSError:
+        return None
+    return None
+
+
+def container_cgroups(container: str) -> list[str]:
+    """The cgroup directories named after the container whose id starts with `container`."""
+    root = cgroup2_mount()
+    if root is None:
+        raise UsageError("--container needs cgroup v2, and no cgroup2 file system is mounted",
+                         hint="filter on --cgroup PATH instead")
+    found = []
+    for folder, dirs, _files in os.walk(root):
+        for name in dirs:
+            match = container_of(name)
+            if match and match[1].startswith(container):
+                found.append(str(Path(folder) / name))
+    if not found:
+        raise UsageError(f"no container whose id starts with {container!r} has a cgroup "
+                         f"under {root}", hint="is it running? `docker ps --no-trunc` "
+                                               "shows full ids")
+    return found
+
+
+def check_cgroups(paths: tuple[str, ...]) -> None:
+    """Each path a cgroup v2 directory: bpftrace's cgroupid() takes nothing else."""
+    if not paths:
+        return
+    root = cgroup2_mount()
+    where = f"cgroup v2 is mounted at {root}" if root else "no cgroup2 file system is mounted"
+    for path in paths:
+        if not Path(path).is_dir():
+            raise UsageError(f"cgroup {path} does not exist", hint=where)
+        if root is None or not Path(path).resolve().is_relative_to(root.resolve()):
+            raise UsageError(f"{path} is not a cgroup v2 directory", hint=where)
