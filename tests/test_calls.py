@@ -295,3 +295,23 @@ def test_context_filters_reach_the_kernel_predicate() -> None:
     assert profile.columns[-1] == "parents" and "container" in profile.columns
     with pytest.raises(UsageError):
         with_overrides(shipped("kill"), parents=17)
+
+
+def test_exec_records_carry_context_too() -> None:
+    from bptrace_exec.assemble import Assembler
+    from bptrace_exec.pipeline import ExecRenderer
+    from bptrace_exec.spec import Context, Profile
+
+    asm = Assembler(wall_offset_ns=0, max_args=8)
+    sh = " ".join(f"{b:02x}" for b in b"sh".ljust(16, b"\0"))
+    records = [f"anc 5 9 1 4 {sh}\n", "cgrp 5 9 77 4026531836 4026531832 cron.service\n",
+               "uts 5 9 box\n", "file 5 9 0 0 /bin/x\n", "arg 5 9 0 0 x\n",
+               f"comm 5 9 {sh}\n", "exec 5 9 -2 100 5 4 0 1 1 0 0 7 59\n"]
+    events = [e for r in records for e in asm.feed(r.encode(), 0)]
+    [event] = events
+    assert event.ancestors == ((4, b"sh"),) and event.context is not None
+    assert event.context.cgroup == "cron.service" and event.context.hostname == "box"
+    renderer = ExecRenderer(Profile(name="e", source="s", context=Context(1, True)))
+    assert "CONTAINER" in renderer.header() and "PARENTS" in renderer.header()
+    row = renderer.row(event)
+    assert "cron.service" in row and "sh(4)" in row and row.split()[-2:] == ["/bin/x", "x"]

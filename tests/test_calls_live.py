@@ -224,6 +224,15 @@ def test_container_context_from_real_namespaces_and_cgroup(
         assert ctx["pidns"] != 4026531836 and ctx["cgroup_id"] == path.stat().st_ino
         assert [p["comm"] for p in call["parents"]][:1] == ["unshare"]
         assert call["pid"] != facts["pid"] == 1  # global pid in records, 1 inside
+    execs = run_tool("execve", "--container", ident[:12], "--context", "--parents", "2",
+                     "--json", "--bpftrace", engine, "--", "sh", "-c", script)
+    rows = [r for r in execs.records if r.get("event") == "exec" and r["ret"] == 0]
+    assert [r["argv"][0] for r in rows] == ["unshare", "sh", "hostname", sys.executable]
+    assert [r["context"]["hostname"] for r in rows][3:] == ["bptrace-ns-test"]
+    assert all(r["context"]["container_id"] == ident for r in execs.records
+               if r.get("event") == "exec")
+    assert [r["context"]["in_container"] for r in rows] == [False, True, True, True]
+    assert rows[3]["parents"][0]["comm"] == "unshare" and len(rows[3]["parents"]) == 2
     table = run_tool("kill", "--container", ident[:12], "--context", "--parents", "2",
                      "--bpftrace", engine, "--", "sh", "-c", script)
     rows = [ln for ln in table.stdout.splitlines() if "SIGUSR1" in ln]

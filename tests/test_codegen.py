@@ -9,7 +9,7 @@ import pytest
 
 from bptrace_exec.btlang import comment_text, int_literal, string_literal
 from bptrace_exec.codegen import generate
-from bptrace_exec.spec import Filters, Limits, Profile, StatsSpec
+from bptrace_exec.spec import Context, Filters, Limits, Profile, StatsSpec
 
 GOLDEN = Path(__file__).parent / "golden"
 BASE = Profile(name="execve", source="probes/execve.yaml",
@@ -24,6 +24,8 @@ CASES = {
     "execve-only-small-limits": (dataclasses.replace(
         BASE, probes=("execve",), limits=Limits(max_args=4, argv_bytes=200)), False),
     "stats": (dataclasses.replace(BASE, stats=StatsSpec(enabled=True)), False),
+    "context-parents-container": (dataclasses.replace(
+        BASE, context=Context(parents=3, container=True)), False),
     "stats-failed-by-uid-every-5s": (dataclasses.replace(
         BASE, filters=Filters(failed=True, comm=("make",)),
         stats=StatsSpec(enabled=True, by=("uid", "errno"), interval=5)), True),

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from bptrace_exec.codegen import ARGC_COUNT_LIMIT, READY_RECORD, TEXT_CHUNK
+from bptrace_exec.context import ProcContext
 from bptrace_exec.events import ExecEvent, syscall_name
 
 COMPLETE_WAIT_NS = 1_000_000_000  # how long a summary waits for its missing records
@@ -53,6 +55,9 @@ class _Parts:
     args: dict[int, tuple[bytes, int]] = field(default_factory=dict)
     summary: _Summary | None = None
     summary_seen_ns: int = 0
+    ancestors: dict[int, tuple[int, bytes]] = field(default_factory=dict)  # by depth
+    cgroup: tuple[int, int, int, bytes] | None = None  # id, pidns, mntns, name
+    hostname: bytes | None = None
 
 
 @dataclass
@@ -141,6 +146,12 @@ class Assembler:
         if len(argv) > self.max_args:
             argv, argv_cut = argv[: self.max_args], True
         filename, filename_cut = _join_text(parts.path)
+        context = None
+        if parts.cgroup is not None or parts.hostname is not None:
+            cgroup_id, pidns, mntns, name = parts.cgroup or (0, 0, 0, b"")
+            context = ProcContext(cgroup_id, name.decode("utf-8", "surrogateescape"), pidns,
+                                  mntns, (parts.hostname or b"").decode("utf-8",
+                                                                         "surrogateescape"))
         return ExecEvent(
             time_ns=parts.entry_ns + self.wall_offset_ns,
             pid=s.pid, ppid=s.ppid, uid=s.uid, tid=parts.tid,
@@ -149,6 +160,8 @@ class Assembler:
             argv=tuple(argv), argv_truncated=argv_cut,
             ret=s.ret, latency_ns=s.latency_ns, syscall=s.syscall,
             incomplete=incomplete,
+            ancestors=tuple(parts.ancestors[d] for d in sorted(parts.ancestors)),
+            context=context,
         )
 
 
@@ -205,9 +218,25 @@ def _on_exec(p: _Parts, body: bytes) -> None:
                          records, syscall_name(nr))
 
 
+def on_ancestor(p: _Parts | Any, body: bytes) -> None:
+    depth_s, pid_s, hex_tokens = body.split(b" ", 2)
+    p.ancestors[int(depth_s)] = (int(pid_s), comm_from_hex(hex_tokens[:-1]))
+
+
+def on_cgroup(p: _Parts | Any, body: bytes) -> None:
+    id_s, pidns_s, mntns_s, name = body.split(b" ", 3)
+    p.cgroup = (int(id_s), int(pidns_s), int(mntns_s), name[:-1])
+
+
+def on_hostname(p: _Parts | Any, body: bytes) -> None:
+    p.hostname = body[:-1]
+
+
+# the process context records (codegen.context), shared with assemble_calls
+CONTEXT_HANDLERS = {b"anc": on_ancestor, b"cgrp": on_cgroup, b"uts": on_hostname}
 _HANDLERS = {
     b"enter": _on_enter, b"argv": _on_argv, b"file": _on_file,
-    b"arg": _on_arg, b"comm": _on_comm, b"exec": _on_exec,
+    b"arg": _on_arg, b"comm": _on_comm, b"exec": _on_exec, **CONTEXT_HANDLERS,
 }
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from bptrace_exec.assemble import (
     COMPLETE_WAIT_NS,
+    CONTEXT_HANDLERS,
     MAX_PENDING,
     ORPHAN_WAIT_NS,
     AssemblyStats,
@@ -86,14 +87,8 @@ class CallAssembler:
             elif kind == b"addr":
                 slot_s, hex_tokens = body.split(b" ", 1)
                 call.addrs[int(slot_s)] = bytes.fromhex(hex_tokens.decode("ascii"))
-            elif kind == b"anc":
-                depth_s, pid_s, hex_tokens = body.split(b" ", 2)
-                call.ancestors[int(depth_s)] = (int(pid_s), comm_from_hex(hex_tokens[:-1]))
-            elif kind == b"cgrp":
-                id_s, pidns_s, mntns_s, name = body.split(b" ", 3)
-                call.cgroup = (int(id_s), int(pidns_s), int(mntns_s), name[:-1])
             else:
-                call.hostname = body[:-1]
+                CONTEXT_HANDLERS[kind](call, body)
         except (ValueError, IndexError):
             self.stats.malformed += 1
             return []

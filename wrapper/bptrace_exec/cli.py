@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
                        default=None, help="only callers in a pid namespace of their own")
     where.add_argument("--on-host", dest="in_container", action="store_false",
                        help="only callers in the host's pid namespace")
-    c = p.add_argument_group("process context (syscall profiles)")
+    c = p.add_argument_group("process context")
     c.add_argument("--parents", type=int, metavar="N",
                    help="show N ancestors of each caller, pid and comm, nearest first (0-16)")
     c.add_argument("--context", action="store_true", default=None,

@@ -34,6 +34,8 @@ class ExecEvent:
     latency_ns: int
     syscall: str
     incomplete: bool = False  # some of its records were lost; fields may be empty
+    ancestors: tuple[tuple[int, bytes], ...] = ()  # (pid, comm), nearest first
+    context: ProcContext | None = None  # with the profile's context.container
 
     @property
     def errno_name(self) -> str | None:

@@ -23,7 +23,14 @@ from bptrace_exec.engine import Engine
 from bptrace_exec.events import ExecEvent
 from bptrace_exec.export import to_dict
 from bptrace_exec.record import Recorder, ReplaySource
-from bptrace_exec.render import event_to_dict, iso_time, json_line, table_header, table_row
+from bptrace_exec.render import (
+    columns_for,
+    event_to_dict,
+    iso_time,
+    json_line,
+    table_header,
+    table_row,
+)
 from bptrace_exec.render_calls import CallRenderer
 from bptrace_exec.report import render_report
 from bptrace_exec.runner import GatedCommand
@@ -36,18 +43,23 @@ def stderr(message: str) -> None:
 
 
 class ExecRenderer:
+    def __init__(self, profile: Profile | None = None) -> None:
+        context = profile.context if profile else None
+        self.columns = columns_for(bool(context and context.parents),
+                                   bool(context and context.container))
+
     def header(self) -> str:
-        return table_header()
+        return table_header(self.columns)
 
     def row(self, event: ExecEvent) -> str:
-        return table_row(event)
+        return table_row(event, self.columns)
 
     def to_dict(self, event: ExecEvent) -> dict[str, object]:
         return event_to_dict(event)
 
 
 def renderer_for(profile: Profile) -> Renderer:
-    return CallRenderer(profile) if profile.kind == "call" else ExecRenderer()
+    return CallRenderer(profile) if profile.kind == "call" else ExecRenderer(profile)
 
 
 class Renderer(Protocol):

@@ -16,6 +16,7 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from bptrace_exec.context import parent_chain
 from bptrace_exec.events import ExecEvent
 
 _SAFE_WORD = re.compile(r"[A-Za-z0-9_@%+=:,./-]+")
@@ -100,6 +101,9 @@ def event_to_dict(event: ExecEvent) -> dict[str, object]:
         "errno": event.errno_name,
         "latency_ns": event.latency_ns,
         "incomplete": event.incomplete,
+        **({"parents": [{"pid": pid, "comm": decode_text(comm)}
+                        for pid, comm in event.ancestors]} if event.ancestors else {}),
+        **({"context": event.context.to_dict()} if event.context else {}),
     }
 
 
@@ -145,9 +149,24 @@ COLUMNS = (
 )
 
 
-def _line(cells: list[str]) -> str:
+CONTAINER_COLUMN = Column("CONTAINER", 12)
+PARENTS_COLUMN = Column("PARENTS", 40)
+
+
+def columns_for(parents: bool, container: bool) -> tuple[Column, ...]:
+    """The table's columns; with process context, CONTAINER after COMM and PARENTS before
+    PROGRAM."""
+    cols = list(COLUMNS)
+    if parents:
+        cols.insert(cols.index(COLUMNS[-2]), PARENTS_COLUMN)
+    if container:
+        cols.insert(cols.index(COLUMNS[4]) + 1, CONTAINER_COLUMN)
+    return tuple(cols)
+
+
+def _line(cells: list[str], columns: tuple[Column, ...] = COLUMNS) -> str:
     out = []
-    for col, cell in zip(COLUMNS, cells):
+    for col, cell in zip(columns, cells):
         if col.width == 0:
             out.append(cell)
         elif col.right:
@@ -157,14 +176,20 @@ def _line(cells: list[str]) -> str:
     return " ".join(out).rstrip()
 
 
-def table_header() -> str:
-    return _line([c.title for c in COLUMNS])
+def table_header(columns: tuple[Column, ...] = COLUMNS) -> str:
+    return _line([c.title for c in columns], columns)
 
 
-def table_row(event: ExecEvent) -> str:
+def table_row(event: ExecEvent, columns: tuple[Column, ...] = COLUMNS) -> str:
+    cells = _cells(event)
+    return _line(cells if columns is COLUMNS else _with_context(event, cells, columns),
+                 columns)
+
+
+def _cells(event: ExecEvent) -> list[str]:
     local = time.localtime(event.time_ns // 1_000_000_000)
     millis = event.time_ns // 1_000_000 % 1000
-    return _line([
+    return [
         time.strftime("%H:%M:%S", local) + f".{millis:03d}",
         str(event.pid),
         str(event.ppid),
@@ -174,4 +199,13 @@ def table_row(event: ExecEvent) -> str:
         f"{event.latency_ns / 1e6:.3f}",
         safe_text(event.filename) + (" [...]" if event.filename_truncated else ""),
         command_line(event),
-    ])
+    ]
+
+
+def _with_context(event: ExecEvent, base: list[str], columns: tuple[Column, ...]
+                  ) -> list[str]:
+    cells = dict(zip(COLUMNS, base))
+    cells[PARENTS_COLUMN] = parent_chain(event.ancestors, safe_text)
+    cells[CONTAINER_COLUMN] = safe_text(event.context.short().encode(
+        "utf-8", "surrogateescape")) if event.context else "-"
+    return [cells[c] for c in columns]

@@ -80,7 +80,7 @@ class StatsSpec:
 
 @dataclass(frozen=True)
 class Context:
-    """Process context shown with every record of a syscall profile."""
+    """Process context shown with every record (an exec's, or a syscall profile's)."""
 
     parents: int = 0  # ancestors shown (pid and comm of each), nearest first
     container: bool = False  # cgroup, container id, pid/mount namespaces, UTS hostname
@@ -99,7 +99,7 @@ class Profile:
     args: tuple[Arg, ...] = ()  # syscall profiles: the arguments captured
     result: str = "int"  # syscall profiles: how a non-negative return value is shown
     columns: tuple[str, ...] = ()  # syscall profiles: the table's columns
-    context: Context = field(default_factory=Context)  # syscall profiles
+    context: Context = field(default_factory=Context)
 
     @property
     def kind(self) -> str:
@@ -131,8 +131,8 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
             for a in profile.args}
         out["result"] = profile.result
         out["columns"] = list(profile.columns)
-        out["context"] = {"parents": profile.context.parents,
-                          "container": profile.context.container}
+    out["context"] = {"parents": profile.context.parents,
+                      "container": profile.context.container}
     if f.in_container is not None:
         out["filters"]["in_container"] = f.in_container
     return out
@@ -212,11 +212,11 @@ def parse_profile(text: str, *, source: str, name: str,
         args = top.node("args", lambda n, s: callspec.parse_args(n, s, probes, lookup),
                         default=())
     else:
-        for key in ("args", "result", "columns", "context"):
+        for key in ("args", "result", "columns"):
             if key in top.items:
                 raise SpecError(top.where(key), f"`{key}` is for syscall profiles; execve "
                                 "profiles have fixed fields", hint="remove it")
-    context = top.node("context", _context, default=Context()) if calls else Context()
+    context = top.node("context", _context, default=Context())
     columns = callspec.default_columns(probes, args, context) if calls else ()
     if calls and "columns" in top.items:
         columns = top.node("columns", _list_of(_text))
@@ -238,6 +238,17 @@ def parse_profile(text: str, *, source: str, name: str,
         context=context,
     )
     top.reject_unknown()
+    check_combination(profile, source)
+    return profile
+
+
+def check_combination(profile: Profile, where: str) -> Profile:
+    """What each field allows alone but the generated program cannot do together."""
+    if profile.kind == "exec" and profile.context.container and profile.filters.failed:
+        raise SpecError(where, "an execve profile cannot show container context of failed "
+                        "execs only: with both, the program does not fit bpftrace 0.17's "
+                        "512-byte stack", hint="drop `failed` and keep failures with "
+                        "--json | jq 'select(.ret != 0)', or drop `context.container`")
     return profile
 
 
@@ -296,13 +307,10 @@ def with_overrides(profile: Profile, **changes: Any) -> Profile:
         filters["in_container"] = in_container
     context = {k: changes.pop(k) for k in ("parents", "container") if changes.get(k)}
     if context:
-        if profile.kind != "call":
-            raise UsageError("--parents and --context are for syscall profiles",
-                             hint="e.g. bptrace-exec clone --parents 4")
         context["parents"] = _integer(*PARENTS_RANGE)(
             context.get("parents", profile.context.parents), "--parents")
         changes["context"] = dataclasses.replace(profile.context, **context)
-        if "columns" not in changes:  # the default columns follow the context
+        if "columns" not in changes and profile.kind == "call":  # defaults follow context
             changes["columns"] = callspec.default_columns(profile.probes, profile.args,
                                                           changes["context"])
     limits = take(("max_args", "argv_bytes"))
@@ -316,13 +324,13 @@ def with_overrides(profile: Profile, **changes: Any) -> Profile:
     checked = validate_overrides({k: v for k, v in filters.items()
                                   if k not in ("cgroup", "in_container")}, limits)
     checked[0].update({k: v for k, v in filters.items() if k in ("cgroup", "in_container")})
-    return dataclasses.replace(
+    return check_combination(dataclasses.replace(
         profile,
         filters=dataclasses.replace(profile.filters, **checked[0]),
         limits=dataclasses.replace(profile.limits, **checked[1]),
         stats=dataclasses.replace(profile.stats, **stats),
         **changes,
-    )
+    ), "command line")
 
 
 def validate_overrides(filters: dict[str, Any], limits: dict[str, Any]

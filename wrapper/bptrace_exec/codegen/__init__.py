@@ -50,13 +50,14 @@ def generate(profile: Profile, engine: Engine | None = None, *, follow: bool = F
         ]
     else:
         enter = 0 if profile.filters.failed else 1
-        scratch = events.SCRATCH
+        scratch = events.scratch(profile)
         sections = [
             header(profile, engine, follow, events.LAYOUT),
             begin(follow),
             follow_probes() if follow else "",
             enter_probe(profile, follow, events.enter_body(emit_argv0=bool(enter))),
             image_probe(events.image_body(profile)),
+            events.image_context_probe(profile),
             events.success_probe(profile, enter),
             events.failure_probe(profile, enter),
         ]

@@ -14,10 +14,11 @@ from bptrace_exec.codegen.common import PID_NS
 from bptrace_exec.spec import PARENTS_RANGE, Profile
 
 
-def context_records(profile: Profile, strlen: int, counter: str = "$n") -> str:
+def context_records(profile: Profile, strlen: int, counter: str = "$n", *,
+                    parents: bool = True, container: bool = True) -> str:
     """Statements (indented by four) that print the context records and count them."""
     out = ""
-    depth = profile.context.parents
+    depth = profile.context.parents if parents else 0
     if depth:
         out += (
             "    $t = curtask->real_parent;\n"
@@ -31,7 +32,7 @@ def context_records(profile: Profile, strlen: int, counter: str = "$n") -> str:
             "      $d++;\n"
             "    }\n"
         )
-    if profile.context.container:
+    if profile.context.container and container:
         out += (
             '    printf("cgrp %lu %lu %lu %lu %lu %s\\n", $key, $id, cgroup,\n'
             f"           (uint64){PID_NS},\n"

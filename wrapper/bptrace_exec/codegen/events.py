@@ -35,6 +35,7 @@ from bptrace_exec.codegen.common import (
     forget,
     tracepoints,
 )
+from bptrace_exec.codegen.context import context_records
 from bptrace_exec.engine import STRLEN
 from bptrace_exec.spec import ARGV_BYTES_RANGE, MAX_ARGS_RANGE, Profile
 
@@ -43,6 +44,10 @@ PATH_MAX = 4096
 PATH_CHUNKS = -(-PATH_MAX // TEXT_CHUNK)
 ARGC_COUNT_LIMIT = 1024  # caller's argc is counted up to here; the count means ">=" at it
 SCRATCH = ("exec_start", "exec_argv", "exec_path", "exec_argc", "exec_nr")
+
+
+def scratch(profile: Profile) -> tuple[str, ...]:
+    return SCRATCH + (("exec_ctx",) if _image_context(profile) else ())
 LAYOUT = """One exec is several printf records joined by (TID, ID): enter, argv, file, arg,
 then exec with the return value and the number of records; bptrace-exec reads
 them back into one row. See `pydoc bptrace_exec.codegen.events` for the layout."""
@@ -105,7 +110,7 @@ def _summary(ret: str, argc: str, more: str, size: str, records: str) -> str:
 
 def success_probe(profile: Profile, enter: int) -> str:
     if profile.filters.failed:
-        body = forget("$key", SCRATCH)
+        body = forget("$key", scratch(profile))
     else:
         chunks = argv_chunks(profile)
         body = (
@@ -122,9 +127,11 @@ def success_probe(profile: Profile, enter: int) -> str:
             "    }\n"
             f"    $chunks = ($size + {BUF_CHUNK - 1}) / {BUF_CHUNK};\n"
             f"    if ($chunks > {chunks}) {{ $chunks = {chunks}; }}\n"
+            + _context(profile, container=False)
             + _summary("0", "*(uint64 *)uptr($mm->start_stack)", "0", "$size",
-                       f"{enter} + $chunks + $i + 1")
-            + forget("$key", SCRATCH)
+                       f"{enter} + $chunks + $i + 1" + _counted(profile, container=False)
+                       + (" + @exec_ctx[$key]" if _image_context(profile) else ""))
+            + forget("$key", scratch(profile))
         )
     return (
         "// The exec succeeded: argv and path come from the new image.\n"
@@ -167,9 +174,46 @@ def failure_probe(profile: Profile, enter: int) -> str:
         '    printf("file %lu %lu 0 %u %s\\n", $key, $id,\n'
         f"           *(uint8 *)uptr($path + {TEXT_CHUNK}), str(uptr($path), {STRLEN}));\n"
         + comm
-        + _summary("args->ret", "$i", "$arg != 0", "0", f"{enter} + $i + {3 - enter}")
-        + forget("$key", SCRATCH)
+        + _context(profile)
+        + _summary("args->ret", "$i", "$arg != 0", "0",
+                   f"{enter} + $i + {3 - enter}" + _counted(profile))
+        + forget("$key", scratch(profile))
         + "  }\n"
+        "}\n"
+    )
+
+
+def _context(profile: Profile, container: bool = True) -> str:
+    """The parent chain and container records, when the profile asks (codegen.context)."""
+    records = context_records(profile, STRLEN, "$ctx", container=container)
+    return "    $ctx = (uint64)0;\n" + records if records else ""
+
+
+def _counted(profile: Profile, container: bool = True) -> str:
+    return " + $ctx" if context_records(profile, STRLEN, "$ctx", container=container) else ""
+
+
+def _image_context(profile: Profile) -> bool:
+    return profile.context.container and not profile.filters.failed
+
+
+def image_context_probe(profile: Profile) -> str:
+    """The container records of a successful exec, from a program of their own: with
+    them, the return probe would not fit bpftrace 0.17's 512-byte stack. The new image
+    has the caller's cgroup and namespaces; the return probe adds their count."""
+    if not _image_context(profile):
+        return ""
+    records = context_records(profile, STRLEN, "$ctx", parents=False)
+    return (
+        "// Container context of an exec that succeeds (counted by the return probe).\n"
+        "tracepoint:sched:sched_process_exec\n"
+        "/@exec_start[(uint64)args->old_pid]/\n"
+        "{\n"
+        "  $key = (uint64)args->old_pid;\n"
+        "  $id = @exec_start[$key];\n"
+        "  $ctx = (uint64)0;\n"
+        + records.replace("\n    ", "\n  ").replace("    ", "  ", 1) +
+        "  @exec_ctx[$key] = $ctx;\n"
         "}\n"
     )
 
