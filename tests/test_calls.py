@@ -273,7 +273,8 @@ def test_context_records_join_the_call() -> None:
     ("probes: [kill]\ncontext: {container: yes please}\n", "expected true or false"),
     ("probes: [kill]\ncolumns: [time, parents]\n", "unknown column 'parents'"),
     ("probes: [kill]\nstats: {by: [container]}\n", "unknown breakdown 'container'"),
-    ("probes: [execve]\ncontext: {parents: 2}\n", "`context` is for syscall profiles"),
+    ("probes: [execve]\nfilters: {failed: true}\ncontext: {container: true}\n",
+     "cannot show container context of failed execs only"),
     ("probes: [kill]\nfilters: {cgroup: [relative/path]}\n", "is not a cgroup directory"),
 ])
 def test_bad_context_says_what(doc: str, words: str) -> None:

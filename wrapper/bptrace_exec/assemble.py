@@ -9,18 +9,11 @@ See codegen for the record layout.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
-from bptrace_exec.codegen import ARGC_COUNT_LIMIT, READY_RECORD, TEXT_CHUNK
-from bptrace_exec.context import ProcContext
+from bptrace_exec.codegen import ARGC_COUNT_LIMIT, TEXT_CHUNK
 from bptrace_exec.events import ExecEvent, syscall_name
-
-COMPLETE_WAIT_NS = 1_000_000_000  # how long a summary waits for its missing records
-ORPHAN_WAIT_NS = 60_000_000_000  # records with no summary (lost, or exec never returned)
-MAX_PENDING = 65536
-COMM_LEN = 16
+from bptrace_exec.joiner import COMM_LEN, Joiner, Pending, comm_from_hex
 
 
 class MalformedRecord(ValueError):
@@ -43,102 +36,31 @@ class _Summary:
 
 
 @dataclass
-class _Parts:
-    tid: int
-    entry_ns: int
-    first_seen_ns: int
-    received: int = 0
+class _Parts(Pending):
     comm: bytes = b""
     argv0: tuple[bytes, int] | None = None  # (text, next byte)
     chunks: dict[int, bytes] = field(default_factory=dict)  # argv block, by offset
     path: dict[int, tuple[bytes, int]] = field(default_factory=dict)
     args: dict[int, tuple[bytes, int]] = field(default_factory=dict)
     summary: _Summary | None = None
-    summary_seen_ns: int = 0
-    ancestors: dict[int, tuple[int, bytes]] = field(default_factory=dict)  # by depth
-    cgroup: tuple[int, int, int, bytes] | None = None  # id, pidns, mntns, name
-    hostname: bytes | None = None
 
 
-@dataclass
-class AssemblyStats:
-    malformed: int = 0  # records that did not parse (reported, not dropped silently)
-    incomplete: int = 0  # execs shown with records missing
-    orphaned: int = 0  # records of execs whose summary never came
-    unknown: int = 0  # printf records of a kind this version does not know
-
-
-class Assembler:
+class Assembler(Joiner[_Parts, ExecEvent]):
     """Feed it printf texts; it returns ExecEvents as each exec becomes complete."""
 
+    summary_kind = b"exec"
+
     def __init__(self, *, wall_offset_ns: int, max_args: int) -> None:
+        super().__init__(_HANDLERS)
         self.wall_offset_ns = wall_offset_ns
         self.max_args = max_args
-        self.pending: dict[tuple[bytes, bytes], _Parts] = {}
-        self.stats = AssemblyStats()
 
-    def feed(self, text: bytes, now_ns: int) -> list[ExecEvent]:
-        """The execs this record completes (usually none, at most one)."""
-        if text == READY_RECORD:
-            return []  # the program's start mark: the run acts on it, not the assembler
-        # The final newline stays on the last field: each handler drops it.
-        fields = text.split(b" ", 3) if text[-1:] == b"\n" else []
-        handler = _HANDLERS.get(fields[0]) if len(fields) == 4 else None
-        if handler is None:
-            if fields and fields[0] not in _HANDLERS:
-                self.stats.unknown += 1
-            else:
-                self.stats.malformed += 1
-            return []
-        kind, tid_s, id_s, body = fields
-        key = (tid_s, id_s)  # bpftrace prints integers one way only: the bytes are the key
-        try:
-            parts = self.pending.get(key)
-            if parts is None:
-                if len(self.pending) >= MAX_PENDING:
-                    self._evict_oldest()
-                parts = self.pending[key] = _Parts(int(tid_s), int(id_s), now_ns)
-            handler(parts, body)
-        except (ValueError, IndexError):
-            self.stats.malformed += 1
-            return []
-        parts.received += 1
-        if kind == b"exec":
-            parts.summary_seen_ns = now_ns
-        if parts.summary is not None and parts.received >= parts.summary.records:
-            del self.pending[key]
-            return [self._build(parts, incomplete=False)]
-        return []
+    def new(self, tid: int, entry_ns: int, now_ns: int) -> _Parts:
+        return _Parts(tid, entry_ns, now_ns)
 
-    def expire(self, now_ns: int) -> Iterator[ExecEvent]:
-        """Execs whose missing records are not coming any more (lost events)."""
-        for key, parts in list(self.pending.items()):
-            if parts.summary is not None and now_ns - parts.summary_seen_ns > COMPLETE_WAIT_NS:
-                del self.pending[key]
-                yield self._build(parts, incomplete=True)
-            elif parts.summary is None and now_ns - parts.first_seen_ns > ORPHAN_WAIT_NS:
-                del self.pending[key]
-                self.stats.orphaned += 1
-
-    def flush(self) -> Iterator[ExecEvent]:
-        """At the end of a run: everything with a summary is shown, flagged if incomplete."""
-        for parts in sorted(self.pending.values(), key=lambda p: p.entry_ns):
-            if parts.summary is not None:
-                yield self._build(parts, incomplete=parts.received < parts.summary.records)
-            else:
-                self.stats.orphaned += 1
-        self.pending.clear()
-
-    def _evict_oldest(self) -> None:
-        oldest = min(self.pending, key=lambda k: self.pending[k].first_seen_ns)
-        del self.pending[oldest]
-        self.stats.orphaned += 1
-
-    def _build(self, parts: _Parts, *, incomplete: bool) -> ExecEvent:
+    def build(self, parts: _Parts, *, incomplete: bool) -> ExecEvent:
         s = parts.summary
         assert s is not None
-        if incomplete:
-            self.stats.incomplete += 1
         if s.ret == 0:
             argv, argv_cut = _success_argv(parts, s)
         else:
@@ -146,12 +68,6 @@ class Assembler:
         if len(argv) > self.max_args:
             argv, argv_cut = argv[: self.max_args], True
         filename, filename_cut = _join_text(parts.path)
-        context = None
-        if parts.cgroup is not None or parts.hostname is not None:
-            cgroup_id, pidns, mntns, name = parts.cgroup or (0, 0, 0, b"")
-            context = ProcContext(cgroup_id, name.decode("utf-8", "surrogateescape"), pidns,
-                                  mntns, (parts.hostname or b"").decode("utf-8",
-                                                                         "surrogateescape"))
         return ExecEvent(
             time_ns=parts.entry_ns + self.wall_offset_ns,
             pid=s.pid, ppid=s.ppid, uid=s.uid, tid=parts.tid,
@@ -160,8 +76,8 @@ class Assembler:
             argv=tuple(argv), argv_truncated=argv_cut,
             ret=s.ret, latency_ns=s.latency_ns, syscall=s.syscall,
             incomplete=incomplete,
-            ancestors=tuple(parts.ancestors[d] for d in sorted(parts.ancestors)),
-            context=context,
+            ancestors=parts.parents() if parts.ancestors else (),
+            context=parts.context() if parts.cgroup or parts.hostname else None,
         )
 
 
@@ -175,13 +91,6 @@ def _fields(body: bytes, count: int) -> list[bytes]:
         raise ValueError("record with too few fields")
     out[-1] = out[-1][:-1]
     return out
-
-
-def comm_from_hex(hex_tokens: bytes) -> bytes:
-    raw = bytes.fromhex(hex_tokens.decode("ascii"))
-    if len(raw) != COMM_LEN:
-        raise ValueError("comm is not 16 bytes")
-    return raw.split(b"\0", 1)[0]
 
 
 def _on_enter(p: _Parts, body: bytes) -> None:
@@ -216,27 +125,12 @@ def _on_exec(p: _Parts, body: bytes) -> None:
     ret, lat, pid, ppid, uid, caller_argc, argc, more, size, records, nr = values
     p.summary = _Summary(ret, lat, pid, ppid, uid, caller_argc, argc, bool(more), size,
                          records, syscall_name(nr))
+    p.expected = records
 
 
-def on_ancestor(p: _Parts | Any, body: bytes) -> None:
-    depth_s, pid_s, hex_tokens = body.split(b" ", 2)
-    p.ancestors[int(depth_s)] = (int(pid_s), comm_from_hex(hex_tokens[:-1]))
-
-
-def on_cgroup(p: _Parts | Any, body: bytes) -> None:
-    id_s, pidns_s, mntns_s, name = body.split(b" ", 3)
-    p.cgroup = (int(id_s), int(pidns_s), int(mntns_s), name[:-1])
-
-
-def on_hostname(p: _Parts | Any, body: bytes) -> None:
-    p.hostname = body[:-1]
-
-
-# the process context records (codegen.context), shared with assemble_calls
-CONTEXT_HANDLERS = {b"anc": on_ancestor, b"cgrp": on_cgroup, b"uts": on_hostname}
 _HANDLERS = {
     b"enter": _on_enter, b"argv": _on_argv, b"file": _on_file,
-    b"arg": _on_arg, b"comm": _on_comm, b"exec": _on_exec, **CONTEXT_HANDLERS,
+    b"arg": _on_arg, b"comm": _on_comm, b"exec": _on_exec,
 }
 
 

@@ -39,9 +39,12 @@ class ExecEvent:
 
     @property
     def errno_name(self) -> str | None:
-        if self.ret >= 0:
-            return None
-        return errno.errorcode.get(-self.ret, f"E{-self.ret}")
+        return errno_name(self.ret)
+
+
+def errno_name(ret: int) -> str | None:
+    """ENOENT for -2; None for a call that did not fail."""
+    return None if ret >= 0 else errno.errorcode.get(-ret, f"E{-ret}")
 
 
 def syscall_name(nr: int) -> str:
@@ -70,6 +73,4 @@ class CallEvent:
 
     @property
     def errno_name(self) -> str | None:
-        if self.ret >= 0:
-            return None
-        return errno.errorcode.get(-self.ret, f"E{-self.ret}")
+        return errno_name(self.ret)

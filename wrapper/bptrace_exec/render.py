@@ -84,7 +84,7 @@ def command_line(event: ExecEvent) -> str:
 # --- JSON lines --------------------------------------------------------------------------
 
 def event_to_dict(event: ExecEvent) -> dict[str, object]:
-    return {
+    out: dict[str, object] = {
         "event": "exec",
         "time": iso_time(event.time_ns),
         "syscall": event.syscall,
@@ -101,10 +101,13 @@ def event_to_dict(event: ExecEvent) -> dict[str, object]:
         "errno": event.errno_name,
         "latency_ns": event.latency_ns,
         "incomplete": event.incomplete,
-        **({"parents": [{"pid": pid, "comm": decode_text(comm)}
-                        for pid, comm in event.ancestors]} if event.ancestors else {}),
-        **({"context": event.context.to_dict()} if event.context else {}),
     }
+    if event.ancestors:
+        out["parents"] = [{"pid": pid, "comm": decode_text(comm)}
+                          for pid, comm in event.ancestors]
+    if event.context:
+        out["context"] = event.context.to_dict()
+    return out
 
 
 def json_line(obj: dict[str, object]) -> str:

@@ -174,11 +174,15 @@ class LatencyTally:
         self.min_ns: int | None = None
 
     def add(self, ns: int) -> None:
-        self.buckets[log2_bucket(ns // 1000)] += 1
+        us = ns // 1000
+        low = 1 << (us.bit_length() - 1) if us > 0 else 0  # log2_bucket, inlined: hot
+        self.buckets[(low, 2 * low - 1 if low else 0)] += 1
         self.count += 1
         self.sum_ns += ns
-        self.max_ns = max(self.max_ns, ns)
-        self.min_ns = ns if self.min_ns is None else min(self.min_ns, ns)
+        if ns > self.max_ns:
+            self.max_ns = ns
+        if self.min_ns is None or ns < self.min_ns:
+            self.min_ns = ns
 
     def result(self) -> Latency | None:
         if not self.count:
