@@ -238,3 +238,16 @@ def test_container_context_from_real_namespaces_and_cgroup(
     rows = [ln for ln in table.stdout.splitlines() if "SIGUSR1" in ln]
     assert len(rows) == 1 and ident[:12] in rows[0] and "> unshare(" not in rows[0] \
         and "unshare(" in rows[0], table.stdout
+
+
+def test_exec_stats_by_cgroup(engine: str, tmp_path: Path, container_cgroup: Any,
+                              no_bpftrace_left: None) -> None:
+    path, _ident = container_cgroup
+    profile = tmp_path / "by-cgroup.yaml"
+    profile.write_text("version: 1\nstats: {enabled: true, by: [cgroup, comm]}\n")
+    script = f"echo $$ > {shlex.quote(str(path / 'cgroup.procs'))} && /bin/true && /bin/true"
+    run = run_tool(str(profile), "--json", "--bpftrace", engine, "--", "sh", "-c", script)
+    assert run.returncode == 0, run.stderr
+    [report] = run.records
+    cgroups = {row["key"]: row["count"] for row in report["breakdowns"]["cgroup"]["top"]}
+    assert cgroups.get("/" + path.name) == 2, cgroups  # sh itself execs outside it

@@ -165,3 +165,9 @@ def test_export_dict_counts_other(stats: Stats) -> None:
     program = breakdowns["program"]
     assert len(program["top"]) == 1
     assert program["top"][0]["count"] + program["other"] == stats.execs
+
+
+def test_cgroup_breakdown_names_ids_found_on_the_machine() -> None:
+    maps = {"stat_execs": {"0": 3}, "stat_cgroup": {"1": 1, "4242": 2}}
+    stats = from_maps(maps, by=["cgroup"], duration_s=1.0, cgroup_names={4242: "/a.slice"})
+    assert stats.breakdowns["cgroup"] == [("/a.slice", 2), ("cgroup id 1", 1)]

@@ -42,6 +42,25 @@ def container_cgroups(container: str) -> list[str]:
     return found
 
 
+def cgroup_names(ids: set[int]) -> dict[int, str]:
+    """cgroup ids -> their paths under the cgroup2 mount (a cgroup v2 id is the inode
+    number of its directory); ids not found (a cgroup already removed) are left out."""
+    root = cgroup2_mount()
+    if root is None or not ids:
+        return {}
+    found: dict[int, str] = {}
+    for folder, _dirs, _files in os.walk(root):
+        try:
+            ino = os.stat(folder).st_ino
+        except OSError:
+            continue
+        if ino in ids:
+            found[ino] = "/" + os.path.relpath(folder, root).removeprefix(".")
+            if len(found) == len(ids):
+                break
+    return found
+
+
 def check_cgroups(paths: tuple[str, ...]) -> None:
     """Each path a cgroup v2 directory: bpftrace's cgroupid() takes nothing else."""
     if not paths:

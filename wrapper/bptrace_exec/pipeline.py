@@ -16,6 +16,7 @@ from typing import Any, Protocol, TextIO
 
 from bptrace_exec.assemble import Assembler
 from bptrace_exec.assemble_calls import CallAssembler
+from bptrace_exec.cgroups import cgroup_names
 from bptrace_exec.codegen import READY_RECORD
 from bptrace_exec.codegen.stats import SNAPSHOT_END
 from bptrace_exec.decode import Attached, Lost, MapData, Note, Printf, Record, decode_line
@@ -293,8 +294,13 @@ class StatsRun(Run):
                 f"{iso_time(time.time_ns())[:19].replace('T', ' ')} UTC")
 
     def snapshot(self) -> Stats:
+        names = {}
+        cgroups = self.maps.get("stat_cgroup")
+        if isinstance(cgroups, dict) and not isinstance(self.session, ReplaySource):
+            names = cgroup_names({int(k) for k in cgroups if str(k).isdigit()})
         return from_maps(self.maps, by=self.profile.stats.by, duration_s=self.elapsed,
-                         double_escaped_keys=self.session.engine.double_escapes_map_keys)
+                         double_escaped_keys=self.session.engine.double_escapes_map_keys,
+                         cgroup_names=names)
 
     def on_map(self, record: MapData) -> None:
         self.maps[record.name] = record.value

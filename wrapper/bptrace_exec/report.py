@@ -7,7 +7,8 @@ from bptrace_exec.stats import Bucket, Latency, Stats
 
 WIDTH = 80
 TITLES = {"program": "Programs", "comm": "Callers (comm)", "uid": "Users (uid)",
-          "ppid": "Parents (ppid)", "errno": "Errors", "syscall": "Syscalls"}
+          "ppid": "Parents (ppid)", "errno": "Errors", "syscall": "Syscalls",
+          "cgroup": "Cgroups"}
 BAR = 36
 
 

@@ -38,7 +38,8 @@ UID_MAX = 4294967294  # (uid_t)-1 is "no uid"
 MAX_ARGS_RANGE = (1, 256)
 ARGV_BYTES_RANGE = (200, 32768)
 STRING_BYTES_RANGE = (1, 32768)
-BREAKDOWNS = ("program", "comm", "uid", "ppid", "errno")
+BREAKDOWNS = ("program", "comm", "uid", "ppid", "errno")  # the default ones
+EXEC_BREAKDOWNS = BREAKDOWNS + ("cgroup",)  # cgroup: a map keyed by cgroup id, on request
 TOP_RANGE = (1, 1000)
 INTERVAL_RANGE = (0, 86400)
 PROFILE_SUFFIXES = (".yaml", ".yml")
@@ -255,7 +256,7 @@ def check_combination(profile: Profile, where: str) -> Profile:
 def _breakdowns(probes: tuple[str, ...], args: tuple[Arg, ...],
                 context: Context) -> tuple[str, ...]:
     if probes[0] in SYSCALLS:
-        return BREAKDOWNS
+        return EXEC_BREAKDOWNS
     return callspec.breakdowns(args, container=context.container)
 
 

@@ -89,8 +89,10 @@ def _errno_name(number: int) -> str:
 
 
 def from_maps(maps: Mapping[str, object], *, by: Iterable[str], duration_s: float,
-              double_escaped_keys: bool = False) -> Stats:
-    """The @stat_* maps of one snapshot; an absent map is an empty one (bpftrace skips them)."""
+              double_escaped_keys: bool = False,
+              cgroup_names: Mapping[int, str] | None = None) -> Stats:
+    """The @stat_* maps of one snapshot; an absent map is an empty one (bpftrace skips them).
+    cgroup_names: cgroup ids -> paths, as found on this machine (others show their id)."""
     unreadable = 0
 
     def counts(name: str) -> dict[str, int]:
@@ -101,7 +103,7 @@ def from_maps(maps: Mapping[str, object], *, by: Iterable[str], duration_s: floa
             return {}
         good = {k: v for k, v in value.items() if isinstance(v, int) and not isinstance(v, bool)}
         unreadable += len(value) - len(good)
-        if name in ("execs", "errno", "uid", "ppid"):
+        if name in ("execs", "errno", "uid", "ppid", "cgroup"):
             numeric = {k: v for k, v in good.items() if k.isdigit()}
             unreadable += len(good) - len(numeric)
             good = numeric
@@ -115,6 +117,9 @@ def from_maps(maps: Mapping[str, object], *, by: Iterable[str], duration_s: floa
             keyed = {_errno_name(int(k)): v for k, v in raw.items()}
         elif name in ("program", "comm"):
             keyed = {_key_text(k, double_escaped_keys): v for k, v in raw.items()}
+        elif name == "cgroup":
+            names = cgroup_names or {}
+            keyed = {names.get(int(k), f"cgroup id {k}"): v for k, v in raw.items()}
         else:
             keyed = raw
         breakdowns[name] = _ordered(Counter(keyed))
@@ -211,6 +216,9 @@ def from_events(events: Iterable[Mapping[str, object]], *, by: Iterable[str],
         values = {"program": e.get("filename"), "comm": e.get("comm"), "uid": e.get("uid"),
                   "ppid": e.get("ppid"), "errno": e.get("errno") if is_failed else None,
                   "syscall": e.get("syscall")}
+        context = e.get("context")
+        if isinstance(context, dict):  # recorded with --context
+            values["cgroup"] = context.get("cgroup") or "/"
         args = e.get("args")
         if is_call and isinstance(args, dict):
             values.update({k: _json_key(v) for k, v in args.items()})

@@ -7,6 +7,7 @@ N seconds, cumulatively, followed by a `stats` record that closes the snapshot):
   @stat_execs[FAILED]        count, FAILED is 0 or 1
   @stat_errno[ERRNO]         count of failed execs by errno
   @stat_uid[UID], @stat_ppid[PPID], @stat_comm[COMM], @stat_program[PATH]   counts
+  @stat_cgroup[CGROUP_ID]    count per cgroup (v2), when asked for
   @stat_latency_us           log2 histogram of entry-to-return latency, microseconds
   @stat_latency_min/max/sum[0]   exact, in nanoseconds
 
@@ -51,6 +52,7 @@ def exit_probe(profile: Profile) -> str:
         "    @stat_uid[(uint64)uid] = count();" if "uid" in by else "",
         "    @stat_ppid[(uint64)curtask->real_parent->tgid] = count();" if "ppid" in by else "",
         "    @stat_comm[@exec_comm[$key]] = count();" if "comm" in by else "",
+        "    @stat_cgroup[cgroup] = count();" if "cgroup" in by else "",
     ]
     if "program" in by:
         lines += [
