@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 TOP = Path(__file__).resolve().parents[1]
+import benchlib  # noqa: E402,F401  (runs this checkout's tool)
 
 
 def rss_kb(pid: int) -> int:

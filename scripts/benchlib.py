@@ -1,9 +1,18 @@
-"""What the benchmarks share: stopping what they started, by its pid, whatever happens."""
+"""What the benchmarks share: the checkout they measure, and stopping what they started,
+by its pid, whatever happens."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
+from pathlib import Path
+
+TOP = Path(__file__).resolve().parents[1]
+# `python -m bptrace_exec` in a child runs this checkout's code, not an installed copy
+# (an editable install points at one checkout: comparing two would measure it twice)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(TOP / "wrapper"), os.environ.get("PYTHONPATH", "")) if p)
 
 
 def stop(proc: subprocess.Popen[str], timeout: float = 60) -> None:
