@@ -22,7 +22,7 @@ def parse(text: str, name: str = "p") -> Profile:
     return parse_profile(text, source="p.yaml", name=name, lookup=lookup)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def shipped(name: str) -> Profile:
     text = (ROOT / "probes" / f"{name}.yaml").read_text()
     return parse_profile(text, source=f"probes/{name}.yaml", name=name, lookup=lookup)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from bptrace_exec.assemble import Assembler
-from bptrace_exec.joiner import COMPLETE_WAIT_NS
 from bptrace_exec.events import ExecEvent
+from bptrace_exec.joiner import COMPLETE_WAIT_NS
 
 COMM = b"62 61 73 68 00 00 00 00 00 00 00 00 00 00 00 00"  # "bash"
 

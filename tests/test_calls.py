@@ -12,9 +12,10 @@ import pytest
 
 from bptrace_exec import argtypes
 from bptrace_exec.adhoc import adhoc_profile, apply_where
-from bptrace_exec.assemble_calls import CallAssembler, join_chunks
+from bptrace_exec.assemble_calls import CallAssembler
 from bptrace_exec.codegen.calls import CHUNK
 from bptrace_exec.errors import SpecError, UsageError
+from bptrace_exec.joiner import join_chunks
 from bptrace_exec.render_calls import CallRenderer
 from bptrace_exec.spec import profile_from_dict, profile_to_dict
 from bptrace_exec.tracepoint import parse_format
@@ -149,10 +150,10 @@ COMM = " ".join(f"{b:02x}" for b in b"cat".ljust(16, b"\0"))
 def test_records_join_in_any_order_and_strings_are_exact() -> None:
     profile = shipped("openat")
     asm = CallAssembler(profile, wall_offset_ns=0)
-    path = "/tmp/".encode() + "é".encode() * 100  # 205 bytes: two chunks
+    path = b"/tmp/" + "é".encode() * 100  # 205 bytes: two chunks
     first, second = path[:CHUNK], path[CHUNK:]
     call = f"call 7 100 3 0 3 5000 7 1 0 {COMM} 4294967196 {os.O_RDONLY | os.O_CLOEXEC} 0\n"
-    assert asm.feed(f"str 7 100 1 1 0 ".encode() + second + b"\n", 1) == []
+    assert asm.feed(b"str 7 100 1 1 0 " + second + b"\n", 1) == []
     assert asm.feed(call.encode(), 2) == []
     [event] = asm.feed(b"str 7 100 1 0 65 " + first + b"\n", 3)
     assert event.values == (4294967196, path, os.O_RDONLY | os.O_CLOEXEC, 0)
@@ -182,13 +183,13 @@ def test_malformed_and_unknown_records_are_counted() -> None:
 
 def test_chunks_past_a_strings_end_are_ignored() -> None:
     # the kernel cannot see a NUL inside a chunk: it may read on; a short chunk ends it
-    assert join_chunks({0: (b"short", 120), 1: (b"garbage", 0)}, 4096) == (b"short", False)
+    assert join_chunks({0: (b"short", 120), 1: (b"garbage", 0)}, CHUNK, 4096) == (b"short", False)
     full = b"a" * CHUNK
-    assert join_chunks({0: (full, 98)}, 4096) == (full, True)  # the loop's limit
-    assert join_chunks({0: (full, 0)}, 4096) == (full, False)  # exactly one chunk
-    assert join_chunks({0: (full, 98), 1: (b"bc", 0)}, 130) == (full + b"bc", False)
-    assert join_chunks({0: (full, 98), 1: (b"bcdef", 0)}, 130) == (full + b"bcd", True)
-    assert join_chunks({1: (b"x", 0)}, 4096) == (b"", True)
+    assert join_chunks({0: (full, 98)}, CHUNK, 4096) == (full, True)  # the loop's limit
+    assert join_chunks({0: (full, 0)}, CHUNK, 4096) == (full, False)  # exactly one chunk
+    assert join_chunks({0: (full, 98), 1: (b"bc", 0)}, CHUNK, 130) == (full + b"bc", False)
+    assert join_chunks({0: (full, 98), 1: (b"bcdef", 0)}, CHUNK, 130) == (full + b"bcd", True)
+    assert join_chunks({1: (b"x", 0)}, CHUNK, 4096) == (b"", True)
 
 
 # --- the command line's forms -----------------------------------------------------------

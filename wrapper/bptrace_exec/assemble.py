@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from bptrace_exec.codegen import ARGC_COUNT_LIMIT, TEXT_CHUNK
 from bptrace_exec.events import ExecEvent, syscall_name
-from bptrace_exec.joiner import COMM_LEN, Joiner, Pending, comm_from_hex
+from bptrace_exec.joiner import COMM_LEN, Joiner, Pending, comm_from_hex, join_chunks
 
 
 class MalformedRecord(ValueError):
@@ -67,7 +67,7 @@ class Assembler(Joiner[_Parts, ExecEvent]):
             argv, argv_cut = _failure_argv(parts, s)
         if len(argv) > self.max_args:
             argv, argv_cut = argv[: self.max_args], True
-        filename, filename_cut = _join_text(parts.path)
+        filename, filename_cut = join_chunks(parts.path, TEXT_CHUNK)
         return ExecEvent(
             time_ns=parts.entry_ns + self.wall_offset_ns,
             pid=s.pid, ppid=s.ppid, uid=s.uid, tid=parts.tid,
@@ -139,19 +139,6 @@ _HANDLERS = {
 def _read_cut(text: bytes, next_byte: int) -> bool:
     """A 199-byte read followed by a non-NUL byte was cut; a shorter one is whole."""
     return len(text) >= TEXT_CHUNK and next_byte != 0
-
-
-def _join_text(chunks: dict[int, tuple[bytes, int]]) -> tuple[bytes, bool]:
-    out, cut = b"", False
-    for i in range(len(chunks)):
-        if i not in chunks:
-            return out, True
-        text, next_byte = chunks[i]
-        out += text
-        cut = _read_cut(text, next_byte)
-        if len(text) < TEXT_CHUNK:
-            break
-    return out, cut
 
 
 def _success_argv(p: _Parts, s: _Summary) -> tuple[list[bytes], bool]:

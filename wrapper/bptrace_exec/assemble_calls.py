@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from bptrace_exec.codegen.calls import CHUNK
 from bptrace_exec.events import CallEvent
-from bptrace_exec.joiner import COMM_LEN, Joiner, Pending, comm_from_hex
+from bptrace_exec.joiner import COMM_LEN, Joiner, Pending, comm_from_hex, join_chunks
 from bptrace_exec.spec import Profile
 
 _HEAD = 7  # RECORDS SYSCALL RET LAT PID PPID UID, then the comm's 16 hex tokens, then ints
@@ -72,7 +72,8 @@ class CallAssembler(Joiner[_Call, CallEvent]):
             elif arg.read == "sockaddr":
                 values.append(call.addrs.get(number, b""))
             else:
-                text, was_cut = join_chunks(call.strings.get(number, {}), self.limit)
+                text, was_cut = join_chunks(call.strings.get(number, {}), CHUNK,
+                                            self.limit)
                 values.append(text)
                 if was_cut:
                     cut.append(arg.name)
@@ -91,21 +92,3 @@ def _on_str(call: _Call, body: bytes) -> None:
 def _on_addr(call: _Call, body: bytes) -> None:
     slot_s, hex_tokens = body.split(b" ", 1)
     call.addrs[int(slot_s)] = bytes.fromhex(hex_tokens.decode("ascii"))
-
-
-def join_chunks(chunks: dict[int, tuple[bytes, int]], limit: int) -> tuple[bytes, bool]:
-    """Chunks of one string -> (text, cut). The kernel may read past the string's end
-    (it cannot see where a chunk's NUL is): the first short chunk ends it."""
-    out, cut = b"", False
-    for i in range(len(chunks)):
-        if i not in chunks:
-            return out, True
-        text, next_byte = chunks[i]
-        out += text
-        if len(text) < CHUNK:
-            cut = False
-            break
-        cut = next_byte != 0
-    if len(out) > limit:
-        return out[:limit], True
-    return out, cut

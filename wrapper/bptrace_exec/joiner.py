@@ -136,6 +136,26 @@ class Joiner(Generic[P, E]):
         self.stats.orphaned += 1
 
 
+def join_chunks(chunks: dict[int, tuple[bytes, int]], chunk: int,
+                limit: int | None = None) -> tuple[bytes, bool]:
+    """A string read `chunk` bytes at a time -> (text, cut). Each chunk comes with the byte
+    after it: a full chunk followed by a non-NUL byte was cut. The kernel may read past a
+    string's end (it cannot see the NUL inside a chunk): the first short chunk ends it."""
+    out, cut = b"", False
+    for i in range(len(chunks)):
+        if i not in chunks:
+            return out, True
+        text, next_byte = chunks[i]
+        out += text
+        if len(text) < chunk:
+            cut = False
+            break
+        cut = next_byte != 0
+    if limit is not None and len(out) > limit:
+        return out[:limit], True
+    return out, cut
+
+
 def comm_from_hex(hex_tokens: bytes) -> bytes:
     raw = bytes.fromhex(hex_tokens.decode("ascii"))
     if len(raw) != COMM_LEN:
