@@ -317,3 +317,62 @@ def test_exec_records_carry_context_too() -> None:
     assert "CONTAINER" in renderer.header() and "PARENTS" in renderer.header()
     row = renderer.row(event)
     assert "cron.service" in row and "sh(4)" in row and row.split()[-2:] == ["/bin/x", "x"]
+
+
+# --- corner cases found in review ---------------------------------------------------------
+
+def test_length_is_a_field_name_even_when_the_format_cannot_be_read() -> None:
+    from bptrace_exec.spec import parse_profile
+    from bptrace_exec.tracepoint import UNKNOWN
+
+    doc = ("version: 1\nprobes: [connect]\nargs:\n  a: {type: sockaddr, from: uservaddr, "
+           "length: 'addrlen); printf(\"x\"); (1'}\n")
+    with pytest.raises(SpecError, match="is not a field name"):
+        parse_profile(doc, source="p.yaml", name="p", lookup=lambda _n: UNKNOWN)
+    with pytest.raises(SpecError, match="`length` is for sockaddr"):
+        parse("version: 1\nprobes: [connect]\nargs: {fd: {type: fd, length: addrlen}}\n")
+
+
+def test_per_syscall_lengths_survive_a_recording() -> None:
+    profile = parse("version: 1\nprobes: [connect, bind]\nargs:\n  a: {type: sockaddr, from: "
+                    "{connect: uservaddr, bind: umyaddr}, length: {bind: addrlen}}\n")
+    assert profile_from_dict(profile_to_dict(profile)) == profile
+
+
+def test_a_filter_on_an_argument_drops_syscalls_without_it() -> None:
+    from bptrace_exec.codegen import generate
+
+    text = generate(apply_where(shipped("clone"), ["flags=CLONE_THREAD"])).text
+    fork = text[text.index("tracepoint:syscalls:sys_exit_fork"):]
+    assert "if (0) {" in fork[:fork.index("\n}")]
+
+
+def test_context_options_keep_chosen_columns_and_zero_parents_is_a_value() -> None:
+    from bptrace_exec.spec import with_overrides
+
+    chosen = adhoc_profile(["openat"], ["filename:str"], columns="pid,filename",
+                           lookup=lookup)
+    assert with_overrides(chosen, parents=2, container=True).columns == (
+        "pid", "filename", "container", "parents")
+    deeper = with_overrides(shipped("clone"), parents=3)
+    assert with_overrides(deeper, parents=0).context.parents == 0
+    assert "parents" not in with_overrides(deeper, parents=0).columns
+    with pytest.raises(UsageError, match="for execve profiles"):
+        with_overrides(shipped("clone"), max_args=3)
+    with pytest.raises(SpecError, match="`columns` is empty"):
+        adhoc_profile(["openat"], ["filename:str"], columns=",", lookup=lookup)
+    with pytest.raises(UsageError, match="given 2 times"):
+        adhoc_profile(["openat"], ["filename:str", "filename:int"], lookup=lookup)
+
+
+def test_where_reads_modes_in_octal() -> None:
+    profile = apply_where(shipped("openat"), ["mode=0644"])
+    assert profile.filters.args == (("mode", (0o644,)),)
+
+
+def test_exit_stats_from_json_lines_count_non_zero_status_as_failed() -> None:
+    from bptrace_exec.stats import from_events
+
+    lines = [{"event": "call", "syscall": "process_exit", "ret": r, "latency_ns": 5}
+             for r in (0, 1, 137)]
+    assert from_events(lines, by=["syscall"]).failed == 2

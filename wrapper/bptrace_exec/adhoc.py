@@ -26,7 +26,13 @@ def adhoc_profile(syscalls: list[str], args: list[str], *, result: str | None = 
     """--syscall openat --arg filename:str --arg flags:open_flags [--result fd]"""
     doc: dict[str, Any] = {"version": 1, "probes": list(syscalls)}
     if args:
-        doc["args"] = dict(_arg(a) for a in args)
+        pairs = [_arg(a) for a in args]
+        names = [name for name, _ in pairs]
+        for name in names:
+            if names.count(name) > 1:
+                raise UsageError(f"--arg {name}:... is given {names.count(name)} times",
+                                 hint="give each argument once")
+        doc["args"] = dict(pairs)
     if result is not None:
         doc["result"] = result
     if columns is not None:
@@ -90,7 +96,7 @@ def _arg_value(item: str, arg: callspec.Arg, value: str) -> Any:
     raw: Any = value
     if arg_type.read == "int":
         with contextlib.suppress(ValueError):  # else a name: SIGTERM, O_CREAT, AT_FDCWD
-            raw = int(value, 0)
+            raw = int(value, 8 if arg_type.name == "octal" else 0)
     try:
         return arg_type.filter_value(raw)
     except argtypes.FilterValueError as exc:

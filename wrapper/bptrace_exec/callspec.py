@@ -109,21 +109,28 @@ def _arg(name: str, node: yaml.Node, source: str, syscalls: tuple[str, ...],
         type_name = m.value("type", text, required=True)
         type_where = m.where("type")
         sources = m.node("from", lambda n, s: _sources(n, s, syscalls), default=None)
-        length = m.value("length", text, default=None)
+        lengths = m.node("length", lambda n, s: _sources(n, s, syscalls), default={})
         m.reject_unknown()
     else:
         type_name, type_where = text(scalar(node, source), at(source, node)), at(source, node)
-        sources, length = None, None
+        sources, lengths = None, {}
     arg_type = argtypes.lookup(type_name)
     if arg_type is None:
         raise SpecError(type_where, f"unknown type {type_name!r} for argument {name!r}",
                         hint="types: " + argtypes.describe_types())
     where = at(source, node)
+    if lengths and arg_type.read != "sockaddr":
+        raise SpecError(where, "`length` is for sockaddr arguments", hint="remove it")
+    for length in lengths.values():
+        if not NAME.fullmatch(length):
+            raise SpecError(where, f"{length!r} is not a field name",
+                            hint="give the syscall's argument that holds the length")
     if sources is None:
         sources = {s: name for s in syscalls}
     checked = []
     for syscall, spec in sources.items():
-        checked.append(_source(name, syscall, spec, length, arg_type.read, where, lookup))
+        checked.append(_source(name, syscall, spec, lengths.get(syscall), arg_type.read,
+                               where, lookup))
     return Arg(name, arg_type.name, tuple(checked))
 
 
@@ -216,11 +223,26 @@ def default_columns(probes: tuple[str, ...], args: tuple[Arg, ...],
             *(a.name for a in args), "result", "latency", *parents)
 
 
+def columns_with_context(columns: tuple[str, ...], probes: tuple[str, ...],
+                         args: tuple[Arg, ...], old: Any, new: Any) -> tuple[str, ...]:
+    """The columns once the context changes: the defaults follow it; columns a user chose
+    keep their order, gain what is newly shown and lose what is not shown any more."""
+    if columns == default_columns(probes, args, old):
+        return default_columns(probes, args, new)
+    kept = tuple(c for c in columns if (c not in PARENT_COLUMNS or new.parents)
+                 and (c not in CONTAINER_COLUMNS or new.container))
+    added = (("container",) if new.container and not old.container else ()) + \
+        (("parents",) if new.parents and not old.parents else ())
+    return kept + tuple(c for c in added if c not in kept)
+
+
 def check_columns(values: tuple[str, ...], args: tuple[Arg, ...], context: Any,
                   where: str) -> None:
     valid = BASE_COLUMNS + tuple(a.name for a in args)
     valid += PARENT_COLUMNS if context.parents else ()
     valid += CONTAINER_COLUMNS if context.container else ()
+    if not values:
+        raise SpecError(where, "`columns` is empty", hint="columns: " + ", ".join(valid))
     for value in values:
         if value not in valid:
             raise SpecError(where, f"unknown column {value!r}", hint="columns: "

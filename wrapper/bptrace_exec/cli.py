@@ -254,6 +254,9 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
     if args.replay:
         return _replay(args, export_format)
     if args.emit == "oneliner":
+        if args.parents or args.context:
+            raise UsageError("a one-liner shows no process context",
+                             hint="use --emit script, or drop --parents and --context")
         if command:
             raise UsageError("--emit oneliner traces the whole host; it takes no -- COMMAND",
                              hint="add filters (--comm, --pid, ...) instead")

@@ -127,8 +127,8 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
         out["filters"]["args"] = {name: list(values) for name, values in f.args}
         out["args"] = {a.name: {"type": a.type, "from": {
             s.syscall: s.field + (f"[{s.index}]" if s.index is not None else "")
-            for s in a.sources}} | ({"length": a.sources[0].length}
-                                    if a.sources and a.sources[0].length else {})
+            for s in a.sources}} | ({"length": {s.syscall: s.length for s in a.sources}}
+                                    if a.read == "sockaddr" else {})
             for a in profile.args}
         out["result"] = profile.result
         out["columns"] = list(profile.columns)
@@ -306,15 +306,20 @@ def with_overrides(profile: Profile, **changes: Any) -> Profile:
     in_container = changes.pop("in_container", None)
     if in_container is not None:
         filters["in_container"] = in_container
-    context = {k: changes.pop(k) for k in ("parents", "container") if changes.get(k)}
+    context = {k: changes.pop(k) for k in ("parents", "container")
+               if changes.get(k) is not None}
     if context:
         context["parents"] = _integer(*PARENTS_RANGE)(
             context.get("parents", profile.context.parents), "--parents")
         changes["context"] = dataclasses.replace(profile.context, **context)
-        if "columns" not in changes and profile.kind == "call":  # defaults follow context
-            changes["columns"] = callspec.default_columns(profile.probes, profile.args,
-                                                          changes["context"])
+        if profile.kind == "call":
+            changes["columns"] = callspec.columns_with_context(
+                profile.columns, profile.probes, profile.args, profile.context,
+                changes["context"])
     limits = take(("max_args", "argv_bytes"))
+    if limits and profile.kind == "call":
+        raise UsageError("--max-args and --argv-bytes are for execve profiles",
+                         hint="a syscall profile sets `limits: {string_bytes: N}`")
     stats = take(("stats", "top", "interval"))
     if "stats" in stats:
         stats["enabled"] = stats.pop("stats")

@@ -212,7 +212,9 @@ def from_events(events: Iterable[Mapping[str, object]], *, by: Iterable[str],
         is_call = e.get("event") == "call"
         if tally is None:
             tally = Tally(by, "calls" if is_call else "execs")
-        is_failed = int(e.get("ret", 0)) < 0  # type: ignore[call-overload]
+        ret = int(e.get("ret", 0))  # type: ignore[call-overload]
+        # a process's end "fails" with a non-zero status; a syscall with an error
+        is_failed = ret != 0 if e.get("syscall") == "process_exit" else ret < 0
         values = {"program": e.get("filename"), "comm": e.get("comm"), "uid": e.get("uid"),
                   "ppid": e.get("ppid"), "errno": e.get("errno") if is_failed else None,
                   "syscall": e.get("syscall")}

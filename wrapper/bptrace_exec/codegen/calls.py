@@ -26,13 +26,13 @@ from bptrace_exec.btlang import int_literal, string_literal
 from bptrace_exec.callspec import PROCESS_EXIT, Arg, ArgSource
 from bptrace_exec.codegen.common import (
     PID,
-    READY,
     TID,
     describe_filters,
     follow_probes,
     header,
     predicate,
 )
+from bptrace_exec.codegen.common import begin as common_begin
 from bptrace_exec.codegen.context import context_records
 from bptrace_exec.engine import Engine
 from bptrace_exec.spec import STRING_BYTES_RANGE, Filters, Profile
@@ -112,10 +112,12 @@ def _string_match(pointer: str, value: str, strlen: int) -> str:
     Long values are compared piece by piece: a literal holds 63 bytes at most."""
     prefix = value.endswith("*") and len(value) > 1
     raw = (value[:-1] if prefix else value).encode("utf-8", "surrogateescape")
-    pieces = [raw[i:i + LITERAL_MAX] for i in range(0, len(raw), LITERAL_MAX)]
+    # a piece shorter than a read: the read shows whether the string goes on after it
+    size = min(LITERAL_MAX, strlen - 2)
+    pieces = [raw[i:i + size] for i in range(0, len(raw), size)]
     tests = []
     for n, piece in enumerate(pieces):
-        at = f"uptr({pointer} + {n * LITERAL_MAX})" if n else f"uptr({pointer})"
+        at = f"uptr({pointer} + {n * size})" if n else f"uptr({pointer})"
         literal = string_literal(piece.decode("utf-8", "surrogateescape"))
         if prefix or n < len(pieces) - 1:
             tests.append(f"strncmp(str({at}, {strlen}), {literal}, {len(piece)}) == 0")
@@ -186,6 +188,8 @@ def return_setup(profile: Profile, syscall: str, strlen: int = CALL_STRLEN) -> R
             ints.append(f"$a{slot.number}")
         if slot.arg.name in wanted:
             conditions.append(condition(slot, wanted[slot.arg.name], strlen))
+    if any(a.source(syscall) is None for a in profile.args if a.name in wanted):
+        conditions.append("0")  # filtered on an argument this syscall does not have
     if profile.filters.failed:
         conditions.insert(0, "$ret < 0")
     if len(conditions) == 1 and conditions[0].startswith("(") and conditions[0].endswith(")"):
@@ -235,19 +239,24 @@ def exit_probe(profile: Profile, syscall: str, index: int) -> str:
                 "$len));\n"
                 "    $n++;\n")
     reads.append(context_records(profile, CALL_STRLEN))
-    fmt = " ".join(["call %lu %lu %lu %u %ld %lu %lu %lu %lu %rh"] + ["%lu"] * len(ret.ints))
-    values = ", ".join(["$key", "$id", "$n", str(index), "$ret", "nsecs - $id", PID,
+    return return_probe(syscall, ret, "".join(reads)
+                        + call_record(index, "nsecs - $id", ret.ints))
+
+
+def call_record(index: int, latency: str, ints: list[str]) -> str:
+    """The `call` record that closes a call (indented by four), and its count."""
+    fmt = " ".join(["call %lu %lu %lu %u %ld %lu %lu %lu %lu %rh"] + ["%lu"] * len(ints))
+    values = ", ".join(["$key", "$id", "$n", str(index), "$ret", latency, PID,
                         "(uint64)curtask->real_parent->tgid", "(uint64)uid",
-                        "buf(comm, 16)", *ret.ints])
+                        "buf(comm, 16)", *ints])
     wrapped = textwrap.fill(values, width=88, initial_indent=" " * 11,
                             subsequent_indent=" " * 11, break_long_words=False,
                             break_on_hyphens=False)
-    summary = (
+    return (
         f'    printf("{fmt}\\n",\n'
         f"{wrapped});\n"
         f"    @{TOTAL}[0] = count();  // printed at exit: user space reports any gap\n"
     )
-    return return_probe(syscall, ret, "".join(reads) + summary)
 
 
 def _dedent(text: str) -> str:
@@ -276,14 +285,6 @@ def process_exit_probe(profile: Profile, follow: bool) -> str:
         ints.append(f"$a{slot.number}")
         if slot.arg.name in wanted:
             conditions.append(condition(slot, wanted[slot.arg.name]))
-    fmt = " ".join(["call %lu %lu %lu %u %ld %lu %lu %lu %lu %rh"] + ["%lu"] * len(ints))
-    values = ", ".join(["$key", "$id", "$n", "0", "$ret",
-                        "nsecs - curtask->group_leader->start_time", PID,
-                        "(uint64)curtask->real_parent->tgid", "(uint64)uid",
-                        "buf(comm, 16)", *ints])
-    wrapped = textwrap.fill(values, width=88, initial_indent=" " * 11,
-                            subsequent_indent=" " * 11, break_long_words=False,
-                            break_on_hyphens=False)
     unfollow = "  delete(@exec_follow[$key]);\n" if follow else ""
     return (
         "// The last thread of a process ends: the process's exit.\n"
@@ -296,9 +297,8 @@ def process_exit_probe(profile: Profile, follow: bool) -> str:
         "    $n = (uint64)1;\n"
         "    $ret = (int64)(($code >> 8) & 0xff);\n"
         "    if ($code & 0x7f) { $ret = (int64)(128 + ($code & 0x7f)); }\n"
-        + context_records(profile, CALL_STRLEN) +
-        f'    printf("{fmt}\\n",\n{wrapped});\n'
-        f"    @{TOTAL}[0] = count();\n"
+        + context_records(profile, CALL_STRLEN)
+        + call_record(0, "nsecs - curtask->group_leader->start_time", ints) +
         "  }\n"
         f"{unfollow}"
         "}\n"
@@ -307,9 +307,8 @@ def process_exit_probe(profile: Profile, follow: bool) -> str:
 
 def generate_calls(profile: Profile, engine: Engine | None, follow: bool) -> str:
     unfollow = "  delete(@exec_follow[$tid]);\n" if follow else ""
-    seed = "  @exec_follow[(uint64)$1] = 1;\n" if follow else ""
     clears = [SCRATCH] + (["exec_follow"] if follow else [])
-    begin = f'BEGIN\n{{\n{seed}  printf("{READY}\\n");\n}}\n'
+    begin = common_begin(follow)
     if profile.probes == (PROCESS_EXIT,):
         return "\n".join(s for s in (
             call_header(profile, engine, follow), begin, follow_probes() if follow else "",
