@@ -218,8 +218,8 @@ def test_container_context_from_real_namespaces_and_cgroup(
         (facts["child"], "SIGUSR1"), (facts["free_pid"], "0")}, calls  # not the outer kill
     for call in calls:
         ctx = call["context"]
-        assert (ctx["container_id"], ctx["runtime"], ctx["cgroup"]) == (
-            ident, "docker", path.name)
+        assert (ctx["container_id"], ctx["runtime"], ctx["cgroup"], ctx["cgroup_path"]) == (
+            ident, "docker", path.name, "/" + path.name)
         assert ctx["hostname"] == "bptrace-ns-test" and ctx["in_container"] is True
         assert ctx["pidns"] != 4026531836 and ctx["cgroup_id"] == path.stat().st_ino
         assert [p["comm"] for p in call["parents"]][:1] == ["unshare"]

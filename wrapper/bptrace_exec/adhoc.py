@@ -61,7 +61,7 @@ def apply_where(profile: Profile, items: list[str]) -> Profile:
     by_name = {a.name: a for a in profile.args}
     for item in items:
         name, sep, value = item.partition("=")
-        name, value = name.strip().rstrip("="), value.strip()
+        name, value = name.strip(), value.removeprefix("=").strip()  # NAME=V, NAME == "V"
         if not sep or not name or not value:
             raise UsageError(f"--where {item!r}: expected NAME=VALUE",
                              hint="e.g. --where comm=nginx, --where path='/etc/*'")

@@ -10,6 +10,7 @@ and a way to show a value and to read a filter value, which are pure Python.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import signal
@@ -158,6 +159,20 @@ def _signal_filter(value: object) -> int:
     return number
 
 
+def errno_text(value: int) -> str:
+    number = abs(signed(value, 32))
+    return errno.errorcode.get(number, str(number)) if number else "0"
+
+
+def _errno_filter(value: object) -> int:
+    if isinstance(value, str):
+        number = getattr(errno, value.upper(), None)
+        if not isinstance(number, int):
+            raise FilterValueError(f"unknown error name {value!r} (e.g. ENOENT, EPERM, 2)")
+        return number
+    return _int_filter(value)
+
+
 def _fd_filter(value: object) -> int:
     if value == "AT_FDCWD":
         return AT_FDCWD
@@ -219,6 +234,8 @@ TYPES: dict[str, ArgType] = {t.name: t for t in (
             lambda v: fd_text(int(v)), _fd_filter, 32),
     ArgType("pid", "int", "a process id (negative: a process group, -1: all)",
             _show_int(32), _int_filter, 32),
+    ArgType("errno", "int", "an error number shown by name, e.g. ENOENT (or -ENOENT)",
+            errno_text, _errno_filter, 32),
     ArgType("signal", "int", "a signal number shown by name, e.g. SIGTERM",
             lambda v: signal_name(signed(int(v), 32)), _signal_filter, 32),
     ArgType("open_flags", "int", "open(2) flags, e.g. O_WRONLY|O_CREAT|O_CLOEXEC",

@@ -4,6 +4,7 @@ directory a container id names (resolved once, before tracing, into a kernel fil
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from bptrace_exec.context import container_of
@@ -45,19 +46,36 @@ def container_cgroups(container: str) -> list[str]:
 def cgroup_names(ids: set[int]) -> dict[int, str]:
     """cgroup ids -> their paths under the cgroup2 mount (a cgroup v2 id is the inode
     number of its directory); ids not found (a cgroup already removed) are left out."""
+    return {i: p for i, p in all_cgroups().items() if i in ids} if ids else {}
+
+
+class CgroupPaths:
+    """cgroup ids -> paths, for the events of a run: the tree is walked again, at most
+    once a second, only when an id is not known yet."""
+
+    RESCAN_S = 1.0
+
+    def __init__(self) -> None:
+        self.known: dict[int, str] = {}
+        self.scanned = -self.RESCAN_S
+
+    def path(self, cgroup_id: int) -> str | None:
+        if cgroup_id not in self.known and time.monotonic() - self.scanned >= self.RESCAN_S:
+            self.scanned = time.monotonic()
+            self.known.update(all_cgroups())
+        return self.known.get(cgroup_id)
+
+
+def all_cgroups() -> dict[int, str]:
     root = cgroup2_mount()
-    if root is None or not ids:
-        return {}
     found: dict[int, str] = {}
+    if root is None:
+        return found
     for folder, _dirs, _files in os.walk(root):
         try:
-            ino = os.stat(folder).st_ino
+            found[os.stat(folder).st_ino] = "/" + os.path.relpath(folder, root).removeprefix(".")
         except OSError:
             continue
-        if ino in ids:
-            found[ino] = "/" + os.path.relpath(folder, root).removeprefix(".")
-            if len(found) == len(ids):
-                break
     return found
 
 

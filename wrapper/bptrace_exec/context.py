@@ -29,6 +29,7 @@ class ProcContext:
     pidns: int
     mntns: int
     hostname: str
+    path: str | None = None  # the cgroup's path under the cgroup2 mount, when found here
 
     @property
     def in_container(self) -> bool:
@@ -50,7 +51,7 @@ class ProcContext:
 
     def to_dict(self) -> dict[str, object]:
         found = self.container
-        return {"cgroup_id": self.cgroup_id, "cgroup": self.cgroup,
+        return {"cgroup_id": self.cgroup_id, "cgroup": self.cgroup, "cgroup_path": self.path,
                 "container_id": found[1] if found else None,
                 "runtime": found[0] if found else None, "in_container": self.in_container,
                 "pidns": self.pidns, "mntns": self.mntns, "hostname": self.hostname}

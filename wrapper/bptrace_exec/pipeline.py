@@ -7,6 +7,7 @@ status line, lost-event accounting and the end-of-run summary.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -16,7 +17,7 @@ from typing import Any, Protocol, TextIO
 
 from bptrace_exec.assemble import Assembler
 from bptrace_exec.assemble_calls import CallAssembler
-from bptrace_exec.cgroups import cgroup_names
+from bptrace_exec.cgroups import CgroupPaths, cgroup_names
 from bptrace_exec.codegen import READY_RECORD
 from bptrace_exec.codegen.stats import SNAPSHOT_END
 from bptrace_exec.decode import Attached, Lost, MapData, Note, Printf, Record, decode_line
@@ -222,11 +223,19 @@ class EventRun(Run):
             self.unit, self.total_map = "execs", "exec_total"
         self.execs = 0
         self.kernel_execs: int | None = None  # from @exec_total/@call_total, printed at exit
+        self.cgroup_paths = CgroupPaths()
 
     def show(self, events: Iterable[Any]) -> None:
         for event in events:
+            self.add_cgroup_path(event)
             self.sink.event(event)
             self.execs += 1
+
+    def add_cgroup_path(self, event: Any) -> None:
+        """The kernel gives a cgroup's id and last name; its path is looked up here."""
+        if event.context is not None:
+            event.context = dataclasses.replace(
+                event.context, path=self.cgroup_paths.path(event.context.cgroup_id))
 
     def on_started(self) -> None:
         if not self.sink.as_json and self.sink.collected is None:
@@ -346,6 +355,7 @@ class CallStatsRun(EventRun):
     def show(self, events: Iterable[Any]) -> None:
         for event in events:
             self.execs += 1
+            self.add_cgroup_path(event)
             # a process's end "fails" with a non-zero status; a syscall with an error
             failed = event.ret != 0 if self.renderer.exits else event.ret < 0
             self.tally.add(self.renderer.breakdown_values(event), failed=failed,

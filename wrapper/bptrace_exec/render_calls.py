@@ -76,7 +76,8 @@ class CallRenderer:
         if e.context:
             found = e.context.container
             out.update(container=found[1][:12] if found else "(none)",
-                       cgroup=e.context.cgroup or "/", hostname=e.context.hostname)
+                       cgroup=e.context.path or e.context.cgroup or "/",
+                       hostname=e.context.hostname)
         for arg, value in zip(self.profile.args, e.values):
             if value is not None:
                 out[arg.name] = (decode_text(value) if arg.read == "str" and
@@ -132,7 +133,7 @@ def _context_cell(read: Callable[[ProcContext], str]) -> Callable[[CallEvent, Pr
 _BASE_CELLS: dict[str, Callable[[CallEvent, Profile], str]] = {
     "parents": lambda e, _p: parent_chain(e.ancestors, safe_text),
     "container": _context_cell(ProcContext.short),
-    "cgroup": _context_cell(lambda c: c.cgroup or "/"),
+    "cgroup": _context_cell(lambda c: c.path or c.cgroup or "/"),
     "hostname": _context_cell(lambda c: c.hostname),
     "pidns": _context_cell(lambda c: str(c.pidns)),
     "mntns": _context_cell(lambda c: str(c.mntns)),

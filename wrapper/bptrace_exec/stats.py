@@ -220,7 +220,7 @@ def from_events(events: Iterable[Mapping[str, object]], *, by: Iterable[str],
                   "syscall": e.get("syscall")}
         context = e.get("context")
         if isinstance(context, dict):  # recorded with --context
-            values["cgroup"] = context.get("cgroup") or "/"
+            values["cgroup"] = context.get("cgroup_path") or context.get("cgroup") or "/"
         args = e.get("args")
         if is_call and isinstance(args, dict):
             values.update({k: _json_key(v) for k, v in args.items()})
