@@ -376,3 +376,12 @@ def test_exit_stats_from_json_lines_count_non_zero_status_as_failed() -> None:
     lines = [{"event": "call", "syscall": "process_exit", "ret": r, "latency_ns": 5}
              for r in (0, 1, 137)]
     assert from_events(lines, by=["syscall"]).failed == 2
+
+
+def test_where_in_the_shape_of_a_bpftrace_predicate_and_errno_arguments() -> None:
+    profile = apply_where(shipped("openat"), ['comm == "nginx"', "path==/etc/*"])
+    assert profile.filters.comm == ("nginx",)
+    assert profile.filters.args == (("path", ("/etc/*",)),)
+    errno_type = argtypes.TYPES["errno"]
+    assert errno_type.show(4294967294) == "ENOENT" and errno_type.show(13) == "EACCES"
+    assert errno_type.filter_value is not None and errno_type.filter_value("eperm") == 1
