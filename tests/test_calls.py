@@ -375,7 +375,10 @@ def test_exit_stats_from_json_lines_count_non_zero_status_as_failed() -> None:
 
     lines = [{"event": "call", "syscall": "process_exit", "ret": r, "latency_ns": 5}
              for r in (0, 1, 137)]
-    assert from_events(lines, by=["syscall"]).failed == 2
+    stats = from_events(lines, by=["syscall"])
+    assert stats.failed == 2 and stats.unit == "exits"
+    from bptrace_exec.report import render_report
+    assert "Lifetime, start to exit (3 exits)" in render_report(stats, top=3, title="t")
 
 
 def test_where_in_the_shape_of_a_bpftrace_predicate_and_errno_arguments() -> None:
@@ -385,3 +388,12 @@ def test_where_in_the_shape_of_a_bpftrace_predicate_and_errno_arguments() -> Non
     errno_type = argtypes.TYPES["errno"]
     assert errno_type.show(4294967294) == "ENOENT" and errno_type.show(13) == "EACCES"
     assert errno_type.filter_value is not None and errno_type.filter_value("eperm") == 1
+
+
+def test_columns_option_on_a_shipped_profile() -> None:
+    from bptrace_exec.adhoc import apply_columns
+
+    assert apply_columns(shipped("openat"), "time, comm,path").columns == ("time", "comm",
+                                                                           "path")
+    with pytest.raises(SpecError, match="unknown column 'nope'"):
+        apply_columns(shipped("openat"), "time,nope")

@@ -53,6 +53,16 @@ def _arg(text: str) -> tuple[str, Any]:
     return parts[0], {"type": parts[1], "from": parts[2]}
 
 
+def apply_columns(profile: Profile, text: str) -> Profile:
+    """--columns a,b,c on a syscall profile: the table's columns, checked as in YAML."""
+    if profile.kind != "call":
+        raise UsageError("--columns is for syscall profiles; execve's table is fixed",
+                         hint="use --json for every field")
+    columns = tuple(c.strip() for c in text.split(",") if c.strip())
+    callspec.check_columns(columns, profile.args, profile.context, "--columns")
+    return dataclasses.replace(profile, columns=columns)
+
+
 def apply_where(profile: Profile, items: list[str]) -> Profile:
     """--where NAME=VALUE, repeatable: values for one NAME are OR'ed, NAMEs AND'ed; they
     replace the profile's filter on NAME. NAME is comm, uid, pid, ppid or an argument."""

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from typing import TextIO
 
 from bptrace_exec import __version__
-from bptrace_exec.adhoc import adhoc_profile, apply_where
+from bptrace_exec.adhoc import adhoc_profile, apply_columns, apply_where
 from bptrace_exec.argtypes import RESULT_TYPES, TYPES
 from bptrace_exec.cgroups import check_cgroups, container_cgroups
 from bptrace_exec.codegen import generate
@@ -69,6 +69,9 @@ examples:
   bptrace-exec clone --stats -- make -j2  # processes and threads make creates, counted
   bptrace-exec --syscall unlinkat --arg pathname:str --where comm=rm   # ad hoc
   bptrace-exec --syscall openat --arg filename:str --emit oneliner     # to paste
+  bptrace-exec --syscall dup2 --arg oldfd:fd --arg newfd:fd --result fd   # typed result
+  bptrace-exec openat --columns time,comm,path,result   # only these columns
+  bptrace-exec connect --on-host         # only callers in the host's pid namespace
   bptrace-exec clone --parents 4         # with each caller's ancestors: bash(812) > ...
   bptrace-exec connect --context --in-container   # containerised callers, with their
                                          # container id, cgroup, namespaces and hostname
@@ -217,11 +220,13 @@ def _profile(args: argparse.Namespace) -> Profile:
             raise UsageError(f"give either a PROFILE ({args.profile}) or --syscall, not both")
         profile = adhoc_profile(args.syscall, args.arg or [], result=args.result,
                                 columns=args.columns)
-    elif args.arg or args.result or args.columns:
-        raise UsageError("--arg, --result and --columns describe an ad-hoc profile",
+    elif args.arg or args.result:
+        raise UsageError("--arg and --result describe an ad-hoc profile",
                          hint="add --syscall NAME, or put them in the profile's YAML")
     else:
         profile = load_profile(args.profile or "execve")
+        if args.columns:
+            profile = apply_columns(profile, args.columns)
     if args.where:
         profile = apply_where(profile, args.where)
     cgroups = list(args.cgroup or [])

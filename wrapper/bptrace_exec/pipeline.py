@@ -344,9 +344,9 @@ class CallStatsRun(EventRun):
     def __init__(self, session: Source, profile: Profile, sink: Sink,
                  opts: RunOptions) -> None:
         super().__init__(session, profile, sink, opts)
-        self.tally = Tally(profile.stats.by, "calls")
         self.final: Stats | None = None
         self.renderer = CallRenderer(profile)
+        self.tally = Tally(profile.stats.by, "exits" if self.renderer.exits else "calls")
 
     def title(self) -> str:
         return (f"bptrace-exec stats: {', '.join(self.profile.probes)}, "

@@ -73,8 +73,9 @@ def latency_lines(lat: Latency, unit: str = "execs") -> list[str]:
     mean_us = lat.sum_ns / lat.count / 1000
     pcts = " · ".join(f"p{int(q * 100)} {bucket_text(lat.percentile(q))}"
                       for q in (0.5, 0.9, 0.99))
+    what = "Lifetime, start to exit" if unit == "exits" else "Latency, entry to return"
     lines = [
-        f"Latency, entry to return ({lat.count:,} {unit}): min {human_us(lat.min_ns / 1000)}, "
+        f"{what} ({lat.count:,} {unit}): min {human_us(lat.min_ns / 1000)}, "
         f"mean {human_us(mean_us)}, max {human_us(lat.max_ns / 1000)}",
         f"{pcts}",
         "(log2 buckets of microseconds: each percentile lies in the range shown)",

@@ -211,7 +211,8 @@ def from_events(events: Iterable[Mapping[str, object]], *, by: Iterable[str],
     for e in events:
         is_call = e.get("event") == "call"
         if tally is None:
-            tally = Tally(by, "calls" if is_call else "execs")
+            unit = "exits" if e.get("syscall") == "process_exit" else "calls"
+            tally = Tally(by, unit if is_call else "execs")
         ret = int(e.get("ret", 0))  # type: ignore[call-overload]
         # a process's end "fails" with a non-zero status; a syscall with an error
         is_failed = ret != 0 if e.get("syscall") == "process_exit" else ret < 0
