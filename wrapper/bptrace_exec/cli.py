@@ -374,21 +374,21 @@ def _stats_from_file(args: argparse.Namespace, profile: Profile,
     """`--stats --from FILE`: the report from JSON lines written earlier; no root needed."""
     try:
         with open(args.from_file, encoding="utf-8", errors="surrogateescape") as f:
-            events, skipped = read_exec_lines(f)
+            events, skipped = read_event_lines(f)
     except OSError as exc:
         raise UsageError(f"cannot read {args.from_file}: {exc.strerror}") from None
     stats = from_events(events, by=profile.stats.by)
     title = f"bptrace-exec stats: {args.from_file}"
     _show_stats(Sink(sys.stdout, profile.output_format == "json"), stats, profile, title)
     if skipped:
-        stderr(f"bptrace-exec: {skipped} line(s) of {args.from_file} were not exec records "
-               "and were skipped")
+        stderr(f"bptrace-exec: {skipped} line(s) of {args.from_file} were neither exec nor "
+               "call records and were skipped")
     if args.export and export_format:
         write_export(stats, args.export, export_format, top=profile.stats.top, title=title)
     return EXIT_OK
 
 
-def read_exec_lines(lines: Iterable[str]) -> tuple[list[dict[str, object]], int]:
+def read_event_lines(lines: Iterable[str]) -> tuple[list[dict[str, object]], int]:
     events, skipped = [], 0
     for line in lines:
         try:
