@@ -13,6 +13,9 @@ records that share a key, the thread id and the entry time:
 SYSCALL is the index of the syscall in the profile's probes, INT the number arguments
 in the profile's order, RECORDS the number of records of the call, this one included.
 @call_total counts the calls reported, in the kernel; bpftrace prints it at exit.
+
+`process_exit` is not a syscall: one `call` record per process that ends, from
+sched_process_exit (see process_exit_probe), with the same layout.
 """
 
 from __future__ import annotations
