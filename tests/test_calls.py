@@ -397,3 +397,15 @@ def test_columns_option_on_a_shipped_profile() -> None:
                                                                            "path")
     with pytest.raises(SpecError, match="unknown column 'nope'"):
         apply_columns(shipped("openat"), "time,nope")
+
+
+def test_unchecked_arguments_are_said_when_the_formats_cannot_be_read(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from bptrace_exec import cli, tracepoint
+
+    monkeypatch.setattr(tracepoint, "_events_dir", lambda: None)  # as without root
+    assert cli.main(["--syscall", "openat", "--arg", "flagz:str", "--emit", "script"]) == 0
+    err = capsys.readouterr().err
+    assert "were not checked against this kernel" in err
+    assert cli.main(["execve", "--emit", "script"]) == 0
+    assert "not checked" not in capsys.readouterr().err

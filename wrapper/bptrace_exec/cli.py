@@ -12,6 +12,7 @@ from typing import TextIO
 from bptrace_exec import __version__
 from bptrace_exec.adhoc import adhoc_profile, apply_columns, apply_where
 from bptrace_exec.argtypes import RESULT_TYPES, TYPES
+from bptrace_exec.callspec import PROCESS_EXIT
 from bptrace_exec.cgroups import check_cgroups, container_cgroups
 from bptrace_exec.codegen import generate
 from bptrace_exec.codegen.oneliner import oneliner
@@ -41,6 +42,7 @@ from bptrace_exec.spec import (
     with_overrides,
 )
 from bptrace_exec.stats import Stats, from_events
+from bptrace_exec.tracepoint import UNKNOWN, syscall_fields
 
 EXAMPLES = """\
 examples:
@@ -232,6 +234,11 @@ def _profile(args: argparse.Namespace) -> Profile:
     cgroups = list(args.cgroup or [])
     for container in args.container or []:
         cgroups += container_cgroups(container)
+    if profile.kind == "call" and not args.replay and any(
+            syscall_fields(p) == UNKNOWN for p in profile.probes if p != PROCESS_EXIT):
+        stderr("bptrace-exec: warning: the syscalls' tracepoint formats cannot be read here "
+               "(/sys/kernel/tracing needs root): the profile's syscalls and arguments were "
+               "not checked against this kernel")
     return with_overrides(
         profile,
         comm=args.comm, uid=args.uid, pid=args.pid, ppid=args.ppid, failed=args.failed,

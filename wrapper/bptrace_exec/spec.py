@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,9 +151,12 @@ def profile_from_dict(data: dict[str, Any]) -> Profile:
 
 
 def shipped_profile_dirs() -> list[Path]:
-    """Where profiles are found by name: $BPTRACE_EXEC_PATH, then the shipped probes/."""
+    """Where profiles are found by name: $BPTRACE_EXEC_PATH, then the shipped probes/ (in
+    the source tree, or installed under sys.prefix by a non-editable install)."""
     dirs = [Path(p) for p in os.environ.get("BPTRACE_EXEC_PATH", "").split(":") if p]
-    dirs.append(Path(__file__).resolve().parents[2] / "probes")
+    source_tree = Path(__file__).resolve().parents[2] / "probes"
+    dirs.append(source_tree if source_tree.is_dir()
+                else Path(sys.prefix) / "share" / "bptrace-exec" / "probes")
     return dirs
 
 
