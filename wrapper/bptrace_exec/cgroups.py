@@ -31,11 +31,10 @@ def container_cgroups(container: str) -> list[str]:
         raise UsageError("--container needs cgroup v2, and no cgroup2 file system is mounted",
                          hint="filter on --cgroup PATH instead")
     found = []
-    for folder, dirs, _files in os.walk(root):
-        for name in dirs:
-            match = container_of(name)
-            if match and match[1].startswith(container):
-                found.append(str(Path(folder) / name))
+    for path in all_cgroups().values():
+        match = container_of(Path(path).name)
+        if match and match[1].startswith(container):
+            found.append(str(root) + path)
     if not found:
         raise UsageError(f"no container whose id starts with {container!r} has a cgroup "
                          f"under {root}", hint="is it running? `docker ps --no-trunc` "

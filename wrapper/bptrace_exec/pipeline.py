@@ -124,6 +124,11 @@ class Source(Protocol):
 class Run:
     """The loop shared by both kinds of run; subclasses say what records mean."""
 
+    def title(self) -> str:
+        """A report's title: what was traced, and when it was reported."""
+        return (f"bptrace-exec stats: {', '.join(self.profile.probes)}, "
+                f"{iso_time(time.time_ns())[:19].replace('T', ' ')} UTC")
+
     def __init__(self, session: Source, profile: Profile, sink: Sink,
                  opts: RunOptions) -> None:
         self.session, self.profile, self.sink, self.opts = session, profile, sink, opts
@@ -298,10 +303,6 @@ class StatsRun(Run):
         self.maps: dict[str, object] = {}
         self.final: Stats | None = None
 
-    def title(self) -> str:
-        return (f"bptrace-exec stats: {', '.join(self.profile.probes)}, "
-                f"{iso_time(time.time_ns())[:19].replace('T', ' ')} UTC")
-
     def snapshot(self) -> Stats:
         names = {}
         cgroups = self.maps.get("stat_cgroup")
@@ -347,10 +348,6 @@ class CallStatsRun(EventRun):
         self.final: Stats | None = None
         self.renderer = CallRenderer(profile)
         self.tally = Tally(profile.stats.by, "exits" if self.renderer.exits else "calls")
-
-    def title(self) -> str:
-        return (f"bptrace-exec stats: {', '.join(self.profile.probes)}, "
-                f"{iso_time(time.time_ns())[:19].replace('T', ' ')} UTC")
 
     def show(self, events: Iterable[Any]) -> None:
         for event in events:

@@ -304,12 +304,13 @@ def with_overrides(profile: Profile, **changes: Any) -> Profile:
         return {k: changes.pop(k) for k in keys if changes.get(k) is not None}
 
     filters = take(("comm", "uid", "pid", "ppid", "failed"))
+    placed: dict[str, Any] = {}  # filters with checks of their own
     cgroups = changes.pop("cgroup", None)
     if cgroups is not None:
-        filters["cgroup"] = tuple(cgroup_path(c, f"--cgroup {c}") for c in cgroups)
+        placed["cgroup"] = tuple(cgroup_path(c, f"--cgroup {c}") for c in cgroups)
     in_container = changes.pop("in_container", None)
     if in_container is not None:
-        filters["in_container"] = in_container
+        placed["in_container"] = in_container
     context = {k: changes.pop(k) for k in ("parents", "container")
                if changes.get(k) is not None}
     if context:
@@ -331,12 +332,10 @@ def with_overrides(profile: Profile, **changes: Any) -> Profile:
         if key in stats:
             stats[key] = _STATS_RANGES[key](stats[key], f"--{key}")
     changes = {k: v for k, v in changes.items() if v is not None}
-    checked = validate_overrides({k: v for k, v in filters.items()
-                                  if k not in ("cgroup", "in_container")}, limits)
-    checked[0].update({k: v for k, v in filters.items() if k in ("cgroup", "in_container")})
+    checked = validate_overrides(filters, limits)
     return check_combination(dataclasses.replace(
         profile,
-        filters=dataclasses.replace(profile.filters, **checked[0]),
+        filters=dataclasses.replace(profile.filters, **checked[0], **placed),
         limits=dataclasses.replace(profile.limits, **checked[1]),
         stats=dataclasses.replace(profile.stats, **stats),
         **changes,
