@@ -89,7 +89,7 @@ def main() -> int:
             for name, cmd, stream, marker in (pair if i % 2 == 0 else pair[::-1]):
                 results[name].append(time_until(cmd, stream, marker, env,
                                                 also="attached_probes", seen=attached))
-    ratios = [t / b for t, b in zip(results["bptrace-exec"], results["bpftrace"])]
+    ratios = [t / b for t, b in zip(results["bptrace-exec"], results["bpftrace"], strict=True)]
     emit = []
     for _ in range(5):
         start = time.monotonic()

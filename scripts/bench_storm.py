@@ -163,7 +163,7 @@ def run_workers(workers: int, configs: list[str], args: argparse.Namespace, work
             if kind == "events-pipe":
                 received.append(count[0])
     ratio: Callable[[str, str], float] = lambda a, b: statistics.median(  # noqa: E731
-        x / y for x, y in zip(times[a], times[b]))
+        x / y for x, y in zip(times[a], times[b], strict=True))
     print(f"\nworkers={workers}  {'config':12} {'median s':>9} {'vs none':>8} "
           f"{'vs bpftrace':>12}")
     for kind in configs:

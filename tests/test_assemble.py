@@ -49,7 +49,7 @@ def test_one_successful_exec() -> None:
 
 def test_interleaved_execs_are_joined_by_key() -> None:
     a, b = success(1, 100, [b"a", b"x" * 500]), success(2, 200, [b"b"])
-    mixed = [r for pair in zip(a, b) for r in pair] + a[len(b):]
+    mixed = [r for pair in zip(a, b, strict=False) for r in pair] + a[len(b):]
     events = feed(new(), mixed[::-1])  # the summary can even come first
     assert sorted(e.argv for e in events) == [(b"a", b"x" * 500), (b"b",)]
 

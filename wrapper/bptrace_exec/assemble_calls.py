@@ -61,7 +61,7 @@ class CallAssembler(Joiner[_Call, CallEvent]):
         assert s is not None
         _records, index, ret, latency, pid, ppid, uid = s[:_HEAD]
         syscall = self.profile.probes[index]
-        ints = dict(zip(self.int_slots[index], s[_HEAD:]))
+        ints = dict(zip(self.int_slots[index], s[_HEAD:], strict=True))
         values: list[int | bytes | None] = []
         cut: list[str] = []
         for number, arg in enumerate(self.profile.args):

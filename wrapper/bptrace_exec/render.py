@@ -169,7 +169,7 @@ def columns_for(parents: bool, container: bool) -> tuple[Column, ...]:
 
 def _line(cells: list[str], columns: tuple[Column, ...] = COLUMNS) -> str:
     out = []
-    for col, cell in zip(columns, cells):
+    for col, cell in zip(columns, cells, strict=True):
         if col.width == 0:
             out.append(cell)
         elif col.right:
@@ -207,7 +207,7 @@ def _cells(event: ExecEvent) -> list[str]:
 
 def _with_context(event: ExecEvent, base: list[str], columns: tuple[Column, ...]
                   ) -> list[str]:
-    cells = dict(zip(COLUMNS, base))
+    cells = dict(zip(COLUMNS, base, strict=True))
     cells[PARENTS_COLUMN] = parent_chain(event.ancestors, safe_text)
     cells[CONTAINER_COLUMN] = safe_text(event.context.short().encode(
         "utf-8", "surrogateescape")) if event.context else "-"

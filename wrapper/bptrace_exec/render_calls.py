@@ -50,7 +50,7 @@ class CallRenderer:
 
     def _line(self, cells: list[str]) -> str:
         out = []
-        for col, width, cell in zip(self.columns, self.widths, cells):
+        for col, width, cell in zip(self.columns, self.widths, cells, strict=True):
             out.append(cell.rjust(width) if col in _RIGHT else cell.ljust(width))
         return " ".join(out).rstrip()
 
@@ -78,7 +78,7 @@ class CallRenderer:
             out.update(container=found[1][:12] if found else "(none)",
                        cgroup=e.context.path or e.context.cgroup or "/",
                        hostname=e.context.hostname)
-        for arg, value in zip(self.profile.args, e.values):
+        for arg, value in zip(self.profile.args, e.values, strict=True):
             if value is not None:
                 out[arg.name] = (decode_text(value) if arg.read == "str" and
                                  isinstance(value, bytes) else
@@ -87,7 +87,7 @@ class CallRenderer:
 
     def to_dict(self, e: CallEvent) -> dict[str, object]:
         args: dict[str, object] = {}
-        for arg, value in zip(self.profile.args, e.values):
+        for arg, value in zip(self.profile.args, e.values, strict=True):
             args[arg.name] = None if value is None else json_value(arg.type, value)
         return {
             "event": "call", "time": iso_time(e.time_ns), "syscall": e.syscall,
