@@ -14,9 +14,14 @@ from bptrace_exec.codegen.common import PID_NS
 from bptrace_exec.spec import PARENTS_RANGE, Profile
 
 
+def has_context(profile: Profile, *, parents: bool = True, container: bool = True) -> bool:
+    """Whether context_records with the same choices prints anything."""
+    return bool(parents and profile.context.parents) or (container and profile.context.container)
+
+
 def context_records(profile: Profile, strlen: int, counter: str = "$n", *,
-                    parents: bool = True, container: bool = True) -> str:
-    """Statements (indented by four) that print the context records and count them."""
+                    parents: bool = True, container: bool = True, indent: int = 4) -> str:
+    """Statements (indented by `indent`) that print the context records and count them."""
     out = ""
     depth = profile.context.parents if parents else 0
     if depth:
@@ -41,4 +46,5 @@ def context_records(profile: Profile, strlen: int, counter: str = "$n", *,
             '    printf("uts %lu %lu %s\\n", $key, $id, curtask->nsproxy->uts_ns->name.nodename);\n'
             f"    {counter} += 2;\n"
         )
-    return out
+    return "".join(line[4 - indent:] if line.strip() else line
+                   for line in out.splitlines(True)) if indent < 4 else out

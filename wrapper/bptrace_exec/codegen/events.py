@@ -35,7 +35,7 @@ from bptrace_exec.codegen.common import (
     forget,
     tracepoints,
 )
-from bptrace_exec.codegen.context import context_records
+from bptrace_exec.codegen.context import context_records, has_context
 from bptrace_exec.engine import STRLEN
 from bptrace_exec.spec import ARGV_BYTES_RANGE, MAX_ARGS_RANGE, Profile
 
@@ -185,12 +185,14 @@ def failure_probe(profile: Profile, enter: int) -> str:
 
 def _context(profile: Profile, container: bool = True) -> str:
     """The parent chain and container records, when the profile asks (codegen.context)."""
-    records = context_records(profile, STRLEN, "$ctx", container=container)
-    return "    $ctx = (uint64)0;\n" + records if records else ""
+    if not has_context(profile, container=container):
+        return ""
+    return "    $ctx = (uint64)0;\n" + context_records(profile, STRLEN, "$ctx",
+                                                      container=container)
 
 
 def _counted(profile: Profile, container: bool = True) -> str:
-    return " + $ctx" if context_records(profile, STRLEN, "$ctx", container=container) else ""
+    return " + $ctx" if has_context(profile, container=container) else ""
 
 
 def _image_context(profile: Profile) -> bool:
@@ -203,7 +205,7 @@ def image_context_probe(profile: Profile) -> str:
     has the caller's cgroup and namespaces; the return probe adds their count."""
     if not _image_context(profile):
         return ""
-    records = context_records(profile, STRLEN, "$ctx", parents=False)
+    records = context_records(profile, STRLEN, "$ctx", parents=False, indent=2)
     return (
         "// Container context of an exec that succeeds (counted by the return probe).\n"
         "tracepoint:sched:sched_process_exec\n"
@@ -212,7 +214,7 @@ def image_context_probe(profile: Profile) -> str:
         "  $key = (uint64)args->old_pid;\n"
         "  $id = @exec_start[$key];\n"
         "  $ctx = (uint64)0;\n"
-        + records.replace("\n    ", "\n  ").replace("    ", "  ", 1) +
+        + records +
         "  @exec_ctx[$key] = $ctx;\n"
         "}\n"
     )
