@@ -409,3 +409,12 @@ def test_unchecked_arguments_are_said_when_the_formats_cannot_be_read(
     assert "were not checked against this kernel" in err
     assert cli.main(["execve", "--emit", "script"]) == 0
     assert "not checked" not in capsys.readouterr().err
+
+
+def test_every_argument_type_has_a_table_column() -> None:
+    from bptrace_exec.render_calls import _TYPE_WIDTHS
+
+    assert set(_TYPE_WIDTHS) == set(argtypes.TYPES)
+    profile = adhoc_profile(["kill"], ["errno_:errno:sig", "signal_:signal:sig"],
+                            lookup=lookup)
+    assert "ERRNO_" in CallRenderer(profile).header()

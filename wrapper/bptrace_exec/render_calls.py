@@ -20,8 +20,9 @@ _NUMBERS = ("int", "long", "uint", "pid", "fd")
 _WIDTHS = {"time": 12, "pid": 7, "tid": 7, "ppid": 7, "uid": 5, "comm": 15, "syscall": 10,
            "result": 12, "latency": 8, "container": 12, "cgroup": 24, "hostname": 16,
            "pidns": 10, "mntns": 10, "parents": 40}
-_TYPE_WIDTHS = {"int": 6, "long": 8, "uint": 8, "pid": 7, "fd": 8, "signal": 9, "hex": 14,
-                "octal": 6, "open_flags": 24, "clone_flags": 30, "str": 28, "sockaddr": 24}
+_TYPE_WIDTHS = {"int": 6, "long": 8, "uint": 8, "pid": 7, "fd": 8, "errno": 8, "signal": 9,
+                "hex": 14, "octal": 6, "open_flags": 24, "clone_flags": 30, "str": 28,
+                "sockaddr": 24}
 _RIGHT = ("pid", "tid", "ppid", "uid", "latency")
 _TITLES = {"latency": "LAT(ms)", "result": "RET"}
 
