@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -251,3 +252,28 @@ def test_exec_stats_by_cgroup(engine: str, tmp_path: Path, container_cgroup: Any
     [report] = run.records
     cgroups = {row["key"]: row["count"] for row in report["breakdowns"]["cgroup"]["top"]}
     assert cgroups.get("/" + path.name) == 2, cgroups  # sh itself execs outside it
+
+
+def test_host_wide_run_leaves_the_tracer_out(engine: str, no_bpftrace_left: None) -> None:
+    """Stopping bpftrace is a kill() of bptrace-exec's own: it is not reported, and not
+    counted as a call lost on the way."""
+    proc = subprocess.Popen(tool_command("kill", "--json", "--bpftrace", engine),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        assert proc.stderr is not None
+        status = proc.stderr.readline()  # "Tracing ...": every probe is attached
+        assert status.startswith("Tracing"), status
+        sleeper = subprocess.Popen(["sleep", "30"])
+        os.kill(sleeper.pid, signal.SIGUSR2)
+        sleeper.wait()
+        time.sleep(1)
+    finally:
+        os.kill(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    err = status + err
+    records = [json.loads(ln) for ln in out.splitlines()]
+    calls = [r for r in records if r["event"] == "call"]
+    assert proc.pid not in {c["pid"] for c in calls} | {c["ppid"] for c in calls}
+    assert any(c["args"]["target"] == sleeper.pid for c in calls), (out, err)
+    assert records[-1]["missing_calls"] == 0, err

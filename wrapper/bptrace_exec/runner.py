@@ -166,7 +166,8 @@ class Session:
     """One bpftrace run. Iterate `lines()` for its JSON output; it always ends clean."""
 
     def __init__(self, program_text: str, engine: Engine, *, buffer_pages: int,
-                 command: GatedCommand | None = None, strlen: int = STRLEN) -> None:
+                 command: GatedCommand | None = None, strlen: int = STRLEN,
+                 not_self: bool = False) -> None:
         self.engine = engine
         self.command = command
         self._workdir = tempfile.TemporaryDirectory(prefix="bptrace-exec-")
@@ -180,6 +181,8 @@ class Session:
                 str(self.script_path)]
         if command is not None:
             argv.append(str(command.pid))
+        elif not_self:
+            argv.append(str(os.getpid()))
         env = {**os.environ, **engine.environment(buffer_pages, strlen)}
         try:
             self.child = _Spawn(engine.path, argv, env=env, echo=False, encoding=None,

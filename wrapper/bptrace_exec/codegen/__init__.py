@@ -36,7 +36,7 @@ def generate(profile: Profile, engine: Engine | None = None, *, follow: bool = F
     if profile.kind == "call":
         return Program(text=calls.generate_calls(profile, engine, follow),
                        probes=profile.probes, follow=follow, stats=False,
-                       strlen=calls.CALL_STRLEN)
+                       strlen=calls.CALL_STRLEN, not_self=not follow)
     if profile.stats.enabled:
         scratch = stats.scratch(profile)
         sections = [

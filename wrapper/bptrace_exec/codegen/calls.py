@@ -79,7 +79,7 @@ def call_header(profile: Profile, engine: Engine | None, follow: bool) -> str:
     base = dataclasses.replace(profile.filters, args=())
     parts = [describe_filters(base, follow) if base != Filters() or follow else "",
              describe_arg_filters(profile)]
-    return header(profile, engine, follow, LAYOUT, strlen=CALL_STRLEN,
+    return header(profile, engine, follow, LAYOUT, strlen=CALL_STRLEN, leave_out=not follow,
                   filters="; ".join(p for p in parts if p) or "none (every call on the host)",
                   details=(f"Syscalls: {', '.join(profile.probes)}. Arguments: {args}.",
                            f"Limits: {profile.limits.string_bytes} bytes per string argument."))
@@ -90,7 +90,7 @@ def describe_arg_filters(profile: Profile) -> str:
                      for name, values in profile.filters.args)
 
 
-def enter_probe(profile: Profile, syscall: str, follow: bool) -> str:
+def enter_probe(profile: Profile, syscall: str, follow: bool, not_self: bool = True) -> str:
     words = ["nsecs"]
     for slot in slots(profile, syscall):
         words.append(f"(uint64)args->{slot.source.field}")
@@ -100,7 +100,7 @@ def enter_probe(profile: Profile, syscall: str, follow: bool) -> str:
         words.append("(uint64)0")  # a tuple has two elements at least
     return (
         f"tracepoint:syscalls:sys_enter_{syscall}\n"
-        f"{predicate(profile.filters, follow)}"
+        f"{predicate(profile.filters, follow, not_self=not_self)}"
         "{\n"
         f"  @{SCRATCH}[{TID}] = ({', '.join(words)});\n"
         "}\n"
@@ -276,7 +276,7 @@ def process_exit_probe(profile: Profile, follow: bool) -> str:
     """One record per process that ends: RET is its shell-style status (128 + signal when
     killed), the latency its lifetime. It runs for every thread exit: the filters and
     the "last thread" test decide inside, so that a followed thread is always forgotten."""
-    keep = predicate(profile.filters, follow).strip()[1:-1]
+    keep = predicate(profile.filters, follow, not_self=True).strip()[1:-1]
     last = "curtask->signal->live.counter == 0"  # decremented before this tracepoint
     if profile.filters.failed:
         last += " && curtask->exit_code != 0"

@@ -30,6 +30,7 @@ class Program:
     probes: tuple[str, ...]
     follow: bool  # takes the pid of the command to follow as $1
     stats: bool  # counts in maps instead of printing records
+    not_self: bool = False  # takes bptrace-exec's pid as $1, to leave the tracer out
     strlen: int = STRLEN  # bytes of one string read, given to bpftrace in its environment
 
 
@@ -39,7 +40,7 @@ def tracepoints(profile: Profile, phase: str) -> str:
 
 def header(profile: Profile, engine: Engine | None, follow: bool, layout: str, *,
            details: tuple[str, ...] = (), filters: str | None = None,
-           strlen: int = STRLEN) -> str:
+           strlen: int = STRLEN, leave_out: bool = False) -> str:
     """The comment every program starts with: what it traces, how it was made, how to
     run it. `details` are lines of its own kind (limits, arguments)."""
     lim = profile.limits
@@ -62,7 +63,8 @@ def header(profile: Profile, engine: Engine | None, follow: bool, layout: str, *
         *(f" * {comment_text(line)}" for line in details),
         " *",
         f" * USAGE: BPFTRACE_STRLEN={strlen} bpftrace -f json THIS_FILE"
-        + (" PID" if follow else "") + f"   (0.23+: BPFTRACE_MAX_STRLEN={strlen})",
+        + (" PID" if follow else " [PID_LEFT_OUT]" if leave_out else "")
+        + f"   (0.23+: BPFTRACE_MAX_STRLEN={strlen})",
         " *",
         *(f" * {line}" if line else " *" for line in layout.splitlines()),
         " */",
@@ -89,7 +91,14 @@ def describe_filters(f: Filters, follow: bool = False) -> str:
     return "; ".join(parts) or "none (every exec on the host)"
 
 
-def predicate(f: Filters, follow: bool) -> str:
+# $1 when not following a command: bptrace-exec's pid; the tracer and its bpftrace are not
+# what a syscall profile is asked about (stopping bpftrace is itself a kill()). 0 when the
+# program runs on its own: nothing is left out then.
+NOT_SELF = ("($1 == 0 || ((uint64)curtask->tgid != (uint64)$1 && "
+            "(uint64)curtask->real_parent->tgid != (uint64)$1))")
+
+
+def predicate(f: Filters, follow: bool, *, not_self: bool = False) -> str:
     clauses: list[str] = []
 
     def any_of(expr: str, literals: list[str]) -> None:
@@ -107,6 +116,8 @@ def predicate(f: Filters, follow: bool) -> str:
         clauses.append(f"{PID_NS} {'!=' if f.in_container else '=='} {HOST_PID_NS}")
     if follow:
         clauses.append(f"@exec_follow[{TID}]")
+    elif not_self:
+        clauses.append(NOT_SELF)
     return f"/{' && '.join(clauses)}/\n" if clauses else ""
 
 

@@ -92,7 +92,7 @@ def call_text_program(profile: Profile) -> str:
     by caller and errno and a latency histogram, printed by bpftrace when it stops."""
     head = '"%-7s %-16s %-10s %s\\n", "PID", "COMM", "SYSCALL", "ARGS = RET (LAT us)"'
     sections = [] if profile.stats.enabled else [f"BEGIN {{ printf({head}); }}\n"]
-    sections += [calls.enter_probe(profile, s, False) for s in profile.probes]
+    sections += [calls.enter_probe(profile, s, False, not_self=False) for s in profile.probes]
     for syscall in profile.probes:
         ret = calls.return_setup(profile, syscall, TEXT_STRLEN)
         if profile.stats.enabled:
