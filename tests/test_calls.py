@@ -286,13 +286,15 @@ def test_bad_context_says_what(doc: str, words: str) -> None:
 
 def test_context_filters_reach_the_kernel_predicate() -> None:
     from bptrace_exec.codegen import generate
+    from bptrace_exec.codegen.common import NOT_SELF
     from bptrace_exec.spec import with_overrides
 
     profile = with_overrides(shipped("kill"), cgroup=["/sys/fs/cgroup/a b"],
                              in_container=True, parents=3, container=True)
     text = generate(profile).text
     assert ('/cgroup == cgroupid("/sys/fs/cgroup/a b") && '
-            "curtask->nsproxy->pid_ns_for_children->ns.inum != 4026531836/") in text
+            "curtask->nsproxy->pid_ns_for_children->ns.inum != 4026531836 && "
+            f"{NOT_SELF}/") in text
     assert "while ($d <= 3)" in text and 'printf("uts %lu' in text
     assert profile.columns[-1] == "parents" and "container" in profile.columns
     with pytest.raises(UsageError):
