@@ -154,8 +154,10 @@ def test_records_without_a_summary_are_counted_at_the_end() -> None:
 
 def test_malformed_and_unknown_records_are_counted() -> None:
     a = new()
-    feed(a, [b"exec 1 2 x\n", b"argv 1 2 0 zz\n", b"novel 1 2 3\n", b"enter 1\n", b"no newline"])
-    assert a.stats.unknown == 1 and a.stats.malformed == 4
+    feed(a, [b"exec 1 2 x\n", b"argv 1 2 0 zz\n", b"novel 1 2 3\n", b"enter 1\n", b"no newline",
+             b"enter 1 3 1 0 61 62 /bin/true\n",  # a comm of 2 bytes, not 16
+             b"enter 1 4 1 0 " + b"6x " * 16 + b"/bin/true\n"])  # not hex
+    assert a.stats.unknown == 1 and a.stats.malformed == 6
 
 
 def test_the_start_mark_is_neither_an_exec_nor_unknown() -> None:

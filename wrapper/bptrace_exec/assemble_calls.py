@@ -16,7 +16,7 @@ from bptrace_exec.spec import Profile
 _HEAD = 7  # RECORDS SYSCALL RET LAT PID PPID UID, then the comm's 16 hex tokens, then ints
 
 
-@dataclass
+@dataclass(slots=True)
 class _Call(Pending):
     strings: dict[int, dict[int, tuple[bytes, int]]] = field(default_factory=dict)
     addrs: dict[int, bytes] = field(default_factory=dict)

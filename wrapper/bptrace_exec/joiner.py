@@ -27,7 +27,7 @@ class AssemblyStats:
     unknown: int = 0  # printf records of a kind this version does not know
 
 
-@dataclass
+@dataclass(slots=True)  # one per event in flight, made on the hot path
 class Pending:
     """What has come of one event so far."""
 
