@@ -8,13 +8,15 @@ the same C workload (tests/workloads/exec_cases.c `storm N WORKERS`):
   none         no tracer
   bpftrace     bare bpftrace running the very program bptrace-exec generates; its
                output read and thrown away
+  bpftrace-stats   the same for the program of --stats
   events-null  bptrace-exec, table rows written to /dev/null (-o /dev/null)
   events-pipe  bptrace-exec, table rows on a pipe read by a consumer that counts them
   stats        bptrace-exec --stats
   strace       strace -f -e trace=execve -o /dev/null
   perf         perf trace -e execve -o /dev/null
 Printed: the median over rounds of each configuration's per-round ratio to `none` (and of
-events-* to bpftrace), and the rows events-pipe received against execs performed.
+events-* to bpftrace, of stats to bpftrace-stats), and the rows events-pipe received
+against execs performed.
 Needs root and cc; installs strace and linux-perf with apt-get when they are missing.
 Every tracer is stopped by its pid after each run, also on failure.
 """
@@ -41,7 +43,7 @@ sys.path.insert(0, str(TOP / "wrapper"))
 from benchlib import stop  # noqa: E402
 from bptrace_exec.codegen import generate  # noqa: E402
 from bptrace_exec.engine import find_engine  # noqa: E402
-from bptrace_exec.spec import load_profile  # noqa: E402
+from bptrace_exec.spec import load_profile, with_overrides  # noqa: E402
 
 TOOL = [sys.executable, "-m", "bptrace_exec", "execve"]
 START_TIMEOUT = 120
@@ -82,15 +84,15 @@ def drain(fd: int, counter: list[int] | None = None, needle: bytes = b"") -> thr
 
 
 @contextlib.contextmanager
-def tracer(kind: str, program: str, engine_path: str, env: dict[str, str],
+def tracer(kind: str, programs: dict[str, str], engine_path: str, env: dict[str, str],
            received: list[int]) -> Iterator[list[str]]:
     """Starts the tracer (if any); yields the prefix to run the workload under."""
     if kind in ("none", "strace", "perf"):
         yield {"none": [], "strace": ["strace", "-f", "-e", "trace=execve", "-o", "/dev/null"],
                "perf": ["perf", "trace", "-e", "execve", "-o", "/dev/null", "--"]}[kind]
         return
-    if kind == "bpftrace":
-        proc = subprocess.Popen([engine_path, "--no-warnings", "-f", "json", program],
+    if kind in programs:
+        proc = subprocess.Popen([engine_path, "--no-warnings", "-f", "json", programs[kind]],
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                 env={**os.environ, **env}, text=True)
         wait_for(proc.stdout, '"ready')
@@ -141,35 +143,40 @@ def main() -> int:
         workload = str(Path(tmp) / "exec_cases")
         subprocess.run(["cc", "-O2", "-pthread", "-o", workload,
                         str(TOP / "tests" / "workloads" / "exec_cases.c")], check=True)
-        program = str(Path(tmp) / "program.bt")
-        Path(program).write_text(generate(load_profile("execve"), engine).text)
+        profile = load_profile("execve")
+        programs = {"bpftrace": profile,
+                    "bpftrace-stats": with_overrides(profile, stats=True)}
+        paths = {}
+        for kind, prof in programs.items():
+            paths[kind] = str(Path(tmp) / f"{kind}.bt")
+            Path(paths[kind]).write_text(generate(prof, engine).text)
         env = engine.environment(4096 if engine.ring_shared else 1024)
         for workers in args.workers.split(","):
-            run_workers(int(workers), configs, args, workload, program, engine.path, env)
+            run_workers(int(workers), configs, args, workload, paths, engine.path, env)
     return 0
 
 
 def run_workers(workers: int, configs: list[str], args: argparse.Namespace, workload: str,
-                program: str, engine_path: str, env: dict[str, str]) -> None:
+                programs: dict[str, str], engine_path: str, env: dict[str, str]) -> None:
     times: dict[str, list[float]] = {c: [] for c in configs}
     received: list[int] = []
     for round_ in range(args.rounds):
         order = configs[round_ % len(configs):] + configs[:round_ % len(configs)]
         for kind in order:
             count = [0]
-            with tracer(kind, program, engine_path, env, count) as prefix:
+            with tracer(kind, programs, engine_path, env, count) as prefix:
                 times[kind].append(timed([*prefix, workload, "storm", str(args.execs),
                                           str(workers)]))
             if kind == "events-pipe":
                 received.append(count[0])
     ratio: Callable[[str, str], float] = lambda a, b: statistics.median(  # noqa: E731
         x / y for x, y in zip(times[a], times[b], strict=True))
-    print(f"\nworkers={workers}  {'config':12} {'median s':>9} {'vs none':>8} "
-          f"{'vs bpftrace':>12}")
+    print(f"\nworkers={workers}  {'config':14} {'median s':>9} {'vs none':>8} "
+          f"{'vs bare':>8}")
+    bare = {"events-null": "bpftrace", "events-pipe": "bpftrace", "stats": "bpftrace-stats"}
     for kind in configs:
-        vs_bpf = f"{ratio(kind, 'bpftrace'):12.3f}" if kind.startswith("events") and \
-            "bpftrace" in times else ""
-        print(f"{'':11}{kind:12} {statistics.median(times[kind]):9.3f} "
+        vs_bpf = f"{ratio(kind, bare[kind]):8.3f}" if bare.get(kind) in times else ""
+        print(f"{'':11}{kind:14} {statistics.median(times[kind]):9.3f} "
               f"{ratio(kind, 'none'):8.3f} {vs_bpf}")
     if received:
         print(f"{'':11}events-pipe rows received per round: {received} "

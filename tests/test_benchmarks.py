@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -28,8 +29,11 @@ def test_bench_parse() -> None:
 @pytest.mark.root
 def test_bench_storm() -> None:
     text = bench("bench_storm.py", "--execs", "40", "--rounds", "1", "--workers", "1",
-                 "--configs", "none,bpftrace,events-pipe,stats")
+                 "--configs", "none,bpftrace,events-pipe,bpftrace-stats,stats")
     assert "events-pipe rows received per round: [40]" in text
+    # each bptrace-exec mode is also compared with bare bpftrace running its program
+    assert re.search(r"events-pipe +[\d.]+ +[\d.]+ +[\d.]+\n", text), text
+    assert re.search(r"stats +[\d.]+ +[\d.]+ +[\d.]+\n", text), text
 
 
 @pytest.mark.root
