@@ -8,15 +8,17 @@ the same C workload (tests/workloads/exec_cases.c `storm N WORKERS`):
   none         no tracer
   bpftrace     bare bpftrace running the very program bptrace-exec generates; its
                output read and thrown away
-  bpftrace-stats   the same for the program of --stats
   events-null  bptrace-exec, table rows written to /dev/null (-o /dev/null)
   events-pipe  bptrace-exec, table rows on a pipe read by a consumer that counts them
   stats        bptrace-exec --stats
+  stats-light  bptrace-exec exec-counts: successful execs counted by the light program,
+               which enables no syscall tracepoint
+  bpftrace-stats, bpftrace-light   bare bpftrace running the program of stats, stats-light
   strace       strace -f -e trace=execve -o /dev/null
   perf         perf trace -e execve -o /dev/null
 Printed: the median over rounds of each configuration's per-round ratio to `none` (and of
-events-* to bpftrace, of stats to bpftrace-stats), and the rows events-pipe received
-against execs performed.
+each bptrace-exec mode to bare bpftrace running its program), and the rows events-pipe
+received against execs performed.
 Needs root and cc; installs strace and linux-perf with apt-get when they are missing.
 Every tracer is stopped by its pid after each run, also on failure.
 """
@@ -45,7 +47,7 @@ from bptrace_exec.codegen import generate  # noqa: E402
 from bptrace_exec.engine import find_engine  # noqa: E402
 from bptrace_exec.spec import load_profile, with_overrides  # noqa: E402
 
-TOOL = [sys.executable, "-m", "bptrace_exec", "execve"]
+TOOL = [sys.executable, "-m", "bptrace_exec"]
 START_TIMEOUT = 120
 
 
@@ -98,8 +100,8 @@ def tracer(kind: str, programs: dict[str, str], engine_path: str, env: dict[str,
         wait_for(proc.stdout, '"ready')
         reader = drain(proc.stdout.fileno())  # type: ignore[union-attr]
     else:
-        args = {"events-null": ["-o", "/dev/null"], "events-pipe": [],
-                "stats": ["--stats"]}[kind]
+        args = {"events-null": ["execve", "-o", "/dev/null"], "events-pipe": ["execve"],
+                "stats": ["execve", "--stats"], "stats-light": ["exec-counts"]}[kind]
         proc = subprocess.Popen([*TOOL, *args, "--bpftrace", engine_path], cwd=TOP,
                                 stdout=subprocess.PIPE if kind == "events-pipe"
                                 else subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -128,7 +130,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--bpftrace")
     ap.add_argument("--configs", default="none,bpftrace,events-null,events-pipe,stats,"
-                                          "strace,perf")
+                                          "stats-light,strace,perf")
     args = ap.parse_args()
     if os.geteuid() != 0 or not shutil.which("cc"):
         raise SystemExit("needs root and a C compiler")
@@ -145,7 +147,8 @@ def main() -> int:
                         str(TOP / "tests" / "workloads" / "exec_cases.c")], check=True)
         profile = load_profile("execve")
         programs = {"bpftrace": profile,
-                    "bpftrace-stats": with_overrides(profile, stats=True)}
+                    "bpftrace-stats": with_overrides(profile, stats=True),
+                    "bpftrace-light": load_profile("exec-counts")}
         paths = {}
         for kind, prof in programs.items():
             paths[kind] = str(Path(tmp) / f"{kind}.bt")
@@ -173,7 +176,8 @@ def run_workers(workers: int, configs: list[str], args: argparse.Namespace, work
         x / y for x, y in zip(times[a], times[b], strict=True))
     print(f"\nworkers={workers}  {'config':14} {'median s':>9} {'vs none':>8} "
           f"{'vs bare':>8}")
-    bare = {"events-null": "bpftrace", "events-pipe": "bpftrace", "stats": "bpftrace-stats"}
+    bare = {"events-null": "bpftrace", "events-pipe": "bpftrace", "stats": "bpftrace-stats",
+            "stats-light": "bpftrace-light"}
     for kind in configs:
         vs_bpf = f"{ratio(kind, bare[kind]):8.3f}" if bare.get(kind) in times else ""
         print(f"{'':11}{kind:14} {statistics.median(times[kind]):9.3f} "

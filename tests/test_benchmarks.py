@@ -29,11 +29,13 @@ def test_bench_parse() -> None:
 @pytest.mark.root
 def test_bench_storm() -> None:
     text = bench("bench_storm.py", "--execs", "40", "--rounds", "1", "--workers", "1",
-                 "--configs", "none,bpftrace,events-pipe,bpftrace-stats,stats")
+                 "--configs", "none,bpftrace,events-pipe,bpftrace-stats,stats,"
+                 "bpftrace-light,stats-light")
     assert "events-pipe rows received per round: [40]" in text
     # each bptrace-exec mode is also compared with bare bpftrace running its program
     assert re.search(r"events-pipe +[\d.]+ +[\d.]+ +[\d.]+\n", text), text
     assert re.search(r"stats +[\d.]+ +[\d.]+ +[\d.]+\n", text), text
+    assert re.search(r"stats-light +[\d.]+ +[\d.]+ +[\d.]+\n", text), text
 
 
 @pytest.mark.root

@@ -420,3 +420,20 @@ def test_every_argument_type_has_a_table_column() -> None:
     profile = adhoc_profile(["kill"], ["errno_:errno:sig", "signal_:signal:sig"],
                             lookup=lookup)
     assert "ERRNO_" in CallRenderer(profile).header()
+
+
+@pytest.mark.parametrize("result, clause", [
+    ("failed", "$ret < 0"), ("succeeded", "$ret >= 0")])
+def test_result_filters_of_syscall_profiles(result: str, clause: str) -> None:
+    import dataclasses
+
+    from bptrace_exec.codegen import generate
+    from bptrace_exec.spec import with_overrides
+
+    text = generate(with_overrides(shipped("kill"), **{result: True})).text
+    assert text.count(f"  if ({clause}) {{\n") == len(shipped("kill").probes), text
+    assert ("failed calls only" if result == "failed" else "successful calls only") in text
+    exits = generate(dataclasses.replace(shipped("exit"), filters=dataclasses.replace(
+        shipped("exit").filters, **{result: True}))).text
+    assert f"curtask->exit_code {'!=' if result == 'failed' else '=='} 0" in exits
+    assert f"{'failed' if result == 'failed' else 'successful'} processes only" in exits

@@ -96,6 +96,18 @@ def test_filters_on_arguments_run_in_the_kernel(engine: str, tmp_path: Path,
     assert [c["args"]["target"] for c in signals] == [facts["child"]]
 
 
+def test_result_filters_keep_failed_or_successful_calls(engine: str, tmp_path: Path,
+                                                       no_bpftrace_left: None) -> None:
+    work = tmp_path / "work"
+    where = ("--where", f"path={work}/*")
+    failed, facts, _ = traced(engine, tmp_path, "openat", "--failed", *where)
+    assert [(c["args"]["path"], c["errno"]) for c in failed] == [(facts["missing"], "ENOENT")]
+    succeeded, facts, _ = traced(engine, tmp_path, "openat", "--succeeded", *where)
+    paths = [c["args"]["path"] for c in succeeded]
+    assert facts["missing"] not in paths and facts["created"] in paths
+    assert all(c["ret"] >= 0 for c in succeeded)
+
+
 def test_adhoc_profile_traces_what_it_names(engine: str, tmp_path: Path,
                                             no_bpftrace_left: None) -> None:
     calls, facts, _ = traced(engine, tmp_path, "--syscall", "unlink", "--syscall", "unlinkat",

@@ -29,7 +29,14 @@ CASES = {
     "stats-failed-by-uid-every-5s": (dataclasses.replace(
         BASE, filters=Filters(failed=True, comm=("make",)),
         stats=StatsSpec(enabled=True, by=("uid", "errno"), interval=5)), True),
+    "succeeded-only": (dataclasses.replace(BASE, filters=Filters(succeeded=True)), False),
+    "stats-light": (dataclasses.replace(BASE, filters=Filters(succeeded=True), stats=StatsSpec(
+        enabled=True, by=("program", "comm", "uid", "ppid", "cgroup"), latency=False)), False),
+    "stats-light-by-uid-every-5s-follow": (dataclasses.replace(
+        BASE, filters=Filters(succeeded=True, uid=(1000,)),
+        stats=StatsSpec(enabled=True, by=("uid",), interval=5, latency=False)), True),
 }
+LIGHT = CASES["stats-light"][0]
 
 
 
@@ -64,6 +71,32 @@ def test_golden(name: str, request: pytest.FixtureRequest) -> None:
     assert path.exists(), "run pytest --update-goldens to create it"
     assert text == path.read_text()
     assert generate(profile, follow=follow).text == text, "generation is deterministic"
+
+
+@pytest.mark.parametrize("change", [
+    {"filters": Filters()},  # failed execs are counted too
+    {"filters": Filters(succeeded=True, comm=("sh",))},  # the caller's name, gone at start
+    {"stats": StatsSpec(enabled=True, by=("program", "errno"), latency=False)},
+    {"stats": StatsSpec(enabled=True, by=("program",), latency=True)},
+    {"probes": ("execve",)},  # the start of a program does not say which syscall it was
+])
+def test_stats_go_back_to_the_syscall_tracepoints_for_what_only_they_know(
+        change: dict[str, object]) -> None:
+    text = generate(dataclasses.replace(LIGHT, **change)).text  # type: ignore[arg-type]
+    assert "tracepoint:syscalls:sys_exit_execve" in text
+    assert "tracepoint:task:task_rename" not in text
+
+
+def test_light_stats_enable_no_syscall_tracepoint() -> None:
+    text = generate(LIGHT).text
+    assert "tracepoint:syscalls:" not in text and "tracepoint:sched:sched_process_exec" in text
+
+
+def test_successful_execs_only_forget_failures_without_printing() -> None:
+    text = (GOLDEN / "succeeded-only.bt").read_text()
+    failure = text[text.index("/args->ret != 0/"):]
+    assert "printf" not in failure[:failure.index("\n}\n")]
+    assert "delete(@exec_start[$key]);" in failure
 
 
 def test_filters_become_one_kernel_predicate() -> None:

@@ -86,12 +86,25 @@ def test_errors_carry_a_hint() -> None:
 def test_unknown_profile_name_lists_the_shipped_ones() -> None:
     with pytest.raises(UsageError) as err:
         load_profile("nosuchprofile")
-    assert "shipped profiles: clone, connect, execve, exit, kill, openat" in str(err.value)
+    assert ("shipped profiles: clone, connect, exec-counts, execve, exit, kill, openat"
+            in str(err.value))
 
 
 def test_missing_file() -> None:
     with pytest.raises(UsageError, match="not found"):
         load_profile("./missing.yaml")
+
+
+def test_failed_and_succeeded_exclude_each_other() -> None:
+    assert parse("version: 1\nfilters: {succeeded: true}\n").filters.succeeded
+    with pytest.raises(SpecError, match="both true") as err:
+        parse("version: 1\nfilters: {succeeded: true, failed: true}\n")
+    assert err.value.hint and "keep one" in err.value.hint
+    # on the command line, one replaces the profile's other
+    failed = parse("version: 1\nfilters: {failed: true}\n")
+    assert with_overrides(failed, succeeded=True).filters == Filters(succeeded=True)
+    assert with_overrides(with_overrides(failed, succeeded=True), failed=True).filters == \
+        Filters(failed=True)
 
 
 def test_overrides_replace_and_are_validated() -> None:

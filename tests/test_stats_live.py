@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import ROOT, run_tool
 from stats_expectations import expected_errnos, expected_programs
+from workloads.stats_driver import STATS_COUNTS, resolve
 
 pytestmark = pytest.mark.root
 DRIVER = str(ROOT / "tests" / "workloads" / "stats_driver.py")
@@ -99,3 +100,31 @@ def test_unwritable_export_fails_before_tracing(tmp_path: Path) -> None:
     assert run.returncode == 4 and "not a regular file" in run.stderr
     run = run_tool("--stats", "--export", str(tmp_path / "report.txt"))
     assert run.returncode == 2 and "--export-format" in run.stderr
+
+
+def test_light_stats_count_what_the_syscall_tracepoints_count(
+        engine: str, tmp_path: Path, no_bpftrace_left: None) -> None:
+    """exec-counts enables no syscall tracepoint, yet counts what `execve --stats
+    --succeeded` counts, breakdown for breakdown (ppid aside: each run has its driver)."""
+    reports, stdout = {}, {}
+    for name, args in (("light", ["exec-counts"]),
+                       ("full", ["execve", "--stats", "--succeeded"])):
+        path = tmp_path / f"{name}.json"
+        run = run_tool(*args, "--export", str(path), "--bpftrace", engine,
+                       "--", sys.executable, DRIVER, str(tmp_path))
+        assert run.returncode == 0, run.stderr
+        reports[name], stdout[name] = json.loads(path.read_text()), run.stdout
+    light, full = reports["light"], reports["full"]
+    assert "(successful only)" in light["title"] and light["failed"] == 0
+    assert "latency" not in light and "errno" not in light["breakdowns"]
+    want = {resolve(p, tmp_path): n for p, (n, errno) in STATS_COUNTS.items() if not errno}
+    programs = {r["key"]: r["count"] for r in light["breakdowns"]["program"]["top"]}
+    assert all(programs[p] == n for p, n in want.items()) and len(programs) == len(want) + 1
+    assert programs[sys.executable] == 1  # the driver itself: the only other exec
+    for by in ("program", "comm", "uid"):
+        assert ({r["key"]: r["count"] for r in light["breakdowns"][by]["top"]}
+                == {r["key"]: r["count"] for r in full["breakdowns"][by]["top"]}), by
+    # every caller's name was caught before exec replaced it (none empty)
+    comms = {r["key"]: r["count"] for r in light["breakdowns"]["comm"]["top"]}
+    assert "" not in comms and sum(comms.values()) == light["execs"] == sum(want.values()) + 1
+    assert "Programs (top 3 of 3)" in stdout["light"] and "Latency" not in stdout["light"]

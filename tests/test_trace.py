@@ -88,7 +88,8 @@ def test_comm_filter(engine: str, tmp_path: Path, option: str, value: str, keep:
     assert run.execs()[0]["comm"] == keep
 
 
-def test_uid_and_failed_filters(engine: str, tmp_path: Path, no_bpftrace_left: None) -> None:
+@pytest.mark.parametrize("result", ["--failed", "--succeeded"])
+def test_uid_and_result_filters(engine: str, result: str, no_bpftrace_left: None) -> None:
     script = ("import os\n"
               "def run(uid, path):\n"
               "    pid=os.fork()\n"
@@ -98,11 +99,13 @@ def test_uid_and_failed_filters(engine: str, tmp_path: Path, no_bpftrace_left: N
               "        except OSError: os._exit(1)\n"
               "    os.waitpid(pid,0)\n"
               "run(4242, '/bin/true'); run(4242, '/nonexistent'); run(4343, '/nonexistent')\n")
-    run = run_tool("--json", "--bpftrace", engine, "--uid", "4242", "--failed", "--",
+    run = run_tool("--json", "--bpftrace", engine, "--uid", "4242", result, "--",
                    sys.executable, "-c", script)
     events = run.execs()
     assert [(e["uid"], e["errno"], e["argv"]) for e in events] == [
-        (4242, "ENOENT", ["/nonexistent", "uid4242"])]
+        (4242, "ENOENT", ["/nonexistent", "uid4242"]) if result == "--failed"
+        else (4242, None, ["/bin/true", "uid4242"])]
+    assert "lost" not in run.stderr and "incomplete" not in run.stderr
 
 
 def test_pid_and_ppid_filters_are_in_the_program(tmp_path: Path) -> None:

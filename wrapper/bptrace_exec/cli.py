@@ -52,6 +52,7 @@ examples:
   bptrace-exec execve --uid 1000         # only execs by uid 1000
   bptrace-exec execve --ppid 812         # only execs by children of pid 812
   bptrace-exec execve --failed           # only execs that returned an error
+  bptrace-exec execve --succeeded        # only execs that started a program
   bptrace-exec execve --duration 30      # stop by itself after 30 seconds
   bptrace-exec execve -o execs.jsonl --json   # write records to a file
   bptrace-exec execve --max-args 8       # keep at most 8 arguments per exec
@@ -60,6 +61,7 @@ examples:
   bptrace-exec execve --stats --duration 60   # counts and latency, reported after 60 s
   bptrace-exec execve --stats --top 5 --interval 10   # a top-5 report every 10 s
   bptrace-exec execve --export execs.prom --duration 60   # Prometheus textfile
+  bptrace-exec exec-counts --duration 60 # programs started, counted at no measurable cost
   bptrace-exec --stats --from execs.jsonl   # report on JSON lines written earlier
   bptrace-exec execve --record run.rec   # trace, and keep the raw transcript
   bptrace-exec --replay run.rec --json   # render a recording again, as JSON lines
@@ -118,8 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="caller's pid (repeatable)")
     f.add_argument("--ppid", action="append", type=int, metavar="N",
                    help="caller's parent pid (repeatable)")
-    f.add_argument("--failed", action="store_true", default=None,
-                   help="only calls that returned an error")
+    result = f.add_mutually_exclusive_group()
+    result.add_argument("--failed", action="store_true", default=None,
+                        help="only calls that returned an error")
+    result.add_argument("--succeeded", action="store_true", default=None,
+                        help="only calls that did not return an error")
     f.add_argument("--where", action="append", metavar="NAME=VALUE",
                    help="keep calls where NAME (comm, uid, pid, ppid or a captured argument) "
                         "is VALUE; a string ending in * is a prefix (repeatable: values of "
@@ -242,7 +247,8 @@ def _profile(args: argparse.Namespace) -> Profile:
     return with_overrides(
         profile,
         comm=args.comm, uid=args.uid, pid=args.pid, ppid=args.ppid, failed=args.failed,
-        cgroup=cgroups or None, in_container=args.in_container, parents=args.parents,
+        succeeded=args.succeeded, cgroup=cgroups or None, in_container=args.in_container,
+        parents=args.parents,
         container=args.context,
         max_args=args.max_args, argv_bytes=args.argv_bytes,
         stats=True if args.stats or args.from_file or args.export else None, top=args.top,

@@ -126,7 +126,9 @@ class Run:
 
     def title(self) -> str:
         """A report's title: what was traced, and when it was reported."""
-        return (f"bptrace-exec stats: {', '.join(self.profile.probes)}, "
+        f = self.profile.filters
+        only = " (failed only)" if f.failed else " (successful only)" if f.succeeded else ""
+        return (f"bptrace-exec stats: {', '.join(self.profile.probes)}{only}, "
                 f"{iso_time(time.time_ns())[:19].replace('T', ' ')} UTC")
 
     def __init__(self, session: Source, profile: Profile, sink: Sink,

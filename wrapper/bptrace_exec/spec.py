@@ -55,6 +55,7 @@ class Filters:
     pid: tuple[int, ...] = ()
     ppid: tuple[int, ...] = ()
     failed: bool = False
+    succeeded: bool = False  # the converse of failed; both false: every call
     args: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # syscall profiles: (arg, values)
     cgroup: tuple[str, ...] = ()  # cgroup v2 directories, exact (a container's, a unit's)
     in_container: bool | None = None  # True: only containerised callers; False: only host
@@ -116,7 +117,8 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
         "name": profile.name, "source": profile.source, "version": SCHEMA_VERSION,
         "description": profile.description, "probes": list(profile.probes),
         "filters": {"comm": list(f.comm), "uid": list(f.uid), "pid": list(f.pid),
-                    "ppid": list(f.ppid), "failed": f.failed, "cgroup": list(f.cgroup)},
+                    "ppid": list(f.ppid), "failed": f.failed, "succeeded": f.succeeded,
+                    "cgroup": list(f.cgroup)},
         "limits": {"max_args": lim.max_args, "argv_bytes": lim.argv_bytes},
         "stats": {"enabled": st.enabled, "by": list(st.by), "top": st.top,
                   "interval": st.interval, "latency": st.latency},
@@ -249,6 +251,9 @@ def parse_profile(text: str, *, source: str, name: str,
 
 def check_combination(profile: Profile, where: str) -> Profile:
     """What each field allows alone but the generated program cannot do together."""
+    if profile.filters.failed and profile.filters.succeeded:
+        raise SpecError(where, "filters `failed` and `succeeded` are both true: nothing "
+                        "would be kept", hint="keep one of them, or neither for every call")
     if profile.kind == "exec" and profile.context.container and profile.filters.failed:
         raise SpecError(where, "an execve profile cannot show container context of failed "
                         "execs only: with both, the program does not fit bpftrace 0.17's "
@@ -303,7 +308,10 @@ def with_overrides(profile: Profile, **changes: Any) -> Profile:
     def take(keys: tuple[str, ...]) -> dict[str, Any]:
         return {k: changes.pop(k) for k in keys if changes.get(k) is not None}
 
-    filters = take(("comm", "uid", "pid", "ppid", "failed"))
+    filters = take(("comm", "uid", "pid", "ppid", "failed", "succeeded"))
+    for one, other in (("failed", "succeeded"), ("succeeded", "failed")):
+        if filters.get(one) and other not in filters:
+            filters[other] = False  # --failed replaces the profile's `succeeded`, and back
     placed: dict[str, Any] = {}  # filters with checks of their own
     cgroups = changes.pop("cgroup", None)
     if cgroups is not None:
@@ -347,7 +355,7 @@ def validate_overrides(filters: dict[str, Any], limits: dict[str, Any]
     """The same checks as the YAML fields, for values from the command line."""
     out_f: dict[str, Any] = {}
     for key, values in filters.items():
-        if key == "failed":
+        if key in ("failed", "succeeded"):
             out_f[key] = bool(values)
             continue
         check = _FILTER_ITEMS[key]
@@ -421,6 +429,7 @@ def _filters(node: yaml.Node, source: str, args: tuple[Arg, ...]) -> Filters:
     for key, check in _FILTER_ITEMS.items():
         values[key] = m.node(key, _list_of(check), default=())
     values["failed"] = m.value("failed", _boolean, default=False)
+    values["succeeded"] = m.value("succeeded", _boolean, default=False)
     values["cgroup"] = m.node("cgroup", _list_of(cgroup_path), default=())
     values["in_container"] = m.value("in_container", _boolean, default=None)
     if args:

@@ -3,7 +3,8 @@
 common: what every program shares (header, filters, entry, image and cleanup probes).
 events: one exec -> a few printf records, joined again in user space (bptrace_exec.assemble).
 calls: any other syscall -> a few printf records (bptrace_exec.assemble_calls).
-stats: counts and a latency histogram in maps, printed at exit (bptrace_exec.stats).
+stats: counts and a latency histogram in maps, printed at exit (bptrace_exec.stats);
+  a light program of its own when only successful execs are counted.
 """
 
 from __future__ import annotations
@@ -37,6 +38,13 @@ def generate(profile: Profile, engine: Engine | None = None, *, follow: bool = F
         return Program(text=calls.generate_calls(profile, engine, follow),
                        probes=profile.probes, follow=follow, stats=False,
                        strlen=calls.CALL_STRLEN, not_self=not follow)
+    if profile.stats.enabled and stats.light(profile):
+        details = (f"Limits: {STRLEN - 1} bytes of each program's path.",)
+        sections = [header(profile, engine, follow, stats.LIGHT_LAYOUT, details=details),
+                    begin(follow),
+                    *stats.light_program(profile, follow)]
+        return Program(text="\n".join(s for s in sections if s), probes=profile.probes,
+                       follow=follow, stats=True)
     if profile.stats.enabled:
         scratch = stats.scratch(profile)
         sections = [

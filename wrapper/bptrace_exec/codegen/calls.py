@@ -77,7 +77,8 @@ def slots(profile: Profile, syscall: str) -> list[Slot]:
 def call_header(profile: Profile, engine: Engine | None, follow: bool) -> str:
     args = ", ".join(f"{a.name} ({a.type})" for a in profile.args) or "none"
     base = dataclasses.replace(profile.filters, args=())
-    parts = [describe_filters(base, follow) if base != Filters() or follow else "",
+    unit = "processes" if profile.probes == (PROCESS_EXIT,) else "calls"
+    parts = [describe_filters(base, follow, unit) if base != Filters() or follow else "",
              describe_arg_filters(profile)]
     return header(profile, engine, follow, LAYOUT, strlen=CALL_STRLEN, leave_out=not follow,
                   filters="; ".join(p for p in parts if p) or "none (every call on the host)",
@@ -193,8 +194,8 @@ def return_setup(profile: Profile, syscall: str, strlen: int = CALL_STRLEN) -> R
             conditions.append(condition(slot, wanted[slot.arg.name], strlen))
     if any(a.source(syscall) is None for a in profile.args if a.name in wanted):
         conditions.append("0")  # filtered on an argument this syscall does not have
-    if profile.filters.failed:
-        conditions.insert(0, "$ret < 0")
+    if profile.filters.failed or profile.filters.succeeded:
+        conditions.insert(0, "$ret < 0" if profile.filters.failed else "$ret >= 0")
     if len(conditions) == 1 and conditions[0].startswith("(") and conditions[0].endswith(")"):
         conditions[0] = conditions[0][1:-1]
     setup = "".join(f"  {line}\n" for line in lines)
@@ -278,8 +279,8 @@ def process_exit_probe(profile: Profile, follow: bool) -> str:
     the "last thread" test decide inside, so that a followed thread is always forgotten."""
     keep = predicate(profile.filters, follow, not_self=True).strip()[1:-1]
     last = "curtask->signal->live.counter == 0"  # decremented before this tracepoint
-    if profile.filters.failed:
-        last += " && curtask->exit_code != 0"
+    if profile.filters.failed or profile.filters.succeeded:
+        last += f" && curtask->exit_code {'!=' if profile.filters.failed else '=='} 0"
     ints, conditions = [], [keep, last]
     wanted = dict(profile.filters.args)
     lines = ["  $code = (uint64)curtask->exit_code;\n"]

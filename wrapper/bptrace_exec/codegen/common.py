@@ -72,7 +72,7 @@ def header(profile: Profile, engine: Engine | None, follow: bool, layout: str, *
     return "\n".join(lines) + "\n"
 
 
-def describe_filters(f: Filters, follow: bool = False) -> str:
+def describe_filters(f: Filters, follow: bool = False, unit: str = "execs") -> str:
     parts = []
     if f.comm:
         parts.append("comm in [" + ", ".join(f.comm) + "]")
@@ -85,7 +85,9 @@ def describe_filters(f: Filters, follow: bool = False) -> str:
     if f.in_container is not None:
         parts.append("containerised callers only" if f.in_container else "host callers only")
     if f.failed:
-        parts.append("failed execs only")
+        parts.append(f"failed {unit} only")
+    if f.succeeded:
+        parts.append(f"successful {unit} only")
     if follow:
         parts.append("the command given as $1 and its descendants")
     return "; ".join(parts) or "none (every exec on the host)"

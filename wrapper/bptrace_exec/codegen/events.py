@@ -148,6 +148,18 @@ def success_probe(profile: Profile, enter: int) -> str:
 
 
 def failure_probe(profile: Profile, enter: int) -> str:
+    if profile.filters.succeeded:
+        return (
+            "// The exec failed: forgotten (successful execs only).\n"
+            f"{tracepoints(profile, 'exit')}\n"
+            "/args->ret != 0/\n"
+            "{\n"
+            f"{KEY}"
+            "  if ($id) {\n"
+            + forget("$key", scratch(profile))
+            + "  }\n"
+            "}\n"
+        )
     max_args = int_literal(profile.limits.max_args, *MAX_ARGS_RANGE)
     # Without an enter record the caller's comm is taken here: a failed exec leaves it as is.
     comm = "" if enter else '    printf("comm %lu %lu %rh\\n", $key, $id, buf(comm, 16));\n'

@@ -38,24 +38,32 @@ def text_program(profile: Profile) -> str:
     width = TEXT_STRLEN
     header = ('BEGIN { printf("%-7s %-7s %-6s %-5s %8s %s\\n", "PID", "PPID", "UID", "RET", '
               '"LAT(us)", "PROGRAM ARGS"); }\n')
-    exit_ = (
-        f"{tracepoints(profile, 'exit')}\n"
-        "{\n"
-        f"{KEY}"
-        "  if ($id) {\n"
-        "    $lat = (nsecs - $id) / 1000;\n"
-        "    if (args->ret == 0) {\n"
+    success = (
         "      $base = curtask->mm->arg_start;\n"
         "      $len = curtask->mm->arg_end - $base;\n"
         f"      if ($len > {width}) {{ $len = {width}; }}\n"
         '      printf("%-7d %-7d %-6d %-5d %8d %s %r\\n", pid, curtask->real_parent->tgid, '
         "uid, args->ret, $lat,\n"
         f"             str(uptr(curtask->mm->env_end), {width}), buf(uptr($base), $len));\n"
-        "    } else {\n"
+    )
+    failure = (
         '      printf("%-7d %-7d %-6d %-5d %8d %s\\n", pid, curtask->real_parent->tgid, uid, '
         "args->ret, $lat,\n"
         f"             str(uptr(@exec_path[$key]), {width}));\n"
-        "    }\n"
+    )
+    if profile.filters.failed:
+        shown = "    if (args->ret != 0) {\n" + failure + "    }\n"
+    elif profile.filters.succeeded:
+        shown = "    if (args->ret == 0) {\n" + success + "    }\n"
+    else:
+        shown = "    if (args->ret == 0) {\n" + success + "    } else {\n" + failure + "    }\n"
+    exit_ = (
+        f"{tracepoints(profile, 'exit')}\n"
+        "{\n"
+        f"{KEY}"
+        "  if ($id) {\n"
+        "    $lat = (nsecs - $id) / 1000;\n"
+        f"{shown}"
         "    delete(@exec_start[$key]);\n"
         "    delete(@exec_path[$key]);\n"
         "  }\n"
@@ -129,8 +137,8 @@ def exit_text_program(profile: Profile) -> str:
     counts by comm and by exit status, and a histogram of lifetimes."""
     tests = [predicate(profile.filters, False).strip()[1:-1],
              "curtask->signal->live.counter == 0"]
-    if profile.filters.failed:
-        tests.append("curtask->exit_code != 0")
+    if profile.filters.failed or profile.filters.succeeded:
+        tests.append(f"curtask->exit_code {'!=' if profile.filters.failed else '=='} 0")
     by_name = {a.name: a for a in profile.args}
     for name, values in profile.filters.args:
         source = by_name[name].source(PROCESS_EXIT)
@@ -161,6 +169,8 @@ def oneliner(profile: Profile, bpftrace: str = "bpftrace") -> str:
         program = exit_text_program(profile)
     elif profile.kind == "call":
         program = call_text_program(profile)
+    elif profile.stats.enabled and stats.light(profile):
+        program = "\n".join(s for s in stats.light_program(profile, False) if s)
     elif profile.stats.enabled:
         scratch = stats.scratch(profile)
         program = "\n".join(s for s in (

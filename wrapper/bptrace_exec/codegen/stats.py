@@ -12,19 +12,129 @@ N seconds, cumulatively, followed by a `stats` record that closes the snapshot):
   @stat_latency_min/max/sum[0]   exact, in nanoseconds
 
 Microseconds keep 0.17's 32-bit histogram bounds out of reach (2^31 us is 35 minutes).
+
+The light program: when a profile counts successful execs only, without latency, errno or
+a filter on the caller's name, everything it needs is there when the new program starts
+(sched_process_exec), and no syscall tracepoint is enabled at all. That matters: enabling
+one, even for execve alone, sends every syscall of every task on the host through the
+kernel's slow tracing path. The caller's name, which exec replaces, comes from the
+task_rename event exec fires just before.
 """
 
 from __future__ import annotations
 
 from bptrace_exec.btlang import int_literal
-from bptrace_exec.codegen.common import KEY, forget, tracepoints
+from bptrace_exec.codegen.common import (
+    KEY,
+    TID,
+    follow_probes,
+    forget,
+    predicate,
+    tracepoints,
+)
 from bptrace_exec.engine import STRLEN
-from bptrace_exec.spec import INTERVAL_RANGE, Profile
+from bptrace_exec.spec import INTERVAL_RANGE, SYSCALLS, Profile
 
 SNAPSHOT_END = "stats"
 LAYOUT = """Counts are kept in @stat_* maps and printed when bpftrace exits (and by the
 interval probe, if any); bptrace-exec turns them into a report. See
 `pydoc bptrace_exec.codegen.stats` for the maps."""
+
+
+LIGHT_BREAKDOWNS = ("program", "comm", "uid", "ppid", "cgroup")
+LIGHT_LAYOUT = """Successful execs only, counted when the new program starts: no syscall
+tracepoint is enabled, so the host's other syscalls stay on the kernel's fast path.
+Counts are kept in @stat_* maps and printed when bpftrace exits (and by the interval
+probe, if any); bptrace-exec turns them into a report. See
+`pydoc bptrace_exec.codegen.stats` for the maps."""
+
+
+def light(profile: Profile) -> bool:
+    """Whether the stats can be counted from the new image alone (the light program)."""
+    st, f = profile.stats, profile.filters
+    return (f.succeeded and not st.latency and not f.comm
+            and set(st.by) <= set(LIGHT_BREAKDOWNS) and set(profile.probes) == set(SYSCALLS))
+
+
+def light_program(profile: Profile, follow: bool) -> list[str]:
+    """The light program's probes (empty strings for those it does not need)."""
+    return [follow_probes() if follow else "", rename_probe(profile),
+            light_probe(profile, follow), interval_probe(profile),
+            light_exit_probe(profile, follow), light_end(profile, follow)]
+
+
+def light_scratch(profile: Profile) -> tuple[str, ...]:
+    return ("exec_comm", "exec_renamed") if "comm" in profile.stats.by else ()
+
+
+def rename_probe(profile: Profile) -> str:
+    if "comm" not in profile.stats.by:
+        return ""
+    return (
+        "// The caller's name, which exec replaces with the program's just before it starts.\n"
+        "tracepoint:task:task_rename\n"
+        "{\n"
+        "  @exec_comm[(uint64)args->pid] = args->oldcomm;\n"
+        "  @exec_renamed[(uint64)args->pid] = 1;\n"
+        "}\n"
+    )
+
+
+def light_probe(profile: Profile, follow: bool) -> str:
+    by = profile.stats.by
+    lines = [
+        "  @stat_execs[(uint64)0] = count();",
+        "  @stat_uid[(uint64)uid] = count();" if "uid" in by else "",
+        "  @stat_ppid[(uint64)curtask->real_parent->tgid] = count();" if "ppid" in by else "",
+        "  @stat_comm[@exec_comm[$tid]] = count();" if "comm" in by else "",
+        "  @stat_cgroup[cgroup] = count();" if "cgroup" in by else "",
+        # the kernel's copy of the path, right after the environment in the new image
+        f"  @stat_program[str(uptr(curtask->mm->env_end), {STRLEN})] = count();"
+        if "program" in by else "",
+    ]
+    return (
+        "// A program starts: the exec succeeded.\n"
+        "tracepoint:sched:sched_process_exec\n"
+        f"{predicate(profile.filters, follow)}"
+        "{\n"
+        + ("  $tid = (uint64)args->pid;\n" if "comm" in by else "")
+        + "\n".join(line for line in lines if line) + "\n"
+        + _forget_renamed(profile, "$tid", indent=2)
+        + "}\n"
+    )
+
+
+def light_exit_probe(profile: Profile, follow: bool) -> str:
+    unfollow = "  if (@exec_follow[$tid]) { delete(@exec_follow[$tid]); }\n" if follow else ""
+    forget_comm = _forget_renamed(profile, "$tid", indent=2)
+    if not forget_comm and not unfollow:
+        return ""
+    return (
+        "// A thread ends: forget what was kept of it (threads also rename themselves).\n"
+        "tracepoint:sched:sched_process_exit\n"
+        "{\n"
+        f"  $tid = {TID};\n"
+        f"{forget_comm}{unfollow}"
+        "}\n"
+    )
+
+
+def _forget_renamed(profile: Profile, key: str, indent: int) -> str:
+    if "comm" not in profile.stats.by:
+        return ""
+    pad = " " * indent
+    return (f"{pad}if (@exec_renamed[{key}]) {{\n"
+            f"{pad}  delete(@exec_renamed[{key}]);\n"
+            f"{pad}  delete(@exec_comm[{key}]);\n"
+            f"{pad}}}\n")
+
+
+def light_end(profile: Profile, follow: bool) -> str:
+    maps = [*light_scratch(profile)] + (["exec_follow"] if follow else [])
+    if not maps:
+        return ""
+    clears = "".join(f"  clear(@{m});\n" for m in maps)
+    return f"// Scratch maps are cleared so that nothing is printed at exit.\nEND\n{{\n{clears}}}\n"
 
 
 def scratch(profile: Profile) -> tuple[str, ...]:
@@ -69,8 +179,9 @@ def exit_probe(profile: Profile) -> str:
             "    @stat_latency_sum[0] = sum($lat);",
         ]
     counted = "\n".join(line for line in lines if line) + "\n"
-    if profile.filters.failed:
-        counted = "    if ($ret < 0) {\n" + counted.replace("\n    ", "\n      ").replace(
+    if profile.filters.failed or profile.filters.succeeded:
+        test = "$ret < 0" if profile.filters.failed else "$ret == 0"
+        counted = f"    if ({test}) {{\n" + counted.replace("\n    ", "\n      ").replace(
             "    ", "      ", 1) + "    }\n"
     return (
         f"{tracepoints(profile, 'exit')}\n"
