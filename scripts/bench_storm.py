@@ -29,6 +29,7 @@ import argparse
 import contextlib
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -36,7 +37,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 TOP = Path(__file__).resolve().parents[1]
@@ -71,7 +72,9 @@ def wait_for(stream: object, marker: str) -> None:
 
 
 def drain(fd: int, counter: list[int] | None = None, needle: bytes = b"") -> threading.Thread:
-    """Read a pipe to its end in a thread; optionally count lines holding `needle`."""
+    """Read a pipe to its end in a thread; optionally count lines holding `needle`. The
+    pipe stays open: its file object closes it (closing it here too would close whatever
+    fd took the number in between)."""
     def run() -> None:
         pending = b""
         while chunk := os.read(fd, 1 << 20):
@@ -79,7 +82,6 @@ def drain(fd: int, counter: list[int] | None = None, needle: bytes = b"") -> thr
                 pending += chunk
                 *lines, pending = pending.split(b"\n")
                 counter[0] += sum(needle in ln for ln in lines)
-        os.close(fd)
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread
@@ -98,7 +100,7 @@ def tracer(kind: str, programs: dict[str, str], engine_path: str, env: dict[str,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                 env={**os.environ, **env}, text=True)
         wait_for(proc.stdout, '"ready')
-        reader = drain(proc.stdout.fileno())  # type: ignore[union-attr]
+        readers = [drain(proc.stdout.fileno())]  # type: ignore[union-attr]
     else:
         args = {"events-null": ["execve", "-o", "/dev/null"], "events-pipe": ["execve"],
                 "stats": ["execve", "--stats"], "stats-light": ["exec-counts"]}[kind]
@@ -106,21 +108,30 @@ def tracer(kind: str, programs: dict[str, str], engine_path: str, env: dict[str,
                                 stdout=subprocess.PIPE if kind == "events-pipe"
                                 else subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         wait_for(proc.stderr, "Tracing")
-        reader = drain(proc.stdout.fileno(), received, b" /bin/true ") \
-            if kind == "events-pipe" else None  # type: ignore[union-attr]
-        drain(proc.stderr.fileno())  # type: ignore[union-attr]
+        readers = [drain(proc.stderr.fileno())]  # type: ignore[union-attr]
+        if proc.stdout:
+            readers.append(drain(proc.stdout.fileno(), received, b" /bin/true "))
     try:
         yield []
     finally:
         stop(proc)
-        if reader:
+        for reader in readers:
             reader.join(timeout=30)
+        for stream in (proc.stdout, proc.stderr):
+            if stream:
+                stream.close()
 
 
-def timed(cmd: list[str]) -> float:
+def timed(cmd: list[str]) -> tuple[float, float]:
+    """Wall-clock seconds, and the CPU seconds (user + system) of the workload's whole
+    process tree: what a tracer costs runs in the traced tasks' own context, and CPU time
+    is far less at the mercy of this VM's neighbours than wall time."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.monotonic() - start
+    wall = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
 
 def main() -> int:
@@ -161,7 +172,7 @@ def main() -> int:
 
 def run_workers(workers: int, configs: list[str], args: argparse.Namespace, workload: str,
                 programs: dict[str, str], engine_path: str, env: dict[str, str]) -> None:
-    times: dict[str, list[float]] = {c: [] for c in configs}
+    times: dict[str, list[tuple[float, float]]] = {c: [] for c in configs}
     received: list[int] = []
     for round_ in range(args.rounds):
         order = configs[round_ % len(configs):] + configs[:round_ % len(configs)]
@@ -172,16 +183,21 @@ def run_workers(workers: int, configs: list[str], args: argparse.Namespace, work
                                           str(workers)]))
             if kind == "events-pipe":
                 received.append(count[0])
-    ratio: Callable[[str, str], float] = lambda a, b: statistics.median(  # noqa: E731
-        x / y for x, y in zip(times[a], times[b], strict=True))
-    print(f"\nworkers={workers}  {'config':14} {'median s':>9} {'vs none':>8} "
-          f"{'vs bare':>8}")
+    def ratio(a: str, b: str | None, i: int) -> str:
+        if b not in times:
+            return " " * 8
+        pairs = zip(times[a], times[b], strict=True)
+        return f"{statistics.median(x[i] / y[i] for x, y in pairs):8.3f}"
+
+    print(f"\nworkers={workers}  {'config':14} {'median s':>9} {'vs none':>8} {'vs bare':>8}"
+          f" {'cpu s':>7} {'vs none':>8} {'vs bare':>8}   (wall, then CPU of the workload)")
     bare = {"events-null": "bpftrace", "events-pipe": "bpftrace", "stats": "bpftrace-stats",
             "stats-light": "bpftrace-light"}
     for kind in configs:
-        vs_bpf = f"{ratio(kind, bare[kind]):8.3f}" if bare.get(kind) in times else ""
-        print(f"{'':11}{kind:14} {statistics.median(times[kind]):9.3f} "
-              f"{ratio(kind, 'none'):8.3f} {vs_bpf}")
+        wall, cpu = (statistics.median(t[i] for t in times[kind]) for i in (0, 1))
+        print(f"{'':11}{kind:14} {wall:9.3f} {ratio(kind, 'none', 0)} "
+              f"{ratio(kind, bare.get(kind), 0)} {cpu:7.3f} {ratio(kind, 'none', 1)} "
+              f"{ratio(kind, bare.get(kind), 1)}".rstrip())
     if received:
         print(f"{'':11}events-pipe rows received per round: {received} "
               f"(execs performed: {args.execs} each)", flush=True)

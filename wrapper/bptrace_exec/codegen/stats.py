@@ -84,10 +84,7 @@ def light_probe(profile: Profile, follow: bool) -> str:
     by = profile.stats.by
     lines = [
         "  @stat_execs[(uint64)0] = count();",
-        "  @stat_uid[(uint64)uid] = count();" if "uid" in by else "",
-        "  @stat_ppid[(uint64)curtask->real_parent->tgid] = count();" if "ppid" in by else "",
-        "  @stat_comm[@exec_comm[$tid]] = count();" if "comm" in by else "",
-        "  @stat_cgroup[cgroup] = count();" if "cgroup" in by else "",
+        *_task_counts(by, "$tid", "  "),
         # the kernel's copy of the path, right after the environment in the new image
         f"  @stat_program[str(uptr(curtask->mm->env_end), {STRLEN})] = count();"
         if "program" in by else "",
@@ -149,6 +146,16 @@ def stat_maps(profile: Profile) -> list[str]:
     return maps
 
 
+def _task_counts(by: tuple[str, ...], comm_key: str, pad: str) -> list[str]:
+    """The breakdowns read from the task itself, alike in both programs."""
+    return [
+        f"{pad}@stat_uid[(uint64)uid] = count();" if "uid" in by else "",
+        f"{pad}@stat_ppid[(uint64)curtask->real_parent->tgid] = count();" if "ppid" in by else "",
+        f"{pad}@stat_comm[@exec_comm[{comm_key}]] = count();" if "comm" in by else "",
+        f"{pad}@stat_cgroup[cgroup] = count();" if "cgroup" in by else "",
+    ]
+
+
 def enter_body(profile: Profile) -> str:
     comm = "  @exec_comm[$key] = comm;\n" if "comm" in profile.stats.by else ""
     return "  @exec_path[$key] = (uint64)args->filename;\n" + comm
@@ -159,10 +166,7 @@ def exit_probe(profile: Profile) -> str:
     lines = [
         "    @stat_execs[(uint64)($ret < 0)] = count();",
         "    if ($ret < 0) { @stat_errno[(uint64)(0 - $ret)] = count(); }" if "errno" in by else "",
-        "    @stat_uid[(uint64)uid] = count();" if "uid" in by else "",
-        "    @stat_ppid[(uint64)curtask->real_parent->tgid] = count();" if "ppid" in by else "",
-        "    @stat_comm[@exec_comm[$key]] = count();" if "comm" in by else "",
-        "    @stat_cgroup[cgroup] = count();" if "cgroup" in by else "",
+        *_task_counts(by, "$key", "    "),
     ]
     if "program" in by:
         lines += [
