@@ -195,9 +195,10 @@ def run_workers(workers: int, configs: list[str], args: argparse.Namespace, work
             "stats-light": "bpftrace-light"}
     for kind in configs:
         wall, cpu = (statistics.median(t[i] for t in times[kind]) for i in (0, 1))
+        cpu_columns = (f"{cpu:7.3f} {ratio(kind, 'none', 1)} {ratio(kind, bare.get(kind), 1)}"
+                       if kind != "perf" else "    n/a")  # perf does not reap its workload
         print(f"{'':11}{kind:14} {wall:9.3f} {ratio(kind, 'none', 0)} "
-              f"{ratio(kind, bare.get(kind), 0)} {cpu:7.3f} {ratio(kind, 'none', 1)} "
-              f"{ratio(kind, bare.get(kind), 1)}".rstrip())
+              f"{ratio(kind, bare.get(kind), 0)} {cpu_columns}".rstrip())
     if received:
         print(f"{'':11}events-pipe rows received per round: {received} "
               f"(execs performed: {args.execs} each)", flush=True)

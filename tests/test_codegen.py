@@ -31,7 +31,7 @@ CASES = {
         stats=StatsSpec(enabled=True, by=("uid", "errno"), interval=5)), True),
     "succeeded-only": (dataclasses.replace(BASE, filters=Filters(succeeded=True)), False),
     "stats-light": (dataclasses.replace(BASE, filters=Filters(succeeded=True), stats=StatsSpec(
-        enabled=True, by=("program", "comm", "uid", "ppid", "cgroup"), latency=False)), False),
+        enabled=True, by=("program", "uid", "ppid", "cgroup"), latency=False)), False),
     "stats-light-by-uid-every-5s-follow": (dataclasses.replace(
         BASE, filters=Filters(succeeded=True, uid=(1000,)),
         stats=StatsSpec(enabled=True, by=("uid",), interval=5, latency=False)), True),
@@ -76,6 +76,7 @@ def test_golden(name: str, request: pytest.FixtureRequest) -> None:
 @pytest.mark.parametrize("change", [
     {"filters": Filters()},  # failed execs are counted too
     {"filters": Filters(succeeded=True, comm=("sh",))},  # the caller's name, gone at start
+    {"stats": StatsSpec(enabled=True, by=("program", "comm"), latency=False)},
     {"stats": StatsSpec(enabled=True, by=("program", "errno"), latency=False)},
     {"stats": StatsSpec(enabled=True, by=("program",), latency=True)},
     {"probes": ("execve",)},  # the start of a program does not say which syscall it was
@@ -84,7 +85,7 @@ def test_stats_go_back_to_the_syscall_tracepoints_for_what_only_they_know(
         change: dict[str, object]) -> None:
     text = generate(dataclasses.replace(LIGHT, **change)).text  # type: ignore[arg-type]
     assert "tracepoint:syscalls:sys_exit_execve" in text
-    assert "tracepoint:task:task_rename" not in text
+    assert "tracepoint:sched:sched_process_exec\n{\n  @stat_execs" not in text
 
 
 def test_light_stats_enable_no_syscall_tracepoint() -> None:

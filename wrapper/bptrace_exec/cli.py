@@ -61,7 +61,7 @@ examples:
   bptrace-exec execve --stats --duration 60   # counts and latency, reported after 60 s
   bptrace-exec execve --stats --top 5 --interval 10   # a top-5 report every 10 s
   bptrace-exec execve --export execs.prom --duration 60   # Prometheus textfile
-  bptrace-exec exec-counts --duration 60 # programs started, counted at no measurable cost
+  bptrace-exec exec-counts --duration 60 # programs started, counted at the lowest cost
   bptrace-exec --stats --from execs.jsonl   # report on JSON lines written earlier
   bptrace-exec execve --record run.rec   # trace, and keep the raw transcript
   bptrace-exec --replay run.rec --json   # render a recording again, as JSON lines

@@ -28,12 +28,15 @@ from bptrace_exec import argtypes
 from bptrace_exec.btlang import int_literal, string_literal
 from bptrace_exec.callspec import PROCESS_EXIT, Arg, ArgSource
 from bptrace_exec.codegen.common import (
+    EXIT_FAILED,
+    EXIT_SUCCEEDED,
     PID,
     TID,
     describe_filters,
     follow_probes,
     header,
     predicate,
+    result_test,
 )
 from bptrace_exec.codegen.common import begin as common_begin
 from bptrace_exec.codegen.context import context_records
@@ -194,8 +197,8 @@ def return_setup(profile: Profile, syscall: str, strlen: int = CALL_STRLEN) -> R
             conditions.append(condition(slot, wanted[slot.arg.name], strlen))
     if any(a.source(syscall) is None for a in profile.args if a.name in wanted):
         conditions.append("0")  # filtered on an argument this syscall does not have
-    if profile.filters.failed or profile.filters.succeeded:
-        conditions.insert(0, "$ret < 0" if profile.filters.failed else "$ret >= 0")
+    if test := result_test(profile.filters, "$ret < 0", "$ret >= 0"):
+        conditions.insert(0, test)
     if len(conditions) == 1 and conditions[0].startswith("(") and conditions[0].endswith(")"):
         conditions[0] = conditions[0][1:-1]
     setup = "".join(f"  {line}\n" for line in lines)
@@ -279,9 +282,8 @@ def process_exit_probe(profile: Profile, follow: bool) -> str:
     the "last thread" test decide inside, so that a followed thread is always forgotten."""
     keep = predicate(profile.filters, follow, not_self=True).strip()[1:-1]
     last = "curtask->signal->live.counter == 0"  # decremented before this tracepoint
-    if profile.filters.failed or profile.filters.succeeded:
-        last += f" && curtask->exit_code {'!=' if profile.filters.failed else '=='} 0"
-    ints, conditions = [], [keep, last]
+    ints, conditions = [], [keep, last, result_test(profile.filters, EXIT_FAILED,
+                                                    EXIT_SUCCEEDED)]
     wanted = dict(profile.filters.args)
     lines = ["  $code = (uint64)curtask->exit_code;\n"]
     for slot in slots(profile, PROCESS_EXIT):

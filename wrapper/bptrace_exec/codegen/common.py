@@ -72,6 +72,14 @@ def header(profile: Profile, engine: Engine | None, follow: bool, layout: str, *
     return "\n".join(lines) + "\n"
 
 
+def result_test(f: Filters, failed: str, succeeded: str) -> str:
+    """The test a result filter adds ("" for none): `failed` or `succeeded`, as asked."""
+    return failed if f.failed else succeeded if f.succeeded else ""
+
+
+EXIT_FAILED, EXIT_SUCCEEDED = "curtask->exit_code != 0", "curtask->exit_code == 0"
+
+
 def describe_filters(f: Filters, follow: bool = False, unit: str = "execs") -> str:
     parts = []
     if f.comm:

@@ -18,12 +18,15 @@ from bptrace_exec import argtypes
 from bptrace_exec.callspec import PROCESS_EXIT
 from bptrace_exec.codegen import calls, stats
 from bptrace_exec.codegen.common import (
+    EXIT_FAILED,
+    EXIT_SUCCEEDED,
     KEY,
     end,
     enter_probe,
     exit_probe,
     image_probe,
     predicate,
+    result_test,
     tracepoints,
 )
 from bptrace_exec.spec import Profile
@@ -137,8 +140,7 @@ def exit_text_program(profile: Profile) -> str:
     counts by comm and by exit status, and a histogram of lifetimes."""
     tests = [predicate(profile.filters, False).strip()[1:-1],
              "curtask->signal->live.counter == 0"]
-    if profile.filters.failed or profile.filters.succeeded:
-        tests.append(f"curtask->exit_code {'!=' if profile.filters.failed else '=='} 0")
+    tests.append(result_test(profile.filters, EXIT_FAILED, EXIT_SUCCEEDED))
     by_name = {a.name: a for a in profile.args}
     for name, values in profile.filters.args:
         source = by_name[name].source(PROCESS_EXIT)
