@@ -195,8 +195,9 @@ def run_workers(workers: int, configs: list[str], args: argparse.Namespace, work
             "stats-light": "bpftrace-light"}
     for kind in configs:
         wall, cpu = (statistics.median(t[i] for t in times[kind]) for i in (0, 1))
+        # perf trace's workload's CPU time never reaches this process's rusage
         cpu_columns = (f"{cpu:7.3f} {ratio(kind, 'none', 1)} {ratio(kind, bare.get(kind), 1)}"
-                       if kind != "perf" else "    n/a")  # perf does not reap its workload
+                       if kind != "perf" else "    n/a")
         print(f"{'':11}{kind:14} {wall:9.3f} {ratio(kind, 'none', 0)} "
               f"{ratio(kind, bare.get(kind), 0)} {cpu_columns}".rstrip())
     if received:
