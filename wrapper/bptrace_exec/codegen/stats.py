@@ -64,7 +64,7 @@ def light_program(profile: Profile, follow: bool) -> list[str]:
     by = profile.stats.by
     lines = [
         "  @stat_execs[(uint64)0] = count();",
-        *_task_counts(by, "", "  "),
+        *_task_counts(by, "  "),
         # the kernel's copy of the path, right after the environment in the new image
         f"  @stat_program[str(uptr(curtask->mm->env_end), {STRLEN})] = count();"
         if "program" in by else "",
@@ -103,13 +103,14 @@ def stat_maps(profile: Profile) -> list[str]:
     return maps
 
 
-def _task_counts(by: tuple[str, ...], comm_key: str, pad: str) -> list[str]:
-    """The breakdowns read from the task itself, alike in both programs (the light one
-    has no comm)."""
+def _task_counts(by: tuple[str, ...], pad: str, comm_key: str = "") -> list[str]:
+    """The breakdowns read from the task itself, alike in both programs; the caller's
+    name, kept at entry under `comm_key`, only in the full one."""
     return [
         f"{pad}@stat_uid[(uint64)uid] = count();" if "uid" in by else "",
         f"{pad}@stat_ppid[(uint64)curtask->real_parent->tgid] = count();" if "ppid" in by else "",
-        f"{pad}@stat_comm[@exec_comm[{comm_key}]] = count();" if "comm" in by else "",
+        f"{pad}@stat_comm[@exec_comm[{comm_key}]] = count();" if comm_key and "comm" in by
+        else "",
         f"{pad}@stat_cgroup[cgroup] = count();" if "cgroup" in by else "",
     ]
 
@@ -124,7 +125,7 @@ def exit_probe(profile: Profile) -> str:
     lines = [
         "    @stat_execs[(uint64)($ret < 0)] = count();",
         "    if ($ret < 0) { @stat_errno[(uint64)(0 - $ret)] = count(); }" if "errno" in by else "",
-        *_task_counts(by, "$key", "    "),
+        *_task_counts(by, "    ", comm_key="$key"),
     ]
     if "program" in by:
         lines += [
