@@ -5,12 +5,14 @@ run: a missing engine or missing root fails instead of skipping."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,16 +109,40 @@ def run_tool(*args: str, timeout: float = 120, output: Path | None = None,
 
 @pytest.fixture
 def no_bpftrace_left() -> Iterator[None]:
-    """Fails a test that leaves a bpftrace of its own behind."""
-    before = set(_bpftrace_pids())
-    yield
-    left = set(_bpftrace_pids()) - before
+    """Fails a test that leaves a bpftrace of its own behind. Its own: every process the
+    test starts carries a mark in its environment, which bpftrace inherits; processes
+    without it (another user's, another test run's) are never looked at, let alone
+    signalled."""
+    mark = f"{os.getpid()}-{uuid.uuid4().hex}"
+    os.environ[TEST_MARK] = mark
+    try:
+        yield
+    finally:
+        del os.environ[TEST_MARK]
+    left = marked_bpftraces(mark)
     for pid in left:
-        os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     assert not left, f"bpftrace left running: {left}"
 
 
-def _bpftrace_pids() -> list[int]:
-    out = subprocess.run(["pgrep", "-f", "bpftrace"], capture_output=True, text=True,
-                         check=False)
-    return [int(p) for p in out.stdout.split() if int(p) != os.getpid()]
+TEST_MARK = "BPTRACE_EXEC_TEST_MARK"
+
+
+def marked_bpftraces(mark: str) -> list[int]:
+    """Live bpftrace processes whose environment carries this test's mark."""
+    found = []
+    want = f"{TEST_MARK}={mark}".encode()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+            exe = Path(os.readlink(proc / "exe")).name
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue  # gone, or a kernel thread
+        # Debian 13's bpftrace runs here through its own loader (scripts/install-...)
+        if want in environ and exe.startswith(("bpftrace", "ld-linux")) and state != "Z":
+            found.append(int(proc.name))
+    return found

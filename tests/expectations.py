@@ -66,3 +66,14 @@ def check_all(events: list[Mapping[str, Any]], workdir: str) -> None:
     assert len(thread) == 1 and thread[0]["ret"] == 0
     empty = [e for e in events if e["filename"] == "/bin/true" and e["argv"] == []]
     assert len(empty) == 1
+
+
+HIDDEN_ARGV = ["/bin/sh", "-c", ": HIDDEN", "sh", "case-hidden-argv"]
+
+
+def check_hidden_argv(events: list[Mapping[str, Any]]) -> None:
+    """exec_cases hidden-argv: the pointer array runs on into a page that is not present
+    at entry; the kernel copied every argument, and every one is shown."""
+    [hidden] = [e for e in events if e["argv"][-1:] == ["case-hidden-argv"]]
+    assert hidden["argv"] == HIDDEN_ARGV and hidden["argv_truncated"] is False
+    assert hidden["ret"] == 0 and hidden["filename"] == "/bin/sh"

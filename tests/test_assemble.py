@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bptrace_exec.assemble import Assembler
+from bptrace_exec.codegen import ARGC_UNSURE
 from bptrace_exec.events import ExecEvent
 from bptrace_exec.joiner import COMPLETE_WAIT_NS
 
@@ -61,9 +62,25 @@ def test_same_thread_two_execs_do_not_mix() -> None:
 
 def test_a_script_keeps_the_callers_argv0() -> None:
     # the kernel's argv: interpreter, script path, then the caller's argv[1:]
-    recs = success(3, 9, [b"/bin/sh", b"./x.sh", b"a b"], caller_argc=2, argv0=b"x.sh")
+    recs = success(3, 9, [b"/bin/sh", b"./x.sh", b"a b"], caller_argc=2, argv0=b"x.sh",
+                   path=b"./x.sh")
     [e] = feed(new(), recs)
     assert e.argv == (b"x.sh", b"a b")
+
+
+def test_a_count_that_is_not_sure_never_hides_the_images_arguments() -> None:
+    """The caller's array ended early at entry (a page not present), so the kernel's
+    argv is longer: it is shown whole, never taken for a script's."""
+    argv = [b"/bin/sh", b"-c", b": hidden", b"sh", b"harmless-looking"]
+    recs = success(3, 9, argv, caller_argc=2 + ARGC_UNSURE, argv0=b"/bin/sh", path=b"/bin/sh")
+    [e] = feed(new(), recs)
+    assert e.argv == tuple(argv) and not e.argv_truncated
+
+
+def test_a_longer_image_without_a_scripts_layout_is_shown_whole() -> None:
+    argv = [b"/bin/sh", b"-c", b": hidden", b"sh", b"harmless-looking"]
+    [e] = feed(new(), success(3, 9, argv, caller_argc=2, argv0=b"/bin/sh", path=b"/bin/sh"))
+    assert e.argv == tuple(argv)
 
 
 def test_an_empty_argv_stays_empty() -> None:

@@ -346,7 +346,7 @@ def test_a_filter_on_an_argument_drops_syscalls_without_it() -> None:
 
     text = generate(apply_where(shipped("clone"), ["flags=CLONE_THREAD"])).text
     fork = text[text.index("tracepoint:syscalls:sys_exit_fork"):]
-    assert "if (0) {" in fork[:fork.index("\n}")]
+    assert "if (!@stop[0] && 0) {" in fork[:fork.index("\n}")]
 
 
 def test_context_options_keep_chosen_columns_and_zero_parents_is_a_value() -> None:
@@ -431,7 +431,7 @@ def test_result_filters_of_syscall_profiles(result: str, clause: str) -> None:
     from bptrace_exec.spec import with_overrides
 
     text = generate(with_overrides(shipped("kill"), **{result: True})).text
-    assert text.count(f"  if ({clause}) {{\n") == len(shipped("kill").probes), text
+    assert text.count(f"  if (!@stop[0] && {clause}) {{\n") == len(shipped("kill").probes), text
     assert ("failed calls only" if result == "failed" else "successful calls only") in text
     exits = generate(dataclasses.replace(shipped("exit"), filters=dataclasses.replace(
         shipped("exit").filters, **{result: True}))).text

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, run_tool, tool_command
-from expectations import check_all
+from expectations import check_all, check_hidden_argv
 
 pytestmark = pytest.mark.root
 DRIVER = str(ROOT / "tests" / "workloads" / "exec_driver.py")
@@ -28,6 +28,7 @@ def test_every_hard_case_is_exact(engine: str, exec_cases: str, tmp_path: Path,
     events = run.execs()
     assert events[0]["argv"][:2] == [sys.executable, DRIVER], "the command's exec comes first"
     check_all(events, str(tmp_path))
+    check_hidden_argv(events)
     assert not (Path("/tmp/pwned")).exists()
 
 

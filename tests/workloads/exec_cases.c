@@ -3,12 +3,17 @@
  *   exec_cases literal-missing    the same, for a path that does not exist
  *   exec_cases thread             a non-leader thread calls execve
  *   exec_cases empty-argv         execve with argv = { NULL }
+ *   exec_cases hidden-argv        execve with argv's pointer array across a page that is
+ *                                 mapped but not present: a tracer's read at entry sees
+ *                                 the array end early, the kernel copies all of it
  *   exec_cases storm N [WORKERS]  WORKERS processes each fork+exec /bin/true N/WORKERS times
  */
+#define _GNU_SOURCE /* memfd_create */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -54,6 +59,36 @@ static int empty_argv(void) {
     return wait_child(pid);
 }
 
+static int hidden_argv(void) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* Set up in the child: a fork does not copy the page tables of a shared mapping. */
+        long page = sysconf(_SC_PAGESIZE);
+        int fd = memfd_create("hidden-argv", 0);
+        if (fd < 0 || ftruncate(fd, 2 * page) < 0) _exit(126);
+        char *area = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (area == MAP_FAILED) _exit(126);
+        const char *words[] = {"/bin/sh", "-c", ": HIDDEN", "sh", "case-hidden-argv"};
+        char *ptrs[6];
+        char *s = area; /* the strings: on the first page, written to, so present */
+        for (int i = 0; i < 5; i++) {
+            strcpy(s, words[i]);
+            ptrs[i] = s;
+            s += strlen(words[i]) + 1;
+        }
+        ptrs[5] = NULL;
+        /* Two pointers at the end of the first page; the rest written to the file behind
+           the second page, which this process never touches. */
+        char **argv = (char **)(area + page - 2 * sizeof(char *));
+        argv[0] = ptrs[0];
+        argv[1] = ptrs[1];
+        if (pwrite(fd, ptrs + 2, 4 * sizeof(char *), page) < 0) _exit(126);
+        execve("/bin/sh", argv, environ);
+        _exit(127);
+    }
+    return wait_child(pid);
+}
+
 static int storm(long n, int workers) {
     for (int w = 0; w < workers; w++) {
         if (fork() == 0) {
@@ -81,6 +116,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "literal-missing")) return literal("/nonexistent/literal-prog");
     if (!strcmp(argv[1], "thread")) return thread_exec();
     if (!strcmp(argv[1], "empty-argv")) return empty_argv();
+    if (!strcmp(argv[1], "hidden-argv")) return hidden_argv();
     if (!strcmp(argv[1], "storm") && argc >= 3)
         return storm(atol(argv[2]), argc >= 4 ? atoi(argv[3]) : 1);
     fprintf(stderr, "unknown case %s\n", argv[1]);

@@ -93,7 +93,7 @@ def main() -> int:
     for case in CASES:
         run_case(case, workdir)
     execveat_case()
-    for mode in ("literal", "literal-missing", "thread", "empty-argv"):
+    for mode in ("literal", "literal-missing", "thread", "empty-argv", "hidden-argv"):
         subprocess.run([exec_cases, mode], stdout=subprocess.DEVNULL, check=False)
     assert stat.S_ISDIR(os.stat(workdir).st_mode)
     return 0

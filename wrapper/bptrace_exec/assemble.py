@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bptrace_exec.codegen import ARGC_COUNT_LIMIT, TEXT_CHUNK
+from bptrace_exec.codegen import ARGC_COUNT_LIMIT, ARGC_UNSURE, TEXT_CHUNK
 from bptrace_exec.events import ExecEvent, syscall_name
 from bptrace_exec.joiner import COMM_LEN, Joiner, Pending, comm_from_hex, join_chunks
 
@@ -136,6 +136,9 @@ def _read_cut(text: bytes, next_byte: int) -> bool:
 
 
 def _success_argv(p: _Parts, s: _Summary) -> tuple[list[bytes], bool]:
+    """The new image's argv is the authority: all of it is shown, except that for a `#!`
+    script the caller's argv[0] replaces what the kernel put in its place, when the
+    caller's count is sure and the image has the script's layout."""
     block = b""
     while len(block) in p.chunks:
         piece = p.chunks[len(block)]
@@ -147,23 +150,27 @@ def _success_argv(p: _Parts, s: _Summary) -> tuple[list[bytes], bool]:
     if whole:
         new_argv = new_argv[:-1]  # the block ends with the last argument's NUL
     cut = not whole
-    if s.caller_argc == s.argc or s.caller_argc >= ARGC_COUNT_LIMIT or p.argv0 is None:
+    sure = s.caller_argc < ARGC_COUNT_LIMIT
+    caller_argc = s.caller_argc % ARGC_UNSURE
+    if caller_argc == 0 and s.argc == 1 and new_argv == [b""]:
+        return [], cut  # Linux puts "" in argv[0] of an exec with an empty argv
+    # A #! script: the kernel replaced argv[0] with the interpreter, its optional
+    # argument and the script's path, then the caller's argv[1:] unchanged.
+    inserted = s.argc - caller_argc
+    if p.argv0 is None or not (sure and caller_argc > 0 and inserted in (1, 2) and
+                               len(new_argv) == s.argc and new_argv[inserted] == _path(p)):
         return new_argv, cut
-    if s.caller_argc == 0:
-        # Linux puts "" in argv[0] of an exec with an empty argv; anything else means
-        # the caller's array could not be read at entry, and the new image is all we have.
-        return ([] if s.argc == 1 and new_argv == [b""] else new_argv), cut
-    if s.argc > s.caller_argc:
-        # A #! script: the kernel replaced argv[0] with the interpreter, its optional
-        # argument and the script's path; the caller's argv[1:] follow unchanged.
-        argv0, next_byte = p.argv0
-        skip = s.argc - s.caller_argc + 1
-        return [argv0, *new_argv[skip:]], cut or _read_cut(argv0, next_byte)
-    return new_argv, cut
+    argv0, next_byte = p.argv0
+    return [argv0, *new_argv[inserted + 1:]], cut or _read_cut(argv0, next_byte)
+
+
+def _path(p: _Parts) -> bytes:
+    return join_chunks(p.path, TEXT_CHUNK)[0]
 
 
 def _failure_argv(p: _Parts, s: _Summary) -> tuple[list[bytes], bool]:
     argv: list[bytes] = []
+    # an entry count that is not sure may hide arguments the return could not read
     cut = s.more or s.caller_argc > s.argc
     for i in range(s.argc):
         if i not in p.args:

@@ -297,7 +297,7 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
         out = _output(args, stack)
         gated = GatedCommand(command, stdout_to_stderr=not args.output) if command else None
         session = Session(program.text, engine, buffer_pages=pages, command=gated,
-                          strlen=program.strlen, not_self=program.not_self)
+                          strlen=program.strlen, drains=program.drains)
         opts = RunOptions(duration=args.duration, quiet=args.quiet)
         if args.record:
             opts.recorder = stack.enter_context(contextlib.closing(

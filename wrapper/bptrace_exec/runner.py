@@ -8,7 +8,13 @@ SIGKILL, bpftrace goes with it.
 
 A command to trace (`-- COMMAND`) is forked first and held at a gate until the probes
 are attached, so that its own exec is the first thing traced; its pid is handed to the
-program as $1, never pasted into the program text.
+program as $2 (this process's is $1), never pasted into the program text.
+
+Stopping loses nothing that happened before the stop: bpftrace drops the records it reads
+after its SIGINT, so a program that `drains` is first asked to stop reporting (this
+process renames itself, which the program watches) and to mark every CPU's stream; once
+a mark of every CPU has been read, so has every call reported before, and only then is
+bpftrace sent SIGINT (codegen.common.stop_probes).
 """
 
 from __future__ import annotations
@@ -46,6 +52,10 @@ TRACEFS = Path("/sys/kernel/tracing")
 DEBUGFS_TRACING = Path("/sys/kernel/debug/tracing")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 PR_SET_PDEATHSIG = 1
+PR_SET_NAME, PR_GET_NAME = 15, 16
+DRAIN_WAIT_S = 2.0  # how long every CPU's mark may take before bpftrace is stopped anyway
+MARK_LINE = b'{"type": "printf", "data": "mark '
+CPUS_ONLINE = Path("/sys/devices/system/cpu/online")
 
 # Start-up noise that every run prints and that means nothing here.
 _HARMLESS = (
@@ -158,6 +168,28 @@ class GatedCommand:
             self._gate = -1
 
 
+def online_cpus() -> set[int]:
+    """The CPUs bpftrace reads a buffer of (and the program marks), e.g. "0-3,6"."""
+    try:
+        spec = CPUS_ONLINE.read_text().strip()
+    except OSError:
+        return set(range(os.cpu_count() or 1))
+    cpus: set[int] = set()
+    for part in spec.split(","):
+        low, _, high = part.partition("-")
+        cpus.update(range(int(low), int(high or low) + 1))
+    return cpus
+
+
+def _rename_self() -> None:
+    """PR_SET_NAME to the name this process already has: the kernel's task_rename
+    tracepoint fires, and nothing else changes."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    name = ctypes.create_string_buffer(16)
+    libc.prctl(PR_GET_NAME, name, 0, 0, 0)
+    libc.prctl(PR_SET_NAME, name, 0, 0, 0)
+
+
 def _shell_status(raw: int) -> int:
     return 128 + os.WTERMSIG(raw) if os.WIFSIGNALED(raw) else os.WEXITSTATUS(raw)
 
@@ -167,7 +199,7 @@ class Session:
 
     def __init__(self, program_text: str, engine: Engine, *, buffer_pages: int,
                  command: GatedCommand | None = None, strlen: int = STRLEN,
-                 not_self: bool = False) -> None:
+                 drains: bool = False) -> None:
         self.engine = engine
         self.command = command
         self._workdir = tempfile.TemporaryDirectory(prefix="bptrace-exec-")
@@ -178,11 +210,9 @@ class Session:
         with contextlib.suppress(OSError):
             fcntl.fcntl(self._read_fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
         argv = [*engine.flags(), "-f", "json", "-o", f"/dev/fd/{write_fd}",
-                str(self.script_path)]
+                str(self.script_path), str(os.getpid())]
         if command is not None:
             argv.append(str(command.pid))
-        elif not_self:
-            argv.append(str(os.getpid()))
         env = {**os.environ, **engine.environment(buffer_pages, strlen)}
         try:
             self.child = _Spawn(engine.path, argv, env=env, echo=False, encoding=None,
@@ -201,6 +231,11 @@ class Session:
         self._term_sent = False
         self._stop_sent_at: float | None = None
         self._signal_received: int | None = None
+        self._drains = drains
+        self._ready = False  # every probe attached: the program can be drained
+        self._drain_started: float | None = None
+        self._marked: set[int] = set()
+        self._cpus = online_cpus()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self._old_handlers = {s: signal.signal(s, self._on_signal) for s in STOP_SIGNALS}
@@ -215,7 +250,13 @@ class Session:
     def request_stop(self) -> None:
         """Ask bpftrace to stop; lines() goes on until everything it had is read."""
         self._stop_requested = True
-        self._send_stop()
+        if self._drain_started is not None or self._stop_sent_at is not None:
+            return
+        if self._drains and self._ready and self.child.isalive():
+            self._drain_started = time.monotonic()
+            _rename_self()  # the program's cue: stop reporting, mark every CPU
+        else:
+            self._send_stop()
 
     def _send_stop(self) -> None:
         if self._stop_sent_at is None and self.child.isalive():
@@ -224,8 +265,24 @@ class Session:
                 self.child.kill(signal.SIGINT)
 
     def release_command(self) -> None:
+        """Every probe is attached: the command may run, and the program be drained."""
+        self._ready = True
         if self.command is not None:
             self.command.release()
+
+    def _take_marks(self, lines: list[bytes]) -> list[bytes]:
+        """The lines without the program's marks; once every CPU has marked its stream,
+        bpftrace has printed everything reported before the stop and is sent SIGINT."""
+        kept = []
+        for line in lines:
+            if line.startswith(MARK_LINE):
+                with contextlib.suppress(ValueError):
+                    self._marked.add(int(line[len(MARK_LINE):].split(b"\\n", 1)[0]))
+            else:
+                kept.append(line)
+        if self._marked >= self._cpus:
+            self._send_stop()
+        return kept
 
     # --- output ----------------------------------------------------------------------
 
@@ -254,6 +311,8 @@ class Session:
                             break
                         pending += chunk
                         *complete, pending = pending.split(b"\n")
+                        if self._drain_started is not None:
+                            complete = self._take_marks(complete)
                         yield from complete
                 yield None
             if pending:
@@ -268,6 +327,9 @@ class Session:
             self.request_stop()
         if self.command is not None and self.command.poll() is not None:
             self.request_stop()
+        if self._drain_started is not None and \
+                time.monotonic() - self._drain_started > DRAIN_WAIT_S:
+            self._send_stop()  # a CPU's mark never came (bpftrace stalled or stopped)
         self._escalate()
 
     def _escalate(self) -> None:

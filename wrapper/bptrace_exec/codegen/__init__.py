@@ -23,21 +23,22 @@ from bptrace_exec.codegen.common import (
     follow_probes,
     header,
     image_probe,
+    stop_probes,
 )
-from bptrace_exec.codegen.events import ARGC_COUNT_LIMIT, BUF_CHUNK
+from bptrace_exec.codegen.events import ARGC_COUNT_LIMIT, ARGC_UNSURE, BUF_CHUNK
 from bptrace_exec.engine import STRLEN, Engine
 from bptrace_exec.spec import Profile
 
-__all__ = ["ARGC_COUNT_LIMIT", "BUF_CHUNK", "READY", "READY_RECORD", "STRLEN", "TEXT_CHUNK",
-           "Program", "describe_filters", "generate"]
+__all__ = ["ARGC_COUNT_LIMIT", "ARGC_UNSURE", "BUF_CHUNK", "READY", "READY_RECORD", "STRLEN",
+           "TEXT_CHUNK", "Program", "describe_filters", "generate"]
 
 
 def generate(profile: Profile, engine: Engine | None = None, *, follow: bool = False) -> Program:
-    """The bpftrace program for a profile; `follow` restricts it to $1 and descendants."""
+    """The bpftrace program for a profile; `follow` restricts it to $2 and descendants."""
     if profile.kind == "call":
         return Program(text=calls.generate_calls(profile, engine, follow),
                        probes=profile.probes, follow=follow, stats=False,
-                       strlen=calls.CALL_STRLEN, not_self=not follow)
+                       strlen=calls.CALL_STRLEN, not_self=not follow, drains=True)
     if profile.stats.enabled and stats.light(profile):
         details = (f"Limits: {STRLEN - 1} bytes of each program's path.",)
         sections = [header(profile, engine, follow, stats.LIGHT_LAYOUT, details=details),
@@ -68,8 +69,10 @@ def generate(profile: Profile, engine: Engine | None = None, *, follow: bool = F
             events.image_context_probe(profile),
             events.success_probe(profile, enter),
             events.failure_probe(profile, enter),
+            stop_probes(),
         ]
-    sections += [exit_probe(follow, scratch), end(follow, scratch)]
+    sections += [exit_probe(follow, scratch),
+                 end(follow, scratch, drains=not profile.stats.enabled)]
     text = "\n".join(s for s in sections if s)
     return Program(text=text, probes=profile.probes, follow=follow,
-                   stats=profile.stats.enabled)
+                   stats=profile.stats.enabled, drains=not profile.stats.enabled)

@@ -31,12 +31,14 @@ from bptrace_exec.codegen.common import (
     EXIT_FAILED,
     EXIT_SUCCEEDED,
     PID,
+    STOP,
     TID,
     describe_filters,
     follow_probes,
     header,
     predicate,
     result_test,
+    stop_probes,
 )
 from bptrace_exec.codegen.common import begin as common_begin
 from bptrace_exec.codegen.context import context_records
@@ -246,6 +248,8 @@ def exit_probe(profile: Profile, syscall: str, index: int) -> str:
                 "$len));\n"
                 "    $n++;\n")
     reads.append(context_records(profile, CALL_STRLEN))
+    # no call is reported once the reader has asked for the end (codegen.common.stop_probes)
+    ret = dataclasses.replace(ret, guard=" && ".join(g for g in (f"!{STOP}", ret.guard) if g))
     return return_probe(syscall, ret, "".join(reads)
                         + call_record(index, "nsecs - $id", ret.ints))
 
@@ -282,8 +286,8 @@ def process_exit_probe(profile: Profile, follow: bool) -> str:
     the "last thread" test decide inside, so that a followed thread is always forgotten."""
     keep = predicate(profile.filters, follow, not_self=True).strip()[1:-1]
     last = "curtask->signal->live.counter == 0"  # decremented before this tracepoint
-    ints, conditions = [], [keep, last, result_test(profile.filters, EXIT_FAILED,
-                                                    EXIT_SUCCEEDED)]
+    ints, conditions = [], [keep, last, f"!{STOP}", result_test(profile.filters, EXIT_FAILED,
+                                                                EXIT_SUCCEEDED)]
     wanted = dict(profile.filters.args)
     lines = ["  $code = (uint64)curtask->exit_code;\n"]
     for slot in slots(profile, PROCESS_EXIT):
@@ -313,14 +317,15 @@ def process_exit_probe(profile: Profile, follow: bool) -> str:
 
 def generate_calls(profile: Profile, engine: Engine | None, follow: bool) -> str:
     unfollow = "  delete(@exec_follow[$tid]);\n" if follow else ""
-    clears = [SCRATCH] + (["exec_follow"] if follow else [])
+    clears = [SCRATCH] + (["exec_follow"] if follow else []) + ["stop"]
     begin = common_begin(follow)
+    end = ("// Scratch maps are cleared so that nothing is printed at exit.\n"
+           "END\n{\n" + "".join(f"  clear(@{m});\n" for m in clears) + "}\n")
     if profile.probes == (PROCESS_EXIT,):
         return "\n".join(s for s in (
             call_header(profile, engine, follow), begin, follow_probes() if follow else "",
-            process_exit_probe(profile, follow),
-            "END\n{\n" + "".join(f"  clear(@{m});\n" for m in clears[1:]) + "}\n"
-            if follow else "") if s)
+            process_exit_probe(profile, follow), stop_probes(),
+            end.replace(f"  clear(@{SCRATCH});\n", "")) if s)
     sections = [
         call_header(profile, engine, follow),
         begin,
@@ -334,7 +339,7 @@ def generate_calls(profile: Profile, engine: Engine | None, follow: bool) -> str
         f"  if (@{SCRATCH}[$tid].0) {{ delete(@{SCRATCH}[$tid]); }}\n"
         f"{unfollow}"
         "}\n",
-        "// Scratch maps are cleared so that nothing is printed at exit.\n"
-        "END\n{\n" + "".join(f"  clear(@{m});\n" for m in clears) + "}\n",
+        stop_probes(),
+        end,
     ]
     return "\n".join(s for s in sections if s)

@@ -30,8 +30,9 @@ class Program:
     probes: tuple[str, ...]
     follow: bool  # takes the pid of the command to follow as $1
     stats: bool  # counts in maps instead of printing records
-    not_self: bool = False  # takes bptrace-exec's pid as $1, to leave the tracer out
+    not_self: bool = False  # leaves the tracer ($1) out
     strlen: int = STRLEN  # bytes of one string read, given to bpftrace in its environment
+    drains: bool = False  # stops its records and marks every CPU's stream when $1 asks
 
 
 def tracepoints(profile: Profile, phase: str) -> str:
@@ -63,8 +64,10 @@ def header(profile: Profile, engine: Engine | None, follow: bool, layout: str, *
         *(f" * {comment_text(line)}" for line in details),
         " *",
         f" * USAGE: BPFTRACE_STRLEN={strlen} bpftrace -f json THIS_FILE"
-        + (" PID" if follow else " [PID_LEFT_OUT]" if leave_out else "")
+        + (" TRACER_PID COMMAND_PID" if follow else " [TRACER_PID]")
         + f"   (0.23+: BPFTRACE_MAX_STRLEN={strlen})",
+        " * TRACER_PID, the program's reader (0: none), can ask it to stop"
+        + (" and is left out." if leave_out else "."),
         " *",
         *(f" * {line}" if line else " *" for line in layout.splitlines()),
         " */",
@@ -97,7 +100,7 @@ def describe_filters(f: Filters, follow: bool = False, unit: str = "execs") -> s
     if f.succeeded:
         parts.append(f"successful {unit} only")
     if follow:
-        parts.append("the command given as $1 and its descendants")
+        parts.append("the command given as $2 and its descendants")
     return "; ".join(parts) or "none (every exec on the host)"
 
 
@@ -132,9 +135,37 @@ def predicate(f: Filters, follow: bool, *, not_self: bool = False) -> str:
 
 
 def begin(follow: bool) -> str:
-    seed = "  @exec_follow[(uint64)$1] = 1;\n" if follow else ""
+    seed = "  @exec_follow[(uint64)$2] = 1;\n" if follow else ""
     # The ready record tells user space that every probe is attached and BEGIN has run.
     return f'BEGIN\n{{\n{seed}  printf("{READY}\\n");\n}}\n'
+
+
+STOP = "@stop[0]"  # set when the reader asks: from then on no call is reported
+MARK = "mark"
+MARK_HZ = 97
+
+
+def stop_probes() -> str:
+    """How the reader stops the program without losing a record: it renames itself, and
+    from then on no call is reported and every CPU marks its place in the stream; once
+    the mark of every CPU is read, every call reported before is read too (each CPU's
+    records arrive in order), and bpftrace can be stopped (it drops what it reads after
+    its SIGINT)."""
+    return (
+        "// The reader asks for the end of the records: it renames itself.\n"
+        "tracepoint:task:task_rename\n"
+        "/$1 != 0 && (uint64)curtask->tgid == (uint64)$1/\n"
+        "{\n"
+        f"  {STOP} = 1;\n"
+        "}\n"
+        "\n"
+        "// After that, every CPU marks where its records end.\n"
+        f"profile:hz:{MARK_HZ}\n"
+        f"/{STOP}/\n"
+        "{\n"
+        f'  printf("{MARK} %lu\\n", (uint64)cpu);\n'
+        "}\n"
+    )
 
 
 def follow_probes() -> str:
@@ -204,7 +235,8 @@ def exit_probe(follow: bool, scratch: tuple[str, ...]) -> str:
     )
 
 
-def end(follow: bool, scratch: tuple[str, ...]) -> str:
-    maps = [*scratch, "exec_moved"] + (["exec_follow"] if follow else [])
+def end(follow: bool, scratch: tuple[str, ...], drains: bool = False) -> str:
+    maps = [*scratch, "exec_moved"] + (["exec_follow"] if follow else []) + \
+        (["stop"] if drains else [])
     clears = "".join(f"  clear(@{m});\n" for m in maps)
     return f"// Scratch maps are cleared so that nothing is printed at exit.\nEND\n{{\n{clears}}}\n"

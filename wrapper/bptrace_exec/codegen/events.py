@@ -4,6 +4,7 @@ One exec becomes a handful of printf records that share a key (the calling threa
 and the entry timestamp), so that user space can join them whatever CPU each came from:
 
   enter TID ID CALLER_ARGC NEXT COMM(16 hex) ARGV0   at entry: caller's comm and argv[0]
+                                      (CALLER_ARGC >= 4096: not sure, the count + 4096)
   argv  TID ID OFFSET HEX...          success: the new image's argv block, exact bytes
   file  TID ID CHUNK NEXT TEXT        the program path (success: the kernel's copy)
   arg   TID ID INDEX NEXT TEXT        failure: each argument, from the caller's memory
@@ -31,6 +32,7 @@ from bptrace_exec.btlang import int_literal
 from bptrace_exec.codegen.common import (
     KEY,
     PID,
+    STOP,
     TEXT_CHUNK,
     forget,
     tracepoints,
@@ -43,6 +45,7 @@ BUF_CHUNK = 192  # a buf() read: 0.23 keeps 4 of max_strlen's bytes for the leng
 PATH_MAX = 4096
 PATH_CHUNKS = -(-PATH_MAX // TEXT_CHUNK)
 ARGC_COUNT_LIMIT = 1024  # caller's argc is counted up to here; the count means ">=" at it
+ARGC_UNSURE = 4096  # added to CALLER_ARGC when the end of argv could not be read for sure
 SCRATCH = ("exec_start", "exec_argv", "exec_path", "exec_argc", "exec_nr")
 
 
@@ -69,6 +72,17 @@ def enter_body(emit_argv0: bool) -> str:
         "    if (*(uint64 *)uptr($argv + $argc * 8) == 0) { break; }\n"
         "    $argc++;\n"
         "  }\n"
+        "  // The count is sure only if the NULL that ends argv was read from a page known\n"
+        "  // to be present: a page that is not reads as zeros. Known: the page of a word\n"
+        "  // read as non-zero, the pointer before it or, for an empty argv, the word before.\n"
+        "  $sure = $argv == 0;\n"
+        f"  if ($argc > 0 && $argc < {ARGC_COUNT_LIMIT}) {{\n"
+        "    $sure = (($argv + $argc * 8 + 7) >> 12) == (($argv + $argc * 8 - 1) >> 12);\n"
+        "  }\n"
+        "  if ($argc == 0 && $argv != 0 && (($argv + 7) >> 12) == (($argv - 8) >> 12)) {\n"
+        "    $sure = *(uint64 *)uptr($argv - 8) != 0;\n"
+        "  }\n"
+        f"  if (!$sure) {{ $argc += {ARGC_UNSURE}; }}\n"
         "  @exec_argv[$key] = $argv;\n"
         "  @exec_path[$key] = (uint64)args->filename;\n"
         "  @exec_argc[$key] = $argc;\n"
@@ -139,7 +153,7 @@ def success_probe(profile: Profile, enter: int) -> str:
         "/args->ret == 0/\n"
         "{\n"
         f"{KEY}"
-        "  if ($id) {\n"
+        f"  if ($id && !{STOP}) {{\n"
         "    $i = (uint64)0;\n"
         f"{body}"
         "  }\n"
@@ -170,7 +184,7 @@ def failure_probe(profile: Profile, enter: int) -> str:
         "/args->ret != 0/\n"
         "{\n"
         f"{KEY}"
-        "  if ($id) {\n"
+        f"  if ($id && !{STOP}) {{\n"
         "    $argv = @exec_argv[$key];\n"
         "    $arg = (uint64)0;\n"
         "    $i = (uint64)0;\n"
