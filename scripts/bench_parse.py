@@ -3,13 +3,14 @@
 
     scripts/bench_parse.py [--transcript FILE] [--records N] [--rounds R] [--profile]
 
-The transcript (default tests/fixtures/driver-v0.17.0.jsonl, a real run of the argv test
-cases; scripts/capture-transcript records others) is repeated with fresh keys until it
-holds N records. Each path is timed on one core, in-process, R rounds:
+The transcript (default tests/fixtures/driver2-v0.17.0.jsonl, a real run of the argv test
+cases; scripts/capture-transcript records others; driver-* are of record version 1) is
+repeated with fresh keys until it holds N records. Each path is timed on one core,
+in-process, R rounds:
   decode      JSON line -> record
   json        decode + assemble + one JSON line per exec (what --json does)
   table       decode + assemble + one table row per exec
-  stats       decode + assemble + from_events (what --stats --from does, per event)
+  stats       decode + assemble + a tally of each event (what --stats does, as events go by)
 --profile prints the top functions of the json path (cProfile).
 """
 
@@ -31,13 +32,18 @@ from pathlib import Path
 TOP = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TOP / "wrapper"))
 
-from bptrace_exec.assemble import Assembler  # noqa: E402
-from bptrace_exec.decode import Printf, decode_line  # noqa: E402
-from bptrace_exec.render import event_to_dict, json_line, table_row  # noqa: E402
-from bptrace_exec.spec import BREAKDOWNS  # noqa: E402
-from bptrace_exec.stats import from_events  # noqa: E402
+from bptrace_exec.event import Event  # noqa: E402
+from bptrace_exec.output.render import Renderer  # noqa: E402
+from bptrace_exec.output.tally import Tally  # noqa: E402
+from bptrace_exec.output.text import json_line  # noqa: E402
+from bptrace_exec.parse.decode import Printf, decode_line  # noqa: E402
+from bptrace_exec.parse.join import Assembler  # noqa: E402
+from bptrace_exec.spec import parse_profile  # noqa: E402
 
-FIXTURE = TOP / "tests" / "fixtures" / "driver-v0.17.0.jsonl"
+FIXTURE = TOP / "tests" / "fixtures" / "driver2-v0.17.0.jsonl"
+EXECVE = parse_profile("version: 1\n", source="probes/execve.yaml", name="execve")
+RENDER = Renderer(EXECVE)
+VERSION = 2
 _KEY = re.compile(rb'"data": "(\w+) (\d+) (\d+) ')
 
 
@@ -60,8 +66,8 @@ def run_decode(lines: list[bytes]) -> int:
     return n
 
 
-def run_pipeline(lines: list[bytes], render: Callable[[object], object]) -> int:
-    asm = Assembler(wall_offset_ns=0, max_args=64)
+def run_pipeline(lines: list[bytes], render: Callable[[Event], object]) -> int:
+    asm = Assembler(EXECVE, wall_offset_ns=0, version=VERSION)
     n = 0
     for line in lines:
         record = decode_line(line)
@@ -73,18 +79,16 @@ def run_pipeline(lines: list[bytes], render: Callable[[object], object]) -> int:
 
 
 def run_json(lines: list[bytes]) -> int:
-    return run_pipeline(lines, lambda e: json_line(event_to_dict(e)))
+    return run_pipeline(lines, lambda e: json_line(RENDER.to_dict(e)))
 
 
 def run_table(lines: list[bytes]) -> int:
-    return run_pipeline(lines, table_row)
+    return run_pipeline(lines, RENDER.row)
 
 
 def run_stats(lines: list[bytes]) -> int:
-    events: list[dict[str, object]] = []
-    run_pipeline(lines, lambda e: events.append(event_to_dict(e)))
-    from_events(events, by=BREAKDOWNS)
-    return len(events)
+    tally = Tally(EXECVE.stats.by, EXECVE.kind.unit)
+    return run_pipeline(lines, lambda e: tally.add_event(EXECVE, e))
 
 
 PATHS = {"decode": run_decode, "json": run_json, "table": run_table, "stats": run_stats}
@@ -97,6 +101,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
+    global VERSION
+    VERSION = 1 if args.transcript.name.startswith("driver-") else 2
     lines = transcript(args.records, args.transcript)
     print(f"# {platform.machine()}, {os.cpu_count()} cpus, Python "
           f"{platform.python_version()}; {len(lines)} records from {args.transcript.name}")

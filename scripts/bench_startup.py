@@ -32,7 +32,7 @@ sys.path.insert(0, str(TOP / "wrapper"))
 
 from benchlib import stop  # noqa: E402
 from bptrace_exec.codegen import generate  # noqa: E402
-from bptrace_exec.engine import find_engine  # noqa: E402
+from bptrace_exec.run.engine import find_engine  # noqa: E402
 from bptrace_exec.spec import load_profile  # noqa: E402
 
 
@@ -77,7 +77,7 @@ def main() -> int:
           f"bpftrace {engine.version_text}, Python {platform.python_version()}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         program = Path(tmp) / "program.bt"
-        program.write_text(generate(load_profile("execve"), engine).text)
+        program.write_text(generate(load_profile("execve"), engine.version_text).text)
         bare = [engine.path, "--no-warnings", "-f", "json", str(program)]
         tool = [sys.executable, "-m", "bptrace_exec", "execve", "-o", "/dev/null",
                 "--bpftrace", engine.path]

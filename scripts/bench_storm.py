@@ -45,7 +45,7 @@ sys.path.insert(0, str(TOP / "wrapper"))
 
 from benchlib import stop  # noqa: E402
 from bptrace_exec.codegen import generate  # noqa: E402
-from bptrace_exec.engine import find_engine  # noqa: E402
+from bptrace_exec.run.engine import find_engine  # noqa: E402
 from bptrace_exec.spec import load_profile, with_overrides  # noqa: E402
 
 TOOL = [sys.executable, "-m", "bptrace_exec"]
@@ -163,7 +163,7 @@ def main() -> int:
         paths = {}
         for kind, prof in programs.items():
             paths[kind] = str(Path(tmp) / f"{kind}.bt")
-            Path(paths[kind]).write_text(generate(prof, engine).text)
+            Path(paths[kind]).write_text(generate(prof, engine.version_text).text)
         env = engine.environment(4096 if engine.ring_shared else 1024)
         for workers in args.workers.split(","):
             run_workers(int(workers), configs, args, workload, paths, engine.path, env)

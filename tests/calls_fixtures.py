@@ -7,7 +7,7 @@ import functools
 from pathlib import Path
 
 from bptrace_exec.spec import Profile, parse_profile
-from bptrace_exec.tracepoint import Field, parse_format
+from bptrace_exec.spec.tracepoint import Field, parse_format
 
 FORMATS = Path(__file__).parent / "fixtures" / "syscall-formats"
 ROOT = Path(__file__).parent.parent

@@ -12,17 +12,23 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 TRIXIE = Path("/opt/bpftrace-trixie/bpftrace")
 IN_CI = os.environ.get("CI") == "true"
+# Property tests: 10,000 examples each under CI, a few hundred for a developer's run.
+settings.register_profile("ci", max_examples=10_000)
+settings.register_profile("dev", max_examples=300)
+settings.load_profile("ci" if IN_CI else "dev")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -108,41 +114,42 @@ def run_tool(*args: str, timeout: float = 120, output: Path | None = None,
 
 
 @pytest.fixture
-def no_bpftrace_left() -> Iterator[None]:
-    """Fails a test that leaves a bpftrace of its own behind. Its own: every process the
-    test starts carries a mark in its environment, which bpftrace inherits; processes
-    without it (another user's, another test run's) are never looked at, let alone
-    signalled."""
+def nothing_left_running() -> Iterator[None]:
+    """Fails a test that leaves a process of its own behind (a bpftrace, a traced
+    command). Its own: every process the test starts carries a mark in its environment,
+    which their children inherit; processes without it (another user's, another test
+    run's) are never looked at, let alone signalled. One still exiting may take a while."""
     mark = f"{os.getpid()}-{uuid.uuid4().hex}"
     os.environ[TEST_MARK] = mark
     try:
         yield
     finally:
         del os.environ[TEST_MARK]
-    left = marked_bpftraces(mark)
+    deadline = time.monotonic() + 10
+    while (left := marked_processes(mark)) and time.monotonic() < deadline:
+        time.sleep(0.05)
     for pid in left:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    assert not left, f"bpftrace left running: {left}"
+    assert not left, f"left running: {left}"
 
 
 TEST_MARK = "BPTRACE_EXEC_TEST_MARK"
 
 
-def marked_bpftraces(mark: str) -> list[int]:
-    """Live bpftrace processes whose environment carries this test's mark."""
-    found = []
+def marked_processes(mark: str) -> dict[int, str]:
+    """Live processes whose environment carries this test's mark: pid -> command line."""
+    found = {}
     want = f"{TEST_MARK}={mark}".encode()
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
             environ = (proc / "environ").read_bytes().split(b"\0")
-            exe = Path(os.readlink(proc / "exe")).name
             state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            argv = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue  # gone, or a kernel thread
-        # Debian 13's bpftrace runs here through its own loader (scripts/install-...)
-        if want in environ and exe.startswith(("bpftrace", "ld-linux")) and state != "Z":
-            found.append(int(proc.name))
+        if want in environ and state != "Z":
+            found[int(proc.name)] = argv
     return found

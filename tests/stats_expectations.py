@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bptrace_exec.stats import Stats
+from bptrace_exec.output.tally import Stats
 from workloads.stats_driver import STATS_COUNTS, resolve
 
 
@@ -27,7 +27,7 @@ def check_stats(stats: Stats, workdir: str) -> None:
         assert programs.get(path) == count, (path, programs)
     assert dict(stats.breakdowns["errno"]) == expected_errnos()
     assert stats.failed == sum(expected_errnos().values())
-    assert stats.execs == sum(programs.values()) == sum(c for _, c in stats.breakdowns["uid"])
-    assert stats.latency is not None and stats.latency.count == stats.execs
+    assert stats.count == sum(programs.values()) == sum(c for _, c in stats.breakdowns["uid"])
+    assert stats.latency is not None and stats.latency.count == stats.count
     assert stats.latency.min_ns <= stats.latency.max_ns
-    assert sum(b.count for b in stats.latency.buckets) == stats.execs
+    assert sum(b.count for b in stats.latency.buckets) == stats.count

@@ -10,16 +10,19 @@ import struct
 
 import pytest
 
-from bptrace_exec import argtypes
-from bptrace_exec.adhoc import adhoc_profile, apply_where
-from bptrace_exec.assemble_calls import CallAssembler
-from bptrace_exec.codegen.calls import CHUNK
 from bptrace_exec.errors import SpecError, UsageError
-from bptrace_exec.joiner import join_chunks
-from bptrace_exec.render_calls import CallRenderer
+from bptrace_exec.output.render import Renderer
+from bptrace_exec.parse.join import Assembler
+from bptrace_exec.parse.values import join_chunks
+from bptrace_exec.records import ANC, CALL, CGRP, STR, UTS
 from bptrace_exec.spec import profile_from_dict, profile_to_dict
-from bptrace_exec.tracepoint import parse_format
+from bptrace_exec.spec import types as argtypes
+from bptrace_exec.spec.overrides import adhoc_profile, apply_where
+from bptrace_exec.spec.tracepoint import parse_format
 from calls_fixtures import FORMATS, lookup, parse, shipped
+from recordtext import record
+
+CHUNK = 127  # a syscall profile's string read, less its NUL
 
 SHIPPED = ["openat", "connect", "clone", "kill", "exit"]
 
@@ -35,7 +38,7 @@ def test_tracepoint_format_gives_the_syscall_arguments() -> None:
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_profiles_validate_against_the_kernel_format(name: str) -> None:
     profile = shipped(name)
-    assert profile.kind == "call" and profile.args and profile.columns
+    assert profile.kind.unit in ("calls", "exits") and profile.args and profile.columns
     assert set(profile.stats.by) <= {"syscall", "comm", "uid", "ppid", "errno",
                                      *(a.name for a in profile.args)}
 
@@ -57,7 +60,7 @@ def test_shipped_profiles_validate_against_the_kernel_format(name: str) -> None:
      "holds the address's length"),
     ("probes: [nosuchcall]\n", "p.yaml:2", "no tracepoint syscalls:sys_enter_nosuchcall"),
     ("probes: [openat, execve]\n", "p.yaml:2", "cannot share a profile"),
-    ("probes: [execve]\nargs: {x: int}\n", "p.yaml:3", "`args` is for syscall profiles"),
+    ("probes: [execve]\nargs: {x: int}\n", "p.yaml:3", "arguments are filename and argv"),
     ("probes: [kill]\nargs: {sig: signal}\nfilters: {args: {sig: [SIGNOPE]}}\n", "p.yaml:4",
      "unknown signal 'SIGNOPE'"),
     ("probes: [kill]\nargs: {sig: signal}\nfilters: {args: {pid: [1]}}\n", "p.yaml:4",
@@ -144,40 +147,43 @@ def test_socket_addresses() -> None:
 
 # --- assembly and rendering -------------------------------------------------------------
 
-COMM = " ".join(f"{b:02x}" for b in b"cat".ljust(16, b"\0"))
+def closing(probe: int, records: int, ret: int, ints: list[int], *, tid: int = 7,
+            comm: bytes = b"cat") -> bytes:
+    return record(CALL, tid, 100, probe=probe, records=records, ret=ret, latency=5000,
+                  pid=tid, ppid=1, uid=0, ints=ints, comm=comm)
 
 
 def test_records_join_in_any_order_and_strings_are_exact() -> None:
     profile = shipped("openat")
-    asm = CallAssembler(profile, wall_offset_ns=0)
+    asm = Assembler(profile, wall_offset_ns=0)
     path = b"/tmp/" + "é".encode() * 100  # 205 bytes: two chunks
     first, second = path[:CHUNK], path[CHUNK:]
-    call = f"call 7 100 3 0 3 5000 7 1 0 {COMM} 4294967196 {os.O_RDONLY | os.O_CLOEXEC} 0\n"
-    assert asm.feed(b"str 7 100 1 1 0 " + second + b"\n", 1) == []
-    assert asm.feed(call.encode(), 2) == []
-    [event] = asm.feed(b"str 7 100 1 0 65 " + first + b"\n", 3)
-    assert event.values == (4294967196, path, os.O_RDONLY | os.O_CLOEXEC, 0)
+    flags = os.O_RDONLY | os.O_CLOEXEC
+    assert asm.feed(record(STR, 7, 100, slot=1, chunk=1, next=0, text=second), 1) == []
+    assert asm.feed(closing(0, 3, 3, [4294967196, flags, 0]), 2) == []
+    [event] = asm.feed(record(STR, 7, 100, slot=1, chunk=0, next=65, text=first), 3)
+    assert event.values == {"dfd": 4294967196, "path": path, "flags": flags, "mode": 0}
     assert event.comm == b"cat" and event.ret == 3 and not event.incomplete
-    row = CallRenderer(profile).row(event)
+    row = Renderer(profile).row(event)
     assert "O_RDONLY|O_CLOEXEC" in row and path.decode() in row and row.split()[-2] == "3"
-    as_json = CallRenderer(profile).to_dict(event)
+    as_json = Renderer(profile).to_dict(event)
     assert as_json["args"] == {"dfd": -100, "path": path.decode(),
                                "flags": "O_RDONLY|O_CLOEXEC", "mode": "0"}
 
 
 def test_a_call_with_records_lost_is_shown_incomplete_on_expiry() -> None:
-    asm = CallAssembler(shipped("openat"), wall_offset_ns=0)
-    asm.feed(f"call 7 100 2 0 -2 5000 7 1 0 {COMM} 0 0 0\n".encode(), 0)
+    asm = Assembler(shipped("openat"), wall_offset_ns=0)
+    asm.feed(closing(0, 2, -2, [0, 0, 0]), 0)
     [event] = list(asm.expire(5_000_000_000))
-    assert event.incomplete and event.values[1] == b"" and event.errno_name == "ENOENT"
+    assert event.incomplete and event["path"] == b"" and event.errno == "ENOENT"
     assert asm.stats.incomplete == 1
 
 
 def test_malformed_and_unknown_records_are_counted() -> None:
-    asm = CallAssembler(shipped("kill"), wall_offset_ns=0)
-    assert asm.feed(b"call 1 2 1 0 0\n", 0) == []  # too short
-    assert asm.feed(f"call 1 2 1 9 0 0 1 1 0 {COMM} 1 2\n".encode(), 0) == []  # syscall 9
-    assert asm.feed(b"wat 1 2 3\n", 0) == []
+    asm = Assembler(shipped("kill"), wall_offset_ns=0)
+    assert asm.feed(b"call 1 2 0 1 0", 0) == []  # too short
+    assert asm.feed(closing(9, 1, 0, [1, 2]), 0) == []  # no probe 9
+    assert asm.feed(b"wat 1 2 3", 0) == []
     assert (asm.stats.malformed, asm.stats.unknown) == (2, 1)
 
 
@@ -231,8 +237,8 @@ def test_where_filters_base_fields_and_arguments() -> None:
 # --- process context --------------------------------------------------------------------
 
 def test_containers_are_recognised_from_their_cgroup_names() -> None:
-    from bptrace_exec.context import ProcContext, container_of, parent_chain
-    from bptrace_exec.render import safe_text
+    from bptrace_exec.event import ProcContext, container_of
+    from bptrace_exec.output.text import parent_chain
 
     ident = "0123456789abcdef" * 4
     assert container_of(f"docker-{ident}.scope") == ("docker", ident)
@@ -245,7 +251,7 @@ def test_containers_are_recognised_from_their_cgroup_names() -> None:
     assert ctx.short() == "nginx.service" and not ctx.in_container
     assert ProcContext(1, "", 4026531836, 1, "h").short() == "host"
     assert ProcContext(1, f"docker-{ident}.scope", 4026532000, 1, "h").short() == ident[:12]
-    assert parent_chain(((812, b"bash"), (700, b"ss\x1bhd"), (1, b"systemd")), safe_text) == \
+    assert parent_chain(((812, b"bash"), (700, b"ss\x1bhd"), (1, b"systemd"))) == \
         "bash(812) > ss\\Ehd(700) > systemd(1)"
 
 
@@ -255,16 +261,17 @@ def test_context_records_join_the_call() -> None:
     from bptrace_exec.spec import Context
 
     profile = dataclasses.replace(shipped("kill"), context=Context(parents=2, container=True))
-    asm = CallAssembler(profile, wall_offset_ns=0)
-    sh = " ".join(f"{b:02x}" for b in b"sh".ljust(16, b"\0"))
-    for record in (f"anc 7 100 2 1 {sh}\n", f"anc 7 100 1 6 {sh}\n",
-                   "cgrp 7 100 42 4026532000 4026532001 crio-" + "ab" * 32 + ".scope\n",
-                   "uts 7 100 web-1\n"):
-        assert asm.feed(record.encode(), 0) == []
-    [event] = asm.feed(f"call 7 100 5 0 0 900 7 6 0 {COMM} 9 15\n".encode(), 0)
-    assert event.ancestors == ((6, b"sh"), (1, b"sh"))
+    asm = Assembler(profile, wall_offset_ns=0)
+    for text in (record(ANC, 7, 100, depth=2, pid=1, comm=b"sh"),
+                 record(ANC, 7, 100, depth=1, pid=6, comm=b"sh"),
+                 record(CGRP, 7, 100, cgroup_id=42, pidns=4026532000, mntns=4026532001,
+                        name=b"crio-" + b"ab" * 32 + b".scope"),
+                 record(UTS, 7, 100, hostname=b"web-1")):
+        assert asm.feed(text, 0) == []
+    [event] = asm.feed(closing(0, 5, 0, [9, 15]), 0)
+    assert event.parents == ((6, b"sh"), (1, b"sh"))
     assert event.context is not None and event.context.container == ("cri-o", "ab" * 32)
-    out = CallRenderer(profile).to_dict(event)
+    out = Renderer(profile).to_dict(event)
     assert out["parents"] == [{"pid": 6, "comm": "sh"}, {"pid": 1, "comm": "sh"}]
     assert out["context"]["hostname"] == "web-1"  # type: ignore[index]
 
@@ -286,11 +293,11 @@ def test_bad_context_says_what(doc: str, words: str) -> None:
 
 def test_context_filters_reach_the_kernel_predicate() -> None:
     from bptrace_exec.codegen import generate
-    from bptrace_exec.codegen.common import NOT_SELF
+    from bptrace_exec.codegen.program import NOT_SELF
     from bptrace_exec.spec import with_overrides
 
     profile = with_overrides(shipped("kill"), cgroup=["/sys/fs/cgroup/a b"],
-                             in_container=True, parents=3, container=True)
+                             in_container=True, parents=3, context=True)
     text = generate(profile).text
     assert ('/cgroup == cgroupid("/sys/fs/cgroup/a b") && '
             "curtask->nsproxy->pid_ns_for_children->ns.inum != 4026531836 && "
@@ -302,20 +309,24 @@ def test_context_filters_reach_the_kernel_predicate() -> None:
 
 
 def test_exec_records_carry_context_too() -> None:
-    from bptrace_exec.assemble import Assembler
-    from bptrace_exec.pipeline import ExecRenderer
-    from bptrace_exec.spec import Context, Profile
+    from bptrace_exec.records import ELEM
+    from bptrace_exec.spec import parse_profile
 
-    asm = Assembler(wall_offset_ns=0, max_args=8)
-    sh = " ".join(f"{b:02x}" for b in b"sh".ljust(16, b"\0"))
-    records = [f"anc 5 9 1 4 {sh}\n", "cgrp 5 9 77 4026531836 4026531832 cron.service\n",
-               "uts 5 9 box\n", "file 5 9 0 0 /bin/x\n", "arg 5 9 0 0 x\n",
-               f"comm 5 9 {sh}\n", "exec 5 9 -2 100 5 4 0 1 1 0 0 7 59\n"]
-    events = [e for r in records for e in asm.feed(r.encode(), 0)]
-    [event] = events
-    assert event.ancestors == ((4, b"sh"),) and event.context is not None
+    profile = parse_profile("version: 1\ncontext: {parents: 1, container: true}\n",
+                            source="e", name="e")
+    asm = Assembler(profile, wall_offset_ns=0)
+    records = [record(ANC, 5, 9, depth=1, pid=4, comm=b"sh"),
+               record(CGRP, 5, 9, cgroup_id=77, pidns=4026531836, mntns=4026531832,
+                      name=b"cron.service"),
+               record(UTS, 5, 9, hostname=b"box"),
+               record(STR, 5, 9, slot=0, chunk=0, next=0, text=b"/bin/x"),
+               record(ELEM, 5, 9, slot=1, item=0, next=0, text=b"x"),
+               record(CALL, 5, 9, probe=0, records=6, ret=-2, latency=100, pid=5, ppid=4,
+                      uid=0, ints=[1, 1, 0, 0], comm=b"sh")]
+    [event] = [e for r in records for e in asm.feed(r, 0)]
+    assert event.parents == ((4, b"sh"),) and event.context is not None
     assert event.context.cgroup == "cron.service" and event.context.hostname == "box"
-    renderer = ExecRenderer(Profile(name="e", source="s", context=Context(1, True)))
+    renderer = Renderer(profile)
     assert "CONTAINER" in renderer.header() and "PARENTS" in renderer.header()
     row = renderer.row(event)
     assert "cron.service" in row and "sh(4)" in row and row.split()[-2:] == ["/bin/x", "x"]
@@ -325,7 +336,7 @@ def test_exec_records_carry_context_too() -> None:
 
 def test_length_is_a_field_name_even_when_the_format_cannot_be_read() -> None:
     from bptrace_exec.spec import parse_profile
-    from bptrace_exec.tracepoint import UNKNOWN
+    from bptrace_exec.spec.tracepoint import UNKNOWN
 
     doc = ("version: 1\nprobes: [connect]\nargs:\n  a: {type: sockaddr, from: uservaddr, "
            "length: 'addrlen); printf(\"x\"); (1'}\n")
@@ -354,12 +365,12 @@ def test_context_options_keep_chosen_columns_and_zero_parents_is_a_value() -> No
 
     chosen = adhoc_profile(["openat"], ["filename:str"], columns="pid,filename",
                            lookup=lookup)
-    assert with_overrides(chosen, parents=2, container=True).columns == (
+    assert with_overrides(chosen, parents=2, context=True).columns == (
         "pid", "filename", "container", "parents")
     deeper = with_overrides(shipped("clone"), parents=3)
     assert with_overrides(deeper, parents=0).context.parents == 0
     assert "parents" not in with_overrides(deeper, parents=0).columns
-    with pytest.raises(UsageError, match="for execve profiles"):
+    with pytest.raises(UsageError, match="for exec profiles"):
         with_overrides(shipped("clone"), max_args=3)
     with pytest.raises(SpecError, match="`columns` is empty"):
         adhoc_profile(["openat"], ["filename:str"], columns=",", lookup=lookup)
@@ -373,13 +384,13 @@ def test_where_reads_modes_in_octal() -> None:
 
 
 def test_exit_stats_from_json_lines_count_non_zero_status_as_failed() -> None:
-    from bptrace_exec.stats import from_events
+    from bptrace_exec.output.tally import from_json_events
 
-    lines = [{"event": "call", "syscall": "process_exit", "ret": r, "latency_ns": 5}
+    lines = [{"event": "call", "syscall": "process_exit", "ret": r, "lifetime_ns": 5}
              for r in (0, 1, 137)]
-    stats = from_events(lines, by=["syscall"])
+    stats = from_json_events(lines, by=["syscall"])
     assert stats.failed == 2 and stats.unit == "exits"
-    from bptrace_exec.report import render_report
+    from bptrace_exec.output.report import render_report
     assert "Lifetime, start to exit (3 exits)" in render_report(stats, top=3, title="t")
 
 
@@ -393,7 +404,7 @@ def test_where_in_the_shape_of_a_bpftrace_predicate_and_errno_arguments() -> Non
 
 
 def test_columns_option_on_a_shipped_profile() -> None:
-    from bptrace_exec.adhoc import apply_columns
+    from bptrace_exec.spec.overrides import apply_columns
 
     assert apply_columns(shipped("openat"), "time, comm,path").columns == ("time", "comm",
                                                                            "path")
@@ -403,7 +414,8 @@ def test_columns_option_on_a_shipped_profile() -> None:
 
 def test_unchecked_arguments_are_said_when_the_formats_cannot_be_read(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    from bptrace_exec import cli, tracepoint
+    from bptrace_exec import cli
+    from bptrace_exec.spec import tracepoint
 
     monkeypatch.setattr(tracepoint, "_events_dir", lambda: None)  # as without root
     assert cli.main(["--syscall", "openat", "--arg", "flagz:str", "--emit", "script"]) == 0
@@ -414,16 +426,13 @@ def test_unchecked_arguments_are_said_when_the_formats_cannot_be_read(
 
 
 def test_every_argument_type_has_a_table_column() -> None:
-    from bptrace_exec.render_calls import _TYPE_WIDTHS
-
-    assert set(_TYPE_WIDTHS) == set(argtypes.TYPES)
     profile = adhoc_profile(["kill"], ["errno_:errno:sig", "signal_:signal:sig"],
                             lookup=lookup)
-    assert "ERRNO_" in CallRenderer(profile).header()
+    assert "ERRNO_" in Renderer(profile).header()
 
 
 @pytest.mark.parametrize("result, clause", [
-    ("failed", "$ret < 0"), ("succeeded", "$ret >= 0")])
+    ("failed", "args->ret < 0"), ("succeeded", "args->ret >= 0")])
 def test_result_filters_of_syscall_profiles(result: str, clause: str) -> None:
     import dataclasses
 
@@ -431,9 +440,11 @@ def test_result_filters_of_syscall_profiles(result: str, clause: str) -> None:
     from bptrace_exec.spec import with_overrides
 
     text = generate(with_overrides(shipped("kill"), **{result: True})).text
-    assert text.count(f"  if (!@stop[0] && {clause}) {{\n") == len(shipped("kill").probes), text
+    # kill, tkill and tgkill read alike at return: one probe for the three
+    assert text.count(f"  if (!@stop[0] && {clause}) {{\n") == 1, text
+    assert all(f"tracepoint:syscalls:sys_exit_{p}" in text for p in shipped("kill").probes)
     assert ("failed calls only" if result == "failed" else "successful calls only") in text
     exits = generate(dataclasses.replace(shipped("exit"), filters=dataclasses.replace(
         shipped("exit").filters, **{result: True}))).text
     assert f"curtask->exit_code {'!=' if result == 'failed' else '=='} 0" in exits
-    assert f"{'failed' if result == 'failed' else 'successful'} processes only" in exits
+    assert f"{'failed' if result == 'failed' else 'successful'} exits only" in exits

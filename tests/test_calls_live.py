@@ -40,7 +40,7 @@ def traced(engine: str, tmp_path: Path, *args: str) -> tuple[list[dict[str, Any]
 
 
 def test_openat_paths_flags_and_results(engine: str, tmp_path: Path,
-                                        no_bpftrace_left: None) -> None:
+                                        nothing_left_running: None) -> None:
     calls, facts, run = traced(engine, tmp_path, "openat")
     by_path = {c["args"]["path"]: c for c in calls}
     long = by_path[facts["long_path"]]  # 200+ bytes, non-ASCII: several chunks, exact
@@ -57,7 +57,7 @@ def test_openat_paths_flags_and_results(engine: str, tmp_path: Path,
 
 
 def test_connect_addresses_v4_v6_and_unix(engine: str, tmp_path: Path,
-                                          no_bpftrace_left: None) -> None:
+                                          nothing_left_running: None) -> None:
     calls, facts, _ = traced(engine, tmp_path, "connect")
     addresses = [(c["args"]["address"], c["errno"]) for c in calls]
     ports = facts["ports"]
@@ -67,7 +67,7 @@ def test_connect_addresses_v4_v6_and_unix(engine: str, tmp_path: Path,
     assert ({"family": "AF_UNIX", "path": facts["unix_path"]}, "ENOENT") in addresses
 
 
-def test_clone_child_and_thread(engine: str, tmp_path: Path, no_bpftrace_left: None) -> None:
+def test_clone_child_and_thread(engine: str, tmp_path: Path, nothing_left_running: None) -> None:
     calls, facts, _ = traced(engine, tmp_path, "clone")
     fork = [c for c in calls if c["ret"] == facts["child"]]
     thread = [c for c in calls if c["ret"] == facts["thread"]]
@@ -78,7 +78,7 @@ def test_clone_child_and_thread(engine: str, tmp_path: Path, no_bpftrace_left: N
 
 
 def test_kill_target_signal_and_errors(engine: str, tmp_path: Path,
-                                       no_bpftrace_left: None) -> None:
+                                       nothing_left_running: None) -> None:
     calls, facts, _ = traced(engine, tmp_path, "kill")
     sent = {(c["syscall"], c["args"]["target"], c["args"]["signal"], c["errno"]) for c in calls}
     assert ("kill", facts["child"], "SIGUSR1", None) in sent
@@ -86,7 +86,7 @@ def test_kill_target_signal_and_errors(engine: str, tmp_path: Path,
 
 
 def test_filters_on_arguments_run_in_the_kernel(engine: str, tmp_path: Path,
-                                                no_bpftrace_left: None) -> None:
+                                                nothing_left_running: None) -> None:
     work = tmp_path / "work"
     calls, facts, _ = traced(engine, tmp_path, "openat", "--where", f"path={work}/*",
                              "--where", "flags=O_CREAT")
@@ -97,7 +97,7 @@ def test_filters_on_arguments_run_in_the_kernel(engine: str, tmp_path: Path,
 
 
 def test_result_filters_keep_failed_or_successful_calls(engine: str, tmp_path: Path,
-                                                       no_bpftrace_left: None) -> None:
+                                                       nothing_left_running: None) -> None:
     work = tmp_path / "work"
     where = ("--where", f"path={work}/*")
     failed, facts, _ = traced(engine, tmp_path, "openat", "--failed", *where)
@@ -109,7 +109,7 @@ def test_result_filters_keep_failed_or_successful_calls(engine: str, tmp_path: P
 
 
 def test_adhoc_profile_traces_what_it_names(engine: str, tmp_path: Path,
-                                            no_bpftrace_left: None) -> None:
+                                            nothing_left_running: None) -> None:
     calls, facts, _ = traced(engine, tmp_path, "--syscall", "unlink", "--syscall", "unlinkat",
                              "--arg", "path:str:pathname")
     assert [(c["syscall"], c["args"]["path"], c["ret"]) for c in calls] == \
@@ -117,7 +117,7 @@ def test_adhoc_profile_traces_what_it_names(engine: str, tmp_path: Path,
 
 
 def test_stats_and_export_of_a_syscall_profile(engine: str, tmp_path: Path,
-                                               no_bpftrace_left: None) -> None:
+                                               nothing_left_running: None) -> None:
     prom, work = tmp_path / "kill.prom", tmp_path / "work"
     work.mkdir()
     run = run_tool("kill", "--export", str(prom), "--bpftrace", engine, "--",
@@ -131,7 +131,7 @@ def test_stats_and_export_of_a_syscall_profile(engine: str, tmp_path: Path,
 
 
 def test_replay_of_a_syscall_profile_equals_the_live_run(engine: str, tmp_path: Path,
-                                                         no_bpftrace_left: None) -> None:
+                                                         nothing_left_running: None) -> None:
     rec = tmp_path / "connect.rec"
     calls, _, run = traced(engine, tmp_path, "connect", "--record", str(rec))
     replay = subprocess.run(tool_command("--replay", str(rec), "--json"), capture_output=True,
@@ -144,7 +144,7 @@ def test_replay_of_a_syscall_profile_equals_the_live_run(engine: str, tmp_path: 
 
 
 def test_exit_status_signal_and_lifetime(engine: str, tmp_path: Path,
-                                         no_bpftrace_left: None) -> None:
+                                         nothing_left_running: None) -> None:
     script = "sleep 0.3; sh -c 'exit 5'; sleep 30 & kill -KILL $!; wait; exit 0"
     run = run_tool("exit", "--json", "--parents", "1", "--bpftrace", engine, "--",
                    "bash", "-c", script)
@@ -165,7 +165,7 @@ def test_exit_status_signal_and_lifetime(engine: str, tmp_path: Path,
 
 @pytest.mark.parametrize("profile", ["openat", "connect", "clone", "kill", "exit"])
 def test_oneliner_runs_under_plain_bpftrace(engine: str, profile: str, tmp_path: Path,
-                                            no_bpftrace_left: None) -> None:
+                                            nothing_left_running: None) -> None:
     line = subprocess.run(tool_command(profile, "--emit", "oneliner", "--bpftrace", engine),
                           capture_output=True, text=True, check=True).stdout
     proc = subprocess.Popen(shlex.split(line), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -193,7 +193,7 @@ def test_oneliner_runs_under_plain_bpftrace(engine: str, profile: str, tmp_path:
 @pytest.fixture
 def container_cgroup() -> Any:
     """A real cgroup v2 directory named the way docker names a container's."""
-    from bptrace_exec.cgroups import cgroup2_mount
+    from bptrace_exec.run.cgroups import cgroup2_mount
 
     root = cgroup2_mount()
     assert root is not None, "cgroup v2 is mounted on the test machines"
@@ -212,7 +212,7 @@ def container_cgroup() -> Any:
 
 
 def test_container_context_from_real_namespaces_and_cgroup(
-        engine: str, tmp_path: Path, container_cgroup: Any, no_bpftrace_left: None) -> None:
+        engine: str, tmp_path: Path, container_cgroup: Any, nothing_left_running: None) -> None:
     """The driver runs in a cgroup of its own, in new pid, uts and mount namespaces; a
     kill made before it moves there is filtered out in the kernel."""
     path, ident = container_cgroup
@@ -254,7 +254,7 @@ def test_container_context_from_real_namespaces_and_cgroup(
 
 
 def test_exec_stats_by_cgroup(engine: str, tmp_path: Path, container_cgroup: Any,
-                              no_bpftrace_left: None) -> None:
+                              nothing_left_running: None) -> None:
     path, _ident = container_cgroup
     profile = tmp_path / "by-cgroup.yaml"
     profile.write_text("version: 1\nstats: {enabled: true, by: [cgroup, comm]}\n")
@@ -266,7 +266,7 @@ def test_exec_stats_by_cgroup(engine: str, tmp_path: Path, container_cgroup: Any
     assert cgroups.get("/" + path.name) == 2, cgroups  # sh itself execs outside it
 
 
-def test_host_wide_run_leaves_the_tracer_out(engine: str, no_bpftrace_left: None) -> None:
+def test_host_wide_run_leaves_the_tracer_out(engine: str, nothing_left_running: None) -> None:
     """Stopping bpftrace is a kill() of bptrace-exec's own: it is not reported, and not
     counted as a call lost on the way."""
     proc = subprocess.Popen(tool_command("kill", "--json", "--bpftrace", engine),

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bptrace_exec.decode import Attached, Lost, Note, Printf, decode_line, restore_bytes
+from bptrace_exec.parse.decode import Attached, Lost, Note, Printf, decode_line, restore_bytes
 
 
 def bpftrace_escape(raw: bytes) -> str:
@@ -34,7 +34,8 @@ def bpftrace_escape(raw: bytes) -> str:
 
 
 def line_for(raw: bytes) -> bytes:
-    return ('{"type": "printf", "data": ' + bpftrace_escape(raw) + "}").encode()
+    """A printf of these bytes, and the final newline every format has."""
+    return ('{"type": "printf", "data": ' + bpftrace_escape(raw + b"\n") + "}").encode()
 
 
 @pytest.mark.parametrize("raw", [
@@ -48,12 +49,12 @@ def test_printf_bytes_round_trip(raw: bytes) -> None:
 
 
 def test_a_real_signed_char_escape() -> None:
-    line = b'{"type": "printf", "data": "\\uffffffc3\\uffffffbc and \\\\uffffffc3"}'
+    line = b'{"type": "printf", "data": "\\uffffffc3\\uffffffbc and \\\\uffffffc3\\n"}'
     assert decode_line(line) == Printf("ü and \\uffffffc3".encode())
 
 
 def test_raw_high_bytes_as_arm64_prints_them() -> None:
-    line = b'{"type": "printf", "data": "\xc3\xbc\xff"}'
+    line = b'{"type": "printf", "data": "\xc3\xbc\xff\\n"}'
     assert decode_line(line) == Printf(b"\xc3\xbc\xff")
 
 
@@ -76,6 +77,7 @@ def test_blank_lines_are_skipped(line: bytes) -> None:
      "helper_error"),
     (b'{"type": "value", "data": [1, 2]}', "value"),
     (b'{"type": "printf", "data": "cut', "garbled"),
+    (b'{"type": "printf", "data": "no newline"}', "garbled"),
     (b"ERROR: something", "garbled"),
     (b'["not", "an", "object"]', "garbled"),
     (b'{"data": 1}', "garbled"),

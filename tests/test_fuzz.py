@@ -11,10 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from bptrace_exec.assemble import Assembler
-from bptrace_exec.decode import MapData, Note, Printf, decode_line
-from bptrace_exec.render import event_to_dict, json_line, table_row
-from bptrace_exec.stats import from_maps
+from bptrace_exec.output.render import Renderer
+from bptrace_exec.output.tally import from_maps
+from bptrace_exec.output.text import json_line
+from bptrace_exec.parse.decode import MapData, Note, Printf, decode_line
+from bptrace_exec.parse.join import Assembler
+from bptrace_exec.spec import parse_profile
+from test_transcripts import version_of
+
+EXECVE = parse_profile("version: 1\n", source="probes/execve.yaml", name="execve")
+RENDER = Renderer(EXECVE)
 
 FIXTURES = sorted((Path(__file__).parent / "fixtures").glob("*.jsonl"))
 KEYED = re.compile(rb'("data": "\w+ )(\d+)( )')
@@ -35,6 +41,10 @@ def junk_lines(real: list[bytes], rng: random.Random, count: int) -> list[bytes]
         b'{"type": "printf", "data": "argv 7 7 0 zz zz\\n"}',
         b'{"type": "printf", "data": "enter 7 7 1 0 zz /x\\n"}',
         b'{"type": "printf", "data": "exec 7 7 0 1 1 1 1 1 1 0 0 99999 59\\n"}',
+        b'{"type": "printf", "data": "call 7 7 0 99999 0 1 1 1 1 1 1 0 0 x\\n"}',
+        b'{"type": "printf", "data": "bytes 7 7 1 0 zz zz\\n"}',
+        b'{"type": "printf", "data": "first 7 7 -1 0 x\\n"}',
+        b'{"type": "printf", "data": "call 7 7 -1 1 0 1 1 1 1 1 1 0 0 x\\n"}',
     ]
     out = []
     for _ in range(count):
@@ -56,33 +66,34 @@ def junk_lines(real: list[bytes], rng: random.Random, count: int) -> list[bytes]
     return out
 
 
-def parse(lines: list[bytes]) -> tuple[list[str], Assembler, dict[str, object]]:
-    asm = Assembler(wall_offset_ns=0, max_args=64)
+def parse(lines: list[bytes], version: int) -> tuple[list[str], Assembler, dict[str, object]]:
+    asm = Assembler(EXECVE, wall_offset_ns=0, version=version)
     rows, maps = [], {}
     for n, line in enumerate(lines):
         record = decode_line(line)
         if isinstance(record, Printf):
             for event in asm.feed(record.text, n):
-                rows.append(json_line(event_to_dict(event)))
-                table_row(event)
+                rows.append(json_line(RENDER.to_dict(event)))
+                RENDER.row(event)
         elif isinstance(record, MapData):
             maps[record.name] = record.value
         elif record is not None:
             assert isinstance(record, object)
         if n % 5000 == 0:
-            rows += [json_line(event_to_dict(e)) for e in asm.expire(n)]
-    rows += [json_line(event_to_dict(e)) for e in asm.flush()]
+            rows += [json_line(RENDER.to_dict(e)) for e in asm.expire(n)]
+    rows += [json_line(RENDER.to_dict(e)) for e in asm.flush()]
     return rows, asm, maps
 
 
 @pytest.mark.parametrize("fixture", FIXTURES, ids=[f.stem for f in FIXTURES])
 def test_100000_hostile_lines_lose_no_real_exec(fixture: Path) -> None:
     real = fixture.read_bytes().splitlines()
-    clean, _, clean_maps = parse(real)
+    version = version_of(fixture) if fixture.stem.startswith("driver") else 2
+    clean, _, clean_maps = parse(real, version)
     rng = random.Random(fixture.name)
     mixed = real + junk_lines(real, rng, 100_000)
     rng.shuffle(mixed)
-    rows, asm, maps = parse(mixed)
+    rows, asm, maps = parse(mixed, version)
     real_rows = [r for r in rows if '"tid":999999' not in r and '"pid":999999' not in r]
     assert sorted(r for r in real_rows if r in clean) == sorted(clean)
     assert asm.stats.malformed + asm.stats.unknown > 0  # the junk was seen, and counted

@@ -14,11 +14,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bptrace_exec.codegen.oneliner import compact, oneliner, text_program
-from bptrace_exec.spec import Filters, Profile
+from bptrace_exec.codegen.oneliner import compact, exec_text_program, oneliner
+from bptrace_exec.spec import Filters, Profile, parse_profile
 from test_injection import HARMLESS_ONELINE, comm_values, skeleton
 
-BASE = Profile(name="execve", source="probes/execve.yaml", description="d")
+BASE = parse_profile("version: 1\ndescription: d\n", source="probes/execve.yaml", name="execve")
 GOLDEN = Path(__file__).parent / "golden" / "oneliner-comm-sh.txt"
 
 
@@ -34,7 +34,7 @@ def test_golden(request: pytest.FixtureRequest) -> None:
     assert "\n" not in line and line.startswith("bpftrace -e '")
 
 
-@settings(max_examples=10_000, deadline=None)
+@settings(deadline=None)
 @given(comm_values(), st.sampled_from(["bpftrace", "/opt/bpf trace/bpftrace", "it's"]))
 def test_shell_reads_back_exactly_the_program(comm: str, binary: str) -> None:
     words = shlex.split(oneliner(with_comm(comm), binary))  # POSIX shell word splitting
@@ -54,7 +54,7 @@ def test_a_real_shell_agrees(comm: str) -> None:
 def test_compact_keeps_literals_whole() -> None:
     program = 'x  =  "a  b // not a comment"; // a comment\n/* block */ y'
     assert compact(program) == 'x = "a  b // not a comment"; y'
-    assert "//" not in compact(text_program(BASE)).replace('"//', "")
+    assert "//" not in compact(exec_text_program(BASE)).replace('"//', "")
 
 
 # one process named bpx-one: an exec that fails, then one that succeeds
@@ -66,7 +66,7 @@ FAIL_THEN_ECHO = ("import ctypes,os; ctypes.CDLL(None).prctl(15, b'bpx-one', 0, 
 
 @pytest.mark.root
 @pytest.mark.parametrize("result", ["any", "failed", "succeeded"])
-def test_plain_bpftrace_runs_it(engine: str, result: str, no_bpftrace_left: None) -> None:
+def test_plain_bpftrace_runs_it(engine: str, result: str, nothing_left_running: None) -> None:
     profile = with_comm("bpx-one")
     if result != "any":
         profile = dataclasses.replace(profile, filters=dataclasses.replace(

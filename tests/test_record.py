@@ -1,31 +1,48 @@
-"""Recordings without root: a transcript cut short replays up to its last whole line."""
+"""Recordings without root: those of every record version replay, and a transcript cut
+short replays up to its last whole line."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from bptrace_exec.errors import UsageError
-from bptrace_exec.record import FORMAT, read_recording
+from bptrace_exec.run.recording import FORMAT, read_recording
 from bptrace_exec.spec import load_profile, profile_from_dict, profile_to_dict
 from conftest import tool_command
+from expectations import check_all
 
-FIXTURE = Path(__file__).parent / "fixtures" / "driver-v0.17.0.jsonl"
+FIXTURES = Path(__file__).parent / "fixtures"
+WORKDIR = "/tmp/bptrace-exec-transcript"
+# The execve profile as recordings of version 1 (before one model for every probe) wrote it.
+VERSION_1_PROFILE = {
+    "name": "execve", "source": "probes/execve.yaml", "version": 1, "description": "d",
+    "probes": ["execve", "execveat"],
+    "filters": {"comm": [], "uid": [], "pid": [], "ppid": [], "failed": False,
+                "succeeded": False, "cgroup": []},
+    "limits": {"max_args": 64, "argv_bytes": 4096},
+    "stats": {"enabled": False, "by": ["program", "comm", "uid", "ppid", "errno"], "top": 10,
+              "interval": 0, "latency": True},
+    "output": {"format": "table"}, "context": {"parents": 0, "container": False}}
+VERSIONS = {1: ("driver-v0.17.0.jsonl", VERSION_1_PROFILE),
+            2: ("driver2-v0.17.0.jsonl", profile_to_dict(load_profile("execve")))}
 
 
-def recording(tmp_path: Path, *, cut: int | None = None, trailer: bool = True) -> Path:
-    header = {"recording": FORMAT, "bpftrace": "v0.17.0",
-              "profile": profile_to_dict(load_profile("execve")),
+def recording(tmp_path: Path, version: int = 2, *, cut: int | None = None,
+              trailer: bool = True) -> tuple[Path, Path]:
+    fixture, profile = VERSIONS[version]
+    header = {"recording": f"{FORMAT}{version}", "bpftrace": "v0.17.0", "profile": profile,
               "started": "2026-11-25T12:00:00.000000Z", "wall_offset_ns": 0}
-    body = FIXTURE.read_bytes()
+    body = (FIXTURES / fixture).read_bytes()
     text = json.dumps(header).encode() + b"\n" + body
     if trailer:
         text += b'{"recording_end": {"elapsed_s": 1.5}}\n'
-    path = tmp_path / "run.rec"
+    path = tmp_path / f"run{version}.rec"
     path.write_bytes(text[:cut] if cut else text)
-    return path
+    return path, FIXTURES / fixture
 
 
 def test_profile_round_trips() -> None:
@@ -33,20 +50,26 @@ def test_profile_round_trips() -> None:
     assert profile_from_dict(profile_to_dict(profile)) == profile
 
 
-def test_whole_recording(tmp_path: Path) -> None:
-    rec = read_recording(str(recording(tmp_path)))
+@pytest.mark.parametrize("version", sorted(VERSIONS))
+def test_recordings_of_every_version_replay_the_same_execs(tmp_path: Path, version: int
+                                                           ) -> None:
+    path, fixture = recording(tmp_path, version)
+    rec = read_recording(str(path))
     assert rec.elapsed_s == 1.5 and rec.engine.version == (0, 17, 0)
-    assert len(rec.lines) == len(FIXTURE.read_bytes().splitlines())
+    assert rec.version == version
+    assert len(rec.lines) == len(fixture.read_bytes().splitlines())
+    out = subprocess.run(tool_command("--replay", str(path), "--json", "-q"),
+                         capture_output=True, text=True, check=True).stdout
+    check_all([json.loads(line) for line in out.splitlines()
+               if '"event":"exec"' in line], WORKDIR)
 
 
 def test_cut_recording_replays_to_its_last_whole_line(tmp_path: Path) -> None:
-    import subprocess
-
-    whole = recording(tmp_path)
+    whole, _ = recording(tmp_path)
     full = subprocess.run(tool_command("--replay", str(whole), "--json", "-q"),
                           capture_output=True, text=True, check=True).stdout.splitlines()
     size = whole.stat().st_size
-    cut = recording(tmp_path, cut=size * 2 // 3, trailer=False)
+    cut, _ = recording(tmp_path, cut=size * 2 // 3, trailer=False)
     out = subprocess.run(tool_command("--replay", str(cut), "--json"), capture_output=True,
                          text=True, check=False)
     assert out.returncode == 0 and "cut short" in out.stderr
@@ -57,7 +80,9 @@ def test_cut_recording_replays_to_its_last_whole_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("content", [b"", b"not json\n", b'{"recording": "other/9"}\n',
-                                     b'{"recording": "bptrace-exec/1"}\n'])
+                                     b'{"recording": "bptrace-exec/1"}\n',
+                                     b'{"recording": "bptrace-exec/99", "bpftrace": "v0.17.0",'
+                                     b' "profile": {"version": 1}, "wall_offset_ns": 0}\n'])
 def test_not_a_recording(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "x.rec"
     path.write_bytes(content)

@@ -8,28 +8,30 @@ import subprocess
 
 import pytest
 
-from bptrace_exec.events import ExecEvent
-from bptrace_exec.render import (
-    COLUMNS,
-    command_line,
-    event_to_dict,
-    iso_time,
-    json_line,
-    safe_text,
-    shell_quote,
-    table_header,
-    table_row,
-)
+from bptrace_exec.event import Event
+from bptrace_exec.output.render import Renderer
+from bptrace_exec.output.text import iso_time, json_line, safe_text, shell_quote
+from bptrace_exec.spec import parse_profile
 from workloads.exec_driver import HARD_ARGS
 
+EXECVE = parse_profile("version: 1\n", source="probes/execve.yaml", name="execve")
+RENDER = Renderer(EXECVE)
 
-def event(argv: tuple[bytes, ...], **kw: object) -> ExecEvent:
+
+def event(argv: tuple[bytes, ...], *, filename: bytes = b"/bin/x", cut: bool = False,
+          **kw: object) -> Event:
     base: dict[str, object] = dict(
-        time_ns=1_764_000_000_123_456_789, pid=10, ppid=1, uid=0, tid=10, comm=b"bash",
-        filename=b"/bin/x", filename_truncated=False, argv=argv, argv_truncated=False,
-        ret=0, latency_ns=1_234_567, syscall="execve")
+        time_ns=1_764_000_000_123_456_789, syscall="execve", pid=10, tid=10, ppid=1, uid=0,
+        comm=b"bash", ret=0, latency_ns=1_234_567)
     base.update(kw)
-    return ExecEvent(**base)  # type: ignore[arg-type]
+    return Event(**base, values={"filename": filename, "argv": argv},  # type: ignore[arg-type]
+                 truncated=frozenset({"argv"} if cut else ()))
+
+
+def command_line(e: Event) -> str:
+    """The ARGS column's cell."""
+    [args] = [c for c in RENDER.columns if c.name == "argv"]
+    return args.cell(e)
 
 
 def test_bash_reads_the_quoted_argv_back_exactly() -> None:
@@ -42,7 +44,7 @@ def test_bash_reads_the_quoted_argv_back_exactly() -> None:
 @pytest.mark.parametrize("raw", [b"\x1b[2J", b"a\x07b", b"\xff", "\u202e".encode(),
                                  b"\x9b31m", "\u2028".encode(), b"\r"])
 def test_nothing_unsafe_reaches_the_terminal(raw: bytes) -> None:
-    row = table_row(event((b"x", raw), comm=raw, filename=raw))
+    row = RENDER.row(event((b"x", raw), comm=raw, filename=raw))
     assert all(c.isprintable() or c == " " for c in row), repr(row)
     assert not any(0x202A <= ord(c) <= 0x202E or 0x2066 <= ord(c) <= 0x2069 for c in row)
 
@@ -54,7 +56,7 @@ def test_safe_text_is_unambiguous() -> None:
 
 def test_json_is_lossless_and_ascii_safe() -> None:
     e = event(HARD_ARGS, ret=-2)
-    line = json_line(event_to_dict(e))
+    line = json_line(RENDER.to_dict(e))
     line.encode("utf-8")  # no lone surrogate left raw
     back = json.loads(line)
     assert [a.encode("utf-8", "surrogateescape") for a in back["argv"]] == list(HARD_ARGS)
@@ -65,19 +67,19 @@ def test_json_is_lossless_and_ascii_safe() -> None:
 
 
 def test_non_utf8_uses_lone_surrogate_escapes() -> None:
-    line = json_line(event_to_dict(event((b"\xff",))))
+    line = json_line(RENDER.to_dict(event((b"\xff",))))
     assert '"argv":["\\udcff"]' in line
 
 
 def test_table_columns_line_up() -> None:
-    header, row = table_header(), table_row(event((b"ls", b"-l"), ret=-13))
-    assert header.split()[:len(COLUMNS)] == [c.title for c in COLUMNS]
+    header, row = RENDER.header(), RENDER.row(event((b"ls", b"-l"), ret=-13))
+    assert header.split() == [c.title for c in RENDER.columns]
     assert row.index("EACCES") == header.index("RET")
     assert row.endswith("/bin/x               ls -l")
 
 
 def test_truncation_is_shown() -> None:
-    assert command_line(event((b"a",), argv_truncated=True)) == "a [...]"
+    assert command_line(event((b"a",), cut=True)) == "a [...]"
     assert shell_quote(b"") == "''"
 
 

@@ -12,11 +12,17 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bptrace_exec.decode import MapData, decode_line
-from bptrace_exec.export import to_csv, to_dict, to_json, to_markdown, to_prometheus
-from bptrace_exec.report import render_report, shorten_middle
-from bptrace_exec.spec import BREAKDOWNS
-from bptrace_exec.stats import Stats, from_events, from_maps, latency_from_ns, log2_bucket
+from bptrace_exec.output.export import to_csv, to_dict, to_json, to_markdown, to_prometheus
+from bptrace_exec.output.report import render_report, shorten_middle
+from bptrace_exec.output.tally import (
+    LatencyTally,
+    Stats,
+    from_json_events,
+    from_maps,
+    log2_bucket,
+)
+from bptrace_exec.parse.decode import MapData, decode_line
+from bptrace_exec.spec.captures import EXEC_DEFAULT_BREAKDOWNS as BREAKDOWNS
 from stats_expectations import check_stats, expected_errnos, expected_programs
 from workloads.stats_driver import STATS_COUNTS, resolve
 
@@ -57,7 +63,7 @@ def test_same_counts_from_json_lines(stats: Stats) -> None:
                            "comm": "python", "uid": 0, "ppid": 1, "ret": RET.get(errno, 0),
                            "errno": errno, "latency_ns": 5000 * (i + 1), "argv": ["x"],
                            "time": f"2026-01-01T00:00:0{i}.000000Z"})
-    offline = from_events(events, by=BREAKDOWNS)
+    offline = from_json_events(events, by=BREAKDOWNS)
     programs = dict(stats.breakdowns["program"])
     for path, count in dict(offline.breakdowns["program"]).items():
         assert programs[path] == count
@@ -73,7 +79,11 @@ def test_log2_buckets_match_bpftrace(us: int, bucket: tuple[int, int]) -> None:
 
 def test_percentiles_lie_in_their_bucket() -> None:
     values = [1000 * v for v in [1, 2, 3, 100, 100, 100, 100, 100, 100, 5000]]
-    lat = latency_from_ns(values)
+    tally = LatencyTally()
+    for value in values:
+        tally.add(value)
+    lat = tally.result()
+    assert lat is not None
     assert (lat.percentile(0.5).low_us, lat.percentile(0.5).high_us) == (64, 127)
     assert lat.percentile(0.99).low_us == 4096
     assert lat.percentile(0.1).low_us == 1
@@ -101,8 +111,8 @@ def test_json_export(stats: Stats) -> None:
     programs = {r["key"]: r["count"] for r in data["breakdowns"]["program"]["top"]}
     for path, count in expected_programs(WORKDIR).items():
         assert programs[path] == count
-    assert data["execs"] == stats.execs and data["failed"] == stats.failed
-    assert sum(b["count"] for b in data["latency"]["buckets"]) == stats.execs
+    assert data["execs"] == stats.count and data["failed"] == stats.failed
+    assert sum(b["count"] for b in data["latency"]["buckets"]) == stats.count
     assert data["breakdowns"]["errno"]["distinct"] == 2
 
 
@@ -112,7 +122,7 @@ def test_csv_export(stats: Stats) -> None:
     for path, count in expected_programs(WORKDIR).items():
         assert programs[path] == count
     total = {r["key"]: int(r["count"]) for r in rows if r["section"] == "total"}
-    assert total["execs"] == stats.execs and total["failed"] == stats.failed
+    assert total["execs"] == stats.count and total["failed"] == stats.failed
     assert {r["key"]: int(r["count"]) for r in rows if r["section"] == "errno"} == \
         expected_errnos()
 
@@ -148,14 +158,14 @@ def test_prometheus_export(stats: Stats) -> None:
                 for s in families["bptrace_exec_execs_by_program"].samples}
     for path, count in expected_programs(WORKDIR).items():
         assert programs[path] == count
-    assert families["bptrace_exec_execs"].samples[0].value == stats.execs
+    assert families["bptrace_exec_execs"].samples[0].value == stats.count
     hist = families["bptrace_exec_latency_seconds"]
     assert hist.type == "histogram"
     buckets = [s for s in hist.samples if s.name.endswith("_bucket")]
-    assert buckets[-1].labels["le"] == "+Inf" and buckets[-1].value == stats.execs
+    assert buckets[-1].labels["le"] == "+Inf" and buckets[-1].value == stats.count
     assert [b.value for b in buckets] == sorted(b.value for b in buckets)
     count = next(s for s in hist.samples if s.name.endswith("_count"))
-    assert count.value == stats.execs
+    assert count.value == stats.count
 
 
 def test_export_dict_counts_other(stats: Stats) -> None:
@@ -164,7 +174,7 @@ def test_export_dict_counts_other(stats: Stats) -> None:
     assert isinstance(breakdowns, dict)
     program = breakdowns["program"]
     assert len(program["top"]) == 1
-    assert program["top"][0]["count"] + program["other"] == stats.execs
+    assert program["top"][0]["count"] + program["other"] == stats.count
 
 
 def test_cgroup_breakdown_names_ids_found_on_the_machine() -> None:

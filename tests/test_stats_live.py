@@ -22,7 +22,7 @@ DRIVER = str(ROOT / "tests" / "workloads" / "stats_driver.py")
 
 
 def test_stats_run_exports_exact_counts(engine: str, tmp_path: Path,
-                                        no_bpftrace_left: None) -> None:
+                                        nothing_left_running: None) -> None:
     outputs = {fmt: tmp_path / f"report.{fmt}" for fmt in ("json", "csv", "md", "prom")}
     data = {}
     for fmt, path in outputs.items():
@@ -48,7 +48,7 @@ def test_stats_run_exports_exact_counts(engine: str, tmp_path: Path,
     assert "| /bin/true " in data["md"]
 
 
-def test_stats_equal_event_mode(engine: str, tmp_path: Path, no_bpftrace_left: None) -> None:
+def test_stats_equal_event_mode(engine: str, tmp_path: Path, nothing_left_running: None) -> None:
     events_file = tmp_path / "events.jsonl"
     run_tool("--json", "-o", str(events_file), "--bpftrace", engine, "--",
              sys.executable, DRIVER, str(tmp_path), output=events_file)
@@ -67,7 +67,7 @@ def test_stats_equal_event_mode(engine: str, tmp_path: Path, no_bpftrace_left: N
     assert {r["key"]: r["count"] for r in top} == dict(counted)
 
 
-def test_interval_reports(engine: str, tmp_path: Path, no_bpftrace_left: None) -> None:
+def test_interval_reports(engine: str, tmp_path: Path, nothing_left_running: None) -> None:
     run = run_tool("--stats", "--interval", "1", "--bpftrace", engine, "--", "sh", "-c",
                    "for i in 1 2 3; do /bin/true; sleep 1; done")
     assert run.returncode == 0, run.stderr
@@ -77,8 +77,30 @@ def test_interval_reports(engine: str, tmp_path: Path, no_bpftrace_left: None) -
     assert "/bin/true" in final and " 3 " in final.split("/bin/true", 1)[1].splitlines()[0]
 
 
+def test_interval_reports_of_a_syscall_profile_only_grow(engine: str, tmp_path: Path,
+                                                        nothing_left_running: None) -> None:
+    """openat counted as the calls go by, a report every second for three seconds and
+    more: each says at least what the one before said, the last says every open."""
+    opener = ("import time\n"
+              "end = time.monotonic() + 3.5\n"
+              "while time.monotonic() < end:\n"
+              "    try: open('/nonexistent/bpx-interval')\n"
+              "    except OSError: pass\n"
+              "    time.sleep(0.1)\n")
+    run = run_tool("openat", "--stats", "--interval", "1", "--json", "--where",
+                   "path=/nonexistent/bpx-interval", "--bpftrace", engine, "--",
+                   sys.executable, "-c", opener)
+    assert run.returncode == 0, run.stderr
+    reports = [json.loads(line) for line in run.stdout.splitlines()]
+    assert len(reports) >= 4, run.stdout  # three a second apart, then the final one
+    counts = [r["calls"] for r in reports]
+    assert counts == sorted(counts) and counts[-1] >= 30 and counts[0] > 0
+    assert reports[-1]["breakdowns"]["errno"]["top"] == [
+        {"key": "ENOENT", "count": counts[-1], "share": 1.0}]
+
+
 def test_full_disk_keeps_the_report(engine: str, tmp_path: Path,
-                                    no_bpftrace_left: None) -> None:
+                                    nothing_left_running: None) -> None:
     disk = tmp_path / "tiny"
     disk.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8k", "tmpfs", str(disk)], check=True)
@@ -103,7 +125,7 @@ def test_unwritable_export_fails_before_tracing(tmp_path: Path) -> None:
 
 
 def test_light_stats_count_what_the_syscall_tracepoints_count(
-        engine: str, tmp_path: Path, no_bpftrace_left: None) -> None:
+        engine: str, tmp_path: Path, nothing_left_running: None) -> None:
     """exec-counts enables no syscall tracepoint, yet counts what `execve --stats
     --succeeded` counts, breakdown for breakdown (ppid aside: each run has its driver)."""
     reports, stdout = {}, {}

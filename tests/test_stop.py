@@ -69,7 +69,7 @@ def _made_call(kind: str, marker: str, helper: int, records: list[dict[str, obje
 @pytest.mark.parametrize("kind", ["execve", "openat", "kill"])
 def test_a_call_just_before_the_stop_is_never_lost(engine: str, kind: str, busy_cpus: None,
                                                    tmp_path: Path,
-                                                   no_bpftrace_left: None) -> None:
+                                                   nothing_left_running: None) -> None:
     for run in range(RUNS):
         tool = subprocess.Popen(tool_command(kind, "--json", "--comm", "bpx-stop",
                                              "--bpftrace", engine),

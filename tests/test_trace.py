@@ -20,7 +20,7 @@ DRIVER = str(ROOT / "tests" / "workloads" / "exec_driver.py")
 
 
 def test_every_hard_case_is_exact(engine: str, exec_cases: str, tmp_path: Path,
-                                  no_bpftrace_left: None) -> None:
+                                  nothing_left_running: None) -> None:
     out = tmp_path / "events.jsonl"
     run = run_tool("execve", "--json", "-o", str(out), "--bpftrace", engine,
                    "--", sys.executable, DRIVER, str(tmp_path), exec_cases, output=out)
@@ -33,7 +33,7 @@ def test_every_hard_case_is_exact(engine: str, exec_cases: str, tmp_path: Path,
 
 
 def test_burst_of_2000_execs_loses_none(engine: str, exec_cases: str, tmp_path: Path,
-                                        no_bpftrace_left: None) -> None:
+                                        nothing_left_running: None) -> None:
     out = tmp_path / "events.jsonl"
     run = run_tool("--json", "-o", str(out), "--bpftrace", engine,
                    "--", exec_cases, "storm", "2000", "2", output=out)
@@ -45,7 +45,7 @@ def test_burst_of_2000_execs_loses_none(engine: str, exec_cases: str, tmp_path: 
 
 
 def test_command_exit_status_and_output_kept_apart(engine: str, tmp_path: Path,
-                                                   no_bpftrace_left: None) -> None:
+                                                   nothing_left_running: None) -> None:
     run = run_tool("--json", "--bpftrace", engine, "--", "sh", "-c", "echo out; exit 7")
     assert run.returncode == 7
     assert "out" in run.stderr.splitlines()  # the command's stdout: not in the records
@@ -54,7 +54,7 @@ def test_command_exit_status_and_output_kept_apart(engine: str, tmp_path: Path,
 
 
 def test_only_descendants_of_the_command_are_traced(engine: str, tmp_path: Path,
-                                                    no_bpftrace_left: None) -> None:
+                                                    nothing_left_running: None) -> None:
     outsider = subprocess.Popen(["sh", "-c", "for i in $(seq 200); do /bin/true outsider; "
                                  "sleep 0.02; done"])
     try:
@@ -72,7 +72,7 @@ def test_only_descendants_of_the_command_are_traced(engine: str, tmp_path: Path,
     ("--comm", "bpx-kept", "bpx-kept", "bpx-dropped"),
 ])
 def test_comm_filter(engine: str, tmp_path: Path, option: str, value: str, keep: str,
-                     drop: str, no_bpftrace_left: None) -> None:
+                     drop: str, nothing_left_running: None) -> None:
     """The filter runs in the kernel: the dropped caller's exec never reaches the parser."""
     script = ("import ctypes,os,sys,time\n"
               "libc=ctypes.CDLL(None)\n"
@@ -90,7 +90,7 @@ def test_comm_filter(engine: str, tmp_path: Path, option: str, value: str, keep:
 
 
 @pytest.mark.parametrize("result", ["--failed", "--succeeded"])
-def test_uid_and_result_filters(engine: str, result: str, no_bpftrace_left: None) -> None:
+def test_uid_and_result_filters(engine: str, result: str, nothing_left_running: None) -> None:
     script = ("import os\n"
               "def run(uid, path):\n"
               "    pid=os.fork()\n"
@@ -112,7 +112,7 @@ def test_uid_and_result_filters(engine: str, result: str, no_bpftrace_left: None
 def test_pid_and_ppid_filters_are_in_the_program(tmp_path: Path) -> None:
     text = subprocess.run(tool_command("--pid", "4321", "--ppid", "1", "--emit", "script"),
                           capture_output=True, text=True, check=True).stdout
-    assert "/curtask->tgid == 4321 && curtask->real_parent->tgid == 1/" in text
+    assert "/curtask->tgid == 4321 && curtask->real_parent->tgid == 1 && " in text
 
 
 def exec_as(comm: str, *argv: str) -> None:
@@ -138,7 +138,7 @@ def _start(engine: str, *args: str) -> subprocess.Popen[str]:
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_signals_stop_cleanly_and_keep_records(engine: str, sig: signal.Signals,
-                                               no_bpftrace_left: None) -> None:
+                                               nothing_left_running: None) -> None:
     proc = _start(engine, "--json", "--comm", "bpx-sig")
     exec_as("bpx-sig", "/bin/true", "before-signal")
     time.sleep(1)
@@ -151,7 +151,7 @@ def test_signals_stop_cleanly_and_keep_records(engine: str, sig: signal.Signals,
     assert "Traceback" not in stderr
 
 
-def test_duration_stops_by_itself(engine: str, no_bpftrace_left: None) -> None:
+def test_duration_stops_by_itself(engine: str, nothing_left_running: None) -> None:
     started = time.monotonic()
     run = run_tool("--bpftrace", engine, "--duration", "2", "--comm", "bpx-none", timeout=90)
     assert run.returncode == 0, run.stderr
@@ -160,7 +160,18 @@ def test_duration_stops_by_itself(engine: str, no_bpftrace_left: None) -> None:
     assert time.monotonic() - started < 60
 
 
-def test_closed_pipe_ends_the_run(engine: str, no_bpftrace_left: None) -> None:
+def test_a_command_outliving_the_trace_is_ended(engine: str,
+                                                nothing_left_running: None) -> None:
+    """As under timeout(1): SIGTERM at the end of the trace; the status is the tracer's."""
+    run = run_tool("--bpftrace", engine, "--duration", "2", "--json", "--", "sh", "-c",
+                   "trap 'echo got-term >&2; exit 7' TERM; "
+                   "while :; do /bin/true; done", timeout=90)
+    assert run.returncode == 0, run.stderr
+    assert "got-term" in run.stderr
+    assert any(r.get("argv") == ["/bin/true"] for r in run.records)
+
+
+def test_closed_pipe_ends_the_run(engine: str, nothing_left_running: None) -> None:
     tool = subprocess.Popen(tool_command("--bpftrace", engine, "--json", "--", "sh", "-c",
                                          "for i in $(seq 300); do /bin/true; done"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -172,7 +183,7 @@ def test_closed_pipe_ends_the_run(engine: str, no_bpftrace_left: None) -> None:
     assert b"Traceback" not in stderr and b"BrokenPipe" not in stderr
 
 
-def test_killed_tool_takes_bpftrace_with_it(engine: str, no_bpftrace_left: None) -> None:
+def test_killed_tool_takes_bpftrace_with_it(engine: str, nothing_left_running: None) -> None:
     proc = _start(engine, "--comm", "bpx-none")
     children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
                               text=True, check=False).stdout.split()
@@ -199,13 +210,13 @@ GOLDENS = sorted((ROOT / "tests" / "golden").glob("*.bt"))
 
 @pytest.mark.parametrize("golden", GOLDENS, ids=[g.stem for g in GOLDENS])
 def test_golden_programs_load_and_run(engine: str, golden: Path,
-                                      no_bpftrace_left: None) -> None:
+                                      nothing_left_running: None) -> None:
     """Every golden file, run as it is by the real bpftrace: attached, BEGIN ran, clean exit."""
-    from bptrace_exec.engine import find_engine
-    from bptrace_exec.runner import GatedCommand, Session
+    from bptrace_exec.run.engine import find_engine
+    from bptrace_exec.run.session import GatedCommand, Session
 
     command = GatedCommand(["/bin/true"], stdout_to_stderr=True) \
-        if "follow" in golden.stem else None
+        if "COMMAND_PID" in golden.read_text() else None
     text = golden.read_text()
     strlen = re.search(r"BPFTRACE_STRLEN=(\d+)", text)  # the header's USAGE line says it
     assert strlen, "the header gives the string size"
@@ -217,7 +228,7 @@ def test_golden_programs_load_and_run(engine: str, golden: Path,
         for line in session.lines():
             if line and b'"ready\\n"' in line:
                 seen.append(line)
-                session.release_command()
+                session.ready()
                 session.request_stop()
     finally:
         finished = session.close()
@@ -226,7 +237,7 @@ def test_golden_programs_load_and_run(engine: str, golden: Path,
 
 
 def test_lost_events_are_never_hidden(engine: str, exec_cases: str, tmp_path: Path,
-                                      no_bpftrace_left: None) -> None:
+                                      nothing_left_running: None) -> None:
     """A one-page buffer under a 4-worker storm: the kernel counts what it reported, and
     the tool says exactly how many execs did not arrive, in JSON and on stderr."""
     out = tmp_path / "events.jsonl"
@@ -245,7 +256,7 @@ def test_lost_events_are_never_hidden(engine: str, exec_cases: str, tmp_path: Pa
 
 
 def test_bpftrace_dying_mid_run_is_explained_and_rows_kept(engine: str,
-                                                           no_bpftrace_left: None) -> None:
+                                                           nothing_left_running: None) -> None:
     proc = _start(engine, "--json", "--comm", "bpx-die")
     exec_as("bpx-die", "/bin/true", "before-death")
     time.sleep(1)
@@ -259,7 +270,7 @@ def test_bpftrace_dying_mid_run_is_explained_and_rows_kept(engine: str,
     assert '"before-death"' in stdout
 
 
-def test_a_stats_run_reports_on_sigterm(engine: str, no_bpftrace_left: None) -> None:
+def test_a_stats_run_reports_on_sigterm(engine: str, nothing_left_running: None) -> None:
     proc = _start(engine, "--stats", "--comm", "bpx-stat")
     for _ in range(3):
         exec_as("bpx-stat", "/bin/true")
@@ -273,7 +284,7 @@ def test_a_stats_run_reports_on_sigterm(engine: str, no_bpftrace_left: None) -> 
 @pytest.mark.parametrize("comm", ['x";system("id', '\\"*/BEGIN{', "$(touch /tmp/bx",
                                   "a\nb", "ü\\x41%s"])
 def test_hostile_comm_compiles_and_matches_only_itself(engine: str, comm: str,
-                                                       no_bpftrace_left: None) -> None:
+                                                       nothing_left_running: None) -> None:
     run = run_tool("--json", "--bpftrace", engine, "--comm", comm, "--", sys.executable,
                    "-c", "import ctypes,os,sys; ctypes.CDLL(None).prctl(15, "
                    "sys.argv[1].encode(), 0, 0, 0); os.execv('/bin/true', ['/bin/true'])",
@@ -284,7 +295,7 @@ def test_hostile_comm_compiles_and_matches_only_itself(engine: str, comm: str,
 
 
 def test_replay_equals_the_live_run(engine: str, exec_cases: str, tmp_path: Path,
-                                    no_bpftrace_left: None) -> None:
+                                    nothing_left_running: None) -> None:
     live, rec = tmp_path / "live.jsonl", tmp_path / "run.rec"
     run = run_tool("--json", "-o", str(live), "--record", str(rec), "--bpftrace", engine,
                    "--", sys.executable, DRIVER, str(tmp_path), exec_cases, output=live)
@@ -305,7 +316,7 @@ def test_replay_equals_the_live_run(engine: str, exec_cases: str, tmp_path: Path
 
 
 def test_stops_even_when_started_with_sigint_ignored(engine: str,
-                                                     no_bpftrace_left: None) -> None:
+                                                     nothing_left_running: None) -> None:
     """A background job of a non-interactive shell starts with SIGINT ignored, and a
     bpftrace that inherits an ignored SIGINT keeps ignoring it (measured): the tool must
     still stop it at once."""

@@ -1,4 +1,5 @@
-"""The command line: options in, a profile with overrides, then the pipeline run for it."""
+"""The command line: options in, a profile with overrides, then the library (api) run
+for it, its events or report written out."""
 
 from __future__ import annotations
 
@@ -6,45 +7,36 @@ import argparse
 import contextlib
 import json
 import sys
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Sequence
 from typing import TextIO
 
-from bptrace_exec import __version__
-from bptrace_exec.adhoc import adhoc_profile, apply_columns, apply_where
-from bptrace_exec.argtypes import RESULT_TYPES, TYPES
-from bptrace_exec.callspec import PROCESS_EXIT
-from bptrace_exec.cgroups import check_cgroups, container_cgroups
+from bptrace_exec import __version__, api
 from bptrace_exec.codegen import generate
 from bptrace_exec.codegen.oneliner import oneliner
-from bptrace_exec.engine import find_engine
-from bptrace_exec.errors import EXIT_OK, UsageError, UserError
-from bptrace_exec.export import FORMATS, check_writable, format_for, to_dict, write_export
-from bptrace_exec.pipeline import (
-    CallStatsRun,
-    EventRun,
-    Run,
-    RunOptions,
-    Sink,
-    StatsRun,
-    renderer_for,
-    stderr,
+from bptrace_exec.errors import (
+    COMMAND_STATUS,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_STATUSES,
+    UsageError,
+    UserError,
 )
-from bptrace_exec.record import Recorder, ReplaySource, read_recording
-from bptrace_exec.report import render_report
-from bptrace_exec.runner import GatedCommand, Session, check_environment, explain_failure
-from bptrace_exec.spec import (
-    ARGV_BYTES_RANGE,
-    MAX_ARGS_RANGE,
-    TOP_RANGE,
-    Profile,
-    available_profiles,
-    load_profile,
-    with_overrides,
-)
-from bptrace_exec.stats import Stats, from_events
-from bptrace_exec.tracepoint import UNKNOWN, syscall_fields
+from bptrace_exec.output.export import FORMATS, check_writable, format_for, to_dict, write_export
+from bptrace_exec.output.render import Renderer
+from bptrace_exec.output.report import render_report
+from bptrace_exec.output.tally import Stats
+from bptrace_exec.output.text import iso_time, json_line
+from bptrace_exec.pipeline import Summary
+from bptrace_exec.run.cgroups import container_cgroups
+from bptrace_exec.run.engine import find_engine
+from bptrace_exec.spec import Profile, available_profiles, load_profile, with_overrides
+from bptrace_exec.spec.overrides import adhoc_profile, apply_columns, apply_where
+from bptrace_exec.spec.parse import ARGV_BYTES_RANGE, MAX_ARGS_RANGE, TOP_RANGE
+from bptrace_exec.spec.tracepoint import UNKNOWN, syscall_fields
+from bptrace_exec.spec.types import RESULT_TYPES, TYPES
 
-EXAMPLES = """\
+EXAMPLES_TEXT = """\
 examples:
   bptrace-exec execve                    # every exec on the host, as a live table
   bptrace-exec execve --json             # one JSON object per exec, per line
@@ -82,14 +74,7 @@ examples:
   bptrace-exec openat --container 3f2a9c # only what that container opens
   bptrace-exec execve --cgroup /sys/fs/cgroup/system.slice/cron.service   # one unit
 
-exit status:
-  0    traced and stopped cleanly (Ctrl-C, SIGTERM, --duration, closed output)
-  1    bpftrace refused the program or died while tracing
-  2    bad command line or profile; nothing was run
-  3    environment: not root, no usable bpftrace, no tracefs
-  4    the --export file could not be written (the report was printed)
-  N    with -- COMMAND: COMMAND's own exit status (128+signal if killed)
-
+{exit_statuses}
 fields (table): TIME local time of the call, PID/PPID/UID of the caller, COMM the
 caller's name, RET 0 or the errno name, LAT(ms) entry-to-return latency measured in the
 kernel, PROGRAM the path passed to exec, ARGS argv quoted as bash reads it back
@@ -97,6 +82,9 @@ kernel, PROGRAM the path passed to exec, ARGS argv quoted as bash reads it back
 the captured arguments by type (flags and signals by name, addresses as ip:port) and RET,
 the return value or its errno name.
 """
+EXAMPLES = EXAMPLES_TEXT.format(exit_statuses="exit status:\n" + "".join(
+    f"  {status:<4} {meaning}\n" for status, meaning in EXIT_STATUSES)
+    + f"  N    {COMMAND_STATUS}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = p.add_argument_group("process context")
     c.add_argument("--parents", type=int, metavar="N",
                    help="show N ancestors of each caller, pid and comm, nearest first (0-16)")
-    c.add_argument("--context", action="store_true", default=None,
+    c.add_argument("--context", dest="show_context", action="store_true", default=None,
                    help="show the caller's cgroup, container id, pid and mount namespaces "
                         "and hostname")
     a = p.add_argument_group("ad-hoc syscall profile (instead of PROFILE)")
@@ -154,8 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--result", choices=RESULT_TYPES,
                    help="how a non-negative return value is shown (default int)")
     a.add_argument("--columns", metavar="A,B,...",
-                   help="the table's columns: time, pid, tid, ppid, uid, comm, syscall, "
-                        "result, latency and the arguments' names")
+                   help="the table's columns (any profile): time, pid, tid, ppid, uid, comm, "
+                        "syscall, result, latency and the arguments' names")
     o = p.add_argument_group("output")
     o.add_argument("--json", action="store_true", help="JSON lines instead of the table")
     o.add_argument("-o", "--output", metavar="FILE", help="write records to FILE, not stdout")
@@ -218,7 +206,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_status
     except KeyboardInterrupt:
         print("bptrace-exec: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+
+
+def stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def _profile(args: argparse.Namespace) -> Profile:
@@ -239,40 +231,70 @@ def _profile(args: argparse.Namespace) -> Profile:
     cgroups = list(args.cgroup or [])
     for container in args.container or []:
         cgroups += container_cgroups(container)
-    if profile.kind == "call" and not args.replay and any(
-            syscall_fields(p) == UNKNOWN for p in profile.probes if p != PROCESS_EXIT):
+    if not args.replay and any(syscall_fields(p) == UNKNOWN for p in profile.probes
+                               if profile.kind.attach == "syscall" and
+                               not profile.kind.given_args):
         stderr("bptrace-exec: warning: the syscalls' tracepoint formats cannot be read here "
                "(/sys/kernel/tracing needs root): the profile's syscalls and arguments were "
                "not checked against this kernel")
-    return with_overrides(
-        profile,
+    return with_overrides(profile, **_changes(args, cgroups))
+
+
+def _changes(args: argparse.Namespace, cgroups: list[str] | None = None) -> dict[str, object]:
+    """What the command line changes of a profile; None: not given."""
+    return dict(
         comm=args.comm, uid=args.uid, pid=args.pid, ppid=args.ppid, failed=args.failed,
         succeeded=args.succeeded, cgroup=cgroups or None, in_container=args.in_container,
-        parents=args.parents,
-        container=args.context,
+        parents=args.parents, context=args.show_context,
         max_args=args.max_args, argv_bytes=args.argv_bytes,
         stats=True if args.stats or args.from_file or args.export else None, top=args.top,
-        interval=args.interval, output_format="json" if args.json else None,
-    )
+        interval=args.interval, output_format="json" if args.json else None)
 
 
 def _run(args: argparse.Namespace, command: list[str]) -> int:
     profile = _profile(args)
-    if profile.kind == "call" and profile.stats.enabled and profile.stats.interval:
-        raise UsageError("--interval reports are for execve profiles; a syscall profile "
-                         "reports its stats at the end", hint="drop --interval")
-    if args.duration is not None and not 0 < args.duration <= 10 ** 7:
-        raise UsageError("--duration must be a positive number of seconds")
     export_format = None
     if args.export:
         export_format = format_for(args.export, args.export_format)
         check_writable(args.export)
-    if args.from_file:
-        return _stats_from_file(args, profile, export_format)
-    if args.replay:
-        return _replay(args, export_format)
+    if args.emit:
+        return _emit(args, profile, command)
+    with Output(args.output) as out:
+        if args.from_file:
+            return _stats_from_file(args, profile, out, export_format)
+        hooks = api.Hooks(say=(lambda _m: None) if args.quiet else stderr, warn=stderr,
+                          on_lost=lambda n: _lost(n, out, profile))
+        if args.replay:
+            # how it is shown is this command line's choice, not the recorded one's
+            trace = api.replay(args.replay, hooks=hooks, top=args.top,
+                               stats=True if args.stats or args.export else None,
+                               output_format="json" if args.json else "table")
+        else:
+            trace = api.trace(profile, hooks=hooks, live=api.Live(
+                command=command or None, duration=args.duration, bpftrace=args.bpftrace,
+                buffer_pages=args.buffer_pages, record=args.record,
+                command_stdout_to_stderr=not args.output, handle_signals=True))
+        with trace:
+            shown = trace.profile
+            if shown.stats.enabled:
+                def titled() -> str:  # a live report says when it was made
+                    return f"bptrace-exec stats: {args.replay}" if args.replay \
+                        else api.title(shown)
+                stats = trace.counts(lambda s: out.report(s, shown, titled()))
+                out.report(stats, shown, titled())
+                _say_notes(trace.summary, hooks.warn)
+                _export(args, stats, shown, export_format, titled())
+            else:
+                _show_events(trace, out, hooks)
+        finished = trace.finished
+        if finished is not None and finished.command_status is not None:
+            return finished.command_status
+        return EXIT_OK
+
+
+def _emit(args: argparse.Namespace, profile: Profile, command: list[str]) -> int:
     if args.emit == "oneliner":
-        if args.parents or args.context:
+        if args.parents or args.show_context:
             raise UsageError("a one-liner shows no process context",
                              hint="use --emit script, or drop --parents and --context")
         if command:
@@ -280,143 +302,121 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
                              hint="add filters (--comm, --pid, ...) instead")
         sys.stdout.write(oneliner(profile, args.bpftrace or "bpftrace") + "\n")
         return EXIT_OK
-    if args.emit == "script":
-        engine = None
-        with contextlib.suppress(UserError):  # the program is the same for every version
-            engine = find_engine(args.bpftrace)
-        sys.stdout.write(generate(profile, engine, follow=bool(command)).text)
-        return EXIT_OK
-    check_environment()
-    check_cgroups(profile.filters.cgroup)
-    engine = find_engine(args.bpftrace)
-    pages = args.buffer_pages or (4096 if engine.ring_shared else 1024)
-    if pages < 1 or pages & (pages - 1) or pages > 1 << 16:
-        raise UsageError(f"--buffer-pages {pages} is not a power of 2 between 1 and 65536")
-    program = generate(profile, engine, follow=bool(command))
-    with contextlib.ExitStack() as stack:
-        out = _output(args, stack)
-        gated = GatedCommand(command, stdout_to_stderr=not args.output) if command else None
-        session = Session(program.text, engine, buffer_pages=pages, command=gated,
-                          strlen=program.strlen, drains=program.drains)
-        opts = RunOptions(duration=args.duration, quiet=args.quiet)
-        if args.record:
-            opts.recorder = stack.enter_context(contextlib.closing(
-                Recorder(args.record, profile, engine, opts.wall_offset_ns)))
-        sink = Sink(out, profile.output_format == "json", renderer_for(profile))
-        run = _run_class(profile)(session, profile, sink, opts)
-        try:
-            run.trace()
-        finally:
-            finished = session.close()
-            if opts.recorder:
-                opts.recorder.elapsed_s = run.elapsed
-        if not finished.requested:
-            raise explain_failure(finished, program.text)
-        if finished.forced:
-            stderr("bptrace-exec: bpftrace did not stop within 10 s of SIGINT and was "
-                   "killed; records it still held are lost")
-        run.summary()
-        if isinstance(run, (StatsRun, CallStatsRun)) and run.final and args.export \
-                and export_format:
-            write_export(run.final, args.export, export_format, top=profile.stats.top,
-                         title=run.title())
-        return finished.command_status if finished.command_status is not None else EXIT_OK
-
-
-def _run_class(profile: Profile) -> type[Run]:
-    if not profile.stats.enabled:
-        return EventRun
-    return CallStatsRun if profile.kind == "call" else StatsRun
-
-
-def _output(args: argparse.Namespace, stack: contextlib.ExitStack) -> TextIO:
-    """-o FILE (line-buffered, closed with the stack), else stdout."""
-    if not args.output:
-        return sys.stdout
-    return stack.enter_context(open(args.output, "w", buffering=1, encoding="utf-8"))
-
-
-def _replay(args: argparse.Namespace, export_format: str | None) -> int:
-    """--replay FILE: the recorded run rendered again, by the same pipeline."""
-    rec = read_recording(args.replay)
-    # how it is shown is this command line's choice, not the recorded one's
-    profile = with_overrides(rec.profile, output_format="json" if args.json else "table",
-                             top=args.top)
-    if rec.elapsed_s is None:
-        stderr(f"bptrace-exec: warning: {args.replay} was cut short; replaying it up to its "
-               "last whole line")
-    source = ReplaySource(rec)
-    opts = RunOptions(quiet=args.quiet)
-    wants_stats = args.stats or args.export
-    with contextlib.ExitStack() as stack:
-        out = _output(args, stack)
-        sink = Sink(out, profile.output_format == "json", renderer_for(profile))
-        if profile.stats.enabled or (wants_stats and profile.kind == "call"):
-            profile = with_overrides(profile, stats=True)
-            stats_run = _run_class(profile)(source, profile, sink, opts)
-            assert isinstance(stats_run, (StatsRun, CallStatsRun))
-            stats_run.trace()
-            stats = stats_run.final
-        else:
-            if wants_stats:
-                sink.collected = []
-            run = EventRun(source, profile, sink, opts)
-            run.trace()
-            stats = None
-            if sink.collected is None:
-                run.summary()
-            else:
-                stats = from_events(sink.collected, by=profile.stats.by,
-                                    duration_s=run.elapsed)
-                _show_stats(Sink(out, sink.as_json), stats, profile,
-                            f"bptrace-exec stats: {args.replay}")
-        if stats is not None and args.export and export_format:
-            write_export(stats, args.export, export_format, top=profile.stats.top,
-                         title=f"bptrace-exec stats: {args.replay}")
+    version = None
+    with contextlib.suppress(UserError):  # the program is the same for every version;
+        version = find_engine(args.bpftrace).version_text  # its header names the one found
+    sys.stdout.write(generate(profile, version, follow=bool(command)).text)
     return EXIT_OK
 
 
-def _show_stats(sink: Sink, stats: Stats, profile: Profile, title: str) -> None:
-    top = profile.stats.top
-    sink.write(json.dumps(to_dict(stats, top=top, title=title), ensure_ascii=False)
-               if sink.as_json else render_report(stats, top=top, title=title))
+class Output:
+    """Where records go (-o FILE, else stdout); a closed reader (`| head`) ends the run
+    cleanly, once."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self.stream: TextIO = sys.stdout
+        self.closed = False
+
+    def __enter__(self) -> Output:
+        if self.path:
+            try:
+                self.stream = open(self.path, "w", buffering=1, encoding="utf-8")  # noqa: SIM115
+            except OSError as exc:
+                raise UsageError(f"cannot write {self.path}: {exc.strerror}") from None
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self.stream is not sys.stdout:
+            self.stream.close()
+
+    def write(self, text: str) -> None:
+        if self.closed:
+            return
+        try:
+            self.stream.write(text if text.endswith("\n") else text + "\n")
+            self.stream.flush()
+        except BrokenPipeError:
+            self.closed = True
+
+    def report(self, stats: Stats, profile: Profile, title: str) -> None:
+        top = profile.stats.top
+        self.write(json.dumps(to_dict(stats, top=top, title=title), ensure_ascii=False)
+                   if profile.output_format == "json" else
+                   render_report(stats, top=top, title=title))
 
 
-def _stats_from_file(args: argparse.Namespace, profile: Profile,
+def _show_events(trace: api.Trace, out: Output, hooks: api.Hooks) -> None:
+    render = Renderer(trace.profile)
+    as_json = trace.profile.output_format == "json"
+    if not as_json:
+        def ready(status: str) -> None:
+            hooks.say(status)
+            out.write(render.header())
+        trace.run.on_ready = ready
+    for event in trace:
+        out.write(json_line(render.to_dict(event)) if as_json else render.row(event))
+        if out.closed:
+            trace.stop()
+    _say_summary(trace.summary, out if as_json else None, hooks)
+
+
+def _lost(count: int, out: Output, profile: Profile) -> None:
+    stderr(f"bptrace-exec: bpftrace lost {count} events (its buffer was full); "
+           "raise --buffer-pages")
+    if profile.output_format == "json" and not profile.stats.enabled:
+        out.write(json_line({"event": "lost", "time": iso_time(time.time_ns()), "count": count}))
+
+
+def _say_summary(s: Summary, json_out: Output | None, hooks: api.Hooks) -> None:
+    unit = s.unit
+    if json_out is not None:
+        json_out.write(json_line({"event": "end", "time": iso_time(time.time_ns()), unit: s.events,
+                                  f"kernel_{unit}": s.kernel_total,
+                                  f"missing_{unit}": s.missing, "lost_events": s.lost_records}))
+    text = f"{s.events} {unit} traced in {s.elapsed_s:.1f} s"
+    if s.missing:
+        text += (f"; the kernel reported {s.kernel_total}: {s.missing} {unit} were lost on "
+                 "the way")
+    if s.lost_records:
+        text += f"; bpftrace lost {s.lost_records} events"
+    if s.incomplete:
+        text += f"; {s.incomplete} shown incomplete ([records lost])"
+    if s.unfinished:
+        text += f"; {s.unfinished} partial {unit} dropped (no return record)"
+    if s.unreadable:
+        text += f"; {s.unreadable} unreadable records"
+    hooks.say(f"bptrace-exec: {text}.")
+    _say_notes(s, hooks.warn)
+
+
+def _say_notes(s: Summary, warn: api.Say) -> None:
+    if s.notes:
+        warn(f"bptrace-exec: bpftrace also printed {s.notes} record(s) that bptrace-exec "
+             f"does not use; the first: {s.first_note}")
+
+
+def _export(args: argparse.Namespace, stats: Stats, profile: Profile, fmt: str | None,
+            title: str) -> None:
+    if args.export and fmt:
+        write_export(stats, args.export, fmt, top=profile.stats.top, title=title)
+
+
+def _stats_from_file(args: argparse.Namespace, profile: Profile, out: Output,
                      export_format: str | None) -> int:
     """`--stats --from FILE`: the report from JSON lines written earlier; no root needed."""
     try:
         with open(args.from_file, encoding="utf-8", errors="surrogateescape") as f:
-            events, skipped = read_event_lines(f)
+            stats, skipped = api.stats_from_json(f, by=profile.stats.by)
     except OSError as exc:
         raise UsageError(f"cannot read {args.from_file}: {exc.strerror}") from None
-    stats = from_events(events, by=profile.stats.by)
     title = f"bptrace-exec stats: {args.from_file}"
-    _show_stats(Sink(sys.stdout, profile.output_format == "json"), stats, profile, title)
+    out.report(stats, profile, title)
     if skipped:
         stderr(f"bptrace-exec: {skipped} line(s) of {args.from_file} were neither exec nor "
                "call records and were skipped")
-    if args.export and export_format:
-        write_export(stats, args.export, export_format, top=profile.stats.top, title=title)
+    _export(args, stats, profile, export_format, title)
     return EXIT_OK
-
-
-def read_event_lines(lines: Iterable[str]) -> tuple[list[dict[str, object]], int]:
-    events, skipped = [], 0
-    for line in lines:
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            skipped += bool(line.strip())
-            continue
-        if isinstance(obj, dict) and (obj.get("event", "exec") == "exec" and "argv" in obj
-                                      or obj.get("event") == "call"):
-            events.append(obj)
-        elif isinstance(obj, dict) and obj.get("event") in ("lost", "end"):
-            continue  # what --json writes beside the execs
-        else:
-            skipped += 1
-    return events, skipped
 
 
 if __name__ == "__main__":

@@ -1,12 +1,23 @@
-"""Errors a user can act on, each tied to the exit status documented in --help."""
+"""Every exit status, and the errors a user can act on, each tied to one of them."""
 
 from __future__ import annotations
 
+# (status, meaning): --help and the README's table are written from these.
 EXIT_OK = 0
-EXIT_RUNTIME = 1  # bpftrace failed to load the program or died while tracing
-EXIT_USAGE = 2  # bad command line or bad profile: nothing was run
-EXIT_ENVIRONMENT = 3  # not root, no bpftrace, unusable bpftrace, no tracefs
-EXIT_INTERRUPTED = 130  # interrupted before tracing started
+EXIT_RUNTIME = 1
+EXIT_USAGE = 2
+EXIT_ENVIRONMENT = 3
+EXIT_EXPORT = 4
+EXIT_INTERRUPTED = 130
+EXIT_STATUSES = (
+    (EXIT_OK, "traced and stopped cleanly (Ctrl-C, SIGTERM, --duration, closed output)"),
+    (EXIT_RUNTIME, "bpftrace refused the program or died while tracing"),
+    (EXIT_USAGE, "bad command line or profile; nothing was run"),
+    (EXIT_ENVIRONMENT, "environment: not root, no usable bpftrace, no tracefs"),
+    (EXIT_EXPORT, "the --export file could not be written (the report was printed)"),
+    (EXIT_INTERRUPTED, "interrupted before tracing started"),
+)
+COMMAND_STATUS = "with -- COMMAND: COMMAND's own exit status (128+signal if killed)"
 
 
 class UserError(Exception):
@@ -43,3 +54,7 @@ class EngineFailure(UserError):
     """bpftrace refused the program or stopped on its own."""
 
     exit_status = EXIT_RUNTIME
+
+
+class ExportError(UserError):
+    exit_status = EXIT_EXPORT

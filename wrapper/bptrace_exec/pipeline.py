@@ -1,379 +1,169 @@
-"""One tracing run, end to end: bpftrace's lines -> records -> rows or a stats report.
+"""One run, end to end: a source's lines -> records -> Events, and the run's accounting.
 
-EventRun prints one row (or JSON line) per exec as it completes; StatsRun gathers the
-@stat_* maps bpftrace prints and renders them as a report. Both share the loop, the
-status line, lost-event accounting and the end-of-run summary.
+A Source is a live bpftrace (run.session.Session) or a recording played back
+(run.recording.ReplaySource); the Run asks it only what both can answer. Iterate a Run
+for its events; what is not an event (the start, lost records, a stats program's maps,
+the ticks between lines) reaches the callbacks the Run is given.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from typing import Any, Protocol, TextIO
+from dataclasses import dataclass
+from typing import Protocol
 
-from bptrace_exec.assemble import Assembler
-from bptrace_exec.assemble_calls import CallAssembler
-from bptrace_exec.cgroups import CgroupPaths, cgroup_names
-from bptrace_exec.codegen import READY_RECORD
-from bptrace_exec.codegen.stats import SNAPSHOT_END
-from bptrace_exec.decode import Attached, Lost, MapData, Note, Printf, Record, decode_line
-from bptrace_exec.engine import Engine
-from bptrace_exec.events import ExecEvent
-from bptrace_exec.export import to_dict
-from bptrace_exec.record import Recorder, ReplaySource
-from bptrace_exec.render import (
-    columns_for,
-    event_to_dict,
-    iso_time,
-    json_line,
-    table_header,
-    table_row,
-)
-from bptrace_exec.render_calls import CallRenderer
-from bptrace_exec.report import render_report
-from bptrace_exec.runner import GatedCommand
-from bptrace_exec.spec import Profile
-from bptrace_exec.stats import Stats, Tally, from_maps
+from bptrace_exec.event import Event
+from bptrace_exec.parse.decode import Attached, Lost, MapData, Note, Printf, decode_line
+from bptrace_exec.parse.join import READY_RECORD, Assembler
+from bptrace_exec.records import LEGACY_TOTAL_MAPS, SNAPSHOT_END, TOTAL_MAP
+from bptrace_exec.run.cgroups import CgroupPaths
+from bptrace_exec.run.engine import Engine
+from bptrace_exec.run.recording import Recorder
+from bptrace_exec.spec.model import Profile
 
-
-def stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-class ExecRenderer:
-    def __init__(self, profile: Profile | None = None) -> None:
-        context = profile.context if profile else None
-        self.columns = columns_for(bool(context and context.parents),
-                                   bool(context and context.container))
-
-    def header(self) -> str:
-        return table_header(self.columns)
-
-    def row(self, event: ExecEvent) -> str:
-        return table_row(event, self.columns)
-
-    def to_dict(self, event: ExecEvent) -> dict[str, object]:
-        return event_to_dict(event)
-
-
-def renderer_for(profile: Profile) -> Renderer:
-    return CallRenderer(profile) if profile.kind == "call" else ExecRenderer(profile)
-
-
-class Renderer(Protocol):
-    def header(self) -> str: ...
-    def row(self, event: Any) -> str: ...
-    def to_dict(self, event: Any) -> dict[str, object]: ...
-
-
-class Sink:
-    """Where output goes; a closed reader (`| head`) ends the run cleanly, once."""
-
-    collected: list[dict[str, object]] | None = None  # set: events are kept, not written
-
-    def __init__(self, stream: TextIO, as_json: bool,
-                 renderer: Renderer | None = None) -> None:
-        self.stream, self.as_json, self.closed = stream, as_json, False
-        self.renderer: Renderer = renderer or ExecRenderer()
-
-    def write(self, text: str) -> None:
-        if self.closed:
-            return
-        try:
-            self.stream.write(text if text.endswith("\n") else text + "\n")
-            self.stream.flush()
-        except BrokenPipeError:
-            self.closed = True
-
-    def event(self, event: Any) -> None:
-        if self.collected is not None:
-            self.collected.append(self.renderer.to_dict(event))
-        elif self.as_json:
-            self.write(json_line(self.renderer.to_dict(event)))
-        else:
-            self.write(self.renderer.row(event))
-
-
-@dataclass
-class RunOptions:
-    duration: float | None = None
-    quiet: bool = False
-    recorder: Recorder | None = None
-    # wall clock minus the monotonic clock bpftrace's nsecs counts on; taken once
-    wall_offset_ns: int = field(default_factory=lambda: time.time_ns() - time.monotonic_ns())
+SNAPSHOT_RECORD = SNAPSHOT_END.encode()
 
 
 class Source(Protocol):
-    """Where lines come from: a live Session, or a recording played back."""
+    """Where a run's lines come from."""
 
     engine: Engine
-    deadline: float | None
+    wall_offset_ns: int  # wall clock minus the monotonic clock bpftrace's nsecs counts on
+    version: int  # of the record layouts (bptrace_exec.records)
+    recorded_elapsed: float | None  # a recording's own length; None: measured as it goes
+    names_cgroups: bool  # cgroup ids can be named on this machine
+    deadline: float | None  # monotonic time to stop at
 
-    @property
-    def command(self) -> GatedCommand | None: ...
+    def lines(self) -> Iterator[bytes | None]:
+        """bpftrace's lines; None between them, now and then (a tick)."""
 
-    def lines(self) -> Iterator[bytes | None]: ...
+    def ready(self) -> None:
+        """Every probe is attached: a command to follow may start."""
+
     def request_stop(self) -> None: ...
-    def release_command(self) -> None: ...
+
+    def status(self, probes: str, attached: int) -> str:
+        """The line that says tracing has started."""
 
 
-class Run:
-    """The loop shared by both kinds of run; subclasses say what records mean."""
+@dataclass
+class Summary:
+    """How the run went: what was shown, what the kernel reported, what was lost."""
 
-    def title(self) -> str:
-        """A report's title: what was traced, and when it was reported."""
-        f = self.profile.filters
-        only = " (failed only)" if f.failed else " (successful only)" if f.succeeded else ""
-        return (f"bptrace-exec stats: {', '.join(self.profile.probes)}{only}, "
-                f"{iso_time(time.time_ns())[:19].replace('T', ' ')} UTC")
-
-    def __init__(self, session: Source, profile: Profile, sink: Sink,
-                 opts: RunOptions) -> None:
-        self.session, self.profile, self.sink, self.opts = session, profile, sink, opts
-        self.say: Callable[[str], None] = (lambda _m: None) if opts.quiet else stderr
-        self.lost = self.probes = 0
-        self.notes = 0  # records bpftrace printed that the tracer does not use
-        self.first_note = ""
-        self.ready = False
-        self.started = time.monotonic()
-
-    @property
-    def elapsed(self) -> float:
-        if isinstance(self.session, ReplaySource) and self.session.recorded_elapsed:
-            return self.session.recorded_elapsed
-        return time.monotonic() - self.started
-
-    def trace(self) -> None:
-        recorder = self.opts.recorder
-        for line in self.session.lines():
-            now = time.monotonic_ns()
-            if recorder and line is not None:
-                recorder.write(line)
-            if line is None:
-                self.on_tick(now)
-            else:
-                self.on_record(decode_line(line), now)
-            if self.sink.closed:
-                self.session.request_stop()
-        self.on_end()
-
-    def on_record(self, record: Record | None, now: int) -> None:
-        if isinstance(record, Printf):
-            if record.text == READY_RECORD and not self.ready:
-                self.on_ready()
-            else:
-                self.on_printf(record.text, now)
-        elif isinstance(record, MapData):
-            self.on_map(record)
-        elif isinstance(record, Attached):
-            self.probes = record.probes
-        elif isinstance(record, Lost):
-            self.on_lost(record.count)
-        elif isinstance(record, Note):
-            self.notes += 1  # a count, not a list: some bpftrace versions print one per event
-            self.first_note = self.first_note or f"{record.kind}: {record.detail}"
-
-    def on_ready(self) -> None:
-        self.ready = True
-        self.started = time.monotonic()
-        if self.opts.duration:
-            self.session.deadline = self.started + self.opts.duration
-        end = "Running the command." if self.session.command else "Hit Ctrl-C to end."
-        if isinstance(self.session, ReplaySource):
-            rec = self.session.recording
-            self.say(f"Replaying {rec.path}: {', '.join(self.profile.probes)} traced with "
-                     f"bpftrace {self.session.engine.version_text} from {rec.started}.")
-        else:
-            self.say(f"Tracing {', '.join(self.profile.probes)} with bpftrace "
-                     f"{self.session.engine.version_text} ({self.probes} probes). {end}")
-        self.on_started()
-        self.session.release_command()
-
-    def on_lost(self, count: int) -> None:
-        self.lost += count
-        stderr(f"bptrace-exec: bpftrace lost {count} events (its buffer was full); "
-               "raise --buffer-pages")
-
-    def report_notes(self) -> None:
-        if self.notes:
-            stderr(f"bptrace-exec: bpftrace also printed {self.notes} record(s) that "
-                   f"bptrace-exec does not use; the first: {self.first_note}")
-
-    # what differs between the two kinds of run
-    def on_started(self) -> None: ...
-    def on_printf(self, text: bytes, now: int) -> None: ...
-    def on_map(self, record: MapData) -> None: ...
-    def on_tick(self, now: int) -> None: ...
-    def on_end(self) -> None: ...
-    def summary(self) -> None: ...
-
-
-class EventRun(Run):
-    """One row per exec, streaming."""
-
-    def __init__(self, session: Source, profile: Profile, sink: Sink,
-                 opts: RunOptions) -> None:
-        super().__init__(session, profile, sink, opts)
-        offset = (session.wall_offset_ns if isinstance(session, ReplaySource)
-                  else opts.wall_offset_ns)
-        self.assembler: Assembler | CallAssembler
-        if profile.kind == "call":
-            self.assembler = CallAssembler(profile, wall_offset_ns=offset)
-            self.unit, self.total_map = "calls", "call_total"
-        else:
-            self.assembler = Assembler(wall_offset_ns=offset,
-                                       max_args=self.profile.limits.max_args)
-            self.unit, self.total_map = "execs", "exec_total"
-        self.execs = 0
-        self.kernel_execs: int | None = None  # from @exec_total/@call_total, printed at exit
-        self.cgroup_paths = CgroupPaths()
-
-    def show(self, events: Iterable[Any]) -> None:
-        for event in events:
-            self.add_cgroup_path(event)
-            self.sink.event(event)
-            self.execs += 1
-
-    def add_cgroup_path(self, event: Any) -> None:
-        """The kernel gives a cgroup's id and last name; its path is looked up here."""
-        if event.context is not None:
-            event.context = dataclasses.replace(
-                event.context, path=self.cgroup_paths.path(event.context.cgroup_id))
-
-    def on_started(self) -> None:
-        if not self.sink.as_json and self.sink.collected is None:
-            self.sink.write(self.sink.renderer.header())
-
-    def on_printf(self, text: bytes, now: int) -> None:
-        self.show(self.assembler.feed(text, now))
-
-    def on_tick(self, now: int) -> None:
-        self.show(self.assembler.expire(now))
-
-    def on_lost(self, count: int) -> None:
-        super().on_lost(count)
-        if self.sink.as_json:
-            self.sink.write(json_line({"event": "lost", "time": iso_time(time.time_ns()),
-                                       "count": count}))
-
-    def on_map(self, record: MapData) -> None:
-        if record.name == self.total_map and isinstance(record.value, dict):
-            self.kernel_execs = sum(v for v in record.value.values() if isinstance(v, int))
-
-    def on_end(self) -> None:
-        self.show(self.assembler.flush())
+    unit: str  # execs, calls or exits
+    events: int = 0
+    kernel_total: int | None = None  # the calls the program reported, printed at exit
+    lost_records: int = 0  # records bpftrace said it lost (its buffer was full)
+    incomplete: int = 0  # events shown with records missing
+    unfinished: int = 0  # calls with no closing record: still in the call at the end
+    unreadable: int = 0  # records that did not parse, or of an unknown kind
+    notes: int = 0  # records bpftrace printed that are of no use here
+    first_note: str = ""
+    elapsed_s: float = 0.0
 
     @property
     def missing(self) -> int:
-        """Execs the kernel reported that never reached a row (complete or not)."""
-        return max(0, (self.kernel_execs or 0) - self.execs)
-
-    def summary(self) -> None:
-        stats = self.assembler.stats
-        if self.sink.as_json:
-            unit = self.unit
-            self.sink.write(json_line({"event": "end", "time": iso_time(time.time_ns()),
-                                       unit: self.execs, f"kernel_{unit}": self.kernel_execs,
-                                       f"missing_{unit}": self.missing,
-                                       "lost_events": self.lost}))
-        text = f"{self.execs} {self.unit} traced in {self.elapsed:.1f} s"
-        if self.missing:
-            text += (f"; the kernel reported {self.kernel_execs}: {self.missing} {self.unit} "
-                     "were lost on the way")
-        if self.lost:
-            text += f"; bpftrace lost {self.lost} events"
-        if stats.incomplete:
-            text += f"; {stats.incomplete} shown incomplete ([records lost])"
-        if stats.orphaned:
-            text += f"; {stats.orphaned} partial {self.unit} dropped (no return record)"
-        if stats.malformed or stats.unknown:
-            text += f"; {stats.malformed + stats.unknown} unreadable records"
-        self.say(f"bptrace-exec: {text}.")
-        self.report_notes()
+        """Calls the kernel reported that never reached an event (complete or not)."""
+        return max(0, (self.kernel_total or 0) - self.events)
 
 
-class StatsRun(Run):
-    """Counting in the kernel; a report at every interval mark and at the end."""
+class Run:
+    def __init__(self, profile: Profile, source: Source, *, duration: float | None = None,
+                 recorder: Recorder | None = None,
+                 on_ready: Callable[[str], None] | None = None,
+                 on_lost: Callable[[int], None] | None = None,
+                 on_snapshot: Callable[[dict[str, object]], None] | None = None,
+                 on_tick: Callable[[], None] | None = None) -> None:
+        self.profile, self.source, self.duration = profile, source, duration
+        self.recorder = recorder
+        self.on_ready, self.on_lost = on_ready, on_lost
+        self.on_snapshot, self.on_tick = on_snapshot, on_tick
+        self.assembler = Assembler(profile, wall_offset_ns=source.wall_offset_ns,
+                                   version=source.version)
+        self.summary = Summary(profile.kind.unit)
+        self.maps: dict[str, object] = {}  # a stats program's maps, as last printed
+        self.ready = False
+        self.attached = 0  # probes bpftrace attached
+        self.started = time.monotonic()
+        self.cgroup_paths = CgroupPaths() if source.names_cgroups else None
 
-    def __init__(self, session: Source, profile: Profile, sink: Sink,
-                 opts: RunOptions) -> None:
-        super().__init__(session, profile, sink, opts)
-        self.maps: dict[str, object] = {}
-        self.final: Stats | None = None
+    @property
+    def elapsed(self) -> float:
+        if self.source.recorded_elapsed is not None:
+            return self.source.recorded_elapsed
+        return time.monotonic() - self.started
 
-    def snapshot(self) -> Stats:
-        names = {}
-        cgroups = self.maps.get("stat_cgroup")
-        if isinstance(cgroups, dict) and not isinstance(self.session, ReplaySource):
-            names = cgroup_names({int(k) for k in cgroups if str(k).isdigit()})
-        return from_maps(self.maps, by=self.profile.stats.by, duration_s=self.elapsed,
-                         double_escaped_keys=self.session.engine.double_escapes_map_keys,
-                         cgroup_names=names)
+    def __iter__(self) -> Iterator[Event]:
+        try:
+            for line in self.source.lines():
+                now = time.monotonic_ns()
+                if line is None:
+                    yield from self._shown(self.assembler.expire(now))
+                    if self.on_tick:
+                        self.on_tick()
+                    continue
+                if self.recorder:
+                    self.recorder.write(line)
+                record = decode_line(line)
+                if isinstance(record, Printf):
+                    yield from self._shown(self._printf(record.text, now))
+                elif isinstance(record, MapData):
+                    self._map(record)
+                elif isinstance(record, Attached):
+                    self.attached = record.probes
+                elif isinstance(record, Lost):
+                    self.summary.lost_records += record.count
+                    if self.on_lost:
+                        self.on_lost(record.count)
+                elif isinstance(record, Note):  # a count: some versions print one per event
+                    self.summary.notes += 1
+                    self.summary.first_note = (self.summary.first_note
+                                               or f"{record.kind}: {record.detail}")
+            yield from self._shown(self.assembler.flush())
+        finally:
+            self._account()
 
-    def on_map(self, record: MapData) -> None:
-        self.maps[record.name] = record.value
-
-    def show(self, stats: Stats) -> None:
-        top, title = self.profile.stats.top, self.title()
-        if self.sink.as_json:
-            self.sink.write(json.dumps(to_dict(stats, top=top, title=title),
-                                       ensure_ascii=False))
-        else:
-            self.sink.write(render_report(stats, top=top, title=title))
-
-    def on_printf(self, text: bytes, now: int) -> None:
-        if text == f"{SNAPSHOT_END}\n".encode():
-            self.show(self.snapshot())
+    def _printf(self, text: bytes, now: int) -> list[Event]:
+        if text == READY_RECORD:
+            if not self.ready:
+                self._on_ready()
+            return []
+        if text == SNAPSHOT_RECORD:
+            if self.on_snapshot:
+                self.on_snapshot(self.maps)
             self.maps = {}
+            return []
+        return self.assembler.feed(text, now)
 
-    def on_end(self) -> None:
-        if not self.ready:
-            return  # bpftrace never started: there is nothing to report
-        # After SIGINT bpftrace prints every non-empty map: the final, cumulative counts.
-        self.final = self.snapshot()
-        self.show(self.final)
+    def _on_ready(self) -> None:
+        self.ready = True
+        self.started = time.monotonic()
+        if self.duration:
+            self.source.deadline = self.started + self.duration
+        if self.on_ready:
+            self.on_ready(self.source.status(", ".join(self.profile.probes), self.attached))
+        self.source.ready()
 
-    def summary(self) -> None:
-        self.report_notes()
-
-
-class CallStatsRun(EventRun):
-    """Stats of a syscall profile: the event program, counted here as calls go by."""
-
-    def __init__(self, session: Source, profile: Profile, sink: Sink,
-                 opts: RunOptions) -> None:
-        super().__init__(session, profile, sink, opts)
-        self.final: Stats | None = None
-        self.renderer = CallRenderer(profile)
-        self.tally = Tally(profile.stats.by, "exits" if self.renderer.exits else "calls")
-
-    def show(self, events: Iterable[Any]) -> None:
-        for event in events:
-            self.execs += 1
-            self.add_cgroup_path(event)
-            # a process's end "fails" with a non-zero status; a syscall with an error
-            failed = event.ret != 0 if self.renderer.exits else event.ret < 0
-            self.tally.add(self.renderer.breakdown_values(event), failed=failed,
-                           latency_ns=event.latency_ns)
-
-    def on_started(self) -> None:
-        pass
-
-    def on_end(self) -> None:
-        super().on_end()
-        if not self.ready:
-            return
-        self.final = self.tally.result(self.elapsed)
-        top, title = self.profile.stats.top, self.title()
-        if self.sink.as_json:
-            self.sink.write(json.dumps(to_dict(self.final, top=top, title=title),
-                                       ensure_ascii=False))
+    def _map(self, record: MapData) -> None:
+        if record.name in (TOTAL_MAP, *LEGACY_TOTAL_MAPS) and isinstance(record.value, dict):
+            self.summary.kernel_total = sum(v for v in record.value.values()
+                                            if isinstance(v, int))
         else:
-            self.sink.write(render_report(self.final, top=top, title=title))
+            self.maps[record.name] = record.value
 
-    def summary(self) -> None:
-        self.report_notes()
+    def _shown(self, events: Iterable[Event]) -> Iterator[Event]:
+        for event in events:
+            if event.context is not None and self.cgroup_paths is not None:
+                # the kernel gives a cgroup's id and last name; its path is looked up here
+                event.context = dataclasses.replace(
+                    event.context, path=self.cgroup_paths.path(event.context.cgroup_id))
+            self.summary.events += 1
+            yield event
+
+    def _account(self) -> None:
+        stats, s = self.assembler.stats, self.summary
+        s.incomplete, s.unfinished = stats.incomplete, stats.unfinished
+        s.unreadable = stats.malformed + stats.unknown
+        s.elapsed_s = self.elapsed

@@ -1,50 +1,50 @@
-"""Process context records, printed with a record's other records when a profile asks:
-
-  anc   TID ID DEPTH PID COMM(16 hex)        one per ancestor, nearest first
-  cgrp  TID ID CGROUP_ID PIDNS MNTNS NAME     the caller's cgroup (v2) and its last name
-  uts   TID ID HOSTNAME                      the caller's UTS namespace's hostname
-
-All are read from the calling task in the kernel, when the call returns.
-"""
+"""Process context, printed with a call's other records when a profile asks: one `anc`
+record per ancestor (nearest first), and the caller's cgroup (v2) and namespaces (`cgrp`)
+and UTS hostname (`uts`); all read from the calling task in the kernel, at return."""
 
 from __future__ import annotations
 
-from bptrace_exec.btlang import int_literal
-from bptrace_exec.codegen.common import PID_NS
-from bptrace_exec.spec import PARENTS_RANGE, Profile
+from bptrace_exec.codegen.btlang import int_literal
+from bptrace_exec.codegen.program import PID_NS, printf, reindent
+from bptrace_exec.records import ANC, CGRP, UTS
+from bptrace_exec.spec.model import Profile
+from bptrace_exec.spec.parse import PARENTS_RANGE
+
+CONTAINER_RECORDS = 2  # cgrp and uts
 
 
-def has_context(profile: Profile, *, parents: bool = True, container: bool = True) -> bool:
-    """Whether context_records with the same choices prints anything."""
-    return bool(parents and profile.context.parents) or (container and profile.context.container)
+def parent_records(profile: Profile, counter: str = "$n") -> str:
+    """Statements (indented by two) that print the ancestors and count them."""
+    depth = profile.context.parents
+    if not depth:
+        return ""
+    return (
+        "  $t = curtask->real_parent;\n"
+        "  $d = (uint64)1;\n"
+        f"  while ($d <= {int_literal(depth, *PARENTS_RANGE)}) {{\n"
+        + printf(ANC, {"depth": "$d", "pid": "(uint64)$t->tgid",
+                       "comm": "$t->comm"}, 4)
+        + (f"    {counter}++;\n" if counter else "")
+        + "    if ($t->tgid <= 1) { break; }  // init, or the idle task above it\n"
+        "    $t = $t->real_parent;\n"
+        "    $d++;\n"
+        "  }\n"
+    )
 
 
-def context_records(profile: Profile, strlen: int, counter: str = "$n", *,
-                    parents: bool = True, container: bool = True, indent: int = 4) -> str:
-    """Statements (indented by `indent`) that print the context records and count them."""
-    out = ""
-    depth = profile.context.parents if parents else 0
-    if depth:
-        out += (
-            "    $t = curtask->real_parent;\n"
-            "    $d = (uint64)1;\n"
-            f"    while ($d <= {int_literal(depth, *PARENTS_RANGE)}) {{\n"
-            '      printf("anc %lu %lu %lu %lu %rh\\n", $key, $id, $d, (uint64)$t->tgid,\n'
-            "             buf($t->comm, 16));\n"
-            f"      {counter}++;\n"
-            "      if ($t->tgid <= 1) { break; }  // init, or the idle task above it\n"
-            "      $t = $t->real_parent;\n"
-            "      $d++;\n"
-            "    }\n"
-        )
-    if profile.context.container and container:
-        out += (
-            '    printf("cgrp %lu %lu %lu %lu %lu %s\\n", $key, $id, cgroup,\n'
-            f"           (uint64){PID_NS},\n"
-            "           (uint64)curtask->nsproxy->mnt_ns->ns.inum,\n"
-            f"           str(curtask->cgroups->dfl_cgrp->kn->name, {strlen}));\n"
-            '    printf("uts %lu %lu %s\\n", $key, $id, curtask->nsproxy->uts_ns->name.nodename);\n'
-            f"    {counter} += 2;\n"
-        )
-    return "".join(line[4 - indent:] if line.strip() else line
-                   for line in out.splitlines(True)) if indent < 4 else out
+def container_records(profile: Profile, counter: str = "$n") -> str:
+    """Statements (indented by two) that print the cgroup and hostname and count them."""
+    if not profile.context.container:
+        return ""
+    cgroup = {"cgroup_id": "cgroup", "pidns": f"(uint64){PID_NS}",
+              "mntns": "(uint64)curtask->nsproxy->mnt_ns->ns.inum",
+              "name": f"str(curtask->cgroups->dfl_cgrp->kn->name, {profile.kind.strlen})"}
+    return (printf(CGRP, cgroup)
+            + printf(UTS, {"hostname": "curtask->nsproxy->uts_ns->name.nodename"})
+            + (f"  {counter} += {CONTAINER_RECORDS};\n" if counter else ""))
+
+
+def context_records(profile: Profile, indent: int = 4, counter: str = "$n") -> str:
+    """Both, indented by `indent`, counted in `counter` ("" for none)."""
+    return reindent(parent_records(profile, counter) + container_records(profile, counter),
+                    indent - 2)

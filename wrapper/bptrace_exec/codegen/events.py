@@ -1,251 +1,240 @@
-"""Profile -> bpftrace program text, for every supported bpftrace version alike.
+"""Profile -> the event program: a few records per call, joined again in user space.
 
-One exec becomes a handful of printf records that share a key (the calling thread's id
-and the entry timestamp), so that user space can join them whatever CPU each came from:
+At entry a probe keeps, in one tuple per thread, the entry time, the probe's index, the
+caller's name (an exec's is replaced by the new program's) and each argument's word;
+at return the filters on arguments run, the arguments are read (codegen.readers), and
+the call is printed as its argument and context records, then a `call` record that says
+how many records the call has (records.CALL). Execs also read the new image when it
+starts (sched_process_exec); the end of a process is one probe on sched_process_exit.
 
-  enter TID ID CALLER_ARGC NEXT COMM(16 hex) ARGV0   at entry: caller's comm and argv[0]
-                                      (CALLER_ARGC >= 4096: not sure, the count + 4096)
-  argv  TID ID OFFSET HEX...          success: the new image's argv block, exact bytes
-  file  TID ID CHUNK NEXT TEXT        the program path (success: the kernel's copy)
-  arg   TID ID INDEX NEXT TEXT        failure: each argument, from the caller's memory
-  comm  TID ID COMM(16 hex)           failure, when there is no enter record (--failed)
-  exec  TID ID RET LAT PID PPID UID CALLER_ARGC ARGC MORE SIZE RECORDS SYSCALL_NR
-
-@exec_total counts the execs reported, in the kernel; bpftrace prints it at exit, so that
-user space can say exactly how many execs it did not receive.
-
-NEXT is the byte after a 199-byte read: user space uses it to tell a string of exactly
-199 bytes from a longer one that was cut. RECORDS counts every record of the exec, so an
-exec whose records were partly lost is recognised as such.
-
-Why read argv from the new image on success: at entry the caller's pages may not be
-mapped yet (a freshly forked child passing string literals), and BPF cannot fault them
-in; by the time the exec succeeds the kernel has copied argv, NUL-separated, into the
-new process's stack between mm->arg_start and mm->arg_end, with the path right after
-the environment (mm->env_end). A failed exec has no new image, but the kernel has by then
-touched the caller's strings, so they are read again at return.
+@total counts the calls reported, in the kernel; bpftrace prints it at exit, so that
+user space can say exactly how many calls it did not receive.
 """
 
 from __future__ import annotations
 
-from bptrace_exec.btlang import int_literal
-from bptrace_exec.codegen.common import (
-    KEY,
+import dataclasses
+
+from bptrace_exec.codegen import readers
+from bptrace_exec.codegen.context import CONTAINER_RECORDS, context_records
+from bptrace_exec.codegen.filters import arg_conditions
+from bptrace_exec.codegen.program import (
+    EXIT_FAILED,
+    EXIT_SUCCEEDED,
     PID,
+    PPID,
     STOP,
-    TEXT_CHUNK,
-    forget,
-    tracepoints,
+    TID,
+    begin,
+    end,
+    follow_probe,
+    header,
+    predicate,
+    printf,
+    probe,
+    result_test,
+    stop_probes,
 )
-from bptrace_exec.codegen.context import context_records, has_context
-from bptrace_exec.engine import STRLEN
-from bptrace_exec.spec import ARGV_BYTES_RANGE, MAX_ARGS_RANGE, Profile
+from bptrace_exec.codegen.readers import Slot, word
+from bptrace_exec.records import CALL, TOTAL_MAP
+from bptrace_exec.spec.model import Profile
 
-BUF_CHUNK = 192  # a buf() read: 0.23 keeps 4 of max_strlen's bytes for the length
-PATH_MAX = 4096
-PATH_CHUNKS = -(-PATH_MAX // TEXT_CHUNK)
-ARGC_COUNT_LIMIT = 1024  # caller's argc is counted up to here; the count means ">=" at it
-ARGC_UNSURE = 4096  # added to CALLER_ARGC when the end of argv could not be read for sure
-SCRATCH = ("exec_start", "exec_argv", "exec_path", "exec_argc", "exec_nr")
-
-
-def scratch(profile: Profile) -> tuple[str, ...]:
-    return SCRATCH + (("exec_ctx",) if _image_context(profile) else ())
-LAYOUT = """One exec is several printf records joined by (TID, ID): enter, argv, file, arg,
-then exec with the return value and the number of records; bptrace-exec reads
-them back into one row. See `pydoc bptrace_exec.codegen.events` for the layout."""
+SCRATCH = "call"
+LAYOUT = """Each call is its argument and context records, then a `call` record, all keyed
+by (TID, ID); bptrace-exec joins them into one event. Every record's fields:
+`pydoc bptrace_exec.records`; how each argument is read: `pydoc bptrace_exec.codegen.readers`."""
+BASE_WORDS = 2  # the entry time, the probe's index
 
 
-def enter_body(emit_argv0: bool) -> str:
-    argv0 = (
-        "  $arg0 = *(uint64 *)uptr($argv);\n"
-        '  printf("enter %lu %lu %lu %u %rh %s\\n", $key, $id, $argc,\n'
-        f"         *(uint8 *)uptr($arg0 + {TEXT_CHUNK}), buf(comm, 16),\n"
-        f"         str(uptr($arg0), {STRLEN}));\n"
-        if emit_argv0 else ""
-    )
-    return (
-        "  $argv = (uint64)args->argv;\n"
-        "  $argc = (uint64)0;\n"
-        "  $arg0 = (uint64)0;\n"
-        f"  while ($argc < {ARGC_COUNT_LIMIT}) {{\n"
-        "    if (*(uint64 *)uptr($argv + $argc * 8) == 0) { break; }\n"
-        "    $argc++;\n"
-        "  }\n"
-        "  // The count is sure only if the NULL that ends argv was read from a page known\n"
-        "  // to be present: a page that is not reads as zeros. Known: the page of a word\n"
-        "  // read as non-zero, the pointer before it or, for an empty argv, the word before.\n"
-        "  $sure = $argv == 0;\n"
-        f"  if ($argc > 0 && $argc < {ARGC_COUNT_LIMIT}) {{\n"
-        "    $sure = (($argv + $argc * 8 + 7) >> 12) == (($argv + $argc * 8 - 1) >> 12);\n"
-        "  }\n"
-        "  if ($argc == 0 && $argv != 0 && (($argv + 7) >> 12) == (($argv - 8) >> 12)) {\n"
-        "    $sure = *(uint64 *)uptr($argv - 8) != 0;\n"
-        "  }\n"
-        f"  if (!$sure) {{ $argc += {ARGC_UNSURE}; }}\n"
-        "  @exec_argv[$key] = $argv;\n"
-        "  @exec_path[$key] = (uint64)args->filename;\n"
-        "  @exec_argc[$key] = $argc;\n"
-        "  @exec_nr[$key] = args->__syscall_nr;  // at exit it can read as execve's\n"
-        f"{argv0}"
-    )
-
-
-def image_body(profile: Profile) -> str:
-    """Successful execs: the new image's argv block, as hex (every byte exact)."""
-    if profile.filters.failed:
-        return ""
-    chunks = argv_chunks(profile)
-    return (
-        "  $base = curtask->mm->arg_start;\n"
-        "  $size = curtask->mm->arg_end - $base;\n"
-        "  $len = (uint64)0;\n"
-        "  $i = (uint64)0;\n"
-        f"  while ($i < {chunks}) {{\n"
-        f"    if ($i * {BUF_CHUNK} >= $size) {{ break; }}\n"
-        f"    $len = $size - $i * {BUF_CHUNK};\n"
-        f"    if ($len > {BUF_CHUNK}) {{ $len = {BUF_CHUNK}; }}\n"
-        f'    printf("argv %lu %lu %lu %rh\\n", $key, $id, $i * {BUF_CHUNK},\n'
-        f"           buf(uptr($base + $i * {BUF_CHUNK}), $len));\n"
-        "    $i++;\n"
-        "  }\n"
-    )
-
-
-def _summary(ret: str, argc: str, more: str, size: str, records: str) -> str:
-    return (
-        '    printf("exec %lu %lu %ld %lu %lu %lu %lu %lu %lu %lu %lu %lu %ld\\n",\n'
-        f"           $key, $id, {ret}, nsecs - $id, {PID},\n"
-        "           (uint64)curtask->real_parent->tgid, (uint64)uid, @exec_argc[$key],\n"
-        f"           {argc}, {more}, {size}, {records}, @exec_nr[$key]);\n"
-        "    @exec_total[0] = count();  // printed at exit: user space reports any gap\n"
-    )
-
-
-def success_probe(profile: Profile, enter: int) -> str:
-    if profile.filters.failed:
-        body = forget("$key", scratch(profile))
+def generate_events(profile: Profile, version: str | None, follow: bool) -> str:
+    execs = profile.kind.new_image
+    maps = [SCRATCH] + (["moved"] if execs else []) + (["follow"] if follow else []) + ["stop"]
+    if profile.kind.attach == "process_end":
+        body = [process_exit_probe(profile, follow)]
+        maps.remove(SCRATCH)
     else:
-        chunks = argv_chunks(profile)
-        body = (
-            "    $mm = curtask->mm;\n"
-            "    $size = $mm->arg_end - $mm->arg_start;\n"
-            "    $path = $mm->env_end;\n"
-            f"    while ($i < {PATH_CHUNKS}) {{\n"
-            '      printf("file %lu %lu %lu %u %s\\n", $key, $id, $i,\n'
-            f"             *(uint8 *)uptr($path + ($i + 1) * {TEXT_CHUNK}),\n"
-            f"             str(uptr($path + $i * {TEXT_CHUNK}), {STRLEN}));\n"
-            "      $i++;\n"
-            f"      if (*(uint8 *)uptr($path + $i * {TEXT_CHUNK} - 1) == 0 ||\n"
-            f"          *(uint8 *)uptr($path + $i * {TEXT_CHUNK}) == 0) {{ break; }}\n"
-            "    }\n"
-            f"    $chunks = ($size + {BUF_CHUNK - 1}) / {BUF_CHUNK};\n"
-            f"    if ($chunks > {chunks}) {{ $chunks = {chunks}; }}\n"
-            + _context(profile, container=False)
-            + _summary("0", "*(uint64 *)uptr($mm->start_stack)", "0", "$size",
-                       f"{enter} + $chunks + $i + 1" + _counted(profile, container=False)
-                       + (" + @exec_ctx[$key]" if _image_context(profile) else ""))
-            + forget("$key", scratch(profile))
-        )
-    return (
-        "// The exec succeeded: argv and path come from the new image.\n"
-        f"{tracepoints(profile, 'exit')}\n"
-        "/args->ret == 0/\n"
-        "{\n"
-        f"{KEY}"
-        f"  if ($id && !{STOP}) {{\n"
-        "    $i = (uint64)0;\n"
-        f"{body}"
-        "  }\n"
-        "}\n"
-    )
+        body = [*(entry_probe(profile, i, follow) for i in range(len(profile.probes))),
+                *([image_probe(profile), *image_context_probe(profile)] if execs else []),
+                *return_probes(profile),
+                thread_exit_probe(execs, follow)]
+    sections = [_header(profile, version, follow), begin(follow),
+                follow_probe() if follow else "", *body, stop_probes(), end(maps)]
+    return "\n".join(s for s in sections if s)
 
 
-def failure_probe(profile: Profile, enter: int) -> str:
-    if profile.filters.succeeded:
-        return (
-            "// The exec failed: forgotten (successful execs only).\n"
-            f"{tracepoints(profile, 'exit')}\n"
-            "/args->ret != 0/\n"
-            "{\n"
-            f"{KEY}"
-            "  if ($id) {\n"
-            + forget("$key", scratch(profile))
-            + "  }\n"
-            "}\n"
-        )
-    max_args = int_literal(profile.limits.max_args, *MAX_ARGS_RANGE)
-    # Without an enter record the caller's comm is taken here: a failed exec leaves it as is.
-    comm = "" if enter else '    printf("comm %lu %lu %rh\\n", $key, $id, buf(comm, 16));\n'
-    return (
-        "// The exec failed: argv and path are read again from the caller, whose pages the\n"
-        "// kernel has faulted in while copying them.\n"
-        f"{tracepoints(profile, 'exit')}\n"
-        "/args->ret != 0/\n"
-        "{\n"
-        f"{KEY}"
-        f"  if ($id && !{STOP}) {{\n"
-        "    $argv = @exec_argv[$key];\n"
-        "    $arg = (uint64)0;\n"
-        "    $i = (uint64)0;\n"
-        f"    while ($i < {max_args}) {{\n"
-        "      $arg = *(uint64 *)uptr($argv + $i * 8);\n"
-        "      if ($arg == 0) { break; }\n"
-        '      printf("arg %lu %lu %lu %u %s\\n", $key, $id, $i,\n'
-        f"             *(uint8 *)uptr($arg + {TEXT_CHUNK}), str(uptr($arg), {STRLEN}));\n"
-        "      $i++;\n"
-        "    }\n"
-        "    $arg = *(uint64 *)uptr($argv + $i * 8);\n"
-        "    $path = @exec_path[$key];\n"
-        '    printf("file %lu %lu 0 %u %s\\n", $key, $id,\n'
-        f"           *(uint8 *)uptr($path + {TEXT_CHUNK}), str(uptr($path), {STRLEN}));\n"
-        + comm
-        + _context(profile)
-        + _summary("args->ret", "$i", "$arg != 0", "0",
-                   f"{enter} + $i + {3 - enter}" + _counted(profile))
-        + forget("$key", scratch(profile))
-        + "  }\n"
-        "}\n"
-    )
+def _header(profile: Profile, version: str | None, follow: bool) -> str:
+    lim, args = profile.limits, ", ".join(f"{a.name} ({a.type})" for a in profile.args)
+    limits = (f"Limits: {lim.max_args} arguments of a failed exec, {lim.argv_bytes} bytes "
+              f"of argv of a successful one, {readers.chunk(profile)} bytes per string read."
+              if profile.kind.new_image else
+              f"Limits: {lim.string_bytes} bytes per string argument.")
+    return header(profile, version, follow, layout=LAYOUT,
+                  details=(f"Probes: {', '.join(profile.probes)}. Arguments: {args or 'none'}.",
+                           limits))
 
 
-def _context(profile: Profile, container: bool = True) -> str:
-    """The parent chain and container records, when the profile asks (codegen.context)."""
-    if not has_context(profile, container=container):
-        return ""
-    return "    $ctx = (uint64)0;\n" + context_records(profile, STRLEN, "$ctx",
-                                                      container=container)
+def _slots(profile: Profile, probe_name: str) -> list[Slot]:
+    return readers.slots(profile, probe_name, BASE_WORDS + profile.kind.new_image)
 
 
-def _counted(profile: Profile, container: bool = True) -> str:
-    return " + $ctx" if has_context(profile, container=container) else ""
+def _words(profile: Profile, name: str, time: str) -> list[str]:
+    """What the entry keeps, in its tuple's order."""
+    words = [time, f"(uint64){profile.probes.index(name)}"]
+    words += ["comm"] if profile.kind.new_image else []  # replaced by then
+    return words + [w for s in _slots(profile, name) for w in readers.entry_words(s)]
 
 
-def _image_context(profile: Profile) -> bool:
-    return profile.context.container and not profile.filters.failed
+def entry_tuple(profile: Profile, name: str, time: str = "$id") -> str:
+    """The entry's tuple: one map for every probe, so each padded to the widest (bpftrace
+    wants one type)."""
+    width = max(len(_words(profile, p, time)) for p in profile.probes)
+    words = _words(profile, name, time)
+    return f"({', '.join(words + ['(uint64)0'] * (width - len(words)))})"
 
 
-def image_context_probe(profile: Profile) -> str:
-    """The container records of a successful exec, from a program of their own: with
-    them, the return probe would not fit bpftrace 0.17's 512-byte stack. The new image
-    has the caller's cgroup and namespaces; the return probe adds their count."""
-    if not _image_context(profile):
-        return ""
-    records = context_records(profile, STRLEN, "$ctx", parents=False, indent=2)
-    return (
-        "// Container context of an exec that succeeds (counted by the return probe).\n"
-        "tracepoint:sched:sched_process_exec\n"
-        "/@exec_start[(uint64)args->old_pid]/\n"
-        "{\n"
-        "  $key = (uint64)args->old_pid;\n"
-        "  $id = @exec_start[$key];\n"
-        "  $ctx = (uint64)0;\n"
-        + records +
-        "  @exec_ctx[$key] = $ctx;\n"
-        "}\n"
-    )
+def entry_probe(profile: Profile, index: int, follow: bool) -> str:
+    name = profile.probes[index]
+    statements = "".join(readers.argv_entry(profile, s) for s in _slots(profile, name)
+                         if s.read == "argv")
+    body = (f"  $key = {TID};\n  $id = nsecs;\n{statements}"
+            f"  @{SCRATCH}[$key] = {entry_tuple(profile, name)};\n")
+    return probe([f"tracepoint:syscalls:sys_enter_{name}"],
+                 predicate(profile.filters, follow, not_self=not follow), body)
 
 
-def argv_chunks(profile: Profile) -> int:
-    size = int(int_literal(profile.limits.argv_bytes, *ARGV_BYTES_RANGE))
-    return -(-size // BUF_CHUNK)
+def image_probe(profile: Profile) -> str:
+    slots = _slots(profile, profile.probes[0])
+    reads = "" if profile.filters.failed else "".join(readers.on_image(profile, s)
+                                                       for s in slots)
+    return probe(["tracepoint:sched:sched_process_exec"],
+                 [f"@{SCRATCH}[(uint64)args->old_pid].0"],
+                 "  $key = (uint64)args->old_pid;\n"
+                 f"  $id = @{SCRATCH}[$key].0;\n"
+                 "  if ($key != (uint64)args->pid) { @moved[(uint64)args->pid] = $key; }\n"
+                 + reads,
+                 "The new program starts. A thread other than the leader that execs takes "
+                 "the\nleader's id: the id it had at entry keys every record of the exec.")
+
+
+def image_context_probe(profile: Profile) -> list[str]:
+    """The container records of a successful exec, from a probe of their own: with them,
+    the return probe would not fit bpftrace 0.17's 512-byte stack. The new image has the
+    caller's cgroup and namespaces; the return probe counts them."""
+    if not profile.context.container or profile.filters.failed:
+        return []
+    context = dataclasses.replace(profile.context, parents=0)
+    records = context_records(dataclasses.replace(profile, context=context), 2, counter="")
+    return [probe(["tracepoint:sched:sched_process_exec"],
+                  [f"@{SCRATCH}[(uint64)args->old_pid].0"],
+                  "  $key = (uint64)args->old_pid;\n"
+                  f"  $id = @{SCRATCH}[$key].0;\n" + records,
+                  "The container context of an exec that succeeds (the return counts it).")]
+
+
+def return_probes(profile: Profile) -> list[str]:
+    """Probes that print calls at return; syscalls whose probes would read alike share
+    one. An exec's arguments are read one way when it succeeds and another when it fails:
+    it has one probe of each (their stacks, together, would not fit 0.17's 512 bytes)."""
+    results = ("success", "failure") if profile.kind.new_image else ("any",)
+    bodies: dict[tuple[str, str], list[str]] = {}
+    for result in results:
+        for name in profile.probes:
+            bodies.setdefault((result, _return_body(profile, name, result)), []).append(name)
+    return [_return_probe(names, result, body) for (result, body), names in bodies.items()]
+
+
+def _return_probe(names: list[str], result: str, body: str) -> str:
+    attach = [f"tracepoint:syscalls:sys_exit_{n}" for n in names]
+    if result == "any":
+        return probe(attach, [f"@{SCRATCH}[{TID}].0"], body)
+    why = ("The exec succeeded: its arguments come from the new image." if result == "success"
+           else "The exec failed: its arguments are read again from the caller, whose pages\n"
+                "the kernel may have faulted in while copying them.")
+    test = "args->ret == 0" if result == "success" else "args->ret != 0"
+    return probe(attach, [test], body, why)
+
+
+def _return_body(profile: Profile, name: str, result: str) -> str:
+    slots = _slots(profile, name)
+    execs = profile.kind.new_image
+    if execs and result == "success":
+        # the exec'ing thread may have taken the leader's id (image_probe)
+        key = (f"  $tid = {TID};\n  $key = $tid;\n"
+               "  if (@moved[$tid]) { $key = @moved[$tid]; delete(@moved[$tid]); }\n")
+    else:
+        key = f"  $key = {TID};\n"
+    setup = key + f"  $id = {word(0)};\n" + "".join(
+        f"  $a{s.number} = {readers.int_value(s)};\n" for s in slots if s.read == "int")
+    forget = f"  delete(@{SCRATCH}[$key]);\n"
+    wanted = result_test(profile.filters, "failure", "success")
+    if execs and wanted and wanted != result:  # kept only to be forgotten
+        return setup + forget
+    conditions = (["$id"] if execs else []) + [f"!{STOP}"]
+    if not execs and (test := result_test(profile.filters, "args->ret < 0",
+                                          "args->ret >= 0")):
+        conditions.append(test)
+    conditions += arg_conditions(profile, name, slots)
+    first = int(execs and not profile.filters.failed)  # the `first` record, at entry
+    reads = [readers.on_return(profile, s, result) for s in slots]
+    context = context_records(profile if result != "success" else _parents_only(profile))
+    if result == "success" and profile.context.container:
+        context += f"    $n += {CONTAINER_RECORDS};  // printed when the image started\n"
+    # the caller's name: a successful exec's was kept at entry; the rest still have it
+    comm = word(2) if result == "success" else "comm"
+    return (setup + f"  if ({' && '.join(conditions)}) {{\n"
+            f"    $n = (uint64){1 + first};\n"
+            + "".join(r.statements for r in reads) + context
+            + _closing([i for r in reads for i in r.ints], word(1), comm=comm)
+            + "  }\n" + forget)
+
+
+def _parents_only(profile: Profile) -> Profile:
+    return dataclasses.replace(profile, context=dataclasses.replace(profile.context,
+                                                                    container=False))
+
+
+def _closing(ints: list[str], probe_index: str, latency: str = "nsecs - $id",
+             comm: str = "comm", ret: str = "args->ret") -> str:
+    values: dict[str, str | list[str]] = {
+        "probe": probe_index, "records": "$n", "ret": ret, "latency": latency,
+        "pid": PID, "ppid": PPID, "uid": "(uint64)uid", "ints": ints, "comm": comm}
+    return (printf(CALL, values, 4)
+            + f"    @{TOTAL_MAP}[0] = count();  // printed at exit: user space reports any gap\n")
+
+
+def process_exit_probe(profile: Profile, follow: bool) -> str:
+    """One record per process that ends: RET is its shell-style status (128 + signal when
+    killed), the latency its lifetime. It runs for every thread exit: the filters and
+    the "last thread" test decide inside, so that a followed thread is always forgotten."""
+    slots = _slots(profile, profile.probes[0])
+    conditions = [*predicate(profile.filters, follow, not_self=True),
+                  "curtask->signal->live.counter == 0",  # decremented before this tracepoint
+                  f"!{STOP}"]
+    if test := result_test(profile.filters, EXIT_FAILED, EXIT_SUCCEEDED):
+        conditions.append(test)
+    conditions += arg_conditions(profile, profile.probes[0], slots)
+    unfollow = "  if (@follow[$key]) { delete(@follow[$key]); }\n" if follow else ""
+    return probe(
+        ["tracepoint:sched:sched_process_exit"], [],
+        f"  $key = {TID};\n  $id = nsecs;\n  $code = (uint64)curtask->exit_code;\n"
+        + "".join(f"  $a{s.number} = {readers.int_value(s)};\n" for s in slots)
+        + f"  if ({' && '.join(conditions)}) {{\n"
+        "    $n = (uint64)1;\n"
+        "    $ret = (int64)(($code >> 8) & 0xff);\n"
+        "    if ($code & 0x7f) { $ret = (int64)(128 + ($code & 0x7f)); }\n"
+        + context_records(profile)
+        + _closing([f"$a{s.number}" for s in slots], "0",
+                   "nsecs - curtask->group_leader->start_time", ret="$ret")
+        + "  }\n" + unfollow,
+        "The last thread of a process ends: the process's exit.")
+
+
+def thread_exit_probe(execs: bool, follow: bool) -> str:
+    forget = [f"  if (@{SCRATCH}[$tid].0) {{ delete(@{SCRATCH}[$tid]); }}\n"]
+    if execs:
+        forget.append("  if (@moved[$tid]) { delete(@moved[$tid]); }\n")
+    if follow:
+        forget.append("  if (@follow[$tid]) { delete(@follow[$tid]); }\n")
+    return probe(["tracepoint:sched:sched_process_exit"], [],
+                 f"  $tid = {TID};\n" + "".join(forget),
+                 "A thread that dies inside a call never returns from it: forget its entry.")

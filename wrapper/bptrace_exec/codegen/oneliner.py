@@ -1,12 +1,13 @@
 """Profile -> one shell line, `bpftrace -e '...'`, that runs under plain bpftrace and shows
-the same execs as text, one line each, without bptrace-exec.
+the same calls as text, one line each, without bptrace-exec.
 
 Event mode gets a text program of its own (the main one prints records meant for the
-parser): at return, one printf per exec with pid, ppid, uid, return value, latency (us),
-the path and the first 64 bytes of argv as bpftrace's %r shows them (NULs between the
-arguments print as \\x00). Strings are read 64 bytes at a time, bpftrace 0.17's default,
-so no environment variable is needed. Stats mode is the stats program itself: bpftrace
-prints its maps as text when it stops.
+parser). An exec: at return, pid, ppid, uid, return value, latency (us), the path and the
+first 64 bytes of argv as bpftrace's %r shows them (NULs between the arguments print as
+\\x00). A syscall: its arguments as NAME=VALUE. The end of a process: its status, signal
+and lifetime. Strings are read 64 bytes at a time, bpftrace 0.17's default, so no
+environment variable is needed. Stats mode counts in maps that bpftrace prints as text
+when it stops (an exec profile's: its stats program).
 """
 
 from __future__ import annotations
@@ -14,73 +15,41 @@ from __future__ import annotations
 import re
 import shlex
 
-from bptrace_exec import argtypes
-from bptrace_exec.callspec import PROCESS_EXIT
-from bptrace_exec.codegen import calls, stats
-from bptrace_exec.codegen.common import (
+from bptrace_exec.codegen import readers, stats
+from bptrace_exec.codegen.events import BASE_WORDS, entry_tuple
+from bptrace_exec.codegen.filters import arg_conditions
+from bptrace_exec.codegen.program import (
     EXIT_FAILED,
     EXIT_SUCCEEDED,
-    KEY,
+    PPID,
+    TID,
     end,
-    enter_probe,
-    exit_probe,
-    image_probe,
     predicate,
+    probe,
     result_test,
-    tracepoints,
 )
-from bptrace_exec.spec import Profile
+from bptrace_exec.codegen.readers import word
+from bptrace_exec.spec import types
+from bptrace_exec.spec.model import Profile
 
 TEXT_STRLEN = 64
 # bpftrace's lexer as far as layout goes: string literals, comments, white space, the rest
 _TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|/\*.*?\*/|//[^\n]*|\s+|.', re.S)
 
 
-def text_program(profile: Profile) -> str:
-    scratch = ("exec_start", "exec_path")
-    width = TEXT_STRLEN
-    header = ('BEGIN { printf("%-7s %-7s %-6s %-5s %8s %s\\n", "PID", "PPID", "UID", "RET", '
-              '"LAT(us)", "PROGRAM ARGS"); }\n')
-    success = (
-        "      $base = curtask->mm->arg_start;\n"
-        "      $len = curtask->mm->arg_end - $base;\n"
-        f"      if ($len > {width}) {{ $len = {width}; }}\n"
-        '      printf("%-7d %-7d %-6d %-5d %8d %s %r\\n", pid, curtask->real_parent->tgid, '
-        "uid, args->ret, $lat,\n"
-        f"             str(uptr(curtask->mm->env_end), {width}), buf(uptr($base), $len));\n"
-    )
-    failure = (
-        '      printf("%-7d %-7d %-6d %-5d %8d %s\\n", pid, curtask->real_parent->tgid, uid, '
-        "args->ret, $lat,\n"
-        f"             str(uptr(@exec_path[$key]), {width}));\n"
-    )
-    if profile.filters.failed:
-        shown = "    if (args->ret != 0) {\n" + failure + "    }\n"
-    elif profile.filters.succeeded:
-        shown = "    if (args->ret == 0) {\n" + success + "    }\n"
+def oneliner(profile: Profile, bpftrace: str = "bpftrace") -> str:
+    if profile.kind.attach == "process_end":
+        program = exit_text_program(profile)
+    elif not profile.kind.new_image:
+        program = call_text_program(profile)
+    elif profile.stats.enabled and stats.light(profile):
+        program = "\n".join(stats.light_probes(profile, False))
+    elif profile.stats.enabled:
+        program = "\n".join(stats.full_probes(profile, False)
+                            + [end(["call", "moved"])])
     else:
-        shown = "    if (args->ret == 0) {\n" + success + "    } else {\n" + failure + "    }\n"
-    exit_ = (
-        f"{tracepoints(profile, 'exit')}\n"
-        "{\n"
-        f"{KEY}"
-        "  if ($id) {\n"
-        "    $lat = (nsecs - $id) / 1000;\n"
-        f"{shown}"
-        "    delete(@exec_start[$key]);\n"
-        "    delete(@exec_path[$key]);\n"
-        "  }\n"
-        "}\n"
-    )
-    sections = [
-        header,
-        enter_probe(profile, False, "  @exec_path[$key] = (uint64)args->filename;\n"),
-        image_probe(""),
-        exit_,
-        exit_probe(False, scratch),
-        end(False, scratch),
-    ]
-    return "\n".join(sections)
+        program = exec_text_program(profile)
+    return f"{shlex.quote(bpftrace)} -e {shlex.quote(compact(program))}"
 
 
 def compact(program: str) -> str:
@@ -97,57 +66,111 @@ def compact(program: str) -> str:
     return "".join(out).strip()
 
 
+def exec_text_program(profile: Profile) -> str:
+    width = TEXT_STRLEN
+    head = probe(["BEGIN"], [], '  printf("%-7s %-7s %-6s %-5s %8s %s\\n", "PID", "PPID", '
+                 '"UID", "RET", "LAT(us)", "PROGRAM ARGS");\n')
+    line = '"%-7d %-7d %-6d %-5d %8d %s'
+    success = (
+        "      $base = curtask->mm->arg_start;\n"
+        "      $len = curtask->mm->arg_end - $base;\n"
+        f"      if ($len > {width}) {{ $len = {width}; }}\n"
+        f'      printf({line} %r\\n", pid, {PPID}, uid, args->ret, $lat,\n'
+        f"             str(uptr(curtask->mm->env_end), {width}), buf(uptr($base), $len));\n")
+    failure = (f'      printf({line}\\n", pid, {PPID}, uid, args->ret, $lat,\n'
+               f"             str(uptr({word(1)}), {width}));\n")
+    shown = {"failed": f"    if (args->ret != 0) {{\n{failure}    }}\n",
+             "succeeded": f"    if (args->ret == 0) {{\n{success}    }}\n",
+             "": f"    if (args->ret == 0) {{\n{success}    }} else {{\n{failure}    }}\n"}
+    enter = probe([f"tracepoint:syscalls:sys_enter_{p}" for p in profile.probes],
+                  predicate(profile.filters, False, not_self=False),
+                  f"  @call[{TID}] = (nsecs, (uint64)args->filename);\n")
+    # word(0) and word(1) below: the entry time and the caller's path
+    image = probe(["tracepoint:sched:sched_process_exec"], ["@call[(uint64)args->old_pid].0"],
+                  "  $key = (uint64)args->old_pid;\n"
+                  "  if ($key != (uint64)args->pid) { @moved[(uint64)args->pid] = $key; }\n")
+    exit_ = probe(
+        [f"tracepoint:syscalls:sys_exit_{p}" for p in profile.probes], [],
+        f"  $tid = {TID};\n  $key = $tid;\n"
+        "  if (@moved[$tid]) { $key = @moved[$tid]; delete(@moved[$tid]); }\n"
+        f"  if ({word(0)}) {{\n"
+        f"    $lat = (nsecs - {word(0)}) / 1000;\n"
+        + shown[result_test(profile.filters, "failed", "succeeded")]
+        + "    delete(@call[$key]);\n  }\n")
+    forget = probe(["tracepoint:sched:sched_process_exit"], [],
+                   f"  $tid = {TID};\n  if (@call[$tid].0) {{ delete(@call[$tid]); }}\n")
+    return "\n".join([head, enter, image, exit_, forget, end(["call", "moved"])])
+
+
 def call_text_program(profile: Profile) -> str:
     """A syscall profile as text: one line per call, arguments as NAME=VALUE (numbers in
     decimal or hex, strings up to 63 bytes, addresses as hex bytes); with stats, counts
     by caller and errno and a latency histogram, printed by bpftrace when it stops."""
     head = '"%-7s %-16s %-10s %s\\n", "PID", "COMM", "SYSCALL", "ARGS = RET (LAT us)"'
     sections = [] if profile.stats.enabled else [f"BEGIN {{ printf({head}); }}\n"]
-    sections += [calls.enter_probe(profile, s, False, not_self=False) for s in profile.probes]
-    for syscall in profile.probes:
-        ret = calls.return_setup(profile, syscall, TEXT_STRLEN)
+    for name in profile.probes:
+        sections.append(probe([f"tracepoint:syscalls:sys_enter_{name}"],
+                              predicate(profile.filters, False, not_self=False),
+                              f"  @call[{TID}] = {entry_tuple(profile, name, 'nsecs')};\n"))
+    for name in profile.probes:
+        slots = readers.slots(profile, name, BASE_WORDS)
         if profile.stats.enabled:
             body = ("    @calls[comm] = count();\n"
                     "    if ($ret < 0) { @errno[0 - $ret] = count(); }\n"
-                    "    @latency_us = hist((nsecs - $id) / 1000);\n")
+                    f"    @latency_us = hist((nsecs - {word(0)}) / 1000);\n")
         else:
-            fmt, values = ["%-7d %-16s %-10s"], ["pid", "comm", f'"{syscall}"']
-            for slot in calls.slots(profile, syscall):
-                name, read = slot.arg.name, slot.arg.read
-                if read == "str":
-                    fmt.append(f"{name}=%s")
-                    values.append(f"str(uptr($c.{slot.word}), {TEXT_STRLEN})")
-                elif read == "sockaddr":
-                    fmt.append(f"{name}=%rh")
-                    values.append(f"buf(uptr($c.{slot.word}), 28)")
-                elif slot.arg.type in ("hex", "open_flags", "clone_flags"):
-                    fmt.append(f"{name}=0x%lx")
-                    values.append(f"$a{slot.number}")
-                else:  # 32-bit C ints arrive zero-extended: shown signed, as C has them
-                    bits = argtypes.TYPES[slot.arg.type].signed_bits
-                    fmt.append(f"{name}=%d" if bits == 32 else f"{name}=%ld")
-                    values.append(f"(int32)$a{slot.number}" if bits == 32
-                                  else f"$a{slot.number}")
+            fmt, values = ["%-7d %-16s %-10s"], ["pid", "comm", f'"{name}"']
+            for slot in slots:
+                fmt.append(f"{slot.arg.name}={_conversion(slot)}")
+                values.append(_text_value(slot))
             body = (f'    printf("{" ".join(fmt)} = %ld (%d us)\\n", {", ".join(values)}, '
-                    "$ret, (nsecs - $id) / 1000);\n")
-        sections.append(calls.return_probe(syscall, ret, body))
-    sections.append(f"END {{ clear(@{calls.SCRATCH}); }}\n")
+                    f"$ret, (nsecs - {word(0)}) / 1000);\n")
+        conditions = [c for c in [result_test(profile.filters, "$ret < 0", "$ret >= 0"),
+                                  *arg_conditions(profile, name, slots, TEXT_STRLEN)] if c]
+        if conditions:
+            body = f"  if ({' && '.join(conditions)}) {{\n{body}  }}\n"
+        else:
+            body = "".join(line[2:] for line in body.splitlines(True))
+        setup = (f"  $key = {TID};\n  $ret = args->ret;\n"
+                 + "".join(f"  $a{s.number} = {readers.int_value(s)};\n"
+                           for s in slots if s.read == "int"))
+        sections.append(probe([f"tracepoint:syscalls:sys_exit_{name}"],
+                              [f"@call[{TID}].0"], setup + body + "  delete(@call[$key]);\n"))
+    sections.append("END { clear(@call); }\n")
     return "\n".join(sections)
+
+
+def _conversion(slot: readers.Slot) -> str:
+    if slot.read == "str":
+        return "%s"
+    if slot.read == "sockaddr":
+        return "%rh"
+    if slot.arg.type in ("hex", "open_flags", "clone_flags"):
+        return "0x%lx"
+    return "%d" if types.of(slot.arg.type).signed_bits == 32 else "%ld"
+
+
+def _text_value(slot: readers.Slot) -> str:
+    if slot.read == "str":
+        return f"str(uptr({readers.word(slot.word)}), {TEXT_STRLEN})"
+    if slot.read == "sockaddr":
+        return f"buf(uptr({readers.word(slot.word)}), 28)"
+    if types.of(slot.arg.type).signed_bits == 32:  # 32-bit C ints arrive zero-extended
+        return f"(int32)$a{slot.number}"
+    return f"$a{slot.number}"
 
 
 def exit_text_program(profile: Profile) -> str:
     """Process exits as text: pid, comm, exit status, signal, lifetime in ms; with stats,
     counts by comm and by exit status, and a histogram of lifetimes."""
-    tests = [predicate(profile.filters, False).strip()[1:-1],
-             "curtask->signal->live.counter == 0"]
-    tests.append(result_test(profile.filters, EXIT_FAILED, EXIT_SUCCEEDED))
-    by_name = {a.name: a for a in profile.args}
-    for name, values in profile.filters.args:
-        source = by_name[name].source(PROCESS_EXIT)
-        assert source is not None
-        expr = calls.EXIT_FIELDS[source.field].replace("$code", "curtask->exit_code")
-        tests.append("(" + " || ".join(f"({expr}) == {int(v)}" for v in values) + ")")
-    test = " && ".join(c for c in tests if c)
+    slots = readers.slots(profile, profile.probes[0], BASE_WORDS)
+    arg_tests = arg_conditions(profile, profile.probes[0], slots)
+    for slot in slots:  # in the predicate: the values read from the task there
+        arg_tests = [t.replace(f"$a{slot.number}", f"({readers.int_value(slot)})")
+                     for t in arg_tests]
+    tests = [*predicate(profile.filters, False, not_self=False),
+             "curtask->signal->live.counter == 0",
+             result_test(profile.filters, EXIT_FAILED, EXIT_SUCCEEDED), *arg_tests]
     if profile.stats.enabled:
         body = ("  @exits[comm] = count();\n"
                 "  @status[($code >> 8) & 0xff, $code & 0x7f] = count();\n"
@@ -155,30 +178,7 @@ def exit_text_program(profile: Profile) -> str:
     else:
         body = ('  printf("%-7d %-16s status=%d signal=%d core=%d life=%dms\\n", pid, comm, '
                 "($code >> 8) & 0xff, $code & 0x7f, ($code >> 7) & 1, $life / 1000000);\n")
-    return (
-        "tracepoint:sched:sched_process_exit\n"
-        f"/{test}/\n"
-        "{\n"
-        "  $code = (uint64)curtask->exit_code;\n"
-        "  $life = nsecs - curtask->group_leader->start_time;\n"
-        f"{body}"
-        "}\n"
-    )
-
-
-def oneliner(profile: Profile, bpftrace: str = "bpftrace") -> str:
-    if profile.probes == (PROCESS_EXIT,):
-        program = exit_text_program(profile)
-    elif profile.kind == "call":
-        program = call_text_program(profile)
-    elif profile.stats.enabled and stats.light(profile):
-        program = "\n".join(s for s in stats.light_program(profile, False) if s)
-    elif profile.stats.enabled:
-        scratch = stats.scratch(profile)
-        program = "\n".join(s for s in (
-            enter_probe(profile, False, stats.enter_body(profile)), image_probe(""),
-            stats.exit_probe(profile), stats.interval_probe(profile),
-            exit_probe(False, scratch), end(False, scratch)) if s)
-    else:
-        program = text_program(profile)
-    return f"{shlex.quote(bpftrace)} -e {shlex.quote(compact(program))}"
+    condition = " && ".join(t for t in tests if t).replace("$code", "curtask->exit_code")
+    return probe(["tracepoint:sched:sched_process_exit"], [condition],
+                 "  $code = (uint64)curtask->exit_code;\n"
+                 "  $life = nsecs - curtask->group_leader->start_time;\n" + body)

@@ -1,4 +1,4 @@
-"""The stats program: counts and a latency histogram kept in bpftrace maps.
+"""The stats program of an exec profile: counts and a latency histogram in bpftrace maps.
 
 Nothing is printed per exec: each one costs a few map updates in the kernel and nothing
 in user space. bpftrace prints the maps at exit (and the interval probe prints them every
@@ -22,77 +22,133 @@ every task on the host through the kernel's slow tracing path).
 
 from __future__ import annotations
 
-from bptrace_exec.btlang import int_literal
-from bptrace_exec.codegen.common import (
-    KEY,
+from bptrace_exec.codegen.btlang import int_literal
+from bptrace_exec.codegen.events import thread_exit_probe
+from bptrace_exec.codegen.program import (
+    PPID,
     TID,
-    follow_probes,
-    forget,
+    begin,
+    end,
+    follow_probe,
+    header,
     predicate,
+    probe,
     result_test,
-    tracepoints,
 )
-from bptrace_exec.engine import STRLEN
-from bptrace_exec.spec import INTERVAL_RANGE, SYSCALLS, Profile
+from bptrace_exec.codegen.readers import word
+from bptrace_exec.records import SNAPSHOT_END
+from bptrace_exec.spec.model import EXEC_SYSCALLS, Profile
+from bptrace_exec.spec.parse import INTERVAL_RANGE
 
-SNAPSHOT_END = "stats"
 LAYOUT = """Counts are kept in @stat_* maps and printed when bpftrace exits (and by the
 interval probe, if any); bptrace-exec turns them into a report. See
 `pydoc bptrace_exec.codegen.stats` for the maps."""
-
-
 # comm is not among them: the caller's name is gone when the new program starts; caught
 # from task_rename beforehand, it took two maps and a probe on every thread exit, which
 # cost as much as the syscall tracepoints (measured: 1.5% CPU against 1.3%).
 LIGHT_BREAKDOWNS = ("program", "uid", "ppid", "cgroup")
 LIGHT_LAYOUT = """Successful execs only, counted when the new program starts: no syscall
 tracepoint is enabled, so the host's other syscalls stay on the kernel's fast path.
-Counts are kept in @stat_* maps and printed when bpftrace exits (and by the interval
-probe, if any); bptrace-exec turns them into a report. See
-`pydoc bptrace_exec.codegen.stats` for the maps."""
+""" + LAYOUT
 
 
 def light(profile: Profile) -> bool:
     """Whether the stats can be counted from the new image alone (the light program)."""
     st, f = profile.stats, profile.filters
     return (f.succeeded and not st.latency and not f.comm
-            and set(st.by) <= set(LIGHT_BREAKDOWNS) and set(profile.probes) == set(SYSCALLS))
+            and set(st.by) <= set(LIGHT_BREAKDOWNS) and set(profile.probes) == set(EXEC_SYSCALLS))
 
 
-def light_program(profile: Profile, follow: bool) -> list[str]:
+def generate_stats(profile: Profile, version: str | None, follow: bool) -> str:
+    strlen = profile.kind.strlen
+    if light(profile):
+        sections = [header(profile, version, follow, layout=LIGHT_LAYOUT,
+                           details=(f"Limits: {strlen - 1} bytes of each program's path.",)),
+                    begin(follow), *light_probes(profile, follow)]
+    else:
+        sections = [header(profile, version, follow, layout=LAYOUT,
+                           details=(f"Limits: {strlen - 1} bytes of each program's path.",)),
+                    begin(follow), follow_probe() if follow else "", *full_probes(profile, follow),
+                    thread_exit_probe(True, follow),
+                    end(["call", "moved"] + (["follow"] if follow else []))]
+    return "\n".join(s for s in sections if s)
+
+
+def light_probes(profile: Profile, follow: bool) -> list[str]:
     """The light program's probes: one, plus what following a command takes."""
     by = profile.stats.by
     lines = [
-        "  @stat_execs[(uint64)0] = count();",
-        *_task_counts(by, "  "),
+        "  @stat_execs[(uint64)0] = count();\n",
+        *_task_counts(by),
         # the kernel's copy of the path, right after the environment in the new image
-        f"  @stat_program[str(uptr(curtask->mm->env_end), {STRLEN})] = count();"
+        f"  @stat_program[str(uptr(curtask->mm->env_end), {profile.kind.strlen})] = count();\n"
         if "program" in by else "",
     ]
-    count = (
-        "// A program starts: the exec succeeded.\n"
-        "tracepoint:sched:sched_process_exec\n"
-        f"{predicate(profile.filters, follow)}"
-        "{\n"
-        + "\n".join(line for line in lines if line) + "\n"
-        "}\n"
-    )
+    count = probe(["tracepoint:sched:sched_process_exec"],
+                  predicate(profile.filters, follow, not_self=False), "".join(lines),
+                  "A program starts: the exec succeeded.")
     if not follow:
         return [count, interval_probe(profile)]
-    unfollow = (
-        "// A followed task ends: forget it.\n"
-        "tracepoint:sched:sched_process_exit\n"
-        "{\n"
-        f"  $tid = {TID};\n"
-        "  if (@exec_follow[$tid]) { delete(@exec_follow[$tid]); }\n"
-        "}\n"
-    )
-    clear = "// Cleared so that nothing is printed at exit.\nEND\n{\n  clear(@exec_follow);\n}\n"
-    return [follow_probes(), count, interval_probe(profile), unfollow, clear]
+    unfollow = probe(["tracepoint:sched:sched_process_exit"], [],
+                     f"  $tid = {TID};\n  if (@follow[$tid]) {{ delete(@follow[$tid]); }}\n",
+                     "A followed task ends: forget it.")
+    return [follow_probe(), count, interval_probe(profile), unfollow, end(["follow"])]
 
 
-def scratch(profile: Profile) -> tuple[str, ...]:
-    return ("exec_start", "exec_path") + (("exec_comm",) if "comm" in profile.stats.by else ())
+def _task_counts(by: tuple[str, ...], pad: str = "  ", comm: str = "") -> list[str]:
+    """The breakdowns read from the task itself, alike in both programs; the caller's
+    name, kept at entry, only in the full one."""
+    return [
+        f"{pad}@stat_uid[(uint64)uid] = count();\n" if "uid" in by else "",
+        f"{pad}@stat_ppid[{PPID}] = count();\n" if "ppid" in by else "",
+        f"{pad}@stat_comm[{comm}] = count();\n" if comm and "comm" in by else "",
+        f"{pad}@stat_cgroup[cgroup] = count();\n" if "cgroup" in by else "",
+    ]
+
+
+def full_probes(profile: Profile, follow: bool) -> list[str]:
+    by = profile.stats.by
+    words = ["$id", "(uint64)args->filename"] + (["comm"] if "comm" in by else [])
+    enter = probe([f"tracepoint:syscalls:sys_enter_{p}" for p in profile.probes],
+                  predicate(profile.filters, follow, not_self=False),
+                  f"  $key = {TID};\n  $id = nsecs;\n  @call[$key] = ({', '.join(words)});\n")
+    image = probe(["tracepoint:sched:sched_process_exec"], ["@call[(uint64)args->old_pid].0"],
+                  "  $key = (uint64)args->old_pid;\n"
+                  "  if ($key != (uint64)args->pid) { @moved[(uint64)args->pid] = $key; }\n",
+                  "A thread other than the leader that execs takes the leader's id.")
+    lines = [
+        "    @stat_execs[(uint64)($ret < 0)] = count();\n",
+        "    if ($ret < 0) { @stat_errno[(uint64)(0 - $ret)] = count(); }\n"
+        if "errno" in by else "",
+        *_task_counts(by, "    ", word(2)),
+    ]
+    if "program" in by:
+        lines += [
+            "    // the path: the kernel's copy in the new image, or the caller's on failure\n",
+            f"    $path = {word(1)};\n",
+            "    if ($ret == 0) { $path = curtask->mm->env_end; }\n",
+            f"    @stat_program[str(uptr($path), {profile.kind.strlen})] = count();\n",
+        ]
+    if profile.stats.latency:
+        lines += [
+            "    @stat_latency_us = hist($lat / 1000);\n",
+            "    @stat_latency_min[0] = min($lat);\n",
+            "    @stat_latency_max[0] = max($lat);\n",
+            "    @stat_latency_sum[0] = sum($lat);\n",
+        ]
+    counted = "".join(lines)
+    if test := result_test(profile.filters, "$ret < 0", "$ret == 0"):
+        counted = f"    if ({test}) {{\n" + "".join(
+            "  " + line if line.strip() else line for line in counted.splitlines(True)) + "    }\n"
+    exit_ = probe(
+        [f"tracepoint:syscalls:sys_exit_{p}" for p in profile.probes], [],
+        f"  $tid = {TID};\n  $key = $tid;\n"
+        "  if (@moved[$tid]) { $key = @moved[$tid]; delete(@moved[$tid]); }\n"
+        f"  if ({word(0)}) {{\n"
+        "    $ret = args->ret;\n"
+        f"    $lat = nsecs - {word(0)};\n"
+        + counted + "    delete(@call[$key]);\n  }\n")
+    return [enter, image, exit_, interval_probe(profile)]
 
 
 def stat_maps(profile: Profile) -> list[str]:
@@ -103,74 +159,12 @@ def stat_maps(profile: Profile) -> list[str]:
     return maps
 
 
-def _task_counts(by: tuple[str, ...], pad: str, comm_key: str = "") -> list[str]:
-    """The breakdowns read from the task itself, alike in both programs; the caller's
-    name, kept at entry under `comm_key`, only in the full one."""
-    return [
-        f"{pad}@stat_uid[(uint64)uid] = count();" if "uid" in by else "",
-        f"{pad}@stat_ppid[(uint64)curtask->real_parent->tgid] = count();" if "ppid" in by else "",
-        f"{pad}@stat_comm[@exec_comm[{comm_key}]] = count();" if comm_key and "comm" in by
-        else "",
-        f"{pad}@stat_cgroup[cgroup] = count();" if "cgroup" in by else "",
-    ]
-
-
-def enter_body(profile: Profile) -> str:
-    comm = "  @exec_comm[$key] = comm;\n" if "comm" in profile.stats.by else ""
-    return "  @exec_path[$key] = (uint64)args->filename;\n" + comm
-
-
-def exit_probe(profile: Profile) -> str:
-    by = profile.stats.by
-    lines = [
-        "    @stat_execs[(uint64)($ret < 0)] = count();",
-        "    if ($ret < 0) { @stat_errno[(uint64)(0 - $ret)] = count(); }" if "errno" in by else "",
-        *_task_counts(by, "    ", comm_key="$key"),
-    ]
-    if "program" in by:
-        lines += [
-            "    // the path: the kernel's copy in the new image, or the caller's on failure",
-            "    $path = @exec_path[$key];",
-            "    if ($ret == 0) { $path = curtask->mm->env_end; }",
-            f"    @stat_program[str(uptr($path), {STRLEN})] = count();",
-        ]
-    if profile.stats.latency:
-        lines += [
-            "    @stat_latency_us = hist($lat / 1000);",
-            "    @stat_latency_min[0] = min($lat);",
-            "    @stat_latency_max[0] = max($lat);",
-            "    @stat_latency_sum[0] = sum($lat);",
-        ]
-    counted = "\n".join(line for line in lines if line) + "\n"
-    test = result_test(profile.filters, "$ret < 0", "$ret == 0")
-    if test:
-        counted = f"    if ({test}) {{\n" + counted.replace("\n    ", "\n      ").replace(
-            "    ", "      ", 1) + "    }\n"
-    return (
-        f"{tracepoints(profile, 'exit')}\n"
-        "{\n"
-        f"{KEY}"
-        "  if ($id) {\n"
-        "    $ret = args->ret;\n"
-        "    $lat = nsecs - $id;\n"
-        f"{counted}"
-        + forget("$key", scratch(profile))
-        + "  }\n"
-        "}\n"
-    )
-
-
 def interval_probe(profile: Profile) -> str:
     seconds = profile.stats.interval
     if not seconds:
         return ""
     int_literal(seconds, 1, INTERVAL_RANGE[1])
     prints = "".join(f"  print(@{m});\n" for m in stat_maps(profile))
-    return (
-        "// A report every interval: the maps as they are (cumulative), then an end mark.\n"
-        f"interval:s:{seconds}\n"
-        "{\n"
-        f"{prints}"
-        f'  printf("{SNAPSHOT_END}\\n");\n'
-        "}\n"
-    )
+    return probe([f"interval:s:{seconds}"], [], prints + f'  printf("{SNAPSHOT_END}\\n");\n',
+                 "A report every interval: the maps as they are (cumulative), then an end "
+                 "mark.")

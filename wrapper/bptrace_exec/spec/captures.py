@@ -1,5 +1,5 @@
-"""The parts of a profile that only syscall profiles have: arguments, their filters,
-the result type and the columns. Checked against the syscalls' tracepoint formats.
+"""A profile's arguments, their filters, its columns and breakdowns, checked against the
+probes' tracepoint formats.
 
   args:
     filename: str                       # short form: NAME: TYPE, from the field NAME
@@ -8,67 +8,49 @@ the result type and the columns. Checked against the syscalls' tracepoint format
       type: clone_flags
       from: {clone: clone_flags, clone3: "uargs[0]"}   # FIELD[N]: the Nth 64-bit word
                                                        # at the user pointer FIELD
+An exec profile's arguments are given: filename and argv (spec.types.EXEC_TYPES).
 """
 
 from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
-from bptrace_exec import argtypes
 from bptrace_exec.errors import SpecError
-from bptrace_exec.tracepoint import UNKNOWN, Field, FieldLookup, available_syscalls
-from bptrace_exec.yamlcheck import Mapping, at, scalar, sequence, text
+from bptrace_exec.spec import types
+from bptrace_exec.spec.model import PROCESS_EXIT, Arg, ArgSource, Context, ProbeKind, kind_of
+from bptrace_exec.spec.tracepoint import UNKNOWN, Field, FieldLookup, available_syscalls
+from bptrace_exec.spec.yamlcheck import Mapping, at, scalar, sequence, text
 
 NAME = re.compile(r"[a-z_][a-z0-9_]{0,31}")
 SOURCE = re.compile(r"(?P<field>[a-z_][a-z0-9_]*)(?:\[(?P<index>[0-9]{1,2})\])?")
 MAX_ARGS = 6  # a syscall has at most six arguments
-# names every call record has: an argument may not take one of them
+# names every event has: an argument may not take one of them
 BASE_COLUMNS = ("time", "pid", "tid", "ppid", "uid", "comm", "syscall", "result", "latency")
 PARENT_COLUMNS = ("parents",)  # with context.parents
 CONTAINER_COLUMNS = ("container", "cgroup", "hostname", "pidns", "mntns")  # context.container
 BASE_BREAKDOWNS = ("syscall", "comm", "uid", "ppid", "errno")
 CONTAINER_BREAKDOWNS = ("container", "cgroup", "hostname")
+# An exec profile counts in kernel maps: these are the maps its program can keep.
+EXEC_BREAKDOWNS = ("program", "comm", "uid", "ppid", "errno", "cgroup")
+EXEC_DEFAULT_BREAKDOWNS = EXEC_BREAKDOWNS[:-1]
 RESERVED = frozenset(BASE_COLUMNS + BASE_BREAKDOWNS + PARENT_COLUMNS + CONTAINER_COLUMNS
-                     + ("ret", "event", "incomplete", "args", "context"))
-
-
-@dataclass(frozen=True)
-class ArgSource:
-    syscall: str
-    field: str
-    index: int | None = None  # FIELD[N]: read the Nth 64-bit word at the pointer FIELD
-    length: str | None = None  # sockaddr: the field that holds its length
-
-
-@dataclass(frozen=True)
-class Arg:
-    name: str
-    type: str
-    sources: tuple[ArgSource, ...]  # one per syscall that has it; others show nothing
-
-    @property
-    def read(self) -> str:
-        t = argtypes.lookup(self.type)
-        assert t is not None
-        return t.read
-
-    def source(self, syscall: str) -> ArgSource | None:
-        return next((s for s in self.sources if s.syscall == syscall), None)
-
-
-# Not a syscall: the end of a process (its last thread), from sched:sched_process_exit.
-# Its "arguments" are read from the task; its latency is the process's lifetime.
-PROCESS_EXIT = "process_exit"
+                     + ("ret", "event", "incomplete", "args", "context", "program"))
+# The end of a process is read from the task: its "arguments" are these.
 PROCESS_EXIT_FIELDS = (Field("status", "int"), Field("signal", "int"), Field("core", "int"))
 
 
-def fields_of(name: str, lookup: FieldLookup) -> tuple[Field, ...] | None | tuple[str]:
-    return PROCESS_EXIT_FIELDS if name == PROCESS_EXIT else lookup(name)
+def given_args(kind: ProbeKind, probes: tuple[str, ...]) -> tuple[Arg, ...]:
+    """A kind's arguments when it has no choice of them (an exec: filename and argv)."""
+    return tuple(Arg(name, type_, tuple(ArgSource(p, name) for p in probes))
+                 for name, type_ in kind.given_args)
+
+
+def fields_of(probe: str, lookup: FieldLookup) -> tuple[Field, ...] | None | tuple[str]:
+    return PROCESS_EXIT_FIELDS if probe == PROCESS_EXIT else lookup(probe)
 
 
 def check_syscall(name: str, where: str, lookup: FieldLookup) -> None:
@@ -84,7 +66,7 @@ def check_syscall(name: str, where: str, lookup: FieldLookup) -> None:
                         "list them with: ls /sys/kernel/tracing/events/syscalls")
 
 
-def parse_args(node: yaml.Node, source: str, syscalls: tuple[str, ...],
+def parse_args(node: yaml.Node, source: str, probes: tuple[str, ...],
                lookup: FieldLookup) -> tuple[Arg, ...]:
     m = Mapping(node, source, "args")
     out = []
@@ -95,29 +77,29 @@ def parse_args(node: yaml.Node, source: str, syscalls: tuple[str, ...],
             raise SpecError(where, f"{name!r} cannot name an argument",
                             hint="use lower-case letters, digits and _, and none of: "
                                  + ", ".join(sorted(RESERVED)))
-        out.append(_arg(name, m.items[name][1], source, syscalls, lookup))
+        out.append(_arg(name, m.items[name][1], source, probes, lookup))
     if len(out) > MAX_ARGS:
         raise SpecError(at(source, node), f"{len(out)} arguments; a syscall has at most "
                         f"{MAX_ARGS}")
     return tuple(out)
 
 
-def _arg(name: str, node: yaml.Node, source: str, syscalls: tuple[str, ...],
+def _arg(name: str, node: yaml.Node, source: str, probes: tuple[str, ...],
          lookup: FieldLookup) -> Arg:
     if isinstance(node, yaml.MappingNode):
         m = Mapping(node, source, f"args.{name}")
         type_name = m.value("type", text, required=True)
         type_where = m.where("type")
-        sources = m.node("from", lambda n, s: _sources(n, s, syscalls), default=None)
-        lengths = m.node("length", lambda n, s: _sources(n, s, syscalls), default={})
+        sources = m.node("from", lambda n, s: _sources(n, s, probes), default=None)
+        lengths = m.node("length", lambda n, s: _sources(n, s, probes), default={})
         m.reject_unknown()
     else:
         type_name, type_where = text(scalar(node, source), at(source, node)), at(source, node)
         sources, lengths = None, {}
-    arg_type = argtypes.lookup(type_name)
+    arg_type = types.lookup(type_name)
     if arg_type is None:
         raise SpecError(type_where, f"unknown type {type_name!r} for argument {name!r}",
-                        hint="types: " + argtypes.describe_types())
+                        hint="types: " + types.describe_types())
     where = at(source, node)
     if lengths and arg_type.read != "sockaddr":
         raise SpecError(where, "`length` is for sockaddr arguments", hint="remove it")
@@ -126,47 +108,45 @@ def _arg(name: str, node: yaml.Node, source: str, syscalls: tuple[str, ...],
             raise SpecError(where, f"{length!r} is not a field name",
                             hint="give the syscall's argument that holds the length")
     if sources is None:
-        sources = {s: name for s in syscalls}
-    checked = []
-    for syscall, spec in sources.items():
-        checked.append(_source(name, syscall, spec, lengths.get(syscall), arg_type.read,
-                               where, lookup))
+        sources = {p: name for p in probes}
+    checked = [_source(name, probe, spec, lengths.get(probe), arg_type.read, where, lookup)
+               for probe, spec in sources.items()]
     return Arg(name, arg_type.name, tuple(checked))
 
 
-def _sources(node: yaml.Node, source: str, syscalls: tuple[str, ...]) -> dict[str, str]:
+def _sources(node: yaml.Node, source: str, probes: tuple[str, ...]) -> dict[str, str]:
     if isinstance(node, yaml.ScalarNode):
         field = text(scalar(node, source), at(source, node))
-        return {s: field for s in syscalls}
+        return {p: field for p in probes}
     m = Mapping(node, source, "from")
     out = {}
-    for syscall in m.items:
-        if syscall not in syscalls:
-            raise SpecError(at(source, m.items[syscall][0]), f"{syscall!r} is not one of "
-                            "the profile's probes", hint="probes: " + ", ".join(syscalls))
-        out[syscall] = m.value(syscall, text)
+    for probe in m.items:
+        if probe not in probes:
+            raise SpecError(at(source, m.items[probe][0]), f"{probe!r} is not one of "
+                            "the profile's probes", hint="probes: " + ", ".join(probes))
+        out[probe] = m.value(probe, text)
     return out
 
 
-def _source(name: str, syscall: str, spec: str, length: str | None, read: str, where: str,
+def _source(name: str, probe: str, spec: str, length: str | None, read: str, where: str,
             lookup: FieldLookup) -> ArgSource:
     m = SOURCE.fullmatch(spec)
     if not m:
-        raise SpecError(where, f"{spec!r} is not a field of {syscall}",
+        raise SpecError(where, f"{spec!r} is not a field of {probe}",
                         hint="write FIELD, or FIELD[N] for the Nth 64-bit word it points to")
     field, index = m.group("field"), m.group("index")
-    fields = fields_of(syscall, lookup)
+    fields = fields_of(probe, lookup)
     known: dict[str, Field] | None = None
     if fields is not None and fields != UNKNOWN:
         known = {f.name: f for f in fields if isinstance(f, Field)}
         if field not in known:
             valid = ", ".join(f"{f.name} ({f.ctype})" for f in known.values()) or "none"
-            raise SpecError(where, f"{syscall} has no argument {field!r}"
+            raise SpecError(where, f"{probe} has no argument {field!r}"
                             + (f" (asked for by {name!r})" if field != name else ""),
-                            hint=f"{syscall}'s arguments on this kernel: {valid}")
+                            hint=f"{probe}'s arguments on this kernel: {valid}")
         needs_pointer = read in ("str", "sockaddr") or index is not None
         if needs_pointer and not known[field].pointer:
-            raise SpecError(where, f"{syscall}'s {field} is a {known[field].ctype}, not a "
+            raise SpecError(where, f"{probe}'s {field} is a {known[field].ctype}, not a "
                             "pointer", hint="read it as int, fd, hex, ...")
     if index is not None and read != "int":
         raise SpecError(where, "FIELD[N] reads a number: give the argument a number type")
@@ -174,13 +154,13 @@ def _source(name: str, syscall: str, spec: str, length: str | None, read: str, w
         if length is None and known is not None:
             length = next((n for n in ("addrlen", "addr_len") if n in known), None)
         if length is None and known is not None:
-            raise SpecError(where, f"which of {syscall}'s arguments holds the address's "
+            raise SpecError(where, f"which of {probe}'s arguments holds the address's "
                             "length?", hint="add `length: FIELD` to the argument")
         if length is not None and known is not None and length not in known:
-            raise SpecError(where, f"{syscall} has no argument {length!r} for the length",
-                            hint=f"{syscall}'s arguments: " + ", ".join(known))
+            raise SpecError(where, f"{probe} has no argument {length!r} for the length",
+                            hint=f"{probe}'s arguments: " + ", ".join(known))
         length = length or "addrlen"
-    return ArgSource(syscall, field, int(index) if index is not None else None, length)
+    return ArgSource(probe, field, int(index) if index is not None else None, length)
 
 
 def parse_arg_filters(node: yaml.Node, source: str, args: tuple[Arg, ...]
@@ -201,7 +181,7 @@ def parse_arg_filters(node: yaml.Node, source: str, args: tuple[Arg, ...]
 
 
 def filter_values(arg: Arg, node: yaml.Node, source: str) -> tuple[Any, ...]:
-    arg_type = argtypes.TYPES[arg.type]
+    arg_type = types.of(arg.type)
     if arg_type.filter_value is None:
         raise SpecError(at(source, node), f"{arg.type} arguments cannot be filtered on")
     items = sequence(node, source) if isinstance(node, yaml.SequenceNode) else [node]
@@ -209,22 +189,24 @@ def filter_values(arg: Arg, node: yaml.Node, source: str) -> tuple[Any, ...]:
     for item in items:
         try:
             out.append(arg_type.filter_value(scalar(item, source)))
-        except argtypes.FilterValueError as exc:
+        except types.FilterValueError as exc:
             raise SpecError(at(source, item), f"filter on {arg.name}: {exc}") from None
     return tuple(out)
 
 
 def default_columns(probes: tuple[str, ...], args: tuple[Arg, ...],
-                    context: Any = None) -> tuple[str, ...]:
-    syscall = ("syscall",) if len(probes) > 1 else ()
-    container = ("container",) if context is not None and context.container else ()
-    parents = ("parents",) if context is not None and context.parents else ()
-    return ("time", "pid", "ppid", "uid", "comm", *container, *syscall,
-            *(a.name for a in args), "result", "latency", *parents)
+                    context: Context) -> tuple[str, ...]:
+    """The kind's columns, with what the profile has in place of each @name."""
+    fill = {"@container": ("container",) if context.container else (),
+            "@syscall": ("syscall",) if len(probes) > 1 else (),
+            "@args": tuple(a.name for a in args),
+            "@parents": ("parents",) if context.parents else ()}
+    return tuple(c for column in kind_of(probes[0]).columns
+                 for c in fill.get(column, (column,)))
 
 
 def columns_with_context(columns: tuple[str, ...], probes: tuple[str, ...],
-                         args: tuple[Arg, ...], old: Any, new: Any) -> tuple[str, ...]:
+                         args: tuple[Arg, ...], old: Context, new: Context) -> tuple[str, ...]:
     """The columns once the context changes: the defaults follow it; columns a user chose
     keep their order, gain what is newly shown and lose what is not shown any more."""
     if columns == default_columns(probes, args, old):
@@ -236,7 +218,7 @@ def columns_with_context(columns: tuple[str, ...], probes: tuple[str, ...],
     return kept + tuple(c for c in added if c not in kept)
 
 
-def check_columns(values: tuple[str, ...], args: tuple[Arg, ...], context: Any,
+def check_columns(values: tuple[str, ...], args: tuple[Arg, ...], context: Context,
                   where: str) -> None:
     valid = BASE_COLUMNS + tuple(a.name for a in args)
     valid += PARENT_COLUMNS if context.parents else ()
@@ -251,6 +233,17 @@ def check_columns(values: tuple[str, ...], args: tuple[Arg, ...], context: Any,
         raise SpecError(where, "a column is listed twice")
 
 
-def breakdowns(args: tuple[Arg, ...], *, container: bool) -> tuple[str, ...]:
-    return (BASE_BREAKDOWNS + (CONTAINER_BREAKDOWNS if container else ())
+def breakdowns(kind: ProbeKind, args: tuple[Arg, ...], context: Context) -> tuple[str, ...]:
+    """What --stats can count by: the kernel's maps for a kind that counts there."""
+    if kind.kernel_counts:
+        return EXEC_BREAKDOWNS
+    return (BASE_BREAKDOWNS + (CONTAINER_BREAKDOWNS if context.container else ())
             + tuple(a.name for a in args))
+
+
+def default_breakdowns(kind: ProbeKind, probes: tuple[str, ...],
+                       args: tuple[Arg, ...]) -> tuple[str, ...]:
+    if kind.kernel_counts:
+        return EXEC_DEFAULT_BREAKDOWNS
+    syscall = ("syscall",) if len(probes) > 1 else ()
+    return (*syscall, "comm", "uid", "errno", *(a.name for a in args))

@@ -3,30 +3,32 @@
 A recording is JSON lines: a header (what is needed to decode the rest), every line
 bpftrace printed, unchanged, and a trailer written when the run ends:
 
-  {"recording": "bptrace-exec/1", "bpftrace": "v0.17.0", "profile": {...},
+  {"recording": "bptrace-exec/2", "bpftrace": "v0.17.0", "profile": {...},
    "started": "2026-...Z", "wall_offset_ns": N}
   ...bpftrace's lines...
   {"recording_end": {"elapsed_s": 12.3}}
 
 A recording cut short (a killed run, a full disk) has no trailer; it replays up to its
-last whole line, with a warning.
+last whole line, with a warning. The number in "bptrace-exec/N" is the version of the
+record layouts the program printed (bptrace_exec.records): recordings made by earlier
+versions replay too.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO
 
-from bptrace_exec.engine import Engine, parse_version
 from bptrace_exec.errors import UsageError
-from bptrace_exec.render import iso_time
+from bptrace_exec.records import VERSION, VERSIONS
+from bptrace_exec.run.engine import Engine, parse_version
 from bptrace_exec.spec import Profile, profile_from_dict, profile_to_dict
 
-FORMAT = "bptrace-exec/1"
+FORMAT = "bptrace-exec/"
 
 
 class Recorder:
@@ -40,9 +42,10 @@ class Recorder:
             raise UsageError(f"cannot write the recording {path}: {exc.strerror}") from None
         self.path = path
         self.elapsed_s = 0.0  # set by the run when it ends; written in the trailer
-        self._write_json({"recording": FORMAT, "bpftrace": engine.version_text,
+        started = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+        self._write_json({"recording": f"{FORMAT}{VERSION}", "bpftrace": engine.version_text,
                           "profile": profile_to_dict(profile),
-                          "started": iso_time(time.time_ns()),
+                          "started": started.replace("+00:00", "Z"),
                           "wall_offset_ns": wall_offset_ns})
 
     def _write_json(self, obj: object) -> None:
@@ -71,6 +74,7 @@ class Recording:
     started: str
     lines: list[bytes]
     elapsed_s: float | None  # None: the recording was cut short
+    version: int  # of the record layouts
 
 
 def read_recording(path: str) -> Recording:
@@ -82,7 +86,9 @@ def read_recording(path: str) -> Recording:
     lines = raw.split(b"\n")[:-1]
     try:
         header = json.loads(lines[0])
-        assert isinstance(header, dict) and header.get("recording") == FORMAT
+        assert isinstance(header, dict) and str(header.get("recording")).startswith(FORMAT)
+        layouts = int(str(header["recording"])[len(FORMAT):])
+        assert layouts in VERSIONS
         version = parse_version(str(header["bpftrace"]))
         assert version is not None
         profile = profile_from_dict(header["profile"])
@@ -100,13 +106,13 @@ def read_recording(path: str) -> Recording:
         body = body[:-1]
     return Recording(path=path, profile=profile, engine=Engine("(recorded)", version),
                      wall_offset_ns=offset, started=str(header.get("started", "")),
-                     lines=body, elapsed_s=elapsed)
+                     lines=body, elapsed_s=elapsed, version=layouts)
 
 
 class ReplaySource:
-    """Plays a recording back through the same pipeline a live Session feeds."""
+    """A recording played back: a pipeline.Source, as a live Session is."""
 
-    command = None
+    names_cgroups = False  # its cgroup ids are another run's, maybe another machine's
 
     def __init__(self, recording: Recording) -> None:
         self.recording = recording
@@ -114,12 +120,17 @@ class ReplaySource:
         self.deadline: float | None = None
         self.wall_offset_ns = recording.wall_offset_ns
         self.recorded_elapsed = recording.elapsed_s
+        self.version = recording.version
 
     def lines(self) -> Iterator[bytes | None]:
         yield from self.recording.lines
 
+    def status(self, probes: str, attached: int) -> str:
+        return (f"Replaying {self.recording.path}: {probes} traced with bpftrace "
+                f"{self.engine.version_text} from {self.recording.started}.")
+
+    def ready(self) -> None:
+        """Nothing waits for a replay's start."""
+
     def request_stop(self) -> None:
         """Nothing runs: the replay simply ends with the file."""
-
-    def release_command(self) -> None:
-        """A replay has no command to release."""

@@ -7,8 +7,8 @@ import os
 import time
 from pathlib import Path
 
-from bptrace_exec.context import container_of
 from bptrace_exec.errors import UsageError
+from bptrace_exec.event import container_of
 
 MOUNTS = Path("/proc/self/mounts")
 

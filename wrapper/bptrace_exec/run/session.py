@@ -1,6 +1,7 @@
-"""Running bpftrace: the one stage with side effects.
+"""Running bpftrace: the stage with side effects.
 
-bpftrace runs under pexpect on a pseudo-terminal, which carries its log messages (read
+The program is handed over in memory (a memfd), so nothing is left on disk. bpftrace runs
+under pexpect on a pseudo-terminal, which carries its log messages (read
 here, shown to the user when they are real errors), while its JSON records go to a pipe of
 their own (`-o /dev/fd/N`), so no log line, colour code or `\\r` can mix into them.
 bpftrace is tied to this process (PR_SET_PDEATHSIG): if this process dies, even by
@@ -14,7 +15,7 @@ Stopping loses nothing that happened before the stop: bpftrace drops the records
 after its SIGINT, so a program that `drains` is first asked to stop reporting (this
 process renames itself, which the program watches) and to mark every CPU's stream; once
 a mark of every CPU has been read, so has every call reported before, and only then is
-bpftrace sent SIGINT (codegen.common.stop_probes).
+bpftrace sent SIGINT (codegen.program.stop_probes).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import selectors
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,13 +40,16 @@ from typing import Any
 import pexpect
 import ptyprocess
 
-from bptrace_exec.engine import STRLEN, Engine
 from bptrace_exec.errors import EngineFailure, EnvironmentProblem, UsageError
+from bptrace_exec.records import VERSION
+from bptrace_exec.run.engine import Engine
 
+PROGRAM_NAME = "bptrace-exec-program.bt"
 PIPE_SIZE = 1 << 20  # room for bursts while the consumer renders
 READ_SIZE = 1 << 16
 STOP_GRACE_S = 10.0  # how long bpftrace may take to drain and exit after SIGINT
 TERM_AFTER_S = 3.0  # then SIGTERM, bpftrace's other clean stop, in case SIGINT was lost
+COMMAND_GRACE_S = 3.0  # how long a COMMAND still running at the end has after SIGTERM
 TICK_S = 0.25
 TRACEFS = Path("/sys/kernel/tracing")
 DEBUGFS_TRACING = Path("/sys/kernel/debug/tracing")
@@ -140,8 +143,9 @@ class GatedCommand:
             finally:
                 os._exit(127)
         os.close(read_end)
-        self.status: int | None = None
+        self.status: int | None = None  # once it has ended on its own, shell style
         self.released = False
+        self._reaped = False
 
     def release(self) -> None:
         if self._gate >= 0:
@@ -149,18 +153,33 @@ class GatedCommand:
             self.released = True
             self._close_gate()
 
-    def cancel(self) -> None:
-        self._close_gate()
-        if self.status is None:
-            with contextlib.suppress(ChildProcessError):
-                self.status = _shell_status(os.waitpid(self.pid, 0)[1])
-
     def poll(self) -> int | None:
-        if self.status is None:
+        if not self._reaped:
             pid, raw = os.waitpid(self.pid, os.WNOHANG)
             if pid:
-                self.status = _shell_status(raw)
+                self._reaped, self.status = True, _shell_status(raw)
         return self.status
+
+    def end(self) -> None:
+        """The trace is over: a command never released exits at the closed gate; one
+        still running gets SIGTERM, as under timeout(1), and SIGKILL after
+        COMMAND_GRACE_S. Its status stays None then: it did not end on its own, and the
+        run's exit status is the tracer's. Safe to call twice."""
+        self._close_gate()
+        if self._reaped or not self.released or self.poll() is not None:
+            if not self._reaped:
+                self._reaped, self.status = True, _shell_status(os.waitpid(self.pid, 0)[1])
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGTERM)
+        pidfd = os.pidfd_open(self.pid)
+        try:
+            if not select.select([pidfd], [], [], COMMAND_GRACE_S)[0]:
+                os.kill(self.pid, signal.SIGKILL)
+        finally:
+            os.close(pidfd)
+        os.waitpid(self.pid, 0)
+        self._reaped = True
 
     def _close_gate(self) -> None:
         if self._gate >= 0:
@@ -195,33 +214,40 @@ def _shell_status(raw: int) -> int:
 
 
 class Session:
-    """One bpftrace run. Iterate `lines()` for its JSON output; it always ends clean."""
+    """One bpftrace run, a pipeline.Source. Iterate `lines()` for its JSON output; it
+    always ends clean."""
 
-    def __init__(self, program_text: str, engine: Engine, *, buffer_pages: int,
-                 command: GatedCommand | None = None, strlen: int = STRLEN,
-                 drains: bool = False) -> None:
+    version = VERSION  # it runs a program this version generated
+    recorded_elapsed: float | None = None
+    names_cgroups = True  # the cgroups are this machine's
+
+    def __init__(self, program_text: str, engine: Engine, *, buffer_pages: int, strlen: int,
+                 command: GatedCommand | None = None, drains: bool = False,
+                 handle_signals: bool = False) -> None:
         self.engine = engine
         self.command = command
-        self._workdir = tempfile.TemporaryDirectory(prefix="bptrace-exec-")
-        self.script_path = Path(self._workdir.name) / "program.bt"
-        self.script_path.write_text(program_text)
+        # wall clock minus the monotonic clock bpftrace's nsecs counts on; taken once
+        self.wall_offset_ns = time.time_ns() - time.monotonic_ns()
+        # The program lives in memory: nothing is left behind, however this process ends.
+        self._program_fd = os.memfd_create(PROGRAM_NAME)
+        os.write(self._program_fd, program_text.encode())
+        os.set_inheritable(self._program_fd, True)
         self._read_fd, write_fd = os.pipe()
         os.set_inheritable(write_fd, True)
         with contextlib.suppress(OSError):
             fcntl.fcntl(self._read_fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
         argv = [*engine.flags(), "-f", "json", "-o", f"/dev/fd/{write_fd}",
-                str(self.script_path), str(os.getpid())]
+                f"/dev/fd/{self._program_fd}", str(os.getpid())]
         if command is not None:
             argv.append(str(command.pid))
         env = {**os.environ, **engine.environment(buffer_pages, strlen)}
         try:
             self.child = _Spawn(engine.path, argv, env=env, echo=False, encoding=None,
-                                dimensions=(24, 500), pass_fds=(write_fd,),
+                                dimensions=(24, 500), pass_fds=(write_fd, self._program_fd),
                                 preexec_fn=_tie_to_parent)
         except (OSError, pexpect.ExceptionPexpect) as exc:
-            os.close(write_fd)
-            os.close(self._read_fd)
-            self._workdir.cleanup()
+            for fd in (write_fd, self._read_fd, self._program_fd):
+                os.close(fd)
             raise EnvironmentProblem(f"cannot start {engine.path}: {exc}") from None
         os.close(write_fd)  # bpftrace holds the only writer: EOF means it is gone
         self._log = bytearray()
@@ -238,7 +264,9 @@ class Session:
         self._cpus = online_cpus()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
-        self._old_handlers = {s: signal.signal(s, self._on_signal) for s in STOP_SIGNALS}
+        # A library user's program keeps its own signal handling: Ctrl-C raises there.
+        self._old_handlers = ({s: signal.signal(s, self._on_signal) for s in STOP_SIGNALS}
+                              if handle_signals else {})
 
     # --- control ---------------------------------------------------------------------
 
@@ -264,7 +292,12 @@ class Session:
             with contextlib.suppress(OSError):
                 self.child.kill(signal.SIGINT)
 
-    def release_command(self) -> None:
+    def status(self, probes: str, attached: int) -> str:
+        end = "Running the command." if self.command else "Hit Ctrl-C to end."
+        return (f"Tracing {probes} with bpftrace {self.engine.version_text} "
+                f"({attached} probes). {end}")
+
+    def ready(self) -> None:
         """Every probe is attached: the command may run, and the program be drained."""
         self._ready = True
         if self.command is not None:
@@ -361,8 +394,10 @@ class Session:
 
     # --- end ---------------------------------------------------------------------------
 
-    def close(self) -> Finished:
-        """Stop whatever still runs and say how it ended. Safe to call twice."""
+    def close(self, *, early: bool = False) -> Finished:
+        """Stop whatever still runs and say how it ended. Safe to call twice. `early`: the
+        consumer leaves before the end, which asks the stop."""
+        self._stop_requested |= early
         if self.child.isalive():
             # Not a request: a bpftrace that closed its output may still be exiting (its
             # files close before it can be reaped), and must not count as asked to stop.
@@ -378,15 +413,14 @@ class Session:
         status = self.child.exitstatus
         if status is None and self.child.signalstatus is not None:
             status = -self.child.signalstatus
-        if self.command is not None and not self.command.released:
-            self.command.cancel()  # bpftrace never got ready: the command never runs
+        if self.command is not None:
+            self.command.end()
         for sig, handler in self._old_handlers.items():
             signal.signal(sig, handler)
         self._old_handlers = {}
-        for fd in (self._read_fd, self._wake_r, self._wake_w):
+        for fd in (self._read_fd, self._wake_r, self._wake_w, self._program_fd):
             with contextlib.suppress(OSError):
                 os.close(fd)
-        self._workdir.cleanup()
         return Finished(
             requested=self._stop_requested,
             engine_status=status,
@@ -416,7 +450,7 @@ def explain_failure(finished: Finished, program_text: str) -> EngineFailure:
                                        "if it is a verifier or compile error, please report it")
 
 
-_LOCATION = re.compile(r"program\.bt:(\d+):")
+_LOCATION = re.compile(r"/dev/fd/\d+:(\d+):")
 
 
 def _locate(lines: list[str], program_text: str) -> str:

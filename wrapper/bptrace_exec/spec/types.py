@@ -1,11 +1,17 @@
-"""Argument types of syscall profiles: how each is read in the kernel, filtered and shown.
+"""Argument types: how each is read in the kernel, filtered and shown.
 
-A type has a read class, which is all codegen needs to know:
-  int       the tracepoint field as a 64-bit number, printed in the call record
-  str       a NUL-terminated string at a user pointer, read at return in 199-byte chunks
-  sockaddr  the bytes of a struct sockaddr at a user pointer (length from the syscall's
-            addrlen argument), read at return
-and a way to show a value and to read a filter value, which are pure Python.
+A type has a read class, which is all codegen and the parser need to know:
+  int        the tracepoint field as a 64-bit number, printed in the closing record
+  str        a NUL-terminated string at a user pointer, read at return in chunks
+  sockaddr   the bytes of a struct sockaddr at a user pointer (length from the syscall's
+             addrlen argument), read at return
+  exec_path  an exec's filename: the kernel's copy in the new image when the exec
+             succeeds, the caller's string when it fails
+  argv       an exec's argv: the new image's argv block, every byte, when it succeeds;
+             each string from the caller's array when it fails
+and a way to show a value and to read a filter value, which are pure Python. The last
+two are what make a profile of execve and execveat an exec profile: they are its
+arguments, and no other probe's.
 """
 
 from __future__ import annotations
@@ -205,11 +211,14 @@ def _str_filter(value: object) -> str:
 @dataclass(frozen=True)
 class ArgType:
     name: str
-    read: str  # int, str or sockaddr: how the kernel side reads it
+    read: str  # int, str, sockaddr, exec_path or argv: how it is read and decoded
     summary: str  # one line for the schema documentation and error hints
-    show: Callable[[Any], str]  # a value as the table shows it
+    show: Callable[[Any], str]  # a number or an address as the table shows it
     filter_value: Callable[[object], object] | None  # None: cannot be filtered on
+    width: int  # its table column's width
     signed_bits: int = 0  # int types: the C width the value is taken as (0: unsigned 64)
+    json_number: bool = False  # int types: a number in JSON (else the text shown)
+    title: str = ""  # its table column's title (default: the argument's name, capitalised)
 
 
 def _show_int(bits: int) -> Callable[[Any], str]:
@@ -223,36 +232,49 @@ def _show_bytes(v: Any) -> str:
 _OPEN_FILTER_TABLE = tuple((n, getattr(os, n)) for n in _ACCESS[:3]) + _OPEN_FLAGS
 
 TYPES: dict[str, ArgType] = {t.name: t for t in (
-    ArgType("int", "int", "a signed number (C int)", _show_int(32), _int_filter, 32),
-    ArgType("long", "int", "a signed 64-bit number", _show_int(64), _int_filter, 64),
-    ArgType("uint", "int", "an unsigned 64-bit number", _show_int(0), _int_filter),
+    ArgType("int", "int", "a signed number (C int)", _show_int(32), _int_filter, 6, 32, True),
+    ArgType("long", "int", "a signed 64-bit number", _show_int(64), _int_filter, 8, 64, True),
+    ArgType("uint", "int", "an unsigned 64-bit number", _show_int(0), _int_filter, 8,
+            json_number=True),
     ArgType("hex", "int", "a number shown in hex, e.g. an address", lambda v: hex(int(v)),
-            _int_filter),
+            _int_filter, 14),
     ArgType("octal", "int", "a mode shown in octal, e.g. 0644",
-            lambda v: f"0{v & 0o7777:o}" if v & 0o7777 else "0", _int_filter),
+            lambda v: f"0{v & 0o7777:o}" if v & 0o7777 else "0", _int_filter, 6),
     ArgType("fd", "int", "a file descriptor (AT_FDCWD shown by name)",
-            lambda v: fd_text(int(v)), _fd_filter, 32),
+            lambda v: fd_text(int(v)), _fd_filter, 8, 32, True),
     ArgType("pid", "int", "a process id (negative: a process group, -1: all)",
-            _show_int(32), _int_filter, 32),
+            _show_int(32), _int_filter, 7, 32, True),
     ArgType("errno", "int", "an error number shown by name, e.g. ENOENT (or -ENOENT)",
-            errno_text, _errno_filter, 32),
+            errno_text, _errno_filter, 8, 32),
     ArgType("signal", "int", "a signal number shown by name, e.g. SIGTERM",
-            lambda v: signal_name(signed(int(v), 32)), _signal_filter, 32),
+            lambda v: signal_name(signed(int(v), 32)), _signal_filter, 9, 32),
     ArgType("open_flags", "int", "open(2) flags, e.g. O_WRONLY|O_CREAT|O_CLOEXEC",
-            lambda v: open_flags(int(v) & 0xFFFFFFFF), _flag_filter(_OPEN_FILTER_TABLE)),
+            lambda v: open_flags(int(v) & 0xFFFFFFFF), _flag_filter(_OPEN_FILTER_TABLE), 24),
     ArgType("clone_flags", "int", "clone(2) flags and exit signal, e.g. CLONE_VM|SIGCHLD",
-            lambda v: clone_flags(int(v)), _flag_filter(_CLONE_FLAGS)),
+            lambda v: clone_flags(int(v)), _flag_filter(_CLONE_FLAGS), 30),
     ArgType("str", "str", "a NUL-terminated string in the caller's memory, e.g. a path",
-            _show_bytes, _str_filter),
+            _show_bytes, _str_filter, 28),
     ArgType("sockaddr", "sockaddr", "a socket address: IPv4/IPv6 address and port, or a "
-            "unix socket path", lambda v: sockaddr_text(bytes(v)), None),
+            "unix socket path", lambda v: sockaddr_text(bytes(v)), None, 24),
+)}
+# An exec's own: the arguments of every exec profile, given by its probes.
+EXEC_TYPES: dict[str, ArgType] = {t.name: t for t in (
+    ArgType("exec_path", "exec_path", "the path an exec was asked to run", _show_bytes,
+            None, 20, title="PROGRAM"),
+    ArgType("argv", "argv", "an exec's argument vector, exact", _show_bytes, None, 0,
+            title="ARGS"),
 )}
 TYPE_ALIASES = {"path": "str", "string": "str", "mode": "octal", "flags": "hex"}
 RESULT_TYPES = ("int", "fd", "pid", "hex")  # what a non-negative return value is
 
 
 def lookup(name: str) -> ArgType | None:
+    """A type a profile may name (an exec's own are given, never named)."""
     return TYPES.get(TYPE_ALIASES.get(name, name))
+
+
+def of(name: str) -> ArgType:
+    return TYPES.get(name) or EXEC_TYPES[name]
 
 
 def describe_types() -> str:

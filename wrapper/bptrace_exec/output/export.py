@@ -26,17 +26,12 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bptrace_exec.errors import UsageError, UserError
-from bptrace_exec.report import bucket_text, share, title_of
-from bptrace_exec.stats import Stats
+from bptrace_exec.errors import ExportError, UsageError
+from bptrace_exec.output.report import bucket_text, share, title_of
+from bptrace_exec.output.tally import Stats
 
 FORMATS = {".csv": "csv", ".json": "json", ".md": "md", ".prom": "prom"}
 SCHEMA = "bptrace-exec-stats/1"
-EXIT_EXPORT = 4
-
-
-class ExportError(UserError):
-    exit_status = EXIT_EXPORT
 
 
 def format_for(path: str, explicit: str | None) -> str:
@@ -67,11 +62,11 @@ def to_dict(stats: Stats, *, top: int, title: str) -> dict[str, object]:
         "schema": SCHEMA,
         "generated": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "title": title, "duration_s": round(stats.duration_s, 3),
-        stats.unit: stats.execs, "failed": stats.failed, "rate_per_s": round(stats.rate, 3),
+        stats.unit: stats.count, "failed": stats.failed, "rate_per_s": round(stats.rate, 3),
     }
     breakdowns = {}
     for name, rows in stats.breakdowns.items():
-        total = stats.failed if name == "errno" else stats.execs
+        total = stats.failed if name == "errno" else stats.count
         shown = rows[:top]
         breakdowns[name] = {
             "distinct": len(rows),
@@ -100,13 +95,13 @@ def to_csv(stats: Stats, *, top: int, title: str) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["section", "key", "count", "share"])
-    w.writerow(["total", stats.unit, stats.execs, ""])
-    w.writerow(["total", "failed", stats.failed, share(stats.failed, stats.execs)])
+    w.writerow(["total", stats.unit, stats.count, ""])
+    w.writerow(["total", "failed", stats.failed, share(stats.failed, stats.count)])
     w.writerow(["total", "duration_ms", round(stats.duration_s * 1000), ""])
     for name, rows in stats.breakdowns.items():
         w.writerow(["total", f"distinct_{name}", len(rows), ""])
     for name, rows in stats.breakdowns.items():
-        total = stats.failed if name == "errno" else stats.execs
+        total = stats.failed if name == "errno" else stats.count
         for key, count in rows[:top]:
             w.writerow([name, key, count, share(count, total)])
     if stats.latency:
@@ -121,12 +116,12 @@ def to_markdown(stats: Stats, *, top: int, title: str) -> str:
     from tabulate import tabulate  # only reports need it; it costs 15 ms to import
 
     out = [f"# {_md_escape(title)}", "",
-           tabulate([[stats.unit, f"{stats.execs:,}"], ["failed", f"{stats.failed:,}"],
+           tabulate([[stats.unit, f"{stats.count:,}"], ["failed", f"{stats.failed:,}"],
                      ["duration", f"{stats.duration_s:.1f} s"],
                      ["rate", f"{stats.rate:.1f}/s"]], headers=["total", "value"],
                     tablefmt="github")]
     for name, rows in stats.breakdowns.items():
-        total = stats.failed if name == "errno" else stats.execs
+        total = stats.failed if name == "errno" else stats.count
         out += ["", f"## {title_of(name, stats.unit)}", "",
                 tabulate([[_md_escape(k), c, share(c, total)] for k, c in rows[:top]],
                          headers=[name, "count", "share"], tablefmt="github")]
@@ -155,7 +150,7 @@ def to_prometheus(stats: Stats, *, top: int, title: str) -> str:
     lines = [
         f"# HELP bptrace_exec_{unit}_total {what} traced by bptrace-exec during the run.",
         f"# TYPE bptrace_exec_{unit}_total counter",
-        f"bptrace_exec_{unit}_total {stats.execs}",
+        f"bptrace_exec_{unit}_total {stats.count}",
         f"# HELP bptrace_exec_failed_{unit}_total {what} that returned an error.",
         f"# TYPE bptrace_exec_failed_{unit}_total counter",
         f"bptrace_exec_failed_{unit}_total {stats.failed}",

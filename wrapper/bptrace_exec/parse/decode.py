@@ -27,7 +27,7 @@ _HEAD_LEN, _TAIL_LEN = len(_PRINTF_HEAD), len(_PRINTF_TAIL)
 
 @dataclass(slots=True)
 class Printf:
-    text: bytes  # what the program's printf produced, byte for byte
+    text: bytes  # what the program's printf produced, byte for byte, but its final newline
 
 
 @dataclass(slots=True)
@@ -75,7 +75,7 @@ def decode_line(line: bytes) -> Record | None:
         body = line[_HEAD_LEN:-_TAIL_LEN]
         # find() is twice as fast as `in` on bytes, and these lines are long.
         if body.find(b"\\") < 0 and body.find(b'"') < 0:
-            return Printf(body + b"\n")
+            return Printf(body)
     stripped = line.strip()
     if not stripped:
         return None
@@ -85,8 +85,10 @@ def decode_line(line: bytes) -> Record | None:
     except (ValueError, TypeError, KeyError):
         return Note("garbled", _preview(stripped))
     if kind == "printf" and isinstance(data, str):
+        if not data.endswith("\n"):  # every format the programs print ends with one
+            return Note("garbled", _preview(stripped))
         try:
-            return Printf(restore_bytes(data))
+            return Printf(restore_bytes(data[:-1]))
         except UnicodeEncodeError:  # a \\udXXX escape bpftrace never writes
             return Note("garbled", _preview(stripped))
     if kind == "lost_events":

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from bptrace_exec.render import safe_text
-from bptrace_exec.stats import Bucket, Latency, Stats
+import time
+
+from bptrace_exec.output.tally import Bucket, Latency, Stats
+from bptrace_exec.output.text import safe_text
 
 WIDTH = 80
 TITLES = {"program": "Programs", "comm": "Callers (comm)", "uid": "Users (uid)",
           "ppid": "Parents (ppid)", "errno": "Errors", "syscall": "Syscalls",
           "cgroup": "Cgroups"}
 BAR = 36
+
+
+def title_for(probes: tuple[str, ...], failed: bool, succeeded: bool, now_ns: int) -> str:
+    """A live run's report title: what was traced, and when it was reported."""
+    only = " (failed only)" if failed else " (successful only)" if succeeded else ""
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now_ns // 1_000_000_000))
+    return f"bptrace-exec stats: {', '.join(probes)}{only}, {when} UTC"
 
 
 def title_of(breakdown: str, unit: str = "execs") -> str:
@@ -46,12 +55,12 @@ def render_report(stats: Stats, *, top: int, title: str) -> str:
     from tabulate import tabulate  # only reports need it; it costs 15 ms to import
 
     out = [title,
-           f"{stats.unit} {stats.execs:,} ({stats.rate:.1f}/s over {stats.duration_s:.1f} s)"
-           f" · failed {stats.failed:,} ({share(stats.failed, stats.execs)})"
+           f"{stats.unit} {stats.count:,} ({stats.rate:.1f}/s over {stats.duration_s:.1f} s)"
+           f" · failed {stats.failed:,} ({share(stats.failed, stats.count)})"
            + (f" · {len(stats.breakdowns['program']):,} distinct programs"
               if "program" in stats.breakdowns else "")]
     for name, rows in stats.breakdowns.items():
-        total = stats.failed if name == "errno" else stats.execs
+        total = stats.failed if name == "errno" else stats.count
         shown = rows[:top]
         out += ["", f"{title_of(name, stats.unit)} (top {len(shown)} of {len(rows)})"]
         if not shown:

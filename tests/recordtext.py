@@ -1,0 +1,24 @@
+"""Records as a program prints them, written from their layouts (bptrace_exec.records) by
+field name: the tests' way to make records without repeating where each field goes."""
+
+from __future__ import annotations
+
+from bptrace_exec.records import Layout
+
+
+def record(layout: Layout, tid: int = 0, ident: int = 0, **values: object) -> bytes:
+    out = [layout.kind.encode()] + ([b"%d" % tid, b"%d" % ident] if layout.keyed else [])
+    for f in layout.fields:
+        value = values[f.name]
+        if f.type == "u64*":
+            out += [b"%d" % v for v in value]  # type: ignore[attr-defined]
+        elif f.type in ("hex", "comm16"):
+            raw = bytes(value)  # type: ignore[call-overload]
+            if f.type == "comm16":
+                raw = raw.ljust(16, b"\0")
+            out.append(" ".join(f"{b:02x}" for b in raw).encode())
+        elif f.type == "text":
+            out.append(bytes(value))  # type: ignore[call-overload]
+        else:
+            out.append(b"%d" % value)  # type: ignore[str-bytes-safe]
+    return b" ".join(out)  # as parse.decode gives it: without the printf's final newline

@@ -1,0 +1,59 @@
+"""The README's Layout table names every module of the package, and the arrows between
+the stages point one way: a stage never imports one that comes after it."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+PACKAGE = ROOT / "wrapper" / "bptrace_exec"
+# The stages in the order data flows; the model (event, records, errors) comes first, the
+# library and the command line last.
+ORDER = ["errors", "event", "records", "spec", "codegen", "run", "parse", "output",
+         "pipeline", "api", "cli"]
+
+
+def modules() -> list[Path]:
+    return sorted(p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def test_every_module_is_in_the_readme_layout() -> None:
+    layout = (ROOT / "README.md").read_text().split("## Layout", 1)[1]
+    listed = set(re.findall(r"^\| `(wrapper/bptrace_exec/[^`]+)` \|", layout, re.M))
+    missing = [str(p.relative_to(ROOT)) for p in modules()
+               if str(p.relative_to(ROOT)) not in listed and p.name != "__init__.py"
+               or (p.parent == PACKAGE and p.name == "__init__.py"
+                   and str(p.relative_to(ROOT)) not in listed)]
+    assert not missing, f"add to the README's Layout table: {missing}"
+    gone = [path for path in listed if not (ROOT / path).exists()]
+    assert not gone, f"in the README's Layout table but not in the package: {gone}"
+
+
+def _stage(module: str) -> int | None:
+    parts = module.split(".")
+    if parts[0] != "bptrace_exec" or len(parts) < 2:
+        return None
+    return ORDER.index(parts[1]) if parts[1] in ORDER else None
+
+
+@pytest.mark.parametrize("path", [p for p in modules() if p.parent != PACKAGE
+                                  or p.stem in ORDER],
+                         ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_imports_point_one_way(path: Path) -> None:
+    rel = path.relative_to(PACKAGE)
+    here = ORDER.index(rel.parts[0] if len(rel.parts) > 1 else rel.stem)
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        else:
+            continue
+        stages = [s for s in map(_stage, targets) if s is not None]
+        if stages:
+            assert max(stages) <= here, f"{rel} imports {targets[0]}, a later stage"

@@ -1,0 +1,104 @@
+"""The library under the command line: the README's example, run as it is, and bpftrace
+stopped however a caller leaves a Trace (the end, a break, an exception, garbage)."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import io
+import os
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+import bptrace_exec
+from conftest import ROOT
+
+pytestmark = pytest.mark.root
+
+
+def readme_example() -> str:
+    text = (ROOT / "README.md").read_text()
+    match = re.search(r"<!-- library-example: begin -->\n```python\n(.*?)```", text, re.S)
+    assert match, "the README shows the library's example"
+    return match.group(1)
+
+
+def test_the_readme_example_runs(engine: str, monkeypatch: pytest.MonkeyPatch,
+                                 nothing_left_running: None) -> None:
+    monkeypatch.setenv("BPFTRACE", engine)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(readme_example(), "README.md", "exec"), {})  # noqa: S102
+    lines = out.getvalue().splitlines()
+    assert any("(b'ls', b'/')" in line and line.endswith("None") for line in lines), lines
+    assert any("(b'./missing',)" in line and line.endswith("ENOENT") for line in lines), lines
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _bpftrace_of(trace: bptrace_exec.Trace) -> int:
+    assert trace.session is not None
+    return int(trace.session.child.pid)
+
+
+LOOP = ["sh", "-c", "while :; do /bin/true; done"]  # execs until it is stopped
+
+
+def test_leaving_the_loop_stops_bpftrace(engine: str, nothing_left_running: None) -> None:
+    trace = bptrace_exec.trace("execve", command=LOOP, bpftrace=engine)
+    for _event in trace:
+        break
+    assert not _alive(_bpftrace_of(trace))
+    assert trace.session is not None and trace.session.command is not None
+    assert not _alive(trace.session.command.pid)  # the command it started is ended too
+    assert trace.finished is not None and trace.finished.requested
+
+
+def test_an_exception_in_the_loop_stops_bpftrace(engine: str, nothing_left_running: None
+                                                 ) -> None:
+    trace = bptrace_exec.trace("execve", command=LOOP, bpftrace=engine)
+    with pytest.raises(RuntimeError, match="the caller's"):
+        for _event in trace:
+            raise RuntimeError("the caller's")
+    assert not _alive(_bpftrace_of(trace))
+
+
+def test_a_trace_dropped_unread_stops_bpftrace(engine: str, nothing_left_running: None) -> None:
+    trace = bptrace_exec.trace("execve", command=LOOP, bpftrace=engine)
+    pid = _bpftrace_of(trace)
+    assert _alive(pid)
+    del trace
+    gc.collect()
+    assert not _alive(pid)
+
+
+def test_stats_and_replay(engine: str, tmp_path: Path, nothing_left_running: None) -> None:
+    record = str(tmp_path / "run.rec")
+    stats = bptrace_exec.stats("execve", command=["sh", "-c", "/bin/true; /nope; :"],
+                               bpftrace=engine, record=record)
+    assert stats.count == 3 and stats.failed == 1 and stats.unit == "execs"
+    assert dict(stats.breakdowns["errno"]) == {"ENOENT": 1}
+    events = list(bptrace_exec.trace("openat", command=[sys.executable, "-c",
+                                                        "open('/nonexistent/x')"],
+                                     bpftrace=engine, record=record))
+    assert any(e["path"] == b"/nonexistent/x" and e.errno == "ENOENT" for e in events)
+    replayed = list(bptrace_exec.replay(record))
+    assert [(e.time_ns, e.values) for e in replayed] == [(e.time_ns, e.values) for e in events]
+    assert os.path.getsize(record) > 0
+
+
+def test_an_option_not_known_is_named() -> None:
+    with pytest.raises(bptrace_exec.UserError, match="no such option: colour") as error:
+        bptrace_exec.trace("execve", colour=None)
+    assert error.value.exit_status == 2 and "help(bptrace_exec.trace)" in str(error.value.hint)
+    profile = bptrace_exec.profile_of("execve", comm=["sh"], context=True)
+    assert profile.filters.comm == ("sh",) and profile.context.container

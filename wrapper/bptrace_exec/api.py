@@ -1,0 +1,286 @@
+"""The library: trace(), stats() and replay(), which the command line is a thin layer on.
+
+    import bptrace_exec
+    for event in bptrace_exec.trace("execve", command=["sh", "-c", "ls /; ./missing"]):
+        print(event.pid, event["argv"], event.errno)
+
+A Trace is an iterator of Events; it stops bpftrace when it is closed, when the loop
+over it ends or is left (break, an exception), and when it is garbage collected.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bptrace_exec.codegen import Program, counts_in_kernel, generate
+from bptrace_exec.errors import UsageError
+from bptrace_exec.event import Event
+from bptrace_exec.output.report import title_for
+from bptrace_exec.output.tally import Stats, Tally, from_json_events, from_maps
+from bptrace_exec.pipeline import Run, Source, Summary
+from bptrace_exec.run.cgroups import cgroup_names, check_cgroups
+from bptrace_exec.run.engine import find_engine
+from bptrace_exec.run.recording import Recorder, ReplaySource, read_recording
+from bptrace_exec.run.session import (
+    Finished,
+    GatedCommand,
+    Session,
+    check_environment,
+    explain_failure,
+)
+from bptrace_exec.spec import Profile, load_profile, with_overrides
+
+Say = Callable[[str], None]
+
+
+def _quiet(_message: str) -> None:
+    pass
+
+
+class Trace:
+    """One run's events. Iterate it once; `summary` says how it went once it has ended."""
+
+    def __init__(self, profile: Profile, source: Source, hooks: Hooks, *,
+                 session: Session | None = None, program: Program | None = None,
+                 duration: float | None = None, recorder: Recorder | None = None,
+                 kernel_counts: bool | None = None) -> None:
+        self.profile, self.session, self.program = profile, session, program
+        # whether its program counts in kernel maps (a recording's: as it was made)
+        self.kernel_counts = (counts_in_kernel(profile) if kernel_counts is None
+                              else kernel_counts)
+        self.warn, self.recorder = hooks.warn, recorder
+        self.run = Run(profile, source, duration=duration, recorder=recorder,
+                       on_ready=hooks.say, on_lost=hooks.on_lost,
+                       on_snapshot=hooks.on_snapshot, on_tick=hooks.on_tick)
+        self.finished: Finished | None = None
+        self._closed = self._ended = False
+
+    @property
+    def summary(self) -> Summary:
+        return self.run.summary
+
+    def __iter__(self) -> Iterator[Event]:
+        try:
+            yield from self.run
+            self._ended = True
+        finally:
+            self.close()
+        if self.finished is not None and not self.finished.requested:
+            assert self.program is not None
+            raise explain_failure(self.finished, self.program.text)
+
+    def close(self) -> Finished | None:
+        """Stop bpftrace (if it runs) and say how it ended. Safe to call twice."""
+        if self._closed:
+            return self.finished
+        self._closed = True
+        if self.session is not None:
+            try:
+                self.finished = self.session.close(early=not self._ended)
+            finally:
+                if self.recorder is not None:
+                    self.recorder.elapsed_s = self.run.elapsed
+                    self.recorder.close()
+            if self.finished.forced:
+                self.warn("bptrace-exec: bpftrace did not stop within 10 s of SIGINT and "
+                          "was killed; records it still held are lost")
+        return self.finished
+
+    def counts(self, on_report: Callable[[Stats], None] | None = None) -> Stats:
+        """Run to the end counting, instead of giving events: in the kernel for an exec
+        profile's stats program, else as the events go by. `on_report` gets the counts
+        since the start every `interval` seconds of the profile's stats."""
+        counter = _Counter(self, on_report)
+        self.run.on_snapshot, self.run.on_tick = counter.snapshot, counter.tick
+        for event in self:
+            counter.add(event)
+        return counter.final()
+
+    def stop(self) -> None:
+        """Ask the run to end: the events already made still come, then the iteration ends."""
+        self.run.source.request_stop()
+
+    def __enter__(self) -> Trace:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+def profile_of(profile: str | os.PathLike[str] | Profile, **changes: Any) -> Profile:
+    """A shipped name, a path, or a Profile; with the command line's changes (filters:
+    comm, uid, pid, ppid, failed, succeeded, cgroup, in_container; parents, context;
+    max_args, argv_bytes; stats, top, interval; output_format)."""
+    base = profile if isinstance(profile, Profile) else load_profile(profile)
+    return with_overrides(base, **changes) if changes else base
+
+
+@dataclass(frozen=True)
+class Live:
+    """How a live run goes: what it follows, how long, with which bpftrace."""
+
+    # run it, follow it and its descendants, end with it (SIGTERM if it outlives the trace)
+    command: Sequence[str] | None = None
+    duration: float | None = None  # seconds, from the moment every probe is attached
+    bpftrace: str | None = None  # the binary (default: $BPFTRACE, then PATH)
+    buffer_pages: int | None = None  # bpftrace's event buffer, in pages (a power of 2)
+    record: str | None = None  # a file to keep the raw transcript in (--record)
+    command_stdout_to_stderr: bool = False  # keep the command's output off stdout
+    handle_signals: bool = False  # SIGINT, SIGTERM, SIGHUP end the run cleanly (the CLI's)
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What a run says besides its events."""
+
+    say: Say = _quiet  # the status: tracing has started, one line
+    warn: Say = _quiet  # what went wrong without stopping the run, one line each
+    on_lost: Callable[[int], None] | None = None  # bpftrace lost records (its buffer)
+    on_snapshot: Callable[[dict[str, object]], None] | None = None  # a stats program's maps
+    on_tick: Callable[[], None] | None = None  # now and then, between lines
+
+
+def trace(profile: str | os.PathLike[str] | Profile = "execve", *, live: Live = Live(),
+          hooks: Hooks = Hooks(), **changes: Any) -> Trace:
+    """A live run of a profile: bpftrace runs its program until `live.duration` passes,
+    `live.command` exits, or the Trace is closed. Options are the command line's, with _
+    for -: Live's fields (command, duration, bpftrace, record, ...) and profile_of's (comm,
+    failed, parents, context, stats, interval, ...): trace("execve", command=[...],
+    comm=["sh"], duration=5)."""
+    live = dataclasses.replace(live, **{k: changes.pop(k) for k in _LIVE if k in changes})
+    return _live(profile_of(profile, **changes), live, hooks)
+
+
+_LIVE = tuple(f.name for f in dataclasses.fields(Live))
+
+
+def _live(profile: Profile, live: Live, hooks: Hooks) -> Trace:
+    if live.duration is not None and not 0 < live.duration <= 10 ** 7:
+        raise UsageError("--duration must be a positive number of seconds")
+    check_environment()
+    check_cgroups(profile.filters.cgroup)
+    engine = find_engine(live.bpftrace)
+    pages = live.buffer_pages or (4096 if engine.ring_shared else 1024)
+    if pages < 1 or pages & (pages - 1) or pages > 1 << 16:
+        raise UsageError(f"--buffer-pages {pages} is not a power of 2 between 1 and 65536")
+    program = generate(profile, engine.version_text, follow=bool(live.command))
+    with contextlib.ExitStack() as undo:  # whatever was started, if a later step fails
+        gated = None
+        if live.command:
+            gated = GatedCommand(list(live.command),
+                                 stdout_to_stderr=live.command_stdout_to_stderr)
+            undo.callback(gated.end)
+        session = Session(program.text, engine, buffer_pages=pages, strlen=program.strlen,
+                          command=gated, drains=program.drains,
+                          handle_signals=live.handle_signals)
+        undo.callback(session.close)
+        recorder = (Recorder(live.record, profile, engine, session.wall_offset_ns)
+                    if live.record else None)
+        run = Trace(profile, session, hooks, session=session, program=program,
+                    duration=live.duration, recorder=recorder)
+        undo.pop_all()
+    return run
+
+
+def replay(path: str, *, hooks: Hooks = Hooks(), **changes: Any) -> Trace:
+    """A recording (--record) played back: the same events as the live run, record for
+    record; no root, no bpftrace. `changes` as trace()'s (top=5, stats=True, ...)."""
+    recording = read_recording(path)
+    if recording.elapsed_s is None:
+        hooks.warn(f"bptrace-exec: warning: {path} was cut short; replaying it up to its "
+                   "last whole line")
+    profile = with_overrides(recording.profile, **changes) if changes else recording.profile
+    return Trace(profile, ReplaySource(recording), hooks,
+                 kernel_counts=counts_in_kernel(recording.profile))
+
+
+def stats(profile: str | os.PathLike[str] | Profile = "execve", *, live: Live = Live(),
+          hooks: Hooks = Hooks(), on_report: Callable[[Stats], None] | None = None,
+          **changes: Any) -> Stats:
+    """Counts of a live run, as trace() takes it (see Trace.counts)."""
+    with trace(profile, live=live, hooks=hooks, stats=True, **changes) as run:
+        return run.counts(on_report)
+
+
+class _Counter:
+    """The one tally, fed from wherever the counts are: kernel maps or events."""
+
+    def __init__(self, trace: Trace, on_report: Callable[[Stats], None] | None) -> None:
+        self.trace, self.profile, self.on_report = trace, trace.profile, on_report
+        self.kernel = trace.kernel_counts
+        self.tally = Tally(trace.profile.stats.by, trace.profile.kind.unit)
+        self.next_report = 0.0
+
+    def add(self, event: Event) -> None:
+        self.tally.add_event(self.profile, event)
+
+    def tick(self) -> None:
+        interval = self.profile.stats.interval
+        if self.kernel or not interval or not self.trace.run.ready:
+            return
+        elapsed = self.trace.run.elapsed
+        if not self.next_report:
+            self.next_report = interval
+        if elapsed >= self.next_report:
+            self.next_report += interval
+            self._report(self.tally.result(elapsed))
+
+    def snapshot(self, maps: dict[str, object]) -> None:
+        self._report(self._from_maps(maps))
+
+    def _report(self, stats: Stats) -> None:
+        if self.on_report:
+            self.on_report(stats)
+
+    def _from_maps(self, maps: dict[str, object]) -> Stats:
+        run, source = self.trace.run, self.trace.run.source
+        names = {}
+        cgroups = maps.get("stat_cgroup")
+        if isinstance(cgroups, dict) and source.names_cgroups:
+            names = cgroup_names({int(k) for k in cgroups if str(k).isdigit()})
+        return from_maps(maps, by=self.profile.stats.by, duration_s=run.elapsed,
+                         double_escaped_keys=source.engine.double_escapes_map_keys,
+                         cgroup_names=names)
+
+    def final(self) -> Stats:
+        if self.kernel:
+            return self._from_maps(self.trace.run.maps)
+        return self.tally.result(self.trace.run.elapsed)
+
+
+def stats_from_json(lines: Iterable[str], *, by: Iterable[str]) -> tuple[Stats, int]:
+    """Counts from JSON lines written earlier with --json; and how many lines were not
+    events (the end and lost lines --json writes beside them are not counted as such)."""
+    events, skipped = [], 0
+    for line in lines:
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            skipped += bool(line.strip())
+            continue
+        if isinstance(obj, dict) and (obj.get("event", "exec") == "exec" and "argv" in obj
+                                      or obj.get("event") == "call"):
+            events.append(obj)
+        elif not (isinstance(obj, dict) and obj.get("event") in ("lost", "end")):
+            skipped += 1
+    return from_json_events(events, by=by), skipped
+
+
+def title(profile: Profile) -> str:
+    return title_for(profile.probes, profile.filters.failed, profile.filters.succeeded,
+                     time.time_ns())
+
+
+__all__ = ["Hooks", "Live", "Trace", "profile_of", "replay", "stats", "stats_from_json",
+           "title", "trace"]

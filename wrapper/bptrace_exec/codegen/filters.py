@@ -1,0 +1,69 @@
+"""Filters on arguments, as conditions on their values at return: numbers equal (as the
+C type is wide), flags "any of these set", strings exact or by prefix (`*`)."""
+
+from __future__ import annotations
+
+from bptrace_exec.codegen.btlang import string_literal
+from bptrace_exec.codegen.readers import Slot, word
+from bptrace_exec.spec import types
+from bptrace_exec.spec.model import Profile
+
+LITERAL_MAX = 63  # bpftrace 0.17 refuses string literals of 64 bytes and more
+
+
+def arg_conditions(profile: Profile, probe: str, slots: list[Slot],
+                   strlen: int | None = None) -> list[str]:
+    """One condition per filtered argument; "0" when the probe lacks one (it is dropped)."""
+    wanted = dict(profile.filters.args)
+    if any(a.source(probe) is None for a in profile.args if a.name in wanted):
+        return ["0"]
+    size = strlen or profile.kind.strlen
+    return [condition(s, wanted[s.arg.name], size) for s in slots if s.arg.name in wanted]
+
+
+def condition(slot: Slot, values: tuple[object, ...], strlen: int) -> str:
+    """The filter on one argument: on $aN for numbers, on the string read for strings."""
+    arg_type = types.of(slot.arg.type)
+    var = f"$a{slot.number}"
+    alts = []
+    for v in values:
+        if arg_type.read == "str":
+            alts.append(_string_match(word(slot.word), str(v), strlen))
+        elif arg_type.name in ("open_flags", "clone_flags"):
+            bit = int(v)  # type: ignore[call-overload]
+            if arg_type.name == "open_flags" and bit in (0, 1, 2):
+                alts.append(f"({var} & 3) == {bit}")
+            else:
+                alts.append(f"({var} & {_unsigned(bit, 64)}) != 0")
+        else:
+            bits = arg_type.signed_bits or 64
+            mask = f" & {(1 << bits) - 1}" if bits < 64 else ""
+            alts.append(f"({var}{mask}) == {_unsigned(int(v), bits)}")  # type: ignore[call-overload]
+    return alts[0] if len(alts) == 1 else "(" + " || ".join(alts) + ")"
+
+
+def _string_match(pointer: str, value: str, strlen: int) -> str:
+    """The string at `pointer` equals value, or starts with it if value ends in `*`.
+    Long values are compared piece by piece: a literal holds 63 bytes at most."""
+    prefix = value.endswith("*") and len(value) > 1
+    raw = (value[:-1] if prefix else value).encode("utf-8", "surrogateescape")
+    # a piece shorter than a read: the read shows whether the string goes on after it
+    size = min(LITERAL_MAX, strlen - 2)
+    pieces = [raw[i:i + size] for i in range(0, len(raw), size)]
+    tests = []
+    for n, piece in enumerate(pieces):
+        at = f"uptr({pointer} + {n * size})" if n else f"uptr({pointer})"
+        literal = string_literal(piece.decode("utf-8", "surrogateescape"))
+        if prefix or n < len(pieces) - 1:
+            tests.append(f"strncmp(str({at}, {strlen}), {literal}, {len(piece)}) == 0")
+        else:
+            tests.append(f"str({at}, {strlen}) == {literal}")
+    return tests[0] if len(tests) == 1 else "(" + " && ".join(tests) + ")"
+
+
+def _unsigned(value: int, bits: int) -> str:
+    """A filter value as the kernel sees the field: `bits` wide, unsigned."""
+    masked = value & ((1 << bits) - 1)
+    if masked < 1 << 63:
+        return str(masked)
+    return f"(uint64)(0 - {(1 << 64) - masked})"

@@ -1,0 +1,105 @@
+"""What flows out of the pipeline: one Event per traced call, its traced bytes exact.
+
+Every probe gives the same base fields; what a profile captured (an exec's filename and
+argv, a syscall's arguments) is in `values`, by capture name.
+"""
+
+from __future__ import annotations
+
+import errno
+import re
+from dataclasses import dataclass, field
+
+# A capture's value: a number, a string or address (bytes), a list of strings (argv), or
+# None where this probe has no such capture.
+Value = int | bytes | tuple[bytes, ...] | None
+
+HOST_PID_NS = 0xEFFFFFFC  # PROC_PID_INIT_INO: the host's pid namespace
+
+
+@dataclass(slots=True)
+class Event:
+    """One call, its records joined. Not frozen: built once per call on the hot path,
+    where a frozen dataclass's per-field object.__setattr__ costs more than the rest."""
+
+    time_ns: int  # wall clock (UTC, ns since the epoch) when the call was entered
+    syscall: str  # the probe: execve, openat, ..., or process_exit
+    pid: int
+    tid: int
+    ppid: int
+    uid: int
+    comm: bytes  # the caller's command name (an exec's: before the exec replaced it)
+    ret: int  # the return value, -errno; a process's end: its status as a shell's $?
+    latency_ns: int  # entry to return; a process's end: its lifetime
+    values: dict[str, Value] = field(default_factory=dict)
+    truncated: frozenset[str] = frozenset()  # captures cut by the limits
+    incomplete: bool = False  # some of its records were lost; values may be partial
+    parents: tuple[tuple[int, bytes], ...] = ()  # (pid, comm), nearest first
+    context: ProcContext | None = None  # with the profile's context.container
+
+    @property
+    def errno(self) -> str | None:
+        return errno_name(self.ret)
+
+    def __getitem__(self, capture: str) -> Value:
+        return self.values[capture]
+
+
+def errno_name(ret: int) -> str | None:
+    """ENOENT for -2; None for a call that did not fail."""
+    return None if ret >= 0 else errno.errorcode.get(-ret, f"E{-ret}")
+
+
+# Container runtimes name the cgroup they put a container in after its id:
+#   docker (systemd driver)    docker-<64 hex>.scope       (cgroupfs driver: <64 hex>)
+#   containerd / CRI           cri-containerd-<64 hex>.scope
+#   CRI-O                      crio-<64 hex>.scope
+#   podman                     libpod-<64 hex>.scope
+# and systemd names units: nginx.service, session-3.scope, user@1000.service.
+_CONTAINER = re.compile(
+    r"^(?:(?P<runtime>docker|cri-containerd|crio|libpod)-)?(?P<id>[0-9a-f]{64})(?:\.scope)?$")
+_RUNTIMES = {"docker": "docker", "cri-containerd": "containerd", "crio": "cri-o",
+             "libpod": "podman", None: "cgroupfs"}
+
+
+@dataclass(frozen=True, slots=True)
+class ProcContext:
+    """The caller's cgroup and namespaces, read in the kernel at the time of the call."""
+
+    cgroup_id: int
+    cgroup: str  # the last name of the caller's cgroup v2 path ("" at the root)
+    pidns: int
+    mntns: int
+    hostname: str
+    path: str | None = None  # the cgroup's path under the cgroup2 mount, when found here
+
+    @property
+    def in_container(self) -> bool:
+        return self.pidns != HOST_PID_NS
+
+    @property
+    def container(self) -> tuple[str, str] | None:
+        """(runtime, container id), when the cgroup is named the way a runtime names it."""
+        return container_of(self.cgroup)
+
+    def short(self) -> str:
+        """For a table cell: the container id's first 12 characters, as docker ps shows
+        it, else the cgroup's name (a systemd unit), else "host" or "-"."""
+        found = self.container
+        if found:
+            return found[1][:12]
+        if self.cgroup:
+            return self.cgroup
+        return "-" if self.in_container else "host"
+
+    def to_dict(self) -> dict[str, object]:
+        found = self.container
+        return {"cgroup_id": self.cgroup_id, "cgroup": self.cgroup, "cgroup_path": self.path,
+                "container_id": found[1] if found else None,
+                "runtime": found[0] if found else None, "in_container": self.in_container,
+                "pidns": self.pidns, "mntns": self.mntns, "hostname": self.hostname}
+
+
+def container_of(cgroup_name: str) -> tuple[str, str] | None:
+    m = _CONTAINER.match(cgroup_name)
+    return (_RUNTIMES[m.group("runtime")], m.group("id")) if m else None

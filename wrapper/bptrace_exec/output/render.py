@@ -1,0 +1,81 @@
+"""Events -> text: aligned table rows for people (output.columns), JSON lines for
+programs. Numbers stay numbers in JSON, strings are exact (\\udcXX for bytes that are
+not UTF-8), flags and signals are named; an exec's arguments are fields of their own,
+a syscall's are under "args"."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from bptrace_exec.event import Event
+from bptrace_exec.output.columns import LOST, columns_for
+from bptrace_exec.output.text import decode_text, iso_time
+from bptrace_exec.spec import types
+from bptrace_exec.spec.model import Arg, Profile
+
+
+class Renderer:
+    """The table and JSON forms of one profile's events."""
+
+    def __init__(self, profile: Profile) -> None:
+        self.profile = profile
+        self.columns = columns_for(profile)
+        self.kind = profile.kind
+        self.latency_key = f"{profile.kind.latency}_ns"
+        self.args = [(a.name, f"{a.name}_truncated", _json_form(a)) for a in profile.args]
+
+    def header(self) -> str:
+        return self._line([c.title for c in self.columns])
+
+    def row(self, event: Event) -> str:
+        cells = [c.cell(event) for c in self.columns]
+        if event.incomplete:
+            cells[-1] += " " + LOST
+        return self._line(cells)
+
+    def _line(self, cells: list[str]) -> str:
+        out = []
+        for column, cell in zip(self.columns, cells, strict=True):
+            out.append(cell.rjust(column.width) if column.right else cell.ljust(column.width))
+        return " ".join(out).rstrip()
+
+    def to_dict(self, e: Event) -> dict[str, object]:
+        out: dict[str, object] = {
+            "event": self.kind.event, "time": iso_time(e.time_ns), "syscall": e.syscall,
+            "pid": e.pid, "ppid": e.ppid, "uid": e.uid, "tid": e.tid,
+            "comm": e.comm.decode("utf-8", "surrogateescape")}
+        values, cut = e.values, e.truncated
+        if self.kind.args_at_top:  # an exec's: fields of their own
+            for name, cut_key, form in self.args:
+                value = values[name]
+                out[name] = None if value is None else form(value)
+                out[cut_key] = name in cut
+        else:
+            out["args"] = {name: None if values[name] is None else form(values[name])
+                           for name, _, form in self.args}
+            out["truncated"] = [name for name, _, _ in self.args if name in cut]
+        out["ret"] = e.ret
+        out["errno"] = e.errno
+        out[self.latency_key] = e.latency_ns
+        out["incomplete"] = e.incomplete
+        if self.profile.context.parents:
+            out["parents"] = [{"pid": pid, "comm": decode_text(comm)} for pid, comm in e.parents]
+        if e.context:
+            out["context"] = e.context.to_dict()
+        return out
+
+
+def _json_form(arg: Arg) -> Callable[[Any], object]:
+    """How an argument's value is written in JSON: numbers stay numbers, strings exact."""
+    arg_type = types.of(arg.type)
+    if arg_type.read == "argv":
+        return lambda v: [a.decode("utf-8", "surrogateescape") for a in v]
+    if arg_type.read == "sockaddr":
+        return types.sockaddr_parts
+    if arg_type.read in ("str", "exec_path"):
+        return decode_text
+    if arg_type.json_number:
+        bits = arg_type.signed_bits
+        return (lambda v: types.signed(v, bits)) if bits else (lambda v: v)
+    return arg_type.show

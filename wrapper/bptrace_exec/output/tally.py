@@ -1,0 +1,305 @@
+"""Counting, one way whatever the counts come from: kernel maps (an exec profile's stats
+program), events as they go by, or JSON lines written earlier; each gives a Stats
+summary, which the report and every export render alike."""
+
+from __future__ import annotations
+
+import errno as errno_names
+import json
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from bptrace_exec.event import Event, ProcContext
+from bptrace_exec.output.text import decode_text
+from bptrace_exec.parse.decode import restore_bytes
+from bptrace_exec.spec import types
+from bptrace_exec.spec.model import KINDS, Profile, kind_of
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """Latencies whose whole microseconds lie in [low_us, high_us]."""
+
+    low_us: int
+    high_us: int
+    count: int
+
+    @property
+    def upper_s(self) -> float:
+        """The bucket's exclusive upper bound, in seconds (Prometheus `le`)."""
+        return (self.high_us + 1) / 1e6
+
+
+@dataclass(frozen=True)
+class Latency:
+    count: int
+    min_ns: int
+    max_ns: int
+    sum_ns: int
+    buckets: tuple[Bucket, ...]  # log2: [0,0], [1,1], [2,3], [4,7], ...
+
+    def percentile(self, q: float) -> Bucket:
+        """The bucket holding the q-quantile (0 < q <= 1): its true value lies within."""
+        rank = max(1, round(q * self.count + 0.5 - 1e-9))
+        seen = 0
+        for bucket in self.buckets:
+            seen += bucket.count
+            if seen >= rank:
+                return bucket
+        return self.buckets[-1]
+
+
+@dataclass(frozen=True)
+class Stats:
+    count: int
+    failed: int
+    duration_s: float
+    breakdowns: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # by count
+    latency: Latency | None = None
+    unreadable: int = 0  # map entries that were not what the program prints (reported)
+    unit: str = "execs"  # what is counted: execs, calls or exits
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.duration_s if self.duration_s > 0 else 0.0
+
+
+class Tally:
+    """Counts kept as events go by, in constant memory per distinct key."""
+
+    def __init__(self, by: Iterable[str], unit: str) -> None:
+        self.counters: dict[str, Counter[str]] = {name: Counter() for name in by}
+        self.unit = unit
+        self.count = self.failed = 0
+        self.latency = LatencyTally()
+        self._keys: list[tuple[Counter[str], Callable[[Event], object]]] | None = None
+
+    def add(self, values: Mapping[str, object], *, failed: bool, latency_ns: int) -> None:
+        self.count += 1
+        self.failed += failed
+        for name, counter in self.counters.items():
+            value = values.get(name)
+            if value is not None:
+                counter[str(value)] += 1
+        self.latency.add(latency_ns)
+
+    def add_event(self, profile: Profile, e: Event) -> None:
+        if self._keys is None:  # what each breakdown reads of an event, found once
+            keys = breakdown_keys(profile)
+            self._keys = [(counter, keys[name]) for name, counter in self.counters.items()]
+        self.count += 1
+        self.failed += profile.kind.failed(e.ret)
+        for counter, key in self._keys:
+            value = key(e)
+            if value is not None:
+                counter[str(value)] += 1
+        self.latency.add(e.latency_ns)
+
+    def result(self, duration_s: float) -> Stats:
+        return Stats(count=self.count, failed=self.failed, duration_s=duration_s,
+                     breakdowns={n: _ordered(c) for n, c in self.counters.items()},
+                     latency=self.latency.result(), unit=self.unit)
+
+
+def breakdown_keys(profile: Profile) -> dict[str, Callable[[Event], object]]:
+    """What an event is counted under, by breakdown: each argument as the table shows it
+    (a string as it is, a list joined by spaces); None: not counted there."""
+    def context(read: Callable[[ProcContext], object]) -> Callable[[Event], object]:
+        return lambda e: read(e.context) if e.context else None
+
+    keys: dict[str, Callable[[Event], object]] = {
+        "syscall": lambda e: e.syscall, "comm": lambda e: decode_text(e.comm),
+        "uid": lambda e: e.uid, "ppid": lambda e: e.ppid, "errno": lambda e: e.errno,
+        "container": context(lambda c: c.container[1][:12] if c.container else "(none)"),
+        "cgroup": context(lambda c: c.path or c.cgroup or "/"),
+        "hostname": context(lambda c: c.hostname)}
+    for arg in profile.args:
+        keys[arg.name] = _arg_key(arg.name, types.of(arg.type))
+    keys.update({alias: keys[name] for alias, name in profile.kind.aliases.items()})
+    return keys
+
+
+def _arg_key(name: str, arg_type: types.ArgType) -> Callable[[Event], object]:
+    def key(e: Event) -> object:
+        value = e.values[name]
+        if isinstance(value, tuple):
+            return " ".join(decode_text(v) for v in value)
+        if isinstance(value, bytes) and arg_type.read != "sockaddr":
+            return decode_text(value)
+        return None if value is None else arg_type.show(value)
+    return key
+
+
+class LatencyTally:
+    def __init__(self) -> None:
+        self.buckets: Counter[tuple[int, int]] = Counter()
+        self.count = self.sum_ns = self.max_ns = 0
+        self.min_ns: int | None = None
+
+    def add(self, ns: int) -> None:
+        us = ns // 1000
+        low = 1 << (us.bit_length() - 1) if us > 0 else 0  # log2_bucket, inlined: hot
+        self.buckets[(low, 2 * low - 1 if low else 0)] += 1
+        self.count += 1
+        self.sum_ns += ns
+        if ns > self.max_ns:
+            self.max_ns = ns
+        if self.min_ns is None or ns < self.min_ns:
+            self.min_ns = ns
+
+    def result(self) -> Latency | None:
+        if not self.count:
+            return None
+        top = max(high for _, high in self.buckets)
+        buckets = []
+        low = 0
+        while low <= top:
+            bucket = log2_bucket(low)
+            buckets.append(Bucket(bucket[0], bucket[1], self.buckets.get(bucket, 0)))
+            low = bucket[1] + 1
+        return Latency(count=self.count, min_ns=self.min_ns or 0, max_ns=self.max_ns,
+                       sum_ns=self.sum_ns, buckets=_trim(tuple(buckets)))
+
+
+def log2_bucket(us: int) -> tuple[int, int]:
+    """bpftrace's hist() bucket for a value: [0,0], [1,1], [2,3], [4,7], ..."""
+    if us <= 0:
+        return 0, 0
+    low = 1 << (us.bit_length() - 1)
+    return low, 2 * low - 1
+
+
+def _ordered(counter: Mapping[str, int]) -> list[tuple[str, int]]:
+    return sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def _trim(buckets: tuple[Bucket, ...]) -> tuple[Bucket, ...]:
+    """Empty buckets below the first and above the last used one say nothing."""
+    used = [i for i, b in enumerate(buckets) if b.count]
+    return buckets[used[0]:used[-1] + 1] if used else ()
+
+
+# --- kernel maps: an exec profile's stats program (codegen.stats) ------------------------
+
+def from_maps(maps: Mapping[str, object], *, by: Iterable[str], duration_s: float,
+              double_escaped_keys: bool = False,
+              cgroup_names: Mapping[int, str] | None = None) -> Stats:
+    """The @stat_* maps of one snapshot; an absent map is an empty one (bpftrace skips them).
+    cgroup_names: cgroup ids -> paths, as found on this machine (others show their id)."""
+    unreadable = 0
+
+    def counts(name: str) -> dict[str, int]:
+        nonlocal unreadable
+        value = maps.get(f"stat_{name}", {})
+        if not isinstance(value, dict):
+            unreadable += 1
+            return {}
+        good = {k: v for k, v in value.items() if isinstance(v, int) and not isinstance(v, bool)}
+        unreadable += len(value) - len(good)
+        if name in ("execs", "errno", "uid", "ppid", "cgroup"):
+            numeric = {k: v for k, v in good.items() if k.isdigit()}
+            unreadable += len(good) - len(numeric)
+            good = numeric
+        return good
+
+    by_failed = counts("execs")
+    breakdowns: dict[str, list[tuple[str, int]]] = {}
+    for name in by:
+        raw = counts(name)
+        if name == "errno":
+            keyed = {errno_names.errorcode.get(int(k), f"E{k}"): v for k, v in raw.items()}
+        elif name in ("program", "comm"):
+            keyed = {_key_text(k, double_escaped_keys): v for k, v in raw.items()}
+        elif name == "cgroup":
+            names = cgroup_names or {}
+            keyed = {names.get(int(k), f"cgroup id {k}"): v for k, v in raw.items()}
+        else:
+            keyed = raw
+        breakdowns[name] = _ordered(Counter(keyed))
+    latency = None
+    hist = maps.get("stat_latency_us")
+    if isinstance(hist, list):
+        readable = [b for b in hist if isinstance(b, dict) and all(
+            isinstance(b.get(k), int) for k in ("min", "max", "count"))]
+        # 0.17's first bucket (values < 0, never used here) has no "min": not unreadable
+        unreadable += sum(1 for b in hist if b not in readable and
+                          not (isinstance(b, dict) and "min" not in b))
+        buckets = tuple(Bucket(b["min"], b["max"], b["count"]) for b in readable)
+        scalar = {n: next(iter(counts(n).values()), 0)
+                  for n in ("latency_min", "latency_max", "latency_sum")}
+        latency = Latency(count=sum(b.count for b in buckets), min_ns=scalar["latency_min"],
+                          max_ns=scalar["latency_max"], sum_ns=scalar["latency_sum"],
+                          buckets=_trim(buckets))
+    return Stats(count=sum(by_failed.values()), failed=by_failed.get("1", 0),
+                 duration_s=duration_s, breakdowns=breakdowns, latency=latency,
+                 unreadable=unreadable)
+
+
+def _key_text(raw: str, double_escaped: bool) -> str:
+    if double_escaped:  # bpftrace 0.22-0.23 JSON-escape string keys twice
+        raw = json.loads('"' + raw + '"', strict=False)
+    try:
+        return restore_bytes(raw).decode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # not something bpftrace writes: keep it, visibly
+        return raw.encode("utf-8", "backslashreplace").decode("ascii")
+
+
+# --- JSON lines written earlier with --json (--stats --from) ----------------------------
+
+def from_json_events(events: Iterable[Mapping[str, object]], *, by: Iterable[str],
+                     duration_s: float | None = None) -> Stats:
+    """The same summary from exec or call objects of `--json` output."""
+    tally: Tally | None = None
+    first = last = None
+    for e in events:
+        kind = (KINDS["exec"] if e.get("event", "exec") == "exec"
+                else kind_of(str(e.get("syscall", ""))))
+        if tally is None:
+            tally = Tally(by, kind.unit)
+        ret = int(e.get("ret", 0))  # type: ignore[call-overload]
+        failed = kind.failed(ret)
+        values = {"comm": e.get("comm"), "uid": e.get("uid"), "ppid": e.get("ppid"),
+                  "errno": e.get("errno") if failed else None, "syscall": e.get("syscall")}
+        context = e.get("context")
+        if isinstance(context, dict):  # recorded with --context
+            values["cgroup"] = context.get("cgroup_path") or context.get("cgroup") or "/"
+        args = e.get("args")
+        if not isinstance(args, dict):  # an exec's arguments are fields of their own
+            args = {k: e.get(k) for k in ("filename", "argv") if k in e}
+        values.update({k: _json_key(v) for k, v in args.items()})
+        values.update({alias: values.get(name) for alias, name in kind.aliases.items()})
+        latency = e.get(f"{kind.latency}_ns", 0)
+        tally.add(values, failed=failed, latency_ns=int(latency))  # type: ignore[call-overload]
+        stamp = str(e.get("time", ""))
+        first = stamp if first is None else min(first, stamp)
+        last = stamp if last is None else max(last, stamp)
+    if duration_s is None:
+        duration_s = _span_s(first, last)
+    return (tally or Tally(by, "execs")).result(duration_s)
+
+
+def _json_key(value: object) -> object:
+    """A JSON argument value as a breakdown key: addresses and lists as the table has them."""
+    if isinstance(value, dict):
+        if "port" in value:
+            host = str(value.get("address"))
+            return f"[{host}]:{value['port']}" if ":" in host else f"{host}:{value['port']}"
+        return value.get("path", value.get("family"))
+    if isinstance(value, list):
+        return " ".join(map(str, value))
+    return value
+
+
+def _span_s(first: str | None, last: str | None) -> float:
+    if not first or not last:
+        return 0.0
+    try:
+        return (_parse_time(last) - _parse_time(first)).total_seconds()
+    except ValueError:
+        return 0.0
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -1,0 +1,148 @@
+"""printf records -> Events, joined by (tid, entry time) whatever order they arrive in.
+
+The records of one call can come from several probes on several CPUs (an exec migrates
+the task), and bpftrace 0.17 reads one buffer per CPU, so they interleave with other
+calls' records and may even arrive after the closing one, which says how many records
+the call has: that is when it is complete. What each record says: bptrace_exec.records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from bptrace_exec.event import Event, ProcContext
+from bptrace_exec.parse.layouts import Parser, parsers
+from bptrace_exec.parse.values import Decoder, Parts, ints_per_probe
+from bptrace_exec.records import READY, VERSION, Closing
+from bptrace_exec.spec.model import Profile
+
+COMPLETE_WAIT_NS = 1_000_000_000  # how long a closed call waits for its missing records
+ORPHAN_WAIT_NS = 60_000_000_000  # records with no closing one (lost, or still in the call)
+MAX_PENDING = 65536
+READY_RECORD = READY.encode()
+
+
+@dataclass
+class JoinStats:
+    malformed: int = 0  # records that did not parse (reported, not dropped silently)
+    incomplete: int = 0  # events shown with records missing
+    unfinished: int = 0  # calls whose closing record never came (still in the call at
+    # the end, a thread killed inside it, or a closing record lost: that one is counted
+    # by the kernel's total)
+    unknown: int = 0  # printf records of a kind this version does not know
+
+
+class Assembler:
+    """Feed it printf texts; it returns Events as each call becomes complete."""
+
+    def __init__(self, profile: Profile, *, wall_offset_ns: int, version: int = VERSION
+                 ) -> None:
+        self.profile = profile
+        self.wall_offset_ns = wall_offset_ns
+        self.parsers: dict[bytes, Parser] = parsers(
+            version, profile.probes, ints_per_probe(profile), STORE,
+            {"_Parts": Parts, "_full": MAX_PENDING, "_evict": self._evict_oldest,
+             "_closing": closing})
+        self.decoder = Decoder(profile)
+        self.pending: dict[tuple[bytes, bytes], Parts] = {}
+        self.stats = JoinStats()
+
+    def feed(self, text: bytes, now_ns: int) -> list[Event]:
+        """The events this record completes (usually none, at most one). `text` is what
+        a printf printed, less its final newline (parse.decode)."""
+        if text == READY_RECORD:
+            return []  # the program's start mark: the run acts on it, not the assembler
+        parser = self.parsers.get(text[:text.find(b" ")])
+        if parser is None:
+            if b" " in text:
+                self.stats.unknown += 1
+            else:
+                self.stats.malformed += 1
+            return []
+        try:  # keyed by TID and ID as printed: bpftrace prints an integer one way only
+            key, parts = parser(text, self.pending, now_ns)
+        except (ValueError, IndexError, KeyError, TypeError):
+            self.stats.malformed += 1
+            return []
+        parts.received += 1
+        closing = parts.closing
+        if closing is not None:
+            if not parts.closed_ns:
+                parts.closed_ns = now_ns
+            if parts.received >= closing.records:
+                del self.pending[key]
+                return self._built(parts, closing, incomplete=False)
+        return []
+
+    def expire(self, now_ns: int) -> Iterator[Event]:
+        """Calls whose missing records are not coming any more (lost events)."""
+        for key, parts in list(self.pending.items()):
+            if parts.closing is not None and now_ns - parts.closed_ns > COMPLETE_WAIT_NS:
+                del self.pending[key]
+                yield from self._built(parts, parts.closing, incomplete=True)
+            elif parts.closing is None and now_ns - parts.first_seen_ns > ORPHAN_WAIT_NS:
+                del self.pending[key]
+                self.stats.unfinished += 1
+
+    def flush(self) -> Iterator[Event]:
+        """At the end of a run: every closed call is shown, flagged if incomplete."""
+        for parts in sorted(self.pending.values(), key=lambda p: p.entry_ns):
+            if parts.closing is not None:
+                yield from self._built(parts, parts.closing, incomplete=True)
+            else:
+                self.stats.unfinished += 1
+        self.pending.clear()
+
+    def _built(self, parts: Parts, closing: Closing, *, incomplete: bool) -> list[Event]:
+        """The event, or none if its records do not make one (counted as malformed)."""
+        try:
+            event = self.build(parts, closing, incomplete=incomplete)
+        except (ValueError, IndexError, KeyError, TypeError):
+            self.stats.malformed += 1
+            return []
+        self.stats.incomplete += incomplete
+        return [event]
+
+    def build(self, p: Parts, c: Closing, *, incomplete: bool) -> Event:
+        values, truncated = self.decoder.values(p, c)
+        context = None
+        if p.cgroup is not None or p.hostname is not None:
+            cgroup_id, pidns, mntns, name = p.cgroup or (0, 0, 0, b"")
+            context = ProcContext(cgroup_id, name.decode("utf-8", "surrogateescape"), pidns,
+                                  mntns, (p.hostname or b"").decode("utf-8", "surrogateescape"))
+        parents = tuple(p.ancestors[d] for d in sorted(p.ancestors)) if p.ancestors else ()
+        # In field order, not by keyword: keywords make the call slower, on the hot path.
+        return Event(p.entry_ns + self.wall_offset_ns, self.profile.probes[c.probe], c.pid,
+                     p.tid, c.ppid, c.uid, c.comm if c.comm is not None else p.comm, c.ret,
+                     c.latency, values, truncated, incomplete, parents, context)
+
+    def _evict_oldest(self) -> None:
+        oldest = min(self.pending, key=lambda k: self.pending[k].first_seen_ns)
+        del self.pending[oldest]
+        self.stats.unfinished += 1
+
+
+# --- what each part adds to the call --------------------------------------------------
+# One statement per part of records.PARTS, over its fields: the layouts' parsers are
+# compiled with them (parse.layouts), so that a record costs one call.
+STORE = {
+    "first": "parts.firsts[{slot}] = ({text}, {next})",
+    "str": "parts.pieces.setdefault({slot}, {{}})[{chunk}] = ({text}, {next})",
+    "elem": "parts.elems.setdefault({slot}, {{}})[{item}] = ({text}, {next})",
+    "bytes": "parts.blocks.setdefault({slot}, {{}})[{offset}] = {data}",
+    "call": "parts.closing = _closing({probe}, {records}, {ret}, {latency}, {pid}, {ppid}, "
+            "{uid}, {ints}, {comm})",
+    "comm": "parts.comm = {comm}",
+    "anc": "parts.ancestors[{depth}] = ({pid}, {comm})",
+    "cgrp": "parts.cgroup = ({cgroup_id}, {pidns}, {mntns}, {name})",
+    "uts": "parts.hostname = {hostname}",
+}
+
+
+def closing(*fields: Any) -> Closing:
+    part = Closing._make(fields)
+    if part.probe < 0 or part.records < 1:
+        raise ValueError("a closing record out of range")
+    return part

@@ -1,0 +1,212 @@
+"""Record layouts (bptrace_exec.records) compiled into parsers: a record's text -> its key
+and, for each part of a call it fills, the handler and the part's fields in the part's
+order (records.PARTS), so that no field is found by a position written here.
+
+Parsers are built once per run, for the profile (how many numbers each probe's closing
+record has) and the record version; a record that does not have its layout's shape
+raises ValueError, IndexError or KeyError, which the joiner counts as malformed.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from bptrace_exec.records import PARTS, VERSIONS, Closing, Layout
+
+# (text, the calls in flight by key, now) -> the key and the call's parts, the record taken
+Parser = Callable[[bytes, dict[tuple[bytes, bytes], Any], int], tuple[tuple[bytes, bytes], Any]]
+# Compiled into every parser: how each part is stored (a statement over its fields, by
+# name), and what those statements use (their names start with _, fields' never do):
+# _Parts(tid, id, now), the parts of a call first seen; _full, how many calls may be in
+# flight, _evict() making room for one more.
+Stores = Mapping[str, str]
+COMM_LEN = 16
+_COMM_HEX = 3 * COMM_LEN - 1  # "62 61 ..." with a space between each byte
+_NUMBERS = ("u64", "s64", "u8")
+# syscall numbers of version 1's exec records, for the architectures Debian ships bpftrace on
+_SYSCALL_NAMES = {
+    "x86_64": {59: "execve", 322: "execveat"},
+    "aarch64": {221: "execve", 281: "execveat"},
+}.get(platform.machine(), {})
+
+
+def parsers(version: int, probes: tuple[str, ...], ints_per_probe: list[int],
+            stores: Stores, scope: Mapping[str, Any]) -> dict[bytes, Parser]:
+    """Each keyed record kind of that version -> its parser."""
+    return {layout.kind.encode(): compile_layout(layout, probes, ints_per_probe, stores,
+                                                 scope)
+            for layout in VERSIONS[version] if layout.keyed}
+
+
+def comm_from_hex(hex_tokens: bytes) -> bytes:
+    raw = bytes.fromhex(hex_tokens.decode("ascii"))
+    if len(raw) != COMM_LEN:
+        raise ValueError("comm is not 16 bytes")
+    return raw.split(b"\0", 1)[0]
+
+
+def compile_layout(layout: Layout, probes: tuple[str, ...], ints_per_probe: list[int],
+                   stores: Stores, scope: Mapping[str, Any]) -> Parser:
+    types = [f.type for f in layout.fields]
+    names = list(layout.names())
+    if len(layout.parts) == 1 and list(PARTS[layout.parts[0]]._fields) == names:  # type: ignore[attr-defined]
+        fast = _generated(layout, stores[layout.parts[0]], ints_per_probe, scope)
+        if fast is not None:
+            return fast
+
+    def probe_of_nr(nr: int) -> int:
+        return probes.index(_SYSCALL_NAMES.get(nr, f"syscall_{nr}"))
+
+    split = _splitter(types, names, ints_per_probe, probe_of_nr)
+    fills = [(_handler(part, stores[part], scope), _arranger(part, names, layout.constants))
+             for part in layout.parts]
+
+    def parse(text: bytes, pending: dict[tuple[bytes, bytes], Any], now: int
+              ) -> tuple[tuple[bytes, bytes], Any]:
+        tid, ident, values = split(text)
+        key = (tid, ident)
+        parts = pending.get(key)
+        fresh = parts is None
+        if fresh:
+            if len(pending) >= scope["_full"]:
+                scope["_evict"]()
+            parts = scope["_Parts"](int(tid), int(ident), now)
+        for handler, arrange in fills:
+            handler(parts, *(arrange(values) if arrange else values))
+        if fresh:
+            pending[key] = parts
+        return key, parts
+    return parse
+
+
+def _compiled(source: str, name: str, scope: Mapping[str, Any], function: str) -> Any:
+    space = dict(scope)
+    exec(compile(source, f"<{name}>", "exec"), space)
+    made = space[function]
+    made.__doc__ = source  # what was generated, for whoever debugs it
+    return made
+
+
+def _handler(part: str, store: str, scope: Mapping[str, Any]) -> Callable[..., None]:
+    """A part's store statement as a function of the part's fields."""
+    fields: tuple[str, ...] = PARTS[part]._fields  # type: ignore[attr-defined]
+    source = (f"def store(parts, {', '.join(fields)}):\n"
+              f"    {store.format(**{f: f for f in fields})}\n")
+    return _compiled(source, f"store {part}", scope, "store")  # type: ignore[no-any-return]
+
+
+def _generated(layout: Layout, store: str, ints_per_probe: list[int],
+               scope: Mapping[str, Any]) -> Parser | None:
+    """For a layout of numbers (one of them maybe repeated, as many times as the probe in
+    its first field has numbers) and then the rest of the line, as this version's are: a
+    parser written for it, each field converted and stored where it is, which is twice as
+    fast as going through the general one. None for other shapes."""
+    types = [f.type for f in layout.fields]
+    if types[-1] not in ("text", "hex") or any(
+            t not in (*_NUMBERS, "u64*") for t in types[:-1]) or types.count("u64*") > 1:
+        return None
+    repeated = "u64*" in types
+    if repeated and layout.fields[0].type not in _NUMBERS:
+        return None
+    fixed = len(types) - 1 - repeated  # numbers that are there once
+    lines = ["def parse(line, pending, now):"]
+    if repeated:  # the first field says how many numbers are repeated
+        lines += ["    count = _ints[int(line.split(b' ', 4)[3])]",
+                  f"    f = line.split(b' ', {3 + fixed} + count)",
+                  f"    if len(f) != {4 + fixed} + count:",
+                  "        raise ValueError('not as many numbers as its probe has')"]
+    else:
+        lines += [f"    f = line.split(b' ', {3 + fixed})"]
+    at = "3"  # each field converted into a local of its name, before anything is kept
+    for field in layout.fields:
+        if field.type == "u64*":
+            value = f"tuple(map(int, f[{at}:{at} + count]))"
+            at = f"{at} + count"
+        elif field.type == "text":
+            value = f"f[{at}]"
+        elif field.type == "hex":
+            value = f"bytes.fromhex(f[{at}].decode('ascii'))"
+        else:
+            value = f"int(f[{at}])"
+            at = str(int(at) + 1) if at.isdigit() else f"{at} + 1"
+        lines.append(f"    {field.name} = {value}")
+    take = store.format(**{f.name: f.name for f in layout.fields})
+    lines += ["    key = (f[1], f[2])",
+              "    parts = pending.get(key)",
+              "    if parts is None:",  # kept only once the record is taken
+              "        if len(pending) >= _full:",
+              "            _evict()",
+              "        parts = _Parts(int(f[1]), int(f[2]), now)",
+              f"        {take}",
+              "        pending[key] = parts",
+              "    else:",
+              f"        {take}",
+              "    return key, parts"]
+    return _compiled("\n".join(lines) + "\n", f"layout {layout.kind}",  # type: ignore[no-any-return]
+                     {**scope, "_ints": ints_per_probe}, "parse")
+
+
+def _splitter(types: list[str], names: list[str], ints_per_probe: list[int],
+              probe_of_nr: Callable[[int], int]
+              ) -> Callable[[bytes], tuple[bytes, bytes, Any]]:
+    """The record's text -> TID, ID and its fields' values in the layout's order: the
+    way for any layout (those of earlier versions), field after field."""
+    probe = names.index("probe") if "probe" in names else 0
+
+    def general(text: bytes) -> tuple[bytes, bytes, tuple[Any, ...]]:
+        f = text.split(b" ", 3)
+        body = f[3]
+        values: list[Any] = []
+        pos = 0
+        for t in types:
+            if t in ("text", "hex"):
+                rest = body[pos:]
+                values.append(bytes.fromhex(rest.decode("ascii")) if t == "hex" else rest)
+                pos = len(body)
+            elif t == "comm16":
+                values.append(comm_from_hex(body[pos:pos + _COMM_HEX]))
+                pos += _COMM_HEX + 1
+            elif t == "u64*":
+                items = []
+                for _ in range(ints_per_probe[int(values[probe])]):
+                    pos, value = _number(body, pos)
+                    items.append(value)
+                values.append(tuple(items))
+            else:
+                pos, value = _number(body, pos)
+                values.append(probe_of_nr(value) if t == "nr" else value)
+        if pos < len(body):
+            raise ValueError("the record goes on after its last field")
+        return f[1], f[2], tuple(values)
+    return general
+
+
+def _number(body: bytes, pos: int) -> tuple[int, int]:
+    end = body.find(b" ", pos)
+    if end < 0:
+        end = len(body)
+    return end + 1, int(body[pos:end])
+
+
+def _arranger(part: str, names: list[str], constants: dict[str, int]
+              ) -> Callable[[tuple[Any, ...]], tuple[Any, ...]] | None:
+    """The layout's values -> the part's fields, by name (constants where implied); None
+    when they are already the same."""
+    fields: tuple[str, ...] = PARTS[part]._fields  # type: ignore[attr-defined]
+    if list(fields) == names:
+        return None
+    if part == "call":  # recordings of version 1: numbers named one by one, comm elsewhere
+        ints = [i for i, n in enumerate(names) if n == "ints"]
+        comm = names.index("comm") if "comm" in names else -1
+        head = [names.index(f) for f in Closing._fields[:-2]]
+
+        def closing(values: tuple[Any, ...]) -> tuple[Any, ...]:
+            numbers = tuple(values[i] for i in ints)
+            if len(numbers) == 1 and isinstance(numbers[0], tuple):
+                numbers = numbers[0]
+            return (*(values[i] for i in head), numbers, values[comm] if comm >= 0 else None)
+        return closing
+    sources = [(names.index(f), 0) if f in names else (-1, constants[f]) for f in fields]
+    return lambda values: tuple(values[i] if i >= 0 else c for i, c in sources)

@@ -1,0 +1,176 @@
+"""The parts of a call -> its arguments' values, each the way its type is read
+(codegen.readers says how each was printed).
+
+Strings come in chunks, each with the byte after it: a full chunk followed by a non-NUL
+byte was cut. An exec's argv is the new image's argv block when it succeeded, which is
+the authority: every argument the kernel copied is shown, exactly; only a `#!` script's
+argv[0], which the kernel replaced, is the caller's, and only when the caller's count is
+sure and the image has the script's layout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bptrace_exec.event import Value
+from bptrace_exec.records import INTS, Closing
+from bptrace_exec.spec import types
+from bptrace_exec.spec.model import Profile
+
+ARGC_COUNT_LIMIT = 1024  # codegen.readers: the caller's argc is counted up to here
+ARGC_UNSURE = 4096  # added to the caller's count when it is not sure
+NONE_CUT: frozenset[str] = frozenset()
+
+
+@dataclass(slots=True)  # one per call in flight, made on the hot path
+class Parts:
+    """What has come of one call so far, by argument slot where it is an argument's."""
+
+    tid: int
+    entry_ns: int
+    first_seen_ns: int
+    received: int = 0
+    closing: Closing | None = None
+    closed_ns: int = 0
+    comm: bytes = b""
+    firsts: dict[int, tuple[bytes, int]] = field(default_factory=dict)  # (text, next byte)
+    pieces: dict[int, dict[int, tuple[bytes, int]]] = field(default_factory=dict)  # by chunk
+    elems: dict[int, dict[int, tuple[bytes, int]]] = field(default_factory=dict)  # by item
+    blocks: dict[int, dict[int, bytes]] = field(default_factory=dict)  # by offset
+    ancestors: dict[int, tuple[int, bytes]] = field(default_factory=dict)  # by depth
+    cgroup: tuple[int, int, int, bytes] | None = None  # id, pidns, mntns, name
+    hostname: bytes | None = None
+
+
+def ints_per_probe(profile: Profile) -> list[int]:
+    """How many numbers each probe's closing record has (records.INTS)."""
+    return [sum(INTS.get(types.of(a.type).read, 0) for a in profile.args if a.source(p))
+            for p in profile.probes]
+
+
+class Decoder:
+    """A profile's arguments from the parts of one of its calls; what to read for each
+    probe is worked out once."""
+
+    def __init__(self, profile: Profile) -> None:
+        self.profile = profile
+        self.chunk = profile.kind.strlen - 1
+        self.plans = [self._plan(probe) for probe in profile.probes]
+
+    def _plan(self, probe: str) -> list[tuple[str, str, int, int]]:
+        """For each argument: its name, how it is read ("" when this probe has none), its
+        slot and where its numbers start among the closing record's."""
+        plan, at = [], 0
+        for slot, arg in enumerate(self.profile.args):
+            read = types.of(arg.type).read if arg.source(probe) else ""
+            plan.append((arg.name, read, slot, at))
+            at += INTS.get(read, 0)
+        return plan
+
+    def values(self, p: Parts, closing: Closing) -> tuple[dict[str, Value], frozenset[str]]:
+        values: dict[str, Value] = {}
+        cut = []
+        for name, read, slot, at in self.plans[closing.probe]:
+            value: Value
+            was_cut = False
+            if read == "int":
+                value = closing.ints[at]
+            elif read == "str":
+                value, was_cut = join_chunks(p.pieces.get(slot, {}), self.chunk,
+                                             self.profile.limits.string_bytes)
+            elif read == "exec_path":
+                value, was_cut = join_chunks(p.pieces.get(slot, {}), self.chunk)
+            elif read == "sockaddr":
+                value = _block(p.blocks.get(slot, {}))
+            elif read == "argv":
+                value, was_cut = self._argv(p, closing, slot, closing.ints[at:at + 4], values)
+            else:
+                value = None  # this probe has no such argument
+            values[name] = value
+            if was_cut:
+                cut.append(name)
+        return values, frozenset(cut) if cut else NONE_CUT
+
+    def _argv(self, p: Parts, closing: Closing, slot: int, counts: tuple[int, ...],
+              so_far: dict[str, Value]) -> tuple[Value, bool]:
+        caller_argc, argc, more, size = counts  # records.ARGV_INTS, in that order
+        if closing.ret == 0:
+            argv, cut = self._new_image_argv(p, slot, caller_argc, argc, size,
+                                             so_far.get("filename"))
+        else:
+            argv, cut = self._caller_argv(p, slot, caller_argc, argc, more)
+        limit = self.profile.limits.max_args
+        if len(argv) > limit:
+            argv, cut = argv[:limit], True
+        return tuple(argv), cut
+
+    def _new_image_argv(self, p: Parts, slot: int, caller_argc: int, argc: int, size: int,
+                        path: Value) -> tuple[list[bytes], bool]:
+        block = _block(p.blocks.get(slot, {}))
+        whole = len(block) >= size
+        argv = block[:size].split(b"\0")
+        if whole:
+            argv = argv[:-1]  # the block ends with the last argument's NUL
+        cut = not whole
+        sure = caller_argc < ARGC_COUNT_LIMIT
+        caller_argc %= ARGC_UNSURE
+        if caller_argc == 0 and argc == 1 and argv == [b""]:
+            return [], cut  # Linux puts "" in argv[0] of an exec with an empty argv
+        # A #! script: the kernel replaced argv[0] with the interpreter, its optional
+        # argument and the script's path, then the caller's argv[1:] unchanged.
+        inserted = argc - caller_argc
+        first = p.firsts.get(slot)
+        if first is None or not (sure and caller_argc > 0 and inserted in (1, 2) and
+                                 len(argv) == argc and argv[inserted] == path):
+            return argv, cut
+        argv0, next_byte = first
+        return [argv0, *argv[inserted + 1:]], cut or self._read_cut(argv0, next_byte)
+
+    def _caller_argv(self, p: Parts, slot: int, caller_argc: int, argc: int,
+                     more: int) -> tuple[list[bytes], bool]:
+        argv: list[bytes] = []
+        elems = p.elems.get(slot, {})
+        # an entry count that is not sure may hide arguments the return could not read
+        cut = bool(more) or caller_argc > argc
+        for i in range(argc):
+            if i not in elems:
+                return argv, True
+            text, next_byte = elems[i]
+            argv.append(text)
+            cut = cut or self._read_cut(text, next_byte)
+        return argv, cut
+
+    def _read_cut(self, text: bytes, next_byte: int) -> bool:
+        """A full read followed by a non-NUL byte was cut; a shorter one is whole."""
+        return len(text) >= self.chunk and next_byte != 0
+
+
+def join_chunks(chunks: dict[int, tuple[bytes, int]], chunk: int,
+                limit: int | None = None) -> tuple[bytes, bool]:
+    """A string read `chunk` bytes at a time -> (text, cut). Each chunk comes with the byte
+    after it: a full chunk followed by a non-NUL byte was cut. The kernel may read past a
+    string's end (it cannot see the NUL inside a chunk): the first short chunk ends it."""
+    out, cut = b"", False
+    for i in range(len(chunks)):
+        if i not in chunks:
+            return out, True
+        text, next_byte = chunks[i]
+        out += text
+        if len(text) < chunk:
+            cut = False
+            break
+        cut = next_byte != 0
+    if limit is not None and len(out) > limit:
+        return out[:limit], True
+    return out, cut
+
+
+def _block(pieces: dict[int, bytes]) -> bytes:
+    """Bytes printed from offsets -> the bytes up to the first gap."""
+    block = b""
+    while len(block) in pieces:
+        piece = pieces[len(block)]
+        if not piece:
+            break
+        block += piece
+    return block

@@ -1,0 +1,189 @@
+"""Every record a generated program prints, declared once: codegen writes each printf
+from these layouts and the parser reads the records back by the same declarations.
+
+A record is one printf line: its kind, then, for a record of a call, TID and ID (the
+calling thread's id and the entry time, which join the records of one call whatever CPU
+each came from), then its fields. At most one field takes the rest of the line (a text,
+or bytes in hex), and it comes last. Each record fills one part of a call (a `Part`);
+the closing one says how many records the call has, which is when it is complete.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+# How a field is printed, and read back.
+FORMATS = {
+    "u64": "%lu",
+    "s64": "%ld",
+    "u8": "%u",
+    "u64*": "%lu",  # as many numbers as the probe has (the closing record's captures)
+    "text": "%s",  # the rest of the line, bytes as they are
+    "hex": "%rh",  # the rest of the line, bytes as hex pairs
+    "comm16": "%rh",  # 16 bytes as hex pairs (recordings made before version 2)
+    "nr": "%lu",  # a syscall number (recordings made before version 2)
+}
+REST = ("text", "hex")
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    type: str
+
+
+@dataclass(frozen=True)
+class Layout:
+    kind: str
+    parts: tuple[str, ...]  # which parts of a call it fills: keys of PARTS
+    fields: tuple[Field, ...]
+    keyed: bool = True  # starts with TID ID
+    constants: dict[str, int] = field(default_factory=dict)  # part fields it implies
+
+    def __post_init__(self) -> None:
+        rest = [i for i, f in enumerate(self.fields) if f.type in REST]
+        assert not rest or rest == [len(self.fields) - 1], f"{self.kind}: rest not last"
+
+    @property
+    def format(self) -> str:
+        """The printf format, for a given number of repeated fields (see codegen)."""
+        head = [self.kind] + (["%lu", "%lu"] if self.keyed else [])
+        return " ".join(head + [FORMATS[f.type] for f in self.fields])
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields)
+
+
+# --- the parts of a call: what the records say, whatever layout said it -----------------
+
+class First(NamedTuple):
+    """At entry: the first string of a list capture as the caller passed it (argv[0])."""
+
+    slot: int  # the capture's place in the profile
+    next: int  # the byte after a full read: non-zero means it was cut
+    text: bytes
+
+
+class Piece(NamedTuple):
+    """A piece of a string capture, read a string size at a time."""
+
+    slot: int
+    chunk: int
+    next: int
+    text: bytes
+
+
+class Element(NamedTuple):
+    """One string of a list capture (a failed exec's argv, from the caller)."""
+
+    slot: int
+    item: int  # its place in the list
+    next: int
+    text: bytes
+
+
+class Block(NamedTuple):
+    """Bytes of a capture from an offset (argv from the new image, a socket address)."""
+
+    slot: int
+    offset: int
+    data: bytes
+
+
+class Closing(NamedTuple):
+    """The record that closes a call."""
+
+    probe: int  # the index of the probe in the profile
+    records: int  # how many records the call has, this one included
+    ret: int
+    latency: int
+    pid: int
+    ppid: int
+    uid: int
+    ints: tuple[int, ...]  # the captures' numbers, in the profile's order
+    comm: bytes | None  # None: in another record (recordings made before version 2)
+
+
+class Comm(NamedTuple):
+    comm: bytes
+
+
+class Ancestor(NamedTuple):
+    depth: int
+    pid: int
+    comm: bytes
+
+
+class Cgroup(NamedTuple):
+    cgroup_id: int
+    pidns: int
+    mntns: int
+    name: bytes
+
+
+class Hostname(NamedTuple):
+    hostname: bytes
+
+
+class Mark(NamedTuple):
+    cpu: int
+
+
+PARTS: dict[str, type[tuple]] = {  # type: ignore[type-arg]
+    "first": First, "str": Piece, "elem": Element, "bytes": Block, "call": Closing,
+    "comm": Comm, "anc": Ancestor, "cgrp": Cgroup, "uts": Hostname, "mark": Mark,
+}
+
+
+def _f(spec: str) -> tuple[Field, ...]:
+    """"slot:u64 next:u8 text:text" -> Fields."""
+    return tuple(Field(*item.split(":")) for item in spec.split())
+
+
+# --- version 2: what this version's programs print --------------------------------------
+
+FIRST = Layout("first", ("first",), _f("slot:u64 next:u8 text:text"))
+STR = Layout("str", ("str",), _f("slot:u64 chunk:u64 next:u8 text:text"))
+ELEM = Layout("elem", ("elem",), _f("slot:u64 item:u64 next:u8 text:text"))
+BYTES = Layout("bytes", ("bytes",), _f("slot:u64 offset:u64 data:hex"))
+CALL = Layout("call", ("call",), _f("probe:u64 records:u64 ret:s64 latency:u64 pid:u64 ppid:u64 "
+                                 "uid:u64 ints:u64* comm:text"))
+# The closing record's numbers, argument by argument in the profile's order: one for a
+# number argument; for argv, these four.
+ARGV_INTS = ("caller_argc", "argc", "more", "size")
+INTS = {"int": 1, "argv": len(ARGV_INTS)}
+ANC = Layout("anc", ("anc",), _f("depth:u64 pid:u64 comm:text"))
+CGRP = Layout("cgrp", ("cgrp",), _f("cgroup_id:u64 pidns:u64 mntns:u64 name:text"))
+UTS = Layout("uts", ("uts",), _f("hostname:text"))
+MARK = Layout("mark", ("mark",), _f("cpu:u64"), keyed=False)
+LAYOUTS = (FIRST, STR, ELEM, BYTES, CALL, ANC, CGRP, UTS)
+
+# Records that are not part of a call: the program's start, the end of a stats snapshot.
+READY = "ready"
+SNAPSHOT_END = "stats"
+TOTAL_MAP = "total"  # @total: the calls the program reported, printed at exit
+
+# --- version 1: recordings made before, by exec and syscall programs of their own --------
+# In exec programs the filename was capture 0 and argv capture 1.
+
+LEGACY = (
+    Layout("enter", ("first", "comm"), _f("caller_argc:u64 next:u8 comm:comm16 text:text"),
+           constants={"slot": 1}),
+    Layout("argv", ("bytes",), _f("offset:u64 data:hex"), constants={"slot": 1}),
+    Layout("file", ("str",), _f("chunk:u64 next:u8 text:text"), constants={"slot": 0}),
+    Layout("arg", ("elem",), _f("item:u64 next:u8 text:text"), constants={"slot": 1}),
+    Layout("comm", ("comm",), _f("comm:comm16")),
+    Layout("exec", ("call",), _f("ret:s64 latency:u64 pid:u64 ppid:u64 uid:u64 ints:u64 ints:u64 "
+                              "ints:u64 ints:u64 records:u64 probe:nr")),
+    STR,
+    Layout("addr", ("bytes",), _f("slot:u64 data:hex"), constants={"offset": 0}),
+    Layout("call", ("call",), _f("records:u64 probe:u64 ret:s64 latency:u64 pid:u64 ppid:u64 "
+                              "uid:u64 comm:comm16 ints:u64*")),
+    Layout("anc", ("anc",), _f("depth:u64 pid:u64 comm:comm16")),
+    CGRP,
+    UTS,
+)
+LEGACY_TOTAL_MAPS = ("exec_total", "call_total")
+VERSIONS = {1: LEGACY, 2: LAYOUTS}
+VERSION = 2

@@ -1,0 +1,153 @@
+"""A profile, checked: what to trace, which arguments to capture, what to keep and show.
+
+Every probe is one of three kinds, and what differs between them is data, below: an exec
+(execve, execveat: argv from the new image, counted in the kernel), a syscall (any
+other, counted as calls go by), and the end of a process (sched_process_exit).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+EXEC_SYSCALLS = ("execve", "execveat")
+PROCESS_EXIT = "process_exit"  # not a syscall: the end of a process's last thread
+
+
+@dataclass(frozen=True)
+class ProbeKind:
+    name: str
+    unit: str  # what one event is, in counts and reports: execs, calls, exits
+    event: str  # the JSON lines' "event"
+    latency: str  # what the latency measures: "latency" (entry to return) or "lifetime"
+    strlen: int  # bytes of one string read; bpftrace 0.17's 512-byte stack sets it
+    fails_on_nonzero: bool  # a failure is ret != 0 (else ret < 0)
+    kernel_counts: bool  # --stats counts in kernel maps (else as the events go by)
+    attach: str  # "syscall": its sys_enter/sys_exit tracepoints; "process_end"
+    new_image: bool  # a success starts a new program: read from it, the caller's name kept
+    given_args: tuple[tuple[str, str], ...]  # (name, type) of its arguments, if not a choice
+    args_at_top: bool  # JSON: the arguments are fields of their own (else under "args")
+    limits: tuple[str, ...]  # which `limits` apply
+    columns: tuple[str, ...]  # the default table; @args, @container, @parents and
+    # @syscall (when there are several probes) stand for what the profile has
+    aliases: dict[str, str] = field(default_factory=dict)  # breakdown -> argument
+
+    def failed(self, ret: int) -> bool:
+        return ret != 0 if self.fails_on_nonzero else ret < 0
+
+
+# 0.17 keeps a string and a printf record on the 512-byte stack: an exec's records hold
+# one 200-byte string each; a syscall's call record with six arguments and a 200-byte
+# string record together do not fit, 128-byte ones do.
+_CALL_COLUMNS = ("time", "pid", "ppid", "uid", "comm", "@container", "@syscall", "@args",
+                 "result", "latency", "@parents")
+KINDS = {k.name: k for k in (
+    ProbeKind("exec", "execs", "exec", "latency", 200, fails_on_nonzero=False,
+              kernel_counts=True, attach="syscall", new_image=True,
+              given_args=(("filename", "exec_path"), ("argv", "argv")), args_at_top=True,
+              limits=("max_args", "argv_bytes"),
+              columns=("time", "pid", "ppid", "uid", "comm", "@container", "result",
+                       "latency", "@parents", "@args"),
+              aliases={"program": "filename"}),
+    ProbeKind("syscall", "calls", "call", "latency", 128, fails_on_nonzero=False,
+              kernel_counts=False, attach="syscall", new_image=False, given_args=(),
+              args_at_top=False, limits=("string_bytes",), columns=_CALL_COLUMNS),
+    ProbeKind(PROCESS_EXIT, "exits", "call", "lifetime", 128, fails_on_nonzero=True,
+              kernel_counts=False, attach="process_end", new_image=False, given_args=(),
+              args_at_top=False, limits=(), columns=_CALL_COLUMNS),
+)}
+
+
+def kind_of(probe: str) -> ProbeKind:
+    if probe in EXEC_SYSCALLS:
+        return KINDS["exec"]
+    return KINDS[PROCESS_EXIT] if probe == PROCESS_EXIT else KINDS["syscall"]
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What to keep; every list is OR'd, the lists are AND'ed; all run in the kernel."""
+
+    comm: tuple[str, ...] = ()
+    uid: tuple[int, ...] = ()
+    pid: tuple[int, ...] = ()
+    ppid: tuple[int, ...] = ()
+    failed: bool = False
+    succeeded: bool = False  # the converse of failed; both false: every call
+    args: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # (argument, values)
+    cgroup: tuple[str, ...] = ()  # cgroup v2 directories, exact (a container's, a unit's)
+    in_container: bool | None = None  # True: only containerised callers; False: only host
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much is captured; anything beyond is flagged as truncated."""
+
+    max_args: int = 64  # arguments kept of an exec
+    argv_bytes: int = 4096  # bytes of argv read from a successful exec
+    string_bytes: int = 4096  # bytes read of each string argument of a syscall
+
+
+@dataclass(frozen=True)
+class StatsSpec:
+    """A report of counts instead of one row per call."""
+
+    enabled: bool = False
+    by: tuple[str, ...] = ()  # which breakdowns are kept (each a table)
+    top: int = 10  # rows per breakdown in the report
+    interval: int = 0  # seconds between reports; 0: only at the end
+    latency: bool = True  # keep the latency histogram
+
+
+@dataclass(frozen=True)
+class Context:
+    """Process context shown with every event."""
+
+    parents: int = 0  # ancestors shown (pid and comm of each), nearest first
+    container: bool = False  # cgroup, container id, pid/mount namespaces, UTS hostname
+
+
+@dataclass(frozen=True)
+class ArgSource:
+    """Where an argument comes from, for one probe."""
+
+    probe: str
+    field: str  # the tracepoint field
+    index: int | None = None  # FIELD[N]: the Nth 64-bit word at the pointer FIELD
+    length: str | None = None  # sockaddr: the field that holds its length
+
+
+@dataclass(frozen=True)
+class Arg:
+    """An argument the profile captures: its name, its type (spec.types), and where each
+    probe has it (a probe without a source shows nothing for it)."""
+
+    name: str
+    type: str
+    sources: tuple[ArgSource, ...]
+
+    def source(self, probe: str) -> ArgSource | None:
+        return next((s for s in self.sources if s.probe == probe), None)
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    source: str
+    description: str = ""
+    probes: tuple[str, ...] = EXEC_SYSCALLS
+    filters: Filters = field(default_factory=Filters)
+    limits: Limits = field(default_factory=Limits)
+    stats: StatsSpec = field(default_factory=StatsSpec)
+    output_format: str = "table"
+    args: tuple[Arg, ...] = ()
+    result: str = "int"  # how a non-negative return value is shown
+    columns: tuple[str, ...] = ()  # the table's columns
+    context: Context = field(default_factory=Context)
+
+    @property
+    def kind(self) -> ProbeKind:
+        return kind_of(self.probes[0])
+
+    def arg(self, name: str) -> Arg | None:
+        return next((a for a in self.args if a.name == name), None)

@@ -1,0 +1,310 @@
+"""Profiles: YAML in, a validated, immutable Profile out.
+
+Every value is checked here, with the file and line it came from, so that later stages
+never see a value they would have to distrust.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import yaml
+
+from bptrace_exec.errors import SpecError
+from bptrace_exec.spec import captures
+from bptrace_exec.spec.model import (
+    EXEC_SYSCALLS,
+    PROCESS_EXIT,
+    Arg,
+    Context,
+    Filters,
+    Limits,
+    Profile,
+    StatsSpec,
+    kind_of,
+)
+from bptrace_exec.spec.tracepoint import UNKNOWN, FieldLookup, syscall_fields
+from bptrace_exec.spec.types import RESULT_TYPES, TYPES
+from bptrace_exec.spec.yamlcheck import (
+    SCHEMA_VERSION,
+    Mapping,
+    at,
+    boolean,
+    integer,
+    list_of,
+    scalar,
+    sequence,
+    text,
+)
+
+OUTPUT_FORMATS = ("table", "json")
+TASK_COMM_LEN = 16  # the kernel keeps 15 bytes of a command name plus NUL
+PID_MAX = 4194304  # PID_MAX_LIMIT on 64-bit kernels
+UID_MAX = 4294967294  # (uid_t)-1 is "no uid"
+MAX_ARGS_RANGE = (1, 256)
+ARGV_BYTES_RANGE = (200, 32768)
+STRING_BYTES_RANGE = (1, 32768)
+TOP_RANGE = (1, 1000)
+INTERVAL_RANGE = (0, 86400)
+PARENTS_RANGE = (0, 16)
+
+
+def parse_profile(text_: str, *, source: str, name: str,
+                  lookup: FieldLookup = syscall_fields) -> Profile:
+    try:
+        root = yaml.compose(text_, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{source}:{mark.line + 1}" if mark else source
+        raise SpecError(where, f"not valid YAML: {exc.problem or exc}",
+                        hint="check indentation and quoting around that line") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(source, f"not valid YAML: {exc}") from None
+    if root is None:
+        raise SpecError(source, "the profile is empty",
+                        hint="start from probes/execve.yaml; at least `version: 1` is needed")
+    top = Mapping(root, source, "profile")
+    top.value("version", _version, required=True)
+    probes = top.node("probes", lambda n, s: _probes(n, s, lookup), default=EXEC_SYSCALLS)
+    kind = kind_of(probes[0])
+    if kind.given_args:  # an exec's arguments are given by its probes
+        if "args" in top.items:
+            names = " and ".join(name for name, _ in kind.given_args)
+            raise SpecError(top.where("args"), f"an {kind.name} profile's arguments are "
+                            f"{names}, always", hint="remove `args`")
+        args = captures.given_args(kind, probes)
+    else:
+        args = top.node("args", lambda n, s: captures.parse_args(n, s, probes, lookup),
+                        default=())
+    context = top.node("context", _context, default=Context())
+    columns = captures.default_columns(probes, args, context)
+    if "columns" in top.items:
+        columns = top.node("columns", list_of(text))
+        captures.check_columns(columns, args, context, top.where("columns"))
+    valid_by = captures.breakdowns(kind, args, context)
+    default_by = captures.default_breakdowns(kind, probes, args)
+    profile = Profile(
+        name=name,
+        source=source,
+        description=top.value("description", text, default=""),
+        probes=probes,
+        filters=top.node("filters", lambda n, s: _filters(n, s, args), default=Filters()),
+        limits=top.node("limits", lambda n, s: _limits(n, s, kind.limits),
+                        default=Limits()),
+        stats=top.node("stats", lambda n, s: _stats(n, s, valid_by, default_by),
+                       default=StatsSpec(by=default_by)),
+        output_format=top.node("output", _output, default="table"),
+        args=args,
+        result=top.value("result", _result, default="int"),
+        columns=columns,
+        context=context,
+    )
+    top.reject_unknown()
+    check_combination(profile, source)
+    return profile
+
+
+def check_combination(profile: Profile, where: str) -> Profile:
+    """What each field allows alone but the generated program cannot do together."""
+    if profile.filters.failed and profile.filters.succeeded:
+        raise SpecError(where, "filters `failed` and `succeeded` are both true: nothing "
+                        "would be kept", hint="keep one of them, or neither for every call")
+    if profile.kind.new_image and profile.context.container and profile.filters.failed:
+        raise SpecError(where, "an execve profile cannot show container context of failed "
+                        "execs only: with both, the program does not fit bpftrace 0.17's "
+                        "512-byte stack", hint="drop `failed` and keep failures with "
+                        "--json | jq 'select(.ret != 0)', or drop `context.container`")
+    return profile
+
+
+def profile_to_dict(profile: Profile) -> dict[str, Any]:
+    """The profile as YAML would say it (plus its name and source), for recordings."""
+    f, lim, st = profile.filters, profile.limits, profile.stats
+    out: dict[str, Any] = {
+        "name": profile.name, "source": profile.source, "version": SCHEMA_VERSION,
+        "description": profile.description, "probes": list(profile.probes),
+        "filters": {"comm": list(f.comm), "uid": list(f.uid), "pid": list(f.pid),
+                    "ppid": list(f.ppid), "failed": f.failed, "succeeded": f.succeeded,
+                    "cgroup": list(f.cgroup)},
+        "limits": {k: getattr(lim, k) for k in profile.kind.limits},
+        "stats": {"enabled": st.enabled, "by": list(st.by), "top": st.top,
+                  "interval": st.interval, "latency": st.latency},
+        "output": {"format": profile.output_format},
+        "result": profile.result,
+        "columns": list(profile.columns),
+        "context": {"parents": profile.context.parents,
+                    "container": profile.context.container},
+    }
+    if not profile.kind.given_args:
+        out["filters"]["args"] = {name: list(values) for name, values in f.args}
+        out["args"] = {a.name: _arg_to_dict(a) for a in profile.args}
+    if f.in_container is not None:
+        out["filters"]["in_container"] = f.in_container
+    return out
+
+
+def _arg_to_dict(a: Arg) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": a.type, "from": {
+        s.probe: s.field + (f"[{s.index}]" if s.index is not None else "") for s in a.sources}}
+    if TYPES[a.type].read == "sockaddr":
+        out["length"] = {s.probe: s.length for s in a.sources}
+    return out
+
+
+def profile_from_dict(data: dict[str, Any]) -> Profile:
+    """The inverse of profile_to_dict, for recordings: every value checked again (but not
+    against this machine's tracepoints: a recording replays anywhere)."""
+    if not isinstance(data, dict):
+        raise TypeError("a profile is a mapping")
+    body = {k: v for k, v in data.items() if k not in ("name", "source")}
+    return parse_profile(yaml.safe_dump(body, sort_keys=False),
+                         source=str(data.get("source", "")), name=str(data.get("name", "")),
+                         lookup=lambda _name: UNKNOWN)
+
+
+# --- field checkers: each takes (value, where) and returns the clean value ---------------
+
+def _version(value: Any, where: str) -> int:
+    if value != SCHEMA_VERSION or isinstance(value, bool):
+        raise SpecError(where, f"unsupported schema version {value!r}",
+                        hint=f"this bptrace-exec reads `version: {SCHEMA_VERSION}` profiles")
+    return SCHEMA_VERSION
+
+
+def comm_value(value: Any, where: str) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)  # `comm: [7z]` is a string to the user, whatever YAML thinks
+    name = text(value, where)
+    size = len(name.encode("utf-8", "surrogateescape"))
+    if not name or "\0" in name:
+        raise SpecError(where, "a command name must be non-empty and contain no NUL byte")
+    if size >= TASK_COMM_LEN:
+        raise SpecError(where, f"command name {name!r} is {size} bytes; the kernel keeps only "
+                        f"{TASK_COMM_LEN - 1}", hint=f"use its first {TASK_COMM_LEN - 1} bytes, "
+                        "as `ps -o comm` shows it")
+    return name
+
+
+def cgroup_path(value: Any, where: str) -> str:
+    path = text(value, where)
+    if not path.startswith("/") or "\0" in path or len(path.encode()) > 4000:
+        raise SpecError(where, f"{path!r} is not a cgroup directory",
+                        hint="give its absolute path, e.g. /sys/fs/cgroup/system.slice/"
+                             "nginx.service")
+    return path.rstrip("/") or "/"
+
+
+FILTER_ITEMS: dict[str, Callable[[Any, str], Any]] = {
+    "comm": comm_value,
+    "uid": integer(0, UID_MAX),
+    "pid": integer(1, PID_MAX),
+    "ppid": integer(0, PID_MAX),
+}
+LIMIT_RANGES = {
+    "max_args": integer(*MAX_ARGS_RANGE),
+    "argv_bytes": integer(*ARGV_BYTES_RANGE),
+    "string_bytes": integer(*STRING_BYTES_RANGE),
+}
+STATS_RANGES = {"top": integer(*TOP_RANGE), "interval": integer(*INTERVAL_RANGE)}
+
+
+def _probes(node: yaml.Node, source: str, lookup: FieldLookup) -> tuple[str, ...]:
+    items = sequence(node, source)
+    if not items:
+        raise SpecError(at(source, node), "`probes` is empty",
+                        hint=f"list {' and/or '.join(EXEC_SYSCALLS)}, or other syscalls: "
+                             "openat, ...")
+    out: list[str] = []
+    for item in items:
+        name = text(scalar(item, source), at(source, item))
+        if name not in EXEC_SYSCALLS:
+            captures.check_syscall(name, at(source, item), lookup)
+        if name in out:
+            raise SpecError(at(source, item), f"probe {name!r} is listed twice")
+        if out and PROCESS_EXIT in (name, out[0]):
+            raise SpecError(at(source, item), f"{PROCESS_EXIT} is traced alone",
+                            hint="trace syscalls in a profile of their own")
+        if out and kind_of(name) != kind_of(out[0]):
+            raise SpecError(at(source, item), f"{name} cannot share a profile with "
+                            f"{out[0]}", hint=f"{' and '.join(EXEC_SYSCALLS)} have a profile "
+                            "of their own (argv from the new image); trace the others in "
+                            "another")
+        out.append(name)
+    return tuple(out)
+
+
+def _filters(node: yaml.Node, source: str, args: tuple[Arg, ...]) -> Filters:
+    m = Mapping(node, source, "filters")
+    values: dict[str, Any] = {}
+    for key, check in FILTER_ITEMS.items():
+        values[key] = m.node(key, list_of(check), default=())
+    values["failed"] = m.value("failed", boolean, default=False)
+    values["succeeded"] = m.value("succeeded", boolean, default=False)
+    values["cgroup"] = m.node("cgroup", list_of(cgroup_path), default=())
+    values["in_container"] = m.value("in_container", boolean, default=None)
+    if any(TYPES.get(a.type) for a in args):
+        values["args"] = m.node("args", lambda n, s: captures.parse_arg_filters(n, s, args),
+                                default=())
+    m.reject_unknown()
+    return Filters(**values)
+
+
+def _limits(node: yaml.Node, source: str, keys: tuple[str, ...]) -> Limits:
+    m = Mapping(node, source, "limits")
+    limits = Limits(**{k: m.value(k, LIMIT_RANGES[k], default=getattr(Limits(), k))
+                       for k in keys})
+    m.reject_unknown()
+    return limits
+
+
+def _breakdown(valid: tuple[str, ...]) -> Callable[[Any, str], str]:
+    def check(value: Any, where: str) -> str:
+        name = text(value, where)
+        if name not in valid:
+            raise SpecError(where, f"unknown breakdown {name!r}",
+                            hint=f"valid breakdowns: {', '.join(valid)}")
+        return name
+    return check
+
+
+def _stats(node: yaml.Node, source: str, valid: tuple[str, ...],
+           default_by: tuple[str, ...]) -> StatsSpec:
+    m = Mapping(node, source, "stats")
+    by = m.node("by", list_of(_breakdown(valid)), default=default_by)
+    if len(set(by)) != len(by):
+        raise SpecError(m.where("by"), "a breakdown is listed twice")
+    spec = StatsSpec(
+        enabled=m.value("enabled", boolean, default=False),
+        by=by,
+        top=m.value("top", STATS_RANGES["top"], default=StatsSpec.top),
+        interval=m.value("interval", STATS_RANGES["interval"], default=StatsSpec.interval),
+        latency=m.value("latency", boolean, default=True),
+    )
+    m.reject_unknown()
+    return spec
+
+
+def _context(node: yaml.Node, source: str) -> Context:
+    m = Mapping(node, source, "context")
+    context = Context(parents=m.value("parents", integer(*PARENTS_RANGE), default=0),
+                      container=m.value("container", boolean, default=False))
+    m.reject_unknown()
+    return context
+
+
+def _output(node: yaml.Node, source: str) -> str:
+    m = Mapping(node, source, "output")
+    fmt = m.value("format", text, default="table")
+    if fmt not in OUTPUT_FORMATS:
+        raise SpecError(m.where("format"), f"unknown output format {fmt!r}",
+                        hint=f"use one of: {', '.join(OUTPUT_FORMATS)}")
+    m.reject_unknown()
+    return str(fmt)
+
+
+def _result(value: Any, where: str) -> str:
+    if value not in RESULT_TYPES:
+        raise SpecError(where, f"unknown result type {value!r}",
+                        hint="use one of: " + ", ".join(RESULT_TYPES))
+    return str(value)

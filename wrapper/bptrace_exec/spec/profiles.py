@@ -1,0 +1,56 @@
+"""Finding profiles: a path to a YAML file, or the name of a shipped one."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from bptrace_exec.errors import SpecError, UsageError
+from bptrace_exec.spec.model import Profile
+from bptrace_exec.spec.parse import parse_profile
+
+PROFILE_SUFFIXES = (".yaml", ".yml")
+
+
+def shipped_profile_dirs() -> list[Path]:
+    """Where profiles are found by name: $BPTRACE_EXEC_PATH, then the shipped probes/ (in
+    the source tree, or installed under sys.prefix by a non-editable install)."""
+    dirs = [Path(p) for p in os.environ.get("BPTRACE_EXEC_PATH", "").split(":") if p]
+    source_tree = Path(__file__).resolve().parents[3] / "probes"
+    dirs.append(source_tree if source_tree.is_dir()
+                else Path(sys.prefix) / "share" / "bptrace-exec" / "probes")
+    return dirs
+
+
+def available_profiles() -> list[str]:
+    names: set[str] = set()
+    for d in shipped_profile_dirs():
+        if d.is_dir():
+            names.update(p.stem for p in d.iterdir() if p.suffix in PROFILE_SUFFIXES)
+    return sorted(names)
+
+
+def resolve_profile(arg: str) -> Path:
+    path = Path(arg)
+    if path.suffix in PROFILE_SUFFIXES or os.sep in arg or path.is_file():
+        if not path.is_file():
+            raise UsageError(f"profile file not found: {arg}",
+                             hint="give a path to a YAML profile or the name of a shipped one")
+        return path
+    for d in shipped_profile_dirs():
+        for suffix in PROFILE_SUFFIXES:
+            candidate = d / f"{arg}{suffix}"
+            if candidate.is_file():
+                return candidate
+    names = ", ".join(available_profiles()) or "none found"
+    raise UsageError(f"no profile named {arg!r}", hint=f"shipped profiles: {names}")
+
+
+def load_profile(arg: str | os.PathLike[str]) -> Profile:
+    path = resolve_profile(os.fspath(arg))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(str(path), f"cannot read profile: {exc}") from None
+    return parse_profile(text, source=str(path), name=path.stem)
