@@ -12,11 +12,13 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import pytest
 from hypothesis import settings
@@ -91,6 +93,10 @@ class ToolRun:
     def execs(self) -> list[dict[str, object]]:
         return [r for r in self.records if r.get("event") == "exec"]
 
+    def end(self) -> dict[str, object]:
+        [end] = [r for r in self.records if r.get("event") == "end"]
+        return end
+
 
 def tool_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "bptrace_exec", *args]
@@ -111,6 +117,50 @@ def run_tool(*args: str, timeout: float = 120, output: Path | None = None,
     text = output.read_text() if output else stdout
     records = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
     return ToolRun(proc.returncode, stdout, stderr, records)
+
+
+class Lines:
+    """A pipe's lines as they come, read by a thread, to wait on: a test waits for the
+    line it needs (with a deadline), never for a sleep to be long enough."""
+
+    def __init__(self, pipe: IO[str]) -> None:
+        self.lines: list[str] = []
+        self._more = threading.Condition()
+        self._thread = threading.Thread(target=self._read, args=(pipe,), daemon=True)
+        self._thread.start()
+
+    def _read(self, pipe: IO[str]) -> None:
+        for line in pipe:
+            with self._more:
+                self.lines.append(line)
+                self._more.notify_all()
+        with self._more:
+            self.lines.append("")  # the end
+            self._more.notify_all()
+
+    def wait_for(self, wanted: Callable[[str], bool], timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        seen = 0
+        with self._more:
+            while True:
+                for line in self.lines[seen:]:
+                    if line == "":
+                        pytest.fail(f"the pipe ended before the line awaited: {self.so_far()}")
+                    if wanted(line):
+                        return line
+                seen = len(self.lines)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    pytest.fail(f"no line awaited came in {timeout}s: {self.so_far()[-2000:]}")
+                self._more.wait(left)
+
+    def so_far(self) -> str:
+        return "".join(self.lines)
+
+    def text(self) -> str:
+        """Everything, once the pipe has ended."""
+        self._thread.join(timeout=60)
+        return self.so_far()
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from conftest import ROOT, ToolRun, run_tool, tool_command
+from conftest import ROOT, Lines, ToolRun, run_tool, tool_command
 
 pytestmark = pytest.mark.root
 DRIVER = str(ROOT / "tests" / "workloads" / "syscall_driver.py")
@@ -170,22 +170,27 @@ def test_oneliner_runs_under_plain_bpftrace(engine: str, profile: str, tmp_path:
                           capture_output=True, text=True, check=True).stdout
     proc = subprocess.Popen(shlex.split(line), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
+    assert proc.stdout is not None
+    lines = Lines(proc.stdout)
     try:
-        time.sleep(6)  # attach; bpftrace prints nothing that says it is ready in text mode
+        lines.wait_for(lambda ln: ln.startswith("PID"))  # BEGIN: every probe is attached
         work = tmp_path / "work"
         work.mkdir()
         subprocess.run([sys.executable, DRIVER, str(work), str(tmp_path / "f.json")],
                        check=True)
         facts = json.loads((tmp_path / "f.json").read_text())
-        time.sleep(1)
+        created = facts["created"].encode()[:63].decode()  # the text program reads 63 bytes
+        expected = {"openat": f"path={created}", "connect": "address=0a 00",
+                    "exit": "status=0", "clone": f"= {facts['child']} (",
+                    "kill": f"target={facts['child']} signal=10"}[profile]
+        lines.wait_for(lambda ln: ln.split()[:1] == [str(facts["pid"])] and expected in ln)
     finally:
         os.killpg(proc.pid, 2)
-        out, err = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
+    assert proc.stderr is not None
+    out, err = lines.text(), proc.stderr.read()
     mine = [ln for ln in out.splitlines() if ln.split()[:1] == [str(facts["pid"])]]
-    created = facts["created"].encode()[:63].decode()  # the text program reads 63 bytes
-    expected = {"openat": f"path={created}", "connect": "address=0a 00", "exit": "status=0",
-                "clone": f"= {facts['child']} (", "kill": f"target={facts['child']} signal=10"}
-    assert any(expected[profile] in ln for ln in mine), (out[-2000:], err[-2000:])
+    assert any(expected in ln for ln in mine), (out[-2000:], err[-2000:])
     if profile == "openat":  # O_WRONLY|O_CREAT|O_TRUNC|O_CLOEXEC
         assert any(f"path={created}" in ln and "flags=0x80241" in ln for ln in mine)
 
@@ -278,8 +283,7 @@ def test_host_wide_run_leaves_the_tracer_out(engine: str, nothing_left_running: 
         assert status.startswith("Tracing"), status
         sleeper = subprocess.Popen(["sleep", "30"])
         os.kill(sleeper.pid, signal.SIGUSR2)
-        sleeper.wait()
-        time.sleep(1)
+        sleeper.wait()  # its kill() returned before the stop: it must be reported
     finally:
         os.kill(proc.pid, signal.SIGINT)
         out, err = proc.communicate(timeout=60)

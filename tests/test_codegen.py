@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -93,10 +94,11 @@ def test_light_stats_enable_no_syscall_tracepoint() -> None:
     assert "tracepoint:syscalls:" not in text and "tracepoint:sched:sched_process_exec" in text
 
 
-def test_successful_execs_only_forget_failures_without_printing() -> None:
+def test_successful_execs_only_drop_what_failures_printed_at_entry() -> None:
     text = (GOLDEN / "succeeded-only.bt").read_text()
     failure = text[text.index("/args->ret != 0/"):]
-    assert "printf" not in failure[:failure.index("\n}\n")]
+    failure = failure[:failure.index("\n}\n")]
+    assert re.findall(r'printf\("(\w+)', failure) == ["drop"]
     assert "delete(@call[$key]);" in failure
 
 
@@ -150,11 +152,9 @@ def test_comment_text_cannot_close_the_comment() -> None:
 def test_every_record_printed_has_its_declared_layout() -> None:
     """The printf of each record in every golden program has the fields its layout
     declares (bptrace_exec.records), in order: the parser reads them by the same table."""
-    import re
+    from bptrace_exec.records import DROP, FORMATS, LAYOUTS, MARK
 
-    from bptrace_exec.records import FORMATS, LAYOUTS, MARK
-
-    layouts = {layout.kind: layout for layout in (*LAYOUTS, MARK)}
+    layouts = {layout.kind: layout for layout in (*LAYOUTS, MARK, DROP)}
     seen = set()
     for golden in GOLDEN.glob("*.bt"):
         for fmt in re.findall(r'printf\("(\w+ [^"]*)\\n"', golden.read_text()):

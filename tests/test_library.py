@@ -96,6 +96,16 @@ def test_stats_and_replay(engine: str, tmp_path: Path, nothing_left_running: Non
     assert os.path.getsize(record) > 0
 
 
+def test_a_replay_refuses_what_only_recording_could_change(tmp_path: Path) -> None:
+    from test_record import recording
+
+    path, _ = recording(tmp_path)
+    with pytest.raises(bptrace_exec.UserError, match="a replay cannot change comm, parents"):
+        bptrace_exec.replay(str(path), comm=["sh"], parents=2)
+    shown = bptrace_exec.replay(str(path), columns="pid,comm")
+    assert shown.profile.columns == ("pid", "comm") and len(list(shown)) > 0
+
+
 def test_an_option_not_known_is_named() -> None:
     with pytest.raises(bptrace_exec.UserError, match="no such option: colour") as error:
         bptrace_exec.trace("execve", colour=None)

@@ -7,7 +7,6 @@ import dataclasses
 import shlex
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from hypothesis import strategies as st
 
 from bptrace_exec.codegen.oneliner import compact, exec_text_program, oneliner
 from bptrace_exec.spec import Filters, Profile, parse_profile
+from conftest import Lines
 from test_injection import HARMLESS_ONELINE, comm_values, skeleton
 
 BASE = parse_profile("version: 1\ndescription: d\n", source="probes/execve.yaml", name="execve")
@@ -77,23 +77,24 @@ def test_plain_bpftrace_runs_it(engine: str, result: str, nothing_left_running: 
                             stderr=subprocess.DEVNULL, text=True)
     try:
         assert proc.stdout is not None
-        deadline = time.monotonic() + 60
-        while "PROGRAM ARGS" not in proc.stdout.readline():
-            assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.5)  # the header is printed by BEGIN, once every probe is attached
+        lines = Lines(proc.stdout)
+        # the header is printed by BEGIN, once every probe is attached
+        lines.wait_for(lambda ln: "PROGRAM ARGS" in ln)
         subprocess.run(["python3", "-c", FAIL_THEN_ECHO], stdout=subprocess.DEVNULL,
                        check=True)
-        time.sleep(1)
+        last = "/nonexistent/bpx" if result == "failed" else "/bin/echo"  # made last
+        lines.wait_for(lambda ln: last in ln)
         proc.send_signal(signal.SIGINT)
         try:
-            out, _ = proc.communicate(timeout=3)
+            proc.wait(timeout=3)
         except subprocess.TimeoutExpired:  # 0.17 now and then misses a SIGINT
             proc.send_signal(signal.SIGTERM)
-            out, _ = proc.communicate(timeout=30)
+            proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    out = lines.text()
     echo = [ln for ln in out.splitlines() if "/bin/echo" in ln]
     failed = [ln for ln in out.splitlines() if "/nonexistent/bpx" in ln]
     assert len(echo) == (result != "failed") and len(failed) == (result != "succeeded"), out

@@ -4,6 +4,7 @@ report, and every export format read back by a real parser of that format."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import re
@@ -166,6 +167,21 @@ def test_prometheus_export(stats: Stats) -> None:
     assert [b.value for b in buckets] == sorted(b.value for b in buckets)
     count = next(s for s in hist.samples if s.name.endswith("_count"))
     assert count.value == stats.count
+
+
+def test_failures_not_counted_are_not_shown_as_none(stats: Stats) -> None:
+    """A profile of successful calls only has no failure count: every format leaves it
+    out (JSON says null), rather than saying 0."""
+    uncounted = dataclasses.replace(stats, failed=None, breakdowns={
+        k: v for k, v in stats.breakdowns.items() if k != "errno"})
+    assert "failed" not in render_report(uncounted, top=3, title="t")
+    assert to_dict(uncounted, top=3, title="t")["failed"] is None
+    rows = list(csv.reader(io.StringIO(to_csv(uncounted, top=3, title="t"))))
+    assert ["total", "execs"] in [r[:2] for r in rows]
+    assert ["total", "failed"] not in [r[:2] for r in rows]
+    assert "| failed" not in to_markdown(uncounted, top=3, title="t")
+    assert "failed" not in to_prometheus(uncounted, top=3, title="t")
+    assert "failed" in to_prometheus(stats, top=3, title="t")  # counted: there
 
 
 def test_export_dict_counts_other(stats: Stats) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from bptrace_exec.spec.parse import ARGV_BYTES_RANGE
 from conftest import ROOT, run_tool, tool_command
 from expectations import check_all, check_hidden_argv
 
@@ -70,6 +71,8 @@ def test_only_descendants_of_the_command_are_traced(engine: str, tmp_path: Path,
 
 @pytest.mark.parametrize("option,value,keep,drop", [
     ("--comm", "bpx-kept", "bpx-kept", "bpx-dropped"),
+    ("--comm", "bpx-k*", "bpx-kept", "bpx-dropped"),
+    ("--where", "comm=bpx-ke*", "bpx-kept", "bpx-k"),
 ])
 def test_comm_filter(engine: str, tmp_path: Path, option: str, value: str, keep: str,
                      drop: str, nothing_left_running: None) -> None:
@@ -107,6 +110,9 @@ def test_uid_and_result_filters(engine: str, result: str, nothing_left_running: 
         (4242, "ENOENT", ["/nonexistent", "uid4242"]) if result == "--failed"
         else (4242, None, ["/bin/true", "uid4242"])]
     assert "lost" not in run.stderr and "incomplete" not in run.stderr
+    end = run.end()  # a call filtered out after its entry printed records is not "partial"
+    assert (end["execs"], end["partial_execs"], end["incomplete_execs"]) == (1, 0, 0)
+    assert "partial" not in run.stderr
 
 
 def test_pid_and_ppid_filters_are_in_the_program(tmp_path: Path) -> None:
@@ -140,8 +146,7 @@ def _start(engine: str, *args: str) -> subprocess.Popen[str]:
 def test_signals_stop_cleanly_and_keep_records(engine: str, sig: signal.Signals,
                                                nothing_left_running: None) -> None:
     proc = _start(engine, "--json", "--comm", "bpx-sig")
-    exec_as("bpx-sig", "/bin/true", "before-signal")
-    time.sleep(1)
+    exec_as("bpx-sig", "/bin/true", "before-signal")  # returned before the stop: kept
     started = time.monotonic()
     proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=30)
@@ -244,7 +249,7 @@ def test_lost_events_are_never_hidden(engine: str, exec_cases: str, tmp_path: Pa
     run = run_tool("--json", "-o", str(out), "--bpftrace", engine, "--buffer-pages", "1",
                    "--", exec_cases, "storm", "4000", "4", output=out)
     assert run.returncode == 0, run.stderr
-    [end] = [r for r in run.records if r.get("event") == "end"]
+    end = run.end()
     performed = 4000 + 1  # the storm's own exec, then its children's
     assert end["kernel_execs"] == performed
     assert end["missing_execs"] == performed - len(run.execs()) == end["kernel_execs"] - \
@@ -332,3 +337,17 @@ def test_stops_even_when_started_with_sigint_ignored(engine: str,
     assert proc.returncode == 0, stderr
     assert time.monotonic() - started < 3, "bpftrace did not take SIGINT"
     assert "did not stop" not in stderr
+
+
+@pytest.mark.parametrize("argv_bytes", [str(n) for n in ARGV_BYTES_RANGE])
+def test_argv_bytes_at_its_documented_extremes_loads(engine: str, argv_bytes: str,
+                                                     nothing_left_running: None) -> None:
+    """Every documented value loads on every version: the ends of the range are run."""
+    words = ["x" * 49] * 100  # 5,000 bytes: within the largest read, beyond the smallest
+    run = run_tool("--json", "--argv-bytes", argv_bytes, "--max-args", "256",
+                   "--bpftrace", engine, "--", "/bin/echo", *words)
+    assert run.returncode == 0, run.stderr
+    [echo] = run.execs()
+    whole = int(argv_bytes) >= 5_100
+    assert (echo["argv"] == ["/bin/echo", *words]) == whole
+    assert echo["argv_truncated"] is not whole

@@ -193,9 +193,17 @@ def _live(profile: Profile, live: Live, hooks: Hooks) -> Trace:
     return run
 
 
+REPLAY_CHANGES = ("stats", "top", "output_format", "columns")  # how it is shown
+
+
 def replay(path: str, *, hooks: Hooks = Hooks(), **changes: Any) -> Trace:
     """A recording (--record) played back: the same events as the live run, record for
     record; no root, no bpftrace. `changes` as trace()'s (top=5, stats=True, ...)."""
+    fixed = sorted(k for k, v in changes.items() if v is not None and k not in REPLAY_CHANGES)
+    if fixed:
+        raise UsageError(f"a replay cannot change {', '.join(fixed)}: filters, limits and "
+                         "context were applied when recording",
+                         hint=f"a replay takes {', '.join(REPLAY_CHANGES)}")
     recording = read_recording(path)
     if recording.elapsed_s is None:
         hooks.warn(f"bptrace-exec: warning: {path} was cut short; replaying it up to its "
@@ -241,7 +249,12 @@ class _Counter:
 
     def _report(self, stats: Stats) -> None:
         if self.on_report:
-            self.on_report(stats)
+            self.on_report(self._counted(stats))
+
+    def _counted(self, stats: Stats) -> Stats:
+        # a profile of successful calls only does not count failures: unknown, not 0
+        return dataclasses.replace(stats, failed=None) if self.profile.filters.succeeded \
+            else stats
 
     def _from_maps(self, maps: dict[str, object]) -> Stats:
         run, source = self.trace.run, self.trace.run.source
@@ -254,9 +267,8 @@ class _Counter:
                          cgroup_names=names)
 
     def final(self) -> Stats:
-        if self.kernel:
-            return self._from_maps(self.trace.run.maps)
-        return self.tally.result(self.trace.run.elapsed)
+        return self._counted(self._from_maps(self.trace.run.maps) if self.kernel
+                             else self.tally.result(self.trace.run.elapsed))
 
 
 def stats_from_json(lines: Iterable[str], *, by: Iterable[str]) -> tuple[Stats, int]:

@@ -22,6 +22,7 @@ from bptrace_exec.errors import (
     UsageError,
     UserError,
 )
+from bptrace_exec.options import check_options
 from bptrace_exec.output.export import FORMATS, check_writable, format_for, to_dict, write_export
 from bptrace_exec.output.render import Renderer
 from bptrace_exec.output.report import render_report
@@ -101,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a YAML profile, or the name of a shipped one (default: execve)")
     f = p.add_argument_group("filters (in the kernel; each replaces the profile's)")
     f.add_argument("--comm", action="append", metavar="NAME",
-                   help="caller's command name, exact (repeatable)")
+                   help="caller's command name, exact or a prefix ending in * (repeatable)")
     f.add_argument("--uid", action="append", type=int, metavar="N",
                    help="caller's uid (repeatable)")
     f.add_argument("--pid", action="append", type=int, metavar="N",
@@ -160,9 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "default 10)")
     s.add_argument("--interval", type=int, metavar="SECONDS",
                    help="also report every SECONDS, counts since the start (1-86400)")
-    s.add_argument("--export", metavar="PATH",
-                   help="write the report to PATH too (implies --stats); the format comes "
-                        "from the extension: " + ", ".join(FORMATS))
+    s.add_argument("--export", action="append", metavar="PATH",
+                   help="write the report to PATH too (implies --stats; repeatable); the "
+                        "format comes from the extension: " + ", ".join(FORMATS))
     s.add_argument("--export-format", choices=sorted(set(FORMATS.values())),
                    help="the export format, whatever PATH's extension")
     s.add_argument("--from", dest="from_file", metavar="FILE",
@@ -198,8 +199,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args_in, command = args_in[:split], args_in[split + 1:]
         if not command:
             build_parser().error("nothing after --: give the COMMAND to run and trace")
-    args = build_parser().parse_args(args_in)
+    parser = build_parser()
+    args = parser.parse_args(args_in)
     try:
+        check_options(args, parser, command)
         return _run(args, command)
     except UserError as exc:
         print(f"bptrace-exec: {exc}", file=sys.stderr)
@@ -253,20 +256,19 @@ def _changes(args: argparse.Namespace, cgroups: list[str] | None = None) -> dict
 
 def _run(args: argparse.Namespace, command: list[str]) -> int:
     profile = _profile(args)
-    export_format = None
-    if args.export:
-        export_format = format_for(args.export, args.export_format)
-        check_writable(args.export)
-    if args.emit:
-        return _emit(args, profile, command)
+    exports = [(path, format_for(path, args.export_format)) for path in args.export or []]
+    for path, _ in exports:
+        check_writable(path)
     with Output(args.output) as out:
+        if args.emit:
+            return _emit(args, profile, command, out)
         if args.from_file:
-            return _stats_from_file(args, profile, out, export_format)
+            return _stats_from_file(args, profile, out, exports)
         hooks = api.Hooks(say=(lambda _m: None) if args.quiet else stderr, warn=stderr,
                           on_lost=lambda n: _lost(n, out, profile))
         if args.replay:
             # how it is shown is this command line's choice, not the recorded one's
-            trace = api.replay(args.replay, hooks=hooks, top=args.top,
+            trace = api.replay(args.replay, hooks=hooks, top=args.top, columns=args.columns,
                                stats=True if args.stats or args.export else None,
                                output_format="json" if args.json else "table")
         else:
@@ -283,7 +285,7 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
                 stats = trace.counts(lambda s: out.report(s, shown, titled()))
                 out.report(stats, shown, titled())
                 _say_notes(trace.summary, hooks.warn)
-                _export(args, stats, shown, export_format, titled())
+                _export(exports, stats, shown, titled())
             else:
                 _show_events(trace, out, hooks)
         finished = trace.finished
@@ -292,20 +294,18 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
         return EXIT_OK
 
 
-def _emit(args: argparse.Namespace, profile: Profile, command: list[str]) -> int:
+def _emit(args: argparse.Namespace, profile: Profile, command: list[str], out: Output
+          ) -> int:
     if args.emit == "oneliner":
         if args.parents or args.show_context:
             raise UsageError("a one-liner shows no process context",
                              hint="use --emit script, or drop --parents and --context")
-        if command:
-            raise UsageError("--emit oneliner traces the whole host; it takes no -- COMMAND",
-                             hint="add filters (--comm, --pid, ...) instead")
-        sys.stdout.write(oneliner(profile, args.bpftrace or "bpftrace") + "\n")
+        out.write(oneliner(profile, args.bpftrace or "bpftrace"))
         return EXIT_OK
     version = None
     with contextlib.suppress(UserError):  # the program is the same for every version;
         version = find_engine(args.bpftrace).version_text  # its header names the one found
-    sys.stdout.write(generate(profile, version, follow=bool(command)).text)
+    out.write(generate(profile, version, follow=bool(command)).text)
     return EXIT_OK
 
 
@@ -373,7 +373,9 @@ def _say_summary(s: Summary, json_out: Output | None, hooks: api.Hooks) -> None:
     if json_out is not None:
         json_out.write(json_line({"event": "end", "time": iso_time(time.time_ns()), unit: s.events,
                                   f"kernel_{unit}": s.kernel_total,
-                                  f"missing_{unit}": s.missing, "lost_events": s.lost_records}))
+                                  f"missing_{unit}": s.missing, "lost_events": s.lost_records,
+                                  f"incomplete_{unit}": s.incomplete,
+                                  f"partial_{unit}": s.unfinished}))
     text = f"{s.events} {unit} traced in {s.elapsed_s:.1f} s"
     if s.missing:
         text += (f"; the kernel reported {s.kernel_total}: {s.missing} {unit} were lost on "
@@ -396,14 +398,14 @@ def _say_notes(s: Summary, warn: api.Say) -> None:
              f"does not use; the first: {s.first_note}")
 
 
-def _export(args: argparse.Namespace, stats: Stats, profile: Profile, fmt: str | None,
+def _export(exports: list[tuple[str, str]], stats: Stats, profile: Profile,
             title: str) -> None:
-    if args.export and fmt:
-        write_export(stats, args.export, fmt, top=profile.stats.top, title=title)
+    for path, fmt in exports:
+        write_export(stats, path, fmt, top=profile.stats.top, title=title)
 
 
 def _stats_from_file(args: argparse.Namespace, profile: Profile, out: Output,
-                     export_format: str | None) -> int:
+                     exports: list[tuple[str, str]]) -> int:
     """`--stats --from FILE`: the report from JSON lines written earlier; no root needed."""
     try:
         with open(args.from_file, encoding="utf-8", errors="surrogateescape") as f:
@@ -415,7 +417,7 @@ def _stats_from_file(args: argparse.Namespace, profile: Profile, out: Output,
     if skipped:
         stderr(f"bptrace-exec: {skipped} line(s) of {args.from_file} were neither exec nor "
                "call records and were skipped")
-    _export(args, stats, profile, export_format, title)
+    _export(exports, stats, profile, title)
     return EXIT_OK
 
 

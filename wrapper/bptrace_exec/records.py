@@ -158,6 +158,9 @@ CGRP = Layout("cgrp", ("cgrp",), _f("cgroup_id:u64 pidns:u64 mntns:u64 name:text
 UTS = Layout("uts", ("uts",), _f("hostname:text"))
 MARK = Layout("mark", ("mark",), _f("cpu:u64"), keyed=False)
 LAYOUTS = (FIRST, STR, ELEM, BYTES, CALL, ANC, CGRP, UTS)
+# A call that printed records at entry and is not shown after all (a failed exec when
+# only successful ones are asked for): its records are forgotten, not left to look lost.
+DROP = Layout("drop", (), ())
 
 # Records that are not part of a call: the program's start, the end of a stats snapshot.
 READY = "ready"

@@ -36,7 +36,7 @@ from bptrace_exec.codegen.program import (
     stop_probes,
 )
 from bptrace_exec.codegen.readers import Slot, word
-from bptrace_exec.records import CALL, TOTAL_MAP
+from bptrace_exec.records import CALL, DROP, TOTAL_MAP
 from bptrace_exec.spec.model import Profile
 
 SCRATCH = "call"
@@ -166,15 +166,17 @@ def _return_body(profile: Profile, name: str, result: str) -> str:
     setup = key + f"  $id = {word(0)};\n" + "".join(
         f"  $a{s.number} = {readers.int_value(s)};\n" for s in slots if s.read == "int")
     forget = f"  delete(@{SCRATCH}[$key]);\n"
+    first = int(execs and not profile.filters.failed)  # the `first` record, at entry
+    # what was printed at entry of a call not shown is dropped, not left to look lost
+    drop = printf(DROP, {}, 4) if first else ""
     wanted = result_test(profile.filters, "failure", "success")
     if execs and wanted and wanted != result:  # kept only to be forgotten
-        return setup + forget
+        return setup + (f"  if ($id) {{\n{drop}  }}\n" if drop else "") + forget
     conditions = (["$id"] if execs else []) + [f"!{STOP}"]
     if not execs and (test := result_test(profile.filters, "args->ret < 0",
                                           "args->ret >= 0")):
         conditions.append(test)
     conditions += arg_conditions(profile, name, slots)
-    first = int(execs and not profile.filters.failed)  # the `first` record, at entry
     reads = [readers.on_return(profile, s, result) for s in slots]
     context = context_records(profile if result != "success" else _parents_only(profile))
     if result == "success" and profile.context.container:
@@ -185,6 +187,7 @@ def _return_body(profile: Profile, name: str, result: str) -> str:
             f"    $n = (uint64){1 + first};\n"
             + "".join(r.statements for r in reads) + context
             + _closing([i for r in reads for i in r.ints], word(1), comm=comm)
+            + (f"  }} else if ($id) {{\n{drop}" if drop else "")
             + "  }\n" + forget)
 
 

@@ -179,6 +179,9 @@ def exit_text_program(profile: Profile) -> str:
         body = ('  printf("%-7d %-16s status=%d signal=%d core=%d life=%dms\\n", pid, comm, '
                 "($code >> 8) & 0xff, $code & 0x7f, ($code >> 7) & 1, $life / 1000000);\n")
     condition = " && ".join(t for t in tests if t).replace("$code", "curtask->exit_code")
-    return probe(["tracepoint:sched:sched_process_exit"], [condition],
-                 "  $code = (uint64)curtask->exit_code;\n"
-                 "  $life = nsecs - curtask->group_leader->start_time;\n" + body)
+    # a header, as the other one-liners print once every probe is attached
+    head = ("" if profile.stats.enabled else
+            'BEGIN { printf("%-7s %-16s %s\\n", "PID", "COMM", "EXIT"); }\n\n')
+    return head + probe(["tracepoint:sched:sched_process_exit"], [condition],
+                        "  $code = (uint64)curtask->exit_code;\n"
+                        "  $life = nsecs - curtask->group_leader->start_time;\n" + body)

@@ -105,11 +105,13 @@ def predicate(f: Filters, follow: bool, *, not_self: bool) -> list[str]:
     clauses: list[str] = []
 
     def any_of(expr: str, literals: list[str]) -> None:
-        if literals:
-            alts = " || ".join(f"{expr} == {lit}" for lit in literals)
-            clauses.append(f"({alts})" if len(literals) > 1 else alts)
+        either([f"{expr} == {lit}" for lit in literals])
 
-    any_of("comm", [string_literal(c) for c in f.comm])
+    def either(alts: list[str]) -> None:
+        if alts:
+            clauses.append(f"({' || '.join(alts)})" if len(alts) > 1 else alts[0])
+
+    either([comm_test(c) for c in f.comm])
     any_of("uid", [int_literal(u, 0, UID_MAX) for u in f.uid])
     any_of("curtask->tgid", [int_literal(p, 1, PID_MAX) for p in f.pid])
     any_of("curtask->real_parent->tgid", [int_literal(p, 0, PID_MAX) for p in f.ppid])
@@ -122,6 +124,15 @@ def predicate(f: Filters, follow: bool, *, not_self: bool) -> list[str]:
     elif not_self:
         clauses.append(NOT_SELF)
     return clauses
+
+
+def comm_test(name: str) -> str:
+    """The caller's name is `name`, or starts with it when it ends in `*`."""
+    if not name.endswith("*"):
+        return f"comm == {string_literal(name)}"
+    stem = name[:-1]
+    size = len(stem.encode("utf-8", "surrogateescape"))
+    return f"strncmp(comm, {string_literal(stem)}, {size}) == 0"
 
 
 def slashed(clauses: list[str]) -> str:

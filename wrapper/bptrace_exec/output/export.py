@@ -5,11 +5,12 @@ reader (node_exporter's textfile collector, a dashboard) never sees half a file.
 Schemas (stable; `schema` / the CSV header say which):
   json  {"schema": "bptrace-exec-stats/1", "generated", "title", "duration_s", "execs"
         (or "calls" for syscall profiles, here and below),
-         "failed", "rate_per_s", "breakdowns": {NAME: {"distinct", "other",
+         "failed" (null where not counted: a profile of successful calls only),
+         "rate_per_s", "breakdowns": {NAME: {"distinct", "other",
          "top": [{"key", "count", "share"}]}}, "latency": {"count", "min_ns", "max_ns",
          "sum_ns", "p50_us"/"p90_us"/"p99_us": [low, high], "buckets": [{"low_us",
          "high_us", "count"}]}}
-  csv   section,key,count,share; sections: total (execs, failed, distinct_<name>,
+  csv   section,key,count,share; sections: total (execs, failed if counted, distinct_<name>,
          duration_ms), <breakdown name> (one row per key), latency_bucket_us
          ("low-high"), latency_ns (min, max, sum)
   md    the report's tables as GitHub Markdown
@@ -66,7 +67,7 @@ def to_dict(stats: Stats, *, top: int, title: str) -> dict[str, object]:
     }
     breakdowns = {}
     for name, rows in stats.breakdowns.items():
-        total = stats.failed if name == "errno" else stats.count
+        total = stats.total_of(name)
         shown = rows[:top]
         breakdowns[name] = {
             "distinct": len(rows),
@@ -96,12 +97,13 @@ def to_csv(stats: Stats, *, top: int, title: str) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["section", "key", "count", "share"])
     w.writerow(["total", stats.unit, stats.count, ""])
-    w.writerow(["total", "failed", stats.failed, share(stats.failed, stats.count)])
+    if stats.failed is not None:
+        w.writerow(["total", "failed", stats.failed, share(stats.failed, stats.count)])
     w.writerow(["total", "duration_ms", round(stats.duration_s * 1000), ""])
     for name, rows in stats.breakdowns.items():
         w.writerow(["total", f"distinct_{name}", len(rows), ""])
     for name, rows in stats.breakdowns.items():
-        total = stats.failed if name == "errno" else stats.count
+        total = stats.total_of(name)
         for key, count in rows[:top]:
             w.writerow([name, key, count, share(count, total)])
     if stats.latency:
@@ -116,12 +118,13 @@ def to_markdown(stats: Stats, *, top: int, title: str) -> str:
     from tabulate import tabulate  # only reports need it; it costs 15 ms to import
 
     out = [f"# {_md_escape(title)}", "",
-           tabulate([[stats.unit, f"{stats.count:,}"], ["failed", f"{stats.failed:,}"],
+           tabulate([[stats.unit, f"{stats.count:,}"],
+                     *([["failed", f"{stats.failed:,}"]] if stats.failed is not None else []),
                      ["duration", f"{stats.duration_s:.1f} s"],
                      ["rate", f"{stats.rate:.1f}/s"]], headers=["total", "value"],
                     tablefmt="github")]
     for name, rows in stats.breakdowns.items():
-        total = stats.failed if name == "errno" else stats.count
+        total = stats.total_of(name)
         out += ["", f"## {title_of(name, stats.unit)}", "",
                 tabulate([[_md_escape(k), c, share(c, total)] for k, c in rows[:top]],
                          headers=[name, "count", "share"], tablefmt="github")]
@@ -151,9 +154,10 @@ def to_prometheus(stats: Stats, *, top: int, title: str) -> str:
         f"# HELP bptrace_exec_{unit}_total {what} traced by bptrace-exec during the run.",
         f"# TYPE bptrace_exec_{unit}_total counter",
         f"bptrace_exec_{unit}_total {stats.count}",
-        f"# HELP bptrace_exec_failed_{unit}_total {what} that returned an error.",
-        f"# TYPE bptrace_exec_failed_{unit}_total counter",
-        f"bptrace_exec_failed_{unit}_total {stats.failed}",
+        *([f"# HELP bptrace_exec_failed_{unit}_total {what} that returned an error.",
+           f"# TYPE bptrace_exec_failed_{unit}_total counter",
+           f"bptrace_exec_failed_{unit}_total {stats.failed}"] if stats.failed is not None
+          else []),
         "# HELP bptrace_exec_duration_seconds How long the run traced.",
         "# TYPE bptrace_exec_duration_seconds gauge",
         f"bptrace_exec_duration_seconds {stats.duration_s:.3f}",

@@ -56,11 +56,12 @@ def render_report(stats: Stats, *, top: int, title: str) -> str:
 
     out = [title,
            f"{stats.unit} {stats.count:,} ({stats.rate:.1f}/s over {stats.duration_s:.1f} s)"
-           f" · failed {stats.failed:,} ({share(stats.failed, stats.count)})"
+           + (f" · failed {stats.failed:,} ({share(stats.failed, stats.count)})"
+              if stats.failed is not None else "")
            + (f" · {len(stats.breakdowns['program']):,} distinct programs"
               if "program" in stats.breakdowns else "")]
     for name, rows in stats.breakdowns.items():
-        total = stats.failed if name == "errno" else stats.count
+        total = stats.total_of(name)
         shown = rows[:top]
         out += ["", f"{title_of(name, stats.unit)} (top {len(shown)} of {len(rows)})"]
         if not shown:

@@ -54,7 +54,7 @@ class Latency:
 @dataclass(frozen=True)
 class Stats:
     count: int
-    failed: int
+    failed: int | None  # None: not counted (a profile of successful calls only)
     duration_s: float
     breakdowns: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # by count
     latency: Latency | None = None
@@ -64,6 +64,10 @@ class Stats:
     @property
     def rate(self) -> float:
         return self.count / self.duration_s if self.duration_s > 0 else 0.0
+
+    def total_of(self, breakdown: str) -> int:
+        """What a breakdown's shares are of: errnos are of the failed calls."""
+        return (self.failed or 0) if breakdown == "errno" else self.count
 
 
 class Tally:

@@ -15,13 +15,14 @@ from typing import Any
 from bptrace_exec.event import Event, ProcContext
 from bptrace_exec.parse.layouts import Parser, parsers
 from bptrace_exec.parse.values import Decoder, Parts, ints_per_probe
-from bptrace_exec.records import READY, VERSION, Closing
+from bptrace_exec.records import DROP, READY, VERSION, Closing
 from bptrace_exec.spec.model import Profile
 
 COMPLETE_WAIT_NS = 1_000_000_000  # how long a closed call waits for its missing records
 ORPHAN_WAIT_NS = 60_000_000_000  # records with no closing one (lost, or still in the call)
 MAX_PENDING = 65536
 READY_RECORD = READY.encode()
+DROP_PREFIX = DROP.kind.encode() + b" "
 
 
 @dataclass
@@ -56,6 +57,10 @@ class Assembler:
             return []  # the program's start mark: the run acts on it, not the assembler
         parser = self.parsers.get(text[:text.find(b" ")])
         if parser is None:
+            if text.startswith(DROP_PREFIX):
+                tid, _, ident = text[len(DROP_PREFIX):].partition(b" ")
+                self.pending.pop((tid, ident), None)
+                return []
             if b" " in text:
                 self.stats.unknown += 1
             else:

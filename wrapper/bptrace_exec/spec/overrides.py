@@ -135,6 +135,10 @@ def with_overrides(profile: Profile, **changes: Any) -> Profile:
         raise UsageError(f"no such option: {', '.join(unknown)}",
                          hint="options are the command line's, with _ for -: comm, failed, "
                               "parents, context, stats, ... (help(bptrace_exec.trace))")
+    columns = changes.pop("columns", None)  # "a,b" as --columns, or names
+    if columns is not None:
+        profile = apply_columns(profile, columns if isinstance(columns, str) else ",".join(columns))
+
     def take(keys: tuple[str, ...]) -> dict[str, Any]:
         return {k: changes.pop(k) for k in keys if changes.get(k) is not None}
 

@@ -1,0 +1,124 @@
+"""Every option in every mode either does what it says or is refused with the reason
+(exit status 2): the matrix of bptrace_exec.options, walked without root. An option is
+"doing something" when the output (stdout, stderr, files written) differs from the same
+command line without it."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import pytest
+
+from bptrace_exec.cli import build_parser, main
+from bptrace_exec.options import RULES
+from test_record import recording
+
+# Options of a live run only, whose effect is on the run rather than on the program;
+# a live test checks each: --duration (test_duration_stops_by_itself), --record
+# (test_replay_equals_the_live_run), --buffer-pages (test_lost_events_are_never_hidden),
+# --json/--columns/-o/--top/--interval/--export in live runs (test_trace, test_stats_live).
+LIVE_ONLY = {"duration", "record", "buffer_pages"}
+# Where a value depends on this host (a container to look up, a second bpftrace): their
+# refusals are walked, their effect is tested live.
+HOST_BOUND = {"container", "bpftrace"}
+# Live command lines are walked with no bpftrace to find: they stop once past the checks.
+NO_BPFTRACE = "/nonexistent/bpftrace"
+
+
+def cgroup2_root() -> str:
+    for line in Path("/proc/mounts").read_text().splitlines():
+        _, where, kind, *_ = line.split()
+        if kind == "cgroup2":
+            return where
+    return "/sys/fs/cgroup"
+
+
+def option(dest: str, tmp: Path) -> tuple[list[str], list[str]]:
+    """(what the option needs besides itself, the option with a value)."""
+    adhoc = ["--syscall", "openat"]
+    return {
+        "comm": ([], ["--comm", "sh"]), "uid": ([], ["--uid", "0"]),
+        "pid": ([], ["--pid", "1"]), "ppid": ([], ["--ppid", "1"]),
+        "failed": ([], ["--failed"]), "succeeded": ([], ["--succeeded"]),
+        "where": ([], ["--where", "uid=0"]), "cgroup": ([], ["--cgroup", cgroup2_root()]),
+        "container": ([], ["--container", "3f2a9c"]), "in_container": ([], ["--on-host"]),
+        "parents": ([], ["--parents", "2"]), "show_context": ([], ["--context"]),
+        "profile": ([], ["openat"]), "syscall": ([], adhoc),
+        "arg": (adhoc, ["--arg", "filename:str"]), "result": (adhoc, ["--result", "fd"]),
+        "columns": ([], ["--columns", "pid,comm"]), "json": ([], ["--json"]),
+        "top": ([], ["--top", "1"]), "interval": ([], ["--interval", "5"]),
+        "export": ([], ["--export", str(tmp / "x.csv")]),
+        "export_format": (["--export", str(tmp / "y.json")], ["--export-format", "csv"]),
+        "record": ([], ["--record", str(tmp / "r.rec")]), "duration": ([], ["--duration", "1"]),
+        "max_args": ([], ["--max-args", "8"]), "argv_bytes": ([], ["--argv-bytes", "1000"]),
+        "buffer_pages": ([], ["--buffer-pages", "64"]),
+        "bpftrace": ([], ["--bpftrace", NO_BPFTRACE]),
+    }[dest]
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
+    """Each mode as a command line: a recording and JSON lines to read, no root needed."""
+    tmp = tmp_path_factory.mktemp("sources")
+    rec, _ = recording(tmp)
+    jsonl = tmp / "events.jsonl"
+    assert main(["--replay", str(rec), "--json", "-q", "-o", str(jsonl)]) == 0
+    return {"events": [], "stats": ["--stats"], "replay": ["--replay", str(rec)],
+            "replay --stats": ["--replay", str(rec), "--stats"],
+            "from": ["--stats", "--from", str(jsonl)], "emit": ["--emit", "script"],
+            "emit --stats": ["--emit", "script", "--stats"]}
+
+
+def outcome(argv: list[str], tmp: Path) -> tuple[int, str, str, dict[str, bytes]]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status = main(argv)
+        except SystemExit as exc:  # argparse
+            status = int(exc.code or 0)
+    files = {p.name: p.read_bytes() for p in tmp.iterdir()}
+    for p in tmp.iterdir():
+        p.unlink()
+    return status, out.getvalue(), err.getvalue(), files
+
+
+@pytest.mark.parametrize("mode", ["events", "stats", "replay", "replay --stats", "from",
+                                  "emit", "emit --stats"])
+@pytest.mark.parametrize("dest", sorted(RULES))
+def test_each_option_does_what_it_says_or_is_refused(dest: str, mode: str,
+                                                     sources: dict[str, list[str]],
+                                                     tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BPFTRACE", NO_BPFTRACE)
+    needs, given = option(dest, tmp_path)
+    base = sources[mode] + needs
+    with_it = outcome(base + given, tmp_path)
+    if needs and "does nothing" in outcome(base, tmp_path)[2]:
+        assert with_it[0] == 2  # what it needs is refused there already
+        return
+    status, _, stderr, _ = with_it
+    flag = given[0] if given[0].startswith("-") else "PROFILE"
+    if status == 2 and "does nothing" in stderr:
+        assert flag in stderr and "hint:" in stderr, stderr
+        return
+    if dest in HOST_BOUND:
+        return
+    assert status != 2, f"{given} {mode}: refused for another reason: {stderr}"
+    if dest in LIVE_ONLY:
+        return  # their effect is a live run's, checked by the live tests named above
+    if mode in ("events", "stats"):  # a live run loads the program --emit prints
+        assert NO_BPFTRACE in stderr  # it got past every check
+        base = ["--emit", "script"] + (["--stats"] if mode == "stats" else []) + needs
+        if dest in ("json", "columns", "result", "top", "export", "export_format"):
+            return  # shown by the live tests, not in the program
+        with_it = outcome(base + given, tmp_path)
+    assert with_it != outcome(base, tmp_path), f"{given} does nothing {mode}"
+
+
+def test_the_rules_cover_every_option() -> None:
+    selectors = {"help", "version", "emit", "replay", "from_file", "stats", "output",
+                 "quiet"}
+    dests = {a.dest for a in build_parser()._actions}
+    assert dests - selectors == set(RULES)

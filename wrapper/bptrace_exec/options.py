@@ -1,0 +1,98 @@
+"""Where each command-line option means something. An option given where it would do
+nothing, or something other than it says, is refused with the reason (exit status 2):
+declared here once, for the CLI to check and for a test to walk."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bptrace_exec.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Mode:
+    """What a command line asks for, as the options' rules need it."""
+
+    live: bool  # bpftrace runs (a trace, or its stats)
+    emit: bool  # a program is printed, not run
+    replay: bool
+    from_file: bool
+    stats: bool  # a report, not rows
+
+    @property
+    def name(self) -> str:
+        source = ("with --emit" if self.emit else "with --replay" if self.replay
+                  else "with --from" if self.from_file else "when tracing")
+        return source + (" --stats" if self.stats and not self.from_file else "")
+
+
+def mode_of(args: argparse.Namespace) -> Mode:
+    return Mode(live=not (args.emit or args.replay or args.from_file), emit=bool(args.emit),
+                replay=bool(args.replay), from_file=bool(args.from_file),
+                stats=bool(args.stats or args.export or args.from_file))
+
+
+Rule = Callable[[Mode], bool]
+TRACING: Rule = lambda m: m.live or m.emit  # noqa: E731  (what the program does)
+ROWS: Rule = lambda m: not m.stats and not m.emit  # noqa: E731
+REPORT: Rule = lambda m: m.stats and not m.emit  # noqa: E731
+FILTERS = "filters run in the kernel while tracing; a recording or a JSON file holds " \
+          "what was kept then"
+
+# dest -> (where it means something, why not elsewhere[, what to do instead of dropping it])
+RULES: dict[str, tuple[Rule, str] | tuple[Rule, str, str]] = {
+    **{dest: (TRACING, FILTERS) for dest in (
+        "comm", "uid", "pid", "ppid", "failed", "succeeded", "where", "cgroup", "container",
+        "in_container")},
+    "parents": (lambda m: TRACING(m) and not m.stats, "ancestors are read for rows, when "
+                "tracing"),
+    "show_context": (lambda m: TRACING(m) and not m.stats, "the context is read for rows, "
+                     "when tracing"),
+    "profile": (lambda m: not m.replay, "a recording replays the profile it was made with"),
+    "syscall": (lambda m: not m.replay, "a recording replays the profile it was made with"),
+    "arg": (TRACING, "it describes what to trace"),
+    "result": (lambda m: ROWS(m) and not m.replay, "it says how rows show the return value"),
+    "columns": (ROWS, "it chooses the rows' columns"),
+    "json": (lambda m: not m.emit, "--emit prints a bpftrace program"),
+    "top": (REPORT, "it sizes the tables of the --stats report", "add --stats"),
+    "interval": (lambda m: m.stats and (m.live or m.emit),
+                 "it reports a live run every SECONDS", "add --stats"),
+    "export": (lambda m: not m.emit, "it writes the report of a run"),
+    "export_format": (lambda m: not m.emit, "it is --export's format"),
+    "record": (lambda m: m.live, "it keeps the transcript of a live run"),
+    "duration": (lambda m: m.live, "it bounds a live run"),
+    "max_args": (lambda m: TRACING(m) and not m.stats, "it limits the arguments rows show"),
+    "argv_bytes": (lambda m: TRACING(m) and not m.stats, "it limits the arguments rows show"),
+    "buffer_pages": (lambda m: m.live, "it sizes bpftrace's buffer for a live run"),
+    "bpftrace": (TRACING, "no bpftrace runs"),
+}
+SOURCES = ("emit", "replay", "from_file")  # one at most
+
+
+def check_options(args: argparse.Namespace, parser: argparse.ArgumentParser,
+                  command: list[str]) -> Mode:
+    """The mode the options ask for; a UsageError for an option that would do nothing."""
+    names: dict[str, str] = {}
+    for a in parser._actions:  # --in-container and --on-host share one
+        name = "/".join(a.option_strings) or str(a.metavar or a.dest)
+        names[a.dest] = f"{names[a.dest]}/{name}" if a.dest in names else name
+    given = [names[s] for s in SOURCES if getattr(args, s)]
+    if len(given) > 1:
+        raise UsageError(f"{' and '.join(given)} cannot be used together",
+                         hint="each names where the events come from, or that none do")
+    mode = mode_of(args)
+    unset = vars(parser.parse_args([]))
+    for dest, (applies, why, *instead) in RULES.items():
+        if getattr(args, dest) != unset[dest] and not applies(mode):
+            raise UsageError(f"{names[dest]} does nothing {mode.name}: {why}",
+                             hint=instead[0] if instead and not mode.stats
+                             else f"drop {names[dest]}")
+    if args.export_format and len(args.export or []) != 1:
+        raise UsageError("--export-format is the format of one --export PATH",
+                         hint="give each --export PATH the extension of its format")
+    if command and not (mode.live or args.emit == "script"):
+        raise UsageError(f"a COMMAND runs and is traced live: it does nothing {mode.name}",
+                         hint="drop -- COMMAND")
+    return mode
