@@ -18,10 +18,12 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 from hypothesis import settings
+
+from bptrace_exec.output.text import exact_strings
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -115,8 +117,14 @@ def run_tool(*args: str, timeout: float = 120, output: Path | None = None,
         stdout, stderr = proc.communicate()
         pytest.fail(f"bptrace-exec overran {timeout}s:\n{stderr}")
     text = output.read_text() if output else stdout
-    records = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
-    return ToolRun(proc.returncode, stdout, stderr, records)
+    return ToolRun(proc.returncode, stdout, stderr, json_records(text))
+
+
+def json_records(text: str) -> list[dict[str, Any]]:
+    """JSON lines as written, with the exact bytes of text that is not UTF-8 (b64) put
+    back in place, as surrogateescape strings."""
+    return [exact_strings(json.loads(line)) for line in text.splitlines()
+            if line.startswith("{")]
 
 
 class Lines:

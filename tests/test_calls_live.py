@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from conftest import ROOT, Lines, ToolRun, run_tool, tool_command
+from conftest import ROOT, Lines, ToolRun, json_records, run_tool, tool_command
 
 pytestmark = pytest.mark.root
 DRIVER = str(ROOT / "tests" / "workloads" / "syscall_driver.py")
@@ -136,7 +136,7 @@ def test_replay_of_a_syscall_profile_equals_the_live_run(engine: str, tmp_path: 
     calls, _, run = traced(engine, tmp_path, "connect", "--record", str(rec))
     replay = subprocess.run(tool_command("--replay", str(rec), "--json"), capture_output=True,
                             text=True, check=True)
-    replayed = [json.loads(ln) for ln in replay.stdout.splitlines()]
+    replayed = json_records(replay.stdout)
     assert [r for r in replayed if r.get("event") == "call"] == calls
     table = subprocess.run(tool_command("--replay", str(rec)), capture_output=True, text=True,
                            check=True)
@@ -288,7 +288,7 @@ def test_host_wide_run_leaves_the_tracer_out(engine: str, nothing_left_running: 
         os.kill(proc.pid, signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     err = status + err
-    records = [json.loads(ln) for ln in out.splitlines()]
+    records = json_records(out)
     calls = [r for r in records if r["event"] == "call"]
     assert proc.pid not in {c["pid"] for c in calls} | {c["ppid"] for c in calls}
     assert any(c["args"]["target"] == sleeper.pid for c in calls), (out, err)

@@ -18,7 +18,8 @@ from test_record import recording
 # Options of a live run only, whose effect is on the run rather than on the program;
 # a live test checks each: --duration (test_duration_stops_by_itself), --record
 # (test_replay_equals_the_live_run), --buffer-pages (test_lost_events_are_never_hidden),
-# --json/--columns/-o/--top/--interval/--export in live runs (test_trace, test_stats_live).
+# --json/--columns/-o/--top/--interval/--export in live runs (test_trace, test_stats_live),
+# --summary (test_json_consumers).
 LIVE_ONLY = {"duration", "record", "buffer_pages"}
 # Where a value depends on this host (a container to look up, a second bpftrace): their
 # refusals are walked, their effect is tested live.
@@ -48,6 +49,7 @@ def option(dest: str, tmp: Path) -> tuple[list[str], list[str]]:
         "profile": ([], ["openat"]), "syscall": ([], adhoc),
         "arg": (adhoc, ["--arg", "filename:str"]), "result": (adhoc, ["--result", "fd"]),
         "columns": ([], ["--columns", "pid,comm"]), "json": ([], ["--json"]),
+        "summary": (["--json"], ["--summary", "stderr"]),
         "top": ([], ["--top", "1"]), "interval": ([], ["--interval", "5"]),
         "export": ([], ["--export", str(tmp / "x.csv")]),
         "export_format": (["--export", str(tmp / "y.json")], ["--export-format", "csv"]),
@@ -111,7 +113,7 @@ def test_each_option_does_what_it_says_or_is_refused(dest: str, mode: str,
     if mode in ("events", "stats"):  # a live run loads the program --emit prints
         assert NO_BPFTRACE in stderr  # it got past every check
         base = ["--emit", "script"] + (["--stats"] if mode == "stats" else []) + needs
-        if dest in ("json", "columns", "result", "top", "export", "export_format"):
+        if dest in ("json", "columns", "result", "top", "export", "export_format", "summary"):
             return  # shown by the live tests, not in the program
         with_it = outcome(base + given, tmp_path)
     assert with_it != outcome(base, tmp_path), f"{given} does nothing {mode}"

@@ -12,7 +12,7 @@ import pytest
 from bptrace_exec.errors import UsageError
 from bptrace_exec.run.recording import FORMAT, read_recording
 from bptrace_exec.spec import load_profile, profile_from_dict, profile_to_dict
-from conftest import tool_command
+from conftest import json_records, tool_command
 from expectations import check_all
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -60,8 +60,7 @@ def test_recordings_of_every_version_replay_the_same_execs(tmp_path: Path, versi
     assert len(rec.lines) == len(fixture.read_bytes().splitlines())
     out = subprocess.run(tool_command("--replay", str(path), "--json", "-q"),
                          capture_output=True, text=True, check=True).stdout
-    check_all([json.loads(line) for line in out.splitlines()
-               if '"event":"exec"' in line], WORKDIR)
+    check_all([r for r in json_records(out) if r["event"] == "exec"], WORKDIR)
 
 
 def test_cut_recording_replays_to_its_last_whole_line(tmp_path: Path) -> None:

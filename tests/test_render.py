@@ -10,7 +10,7 @@ import pytest
 
 from bptrace_exec.event import Event
 from bptrace_exec.output.render import Renderer
-from bptrace_exec.output.text import iso_time, json_line, safe_text, shell_quote
+from bptrace_exec.output.text import exact_strings, iso_time, json_line, safe_text, shell_quote
 from bptrace_exec.spec import parse_profile
 from workloads.exec_driver import HARD_ARGS
 
@@ -58,7 +58,7 @@ def test_json_is_lossless_and_ascii_safe() -> None:
     e = event(HARD_ARGS, ret=-2)
     line = json_line(RENDER.to_dict(e))
     line.encode("utf-8")  # no lone surrogate left raw
-    back = json.loads(line)
+    back = exact_strings(json.loads(line))
     assert [a.encode("utf-8", "surrogateescape") for a in back["argv"]] == list(HARD_ARGS)
     assert back["errno"] == "ENOENT" and back["ret"] == -2
     assert back["time"] == "2025-11-24T16:00:00.123456Z"
@@ -66,9 +66,13 @@ def test_json_is_lossless_and_ascii_safe() -> None:
                          "argv_truncated", "ret", "errno", "latency_ns"}
 
 
-def test_non_utf8_uses_lone_surrogate_escapes() -> None:
-    line = json_line(RENDER.to_dict(event((b"\xff",))))
-    assert '"argv":["\\udcff"]' in line
+def test_bytes_not_utf8_are_shown_replaced_and_kept_exact_in_b64() -> None:
+    line = json_line(RENDER.to_dict(event((b"\xff", b"ok", b"\\udcff"))))
+    assert '"argv":["\ufffd","ok","\\\\udcff"]' in line
+    assert line.endswith(',"b64":{"/argv/0":"/w=="}}')
+    assert json_line({"a": "del\x7f rtl\u202e bom\ufeff tag\U000e0041"}) == \
+        '{"a":"del\\u007f rtl\\u202e bom\\ufeff tag\\udb40\\udc41"}'
+    assert json.loads(json_line({"k/~": "\udcff"}))["b64"] == {"/k~1~0": "/w=="}
 
 
 def test_table_columns_line_up() -> None:

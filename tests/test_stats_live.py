@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import ROOT, run_tool
+from conftest import ROOT, json_records, run_tool
 from stats_expectations import expected_errnos, expected_programs
 from workloads.stats_driver import STATS_COUNTS, resolve
 
@@ -52,8 +52,8 @@ def test_stats_equal_event_mode(engine: str, tmp_path: Path, nothing_left_runnin
     events_file = tmp_path / "events.jsonl"
     run_tool("--json", "-o", str(events_file), "--bpftrace", engine, "--",
              sys.executable, DRIVER, str(tmp_path), output=events_file)
-    counted = Counter(json.loads(line)["filename"] for line in events_file.read_text()
-                      .splitlines() if '"event":"exec"' in line)
+    counted = Counter(r["filename"] for r in json_records(events_file.read_text())
+                      if r["event"] == "exec")
     stats = run_tool("--stats", "--export", str(tmp_path / "s.json"), "--bpftrace", engine,
                      "--", sys.executable, DRIVER, str(tmp_path))
     assert stats.returncode == 0, stats.stderr

@@ -3,7 +3,6 @@ shown, on a busy machine, and nothing is counted as lost that the kernel did not
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import IN_CI, tool_command
+from conftest import IN_CI, json_records, tool_command
 
 pytestmark = pytest.mark.root
 RUNS = 20 if IN_CI else 3
@@ -82,7 +81,7 @@ def test_a_call_just_before_the_stop_is_never_lost(engine: str, kind: str, busy_
         assert helper.wait(timeout=60) == 0
         started = time.monotonic()
         out, err = tool.communicate(timeout=60)
-        records = [json.loads(line) for line in out.splitlines()]
+        records = json_records(out)
         assert tool.returncode == 0, err
         assert _made_call(kind, marker, helper.pid, records), f"run {run}: {out}\n{err}"
         unit = "execs" if kind == "execve" else "calls"

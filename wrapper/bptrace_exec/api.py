@@ -24,6 +24,7 @@ from bptrace_exec.errors import UsageError
 from bptrace_exec.event import Event
 from bptrace_exec.output.report import title_for
 from bptrace_exec.output.tally import Stats, Tally, from_json_events, from_maps
+from bptrace_exec.output.text import exact_strings
 from bptrace_exec.pipeline import Run, Source, Summary
 from bptrace_exec.run.cgroups import cgroup_names, check_cgroups
 from bptrace_exec.run.engine import find_engine
@@ -283,7 +284,7 @@ def stats_from_json(lines: Iterable[str], *, by: Iterable[str]) -> tuple[Stats, 
             continue
         if isinstance(obj, dict) and (obj.get("event", "exec") == "exec" and "argv" in obj
                                       or obj.get("event") == "call"):
-            events.append(obj)
+            events.append(exact_strings(obj))
         elif not (isinstance(obj, dict) and obj.get("event") in ("lost", "end")):
             skipped += 1
     return from_json_events(events, by=by), skipped

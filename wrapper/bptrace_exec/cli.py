@@ -8,7 +8,7 @@ import contextlib
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TextIO
 
 from bptrace_exec import __version__, api
@@ -148,6 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     o = p.add_argument_group("output")
     o.add_argument("--json", action="store_true", help="JSON lines instead of the table")
     o.add_argument("-o", "--output", metavar="FILE", help="write records to FILE, not stdout")
+    o.add_argument("--summary", metavar="WHERE", default="stream",
+                   help="with --json: where the lost and end lines go: stream (among the "
+                        "events, default), stderr, none, or a FILE; apart, the events load "
+                        "into tables as they are")
     o.add_argument("--emit", choices=["script", "oneliner"],
                    help="print the generated bpftrace program (script), or a `bpftrace -e` "
                         "line that shows the same execs as text (oneliner), and exit; no "
@@ -259,13 +263,13 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
     exports = [(path, format_for(path, args.export_format)) for path in args.export or []]
     for path, _ in exports:
         check_writable(path)
-    with Output(args.output) as out:
+    with Output(args.output) as out, _summary_output(args.summary, out) as summary:
         if args.emit:
             return _emit(args, profile, command, out)
         if args.from_file:
             return _stats_from_file(args, profile, out, exports)
         hooks = api.Hooks(say=(lambda _m: None) if args.quiet else stderr, warn=stderr,
-                          on_lost=lambda n: _lost(n, out, profile))
+                          on_lost=lambda n: _lost(n, summary, profile))
         if args.replay:
             # how it is shown is this command line's choice, not the recorded one's
             trace = api.replay(args.replay, hooks=hooks, top=args.top, columns=args.columns,
@@ -287,7 +291,7 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
                 _say_notes(trace.summary, hooks.warn)
                 _export(exports, stats, shown, titled())
             else:
-                _show_events(trace, out, hooks)
+                _show_events(trace, out, summary, hooks)
         finished = trace.finished
         if finished is not None and finished.command_status is not None:
             return finished.command_status
@@ -313,9 +317,9 @@ class Output:
     """Where records go (-o FILE, else stdout); a closed reader (`| head`) ends the run
     cleanly, once."""
 
-    def __init__(self, path: str | None) -> None:
+    def __init__(self, path: str | None, stream: TextIO | None = None) -> None:
         self.path = path
-        self.stream: TextIO = sys.stdout
+        self.stream: TextIO = stream or sys.stdout
         self.closed = False
 
     def __enter__(self) -> Output:
@@ -327,7 +331,7 @@ class Output:
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        if self.stream is not sys.stdout:
+        if self.path:
             self.stream.close()
 
     def write(self, text: str) -> None:
@@ -346,7 +350,8 @@ class Output:
                    render_report(stats, top=top, title=title))
 
 
-def _show_events(trace: api.Trace, out: Output, hooks: api.Hooks) -> None:
+def _show_events(trace: api.Trace, out: Output, summary: Output | None, hooks: api.Hooks
+                 ) -> None:
     render = Renderer(trace.profile)
     as_json = trace.profile.output_format == "json"
     if not as_json:
@@ -358,13 +363,24 @@ def _show_events(trace: api.Trace, out: Output, hooks: api.Hooks) -> None:
         out.write(json_line(render.to_dict(event)) if as_json else render.row(event))
         if out.closed:
             trace.stop()
-    _say_summary(trace.summary, out if as_json else None, hooks)
+    _say_summary(trace.summary, summary if as_json else None, hooks)
 
 
-def _lost(count: int, out: Output, profile: Profile) -> None:
+@contextlib.contextmanager
+def _summary_output(where: str, out: Output) -> Iterator[Output | None]:
+    """Where --json's lost and end lines go (--summary)."""
+    if where in ("stream", "none"):
+        yield out if where == "stream" else None
+        return
+    with Output(None if where == "stderr" else where,
+                sys.stderr if where == "stderr" else None) as summary:
+        yield summary
+
+
+def _lost(count: int, out: Output | None, profile: Profile) -> None:
     stderr(f"bptrace-exec: bpftrace lost {count} events (its buffer was full); "
            "raise --buffer-pages")
-    if profile.output_format == "json" and not profile.stats.enabled:
+    if out is not None and profile.output_format == "json" and not profile.stats.enabled:
         out.write(json_line({"event": "lost", "time": iso_time(time.time_ns()), "count": count}))
 
 

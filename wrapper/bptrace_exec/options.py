@@ -20,6 +20,7 @@ class Mode:
     replay: bool
     from_file: bool
     stats: bool  # a report, not rows
+    json: bool
 
     @property
     def name(self) -> str:
@@ -31,7 +32,7 @@ class Mode:
 def mode_of(args: argparse.Namespace) -> Mode:
     return Mode(live=not (args.emit or args.replay or args.from_file), emit=bool(args.emit),
                 replay=bool(args.replay), from_file=bool(args.from_file),
-                stats=bool(args.stats or args.export or args.from_file))
+                stats=bool(args.stats or args.export or args.from_file), json=args.json)
 
 
 Rule = Callable[[Mode], bool]
@@ -56,6 +57,8 @@ RULES: dict[str, tuple[Rule, str] | tuple[Rule, str, str]] = {
     "result": (lambda m: ROWS(m) and not m.replay, "it says how rows show the return value"),
     "columns": (ROWS, "it chooses the rows' columns"),
     "json": (lambda m: not m.emit, "--emit prints a bpftrace program"),
+    "summary": (lambda m: ROWS(m) and m.json, "it places the lost and end lines of --json",
+                "add --json"),
     "top": (REPORT, "it sizes the tables of the --stats report", "add --stats"),
     "interval": (lambda m: m.stats and (m.live or m.emit),
                  "it reports a live run every SECONDS", "add --stats"),

@@ -1,19 +1,24 @@
 """Traced bytes -> text that is safe to show, and times.
 
 Traced bytes are hostile by default: in the table every control character, bidi override
-and invalid byte is escaped, and argv is quoted the way bash would read it back. In JSON,
-text is exact: bytes that are not UTF-8 become lone surrogates U+DC80..U+DCFF (Python's
-"surrogateescape"), written as \\udcXX escapes, which valid UTF-8 text can never contain.
+and invalid byte is escaped, and argv is quoted the way bash would read it back. In JSON
+lines, every string is UTF-8 that any parser reads, with control and format characters
+(DEL, C1, bidi overrides, zero-width) as \\uXXXX escapes; a string whose bytes are not
+UTF-8 is shown with U+FFFD in their place, and its exact bytes are in the line's "b64"
+object, base64 under the string's JSON Pointer: {"b64": {"/argv/1": "Y2Fm6SD/"}}.
+In memory, such text holds the bytes as lone surrogates (Python's "surrogateescape").
 """
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import re
 import time
 import unicodedata
 from datetime import datetime, timezone
+from typing import Any
 
 _SAFE_WORD = re.compile(r"[A-Za-z0-9_@%+=:,./-]+")
 _SURROGATE = re.compile("[\udc80-\udcff]")
@@ -79,13 +84,73 @@ def parent_chain(ancestors: tuple[tuple[int, bytes], ...]) -> str:
     return " > ".join(f"{safe_text(comm)}({pid})" for pid, comm in ancestors)
 
 
+EXACT_KEY = "b64"  # exact bytes of the strings that are not UTF-8, by JSON Pointer
+_NOT_ASCII = re.compile("[^\x00-\x7e]")
+
+
 def json_line(obj: dict[str, object]) -> str:
+    """One JSON line: UTF-8 text every parser reads, and the exact bytes of any string
+    that is not UTF-8 (see the module's doc)."""
     text = _ENCODER.encode(obj)
-    if text.isascii():
+    if text.isascii() and "\x7f" not in text:
         return text
-    # ensure_ascii=False keeps UTF-8 readable, but would leave lone surrogates raw, which
-    # no encoder can write: they become \\udcXX escapes, which is what they mean.
-    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    if _SURROGATE.search(text):
+        text = _ENCODER.encode(with_exact_bytes(obj))
+    return _NOT_ASCII.sub(_json_char, text)
+
+
+def _json_char(match: re.Match[str]) -> str:
+    ch = match.group()
+    if ch != "\x7f" and unicodedata.category(ch) not in ("Cc", "Cf", "Zl", "Zp", "Co", "Cn"):
+        return ch
+    code = ord(ch)
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+
+
+def with_exact_bytes(obj: dict[str, object]) -> dict[str, object]:
+    """The object with each string that is not UTF-8 shown with U+FFFD, and its bytes
+    under EXACT_KEY."""
+    exact: dict[str, str] = {}
+
+    def walk(value: object, pointer: str) -> object:
+        if isinstance(value, str):
+            if not _SURROGATE.search(value):
+                return value
+            raw = value.encode("utf-8", "surrogateescape")
+            exact[pointer] = base64.b64encode(raw).decode("ascii")
+            return raw.decode("utf-8", "replace")
+        if isinstance(value, dict):
+            return {k: walk(v, f"{pointer}/{k.replace('~', '~0').replace('/', '~1')}")
+                    for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v, f"{pointer}/{i}") for i, v in enumerate(value)]
+        return value
+
+    out = walk(obj, "")
+    assert isinstance(out, dict)
+    return {**out, EXACT_KEY: exact}
+
+
+def exact_strings(obj: dict[str, object]) -> dict[str, object]:
+    """A JSON line read back: the strings EXACT_KEY holds the bytes of, as they were
+    (surrogateescape); the inverse of with_exact_bytes."""
+    exact = obj.pop(EXACT_KEY, None)
+    if not isinstance(exact, dict):
+        return obj
+    for pointer, b64 in exact.items():
+        *path, last = [t.replace("~1", "/").replace("~0", "~") for t in pointer.split("/")[1:]]
+        node: Any = obj
+        try:
+            for token in path:
+                node = node[int(token)] if isinstance(node, list) else node[token]
+            key: Any = int(last) if isinstance(node, list) else last
+            node[key] = base64.b64decode(b64).decode("utf-8", "surrogateescape")
+        except (KeyError, IndexError, ValueError, TypeError):
+            continue  # not a pointer into this line: its string stays as shown
+    return obj
 
 
 def iso_time(ns: int) -> str:
