@@ -155,3 +155,9 @@ def test_stats_from_json_lines_written_by_the_tool(tmp_path: Path) -> None:
     report = json.loads(out.stdout)
     assert report["execs"] == 2 and report["failed"] == 1 and report["duration_s"] == 1.0
     assert "1 line(s)" in out.stderr  # only the line that is not JSON
+
+
+def test_a_mistyped_option_gets_a_suggestion() -> None:
+    out = run("--jsn")
+    assert out.returncode == 2 and "did you mean --json?" in out.stderr
+    assert "did you mean" not in run("--zzzz").stderr

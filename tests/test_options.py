@@ -19,11 +19,15 @@ from test_record import recording
 # a live test checks each: --duration (test_duration_stops_by_itself), --record
 # (test_replay_equals_the_live_run), --buffer-pages (test_lost_events_are_never_hidden),
 # --json/--columns/-o/--top/--interval/--export in live runs (test_trace, test_stats_live),
-# --summary (test_json_consumers).
+# --summary (test_json_consumers), --all-attempts (test_a_path_search_is_one_row).
 LIVE_ONLY = {"duration", "record", "buffer_pages"}
 # Where a value depends on this host (a container to look up, a second bpftrace): their
 # refusals are walked, their effect is tested live.
 HOST_BOUND = {"container", "bpftrace"}
+# Whose effect needs calls the recorded workload does not make (a PATH search): test_rows.
+DATA_BOUND = {"all_attempts"}
+# Whose effect is on a terminal only: test_a_table_on_a_terminal (a pty).
+TERMINAL = {"wide"}
 # Live command lines are walked with no bpftrace to find: they stop once past the checks.
 NO_BPFTRACE = "/nonexistent/bpftrace"
 
@@ -50,6 +54,7 @@ def option(dest: str, tmp: Path) -> tuple[list[str], list[str]]:
         "arg": (adhoc, ["--arg", "filename:str"]), "result": (adhoc, ["--result", "fd"]),
         "columns": ([], ["--columns", "pid,comm"]), "json": ([], ["--json"]),
         "summary": (["--json"], ["--summary", "stderr"]),
+        "all_attempts": ([], ["--all-attempts"]), "wide": ([], ["--wide"]),
         "top": ([], ["--top", "1"]), "interval": ([], ["--interval", "5"]),
         "export": ([], ["--export", str(tmp / "x.csv")]),
         "export_format": (["--export", str(tmp / "y.json")], ["--export-format", "csv"]),
@@ -108,12 +113,13 @@ def test_each_option_does_what_it_says_or_is_refused(dest: str, mode: str,
     if dest in HOST_BOUND:
         return
     assert status != 2, f"{given} {mode}: refused for another reason: {stderr}"
-    if dest in LIVE_ONLY:
+    if dest in LIVE_ONLY or dest in DATA_BOUND or dest in TERMINAL:
         return  # their effect is a live run's, checked by the live tests named above
     if mode in ("events", "stats"):  # a live run loads the program --emit prints
         assert NO_BPFTRACE in stderr  # it got past every check
         base = ["--emit", "script"] + (["--stats"] if mode == "stats" else []) + needs
-        if dest in ("json", "columns", "result", "top", "export", "export_format", "summary"):
+        if dest in ("json", "columns", "result", "top", "export", "export_format", "summary",
+                    "all_attempts", "wide"):
             return  # shown by the live tests, not in the program
         with_it = outcome(base + given, tmp_path)
     assert with_it != outcome(base, tmp_path), f"{given} does nothing {mode}"

@@ -351,3 +351,17 @@ def test_argv_bytes_at_its_documented_extremes_loads(engine: str, argv_bytes: st
     whole = int(argv_bytes) >= 5_100
     assert (echo["argv"] == ["/bin/echo", *words]) == whole
     assert echo["argv_truncated"] is not whole
+
+
+def test_a_path_search_is_one_row(engine: str, nothing_left_running: None) -> None:
+    """dash tries each PATH directory with its own execve: the table shows the exec that
+    ended the search, with the attempts before it counted; --all-attempts and JSON show
+    each one."""
+    script = "PATH=/nonexistent1:/nonexistent2:/usr/bin:/bin; exec true bpx-search"
+    args = ("-q", "--bpftrace", engine, "--", "sh", "-c", script)
+    folded = [ln for ln in run_tool(*args).stdout.splitlines() if "bpx-search" in ln]
+    assert len(folded) == 2 and folded[1].endswith("true bpx-search [tried 2]"), folded
+    every = [ln for ln in run_tool("--all-attempts", *args).stdout.splitlines()
+             if ln.endswith(" bpx-search")]
+    assert [ln.split()[5] for ln in every] == ["ENOENT", "ENOENT", "0"], every
+    assert len(run_tool("--json", *args).execs()) == 4

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import json
+import os
+import shutil
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from typing import TextIO
+from typing import NoReturn, TextIO
 
 from bptrace_exec import __version__, api
 from bptrace_exec.codegen import generate
@@ -24,8 +27,9 @@ from bptrace_exec.errors import (
 )
 from bptrace_exec.options import check_options
 from bptrace_exec.output.export import FORMATS, check_writable, format_for, to_dict, write_export
-from bptrace_exec.output.render import Renderer
+from bptrace_exec.output.render import Renderer, Terminal
 from bptrace_exec.output.report import render_report
+from bptrace_exec.output.rows import Row, Rows
 from bptrace_exec.output.tally import Stats
 from bptrace_exec.output.text import iso_time, json_line
 from bptrace_exec.pipeline import Summary
@@ -88,8 +92,22 @@ EXAMPLES = EXAMPLES_TEXT.format(exit_statuses="exit status:\n" + "".join(
     + f"  N    {COMMAND_STATUS}\n")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a suggestion for an option mistyped."""
+
+    def error(self, message: str) -> NoReturn:
+        unknown = message.partition("unrecognized arguments: ")[2].split()
+        known = [o for a in self._actions for o in a.option_strings]
+        for word in unknown:
+            close = difflib.get_close_matches(word.split("=")[0], known, n=1, cutoff=0.75)
+            if close:
+                message += f" (did you mean {close[0]}?)"
+                break
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="bptrace-exec",
         description="Trace execve/execveat, or any other syscall, with bpftrace, from a "
                     "YAML profile or --syscall. Profiles shipped: "
@@ -152,6 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --json: where the lost and end lines go: stream (among the "
                         "events, default), stderr, none, or a FILE; apart, the events load "
                         "into tables as they are")
+    o.add_argument("--wide", action="store_true",
+                   help="on a terminal, rows whole (else cut to its width, marked \u2026)")
+    o.add_argument("--all-attempts", action="store_true",
+                   help="a row for each failed attempt of a PATH search (the table folds "
+                        "them into the exec that ends the search: [tried N])")
     o.add_argument("--emit", choices=["script", "oneliner"],
                    help="print the generated bpftrace program (script), or a `bpftrace -e` "
                         "line that shows the same execs as text (oneliner), and exit; no "
@@ -291,7 +314,8 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
                 _say_notes(trace.summary, hooks.warn)
                 _export(exports, stats, shown, titled())
             else:
-                _show_events(trace, out, summary, hooks)
+                _show_events(trace, out, summary, hooks, all_attempts=args.all_attempts,
+                             wide=args.wide)
         finished = trace.finished
         if finished is not None and finished.command_status is not None:
             return finished.command_status
@@ -334,6 +358,13 @@ class Output:
         if self.path:
             self.stream.close()
 
+    def terminal(self, *, wide: bool) -> Terminal:
+        """On a terminal, a table colours failures (unless $NO_COLOR) and fits its width."""
+        if not self.stream.isatty():
+            return Terminal()
+        return Terminal(colour=not os.environ.get("NO_COLOR"),
+                        width=None if wide else shutil.get_terminal_size().columns)
+
     def write(self, text: str) -> None:
         if self.closed:
             return
@@ -350,20 +381,33 @@ class Output:
                    render_report(stats, top=top, title=title))
 
 
-def _show_events(trace: api.Trace, out: Output, summary: Output | None, hooks: api.Hooks
-                 ) -> None:
-    render = Renderer(trace.profile)
-    as_json = trace.profile.output_format == "json"
-    if not as_json:
-        def ready(status: str) -> None:
-            hooks.say(status)
-            out.write(render.header())
-        trace.run.on_ready = ready
-    for event in trace:
-        out.write(json_line(render.to_dict(event)) if as_json else render.row(event))
+def _show_events(trace: api.Trace, out: Output, summary: Output | None, hooks: api.Hooks,
+                 *, all_attempts: bool, wide: bool) -> None:
+    render = Renderer(trace.profile, out.terminal(wide=wide))
+    if trace.profile.output_format == "json":
+        for event in trace:
+            out.write(json_line(render.to_dict(event)))
+            if out.closed:
+                trace.stop()
+        _say_summary(trace.summary, summary, hooks)
+        return
+    rows = Rows(fold=not all_attempts)
+
+    def show(ready: list[Row]) -> None:
+        for row in ready:
+            out.write(render.row(row.event, row.tried))
         if out.closed:
             trace.stop()
-    _say_summary(trace.summary, summary if as_json else None, hooks)
+
+    def header(status: str) -> None:
+        hooks.say(status)
+        out.write(render.header())
+    trace.run.on_ready = header
+    trace.run.on_tick = lambda: show(rows.ready(time.time_ns()))
+    for event in trace:
+        show(rows.add(event))
+    show(rows.flush())
+    _say_summary(trace.summary, None, hooks)
 
 
 @contextlib.contextmanager

@@ -57,6 +57,9 @@ RULES: dict[str, tuple[Rule, str] | tuple[Rule, str, str]] = {
     "result": (lambda m: ROWS(m) and not m.replay, "it says how rows show the return value"),
     "columns": (ROWS, "it chooses the rows' columns"),
     "json": (lambda m: not m.emit, "--emit prints a bpftrace program"),
+    "wide": (lambda m: ROWS(m) and not m.json, "it is for the table on a terminal"),
+    "all_attempts": (lambda m: ROWS(m) and not m.json, "JSON lines and reports count every "
+                     "attempt; the table folds them"),
     "summary": (lambda m: ROWS(m) and m.json, "it places the lost and end lines of --json",
                 "add --json"),
     "top": (REPORT, "it sizes the tables of the --stats report", "add --stats"),

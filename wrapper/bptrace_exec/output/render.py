@@ -5,40 +5,79 @@ a syscall's are under "args"."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from bptrace_exec.event import Event
-from bptrace_exec.output.columns import LOST, columns_for
+from bptrace_exec.output.columns import LOST, Column, columns_for
 from bptrace_exec.output.text import decode_text, iso_time
 from bptrace_exec.spec import types
 from bptrace_exec.spec.model import Arg, Profile
+
+RED, PLAIN = "\x1b[31m", "\x1b[0m"
+CUT_MARK = "\u2026"  # a row cut to the terminal's width
+
+
+@dataclass(frozen=True)
+class Terminal:
+    """What a table on a terminal does: a failed call's RET in red, rows cut to width."""
+
+    colour: bool = False
+    width: int | None = None  # None: rows whole
 
 
 class Renderer:
     """The table and JSON forms of one profile's events."""
 
-    def __init__(self, profile: Profile) -> None:
+    def __init__(self, profile: Profile, terminal: Terminal = Terminal()) -> None:
         self.profile = profile
+        self.terminal = terminal
         self.columns = columns_for(profile)
         self.kind = profile.kind
         self.latency_key = f"{profile.kind.latency}_ns"
         self.args = [(a.name, f"{a.name}_truncated", _json_form(a)) for a in profile.args]
 
     def header(self) -> str:
-        return self._line([c.title for c in self.columns])
+        return self._line([c.title for c in self.columns], failed=False)
 
-    def row(self, event: Event) -> str:
+    def row(self, event: Event, tried: int = 0) -> str:
+        """The table row; `tried`: failed attempts of the same PATH search before it."""
         cells = [c.cell(event) for c in self.columns]
         if event.incomplete:
             cells[-1] += " " + LOST
-        return self._line(cells)
+        if tried:
+            cells[-1] += f" [tried {tried}]"
+        return self._line(cells, failed=event.ret < 0 and self.kind.event != "exit")
 
-    def _line(self, cells: list[str]) -> str:
+    def _line(self, cells: list[str], *, failed: bool) -> str:
         out = []
         for column, cell in zip(self.columns, cells, strict=True):
             out.append(cell.rjust(column.width) if column.right else cell.ljust(column.width))
-        return " ".join(out).rstrip()
+        line = " ".join(out).rstrip()
+        width = self.terminal.width
+        if width and len(line) > width:
+            line = line[:width - 1] + CUT_MARK
+        if failed and self.terminal.colour and "result" in self._at:
+            start = self._at["result"]
+            end = start + len(out[self.columns.index(self._by_name["result"])].rstrip())
+            if start < len(line):
+                line = line[:start] + RED + line[start:end] + PLAIN + line[end:]
+        return line
+
+    @functools.cached_property
+    def _by_name(self) -> dict[str, Column]:
+        return {c.name: c for c in self.columns}
+
+    @functools.cached_property
+    def _at(self) -> dict[str, int]:
+        """Where each column starts in a row (the last one's width varies, not its start)."""
+        at, place = {}, 0
+        for c in self.columns:
+            at[c.name] = place
+            place += c.width + 1
+        return at
 
     def to_dict(self, e: Event) -> dict[str, object]:
         out: dict[str, object] = {

@@ -1,0 +1,80 @@
+"""The table's rows: by time of call within the window, PATH searches folded, fit to a
+terminal."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+import pexpect
+
+from bptrace_exec.event import Event
+from bptrace_exec.output.render import CUT_MARK, PLAIN, RED
+from bptrace_exec.output.rows import WINDOW_NS, Rows
+from test_record import recording
+
+
+def exec_event(at_ms: int, tid: int, path: bytes, argv: tuple[bytes, ...], ret: int = 0
+               ) -> Event:
+    return Event(at_ms * 1_000_000, "execve", tid, tid, 1, 0, b"sh", ret, 1000,
+                 values={"filename": path, "argv": argv})
+
+
+def shown(rows: Rows, events: list[Event]) -> list[tuple[bytes, int]]:
+    out = [r for e in events for r in rows.add(e)] + rows.flush()
+    return [(r.event.values["filename"], r.tried) for r in out]  # type: ignore[misc]
+
+
+def test_rows_come_by_time_of_call_within_the_window() -> None:
+    late = exec_event(5, 1, b"/bin/b", (b"b",))
+    early = exec_event(3, 2, b"/bin/a", (b"a",))
+    rows = Rows()
+    assert rows.add(late) == [] and rows.add(early) == []  # held: the window is not over
+    after = exec_event(5 + WINDOW_NS // 1_000_000 + 1, 3, b"/bin/c", (b"c",))
+    assert [r.event for r in rows.add(after)] == [early, late]
+    assert [r.event for r in rows.flush()] == [after]
+
+
+def test_a_search_folds_into_the_exec_that_ends_it() -> None:
+    argv = (b"as", b"-o", b"x.o")
+    search = [exec_event(1, 7, b"/usr/local/bin/as", argv, -2),
+              exec_event(2, 7, b"/usr/bin/as", argv, -13),
+              exec_event(3, 7, b"/bin/as", argv)]
+    assert shown(Rows(), search) == [(b"/bin/as", 2)]
+    assert shown(Rows(fold=False), search) == [(b"/usr/local/bin/as", 0),
+                                               (b"/usr/bin/as", 0), (b"/bin/as", 0)]
+
+
+def test_only_the_same_search_folds() -> None:
+    other_thread = [exec_event(1, 7, b"/a/x", (b"x",), -2), exec_event(2, 8, b"/b/x", (b"x",))]
+    other_argv = [exec_event(1, 7, b"/a/x", (b"x",), -2), exec_event(2, 7, b"/b/x", (b"y",))]
+    other_name = [exec_event(1, 7, b"/a/x", (b"x",), -2), exec_event(2, 7, b"/b/z", (b"x",))]
+    not_a_search = [exec_event(1, 7, b"/a/x", (b"x",), -7), exec_event(2, 7, b"/b/x", (b"x",))]
+    for events in (other_thread, other_argv, other_name, not_a_search):
+        assert [tried for _, tried in shown(Rows(), events)] == [0, 0]
+
+
+def test_a_table_on_a_terminal(tmp_path: Path) -> None:
+    """On a terminal: rows cut to its width (marked), failures in red unless $NO_COLOR;
+    --wide keeps rows whole."""
+    path, _ = recording(tmp_path)
+
+    def table(*extra: str, **env: str) -> list[str]:
+        child = pexpect.spawn(sys.executable, ["-m", "bptrace_exec", "--replay", str(path),
+                                               "-q", *extra], env={**os.environ, **env},
+                              dimensions=(50, 80), encoding="utf-8", timeout=60)
+        out = child.read()
+        child.close()
+        return out.splitlines()
+
+    def plain(line: str) -> str:
+        return re.sub(r"\x1b\[\d+m", "", line)
+
+    cut = table(NO_COLOR="")
+    assert all(len(plain(ln)) <= 80 for ln in cut) and any(ln.endswith(CUT_MARK) for ln in cut)
+    assert any(f"{RED}ENOENT{PLAIN}" in ln for ln in cut)
+    assert not any("\x1b[" in ln for ln in table(NO_COLOR="1"))
+    whole = table("--wide", NO_COLOR="1")
+    assert any(len(ln) > 80 for ln in whole) and not any(ln.endswith(CUT_MARK) for ln in whole)
