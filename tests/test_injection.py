@@ -138,8 +138,10 @@ def test_profile_yaml_values_never_reach_the_program_unchecked(value: str) -> No
                                                   filters=_harmless(profile.filters))).text)[0]}
 
 
-def _harmless(f: Filters) -> Filters:  # a prefix stays a prefix
-    return dataclasses.replace(f, comm=tuple("a*" if c.endswith("*") else "a" for c in f.comm))
+def _harmless(f: Filters) -> Filters:  # a prefix stays a prefix, of as many bytes
+    return dataclasses.replace(f, comm=tuple(
+        "a" * len(c[:-1].encode("utf-8", "surrogateescape")) + "*" if c.endswith("*")
+        else "a" for c in f.comm))
 
 
 # --- syscall profiles: string filters on arguments, --where, --arg --------------------

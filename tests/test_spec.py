@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,17 @@ def test_bad_profiles(text: str, where: str, words: str) -> None:
         parse(text)
     assert str(err.value).startswith(where + ":") or str(err.value).startswith(where + " ")
     assert words in str(err.value)
+
+
+def test_every_problem_is_reported_at_once_up_to_a_few() -> None:
+    fields = ["filters: {uid: [x]}", "limits: {max_args: 0}", "output: {format: xml}",
+              "colour: red", "description: [a]", "result: nope", "context: {parents: 99}"]
+    with pytest.raises(SpecError) as err:
+        parse("version: 1\n" + "\n".join(fields) + "\n")
+    text = str(err.value)
+    assert text.startswith("7 problems:") and text.endswith("... and 2 more")
+    assert [int(n) for n in re.findall(r"^p\.yaml:(\d+):", text, re.M)] == [2, 3, 4, 5, 6]
+    assert text.count("hint:") >= 3
 
 
 def test_errors_carry_a_hint() -> None:

@@ -29,6 +29,7 @@ from bptrace_exec.spec.types import RESULT_TYPES, TYPES
 from bptrace_exec.spec.yamlcheck import (
     SCHEMA_VERSION,
     Mapping,
+    Problems,
     at,
     boolean,
     integer,
@@ -66,44 +67,61 @@ def parse_profile(text_: str, *, source: str, name: str,
         raise SpecError(source, "the profile is empty",
                         hint="start from probes/execve.yaml; at least `version: 1` is needed")
     top = Mapping(root, source, "profile")
-    top.value("version", _version, required=True)
-    probes = top.node("probes", lambda n, s: _probes(n, s, lookup), default=EXEC_SYSCALLS)
+    problems = Problems()
+    problems.collect(lambda: top.value("version", _version, required=True))
+    probes = problems.collect(
+        lambda: top.node("probes", lambda n, s: _probes(n, s, lookup), default=EXEC_SYSCALLS))
+    problems.raise_any()  # the rest depends on what is traced
     kind = kind_of(probes[0])
-    if kind.given_args:  # an exec's arguments are given by its probes
-        if "args" in top.items:
+
+    def arguments() -> tuple[Arg, ...]:
+        if not kind.given_args:
+            parsed: tuple[Arg, ...] = top.node(
+                "args", lambda n, s: captures.parse_args(n, s, probes, lookup), default=())
+            return parsed
+        if "args" in top.items:  # an exec's arguments are given by its probes
+            top.used.add("args")
             names = " and ".join(name for name, _ in kind.given_args)
             raise SpecError(top.where("args"), f"an {kind.name} profile's arguments are "
                             f"{names}, always", hint="remove `args`")
-        args = captures.given_args(kind, probes)
-    else:
-        args = top.node("args", lambda n, s: captures.parse_args(n, s, probes, lookup),
-                        default=())
-    context = top.node("context", _context, default=Context())
-    columns = captures.default_columns(probes, args, context)
-    if "columns" in top.items:
-        columns = top.node("columns", list_of(text))
-        captures.check_columns(columns, args, context, top.where("columns"))
-    valid_by = captures.breakdowns(kind, args, context)
-    default_by = captures.default_breakdowns(kind, probes, args)
-    profile = Profile(
-        name=name,
-        source=source,
-        description=top.value("description", text, default=""),
-        probes=probes,
-        filters=top.node("filters", lambda n, s: _filters(n, s, args), default=Filters()),
-        limits=top.node("limits", lambda n, s: _limits(n, s, kind.limits),
-                        default=Limits()),
-        stats=top.node("stats", lambda n, s: _stats(n, s, valid_by, default_by),
-                       default=StatsSpec(by=default_by)),
-        output_format=top.node("output", _output, default="table"),
-        args=args,
-        result=top.value("result", _result, default="int"),
-        columns=columns,
-        context=context,
+        return captures.given_args(kind, probes)
+
+    args = problems.collect(arguments, default=None)
+    context = problems.collect(lambda: top.node("context", _context, default=Context()),
+                               default=None)
+    fields = dict(
+        description=problems.collect(lambda: top.value("description", text, default="")),
+        filters=problems.collect(lambda: top.node(
+            "filters", lambda n, s: _filters(n, s, args or ()), default=Filters())),
+        limits=problems.collect(lambda: top.node(
+            "limits", lambda n, s: _limits(n, s, kind.limits), default=Limits())),
+        output_format=problems.collect(lambda: top.node("output", _output, default="table")),
+        result=problems.collect(lambda: top.value("result", _result, default="int")),
     )
-    top.reject_unknown()
+    if args is not None and context is not None:  # else: their own errors say enough
+        valid_by = captures.breakdowns(kind, args, context)
+        default_by = captures.default_breakdowns(kind, probes, args)
+        fields["stats"] = problems.collect(lambda: top.node(
+            "stats", lambda n, s: _stats(n, s, valid_by, default_by),
+            default=StatsSpec(by=default_by)))
+        fields["columns"] = problems.collect(lambda: _columns(top, probes, args, context))
+    else:
+        top.used.update(("stats", "columns"))
+    problems.collect(top.reject_unknown)
+    problems.raise_any()
+    profile = Profile(name=name, source=source, probes=probes, args=args, context=context,
+                      **fields)
     check_combination(profile, source)
     return profile
+
+
+def _columns(top: Mapping, probes: tuple[str, ...], args: tuple[Arg, ...],
+             context: Context) -> tuple[str, ...]:
+    if "columns" not in top.items:
+        return captures.default_columns(probes, args, context)
+    columns: tuple[str, ...] = top.node("columns", list_of(text))
+    captures.check_columns(columns, args, context, top.where("columns"))
+    return columns
 
 
 def check_combination(profile: Profile, where: str) -> Profile:

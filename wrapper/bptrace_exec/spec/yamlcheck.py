@@ -126,3 +126,35 @@ class Mapping:
                 known = ", ".join(sorted(self.used))
                 raise SpecError(at(self.source, self.items[key][0]),
                                 f"unknown key `{key}` in {self.what}", hint=f"known keys: {known}")
+
+
+class Problems:
+    """The errors of a profile's fields, collected so that one run reports them all (the
+    first few), each with its line and hint."""
+
+    MOST = 5
+
+    def __init__(self) -> None:
+        self.errors: list[SpecError] = []
+
+    def collect(self, parse: Callable[[], Any], default: Any = None) -> Any:
+        try:
+            return parse()
+        except SpecError as exc:
+            self.errors.append(exc)
+            return default
+
+    def raise_any(self) -> None:
+        if len(self.errors) == 1:
+            raise self.errors[0]
+        if self.errors:
+            in_order = sorted(self.errors, key=lambda e: _line_of(e.where))
+            shown = [str(e) for e in in_order[:self.MOST]]
+            more = len(self.errors) - len(shown)
+            raise SpecError("", f"{len(self.errors)} problems:\n" + "\n".join(shown)
+                            + (f"\n... and {more} more" if more else ""))
+
+
+def _line_of(where: str) -> int:
+    line = where.rpartition(":")[2]
+    return int(line) if line.isdigit() else 0
