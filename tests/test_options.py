@@ -19,8 +19,9 @@ from test_record import recording
 # a live test checks each: --duration (test_duration_stops_by_itself), --record
 # (test_replay_equals_the_live_run), --buffer-pages (test_lost_events_are_never_hidden),
 # --json/--columns/-o/--top/--interval/--export in live runs (test_trace, test_stats_live),
-# --summary (test_json_consumers), --all-attempts (test_a_path_search_is_one_row).
-LIVE_ONLY = {"duration", "record", "buffer_pages"}
+# --summary (test_json_consumers), --all-attempts (test_a_path_search_is_one_row),
+# --command-output (test_command_output_kept_apart).
+LIVE_ONLY = {"duration", "record", "buffer_pages", "command_output"}
 # Where a value depends on this host (a container to look up, a second bpftrace): their
 # refusals are walked, their effect is tested live.
 HOST_BOUND = {"container", "bpftrace"}
@@ -61,6 +62,7 @@ def option(dest: str, tmp: Path) -> tuple[list[str], list[str]]:
         "record": ([], ["--record", str(tmp / "r.rec")]), "duration": ([], ["--duration", "1"]),
         "max_args": ([], ["--max-args", "8"]), "argv_bytes": ([], ["--argv-bytes", "1000"]),
         "buffer_pages": ([], ["--buffer-pages", "64"]),
+        "command_output": ([], ["--command-output", str(tmp / "out.txt")]),
         "bpftrace": ([], ["--bpftrace", NO_BPFTRACE]),
     }[dest]
 

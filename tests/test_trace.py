@@ -365,3 +365,17 @@ def test_a_path_search_is_one_row(engine: str, nothing_left_running: None) -> No
              if ln.endswith(" bpx-search")]
     assert [ln.split()[5] for ln in every] == ["ENOENT", "ENOENT", "0"], every
     assert len(run_tool("--json", *args).execs()) == 4
+
+
+def test_command_output_kept_apart(engine: str, tmp_path: Path,
+                                   nothing_left_running: None) -> None:
+    out = tmp_path / "command.txt"
+    run = run_tool("--bpftrace", engine, "--command-output", str(out), "--",
+                   "sh", "-c", "printf '<%s>\\n' out; printf '<%s>\\n' err >&2; "
+                   "/bin/true bpx-apart")
+    assert run.returncode == 0, run.stderr
+    assert out.read_text() == "<out>\n<err>\n"
+    assert "<out>" not in run.stdout + run.stderr and "<err>" not in run.stdout + run.stderr
+    assert any(ln.endswith("/bin/true bpx-apart") for ln in run.stdout.splitlines())
+    refused = run_tool("--command-output", "/nonexistent/dir/x", "--", "true")
+    assert refused.returncode == 2 and "cannot write /nonexistent/dir/x" in refused.stderr

@@ -138,6 +138,7 @@ class Live:
     buffer_pages: int | None = None  # bpftrace's event buffer, in pages (a power of 2)
     record: str | None = None  # a file to keep the raw transcript in (--record)
     command_stdout_to_stderr: bool = False  # keep the command's output off stdout
+    command_output: str | None = None  # a file for the command's stdout and stderr
     handle_signals: bool = False  # SIGINT, SIGTERM, SIGHUP end the run cleanly (the CLI's)
 
 
@@ -180,7 +181,8 @@ def _live(profile: Profile, live: Live, hooks: Hooks) -> Trace:
         gated = None
         if live.command:
             gated = GatedCommand(list(live.command),
-                                 stdout_to_stderr=live.command_stdout_to_stderr)
+                                 stdout_to_stderr=live.command_stdout_to_stderr,
+                                 output=live.command_output)
             undo.callback(gated.end)
         session = Session(program.text, engine, buffer_pages=pages, strlen=program.strlen,
                           command=gated, drains=program.drains,

@@ -203,6 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "root, no bpftrace")
     r = p.add_argument_group("run")
     r.add_argument("--duration", type=float, metavar="SECONDS", help="stop after SECONDS")
+    r.add_argument("--command-output", metavar="FILE",
+                   help="the COMMAND's stdout and stderr go to FILE, apart from the rows "
+                        "(default: its stdout to stderr, unless -o)")
     r.add_argument("--max-args", type=int, metavar="N",
                    help=f"arguments kept per exec ({MAX_ARGS_RANGE[0]}-{MAX_ARGS_RANGE[1]}, "
                         "profile default 64)")
@@ -302,7 +305,8 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
             trace = api.trace(profile, hooks=hooks, live=api.Live(
                 command=command or None, duration=args.duration, bpftrace=args.bpftrace,
                 buffer_pages=args.buffer_pages, record=args.record,
-                command_stdout_to_stderr=not args.output, handle_signals=True))
+                command_stdout_to_stderr=not args.output, command_output=args.command_output,
+                handle_signals=True))
         with trace:
             shown = trace.profile
             if shown.stats.enabled:

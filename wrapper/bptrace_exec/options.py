@@ -69,6 +69,7 @@ RULES: dict[str, tuple[Rule, str] | tuple[Rule, str, str]] = {
     "export_format": (lambda m: not m.emit, "it is --export's format"),
     "record": (lambda m: m.live, "it keeps the transcript of a live run"),
     "duration": (lambda m: m.live, "it bounds a live run"),
+    "command_output": (lambda m: m.live, "it is where a traced COMMAND writes"),
     "max_args": (lambda m: TRACING(m) and not m.stats, "it limits the arguments rows show"),
     "argv_bytes": (lambda m: TRACING(m) and not m.stats, "it limits the arguments rows show"),
     "buffer_pages": (lambda m: m.live, "it sizes bpftrace's buffer for a live run"),
@@ -98,6 +99,9 @@ def check_options(args: argparse.Namespace, parser: argparse.ArgumentParser,
     if args.export_format and len(args.export or []) != 1:
         raise UsageError("--export-format is the format of one --export PATH",
                          hint="give each --export PATH the extension of its format")
+    if args.command_output and not command:
+        raise UsageError("--command-output does nothing without a -- COMMAND: it is where "
+                         "the COMMAND writes", hint="add -- COMMAND, or drop --command-output")
     if command and not (mode.live or args.emit == "script"):
         raise UsageError(f"a COMMAND runs and is traced live: it does nothing {mode.name}",
                          hint="drop -- COMMAND")

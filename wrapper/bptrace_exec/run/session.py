@@ -119,11 +119,18 @@ class _Spawn(pexpect.spawn):  # type: ignore[misc]
 class GatedCommand:
     """A command forked now and exec'd only when released."""
 
-    def __init__(self, argv: list[str], *, stdout_to_stderr: bool) -> None:
+    def __init__(self, argv: list[str], *, stdout_to_stderr: bool,
+                 output: str | None = None) -> None:
         path = shutil.which(argv[0])
         if path is None:
             raise UsageError(f"command not found: {argv[0]}",
                              hint="give a program on PATH or a path to one after --")
+        try:  # the command's stdout and stderr, apart from what the tracer writes
+            out_fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
+                             0o644) if output else -1
+        except OSError as exc:
+            raise UsageError(f"cannot write {output}: {exc.strerror}",
+                             hint="--command-output names a file to create") from None
         read_end, self._gate = os.pipe()
         self.pid = os.fork()
         if self.pid == 0:  # the child: wait at the gate, then become the command
@@ -131,7 +138,10 @@ class GatedCommand:
                 os.close(self._gate)
                 for sig in STOP_SIGNALS:
                     signal.signal(sig, signal.SIG_DFL)
-                if stdout_to_stderr:
+                if out_fd >= 0:
+                    os.dup2(out_fd, 1)
+                    os.dup2(out_fd, 2)
+                elif stdout_to_stderr:
                     os.dup2(2, 1)
                 if os.read(read_end, 1) == b"":
                     os._exit(127)  # the tracer gave up before starting it
@@ -143,6 +153,8 @@ class GatedCommand:
             finally:
                 os._exit(127)
         os.close(read_end)
+        if out_fd >= 0:
+            os.close(out_fd)
         self.status: int | None = None  # once it has ended on its own, shell style
         self.released = False
         self._reaped = False
