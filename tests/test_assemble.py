@@ -6,7 +6,7 @@ from __future__ import annotations
 from bptrace_exec.event import Event
 from bptrace_exec.parse.join import COMPLETE_WAIT_NS, Assembler
 from bptrace_exec.parse.values import ARGC_UNSURE
-from bptrace_exec.records import BYTES, CALL, ELEM, FIRST, STR
+from bptrace_exec.records import BYTES, CALL, DROP, ELEM, FIRST, STR
 from bptrace_exec.spec import parse_profile, with_overrides
 from recordtext import record
 
@@ -183,3 +183,20 @@ def test_the_start_mark_is_neither_an_exec_nor_unknown() -> None:
     a = new()
     assert feed(a, [b"ready"]) == []
     assert a.stats.unknown == a.stats.malformed == 0
+
+
+def test_a_dropped_call_is_forgotten_whichever_comes_first() -> None:
+    """A call filtered out at return after printing at entry: its records go, whether
+    its `drop` comes after them or (from another CPU) before; it is not "unfinished"."""
+    first = record(FIRST, 7, 100, slot=ARGV, next=0, text=b"sh")
+    drop = record(DROP, 7, 100)
+    for order in ([first, drop], [drop, first]):
+        a = new()
+        assert feed(a, order) == [] and list(a.expire(0)) == []
+        assert a.pending == {} or order[0] is drop
+        assert list(a.flush()) == [] and a.stats.unfinished == 0 and a.pending == {}
+    a = new()  # a drop long before: the records after it are a call of their own
+    feed(a, [drop])
+    list(a.expire(COMPLETE_WAIT_NS + 1))
+    feed(a, [first])
+    assert list(a.flush()) == [] and a.stats.unfinished == 1

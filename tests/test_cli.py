@@ -160,4 +160,59 @@ def test_stats_from_json_lines_written_by_the_tool(tmp_path: Path) -> None:
 def test_a_mistyped_option_gets_a_suggestion() -> None:
     out = run("--jsn")
     assert out.returncode == 2 and "did you mean --json?" in out.stderr
+    assert "did you mean --color?" in run("--colour", "never").stderr
     assert "did you mean" not in run("--zzzz").stderr
+
+
+def test_names_not_utf8_reach_reports_and_exports_readable(tmp_path: Path) -> None:
+    line = ('{"event":"exec","time":"2026-01-01T00:00:00.000000Z","filename":"/bin/caf\\ufffd",'
+            '"comm":"sh","uid":0,"ppid":1,"ret":0,"errno":null,"latency_ns":5,'
+            '"argv":["x"],"b64":{"/filename":"L2Jpbi9jYWbp","not a pointer":"AA=="}}\n')
+    src = tmp_path / "in.jsonl"
+    src.write_text(line)
+    paths = {fmt: tmp_path / f"x.{fmt}" for fmt in ("json", "csv", "md", "prom")}
+    out = run("--stats", "--from", str(src), "--json", "-o", str(tmp_path / "r.json"),
+              *[a for p in paths.values() for a in ("--export", str(p))])
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+    for report in (tmp_path / "r.json", paths["json"]):
+        data = json.loads(report.read_bytes().decode("utf-8"))  # strict UTF-8
+        [program] = data["breakdowns"]["program"]["top"]
+        assert program["key"] == "/bin/caf\ufffd"
+        assert data["b64"] == {"/breakdowns/program/top/0/key": "L2Jpbi9jYWbp"}
+    assert "/bin/caf\\xe9" in paths["csv"].read_text()
+
+
+def test_columns_are_checked_against_the_context_asked_for() -> None:
+    from bptrace_exec import UserError, profile_of
+
+    shown = profile_of("openat", context=True, columns="time,pid,container,path")
+    assert shown.columns == ("time", "pid", "container", "path")
+    with pytest.raises(UserError, match="unknown column 'container'"):
+        profile_of("openat", columns="time,container")
+
+
+def test_two_outputs_never_write_one_file(tmp_path: Path) -> None:
+    same = str(tmp_path / "a")
+    out = run("--stats", "--from", "/dev/null", "-o", same, "--export", same + ".csv",
+              "--export", same)
+    assert out.returncode == 2 and "-o and --export both write" in out.stderr
+    assert not os.path.exists(same)
+
+
+def test_table_options_are_refused_with_json() -> None:
+    for option in (["--columns", "pid"], ["--wide"], ["--all-attempts"]):
+        out = run("--json", *option)
+        assert out.returncode == 2 and "does nothing" in out.stderr, out.stderr
+
+
+def test_every_export_is_written(tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"event":"exec","time":"2026-01-01T00:00:00.000000Z","filename":"/x",'
+                   '"comm":"sh","uid":0,"ppid":1,"ret":0,"errno":null,"latency_ns":5,'
+                   '"argv":["x"]}\n')
+    paths = [tmp_path / "a.csv", tmp_path / "a.prom", tmp_path / "a.json"]
+    out = run("--stats", "--from", str(src), *[a for p in paths for a in ("--export", str(p))])
+    assert out.returncode == 0, out.stderr
+    assert "bptrace_exec_execs_total 1" in paths[1].read_text()
+    assert json.loads(paths[2].read_text())["execs"] == 1 and "total,execs,1" in \
+        paths[0].read_text()

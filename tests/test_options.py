@@ -56,6 +56,7 @@ def option(dest: str, tmp: Path) -> tuple[list[str], list[str]]:
         "columns": ([], ["--columns", "pid,comm"]), "json": ([], ["--json"]),
         "summary": (["--json"], ["--summary", "stderr"]),
         "all_attempts": ([], ["--all-attempts"]), "wide": ([], ["--wide"]),
+        "color": ([], ["--color", "always"]),
         "top": ([], ["--top", "1"]), "interval": ([], ["--interval", "5"]),
         "export": ([], ["--export", str(tmp / "x.csv")]),
         "export_format": (["--export", str(tmp / "y.json")], ["--export-format", "csv"]),
@@ -121,7 +122,7 @@ def test_each_option_does_what_it_says_or_is_refused(dest: str, mode: str,
         assert NO_BPFTRACE in stderr  # it got past every check
         base = ["--emit", "script"] + (["--stats"] if mode == "stats" else []) + needs
         if dest in ("json", "columns", "result", "top", "export", "export_format", "summary",
-                    "all_attempts", "wide"):
+                    "all_attempts", "wide", "color"):
             return  # shown by the live tests, not in the program
         with_it = outcome(base + given, tmp_path)
     assert with_it != outcome(base, tmp_path), f"{given} does nothing {mode}"

@@ -62,8 +62,10 @@ def test_a_table_on_a_terminal(tmp_path: Path) -> None:
     path, _ = recording(tmp_path)
 
     def table(*extra: str, **env: str) -> list[str]:
+        # the terminal's own width: $COLUMNS, which would override it, is left out
+        inherited = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
         child = pexpect.spawn(sys.executable, ["-m", "bptrace_exec", "--replay", str(path),
-                                               "-q", *extra], env={**os.environ, **env},
+                                               "-q", *extra], env={**inherited, **env},
                               dimensions=(50, 80), encoding="utf-8", timeout=60)
         out = child.read()
         child.close()
@@ -76,5 +78,7 @@ def test_a_table_on_a_terminal(tmp_path: Path) -> None:
     assert all(len(plain(ln)) <= 80 for ln in cut) and any(ln.endswith(CUT_MARK) for ln in cut)
     assert any(f"{RED}ENOENT{PLAIN}" in ln for ln in cut)
     assert not any("\x1b[" in ln for ln in table(NO_COLOR="1"))
+    assert any(RED in ln for ln in table("--color", "always", NO_COLOR="1"))
+    assert not any("\x1b[" in ln for ln in table("--color", "never"))
     whole = table("--wide", NO_COLOR="1")
     assert any(len(ln) > 80 for ln in whole) and not any(ln.endswith(CUT_MARK) for ln in whole)

@@ -36,7 +36,7 @@ from bptrace_exec.pipeline import Summary
 from bptrace_exec.run.cgroups import container_cgroups
 from bptrace_exec.run.engine import find_engine
 from bptrace_exec.spec import Profile, available_profiles, load_profile, with_overrides
-from bptrace_exec.spec.overrides import adhoc_profile, apply_columns, apply_where
+from bptrace_exec.spec.overrides import adhoc_profile, apply_where
 from bptrace_exec.spec.parse import ARGV_BYTES_RANGE, MAX_ARGS_RANGE, TOP_RANGE
 from bptrace_exec.spec.tracepoint import UNKNOWN, syscall_fields
 from bptrace_exec.spec.types import RESULT_TYPES, TYPES
@@ -170,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --json: where the lost and end lines go: stream (among the "
                         "events, default), stderr, none, or a FILE; apart, the events load "
                         "into tables as they are")
+    o.add_argument("--color", choices=["auto", "always", "never"], default="auto",
+                   help="a failed call's RET in red: on a terminal unless $NO_COLOR is set "
+                        "(auto), always, or never")
     o.add_argument("--wide", action="store_true",
                    help="on a terminal, rows whole (else cut to its width, marked \u2026)")
     o.add_argument("--all-attempts", action="store_true",
@@ -250,15 +253,12 @@ def _profile(args: argparse.Namespace) -> Profile:
     if args.syscall:
         if args.profile is not None:
             raise UsageError(f"give either a PROFILE ({args.profile}) or --syscall, not both")
-        profile = adhoc_profile(args.syscall, args.arg or [], result=args.result,
-                                columns=args.columns)
+        profile = adhoc_profile(args.syscall, args.arg or [], result=args.result)
     elif args.arg or args.result:
         raise UsageError("--arg and --result describe an ad-hoc profile",
                          hint="add --syscall NAME, or put them in the profile's YAML")
     else:
         profile = load_profile(args.profile or "execve")
-        if args.columns:
-            profile = apply_columns(profile, args.columns)
     if args.where:
         profile = apply_where(profile, args.where)
     cgroups = list(args.cgroup or [])
@@ -278,30 +278,32 @@ def _changes(args: argparse.Namespace, cgroups: list[str] | None = None) -> dict
     return dict(
         comm=args.comm, uid=args.uid, pid=args.pid, ppid=args.ppid, failed=args.failed,
         succeeded=args.succeeded, cgroup=cgroups or None, in_container=args.in_container,
-        parents=args.parents, context=args.show_context,
+        parents=args.parents, context=args.show_context, columns=args.columns,
         max_args=args.max_args, argv_bytes=args.argv_bytes,
         stats=True if args.stats or args.from_file or args.export else None, top=args.top,
         interval=args.interval, output_format="json" if args.json else None)
 
 
 def _run(args: argparse.Namespace, command: list[str]) -> int:
-    profile = _profile(args)
+    # a replay's profile is the recording's; the command line only says how it is shown
+    profile = None if args.replay else _profile(args)
     exports = [(path, format_for(path, args.export_format)) for path in args.export or []]
     for path, _ in exports:
         check_writable(path)
     with Output(args.output) as out, _summary_output(args.summary, out) as summary:
-        if args.emit:
+        if args.emit and profile:
             return _emit(args, profile, command, out)
-        if args.from_file:
+        if args.from_file and profile:
             return _stats_from_file(args, profile, out, exports)
         hooks = api.Hooks(say=(lambda _m: None) if args.quiet else stderr, warn=stderr,
-                          on_lost=lambda n: _lost(n, summary, profile))
+                          on_lost=lambda n: _lost(n, summary, trace.profile))
         if args.replay:
             # how it is shown is this command line's choice, not the recorded one's
             trace = api.replay(args.replay, hooks=hooks, top=args.top, columns=args.columns,
                                stats=True if args.stats or args.export else None,
                                output_format="json" if args.json else "table")
         else:
+            assert profile is not None
             trace = api.trace(profile, hooks=hooks, live=api.Live(
                 command=command or None, duration=args.duration, bpftrace=args.bpftrace,
                 buffer_pages=args.buffer_pages, record=args.record,
@@ -319,7 +321,7 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
                 _export(exports, stats, shown, titled())
             else:
                 _show_events(trace, out, summary, hooks, all_attempts=args.all_attempts,
-                             wide=args.wide)
+                             wide=args.wide, color=args.color)
         finished = trace.finished
         if finished is not None and finished.command_status is not None:
             return finished.command_status
@@ -339,6 +341,9 @@ def _emit(args: argparse.Namespace, profile: Profile, command: list[str], out: O
         version = find_engine(args.bpftrace).version_text  # its header names the one found
     out.write(generate(profile, version, follow=bool(command)).text)
     return EXIT_OK
+
+
+REPORT_JSON = json.JSONEncoder(ensure_ascii=False)  # a report per line, as json.dumps writes
 
 
 class Output:
@@ -362,12 +367,13 @@ class Output:
         if self.path:
             self.stream.close()
 
-    def terminal(self, *, wide: bool) -> Terminal:
+    def terminal(self, *, wide: bool, color: str) -> Terminal:
         """On a terminal, a table colours failures (unless $NO_COLOR) and fits its width."""
-        if not self.stream.isatty():
-            return Terminal()
-        return Terminal(colour=not os.environ.get("NO_COLOR"),
-                        width=None if wide else shutil.get_terminal_size().columns)
+        tty = self.stream.isatty()
+        colour = color == "always" or (color == "auto" and tty
+                                       and not os.environ.get("NO_COLOR"))
+        return Terminal(colour=colour, width=shutil.get_terminal_size().columns
+                        if tty and not wide else None)
 
     def write(self, text: str) -> None:
         if self.closed:
@@ -380,14 +386,14 @@ class Output:
 
     def report(self, stats: Stats, profile: Profile, title: str) -> None:
         top = profile.stats.top
-        self.write(json.dumps(to_dict(stats, top=top, title=title), ensure_ascii=False)
+        self.write(json_line(to_dict(stats, top=top, title=title), REPORT_JSON)
                    if profile.output_format == "json" else
                    render_report(stats, top=top, title=title))
 
 
 def _show_events(trace: api.Trace, out: Output, summary: Output | None, hooks: api.Hooks,
-                 *, all_attempts: bool, wide: bool) -> None:
-    render = Renderer(trace.profile, out.terminal(wide=wide))
+                 *, all_attempts: bool, wide: bool, color: str) -> None:
+    render = Renderer(trace.profile, out.terminal(wide=wide, color=color))
     if trace.profile.output_format == "json":
         for event in trace:
             out.write(json_line(render.to_dict(event)))
@@ -407,10 +413,13 @@ def _show_events(trace: api.Trace, out: Output, summary: Output | None, hooks: a
         hooks.say(status)
         out.write(render.header())
     trace.run.on_ready = header
-    trace.run.on_tick = lambda: show(rows.ready(time.time_ns()))
-    for event in trace:
-        show(rows.add(event))
-    show(rows.flush())
+    wall_offset_ns = trace.run.source.wall_offset_ns  # the clock the calls' times are on
+    trace.run.on_tick = lambda: show(rows.ready(time.monotonic_ns() + wall_offset_ns))
+    try:
+        for event in trace:
+            show(rows.add(event))
+    finally:  # bpftrace failing still shows what it traced before
+        show(rows.flush())
     _say_summary(trace.summary, None, hooks)
 
 
@@ -426,6 +435,7 @@ def _summary_output(where: str, out: Output) -> Iterator[Output | None]:
 
 
 def _lost(count: int, out: Output | None, profile: Profile) -> None:
+    """bpftrace's report of records lost: on stderr, and among JSON rows."""
     stderr(f"bptrace-exec: bpftrace lost {count} events (its buffer was full); "
            "raise --buffer-pages")
     if out is not None and profile.output_format == "json" and not profile.stats.enabled:

@@ -5,6 +5,8 @@ declared here once, for the CLI to check and for a test to walk."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -39,6 +41,7 @@ Rule = Callable[[Mode], bool]
 TRACING: Rule = lambda m: m.live or m.emit  # noqa: E731  (what the program does)
 ROWS: Rule = lambda m: not m.stats and not m.emit  # noqa: E731
 REPORT: Rule = lambda m: m.stats and not m.emit  # noqa: E731
+TABLE: Rule = lambda m: ROWS(m) and not m.json  # noqa: E731
 FILTERS = "filters run in the kernel while tracing; a recording or a JSON file holds " \
           "what was kept then"
 
@@ -54,12 +57,14 @@ RULES: dict[str, tuple[Rule, str] | tuple[Rule, str, str]] = {
     "profile": (lambda m: not m.replay, "a recording replays the profile it was made with"),
     "syscall": (lambda m: not m.replay, "a recording replays the profile it was made with"),
     "arg": (TRACING, "it describes what to trace"),
-    "result": (lambda m: ROWS(m) and not m.replay, "it says how rows show the return value"),
-    "columns": (ROWS, "it chooses the rows' columns"),
+    "result": (lambda m: TABLE(m) and not m.replay, "it says how the table shows the "
+               "return value (JSON has the number)"),
+    "columns": (TABLE, "it chooses the table's columns (JSON lines have every field)"),
     "json": (lambda m: not m.emit, "--emit prints a bpftrace program"),
-    "wide": (lambda m: ROWS(m) and not m.json, "it is for the table on a terminal"),
-    "all_attempts": (lambda m: ROWS(m) and not m.json, "JSON lines and reports count every "
-                     "attempt; the table folds them"),
+    "wide": (TABLE, "it is for the table on a terminal"),
+    "color": (TABLE, "it colours the table"),
+    "all_attempts": (TABLE, "JSON lines and reports count every attempt; the table folds "
+                     "them"),
     "summary": (lambda m: ROWS(m) and m.json, "it places the lost and end lines of --json",
                 "add --json"),
     "top": (REPORT, "it sizes the tables of the --stats report", "add --stats"),
@@ -76,6 +81,7 @@ RULES: dict[str, tuple[Rule, str] | tuple[Rule, str, str]] = {
     "bpftrace": (TRACING, "no bpftrace runs"),
 }
 SOURCES = ("emit", "replay", "from_file")  # one at most
+SUMMARY_PLACES = ("stream", "stderr", "none")  # --summary's words; else a file
 
 
 def check_options(args: argparse.Namespace, parser: argparse.ArgumentParser,
@@ -93,12 +99,24 @@ def check_options(args: argparse.Namespace, parser: argparse.ArgumentParser,
     unset = vars(parser.parse_args([]))
     for dest, (applies, why, *instead) in RULES.items():
         if getattr(args, dest) != unset[dest] and not applies(mode):
+            helps = instead and applies(dataclasses.replace(mode, stats=True, json=True))
             raise UsageError(f"{names[dest]} does nothing {mode.name}: {why}",
-                             hint=instead[0] if instead and not mode.stats
-                             else f"drop {names[dest]}")
+                             hint=instead[0] if helps else f"drop {names[dest]}")
     if args.export_format and len(args.export or []) != 1:
         raise UsageError("--export-format is the format of one --export PATH",
                          hint="give each --export PATH the extension of its format")
+    files = [("-o", args.output), ("--record", args.record),
+             ("--command-output", args.command_output),
+             *(("--export", path) for path in args.export or []),
+             ("--summary", args.summary if args.summary not in SUMMARY_PLACES else None)]
+    seen: dict[str, str] = {}
+    for option, path in files:
+        if path:
+            real = os.path.realpath(path)
+            if real in seen:
+                raise UsageError(f"{seen[real]} and {option} both write {path}",
+                                 hint="give each its own file")
+            seen[real] = option
     if args.command_output and not command:
         raise UsageError("--command-output does nothing without a -- COMMAND: it is where "
                          "the COMMAND writes", hint="add -- COMMAND, or drop --command-output")

@@ -30,6 +30,7 @@ from pathlib import Path
 from bptrace_exec.errors import ExportError, UsageError
 from bptrace_exec.output.report import bucket_text, share, title_of
 from bptrace_exec.output.tally import Stats
+from bptrace_exec.output.text import json_line
 
 FORMATS = {".csv": "csv", ".json": "json", ".md": "md", ".prom": "prom"}
 SCHEMA = "bptrace-exec-stats/1"
@@ -88,8 +89,10 @@ def to_dict(stats: Stats, *, top: int, title: str) -> dict[str, object]:
 
 
 def to_json(stats: Stats, *, top: int, title: str) -> str:
-    return json.dumps(to_dict(stats, top=top, title=title), indent=2, ensure_ascii=False,
-                      ) + "\n"
+    return json_line(to_dict(stats, top=top, title=title), _INDENTED) + "\n"
+
+
+_INDENTED = json.JSONEncoder(indent=2, ensure_ascii=False)
 
 
 def to_csv(stats: Stats, *, top: int, title: str) -> str:
@@ -189,7 +192,9 @@ WRITERS = {"csv": to_csv, "json": to_json, "md": to_markdown, "prom": to_prometh
 
 
 def write_export(stats: Stats, path: str, fmt: str, *, top: int, title: str) -> None:
-    text = WRITERS[fmt](stats, top=top, title=title)
+    # names not UTF-8: their bytes as \xNN (the JSON export has them exact, in "b64")
+    text = WRITERS[fmt](stats, top=top, title=title).encode(
+        "utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     target = Path(path)
     check_writable(path)  # again: the run may have lasted long enough for things to change
     try:

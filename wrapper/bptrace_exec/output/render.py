@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bptrace_exec.event import Event
-from bptrace_exec.output.columns import LOST, Column, columns_for
+from bptrace_exec.output.columns import LOST, columns_for
 from bptrace_exec.output.text import decode_text, iso_time
 from bptrace_exec.spec import types
 from bptrace_exec.spec.model import Arg, Profile
@@ -49,7 +49,7 @@ class Renderer:
             cells[-1] += " " + LOST
         if tried:
             cells[-1] += f" [tried {tried}]"
-        return self._line(cells, failed=event.ret < 0 and self.kind.event != "exit")
+        return self._line(cells, failed=self.kind.failed(event.ret))
 
     def _line(self, cells: list[str], *, failed: bool) -> str:
         out = []
@@ -59,25 +59,18 @@ class Renderer:
         width = self.terminal.width
         if width and len(line) > width:
             line = line[:width - 1] + CUT_MARK
-        if failed and self.terminal.colour and "result" in self._at:
-            start = self._at["result"]
-            end = start + len(out[self.columns.index(self._by_name["result"])].rstrip())
+        if failed and self.terminal.colour and self._result is not None:
+            # where RET stands in this row: cells wider than their column push it on
+            start = sum(len(cell) + 1 for cell in out[:self._result])
+            end = start + len(out[self._result].rstrip())
             if start < len(line):
                 line = line[:start] + RED + line[start:end] + PLAIN + line[end:]
         return line
 
     @functools.cached_property
-    def _by_name(self) -> dict[str, Column]:
-        return {c.name: c for c in self.columns}
-
-    @functools.cached_property
-    def _at(self) -> dict[str, int]:
-        """Where each column starts in a row (the last one's width varies, not its start)."""
-        at, place = {}, 0
-        for c in self.columns:
-            at[c.name] = place
-            place += c.width + 1
-        return at
+    def _result(self) -> int | None:
+        """The place of the RET column, if shown."""
+        return next((i for i, c in enumerate(self.columns) if c.name == "result"), None)
 
     def to_dict(self, e: Event) -> dict[str, object]:
         out: dict[str, object] = {

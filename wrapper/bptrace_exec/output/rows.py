@@ -33,11 +33,14 @@ class Rows:
 
     fold: bool = True
     _held: list[tuple[int, int, Row]] = field(default_factory=list)  # a heap by time
+    _by_tid: dict[int, list[Row]] = field(default_factory=dict)  # held, by thread
     _order: count[int] = field(default_factory=count)
     _latest_ns: int = 0
 
     def add(self, event: Event) -> list[Row]:
-        heapq.heappush(self._held, (event.time_ns, next(self._order), Row(event)))
+        row = Row(event)
+        heapq.heappush(self._held, (event.time_ns, next(self._order), row))
+        self._by_tid.setdefault(event.tid, []).append(row)
         self._latest_ns = max(self._latest_ns, event.time_ns)
         return self.ready(self._latest_ns)
 
@@ -46,24 +49,27 @@ class Rows:
         out = []
         while self._held and self._held[0][0] <= now_ns - WINDOW_NS:
             row = heapq.heappop(self._held)[2]
-            if not (self.fold and self._folded(row)):
+            same_thread = self._by_tid[row.event.tid]
+            same_thread.remove(row)  # its first, as a thread's calls follow each other
+            if not same_thread:
+                del self._by_tid[row.event.tid]
+            if not (self.fold and self._folded(row, same_thread)):
                 out.append(row)
         return out
 
     def flush(self) -> list[Row]:
         return self.ready(1 << 63)
 
-    def _folded(self, row: Row) -> bool:
+    def _folded(self, row: Row, same_thread: list[Row]) -> bool:
         """Whether the row is an attempt of a search whose next attempt is held: that
         one takes it over."""
         e = row.event
-        if e.errno not in SEARCH_ERRNOS or not _searched(e):
+        if not same_thread or e.errno not in SEARCH_ERRNOS or not _searched(e):
             return False
-        later = min((held for held in self._held if held[2].event.tid == e.tid),
-                    default=None)
-        if later is None or not _same_search(e, later[2].event):
+        later = same_thread[0]  # the thread's next call
+        if not _same_search(e, later.event):
             return False
-        later[2].tried += row.tried + 1
+        later.tried += row.tried + 1
         return True
 
 

@@ -85,29 +85,37 @@ def parent_chain(ancestors: tuple[tuple[int, bytes], ...]) -> str:
 
 
 EXACT_KEY = "b64"  # exact bytes of the strings that are not UTF-8, by JSON Pointer
-_NOT_ASCII = re.compile("[^\x00-\x7e]")
 
 
-def json_line(obj: dict[str, object]) -> str:
-    """One JSON line: UTF-8 text every parser reads, and the exact bytes of any string
-    that is not UTF-8 (see the module's doc)."""
-    text = _ENCODER.encode(obj)
+def json_line(obj: dict[str, object], encoder: json.JSONEncoder = _ENCODER) -> str:
+    """JSON text, one line by default: UTF-8 that every parser reads, and the exact bytes
+    of any string that is not UTF-8 (see the module's doc)."""
+    text = encoder.encode(obj)
     if text.isascii() and "\x7f" not in text:
         return text
     if _SURROGATE.search(text):
-        text = _ENCODER.encode(with_exact_bytes(obj))
-    return _NOT_ASCII.sub(_json_char, text)
+        text = encoder.encode(with_exact_bytes(obj))
+    return text.translate(_JSON_CHARS)
 
 
-def _json_char(match: re.Match[str]) -> str:
-    ch = match.group()
-    if ch != "\x7f" and unicodedata.category(ch) not in ("Cc", "Cf", "Zl", "Zp", "Co", "Cn"):
-        return ch
-    code = ord(ch)
-    if code <= 0xFFFF:
-        return f"\\u{code:04x}"
-    code -= 0x10000
-    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+class _JsonChars(dict[int, str]):
+    """For str.translate: a character as JSON writes it, found once per character."""
+
+    def __missing__(self, code: int) -> str:
+        ch = chr(code)
+        if ch != "\x7f" and (code < 0x80 or unicodedata.category(ch) not in (
+                "Cc", "Cf", "Zl", "Zp", "Co", "Cn")):
+            out = ch
+        elif code <= 0xFFFF:
+            out = f"\\u{code:04x}"
+        else:
+            code -= 0x10000
+            out = f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+        self[ord(ch)] = out
+        return out
+
+
+_JSON_CHARS = _JsonChars()
 
 
 def with_exact_bytes(obj: dict[str, object]) -> dict[str, object]:
@@ -141,6 +149,8 @@ def exact_strings(obj: dict[str, object]) -> dict[str, object]:
     if not isinstance(exact, dict):
         return obj
     for pointer, b64 in exact.items():
+        if not isinstance(pointer, str) or not pointer.startswith("/"):
+            continue  # not a pointer into this line: nothing to put back
         *path, last = [t.replace("~1", "/").replace("~0", "~") for t in pointer.split("/")[1:]]
         node: Any = obj
         try:

@@ -48,6 +48,7 @@ class Assembler:
              "_closing": closing})
         self.decoder = Decoder(profile)
         self.pending: dict[tuple[bytes, bytes], Parts] = {}
+        self.dropped: dict[tuple[bytes, bytes], int] = {}  # drops that came first, by time
         self.stats = JoinStats()
 
     def feed(self, text: bytes, now_ns: int) -> list[Event]:
@@ -59,7 +60,8 @@ class Assembler:
         if parser is None:
             if text.startswith(DROP_PREFIX):
                 tid, _, ident = text[len(DROP_PREFIX):].partition(b" ")
-                self.pending.pop((tid, ident), None)
+                if self.pending.pop((tid, ident), None) is None:
+                    self.dropped[(tid, ident)] = now_ns  # its records may come after it
                 return []
             if b" " in text:
                 self.stats.unknown += 1
@@ -83,6 +85,7 @@ class Assembler:
 
     def expire(self, now_ns: int) -> Iterator[Event]:
         """Calls whose missing records are not coming any more (lost events)."""
+        self._forget_dropped(now_ns - COMPLETE_WAIT_NS)
         for key, parts in list(self.pending.items()):
             if parts.closing is not None and now_ns - parts.closed_ns > COMPLETE_WAIT_NS:
                 del self.pending[key]
@@ -93,6 +96,7 @@ class Assembler:
 
     def flush(self) -> Iterator[Event]:
         """At the end of a run: every closed call is shown, flagged if incomplete."""
+        self._forget_dropped(1 << 63)
         for parts in sorted(self.pending.values(), key=lambda p: p.entry_ns):
             if parts.closing is not None:
                 yield from self._built(parts, parts.closing, incomplete=True)
@@ -122,6 +126,16 @@ class Assembler:
         return Event(p.entry_ns + self.wall_offset_ns, self.profile.probes[c.probe], c.pid,
                      p.tid, c.ppid, c.uid, c.comm if c.comm is not None else p.comm, c.ret,
                      c.latency, values, truncated, incomplete, parents, context)
+
+    def _forget_dropped(self, before_ns: int) -> None:
+        """Records of dropped calls that came after their drop go too; drops seen before
+        `before_ns` are not waited for any more."""
+        for key, seen_ns in list(self.dropped.items()):
+            parts = self.pending.get(key)
+            if parts is not None and parts.closing is None:
+                del self.pending[key]
+            if seen_ns < before_ns:
+                del self.dropped[key]
 
     def _evict_oldest(self) -> None:
         oldest = min(self.pending, key=lambda k: self.pending[k].first_seen_ns)

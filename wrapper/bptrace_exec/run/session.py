@@ -131,14 +131,23 @@ class GatedCommand:
         except OSError as exc:
             raise UsageError(f"cannot write {output}: {exc.strerror}",
                              hint="--command-output names a file to create") from None
-        read_end, self._gate = os.pipe()
-        self.pid = os.fork()
+        fds = [out_fd] if out_fd >= 0 else []
+        try:
+            read_end, self._gate = os.pipe()
+            fds += [read_end, self._gate]
+            self.pid = os.fork()
+        except OSError as exc:
+            for fd in fds:
+                os.close(fd)
+            raise EnvironmentProblem(f"cannot start {argv[0]}: {exc.strerror}") from None
         if self.pid == 0:  # the child: wait at the gate, then become the command
+            said = 2  # where an exec failure is said: the tracer's stderr
             try:
                 os.close(self._gate)
                 for sig in STOP_SIGNALS:
                     signal.signal(sig, signal.SIG_DFL)
                 if out_fd >= 0:
+                    said = os.dup(2)  # closed by the exec
                     os.dup2(out_fd, 1)
                     os.dup2(out_fd, 2)
                 elif stdout_to_stderr:
@@ -148,7 +157,7 @@ class GatedCommand:
                 os.close(read_end)
                 os.execv(path, argv)
             except OSError as exc:
-                os.write(2, f"bptrace-exec: cannot run {argv[0]}: {exc.strerror}\n".encode())
+                os.write(said, f"bptrace-exec: cannot run {argv[0]}: {exc.strerror}\n".encode())
                 os._exit(126)
             finally:
                 os._exit(127)

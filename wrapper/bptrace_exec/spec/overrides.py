@@ -136,8 +136,6 @@ def with_overrides(profile: Profile, **changes: Any) -> Profile:
                          hint="options are the command line's, with _ for -: comm, failed, "
                               "parents, context, stats, ... (help(bptrace_exec.trace))")
     columns = changes.pop("columns", None)  # "a,b" as --columns, or names
-    if columns is not None:
-        profile = apply_columns(profile, columns if isinstance(columns, str) else ",".join(columns))
 
     def take(keys: tuple[str, ...]) -> dict[str, Any]:
         return {k: changes.pop(k) for k in keys if changes.get(k) is not None}
@@ -164,6 +162,11 @@ def with_overrides(profile: Profile, **changes: Any) -> Profile:
         changes["columns"] = captures.columns_with_context(
             profile.columns, profile.probes, profile.args, profile.context,
             changes["context"])
+    if columns is not None:  # checked against the context as changed
+        shown_context = changes.get("context", profile.context)
+        changes["columns"] = apply_columns(
+            dataclasses.replace(profile, context=shown_context),
+            columns if isinstance(columns, str) else ",".join(columns)).columns
     limits = take(_LIMITS)
     if set(limits) - set(profile.kind.limits):
         raise UsageError("--max-args and --argv-bytes are for exec profiles",

@@ -91,8 +91,9 @@ def parse_profile(text_: str, *, source: str, name: str,
                                default=None)
     fields = dict(
         description=problems.collect(lambda: top.value("description", text, default="")),
-        filters=problems.collect(lambda: top.node(
-            "filters", lambda n, s: _filters(n, s, args or ()), default=Filters())),
+        filters=problems.collect(lambda: top.node(  # on arguments: only once they parse
+            "filters", lambda n, s: _filters(n, s, args), default=Filters()))
+        if args is not None else Filters(),
         limits=problems.collect(lambda: top.node(
             "limits", lambda n, s: _limits(n, s, kind.limits), default=Limits())),
         output_format=problems.collect(lambda: top.node("output", _output, default="table")),
@@ -106,7 +107,7 @@ def parse_profile(text_: str, *, source: str, name: str,
             default=StatsSpec(by=default_by)))
         fields["columns"] = problems.collect(lambda: _columns(top, probes, args, context))
     else:
-        top.used.update(("stats", "columns"))
+        top.used.update(("stats", "columns", "filters"))
     problems.collect(top.reject_unknown)
     problems.raise_any()
     profile = Profile(name=name, source=source, probes=probes, args=args, context=context,
