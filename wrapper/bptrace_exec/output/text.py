@@ -95,7 +95,14 @@ def json_line(obj: dict[str, object], encoder: json.JSONEncoder = _ENCODER) -> s
         return text
     if _SURROGATE.search(text):
         text = encoder.encode(with_exact_bytes(obj))
-    return text.translate(_JSON_CHARS)
+    chars = _JSON_CHARS
+    for c in {*_NOT_ASCII.findall(text), "\x7f"}:  # a few characters, each replaced once
+        if chars[ord(c)] != c:
+            text = text.replace(c, chars[ord(c)])
+    return text
+
+
+_NOT_ASCII = re.compile("[^\x00-\x7f]")
 
 
 class _JsonChars(dict[int, str]):
