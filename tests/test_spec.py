@@ -16,6 +16,7 @@ from bptrace_exec.spec import (
     parse_profile,
     with_overrides,
 )
+from bptrace_exec.spec.overrides import apply_where
 
 
 def parse(text: str):  # noqa: ANN201
@@ -130,3 +131,22 @@ def test_overrides_replace_and_are_validated() -> None:
         with_overrides(base, max_args=100000)
     with pytest.raises(SpecError, match="15"):
         with_overrides(base, comm=["x" * 16])
+
+
+def test_yaml_number_forms_are_never_changed_silently() -> None:
+    """YAML 1.1 reads 017 as 15, 0x1F as 31, 1_000 as 1000 and 1:30 as 90: a name stays
+    as written, a number not written in decimal is refused."""
+    names = parse("version: 1\nfilters: {comm: [017, 0x1F, 1_000, 1:30, 12]}\n").filters.comm
+    assert names == ("017", "0x1F", "1_000", "1:30", "12")
+    for uid in ("1:30", "0x10", "017", "1_000"):
+        with pytest.raises(SpecError, match="not written in decimal"):
+            parse(f"version: 1\nfilters: {{uid: [{uid}]}}\n")
+    assert parse("version: 1\nfilters: {uid: [-0, 1000]}\n").filters.uid == (0, 1000)
+
+
+@pytest.mark.parametrize("where", ["target=4294967297", "target=-2147483649",
+                                   "signal=4294967305"])
+def test_filter_values_out_of_the_arguments_range_are_refused(where: str) -> None:
+    with pytest.raises(UsageError, match="does not fit|not a signal"):
+        apply_where(load_profile("kill"), [where])
+    assert apply_where(load_profile("kill"), ["target=4294967295"])  # -1, read unsigned

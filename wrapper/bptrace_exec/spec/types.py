@@ -144,12 +144,18 @@ class FilterValueError(ValueError):
     pass
 
 
-def _int_filter(value: object) -> int:
+def _int_filter(value: object, bits: int = 64) -> int:
+    """A number the argument can hold: signed, or the same bits read unsigned. Anything
+    wider is refused, never wrapped (4294967297 is not 1 for a 32-bit argument)."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise FilterValueError("expected a whole number")
-    if not -(1 << 63) <= value < (1 << 64):
-        raise FilterValueError(f"{value} does not fit in 64 bits")
+    if not -(1 << (bits - 1)) <= value < (1 << bits):
+        raise FilterValueError(f"{value} does not fit in the argument's {bits} bits")
     return value
+
+
+def _int32_filter(value: object) -> int:
+    return _int_filter(value, 32)
 
 
 def _signal_filter(value: object) -> int:
@@ -176,13 +182,13 @@ def _errno_filter(value: object) -> int:
         if not isinstance(number, int):
             raise FilterValueError(f"unknown error name {value!r} (e.g. ENOENT, EPERM, 2)")
         return number
-    return _int_filter(value)
+    return _int_filter(value, 32)
 
 
 def _fd_filter(value: object) -> int:
     if value == "AT_FDCWD":
         return AT_FDCWD
-    return _int_filter(value)
+    return _int_filter(value, 32)
 
 
 def _flag_filter(table: tuple[tuple[str, int], ...]) -> Callable[[object], int]:
@@ -232,7 +238,8 @@ def _show_bytes(v: Any) -> str:
 _OPEN_FILTER_TABLE = tuple((n, getattr(os, n)) for n in _ACCESS[:3]) + _OPEN_FLAGS
 
 TYPES: dict[str, ArgType] = {t.name: t for t in (
-    ArgType("int", "int", "a signed number (C int)", _show_int(32), _int_filter, 6, 32, True),
+    ArgType("int", "int", "a signed number (C int)", _show_int(32), _int32_filter, 6, 32,
+            True),
     ArgType("long", "int", "a signed 64-bit number", _show_int(64), _int_filter, 8, 64, True),
     ArgType("uint", "int", "an unsigned 64-bit number", _show_int(0), _int_filter, 8,
             json_number=True),
@@ -243,7 +250,7 @@ TYPES: dict[str, ArgType] = {t.name: t for t in (
     ArgType("fd", "int", "a file descriptor (AT_FDCWD shown by name)",
             lambda v: fd_text(int(v)), _fd_filter, 8, 32, True),
     ArgType("pid", "int", "a process id (negative: a process group, -1: all)",
-            _show_int(32), _int_filter, 7, 32, True),
+            _show_int(32), _int32_filter, 7, 32, True),
     ArgType("errno", "int", "an error number shown by name, e.g. ENOENT (or -ENOENT)",
             errno_text, _errno_filter, 8, 32),
     ArgType("signal", "int", "a signal number shown by name, e.g. SIGTERM",

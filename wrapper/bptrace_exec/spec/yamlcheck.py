@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -22,8 +23,10 @@ def text(value: Any, where: str) -> str:
 def integer(low: int, high: int) -> Callable[[Any, str], int]:
     def check(value: Any, where: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise SpecError(where, f"expected a whole number, got {kind(value)}",
-                            hint=f"use a number from {low} to {high}")
+            written = f" ({value!r} is not written in decimal)" if isinstance(value, str) \
+                and value[:1].isdigit() else ""
+            raise SpecError(where, f"expected a whole number, got {kind(value)}{written}",
+                            hint=f"use a number from {low} to {high}, in decimal")
         if not low <= value <= high:
             raise SpecError(where, f"{value} is out of range",
                             hint=f"use a number from {low} to {high}")
@@ -68,9 +71,18 @@ def scalar(node: yaml.Node, source: str) -> Any:
         kind = "a list" if isinstance(node, yaml.SequenceNode) else "a mapping"
         raise SpecError(at(source, node), f"expected a single value, got {kind}")
     try:
-        return _CONSTRUCTOR.construct_object(node, deep=True)
+        value = _CONSTRUCTOR.construct_object(node, deep=True)
     except yaml.YAMLError as exc:
         raise SpecError(at(source, node), f"cannot read this value: {exc}") from None
+    if isinstance(value, int) and not isinstance(value, bool) \
+            and not _DECIMAL.fullmatch(node.value):
+        # YAML 1.1 reads 017 as 15, 0x1F as 31, 1_000 as 1000 and 1:30 as 90: such a
+        # value stays the text it was written as (a name), and a number check refuses it
+        return node.value
+    return value
+
+
+_DECIMAL = re.compile(r"[-+]?(0|[1-9][0-9]*)")
 
 
 def sequence(node: yaml.Node, source: str) -> list[yaml.Node]:
