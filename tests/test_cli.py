@@ -216,3 +216,28 @@ def test_every_export_is_written(tmp_path: Path) -> None:
     assert "bptrace_exec_execs_total 1" in paths[1].read_text()
     assert json.loads(paths[2].read_text())["execs"] == 1 and "total,execs,1" in \
         paths[0].read_text()
+
+
+def test_bad_input_and_full_disks_are_explained_without_a_traceback(tmp_path: Path) -> None:
+    lines = tmp_path / "odd.jsonl"
+    lines.write_text('{"event":"exec","argv":["x"],"ret":"x","filename":"/x"}\n'
+                     + "[" * 100_000 + "\n")
+    odd = run("--stats", "--from", str(lines))
+    assert odd.returncode == 0 and "2 line(s)" in odd.stderr, odd.stderr
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("version: 1\ndescription: " + "[" * 500 + "]" * 500 + "\n")
+    nested = run(str(deep), "--emit", "script")
+    assert nested.returncode == 2 and "nested too deeply" in nested.stderr
+    full = run("--stats", "--from", str(lines), "-o", "/dev/full")
+    assert full.returncode == 4 and "cannot write /dev/full" in full.stderr
+    with open("/dev/full", "w") as stdout:
+        to_full = subprocess.run(tool_command("--emit", "script"), stdout=stdout,
+                                 stderr=subprocess.PIPE, text=True, timeout=60, check=False)
+    assert to_full.returncode == 4 and "No space left" in to_full.stderr
+    header = {"recording": "bptrace-exec/2", "bpftrace": "v0.17.0", "profile": {},
+              "started": "", "wall_offset_ns": 10 ** 30}
+    rec = tmp_path / "odd.rec"
+    rec.write_text(json.dumps(header) + "\n")
+    assert run("--replay", str(rec)).returncode == 2
+    for out in (odd, nested, full, to_full):
+        assert "Traceback" not in out.stderr

@@ -281,15 +281,21 @@ def stats_from_json(lines: Iterable[str], *, by: Iterable[str]) -> tuple[Stats, 
     for line in lines:
         try:
             obj = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested beyond reason
             skipped += bool(line.strip())
             continue
         if isinstance(obj, dict) and (obj.get("event", "exec") == "exec" and "argv" in obj
-                                      or obj.get("event") == "call"):
+                                      or obj.get("event") == "call") and _numbers_are(obj):
             events.append(exact_strings(obj))
         elif not (isinstance(obj, dict) and obj.get("event") in ("lost", "end")):
             skipped += 1
     return from_json_events(events, by=by), skipped
+
+
+def _numbers_are(obj: dict[str, object]) -> bool:
+    """Whether an event line's numbers are numbers (else it is skipped, and counted)."""
+    return all(isinstance(v, int) and not isinstance(v, bool) for k, v in obj.items()
+               if k in ("ret", "pid", "ppid", "uid", "tid") or k.endswith("_ns"))
 
 
 def title(profile: Profile) -> str:

@@ -22,6 +22,7 @@ from bptrace_exec.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_STATUSES,
+    OutputError,
     UsageError,
     UserError,
 )
@@ -364,8 +365,15 @@ class Output:
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        if self.path:
-            self.stream.close()
+        try:
+            if self.path:
+                self.stream.close()
+            elif not self.closed:
+                self.stream.flush()
+        except BrokenPipeError:
+            self.closed = True
+        except OSError as exc:
+            raise self._failed(exc) from None
 
     def terminal(self, *, wide: bool, color: str) -> Terminal:
         """On a terminal, a table colours failures (unless $NO_COLOR) and fits its width."""
@@ -383,6 +391,13 @@ class Output:
             self.stream.flush()
         except BrokenPipeError:
             self.closed = True
+        except OSError as exc:
+            raise self._failed(exc) from None
+
+    def _failed(self, exc: OSError) -> OutputError:
+        self.closed = True
+        return OutputError(f"cannot write {self.path or 'the output'}: {exc.strerror or exc}",
+                           hint="free space, or write elsewhere with -o FILE")
 
     def report(self, stats: Stats, profile: Profile, title: str) -> None:
         top = profile.stats.top

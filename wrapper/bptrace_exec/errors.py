@@ -14,7 +14,8 @@ EXIT_STATUSES = (
     (EXIT_RUNTIME, "bpftrace refused the program or died while tracing"),
     (EXIT_USAGE, "bad command line or profile; nothing was run"),
     (EXIT_ENVIRONMENT, "environment: not root, no usable bpftrace, no tracefs"),
-    (EXIT_EXPORT, "the --export file could not be written (the report was printed)"),
+    (EXIT_EXPORT, "an output could not be written: an --export file (the report was "
+                  "printed), -o FILE or stdout (a full disk, an I/O error)"),
     (EXIT_INTERRUPTED, "interrupted before tracing started"),
 )
 COMMAND_STATUS = "with -- COMMAND: COMMAND's own exit status (128+signal if killed)"
@@ -57,4 +58,10 @@ class EngineFailure(UserError):
 
 
 class ExportError(UserError):
+    exit_status = EXIT_EXPORT
+
+
+class OutputError(UserError):
+    """Rows or a report that could not be written where they were asked to go."""
+
     exit_status = EXIT_EXPORT

@@ -58,7 +58,8 @@ class Rows:
         return out
 
     def flush(self) -> list[Row]:
-        return self.ready(1 << 63)
+        """Every row still held, at the end."""
+        return self.ready(max(self._latest_ns, 0) + WINDOW_NS)
 
     def _folded(self, row: Row, same_thread: list[Row]) -> bool:
         """Whether the row is an attempt of a search whose next attempt is held: that

@@ -93,6 +93,8 @@ def read_recording(path: str) -> Recording:
         assert version is not None
         profile = profile_from_dict(header["profile"])
         offset = int(header["wall_offset_ns"])
+        # wall clock minus boot-time clock: the epoch to 2100, whatever the uptime
+        assert 0 <= offset < 4_102_444_800 * 10**9
     except (IndexError, ValueError, KeyError, TypeError, AssertionError):
         raise UsageError(f"{path} is not a bptrace-exec recording",
                          hint="make one with --record FILE") from None

@@ -55,6 +55,14 @@ PARENTS_RANGE = (0, 16)
 def parse_profile(text_: str, *, source: str, name: str,
                   lookup: FieldLookup = syscall_fields) -> Profile:
     try:
+        return _parsed(text_, source, name, lookup)
+    except RecursionError:  # YAML nested hundreds deep
+        raise SpecError(source, "the profile is nested too deeply to be read",
+                        hint="a profile is a few levels deep: see probes/execve.yaml") from None
+
+
+def _parsed(text_: str, source: str, name: str, lookup: FieldLookup) -> Profile:
+    try:
         root = yaml.compose(text_, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
