@@ -26,7 +26,7 @@ from bptrace_exec.errors import (
     UsageError,
     UserError,
 )
-from bptrace_exec.options import check_options
+from bptrace_exec.options import SUMMARY_PLACES, check_options
 from bptrace_exec.output.export import FORMATS, check_writable, format_for, to_dict, write_export
 from bptrace_exec.output.render import Renderer, Terminal
 from bptrace_exec.output.report import render_report
@@ -292,9 +292,9 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
     for path, _ in exports:
         check_writable(path)
     with Output(args.output) as out, _summary_output(args.summary, out) as summary:
-        if args.emit and profile:
+        if profile is not None and args.emit:  # neither goes with --replay (options)
             return _emit(args, profile, command, out)
-        if args.from_file and profile:
+        if profile is not None and args.from_file:
             return _stats_from_file(args, profile, out, exports)
         hooks = api.Hooks(say=(lambda _m: None) if args.quiet else stderr, warn=stderr,
                           on_lost=lambda n: _lost(n, summary, trace.profile))
@@ -441,7 +441,7 @@ def _show_events(trace: api.Trace, out: Output, summary: Output | None, hooks: a
 @contextlib.contextmanager
 def _summary_output(where: str, out: Output) -> Iterator[Output | None]:
     """Where --json's lost and end lines go (--summary)."""
-    if where in ("stream", "none"):
+    if where in SUMMARY_PLACES and where != "stderr":
         yield out if where == "stream" else None
         return
     with Output(None if where == "stderr" else where,

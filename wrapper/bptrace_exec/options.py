@@ -42,6 +42,7 @@ TRACING: Rule = lambda m: m.live or m.emit  # noqa: E731  (what the program does
 ROWS: Rule = lambda m: not m.stats and not m.emit  # noqa: E731
 REPORT: Rule = lambda m: m.stats and not m.emit  # noqa: E731
 TABLE: Rule = lambda m: ROWS(m) and not m.json  # noqa: E731
+ROW_READS: Rule = lambda m: TRACING(m) and not m.stats  # noqa: E731  (read for rows only)
 FILTERS = "filters run in the kernel while tracing; a recording or a JSON file holds " \
           "what was kept then"
 
@@ -50,10 +51,8 @@ RULES: dict[str, tuple[Rule, str] | tuple[Rule, str, str]] = {
     **{dest: (TRACING, FILTERS) for dest in (
         "comm", "uid", "pid", "ppid", "failed", "succeeded", "where", "cgroup", "container",
         "in_container")},
-    "parents": (lambda m: TRACING(m) and not m.stats, "ancestors are read for rows, when "
-                "tracing"),
-    "show_context": (lambda m: TRACING(m) and not m.stats, "the context is read for rows, "
-                     "when tracing"),
+    "parents": (ROW_READS, "ancestors are read for rows, when tracing"),
+    "show_context": (ROW_READS, "the context is read for rows, when tracing"),
     "profile": (lambda m: not m.replay, "a recording replays the profile it was made with"),
     "syscall": (lambda m: not m.replay, "a recording replays the profile it was made with"),
     "arg": (TRACING, "it describes what to trace"),
@@ -75,8 +74,8 @@ RULES: dict[str, tuple[Rule, str] | tuple[Rule, str, str]] = {
     "record": (lambda m: m.live, "it keeps the transcript of a live run"),
     "duration": (lambda m: m.live, "it bounds a live run"),
     "command_output": (lambda m: m.live, "it is where a traced COMMAND writes"),
-    "max_args": (lambda m: TRACING(m) and not m.stats, "it limits the arguments rows show"),
-    "argv_bytes": (lambda m: TRACING(m) and not m.stats, "it limits the arguments rows show"),
+    "max_args": (ROW_READS, "it limits the arguments rows show"),
+    "argv_bytes": (ROW_READS, "it limits the arguments rows show"),
     "buffer_pages": (lambda m: m.live, "it sizes bpftrace's buffer for a live run"),
     "bpftrace": (TRACING, "no bpftrace runs"),
 }
