@@ -7,6 +7,8 @@
  *                                 mapped but not present: a tracer's read at entry sees
  *                                 the array end early, the kernel copies all of it
  *   exec_cases storm N [WORKERS]  WORKERS processes each fork+exec /bin/true N/WORKERS times
+ *   exec_cases exec-race N        N times: a child whose two threads exec at once; the
+ *                                 kernel kills the one that loses inside its execve
  */
 #define _GNU_SOURCE /* memfd_create */
 #include <pthread.h>
@@ -89,6 +91,28 @@ static int hidden_argv(void) {
     return wait_child(pid);
 }
 
+static void *race_thread(void *unused) {
+    (void)unused;
+    char *argv[] = {"/bin/true", "race-thread", NULL};
+    execve("/bin/true", argv, environ);
+    return NULL;
+}
+
+static int exec_race(long n) {
+    for (long i = 0; i < n; i++) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            pthread_t t;
+            pthread_create(&t, NULL, race_thread, NULL);
+            char *argv[] = {"/bin/true", "race-main", NULL};
+            execve("/bin/true", argv, environ);
+            _exit(127);
+        }
+        if (wait_child(pid) != 0) return 1;
+    }
+    return 0;
+}
+
 static int storm(long n, int workers) {
     for (int w = 0; w < workers; w++) {
         if (fork() == 0) {
@@ -117,6 +141,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "thread")) return thread_exec();
     if (!strcmp(argv[1], "empty-argv")) return empty_argv();
     if (!strcmp(argv[1], "hidden-argv")) return hidden_argv();
+    if (!strcmp(argv[1], "exec-race") && argc >= 3) return exec_race(atol(argv[2]));
     if (!strcmp(argv[1], "storm") && argc >= 3)
         return storm(atol(argv[2]), argc >= 4 ? atoi(argv[3]) : 1);
     fprintf(stderr, "unknown case %s\n", argv[1]);

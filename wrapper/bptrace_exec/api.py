@@ -73,9 +73,10 @@ class Trace:
             self._ended = True
         finally:
             self.close()
-        if self.finished is not None and not self.finished.requested:
+        finished = self.finished
+        if finished is not None and (not finished.requested or finished.killed is not None):
             assert self.program is not None
-            raise explain_failure(self.finished, self.program.text)
+            raise explain_failure(finished, self.program.text, tracing=self.run.ready)
 
     def close(self) -> Finished | None:
         """Stop bpftrace (if it runs) and say how it ended. Safe to call twice."""
@@ -89,10 +90,20 @@ class Trace:
                 if self.recorder is not None:
                     self.recorder.elapsed_s = self.run.elapsed
                     self.recorder.close()
-            if self.finished.forced:
-                self.warn("bptrace-exec: bpftrace did not stop within 10 s of SIGINT and "
-                          "was killed; records it still held are lost")
+            if self.finished.resumed:
+                self.warn("bptrace-exec: bpftrace had been stopped by a signal and was "
+                          "continued to end the trace; what its buffer could not hold "
+                          "meanwhile is counted as lost")
+            self._account(self.finished)
         return self.finished
+
+    def _account(self, finished: Finished) -> None:
+        """A bpftrace that ended as asked printed its count of calls (none: it saw none);
+        one that was killed did not, and how many it saw is unknown."""
+        summary = self.summary
+        summary.counted = finished.killed is None
+        if summary.counted and summary.kernel_total is None and not self.kernel_counts:
+            summary.kernel_total = 0
 
     def counts(self, on_report: Callable[[Stats], None] | None = None) -> Stats:
         """Run to the end counting, instead of giving events: in the kernel for an exec

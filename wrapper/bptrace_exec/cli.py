@@ -410,11 +410,13 @@ def _show_events(trace: api.Trace, out: Output, summary: Output | None, hooks: a
                  *, all_attempts: bool, wide: bool, color: str) -> None:
     render = Renderer(trace.profile, out.terminal(wide=wide, color=color))
     if trace.profile.output_format == "json":
-        for event in trace:
-            out.write(json_line(render.to_dict(event)))
-            if out.closed:
-                trace.stop()
-        _say_summary(trace.summary, summary, hooks)
+        try:
+            for event in trace:
+                out.write(json_line(render.to_dict(event)))
+                if out.closed:
+                    trace.stop()
+        finally:  # a run that failed still says what it traced, and that it is partial
+            _say_summary(trace.summary, summary, hooks)
         return
     rows = Rows(fold=not all_attempts)
 
@@ -435,7 +437,7 @@ def _show_events(trace: api.Trace, out: Output, summary: Output | None, hooks: a
             show(rows.add(event))
     finally:  # bpftrace failing still shows what it traced before
         show(rows.flush())
-    _say_summary(trace.summary, None, hooks)
+        _say_summary(trace.summary, None, hooks)
 
 
 @contextlib.contextmanager
@@ -466,7 +468,9 @@ def _say_summary(s: Summary, json_out: Output | None, hooks: api.Hooks) -> None:
                                   f"incomplete_{unit}": s.incomplete,
                                   f"partial_{unit}": s.unfinished}))
     text = f"{s.events} {unit} traced in {s.elapsed_s:.1f} s"
-    if s.missing:
+    if s.missing is None:
+        text += f"; how many {unit} the kernel saw is unknown (bpftrace was killed)"
+    elif s.missing:
         text += (f"; the kernel reported {s.kernel_total}: {s.missing} {unit} were lost on "
                  "the way")
     if s.lost_records:

@@ -11,7 +11,7 @@ EXIT_EXPORT = 4
 EXIT_INTERRUPTED = 130
 EXIT_STATUSES = (
     (EXIT_OK, "traced and stopped cleanly (Ctrl-C, SIGTERM, --duration, closed output)"),
-    (EXIT_RUNTIME, "bpftrace refused the program or died while tracing"),
+    (EXIT_RUNTIME, "bpftrace refused the program, or died or was killed while tracing"),
     (EXIT_USAGE, "bad command line or profile; nothing was run"),
     (EXIT_ENVIRONMENT, "environment: not root, no usable bpftrace, no tracefs"),
     (EXIT_EXPORT, "an output could not be written: an --export file (the report was "

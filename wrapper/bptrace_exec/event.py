@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 Value = int | bytes | tuple[bytes, ...] | None
 
 HOST_PID_NS = 0xEFFFFFFC  # PROC_PID_INIT_INO: the host's pid namespace
+KILLED = "killed"  # a call whose caller was killed in it: its RET, its errno breakdown key
 
 
 @dataclass(slots=True)
@@ -36,18 +37,35 @@ class Event:
     incomplete: bool = False  # some of its records were lost; values may be partial
     parents: tuple[tuple[int, bytes], ...] = ()  # (pid, comm), nearest first
     context: ProcContext | None = None  # with the profile's context.container
+    killed: bool = False  # the caller was killed as the call failed: what it returned no
+    # one saw (strace's `= ?`); `ret` is then records.KILLED_RET, and there is no errno
 
     @property
     def errno(self) -> str | None:
-        return errno_name(self.ret)
+        return None if self.killed else errno_name(self.ret)
+
+    @property
+    def outcome(self) -> str | None:
+        """How a failed call ended: its errno, or that its caller was killed in it."""
+        return KILLED if self.killed else self.errno
 
     def __getitem__(self, capture: str) -> Value:
         return self.values[capture]
 
 
+# Codes the kernel returns between its own functions, which user space never sees as such
+# (a call interrupted by a signal is restarted, or fails with EINTR): named as the kernel
+# and strace name them (include/linux/errno.h), never made up as E513.
+KERNEL_INTERNAL = {512: "ERESTARTSYS", 513: "ERESTARTNOINTR", 514: "ERESTARTNOHAND",
+                   515: "ENOIOCTLCMD", 516: "ERESTART_RESTARTBLOCK", 517: "EPROBE_DEFER",
+                   518: "EOPENSTALE", 519: "ENOPARAM"}
+
+
 def errno_name(ret: int) -> str | None:
     """ENOENT for -2; None for a call that did not fail."""
-    return None if ret >= 0 else errno.errorcode.get(-ret, f"E{-ret}")
+    if ret >= 0:
+        return None
+    return errno.errorcode.get(-ret) or KERNEL_INTERNAL.get(-ret, f"E{-ret}")
 
 
 # Container runtimes name the cgroup they put a container in after its id:

@@ -62,11 +62,15 @@ class Summary:
     notes: int = 0  # records bpftrace printed that are of no use here
     first_note: str = ""
     elapsed_s: float = 0.0
+    # bpftrace ended as asked and printed its counts; False: it was killed, and how many
+    # calls the kernel saw is unknown
+    counted: bool = True
 
     @property
-    def missing(self) -> int:
-        """Calls the kernel reported that never reached an event (complete or not)."""
-        return max(0, (self.kernel_total or 0) - self.events)
+    def missing(self) -> int | None:
+        """Calls the kernel reported that never reached an event (complete or not); None
+        when that is unknown."""
+        return max(0, (self.kernel_total or 0) - self.events) if self.counted else None
 
 
 class Run:

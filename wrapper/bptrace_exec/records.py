@@ -158,6 +158,10 @@ CGRP = Layout("cgrp", ("cgrp",), _f("cgroup_id:u64 pidns:u64 mntns:u64 name:text
 UTS = Layout("uts", ("uts",), _f("hostname:text"))
 MARK = Layout("mark", ("mark",), _f("cpu:u64"), keyed=False)
 LAYOUTS = (FIRST, STR, ELEM, BYTES, CALL, ANC, CGRP, UTS)
+# The closing record's ret when the caller was being killed as its call failed (SIGKILL
+# pending: a signal, or a sibling thread's exec): what the kernel had, often a restart
+# code, reached no one. No call returns it (errors are -1..-4095).
+KILLED_RET = -(1 << 32)
 # A call that printed records at entry and is not shown after all (a failed exec when
 # only successful ones are asked for): its records are forgotten, not left to look lost.
 DROP = Layout("drop", (), ())

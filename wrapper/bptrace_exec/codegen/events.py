@@ -36,7 +36,7 @@ from bptrace_exec.codegen.program import (
     stop_probes,
 )
 from bptrace_exec.codegen.readers import Slot, word
-from bptrace_exec.records import CALL, DROP, TOTAL_MAP
+from bptrace_exec.records import CALL, DROP, KILLED_RET, TOTAL_MAP
 from bptrace_exec.spec.model import Profile
 
 SCRATCH = "call"
@@ -186,9 +186,19 @@ def _return_body(profile: Profile, name: str, result: str) -> str:
     return (setup + f"  if ({' && '.join(conditions)}) {{\n"
             f"    $n = (uint64){1 + first};\n"
             + "".join(r.statements for r in reads) + context
-            + _closing([i for r in reads for i in r.ints], word(1), comm=comm)
+            + (KILLED_CHECK if result != "success" else "")
+            + _closing([i for r in reads for i in r.ints], word(1), comm=comm,
+                       ret="$ret" if result != "success" else "args->ret")
             + (f"  }} else if ($id) {{\n{drop}" if drop else "")
             + "  }\n" + forget)
+
+
+# SIGKILL pending when the call fails: its caller is being killed (a signal, or a sibling
+# thread's exec) and the kernel's value, often a restart code, reaches no one.
+KILLED_CHECK = ("    // SIGKILL pending: the caller dies in the call, and what it returns reaches no one\n"
+                "    $ret = args->ret;\n"
+                "    if ($ret < 0 && (curtask->pending.signal.sig[0] & (1 << 8))) "
+                f"{{ $ret = {KILLED_RET}; }}\n")
 
 
 def _parents_only(profile: Profile) -> Profile:

@@ -30,8 +30,8 @@ def _context(read: Callable[[ProcContext], str]) -> Callable[[Event], str]:
 def result_cell(result: str) -> Callable[[Event], str]:
     """RET: the errno's name when the call failed, else the value as `result` says."""
     def cell(e: Event) -> str:
-        if e.ret < 0:
-            return e.errno or str(e.ret)
+        if e.ret < 0 or e.killed:
+            return e.outcome or str(e.ret)
         return hex(e.ret) if result == "hex" else str(e.ret)
     return cell
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bptrace_exec.event import Event
+from bptrace_exec.event import KILLED, Event
 from bptrace_exec.output.columns import LOST, columns_for
 from bptrace_exec.output.text import decode_text, iso_time
 from bptrace_exec.spec import types
@@ -49,7 +49,7 @@ class Renderer:
             cells[-1] += " " + LOST
         if tried:
             cells[-1] += f" [tried {tried}]"
-        return self._line(cells, failed=self.kind.failed(event.ret))
+        return self._line(cells, failed=event.killed or self.kind.failed(event.ret))
 
     def _line(self, cells: list[str], *, failed: bool) -> str:
         out = []
@@ -87,8 +87,9 @@ class Renderer:
             out["args"] = {name: None if values[name] is None else form(values[name])
                            for name, _, form in self.args}
             out["truncated"] = [name for name, _, _ in self.args if name in cut]
-        out["ret"] = e.ret
+        out["ret"] = None if e.killed else e.ret  # it returned nothing anyone saw
         out["errno"] = e.errno
+        out[KILLED] = e.killed
         out[self.latency_key] = e.latency_ns
         out["incomplete"] = e.incomplete
         if self.profile.context.parents:

@@ -4,14 +4,13 @@ summary, which the report and every export render alike."""
 
 from __future__ import annotations
 
-import errno as errno_names
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from bptrace_exec.event import Event, ProcContext
+from bptrace_exec.event import KILLED, Event, ProcContext, errno_name
 from bptrace_exec.output.text import decode_text
 from bptrace_exec.parse.decode import restore_bytes
 from bptrace_exec.spec import types
@@ -115,7 +114,7 @@ def breakdown_keys(profile: Profile) -> dict[str, Callable[[Event], object]]:
 
     keys: dict[str, Callable[[Event], object]] = {
         "syscall": lambda e: e.syscall, "comm": lambda e: decode_text(e.comm),
-        "uid": lambda e: e.uid, "ppid": lambda e: e.ppid, "errno": lambda e: e.errno,
+        "uid": lambda e: e.uid, "ppid": lambda e: e.ppid, "errno": lambda e: e.outcome,
         "container": context(lambda c: c.container[1][:12] if c.container else "(none)"),
         "cgroup": context(lambda c: c.path or c.cgroup or "/"),
         "hostname": context(lambda c: c.hostname)}
@@ -213,7 +212,7 @@ def from_maps(maps: Mapping[str, object], *, by: Iterable[str], duration_s: floa
     for name in by:
         raw = counts(name)
         if name == "errno":
-            keyed = {errno_names.errorcode.get(int(k), f"E{k}"): v for k, v in raw.items()}
+            keyed = {errno_name(-int(k)) or k: v for k, v in raw.items()}
         elif name in ("program", "comm"):
             keyed = {_key_text(k, double_escaped_keys): v for k, v in raw.items()}
         elif name == "cgroup":
@@ -262,10 +261,11 @@ def from_json_events(events: Iterable[Mapping[str, object]], *, by: Iterable[str
                 else kind_of(str(e.get("syscall", ""))))
         if tally is None:
             tally = Tally(by, kind.unit)
-        ret = int(e.get("ret", 0))  # type: ignore[call-overload]
-        failed = kind.failed(ret)
+        killed = e.get(KILLED) is True  # then "ret" is null
+        failed = killed or kind.failed(int(e.get("ret", 0)))  # type: ignore[call-overload]
         values = {"comm": e.get("comm"), "uid": e.get("uid"), "ppid": e.get("ppid"),
-                  "errno": e.get("errno") if failed else None, "syscall": e.get("syscall")}
+                  "errno": KILLED if killed else e.get("errno") if failed else None,
+                  "syscall": e.get("syscall")}
         context = e.get("context")
         if isinstance(context, dict):  # recorded with --context
             values["cgroup"] = context.get("cgroup_path") or context.get("cgroup") or "/"

@@ -15,7 +15,7 @@ from typing import Any
 from bptrace_exec.event import Event, ProcContext
 from bptrace_exec.parse.layouts import Parser, parsers
 from bptrace_exec.parse.values import Decoder, Parts, ints_per_probe
-from bptrace_exec.records import DROP, READY, VERSION, Closing
+from bptrace_exec.records import DROP, KILLED_RET, READY, VERSION, Closing
 from bptrace_exec.spec.model import Profile
 
 COMPLETE_WAIT_NS = 1_000_000_000  # how long a closed call waits for its missing records
@@ -125,7 +125,8 @@ class Assembler:
         # In field order, not by keyword: keywords make the call slower, on the hot path.
         return Event(p.entry_ns + self.wall_offset_ns, self.profile.probes[c.probe], c.pid,
                      p.tid, c.ppid, c.uid, c.comm if c.comm is not None else p.comm, c.ret,
-                     c.latency, values, truncated, incomplete, parents, context)
+                     c.latency, values, truncated, incomplete, parents, context,
+                     c.ret == KILLED_RET)
 
     def _forget_dropped(self, before_ns: int) -> None:
         """Records of dropped calls that came after their drop go too; drops seen before

@@ -94,6 +94,13 @@ class Finished:
     command_status: int | None  # the traced command's exit status, shell style (128+sig)
     diagnostics: list[str]  # bpftrace's log lines, harmless noise removed
     forced: bool = False  # bpftrace ignored SIGINT for STOP_GRACE_S and was killed
+    resumed: bool = False  # bpftrace had been stopped (SIGSTOP) and was continued
+
+    @property
+    def killed(self) -> int | None:
+        """The signal that ended bpftrace, when it did not exit: then it printed no counts."""
+        status = self.engine_status
+        return -status if status is not None and status < 0 else None
 
 
 def _tie_to_parent() -> None:
@@ -230,6 +237,15 @@ def _rename_self() -> None:
     libc.prctl(PR_SET_NAME, name, 0, 0, 0)
 
 
+def _stopped(pid: int) -> bool:
+    """Whether a process is stopped by a signal (state T) or by a tracer (t)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2:][:1] in (b"T", b"t")
+
+
 def _shell_status(raw: int) -> int:
     return 128 + os.WTERMSIG(raw) if os.WIFSIGNALED(raw) else os.WEXITSTATUS(raw)
 
@@ -275,6 +291,7 @@ class Session:
         self.deadline: float | None = None  # monotonic time at which to stop by itself
         self._stop_requested = False
         self._forced = False
+        self._resumed = False
         self._term_sent = False
         self._stop_sent_at: float | None = None
         self._signal_received: int | None = None
@@ -299,6 +316,7 @@ class Session:
     def request_stop(self) -> None:
         """Ask bpftrace to stop; lines() goes on until everything it had is read."""
         self._stop_requested = True
+        self._continue_if_stopped()
         if self._drain_started is not None or self._stop_sent_at is not None:
             return
         if self._drains and self._ready and self.child.isalive():
@@ -306,6 +324,14 @@ class Session:
             _rename_self()  # the program's cue: stop reporting, mark every CPU
         else:
             self._send_stop()
+
+    def _continue_if_stopped(self) -> None:
+        """A bpftrace stopped by a signal (SIGSTOP, a debugger) can neither drain nor end:
+        continue it. Its buffer may have overflowed meanwhile; it reports that as lost."""
+        if _stopped(self.child.pid):
+            self._resumed = True
+            with contextlib.suppress(OSError):
+                os.kill(self.child.pid, signal.SIGCONT)
 
     def _send_stop(self) -> None:
         if self._stop_sent_at is None and self.child.isalive():
@@ -391,6 +417,7 @@ class Session:
         if self._stop_sent_at is None or self._forced:
             return
         waited = time.monotonic() - self._stop_sent_at
+        self._continue_if_stopped()  # stopped again since the request
         if waited > STOP_GRACE_S:
             self._forced = True
             self.child.terminate(force=True)
@@ -448,6 +475,7 @@ class Session:
             command_status=self.command.status if self.command else None,
             diagnostics=self.diagnostics(),
             forced=self._forced,
+            resumed=self._resumed,
         )
 
     def diagnostics(self) -> list[str]:
@@ -456,8 +484,17 @@ class Session:
         return [ln for ln in lines if not any(p.search(ln) for p in _HARMLESS)]
 
 
-def explain_failure(finished: Finished, program_text: str) -> EngineFailure:
-    """bpftrace stopped without being asked: say why in plain words."""
+def explain_failure(finished: Finished, program_text: str, *, tracing: bool
+                    ) -> EngineFailure:
+    """bpftrace stopped without being asked, or was killed: say why in plain words.
+    `tracing`: its probes were attached, so the program itself was accepted."""
+    if tracing and finished.killed is not None:
+        how = ("did not stop when asked and was killed" if finished.forced
+               else f"was killed by signal {finished.killed} while tracing")
+        return EngineFailure(f"bpftrace {how}: the records it still held are lost, and how "
+                             "many calls the kernel saw is unknown",
+                             hint="what was traced before is shown above; the end line's "
+                                  "missing count is null")
     lines = finished.diagnostics
     located = _locate(lines, program_text)
     detail = "\n".join(f"  {ln}" for ln in lines[-12:]) or "  (it printed nothing)"

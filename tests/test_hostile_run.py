@@ -1,0 +1,216 @@
+"""A run that something outside the tool disturbs: its bpftrace stopped or killed, its
+reader stalled. What was traced is still shown, the loss is counted exactly where it can
+be and said to be unknown where it cannot, and the exit status says how the run went."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import Lines, json_records, run_tool, tool_command
+
+pytestmark = pytest.mark.root
+# Named `bpx-hostile` (the runs filter on it); execs /bin/true with a numbered marker, as
+# many times as each line read says, then answers "done".
+HELPER = """
+import ctypes, os, sys
+ctypes.CDLL(None).prctl(15, b"bpx-hostile", 0, 0, 0)
+made = 0
+for line in sys.stdin:
+    for _ in range(int(line)):
+        pid = os.fork()
+        if pid == 0:
+            os.execv("/bin/true", ["/bin/true", f"bpx-{made}"])
+        os.waitpid(pid, 0)
+        made += 1
+    print("done", flush=True)
+"""
+
+
+class Helper:
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", HELPER], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+
+    def execs(self, count: int) -> None:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(f"{count}\n")
+        self.proc.stdin.flush()
+        assert self.proc.stdout.readline() == "done\n"
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        assert self.proc.wait(timeout=60) == 0
+
+
+def _bpftrace_of(tool: int) -> int:
+    """The bpftrace the tool started: its child running bpftrace -f json (the other
+    child, if any, is the command it follows)."""
+    children = [int(c) for task in Path(f"/proc/{tool}/task").iterdir()
+                for c in (task / "children").read_text().split()]
+    [engine] = [c for c in children
+                if b"\0-f\0json\0" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    return engine
+
+
+def _start(*args: str) -> tuple[subprocess.Popen[str], Lines, Lines]:
+    tool = subprocess.Popen(tool_command(*args), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert tool.stdout is not None and tool.stderr is not None
+    out, err = Lines(tool.stdout), Lines(tool.stderr)
+    err.wait_for(lambda line: line.startswith("Tracing"))
+    return tool, out, err
+
+
+def _markers(records: list[dict[str, object]]) -> list[int]:
+    """The helper's execs shown, by number (in JSON, as bpftrace read them: by CPU)."""
+    return sorted(int(str(r["argv"][1])[4:]) for r in records  # type: ignore[index]
+                  if r.get("event") == "exec" and r["argv"][:1] == ["/bin/true"])  # type: ignore[index]
+
+
+def test_a_stopped_bpftrace_is_continued_and_nothing_is_lost(engine: str,
+                                                            nothing_left_running: None
+                                                            ) -> None:
+    tool, out, err = _start("execve", "--json", "--comm", "bpx-hostile", "--bpftrace", engine)
+    helper = Helper()
+    helper.execs(50)
+    out.wait_for(lambda line: '"bpx-49"' in line)
+    engine_pid = _bpftrace_of(tool.pid)
+    os.kill(engine_pid, signal.SIGSTOP)
+    try:
+        helper.execs(100)  # made while bpftrace cannot read them
+        helper.close()
+        tool.send_signal(signal.SIGINT)
+        assert tool.wait(timeout=60) == 0, err.text()
+    finally:
+        if tool.poll() is None:  # the tool did not take its bpftrace's stop in hand
+            os.kill(engine_pid, signal.SIGCONT)
+    records = json_records(out.text())
+    assert _markers(records) == list(range(150))
+    assert records[-1] == {**records[-1], "event": "end", "execs": 150, "kernel_execs": 150,
+                           "missing_execs": 0}
+    assert "had been stopped by a signal and was continued" in err.text()
+
+
+def test_a_killed_bpftrace_fails_the_run_with_its_loss_unknown(engine: str,
+                                                               nothing_left_running: None
+                                                               ) -> None:
+    helper = ("import os, sys, time\n"
+              "for i in range(20):\n"
+              "    pid = os.fork()\n"
+              "    if pid == 0: os.execv('/bin/true', ['/bin/true', f'bpx-{i}'])\n"
+              "    os.waitpid(pid, 0)\n"
+              "time.sleep(600)\n")
+    tool, out, err = _start("execve", "--json", "--bpftrace", engine,
+                            "--", sys.executable, "-c", helper)
+    out.wait_for(lambda line: '"bpx-19"' in line)
+    os.kill(_bpftrace_of(tool.pid), signal.SIGKILL)
+    assert tool.wait(timeout=60) == 1, err.text()
+    records = json_records(out.text())
+    assert _markers(records) == list(range(20))
+    assert records[-1] == {**records[-1], "event": "end", "kernel_execs": None,
+                           "missing_execs": None}
+    stderr = err.text()
+    assert "killed by signal 9 while tracing" in stderr
+    assert "how many execs the kernel saw is unknown" in stderr
+    assert "Traceback" not in stderr
+    # the command it followed (sleeping for 600 s) was ended with it: nothing_left_running
+
+
+
+# fork+exec of /bin/true by the exec_cases workload (the runs filter on its name): their
+# records outgrow every buffer on the way (bpftrace's at --buffer-pages 8, the pipes)
+BURST = 8000
+
+
+def _lossy_run(engine: str, *args: str) -> tuple[subprocess.Popen[str], Lines]:
+    tool = subprocess.Popen(tool_command("execve", "--comm", "exec_cases", "--buffer-pages",
+                                         "8", "--bpftrace", engine, *args),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert tool.stderr is not None
+    err = Lines(tool.stderr)
+    err.wait_for(lambda line: line.startswith("Tracing"))
+    return tool, err
+
+
+MEMORY_BOUND_MB = 200  # the tool alone takes about 40
+
+
+def _peak_rss_mb(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    [line] = [ln for ln in status.splitlines() if ln.startswith("VmHWM:")]
+    return int(line.split()[1]) / 1024
+
+
+def _burst(exec_cases: str) -> None:
+    subprocess.run([exec_cases, "storm", str(BURST), "2"], check=True, timeout=600)
+
+
+def test_a_reader_that_stops_reading_gets_the_loss_counted_exactly(engine: str,
+                                                                  exec_cases: str,
+                                                                  nothing_left_running: None
+                                                                  ) -> None:
+    tool, err = _lossy_run(engine, "--json")
+    _burst(exec_cases)  # while nobody reads the tool's output
+    assert tool.poll() is None, err.text()  # blocked on its output, not gone
+    assert _peak_rss_mb(tool.pid) < MEMORY_BOUND_MB  # and not holding the burst in memory
+    assert tool.stdout is not None
+    out = Lines(tool.stdout)
+    tool.send_signal(signal.SIGINT)
+    assert tool.wait(timeout=120) == 0, err.text()
+    records = json_records(out.text())
+    end = records[-1]
+    shown = sum(r.get("event") == "exec" for r in records)
+    assert end["execs"] == shown and end["kernel_execs"] == BURST
+    assert end["missing_execs"] == BURST - shown > 0
+    assert end["lost_events"] > 0
+    assert f"the kernel reported {BURST}: {BURST - shown} execs were lost" in err.text()
+
+
+def test_a_tool_stopped_during_a_burst_counts_the_loss_exactly(engine: str, exec_cases: str,
+                                                              nothing_left_running: None
+                                                              ) -> None:
+    tool, err = _lossy_run(engine)
+    assert tool.stdout is not None
+    out = Lines(tool.stdout)
+    out.wait_for(lambda line: line.lstrip().startswith("TIME"))
+    os.kill(tool.pid, signal.SIGSTOP)
+    try:
+        _burst(exec_cases)
+    finally:
+        os.kill(tool.pid, signal.SIGCONT)
+    tool.send_signal(signal.SIGINT)
+    assert tool.wait(timeout=120) == 0, err.text()
+    rows = out.text().splitlines()[1:]  # under the header; incomplete rows count too
+    missing = BURST - len(rows)
+    assert missing > 0
+    assert f"the kernel reported {BURST}: {missing} execs were lost on the way" in err.text()
+
+
+def test_a_thread_killed_inside_its_exec_shows_killed_not_an_errno(engine: str,
+                                                                   exec_cases: str,
+                                                                   tmp_path: Path,
+                                                                   nothing_left_running: None
+                                                                   ) -> None:
+    """Two threads exec at once, 2,000 times: the loser dies in its execve, whose return
+    value (ERESTARTNOINTR, E2BIG...) no one sees. strace shows `= ?`; so must this."""
+    out = tmp_path / "events.jsonl"
+    recording = tmp_path / "race.rec"
+    run = run_tool("execve", "--json", "-o", str(out), "--record", str(recording),
+                   "--bpftrace", engine, "--", exec_cases, "exec-race", "2000", output=out)
+    assert run.returncode == 0, run.stderr
+    races = [e for e in run.execs() if e["argv"][:1] == ["/bin/true"]]  # type: ignore[index]
+    won = [e for e in races if e["ret"] == 0]
+    killed = [e for e in races if e["killed"]]
+    assert len(won) == 2000 and killed
+    assert all(e["ret"] is None and e["errno"] is None for e in killed)
+    assert len(won) + len(killed) == len(races), [e for e in races if e not in won + killed]
+    table = run_tool("--replay", str(recording), "--columns", "pid,result,argv")
+    rows = [line.split() for line in table.stdout.splitlines()[1:]]
+    assert sum(row[1] == "killed" for row in rows) == len(killed)
