@@ -164,7 +164,7 @@ def _return_body(profile: Profile, name: str, result: str) -> str:
     else:
         key = f"  $key = {TID};\n"
     setup = key + f"  $id = {word(0)};\n" + "".join(
-        f"  $a{s.number} = {readers.int_value(s)};\n" for s in slots if s.read == "int")
+        f"  $a{s.number} = {readers.int_value(s)};\n" for s in slots if readers.held(s))
     forget = f"  delete(@{SCRATCH}[$key]);\n"
     first = int(execs and not profile.filters.failed)  # the `first` record, at entry
     # what was printed at entry of a call not shown is dropped, not left to look lost
