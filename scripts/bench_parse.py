@@ -4,7 +4,8 @@
     scripts/bench_parse.py [--transcript FILE] [--records N] [--rounds R] [--profile]
 
 The transcript (default tests/fixtures/driver2-v0.17.0.jsonl, a real run of the argv test
-cases; scripts/capture-transcript records others; driver-* are of record version 1) is
+cases; scripts/capture-transcript records others; driver-* are of record version 1,
+driverN-* of version N) is
 repeated with fresh keys until it holds N records. Each path is timed on one core,
 in-process, R rounds:
   decode      JSON line -> record
@@ -102,7 +103,7 @@ def main() -> int:
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
     global VERSION
-    VERSION = 1 if args.transcript.name.startswith("driver-") else 2
+    VERSION = int(args.transcript.name.split("-")[0].removeprefix("driver") or 1)
     lines = transcript(args.records, args.transcript)
     print(f"# {platform.machine()}, {os.cpu_count()} cpus, Python "
           f"{platform.python_version()}; {len(lines)} records from {args.transcript.name}")

@@ -3,27 +3,34 @@ are written from their layouts, field by field (recordtext)."""
 
 from __future__ import annotations
 
+import pytest
+
 from bptrace_exec.event import Event
 from bptrace_exec.parse.join import COMPLETE_WAIT_NS, Assembler
-from bptrace_exec.parse.values import ARGC_UNSURE
+from bptrace_exec.parse.values import ARGC_UNSURE, exec_name
 from bptrace_exec.records import BYTES, CALL, DROP, ELEM, FIRST, STR
 from bptrace_exec.spec import parse_profile, with_overrides
 from recordtext import record
 
 EXECVE = parse_profile("version: 1\n", source="probes/execve.yaml", name="execve")
 FILENAME, ARGV = 0, 1  # the exec arguments' slots
+EXECVE_PROBE, EXECVEAT_PROBE = 0, 1
+AT_FDCWD = (1 << 64) - 100  # as a closing record has it: -100, sign-extended
+AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW = 0x1000, 0x100
 
 
 def closing(tid: int, ident: int, records: int, *, ret: int = 0, caller_argc: int = 1,
-            argc: int = 1, more: int = 0, size: int = 0, comm: bytes = b"bash") -> bytes:
-    return record(CALL, tid, ident, probe=0, records=records, ret=ret, latency=5000, pid=tid,
-                  ppid=1, uid=0 if ret == 0 else 1000, ints=[caller_argc, argc, more, size],
-                  comm=comm)
+            argc: int = 1, more: int = 0, size: int = 0, comm: bytes = b"bash",
+            probe: int = EXECVE_PROBE, dirfd: int = 0, flags: int = 0) -> bytes:
+    """An execve's closes with dirfd and flags too (padded: 0), so that it reads alike."""
+    return record(CALL, tid, ident, probe=probe, records=records, ret=ret, latency=5000,
+                  pid=tid, ppid=1, uid=0 if ret == 0 else 1000,
+                  ints=[caller_argc, argc, more, size, dirfd, flags], comm=comm)
 
 
 def success(tid: int, ident: int, argv: list[bytes], *, caller_argc: int | None = None,
             argv0: bytes | None = None, path: bytes = b"/bin/prog",
-            chunk: int = 192) -> list[bytes]:
+            chunk: int = 192, **at: int) -> list[bytes]:
     block = b"".join(a + b"\0" for a in argv)
     caller = len(argv) if caller_argc is None else caller_argc
     first = argv0 if argv0 is not None else (argv[0] if argv else b"")
@@ -33,19 +40,19 @@ def success(tid: int, ident: int, argv: list[bytes], *, caller_argc: int | None 
                            data=block[off:off + chunk]))
     recs.append(record(STR, tid, ident, slot=FILENAME, chunk=0, next=0, text=path))
     recs.append(closing(tid, ident, len(recs) + 1, caller_argc=caller, argc=len(argv),
-                        size=len(block)))
+                        size=len(block), **at))
     return recs
 
 
 def failure(tid: int, ident: int, args: list[tuple[bytes, int]], path: bytes, *,
             ret: int = -2, caller_argc: int | None = None, more: int = 0,
-            first: bool = True) -> list[bytes]:
+            first: bool = True, path_next: int = 0, **at: int) -> list[bytes]:
     recs = [record(FIRST, tid, ident, slot=ARGV, next=0, text=args[0][0])] if first else []
     recs += [record(ELEM, tid, ident, slot=ARGV, item=i, next=nxt, text=text)
              for i, (text, nxt) in enumerate(args)]
-    recs.append(record(STR, tid, ident, slot=FILENAME, chunk=0, next=0, text=path))
+    recs.append(record(STR, tid, ident, slot=FILENAME, chunk=0, next=path_next, text=path))
     recs.append(closing(tid, ident, len(recs) + 1, ret=ret, more=more, argc=len(args),
-                        caller_argc=len(args) if caller_argc is None else caller_argc))
+                        caller_argc=len(args) if caller_argc is None else caller_argc, **at))
     return recs
 
 
@@ -200,3 +207,68 @@ def test_a_dropped_call_is_forgotten_whichever_comes_first() -> None:
     list(a.expire(COMPLETE_WAIT_NS + 1))
     feed(a, [first])
     assert list(a.flush()) == [] and a.stats.unfinished == 1
+
+
+# --- execveat: dirfd, flags, and the name the kernel gives what it runs ---------------
+
+@pytest.mark.parametrize("name,dirfd,shown", [
+    (b"true", AT_FDCWD, b"true"),  # relative to the working directory: as given
+    (b"true", (-100) & 0xFFFFFFFF, b"true"),  # AT_FDCWD, 32 bits zero-extended
+    (b"/bin/true", 3, b"/bin/true"),  # absolute: the dirfd plays no part
+    (b"true", 3, b"/dev/fd/3/true"),
+    (b"sub/dir/x", 12, b"/dev/fd/12/sub/dir/x"),
+    (b"", 3, b"/dev/fd/3"),  # AT_EMPTY_PATH: the fd is the program
+    (b"\xff\n caf\xe9", 4, b"/dev/fd/4/\xff\n caf\xe9"),  # any bytes, kept
+    (b"x", (1 << 64) - 1, b"/dev/fd/-1/x"),  # a bad fd, as the kernel would name it
+])
+def test_exec_name_follows_the_kernels_rule(name: bytes, dirfd: int, shown: bytes) -> None:
+    assert exec_name(name, dirfd) == shown
+
+
+def test_a_failed_execveat_shows_what_a_successful_one_would() -> None:
+    """The caller's relative name under its dirfd, as the kernel names it in the new
+    image; dirfd and flags are the numbers the caller passed."""
+    relative = failure(7, 70, [(b"true", 0)], b"true", probe=EXECVEAT_PROBE, dirfd=3,
+                       flags=AT_SYMLINK_NOFOLLOW)
+    empty = failure(8, 80, [(b"x", 0)], b"", ret=-13, probe=EXECVEAT_PROBE, dirfd=5,
+                    flags=AT_EMPTY_PATH)
+    at_cwd = failure(9, 90, [(b"x", 0)], b"x", probe=EXECVEAT_PROBE, dirfd=AT_FDCWD)
+    events = feed(new(), relative + empty + at_cwd)
+    assert [(e.syscall, e["filename"], e["dirfd"], e["flags"], e.errno) for e in events] == [
+        ("execveat", b"/dev/fd/3/true", 3, AT_SYMLINK_NOFOLLOW, "ENOENT"),
+        ("execveat", b"/dev/fd/5", 5, AT_EMPTY_PATH, "EACCES"),
+        ("execveat", b"x", AT_FDCWD, 0, "ENOENT")]
+    assert not any(e.truncated for e in events)
+
+
+def test_a_cut_relative_name_stays_flagged() -> None:
+    recs = failure(7, 70, [(b"f", 0)], b"n" * 199, path_next=ord("n"), probe=EXECVEAT_PROBE,
+                   dirfd=3)
+    [e] = feed(new(), recs)
+    assert e["filename"] == b"/dev/fd/3/" + b"n" * 199 and "filename" in e.truncated
+
+
+def test_a_successful_execveat_shows_the_images_name_as_it_is() -> None:
+    recs = success(3, 9, [b"true"], path=b"/dev/fd/3/true", probe=EXECVEAT_PROBE, dirfd=3)
+    [e] = feed(new(), recs)
+    assert (e["filename"], e["dirfd"], e["flags"], e["argv"]) == (b"/dev/fd/3/true", 3, 0,
+                                                                  (b"true",))
+
+
+def test_an_execve_has_neither_dirfd_nor_flags() -> None:
+    """Its closing record carries their places (padded) so that its return probe is
+    execveat's; what is there is not read."""
+    [e] = feed(new(), failure(7, 70, [(b"x", 0)], b"x", dirfd=3, flags=1))
+    assert (e["filename"], e["dirfd"], e["flags"]) == (b"x", None, None)
+
+
+def test_a_recording_of_version_2_is_read_as_it_was_written() -> None:
+    """Its execveat closed a call with argv's numbers only, and had no dirfd or flags."""
+    v2 = Assembler(EXECVE, wall_offset_ns=0, version=2)
+    recs = [record(STR, 7, 70, slot=FILENAME, chunk=0, next=0, text=b"true"),
+            record(CALL, 7, 70, probe=EXECVEAT_PROBE, records=2, ret=-2, latency=1, pid=7,
+                   ppid=1, uid=0, ints=[0, 0, 0, 0], comm=b"sh")]
+    [e] = feed(v2, recs)
+    assert (e["filename"], e["dirfd"], e["flags"], e.syscall) == (b"true", None, None,
+                                                                  "execveat")
+    assert v2.stats.malformed == 0

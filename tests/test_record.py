@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bptrace_exec.errors import UsageError
+from bptrace_exec.records import VERSION
 from bptrace_exec.run.recording import FORMAT, read_recording
 from bptrace_exec.spec import load_profile, profile_from_dict, profile_to_dict
 from conftest import json_records, tool_command
@@ -28,10 +29,11 @@ VERSION_1_PROFILE = {
               "interval": 0, "latency": True},
     "output": {"format": "table"}, "context": {"parents": 0, "container": False}}
 VERSIONS = {1: ("driver-v0.17.0.jsonl", VERSION_1_PROFILE),
-            2: ("driver2-v0.17.0.jsonl", profile_to_dict(load_profile("execve")))}
+            2: ("driver2-v0.17.0.jsonl", profile_to_dict(load_profile("execve"))),
+            3: ("driver3-v0.17.0.jsonl", profile_to_dict(load_profile("execve")))}
 
 
-def recording(tmp_path: Path, version: int = 2, *, cut: int | None = None,
+def recording(tmp_path: Path, version: int = VERSION, *, cut: int | None = None,
               trailer: bool = True) -> tuple[Path, Path]:
     fixture, profile = VERSIONS[version]
     header = {"recording": f"{FORMAT}{version}", "bpftrace": "v0.17.0", "profile": profile,

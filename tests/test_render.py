@@ -11,7 +11,7 @@ import pytest
 from bptrace_exec.event import Event
 from bptrace_exec.output.render import Renderer
 from bptrace_exec.output.text import exact_strings, iso_time, json_line, safe_text, shell_quote
-from bptrace_exec.spec import parse_profile
+from bptrace_exec.spec import parse_profile, with_overrides
 from workloads.exec_driver import HARD_ARGS
 
 EXECVE = parse_profile("version: 1\n", source="probes/execve.yaml", name="execve")
@@ -19,12 +19,14 @@ RENDER = Renderer(EXECVE)
 
 
 def event(argv: tuple[bytes, ...], *, filename: bytes = b"/bin/x", cut: bool = False,
-          **kw: object) -> Event:
+          dirfd: int | None = None, flags: int | None = None, **kw: object) -> Event:
+    """An execve's event (an execveat's with dirfd and flags)."""
     base: dict[str, object] = dict(
         time_ns=1_764_000_000_123_456_789, syscall="execve", pid=10, tid=10, ppid=1, uid=0,
         comm=b"bash", ret=0, latency_ns=1_234_567)
     base.update(kw)
-    return Event(**base, values={"filename": filename, "argv": argv},  # type: ignore[arg-type]
+    values = {"filename": filename, "argv": argv, "dirfd": dirfd, "flags": flags}
+    return Event(**base, values=values,  # type: ignore[arg-type]
                  truncated=frozenset({"argv"} if cut else ()))
 
 
@@ -80,6 +82,36 @@ def test_table_columns_line_up() -> None:
     assert header.split() == [c.title for c in RENDER.columns]
     assert row.index("EACCES") == header.index("RET")
     assert row.endswith("/bin/x               ls -l")
+
+
+def test_execveat_dirfd_and_flags_are_numbers_and_null_for_an_execve() -> None:
+    execve = RENDER.to_dict(event((b"true",), filename=b"/bin/true"))
+    assert execve["dirfd"] is None and execve["flags"] is None
+    assert "dirfd_truncated" not in execve and "flags_truncated" not in execve
+    assert list(execve)[list(execve).index("argv_truncated") + 1:][:3] == ["dirfd", "flags",
+                                                                           "ret"]
+    at = RENDER.to_dict(event((b"true",), filename=b"true", syscall="execveat",
+                              dirfd=(1 << 64) - 100, flags=0x1100))
+    assert (at["dirfd"], at["flags"], at["filename"]) == (-100, 0x1100, "true")  # AT_FDCWD
+    fexecve = RENDER.to_dict(event((b"x",), filename=b"/dev/fd/3", syscall="execveat",
+                                   dirfd=3, flags=0x1000))
+    assert (fexecve["dirfd"], fexecve["flags"]) == (3, 4096)
+
+
+def test_dirfd_and_flags_are_columns_only_when_asked_for() -> None:
+    assert not {"dirfd", "flags"} & {c.name for c in RENDER.columns}
+    chosen = Renderer(with_overrides(EXECVE, columns=("syscall", "dirfd", "flags", "result",
+                                                      "filename")))
+    assert chosen.header().split() == ["SYSCALL", "DIRFD", "FLAGS", "RET", "PROGRAM"]
+    rows = [chosen.row(event((b"a",), filename=b"/dev/fd/7/a", syscall="execveat", dirfd=7,
+                             flags=0x1100)),
+            chosen.row(event((b"a",), filename=b"a", syscall="execveat",
+                             dirfd=(1 << 64) - 100, flags=0)),
+            chosen.row(event((b"a",), filename=b"/bin/a"))]
+    assert [r.split() for r in rows] == [
+        ["execveat", "7", "AT_SYMLINK_NOFOLLOW|AT_EMPTY_PATH", "0", "/dev/fd/7/a"],
+        ["execveat", "AT_FDCWD", "0", "0", "a"],
+        ["execve", "-", "-", "0", "/bin/a"]]
 
 
 def test_truncation_is_shown() -> None:

@@ -39,6 +39,28 @@ def test_smallest_profile() -> None:
     assert p.output_format == "table"
 
 
+def test_execveat_has_dirfd_and_flags_and_execve_carries_their_places() -> None:
+    """Given by the probes: execveat's dirfd and flags, padded in a profile with execve
+    (so that both keep one return probe), absent from an execve-only one; columns only
+    when asked for."""
+    both = parse("version: 1\n")
+    assert [(a.name, a.type, a.padded, [s.field for s in a.sources]) for a in both.args] == [
+        ("filename", "exec_path", False, ["filename", "filename"]),
+        ("argv", "argv", False, ["argv", "argv"]),
+        ("dirfd", "exec_dirfd", True, ["fd"]), ("flags", "exec_flags", True, ["flags"])]
+    assert both.columns[-2:] == ("filename", "argv") and "dirfd" not in both.columns
+    assert with_overrides(both, columns=("dirfd", "flags")).columns == ("dirfd", "flags")
+    only_at = parse("version: 1\nprobes: [execveat]\n")
+    assert [(a.name, a.padded) for a in only_at.args][2:] == [("dirfd", False),
+                                                            ("flags", False)]
+    only_execve = parse("version: 1\nprobes: [execve]\n")
+    assert [a.name for a in only_execve.args] == ["filename", "argv"]
+    with pytest.raises(SpecError, match="unknown column 'dirfd'"):
+        parse("version: 1\nprobes: [execve]\ncolumns: [time, dirfd]\n")
+    with pytest.raises(UsageError, match="nothing called 'dirfd' to filter on"):
+        apply_where(both, ["dirfd=3"])
+
+
 def test_single_values_are_one_element_lists() -> None:
     assert parse("version: 1\nfilters: {comm: bash, pid: 7}").filters == Filters(
         comm=("bash",), pid=(7,))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -31,6 +32,57 @@ def test_every_hard_case_is_exact(engine: str, exec_cases: str, tmp_path: Path,
     check_all(events, str(tmp_path))
     check_hidden_argv(events)
     assert not (Path("/tmp/pwned")).exists()
+
+
+AT_FDCWD, AT_SYMLINK_NOFOLLOW, AT_EMPTY_PATH = -100, 0x100, 0x1000
+
+
+def test_execveat_shows_its_dirfd_flags_and_the_kernels_name(engine: str, exec_cases: str,
+                                                             tmp_path: Path,
+                                                             nothing_left_running: None
+                                                             ) -> None:
+    """execveat relative to a directory's fd, and fexecve (AT_EMPTY_PATH), each succeeding
+    and failing: a failure's name is what the kernel names the program when it runs
+    (/dev/fd/N/NAME, /dev/fd/N), as a success shows it; dirfd and flags as passed."""
+    noexec = tmp_path / "not-executable"
+    noexec.write_text("#!/bin/sh\n")
+    noexec.chmod(0o644)
+    missing = "bpx-no-such-program"
+    cases = [  # exec_cases opens PATH as fd DIRFD: (PATH, DIRFD, NAME, FLAGS), then the row
+        (("/usr/bin", 9, "true", AT_SYMLINK_NOFOLLOW), ("/dev/fd/9/true", None)),
+        (("/usr/bin", 9, missing, 0), (f"/dev/fd/9/{missing}", "ENOENT")),
+        (("/usr/bin/true", 10, "", AT_EMPTY_PATH), ("/dev/fd/10", None)),
+        ((str(noexec), 10, "", AT_EMPTY_PATH), ("/dev/fd/10", "EACCES")),
+        (("-", AT_FDCWD, missing, 0), (missing, "ENOENT")),
+        (("/usr/bin", 9, "/usr/bin/true", 0), ("/usr/bin/true", None)),
+    ]
+    commands = [[exec_cases, "execveat", path, str(fd), name, str(flags), "bpx-at", f"case-{i}"]
+                for i, ((path, fd, name, flags), _) in enumerate(cases)]
+    script = ("import json, subprocess, sys\n"
+              "for argv in json.loads(sys.argv[1]): subprocess.run(argv, check=True)\n")
+    rec = tmp_path / "run.rec"
+    run = run_tool("--json", "--record", str(rec), "--bpftrace", engine, "--",
+                   sys.executable, "-c", script, json.dumps(commands))
+    assert run.returncode == 0, run.stderr
+    rows = [(e["syscall"], e["dirfd"], e["flags"], e["filename"], e["argv"], e["errno"])
+            for e in run.execs() if e["argv"][:1] == ["bpx-at"]]
+    assert rows == [("execveat", fd, flags, filename, ["bpx-at", f"case-{i}"], errno)
+                    for i, ((_, fd, _, flags), (filename, errno)) in enumerate(cases)]
+    execves = [e for e in run.execs() if e["argv"][:2] == [exec_cases, "execveat"]]
+    assert len(execves) == len(cases)
+    assert all((e["syscall"], e["dirfd"], e["flags"]) == ("execve", None, None)
+               for e in execves)
+    table = subprocess.run(tool_command("--replay", str(rec), "--columns",
+                                        "syscall,dirfd,flags,result,filename,argv"),
+                           capture_output=True, text=True, check=True).stdout.splitlines()
+    assert table[0].split() == ["SYSCALL", "DIRFD", "FLAGS", "RET", "PROGRAM", "ARGS"]
+    assert [ln.split()[:5] for ln in table if ln.split()[5:6] == ["bpx-at"]] == [
+        ["execveat", "9", "AT_SYMLINK_NOFOLLOW", "0", "/dev/fd/9/true"],
+        ["execveat", "9", "0", "ENOENT", f"/dev/fd/9/{missing}"],
+        ["execveat", "10", "AT_EMPTY_PATH", "0", "/dev/fd/10"],
+        ["execveat", "10", "AT_EMPTY_PATH", "EACCES", "/dev/fd/10"],
+        ["execveat", "AT_FDCWD", "0", "ENOENT", missing],
+        ["execveat", "9", "0", "0", "/usr/bin/true"]]
 
 
 def test_burst_of_2000_execs_loses_none(engine: str, exec_cases: str, tmp_path: Path,
@@ -315,8 +367,7 @@ def test_replay_equals_the_live_run(engine: str, exec_cases: str, tmp_path: Path
                           "--", "/bin/true")
     replayed = subprocess.run(tool_command("--replay", str(stats_rec), "--json"),
                               capture_output=True, text=True, check=True)
-    import json as json_module
-    a, b = json_module.loads(live_stats.stdout), json_module.loads(replayed.stdout)
+    a, b = json.loads(live_stats.stdout), json.loads(replayed.stdout)
     assert a["breakdowns"] == b["breakdowns"] and a["execs"] == b["execs"] == 1
 
 

@@ -1,7 +1,8 @@
 """The parser on what bpftrace 0.17 and 0.23 really printed (scripts/capture-transcript),
 checked against the same expectations as the live integration tests. The `driver-*`
 transcripts were printed by programs of record version 1 (before one model for every
-probe): they stand for the recordings made then, which must still replay."""
+probe), `driverN-*` by programs of version N: they stand for the recordings made then,
+which must still replay."""
 
 from __future__ import annotations
 
@@ -45,6 +46,11 @@ def test_recorded_run_parses_to_the_known_execs(fixture: Path) -> None:
     check_all(events, WORKDIR)
     if version_of(fixture) > 1:  # a case added since
         check_hidden_argv(events)
+    [fexecve] = [e for e in events if e["syscall"] == "execveat"]
+    # dirfd and flags since version 3; null in recordings made before, as for an execve
+    at = (3, 0x1000) if version_of(fixture) > 2 else (None, None)
+    assert (fexecve["dirfd"], fexecve["flags"]) == at
+    assert all(e["dirfd"] is None for e in events if e["syscall"] == "execve")
     assert assembler.stats.malformed == assembler.stats.unknown == 0
     assert assembler.stats.incomplete == assembler.stats.unfinished == 0
 
@@ -64,4 +70,5 @@ def test_records_from_other_cpus_may_come_in_any_order(fixture: Path) -> None:
 
 def test_both_versions_were_recorded() -> None:
     assert {f.stem for f in FIXTURES} >= {"driver-v0.17.0", "driver-v0.23.2",
-                                          "driver2-v0.17.0", "driver2-v0.23.2"}
+                                          "driver2-v0.17.0", "driver2-v0.23.2",
+                                          "driver3-v0.17.0", "driver3-v0.23.2"}

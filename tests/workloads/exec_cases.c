@@ -9,13 +9,21 @@
  *   exec_cases storm N [WORKERS]  WORKERS processes each fork+exec /bin/true N/WORKERS times
  *   exec_cases exec-race N        N times: a child whose two threads exec at once; the
  *                                 kernel kills the one that loses inside its execve
+ *   exec_cases execveat PATH FD NAME FLAGS ARG...
+ *                                 fork; the child opens PATH as fd FD (nothing when FD is
+ *                                 AT_FDCWD, -100) and calls execveat(FD, NAME, {ARG...},
+ *                                 environ, FLAGS): relative to a directory's fd, or an
+ *                                 fexecve (NAME "", FLAGS AT_EMPTY_PATH); 1 if PATH
+ *                                 cannot be opened, else 0 whatever the exec returned
  */
 #define _GNU_SOURCE /* memfd_create */
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -134,6 +142,20 @@ static int storm(long n, int workers) {
     return failed;
 }
 
+static int exec_at(const char *path, int fd, const char *name, int flags, char **args) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (fd != AT_FDCWD) {
+            int opened = open(path, O_RDONLY);
+            if (opened < 0 || dup2(opened, fd) < 0) _exit(126);
+        }
+        /* the raw syscall: what a libc makes of execveat or fexecve is not under test */
+        syscall(SYS_execveat, fd, name, args, environ, flags);
+        _exit(127);
+    }
+    return wait_child(pid) == 126;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) { fprintf(stderr, "usage: see the comment at the top\n"); return 2; }
     if (!strcmp(argv[1], "literal")) return literal("/bin/echo");
@@ -144,6 +166,8 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "exec-race") && argc >= 3) return exec_race(atol(argv[2]));
     if (!strcmp(argv[1], "storm") && argc >= 3)
         return storm(atol(argv[2]), argc >= 4 ? atoi(argv[3]) : 1);
+    if (!strcmp(argv[1], "execveat") && argc >= 7)
+        return exec_at(argv[2], atoi(argv[3]), argv[4], atoi(argv[5]), argv + 6);
     fprintf(stderr, "unknown case %s\n", argv[1]);
     return 2;
 }

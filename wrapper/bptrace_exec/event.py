@@ -1,7 +1,8 @@
 """What flows out of the pipeline: one Event per traced call, its traced bytes exact.
 
 Every probe gives the same base fields; what a profile captured (an exec's filename and
-argv, a syscall's arguments) is in `values`, by capture name.
+argv, and execveat's dirfd and flags; a syscall's arguments) is in `values`, by capture
+name.
 """
 
 from __future__ import annotations

@@ -141,7 +141,7 @@ def _f(spec: str) -> tuple[Field, ...]:
     return tuple(Field(*item.split(":")) for item in spec.split())
 
 
-# --- version 2: what this version's programs print --------------------------------------
+# --- version 2 (and 3): what this version's programs print -----------------------------
 
 FIRST = Layout("first", ("first",), _f("slot:u64 next:u8 text:text"))
 STR = Layout("str", ("str",), _f("slot:u64 chunk:u64 next:u8 text:text"))
@@ -192,5 +192,9 @@ LEGACY = (
     UTS,
 )
 LEGACY_TOTAL_MAPS = ("exec_total", "call_total")
-VERSIONS = {1: LEGACY, 2: LAYOUTS}
-VERSION = 2
+
+# --- version 3: version 2's layouts; an exec program's execveat closes its calls with two
+# numbers more, dirfd and flags (spec.model.EXEC_ARGS: `since`). A recording of version 2
+# is read with the captures its programs had.
+VERSIONS = {1: LEGACY, 2: LAYOUTS, 3: LAYOUTS}
+VERSION = 3

@@ -164,7 +164,7 @@ def _return_body(profile: Profile, name: str, result: str) -> str:
     else:
         key = f"  $key = {TID};\n"
     setup = key + f"  $id = {word(0)};\n" + "".join(
-        f"  $a{s.number} = {readers.int_value(s)};\n" for s in slots if s.read == "int")
+        f"  $a{s.number} = {readers.int_value(s)};\n" for s in slots if readers.held(s))
     forget = f"  delete(@{SCRATCH}[$key]);\n"
     first = int(execs and not profile.filters.failed)  # the `first` record, at entry
     # what was printed at entry of a call not shown is dropped, not left to look lost
@@ -195,7 +195,7 @@ def _return_body(profile: Profile, name: str, result: str) -> str:
 
 # SIGKILL pending when the call fails: its caller is being killed (a signal, or a sibling
 # thread's exec) and the kernel's value, often a restart code, reaches no one.
-KILLED_CHECK = ("    // SIGKILL pending: the caller dies in the call, and what it returns reaches no one\n"
+KILLED_CHECK = ("    // SIGKILL pending: the caller dies here; what it returns reaches no one\n"
                 "    $ret = args->ret;\n"
                 "    if ($ret < 0 && (curtask->pending.signal.sig[0] & (1 << 8))) "
                 f"{{ $ret = {KILLED_RET}; }}\n")

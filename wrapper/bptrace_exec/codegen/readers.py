@@ -3,7 +3,7 @@ image gives (execs), what the return reads and prints, and the numbers it adds t
 closing record. Codegen.events puts the readers of a profile's arguments together.
 
   int        the word kept at entry (or the word it points to), a number of the closing
-             record
+             record; 0 from a probe without it when it is padded (spec.model.Arg)
   str        the string at the pointer kept at entry, read at return a string size at a
              time (`str` records): the kernel has faulted the caller's pages in by then
   sockaddr   the address's bytes (`bytes` record), its length kept at entry too
@@ -25,6 +25,7 @@ from bptrace_exec.codegen.btlang import int_literal
 from bptrace_exec.codegen.program import printf
 from bptrace_exec.records import BYTES, ELEM, FIRST, STR
 from bptrace_exec.spec import types
+from bptrace_exec.spec.captures import carried
 from bptrace_exec.spec.model import PROCESS_EXIT, Arg, ArgSource, Profile
 from bptrace_exec.spec.parse import ARGV_BYTES_RANGE, MAX_ARGS_RANGE, STRING_BYTES_RANGE
 
@@ -52,7 +53,7 @@ class Slot:
 
     arg: Arg
     number: int
-    source: ArgSource
+    source: ArgSource | None  # None: a padded number the probe does not have
     word: int  # the tuple element holding its pointer or value
     read: str
 
@@ -67,6 +68,8 @@ class Read:
 
 def entry_words(slot: Slot) -> list[str]:
     """What the entry keeps of an argument, each a tuple element."""
+    if slot.source is None:
+        return ["(uint64)0"]
     if slot.read == "argv":
         return ["$argv", "$argc"]
     words = [_field(slot.source.field)]
@@ -85,6 +88,7 @@ def chunk(profile: Profile) -> int:
 
 def argv_entry(profile: Profile, slot: Slot) -> str:
     """The caller's argc, whether the count is sure, and its first string (scripts)."""
+    assert slot.source is not None  # every exec probe has argv
     first = ""
     if not profile.filters.failed:
         first = ("  $arg0 = *(uint64 *)uptr($argv);\n"
@@ -120,6 +124,8 @@ def argv_chunks(profile: Profile) -> int:
 
 def on_image(profile: Profile, slot: Slot) -> str:
     """What the new image gives, when it starts (statements indented by two)."""
+    if slot.read == "int":  # kept at entry, printed at return
+        return ""
     if slot.read == "exec_path":
         return _string(profile, slot, PATH_MAX, "curtask->mm->env_end", indent=2)
     assert slot.read == "argv", slot.read
@@ -144,7 +150,7 @@ def on_return(profile: Profile, slot: Slot, result: str) -> Read:
     records in $n; `result` is "success" or "failure" for an exec's, else "any"."""
     c = word(slot.word)
     if slot.read == "int":
-        return Read("", [f"$a{slot.number}"])
+        return Read("", [f"$a{slot.number}" if held(slot) else int_value(slot)])
     if slot.read == "str":
         size = int(int_literal(profile.limits.string_bytes, *STRING_BYTES_RANGE))
         return Read(_string(profile, slot, size, c), [])
@@ -216,24 +222,32 @@ def _string(profile: Profile, slot: Slot, size: int, pointer: str, *, indent: in
     return text if indent == 4 else "".join(line[2:] for line in text.splitlines(True))
 
 
+def held(slot: Slot) -> bool:
+    """Whether a number is held in a variable ($aN) at return, for the filters that can
+    test it. One that no filter can test (an exec's dirfd and flags) is read where it is
+    printed: on 0.17 each variable keeps a copy of the entry's tuple on the 512-byte
+    stack, for which a failed exec's return has no room."""
+    return slot.read == "int" and types.of(slot.arg.type).filter_value is not None
+
+
 def int_value(slot: Slot) -> str:
     """A number argument at return: the word kept, or the word it points to; the end of
     a process's: read from its exit code."""
-    if slot.source.probe == PROCESS_EXIT:
-        return EXIT_FIELDS[slot.source.field]
-    if slot.source.index is None:
+    source = slot.source
+    if source is not None and source.probe == PROCESS_EXIT:
+        return EXIT_FIELDS[source.field]
+    if source is None or source.index is None:
         return word(slot.word)
-    return f"*(uint64 *)uptr({word(slot.word)} + {slot.source.index * 8})"
+    return f"*(uint64 *)uptr({word(slot.word)} + {source.index * 8})"
 
 
 def slots(profile: Profile, probe: str, first_word: int) -> list[Slot]:
     """The probe's arguments in the profile's order, with their places in the tuple."""
     out, word = [], first_word
     for number, arg in enumerate(profile.args):
-        source = arg.source(probe)
-        if source is None:
+        if not carried(arg, probe):
             continue
-        slot = Slot(arg, number, source, word, types.of(arg.type).read)
+        slot = Slot(arg, number, arg.source(probe), word, types.of(arg.type).read)
         out.append(slot)
         word += len(entry_words(slot))
     return out

@@ -37,7 +37,7 @@ class Renderer:
         self.columns = columns_for(profile)
         self.kind = profile.kind
         self.latency_key = f"{profile.kind.latency}_ns"
-        self.args = [(a.name, f"{a.name}_truncated", _json_form(a)) for a in profile.args]
+        self.args = [(a.name, _cut_key(a), _json_form(a)) for a in profile.args]
 
     def header(self) -> str:
         return self._line([c.title for c in self.columns], failed=False)
@@ -82,7 +82,8 @@ class Renderer:
             for name, cut_key, form in self.args:
                 value = values[name]
                 out[name] = None if value is None else form(value)
-                out[cut_key] = name in cut
+                if cut_key:
+                    out[cut_key] = name in cut
         else:
             out["args"] = {name: None if values[name] is None else form(values[name])
                            for name, _, form in self.args}
@@ -97,6 +98,11 @@ class Renderer:
         if e.context:
             out["context"] = e.context.to_dict()
         return out
+
+
+def _cut_key(arg: Arg) -> str:
+    """The field that says an exec's argument was cut ("" for a number, never cut)."""
+    return "" if types.of(arg.type).read == "int" else f"{arg.name}_truncated"
 
 
 def _json_form(arg: Arg) -> Callable[[Any], object]:

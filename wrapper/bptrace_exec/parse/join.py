@@ -16,6 +16,7 @@ from bptrace_exec.event import Event, ProcContext
 from bptrace_exec.parse.layouts import Parser, parsers
 from bptrace_exec.parse.values import Decoder, Parts, ints_per_probe
 from bptrace_exec.records import DROP, KILLED_RET, READY, VERSION, Closing
+from bptrace_exec.spec.captures import as_recorded
 from bptrace_exec.spec.model import Profile
 
 COMPLETE_WAIT_NS = 1_000_000_000  # how long a closed call waits for its missing records
@@ -42,11 +43,12 @@ class Assembler:
                  ) -> None:
         self.profile = profile
         self.wall_offset_ns = wall_offset_ns
+        captured = as_recorded(profile, version)  # a recording's: what its records carry
         self.parsers: dict[bytes, Parser] = parsers(
-            version, profile.probes, ints_per_probe(profile), STORE,
+            version, profile.probes, ints_per_probe(captured), STORE,
             {"_Parts": Parts, "_full": MAX_PENDING, "_evict": self._evict_oldest,
              "_closing": closing})
-        self.decoder = Decoder(profile)
+        self.decoder = Decoder(captured)
         self.pending: dict[tuple[bytes, bytes], Parts] = {}
         self.dropped: dict[tuple[bytes, bytes], int] = {}  # drops that came first, by time
         self.stats = JoinStats()

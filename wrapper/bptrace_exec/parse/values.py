@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from bptrace_exec.event import Value
 from bptrace_exec.records import INTS, Closing
 from bptrace_exec.spec import types
+from bptrace_exec.spec.captures import carried
 from bptrace_exec.spec.model import Profile
 
 ARGC_COUNT_LIMIT = 1024  # codegen.readers: the caller's argc is counted up to here
 ARGC_UNSURE = 4096  # added to the caller's count when it is not sure
 NONE_CUT: frozenset[str] = frozenset()
+DIRFD = "exec_dirfd"  # the type of the number an exec's path is relative to (execveat's)
 
 
 @dataclass(slots=True)  # one per call in flight, made on the hot path
@@ -44,7 +46,7 @@ class Parts:
 
 def ints_per_probe(profile: Profile) -> list[int]:
     """How many numbers each probe's closing record has (records.INTS)."""
-    return [sum(INTS.get(types.of(a.type).read, 0) for a in profile.args if a.source(p))
+    return [sum(INTS.get(types.of(a.type).read, 0) for a in profile.args if carried(a, p))
             for p in profile.probes]
 
 
@@ -56,16 +58,23 @@ class Decoder:
         self.profile = profile
         self.chunk = profile.kind.strlen - 1
         self.plans = [self._plan(probe) for probe in profile.probes]
+        self.dirfds = [self._dirfd(plan) for plan in self.plans]
 
     def _plan(self, probe: str) -> list[tuple[str, str, int, int]]:
         """For each argument: its name, how it is read ("" when this probe has none), its
-        slot and where its numbers start among the closing record's."""
+        slot and where its numbers start among the closing record's (a padded one's
+        are there, and not read)."""
         plan, at = [], 0
         for slot, arg in enumerate(self.profile.args):
             read = types.of(arg.type).read if arg.source(probe) else ""
             plan.append((arg.name, read, slot, at))
-            at += INTS.get(read, 0)
+            at += INTS.get(types.of(arg.type).read, 0) if carried(arg, probe) else 0
         return plan
+
+    def _dirfd(self, plan: list[tuple[str, str, int, int]]) -> int | None:
+        """Where the probe's dirfd is among the closing record's numbers, if it has one."""
+        return next((at for _, read, slot, at in plan
+                     if read and self.profile.args[slot].type == DIRFD), None)
 
     def values(self, p: Parts, closing: Closing) -> tuple[dict[str, Value], frozenset[str]]:
         values: dict[str, Value] = {}
@@ -80,6 +89,9 @@ class Decoder:
                                              self.profile.limits.string_bytes)
             elif read == "exec_path":
                 value, was_cut = join_chunks(p.pieces.get(slot, {}), self.chunk)
+                dirfd = self.dirfds[closing.probe]
+                if closing.ret != 0 and dirfd is not None:  # the caller's name, not the image's
+                    value = exec_name(value, closing.ints[dirfd])
             elif read == "sockaddr":
                 value = _block(p.blocks.get(slot, {}))
             elif read == "argv":
@@ -143,6 +155,18 @@ class Decoder:
     def _read_cut(self, text: bytes, next_byte: int) -> bool:
         """A full read followed by a non-NUL byte was cut; a shorter one is whole."""
         return len(text) >= self.chunk and next_byte != 0
+
+
+def exec_name(name: bytes, dirfd: int) -> bytes:
+    """The name the kernel gives the program an execveat runs (fs/exec.c, alloc_bprm()),
+    which a successful exec shows (the kernel's copy, in the new image); a failed one is
+    shown the same way from the name its caller passed. AT_FDCWD or an absolute name: the
+    name as given; else the fd under /dev/fd, and the name under it unless it is empty
+    (AT_EMPTY_PATH: the fd is the program's own)."""
+    fd = types.signed(dirfd, 32)  # the kernel's int, whatever the register's upper half
+    if fd == types.AT_FDCWD or name.startswith(b"/"):
+        return name
+    return b"/dev/fd/%d/%s" % (fd, name) if name else b"/dev/fd/%d" % fd
 
 
 def join_chunks(chunks: dict[int, tuple[bytes, int]], chunk: int,

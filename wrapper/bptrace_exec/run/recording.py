@@ -3,7 +3,7 @@
 A recording is JSON lines: a header (what is needed to decode the rest), every line
 bpftrace printed, unchanged, and a trailer written when the run ends:
 
-  {"recording": "bptrace-exec/2", "bpftrace": "v0.17.0", "profile": {...},
+  {"recording": "bptrace-exec/3", "bpftrace": "v0.17.0", "profile": {...},
    "started": "2026-...Z", "wall_offset_ns": N}
   ...bpftrace's lines...
   {"recording_end": {"elapsed_s": 12.3}}

@@ -8,11 +8,12 @@ probes' tracepoint formats.
       type: clone_flags
       from: {clone: clone_flags, clone3: "uargs[0]"}   # FIELD[N]: the Nth 64-bit word
                                                        # at the user pointer FIELD
-An exec profile's arguments are given: filename and argv (spec.types.EXEC_TYPES).
+An exec profile's arguments are given (spec.model.EXEC_ARGS, spec.types.EXEC_TYPES).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import re
 from typing import Any
@@ -21,7 +22,15 @@ import yaml
 
 from bptrace_exec.errors import SpecError
 from bptrace_exec.spec import types
-from bptrace_exec.spec.model import PROCESS_EXIT, Arg, ArgSource, Context, ProbeKind, kind_of
+from bptrace_exec.spec.model import (
+    PROCESS_EXIT,
+    Arg,
+    ArgSource,
+    Context,
+    ProbeKind,
+    Profile,
+    kind_of,
+)
 from bptrace_exec.spec.tracepoint import UNKNOWN, Field, FieldLookup, available_syscalls
 from bptrace_exec.spec.yamlcheck import Mapping, at, scalar, sequence, text
 
@@ -44,9 +53,35 @@ PROCESS_EXIT_FIELDS = (Field("status", "int"), Field("signal", "int"), Field("co
 
 
 def given_args(kind: ProbeKind, probes: tuple[str, ...]) -> tuple[Arg, ...]:
-    """A kind's arguments when it has no choice of them (an exec: filename and argv)."""
-    return tuple(Arg(name, type_, tuple(ArgSource(p, name) for p in probes))
-                 for name, type_ in kind.given_args)
+    """A kind's arguments when it has no choice of them (an exec: filename, argv, and
+    execveat's dirfd and flags), those that none of the probes has left out. A number
+    that some of the probes lack is padded: execve and execveat keep sharing their
+    return probes."""
+    out = []
+    for given in kind.given_args:
+        fields = dict(given.fields) or {p: given.name for p in probes}
+        sources = tuple(ArgSource(p, fields[p]) for p in probes if p in fields)
+        padded = len(sources) < len(probes) and types.of(given.type).read == "int"
+        if sources:
+            out.append(Arg(given.name, given.type, sources, padded))
+    return tuple(out)
+
+
+def as_recorded(profile: Profile, version: int) -> Profile:
+    """The profile as programs of an earlier record version printed it: a given argument
+    they did not capture is in no probe's records (its value is None), so that theirs are
+    read as they were written; it comes after those they did, whose slots stay."""
+    newer = {g.name for g in profile.kind.given_args if g.since > version}
+    if not newer & {a.name for a in profile.args}:
+        return profile
+    args = tuple(dataclasses.replace(a, sources=(), padded=False) if a.name in newer else a
+                 for a in profile.args)
+    return dataclasses.replace(profile, args=args)
+
+
+def carried(arg: Arg, probe: str) -> bool:
+    """Whether a probe's records carry the argument: it has it, or it is padded."""
+    return arg.padded or arg.source(probe) is not None
 
 
 def fields_of(probe: str, lookup: FieldLookup) -> tuple[Field, ...] | None | tuple[str]:

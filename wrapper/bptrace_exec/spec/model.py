@@ -15,6 +15,18 @@ PROCESS_EXIT = "process_exit"  # not a syscall: the end of a process's last thre
 
 
 @dataclass(frozen=True)
+class GivenArg:
+    """An argument every profile of a kind has: its name, its type (spec.types) and the
+    tracepoint field each probe has it in (none listed: every probe, in the field of its
+    name). A profile has it when one of its probes does."""
+
+    name: str
+    type: str
+    fields: tuple[tuple[str, str], ...] = ()  # (probe, field)
+    since: int = 1  # the first record version (records.VERSIONS) whose programs print it
+
+
+@dataclass(frozen=True)
 class ProbeKind:
     name: str
     unit: str  # what one event is, in counts and reports: execs, calls, exits
@@ -25,7 +37,7 @@ class ProbeKind:
     kernel_counts: bool  # --stats counts in kernel maps (else as the events go by)
     attach: str  # "syscall": its sys_enter/sys_exit tracepoints; "process_end"
     new_image: bool  # a success starts a new program: read from it, the caller's name kept
-    given_args: tuple[tuple[str, str], ...]  # (name, type) of its arguments, if not a choice
+    given_args: tuple[GivenArg, ...]  # its arguments, if they are not a choice
     args_at_top: bool  # JSON: the arguments are fields of their own (else under "args")
     limits: tuple[str, ...]  # which `limits` apply
     columns: tuple[str, ...]  # the default table; @args, @container, @parents and
@@ -36,6 +48,11 @@ class ProbeKind:
         return ret != 0 if self.fails_on_nonzero else ret < 0
 
 
+# execveat's dirfd and flags tell `execveat(3, "true", ...)` from `execve("true", ...)`;
+# they are columns only when asked for (--columns), and None for an execve.
+EXEC_ARGS = (GivenArg("filename", "exec_path"), GivenArg("argv", "argv"),
+             GivenArg("dirfd", "exec_dirfd", (("execveat", "fd"),), since=3),
+             GivenArg("flags", "exec_flags", (("execveat", "flags"),), since=3))
 # 0.17 keeps a string and a printf record on the 512-byte stack: an exec's records hold
 # one 200-byte string each; a syscall's call record with six arguments and a 200-byte
 # string record together do not fit, 128-byte ones do.
@@ -44,10 +61,9 @@ _CALL_COLUMNS = ("time", "pid", "ppid", "uid", "comm", "@container", "@syscall",
 KINDS = {k.name: k for k in (
     ProbeKind("exec", "execs", "exec", "latency", 200, fails_on_nonzero=False,
               kernel_counts=True, attach="syscall", new_image=True,
-              given_args=(("filename", "exec_path"), ("argv", "argv")), args_at_top=True,
-              limits=("max_args", "argv_bytes"),
+              given_args=EXEC_ARGS, args_at_top=True, limits=("max_args", "argv_bytes"),
               columns=("time", "pid", "ppid", "uid", "comm", "@container", "result",
-                       "latency", "@parents", "@args"),
+                       "latency", "@parents", "filename", "argv"),
               aliases={"program": "filename"}),
     ProbeKind("syscall", "calls", "call", "latency", 128, fails_on_nonzero=False,
               kernel_counts=False, attach="syscall", new_image=False, given_args=(),
@@ -125,6 +141,9 @@ class Arg:
     name: str
     type: str
     sources: tuple[ArgSource, ...]
+    # A number that the closing record of a probe without it carries too (0, read as
+    # None): probes that differ only by it read alike at return and share one probe.
+    padded: bool = False
 
     def source(self, probe: str) -> ArgSource | None:
         return next((s for s in self.sources if s.probe == probe), None)

@@ -87,12 +87,13 @@ def _parsed(text_: str, source: str, name: str, lookup: FieldLookup) -> Profile:
             parsed: tuple[Arg, ...] = top.node(
                 "args", lambda n, s: captures.parse_args(n, s, probes, lookup), default=())
             return parsed
+        given = captures.given_args(kind, probes)
         if "args" in top.items:  # an exec's arguments are given by its probes
             top.used.add("args")
-            names = " and ".join(name for name, _ in kind.given_args)
+            *names, last = (arg.name for arg in given)
             raise SpecError(top.where("args"), f"an {kind.name} profile's arguments are "
-                            f"{names}, always", hint="remove `args`")
-        return captures.given_args(kind, probes)
+                            f"{', '.join(names)} and {last}, always", hint="remove `args`")
+        return given
 
     args = problems.collect(arguments, default=None)
     context = problems.collect(lambda: top.node("context", _context, default=Context()),

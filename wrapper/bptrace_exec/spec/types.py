@@ -10,8 +10,8 @@ A type has a read class, which is all codegen and the parser need to know:
   argv       an exec's argv: the new image's argv block, every byte, when it succeeds;
              each string from the caller's array when it fails
 and a way to show a value and to read a filter value, which are pure Python. The last
-two are what make a profile of execve and execveat an exec profile: they are its
-arguments, and no other probe's.
+two, and execveat's dirfd and flags (numbers, read as int), are what make a profile of
+execve and execveat an exec profile: they are its arguments, and no other probe's.
 """
 
 from __future__ import annotations
@@ -79,6 +79,14 @@ def clone_flags(value: int) -> str:
     exit_signal = value & 0xFF
     parts = [p for p in (names, signal_name(exit_signal) if exit_signal else "") if p]
     return "|".join(parts) or "0"
+
+
+# execveat(2)'s flags: include/uapi/linux/fcntl.h, the same on every architecture
+_AT_FLAGS = (("AT_SYMLINK_NOFOLLOW", 0x100), ("AT_EMPTY_PATH", 0x1000))
+
+
+def at_flags(value: int) -> str:
+    return _flags(_AT_FLAGS, value & 0xFFFFFFFF)
 
 
 def signal_name(value: int) -> str:
@@ -270,6 +278,11 @@ EXEC_TYPES: dict[str, ArgType] = {t.name: t for t in (
             None, 20, title="PROGRAM"),
     ArgType("argv", "argv", "an exec's argument vector, exact", _show_bytes, None, 0,
             title="ARGS"),
+    # numbers in JSON, as the kernel has them (AT_FDCWD is -100); by name in the table
+    ArgType("exec_dirfd", "int", "the directory an execveat's path is relative to",
+            lambda v: fd_text(int(v)), None, 8, 32, True, title="DIRFD"),
+    ArgType("exec_flags", "int", "execveat's flags, e.g. AT_EMPTY_PATH",
+            lambda v: at_flags(int(v)), None, 20, 32, True, title="FLAGS"),
 )}
 TYPE_ALIASES = {"path": "str", "string": "str", "mode": "octal", "flags": "hex"}
 RESULT_TYPES = ("int", "fd", "pid", "hex")  # what a non-negative return value is
