@@ -11,12 +11,14 @@ from pathlib import Path
 import pytest
 
 from bptrace_exec.cli import build_parser, main
+from bptrace_exec.errors import EXIT_ENVIRONMENT
+from bptrace_exec.limits import FILTER_VALUES, JSON_LINE_BYTES, PROFILE_BYTES
 from conftest import tool_command
 
 
 def run(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(tool_command(*args), capture_output=True, text=True, timeout=60,
-                          check=False, **kw)  # type: ignore[call-overload]
+    return subprocess.run(tool_command(*args), capture_output=True, text=True, check=False,
+                          **{"timeout": 60, **kw})  # type: ignore[call-overload]
 
 
 def test_every_option_has_help_and_help_ends_with_examples() -> None:
@@ -125,7 +127,7 @@ def test_tracefs_that_cannot_be_mounted(monkeypatch: pytest.MonkeyPatch,
         runner.check_environment()
 
 
-def test_readme_cli_reference_is_current() -> None:
+def test_readme_cli_reference_and_limits_are_current() -> None:
     import importlib.util
 
     path = Path(__file__).parents[1] / "scripts" / "update-readme"
@@ -135,7 +137,8 @@ def test_readme_cli_reference_is_current() -> None:
     module = importlib.util.module_from_spec(spec)
     loader.exec_module(module)
     readme = (Path(__file__).parents[1] / "README.md").read_text()
-    assert module.reference() in readme, "run scripts/update-readme"
+    for block in module.blocks():
+        assert block in readme, f"run scripts/update-readme: {block.splitlines()[0]}"
 
 
 def test_stats_from_json_lines_written_by_the_tool(tmp_path: Path) -> None:
@@ -241,3 +244,114 @@ def test_bad_input_and_full_disks_are_explained_without_a_traceback(tmp_path: Pa
     assert run("--replay", str(rec)).returncode == 2
     for out in (odd, nested, full, to_full):
         assert "Traceback" not in out.stderr
+
+
+# --- limits: refused at once, with the file, the limit and its reason; never a traceback
+
+def test_a_profile_over_the_size_limit_is_refused_unread(tmp_path: Path) -> None:
+    big = tmp_path / "big.yaml"
+    big.write_text("version: 1\ndescription: " + "x" * (50 * PROFILE_BYTES.most) + "\n")
+    out = run(str(big), "--emit", "script")
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert f"{big}: a profile file is {PROFILE_BYTES.text} at most; this one is " \
+           f"{big.stat().st_size:,} bytes" in out.stderr
+    assert "hint: is it the right file?" in out.stderr
+    laughs = tmp_path / "laughs.yaml"
+    laughs.write_text("version: 1\nx: &a [lol, lol, lol]\ny: [*a, *a, *a]\n")
+    aliased = run(str(laughs), "--emit", "script")
+    assert aliased.returncode == 2 and f"{laughs}:3: a YAML alias" in aliased.stderr
+    assert "Traceback" not in aliased.stderr
+
+
+def test_filters_at_their_limit_compile_one_more_is_refused(tmp_path: Path) -> None:
+    uids = [a for n in range(FILTER_VALUES.most) for a in ("--uid", str(1000 + n))]
+    script = run("execve", *uids, "--emit", "script")
+    assert script.returncode == 0, script.stderr
+    assert f"uid == {1000 + FILTER_VALUES.most - 1})" in script.stdout
+    over = run("execve", *uids, "--uid", "1", "--emit", "script")
+    assert over.returncode == 2 and "Traceback" not in over.stderr
+    assert f"--uid: {FILTER_VALUES.most + 1} values, over the limit of " \
+           f"{FILTER_VALUES.text}" in over.stderr
+    assert "verifier" in over.stderr  # why: bpftrace's compiler and the kernel's verifier
+    comms = [f"c{n}" for n in range(FILTER_VALUES.most)]
+    profile = tmp_path / "comms.yaml"
+    profile.write_text(f"version: 1\nfilters:\n  comm: [{', '.join(comms)}]\n")
+    assert run(str(profile), "--emit", "script").returncode == 0
+    profile.write_text(f"version: 1\nfilters:\n  comm: [{', '.join([*comms, 'sh'])}]\n")
+    refused = run(str(profile), "--emit", "script")
+    assert refused.returncode == 2 and f"{profile}:3: `filters.comm`: " in refused.stderr
+
+
+def test_from_dev_zero_ends_at_once_with_the_line_limit() -> None:
+    out = run("--stats", "--from", "/dev/zero", timeout=30)  # else: gigabytes, unending
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert f"/dev/zero:1: a line longer than {JSON_LINE_BYTES.text}: not JSON lines " \
+           "written by --json" in out.stderr
+
+
+def test_from_a_line_too_long_is_named_by_its_number(tmp_path: Path) -> None:
+    src = tmp_path / "events.jsonl"
+    with src.open("w") as f:
+        f.write('{"event":"end"}\nnot json\n')  # short lines that are not events: skipped
+        f.write("[" * (JSON_LINE_BYTES.most + 1) + "\n")
+    out = run("--stats", "--from", str(src), timeout=30)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert f"{src}:3: a line longer than {JSON_LINE_BYTES.text}" in out.stderr
+
+
+def test_from_reads_the_longest_line_json_writes(tmp_path: Path) -> None:
+    """Six string arguments of the most string_bytes reads, each byte one that JSON
+    escapes (\\u0001), with every context field: within the limit on a --from line."""
+    from bptrace_exec.event import Event, ProcContext
+    from bptrace_exec.output.render import Renderer
+    from bptrace_exec.output.text import json_line
+    from bptrace_exec.spec import parse_profile
+    from bptrace_exec.spec.captures import MAX_ARGS
+    from bptrace_exec.spec.parse import PARENTS_RANGE, STRING_BYTES_RANGE
+    from bptrace_exec.spec.tracepoint import UNKNOWN
+
+    names = [f"s{n}" for n in range(MAX_ARGS)]
+    profile = parse_profile(
+        "version: 1\nprobes: [openat]\nargs: {" + ", ".join(
+            f"{n}: {{type: str, from: filename}}" for n in names) + "}\n"
+        f"limits: {{string_bytes: {STRING_BYTES_RANGE[1]}}}\n"
+        f"context: {{parents: {PARENTS_RANGE[1]}, container: true}}\n",
+        source="p.yaml", name="p", lookup=lambda _name: UNKNOWN)
+    escaped = b"\x01" * STRING_BYTES_RANGE[1]
+    event = Event(time_ns=1, syscall="openat", pid=1, tid=1, ppid=1, uid=1,
+                  comm=b"\x01" * 15, ret=-2, latency_ns=1,
+                  values=dict.fromkeys(names, escaped),
+                  parents=((1, b"\x01" * 15),) * PARENTS_RANGE[1],
+                  context=ProcContext(cgroup_id=1, cgroup="c" * 255, pidns=1, mntns=1,
+                                      hostname="h" * 64, path="/" + "p" * 4095))
+    line = json_line(Renderer(profile).to_dict(event))
+    assert 1_000_000 < len(line.encode()) < JSON_LINE_BYTES.most
+    src = tmp_path / "longest.jsonl"
+    src.write_text(line + "\n")
+    out = run("--stats", "--from", str(src), "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["calls"] == 1
+
+
+def test_memory_running_out_while_reading_is_explained(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    """Within the limits, memory can still be short (ulimit -v): exit status 3 with what
+    was being read, not a traceback."""
+    from bptrace_exec import cli
+    from bptrace_exec.spec import yamlcheck
+
+    def short(*_args: object) -> object:
+        raise MemoryError
+
+    with monkeypatch.context() as m:
+        m.setattr(yamlcheck._BoundedLoader, "compose_node", short)
+        assert main(["execve", "--emit", "script"]) == EXIT_ENVIRONMENT
+    err = capsys.readouterr().err
+    assert "out of memory while reading the profile " in err and "execve.yaml" in err
+    assert "ulimit -v" in err and "Traceback" not in err
+    src = tmp_path / "events.jsonl"
+    src.write_text("{}\n")
+    monkeypatch.setattr(cli, "bounded_lines", short)
+    assert main(["--stats", "--from", str(src)]) == EXIT_ENVIRONMENT
+    assert f"out of memory while reading {src}" in capsys.readouterr().err

@@ -12,9 +12,9 @@ import pytest
 from conftest import ROOT
 
 PACKAGE = ROOT / "wrapper" / "bptrace_exec"
-# The stages in the order data flows; the model (event, records, errors) comes first, the
-# library and the command line last.
-ORDER = ["errors", "event", "records", "spec", "codegen", "run", "parse", "output",
+# The stages in the order data flows; the model (event, records, errors, limits) comes
+# first, the library and the command line last.
+ORDER = ["errors", "limits", "event", "records", "spec", "codegen", "run", "parse", "output",
          "pipeline", "api", "cli"]
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bptrace_exec.errors import SpecError, UsageError
+from bptrace_exec.limits import FILTER_STRING_BYTES, FILTER_VALUES, PROFILE_BYTES, PROFILE_NODES
 from bptrace_exec.spec import (
     Filters,
     Limits,
@@ -17,6 +18,8 @@ from bptrace_exec.spec import (
     with_overrides,
 )
 from bptrace_exec.spec.overrides import apply_where
+from bptrace_exec.spec.tracepoint import UNKNOWN
+from bptrace_exec.spec.types import STR_FILTER_MAX
 
 
 def parse(text: str):  # noqa: ANN201
@@ -172,3 +175,125 @@ def test_filter_values_out_of_the_arguments_range_are_refused(where: str) -> Non
     with pytest.raises(UsageError, match="does not fit|not a signal"):
         apply_where(load_profile("kill"), [where])
     assert apply_where(load_profile("kill"), ["target=4294967295"])  # -1, read unsigned
+
+
+# --- limits: each refused with the file, the line, the limit and its reason -------------
+
+def _list(values: list[str]) -> str:
+    return "[" + ", ".join(values) + "]"
+
+
+OVER = FILTER_VALUES.most + 1  # values: one more than a filter holds
+FULL_LISTS = {
+    "comm": [f"c{i}" for i in range(FILTER_VALUES.most)],
+    "uid": [str(i) for i in range(FILTER_VALUES.most)],
+    "pid": [str(i + 1) for i in range(FILTER_VALUES.most)],
+    "ppid": [str(i) for i in range(FILTER_VALUES.most)],
+    "cgroup": [f"/sys/fs/cgroup/g{i}" for i in range(FILTER_VALUES.most)],
+}
+
+
+@pytest.mark.parametrize("key", list(FULL_LISTS))
+def test_a_filter_holds_its_limit_and_no_more(key: str) -> None:
+    full = FULL_LISTS[key]
+    assert len(getattr(parse(f"version: 1\nfilters:\n  {key}: {_list(full)}\n").filters,
+                       key)) == FILTER_VALUES.most
+    with pytest.raises(SpecError) as err:
+        parse(f"version: 1\nfilters:\n  {key}: {_list([*full, full[-1]])}\n")
+    text = str(err.value)
+    assert text.startswith(f"p.yaml:3: `filters.{key}`: {OVER} values, "
+                           f"over the limit of {FILTER_VALUES.text}")
+    assert "verifier" in text and "hint:" in text
+
+
+def test_the_fullest_profile_is_within_the_limit_on_values() -> None:
+    """Every filter list full and six arguments filtered: well within the limit on YAML
+    values, which only input that no profile needs reaches."""
+    args = "".join(f"  a{k}: {{type: int, from: dfd}}\n" for k in range(6))
+    numbers = _list(FULL_LISTS["uid"])
+    full = "".join(f"  {key}: {_list(values)}\n" for key, values in FULL_LISTS.items())
+    profile = parse_profile(
+        f"version: 1\nprobes: [openat]\nargs:\n{args}filters:\n{full}  args:\n"
+        + "".join(f"    a{k}: {numbers}\n" for k in range(6)),
+        source="p.yaml", name="p", lookup=lambda _name: UNKNOWN)
+    assert [len(v) for _, v in profile.filters.args] == [FILTER_VALUES.most] * 6
+
+
+def _openat(path_filter: str) -> str:
+    return ("version: 1\nprobes: [openat]\nargs:\n  path: {type: str, from: filename}\n"
+            f"  dfd: fd\nfilters:\n  args:\n    path: {path_filter}\n")
+
+
+def test_string_filters_on_arguments_are_bounded_in_bytes() -> None:
+    def strings(size: int) -> list[str]:  # values of STR_FILTER_MAX bytes, then the rest
+        return ["/" + "x" * (min(STR_FILTER_MAX, size - n) - 1)
+                for n in range(0, size, STR_FILTER_MAX)]
+
+    def read(values: list[str]) -> object:
+        return parse_profile(_openat(_list(values)), source="p.yaml", name="p",
+                             lookup=lambda _name: UNKNOWN)
+
+    at_limit = strings(FILTER_STRING_BYTES.most)
+    assert sum(len(v) for v in at_limit) == FILTER_STRING_BYTES.most
+    assert read(at_limit)
+    with pytest.raises(SpecError) as err:
+        read(strings(FILTER_STRING_BYTES.most + 1))
+    assert f"{FILTER_STRING_BYTES.most + 1:,} bytes, over the limit of " \
+           f"{FILTER_STRING_BYTES.text}" in str(err.value)
+    with pytest.raises(SpecError, match=rf"p\.yaml:8: `filters\.args\.path`: {OVER} values"):
+        read([f"/p{i}" for i in range(OVER)])
+
+
+def test_command_line_filters_have_the_same_limits() -> None:
+    base = load_profile("openat")
+    for key in ("comm", "uid", "pid", "ppid", "cgroup"):
+        values = [v if key in ("comm", "cgroup") else int(v) for v in FULL_LISTS[key]]
+        assert with_overrides(base, **{key: values})
+        option = "--cgroup/--container" if key == "cgroup" else f"--{key}"
+        with pytest.raises(SpecError, match=f"^{option}: {OVER} values, over the limit"):
+            with_overrides(base, **{key: [*values, values[0]]})
+    with pytest.raises(SpecError, match=rf"^--where path=\.\.\.: {OVER} values"):
+        apply_where(base, [f"path=/p{i}" for i in range(OVER)])
+    with pytest.raises(SpecError, match=f"^--uid: {OVER} values"):  # as --where uid=... is
+        apply_where(base, [f"uid={i}" for i in range(OVER)])
+    longest = "path=/" + "x" * (STR_FILTER_MAX - 1)
+    count = FILTER_STRING_BYTES.most // STR_FILTER_MAX + 1
+    with pytest.raises(SpecError, match="string filters on arguments, together: "
+                                        f"{count * STR_FILTER_MAX:,} bytes"):
+        apply_where(base, [longest] * count)
+    full = apply_where(base, [f"path=/p{i}" for i in range(FILTER_VALUES.most)])
+    assert len(dict(full.filters.args)["path"]) == FILTER_VALUES.most
+
+
+def test_a_profile_file_over_the_limit_is_refused_unread(tmp_path: Path) -> None:
+    big = tmp_path / "big.yaml"
+    big.write_text("version: 1\n" + "[" * PROFILE_BYTES.most)  # read, it would not parse
+    with pytest.raises(SpecError) as err:
+        load_profile(big)
+    size = big.stat().st_size
+    assert str(err.value).startswith(f"{big}: a profile file is {PROFILE_BYTES.text} at "
+                                     f"most; this one is {size:,} bytes\n  hint: ")
+    at_limit = tmp_path / "at-limit.yaml"  # comments fill it: a profile all the same
+    at_limit.write_text("version: 1\n" + "#" * (PROFILE_BYTES.most - 12) + "\n")
+    assert at_limit.stat().st_size == PROFILE_BYTES.most
+    assert load_profile(at_limit).filters == Filters()
+
+
+def test_yaml_aliases_are_refused() -> None:
+    laughs = ("version: 1\ndescription: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+              "x: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+              "y: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\n")
+    with pytest.raises(SpecError, match=r"^p\.yaml:3: a YAML alias \(\*name\)"):
+        parse(laughs)
+    assert parse("version: 1\ndescription: &a unused\n").description == "unused"
+
+
+def test_a_profile_of_too_many_values_is_refused_as_it_is_read() -> None:
+    many = "version: 1\nfilters: {uid: [" + "1, " * 1_000_000 + "1]}\n"  # 3 MB, 1M values
+    with pytest.raises(SpecError) as err:
+        parse_profile(many[:PROFILE_BYTES.most - 2] + "]}", source="p.yaml", name="p")
+    assert str(err.value).startswith(f"p.yaml:2: the profile: over the limit of "
+                                     f"{PROFILE_NODES.text}")
+    with pytest.raises(SpecError) as err:  # before PyYAML sees any of it
+        parse_profile(many, source="p.yaml", name="p")
+    assert f"{PROFILE_BYTES.text} at most; this one is {len(many):,} bytes" in str(err.value)

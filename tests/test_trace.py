@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from bptrace_exec.limits import FILTER_STRING_BYTES, FILTER_VALUES
 from bptrace_exec.spec.parse import ARGV_BYTES_RANGE
+from bptrace_exec.spec.types import STR_FILTER_MAX
 from conftest import ROOT, run_tool, tool_command
 from expectations import check_all, check_hidden_argv
 
@@ -388,6 +390,46 @@ def test_stops_even_when_started_with_sigint_ignored(engine: str,
     assert proc.returncode == 0, stderr
     assert time.monotonic() - started < 3, "bpftrace did not take SIGINT"
     assert "did not stop" not in stderr
+
+
+def _fullest_profile(probe: str) -> str:
+    """A profile at the limits: every filter list full and, for a syscall, its arguments'
+    filters too, their strings as many bytes as allowed."""
+    from bptrace_exec.run.cgroups import cgroup2_mount
+
+    most = FILTER_VALUES.most
+
+    def full(values: list[str]) -> str:
+        assert len(values) == most
+        return "[" + ", ".join(values) + "]"
+
+    cgroup = cgroup2_mount()
+    numbers = full([str(n) for n in range(most)])
+    lists = {"comm": full([f"bpx-limit-{n}" for n in range(most)]), "uid": numbers,
+             "pid": full([str(n + 1) for n in range(most)]), "ppid": numbers,
+             **({"cgroup": full([str(cgroup)] * most)} if cgroup else {})}
+    text = "version: 1\nfilters:\n" + "".join(f"  {k}: {v}\n" for k, v in lists.items())
+    if probe == "execve":
+        return text
+    paths = [f"/{n}" + "x" * (STR_FILTER_MAX - 1 - len(str(n))) for n in range(8)]
+    paths.append("/" + "y" * (FILTER_STRING_BYTES.most - len("".join(paths)) - 1))
+    assert len("".join(paths)) == FILTER_STRING_BYTES.most
+    flags = ["O_WRONLY", "O_CREAT", "O_TRUNC", "O_APPEND"] * (most // 4)
+    return (f"{text}  args:\n    path: [{', '.join(paths)}]\n    dfd: {numbers}\n"
+            f"    flags: {full(flags)}\n    mode: {numbers}\n"
+            "probes: [openat]\nargs:\n  path: {type: str, from: filename}\n  dfd: fd\n"
+            "  flags: open_flags\n  mode: octal\n")
+
+
+@pytest.mark.parametrize("probe", ["execve", "openat"])
+def test_filters_at_their_limits_load(engine: str, probe: str, tmp_path: Path,
+                                      nothing_left_running: None) -> None:
+    """What the limits allow, bpftrace loads: a program at every filter's limit is
+    attached (the command runs, its status comes back) on every version."""
+    profile = tmp_path / f"{probe}-limits.yaml"
+    profile.write_text(_fullest_profile(probe))
+    run = run_tool(str(profile), "--json", "--bpftrace", engine, "--", "sh", "-c", "exit 7")
+    assert run.returncode == 7, run.stderr
 
 
 @pytest.mark.parametrize("argv_bytes", [str(n) for n in ARGV_BYTES_RANGE])

@@ -287,20 +287,26 @@ class _Counter:
 
 def stats_from_json(lines: Iterable[str], *, by: Iterable[str]) -> tuple[Stats, int]:
     """Counts from JSON lines written earlier with --json; and how many lines were not
-    events (the end and lost lines --json writes beside them are not counted as such)."""
-    events, skipped = [], 0
-    for line in lines:
-        try:
-            obj = json.loads(line)
-        except (ValueError, RecursionError):  # not JSON, or nested beyond reason
-            skipped += bool(line.strip())
-            continue
-        if isinstance(obj, dict) and (obj.get("event", "exec") == "exec" and "argv" in obj
-                                      or obj.get("event") == "call") and _numbers_are(obj):
-            events.append(exact_strings(obj))
-        elif not (isinstance(obj, dict) and obj.get("event") in ("lost", "end")):
-            skipped += 1
-    return from_json_events(events, by=by), skipped
+    events (the end and lost lines --json writes beside them are not counted as such).
+    Each line is counted as it is read: memory grows with the distinct keys, not the
+    lines."""
+    skipped = 0
+
+    def events() -> Iterator[dict[str, object]]:
+        nonlocal skipped
+        for line in lines:
+            try:
+                obj = json.loads(line)
+            except (ValueError, RecursionError):  # not JSON, or nested beyond reason
+                skipped += bool(line.strip())
+                continue
+            if isinstance(obj, dict) and (obj.get("event", "exec") == "exec" and "argv" in obj
+                                          or obj.get("event") == "call") and _numbers_are(obj):
+                yield exact_strings(obj)
+            elif not (isinstance(obj, dict) and obj.get("event") in ("lost", "end")):
+                skipped += 1
+    stats = from_json_events(events(), by=by)  # read to the end: `skipped` is known
+    return stats, skipped
 
 
 def _numbers_are(obj: dict[str, object]) -> bool:

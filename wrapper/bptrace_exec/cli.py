@@ -19,6 +19,7 @@ from bptrace_exec.codegen import generate
 from bptrace_exec.codegen.oneliner import oneliner
 from bptrace_exec.errors import (
     COMMAND_STATUS,
+    EXIT_ENVIRONMENT,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_STATUSES,
@@ -26,6 +27,7 @@ from bptrace_exec.errors import (
     UsageError,
     UserError,
 )
+from bptrace_exec.limits import FILTER_VALUES, JSON_LINE_BYTES, bounded_lines, out_of_memory
 from bptrace_exec.options import SUMMARY_PLACES, check_options
 from bptrace_exec.output.export import FORMATS, check_writable, format_for, to_dict, write_export
 from bptrace_exec.output.render import Renderer, Terminal
@@ -119,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("profile", nargs="?", default=None, metavar="PROFILE",
                    help="a YAML profile, or the name of a shipped one (default: execve)")
-    f = p.add_argument_group("filters (in the kernel; each replaces the profile's)")
+    f = p.add_argument_group("filters (in the kernel; each replaces the profile's; "
+                             f"{FILTER_VALUES.most} values at most per filter)")
     f.add_argument("--comm", action="append", metavar="NAME",
                    help="caller's command name, exact or a prefix ending in * (repeatable)")
     f.add_argument("--uid", action="append", type=int, metavar="N",
@@ -198,7 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--export-format", choices=sorted(set(FORMATS.values())),
                    help="the export format, whatever PATH's extension")
     s.add_argument("--from", dest="from_file", metavar="FILE",
-                   help="report on JSON lines written earlier with --json (no root needed)")
+                   help="report on JSON lines written earlier with --json (no root needed; "
+                        f"a line of {JSON_LINE_BYTES.text} at most)")
     rr = p.add_argument_group("record and replay")
     rr.add_argument("--record", metavar="FILE",
                     help="keep the raw transcript of the run in FILE")
@@ -244,6 +248,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bptrace-exec: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except MemoryError:  # where input is read, the error says which; elsewhere, this
+        print(f"bptrace-exec: {out_of_memory()}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
 
 
 def stderr(message: str) -> None:
@@ -501,10 +508,13 @@ def _stats_from_file(args: argparse.Namespace, profile: Profile, out: Output,
                      exports: list[tuple[str, str]]) -> int:
     """`--stats --from FILE`: the report from JSON lines written earlier; no root needed."""
     try:
-        with open(args.from_file, encoding="utf-8", errors="surrogateescape") as f:
-            stats, skipped = api.stats_from_json(f, by=profile.stats.by)
+        with open(args.from_file, "rb") as f:
+            stats, skipped = api.stats_from_json(bounded_lines(f, args.from_file),
+                                                 by=profile.stats.by)
     except OSError as exc:
         raise UsageError(f"cannot read {args.from_file}: {exc.strerror}") from None
+    except MemoryError:
+        raise out_of_memory(args.from_file) from None
     title = f"bptrace-exec stats: {args.from_file}"
     out.report(stats, profile, title)
     if skipped:

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from bptrace_exec.errors import SpecError
+from bptrace_exec.limits import FILTER_STRING_BYTES, FILTER_VALUES, check
 from bptrace_exec.spec import types
 from bptrace_exec.spec.model import (
     PROCESS_EXIT,
@@ -212,6 +213,7 @@ def parse_arg_filters(node: yaml.Node, source: str, args: tuple[Arg, ...]
         values = filter_values(by_name[name], m.items[name][1], source)
         if values:  # an empty list keeps everything, like the other filters
             out.append((name, values))
+    check_string_filters(tuple(out), args, at(source, node))
     return tuple(out)
 
 
@@ -220,6 +222,7 @@ def filter_values(arg: Arg, node: yaml.Node, source: str) -> tuple[Any, ...]:
     if arg_type.filter_value is None:
         raise SpecError(at(source, node), f"{arg.type} arguments cannot be filtered on")
     items = sequence(node, source) if isinstance(node, yaml.SequenceNode) else [node]
+    check(FILTER_VALUES, len(items), at(source, node), f"`filters.args.{arg.name}`")
     out = []
     for item in items:
         try:
@@ -227,6 +230,15 @@ def filter_values(arg: Arg, node: yaml.Node, source: str) -> tuple[Any, ...]:
         except types.FilterValueError as exc:
             raise SpecError(at(source, item), f"filter on {arg.name}: {exc}") from None
     return tuple(out)
+
+
+def check_string_filters(filters: tuple[tuple[str, tuple[Any, ...]], ...],
+                         args: tuple[Arg, ...], where: str) -> None:
+    """The bytes of every string the filters on arguments compare, against their limit."""
+    strings = {a.name for a in args if types.of(a.type).read == "str"}
+    size = sum(len(str(v).encode("utf-8", "surrogateescape"))
+               for name, values in filters if name in strings for v in values)
+    check(FILTER_STRING_BYTES, size, where, "the string filters on arguments, together")
 
 
 def default_columns(probes: tuple[str, ...], args: tuple[Arg, ...],

@@ -11,9 +11,8 @@ import contextlib
 import dataclasses
 from typing import Any
 
-import yaml
-
 from bptrace_exec.errors import SpecError, UsageError
+from bptrace_exec.limits import FILTER_VALUES, check
 from bptrace_exec.spec import captures, types
 from bptrace_exec.spec.model import Arg, Profile
 from bptrace_exec.spec.parse import (
@@ -26,7 +25,7 @@ from bptrace_exec.spec.parse import (
     parse_profile,
 )
 from bptrace_exec.spec.tracepoint import FieldLookup, syscall_fields
-from bptrace_exec.spec.yamlcheck import COMMAND_LINE, integer
+from bptrace_exec.spec.yamlcheck import COMMAND_LINE, dump, integer
 
 BASE_FILTERS = ("comm", "uid", "pid", "ppid")
 
@@ -48,8 +47,7 @@ def adhoc_profile(syscalls: list[str], args: list[str], *, result: str | None = 
     if columns is not None:
         doc["columns"] = [c.strip() for c in columns.split(",") if c.strip()]
     name = "+".join(syscalls)
-    return parse_profile(yaml.safe_dump(doc, sort_keys=False), source=COMMAND_LINE, name=name,
-                         lookup=lookup)
+    return parse_profile(dump(doc), source=COMMAND_LINE, name=name, lookup=lookup)
 
 
 def _arg(text: str) -> tuple[str, Any]:
@@ -93,9 +91,12 @@ def apply_where(profile: Profile, items: list[str]) -> Profile:
             raise UsageError(f"--where {item!r}: nothing called {name!r} to filter on",
                              hint=f"filter on: {known}")
     checked, _ = validate_overrides(base, {})
+    for name, values in on_args.items():
+        check(FILTER_VALUES, len(values), "", f"--where {name}=...")
     kept = tuple((n, v) for n, v in profile.filters.args if n not in on_args)
-    filters = dataclasses.replace(profile.filters, **checked,
-                                  args=kept + tuple((n, tuple(v)) for n, v in on_args.items()))
+    args = kept + tuple((n, tuple(v)) for n, v in on_args.items())
+    captures.check_string_filters(args, profile.args, "")
+    filters = dataclasses.replace(profile.filters, **checked, args=args)
     return dataclasses.replace(profile, filters=filters)
 
 
@@ -147,6 +148,7 @@ def with_overrides(profile: Profile, **changes: Any) -> Profile:
     placed: dict[str, Any] = {}  # filters with checks of their own
     cgroups = changes.pop("cgroup", None)
     if cgroups is not None:
+        check(FILTER_VALUES, len(cgroups), "", "--cgroup/--container")
         placed["cgroup"] = tuple(cgroup_path(c, f"--cgroup {c}") for c in cgroups)
     in_container = changes.pop("in_container", None)
     if in_container is not None:
@@ -196,7 +198,7 @@ def validate_overrides(filters: dict[str, Any], limits: dict[str, Any]
         if key in ("failed", "succeeded"):
             out_f[key] = bool(values)
             continue
-        check = FILTER_ITEMS[key]
-        out_f[key] = tuple(check(v, f"--{key} {v}") for v in values)
+        check(FILTER_VALUES, len(values), "", f"--{key}")
+        out_f[key] = tuple(FILTER_ITEMS[key](v, f"--{key} {v}") for v in values)
     out_l = {k: LIMIT_RANGES[k](v, f"--{k.replace('_', '-')}") for k, v in limits.items()}
     return out_f, out_l

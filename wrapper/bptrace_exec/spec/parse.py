@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from bptrace_exec.errors import SpecError
+from bptrace_exec.limits import PROFILE_BYTES, out_of_memory, too_large
 from bptrace_exec.spec import captures
 from bptrace_exec.spec.model import (
     EXEC_SYSCALLS,
@@ -32,6 +33,8 @@ from bptrace_exec.spec.yamlcheck import (
     Problems,
     at,
     boolean,
+    compose,
+    dump,
     integer,
     list_of,
     scalar,
@@ -54,16 +57,21 @@ PARENTS_RANGE = (0, 16)
 
 def parse_profile(text_: str, *, source: str, name: str,
                   lookup: FieldLookup = syscall_fields) -> Profile:
+    size = len(text_.encode("utf-8", "surrogateescape"))
+    if size > PROFILE_BYTES.most:  # refused before PyYAML spends seconds on it
+        raise too_large(source, size)
     try:
         return _parsed(text_, source, name, lookup)
     except RecursionError:  # YAML nested hundreds deep
         raise SpecError(source, "the profile is nested too deeply to be read",
                         hint="a profile is a few levels deep: see probes/execve.yaml") from None
+    except MemoryError:  # within the limits: the memory allowed is what is short
+        raise out_of_memory(f"the profile {source}") from None
 
 
 def _parsed(text_: str, source: str, name: str, lookup: FieldLookup) -> Profile:
     try:
-        root = yaml.compose(text_, Loader=yaml.SafeLoader)
+        root = compose(text_, source)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{source}:{mark.line + 1}" if mark else source
@@ -187,9 +195,8 @@ def profile_from_dict(data: dict[str, Any]) -> Profile:
     if not isinstance(data, dict):
         raise TypeError("a profile is a mapping")
     body = {k: v for k, v in data.items() if k not in ("name", "source")}
-    return parse_profile(yaml.safe_dump(body, sort_keys=False),
-                         source=str(data.get("source", "")), name=str(data.get("name", "")),
-                         lookup=lambda _name: UNKNOWN)
+    return parse_profile(dump(body), source=str(data.get("source", "")),
+                         name=str(data.get("name", "")), lookup=lambda _name: UNKNOWN)
 
 
 # --- field checkers: each takes (value, where) and returns the clean value ---------------
@@ -268,10 +275,11 @@ def _filters(node: yaml.Node, source: str, args: tuple[Arg, ...]) -> Filters:
     m = Mapping(node, source, "filters")
     values: dict[str, Any] = {}
     for key, check in FILTER_ITEMS.items():
-        values[key] = m.node(key, list_of(check), default=())
+        values[key] = m.node(key, list_of(check, filter_name=f"filters.{key}"), default=())
     values["failed"] = m.value("failed", boolean, default=False)
     values["succeeded"] = m.value("succeeded", boolean, default=False)
-    values["cgroup"] = m.node("cgroup", list_of(cgroup_path), default=())
+    values["cgroup"] = m.node("cgroup", list_of(cgroup_path, filter_name="filters.cgroup"),
+                              default=())
     values["in_container"] = m.value("in_container", boolean, default=None)
     if any(TYPES.get(a.type) for a in args):
         values["args"] = m.node("args", lambda n, s: captures.parse_arg_filters(n, s, args),

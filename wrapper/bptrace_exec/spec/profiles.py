@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from bptrace_exec.errors import SpecError, UsageError
+from bptrace_exec.limits import PROFILE_BYTES, out_of_memory, too_large
 from bptrace_exec.spec.model import Profile
 from bptrace_exec.spec.parse import parse_profile
 
@@ -49,8 +50,19 @@ def resolve_profile(arg: str) -> Path:
 
 def load_profile(arg: str | os.PathLike[str]) -> Profile:
     path = resolve_profile(os.fspath(arg))
+    return parse_profile(read_profile(path), source=str(path), name=path.stem)
+
+
+def read_profile(path: Path) -> str:
+    """The file's text; one larger than a profile may be is refused unread, beyond the
+    limit (its size, which a pipe or /proc does not tell, is only what bounds the read)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as f:
+            data = f.read(PROFILE_BYTES.most + 1)
+            if len(data) > PROFILE_BYTES.most:
+                raise too_large(str(path), os.fstat(f.fileno()).st_size)
+        return data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(str(path), f"cannot read profile: {exc}") from None
-    return parse_profile(text, source=str(path), name=path.stem)
+    except MemoryError:
+        raise out_of_memory(f"the profile {path}") from None

@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from bptrace_exec.errors import SpecError
+from bptrace_exec.limits import FILTER_VALUES, PROFILE_NODES, check, over
 
 SCHEMA_VERSION = 1
 COMMAND_LINE = "command line"  # the source of ad-hoc profiles: no line numbers to give
@@ -40,22 +41,65 @@ def boolean(value: Any, where: str) -> bool:
     return value
 
 
-def list_of(check: Callable[[Any, str], Any]) -> Callable[[yaml.Node, str], tuple[Any, ...]]:
+def list_of(item_check: Callable[[Any, str], Any], *, filter_name: str = ""
+            ) -> Callable[[yaml.Node, str], tuple[Any, ...]]:
+    """A list (or a single value); a filter's (`filter_name`) has a limit on its length."""
     def parse(node: yaml.Node, source: str) -> tuple[Any, ...]:
         items = sequence(node, source) if isinstance(node, yaml.SequenceNode) else [node]
-        return tuple(check(scalar(item, source), at(source, item)) for item in items)
+        if filter_name:
+            check(FILTER_VALUES, len(items), at(source, node), f"`{filter_name}`")
+        return tuple(item_check(scalar(item, source), at(source, item)) for item in items)
     return parse
 
 
 # --- YAML node plumbing: keeps line numbers for every message ----------------------------
 
+def compose(text: str, source: str) -> yaml.Node | None:
+    """The document's nodes, composed by a loader that refuses aliases and stops counting
+    at the limit: what it builds stays as small as the file."""
+    loader = _BoundedLoader(text)
+    loader.source = source
+    try:
+        return loader.get_single_node()
+    finally:
+        loader.dispose()
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    source = ""
+    nodes = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        where = at(self.source, self.peek_event())  # type: ignore[no-untyped-call]
+        if self.check_event(yaml.AliasEvent):
+            # a few lines of aliases to aliases stand for billions of values
+            raise SpecError(where, "a YAML alias (*name): a profile writes each value out",
+                            hint="replace the alias by the value it names")
+        self.nodes += 1
+        if self.nodes > PROFILE_NODES.most:  # refused before the rest is read
+            raise over(PROFILE_NODES, where, "the profile")
+        return super().compose_node(parent, index)
+
+
+def dump(data: Any) -> str:
+    """YAML for a profile made here (ad hoc, or a recording's): every value written out,
+    as profiles must be, even where one object stands in two places."""
+    return yaml.dump(data, Dumper=_NoAliasDumper, sort_keys=False)
+
+
+class _NoAliasDumper(yaml.SafeDumper):
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 _CONSTRUCTOR = yaml.SafeLoader(stream="")
 
 
-def at(source: str, node: yaml.Node) -> str:
-    if source == COMMAND_LINE:
+def at(source: str, node: yaml.Node | yaml.Event) -> str:
+    mark = node.start_mark
+    if source == COMMAND_LINE or mark is None:
         return source
-    return f"{source}:{node.start_mark.line + 1}"
+    return f"{source}:{mark.line + 1}"
 
 
 def kind(value: Any) -> str:
