@@ -47,7 +47,8 @@ from bptrace_exec.run.engine import Engine
 PROGRAM_NAME = "bptrace-exec-program.bt"
 PIPE_SIZE = 1 << 20  # room for bursts while the consumer renders
 READ_SIZE = 1 << 16
-STOP_GRACE_S = 10.0  # how long bpftrace may take to drain and exit after SIGINT
+STOP_GRACE_S = 20.0  # how long bpftrace may take to drain and exit after SIGINT:
+# bpftrace 0.17 once took over 10 s to end on a loaded host
 TERM_AFTER_S = 3.0  # then SIGTERM, bpftrace's other clean stop, in case SIGINT was lost
 COMMAND_GRACE_S = 3.0  # how long a COMMAND still running at the end has after SIGTERM
 TICK_S = 0.25
