@@ -8,7 +8,7 @@ import pytest
 from bptrace_exec.event import Event
 from bptrace_exec.parse.join import COMPLETE_WAIT_NS, Assembler
 from bptrace_exec.parse.values import ARGC_UNSURE, exec_name
-from bptrace_exec.records import BYTES, CALL, DROP, ELEM, FIRST, STR
+from bptrace_exec.records import BYTES, CALL, DROP, ELEM, FIRST, STR, UNREADABLE_NEXT
 from bptrace_exec.spec import parse_profile, with_overrides
 from recordtext import record
 
@@ -137,6 +137,22 @@ def test_failed_exec_with_a_cut_argument() -> None:
     [e] = feed(new(), recs)
     assert e.errno == "ENOENT" and e.uid == 1000 and "argv" in e.truncated
     assert e["argv"] == (b"f", b"9" * 199) and e["filename"] == b"/nope"
+
+
+def test_strings_that_could_not_be_read_are_named_not_passed_off_as_empty() -> None:
+    recs = failure(7, 70, [(b"", UNREADABLE_NEXT), (b"", 0), (b"", UNREADABLE_NEXT)], b"",
+                   path_next=UNREADABLE_NEXT)
+    [e] = feed(new(), recs)
+    assert e["argv"] == (b"", b"", b"") and e.unreadable == ("filename", "argv/0", "argv/2")
+    assert not e.truncated
+
+
+def test_a_scripts_argv0_that_could_not_be_read_leaves_the_images_argv() -> None:
+    recs = success(3, 9, [b"/bin/sh", b"./x.sh", b"a b"], caller_argc=2, argv0=b"",
+                   path=b"./x.sh")
+    recs[0] = record(FIRST, 3, 9, slot=ARGV, next=UNREADABLE_NEXT, text=b"")
+    [e] = feed(new(), recs)
+    assert e["argv"] == (b"/bin/sh", b"./x.sh", b"a b") and e.unreadable == ()
 
 
 def test_exactly_199_bytes_is_not_cut() -> None:

@@ -214,3 +214,18 @@ def test_a_thread_killed_inside_its_exec_shows_killed_not_an_errno(engine: str,
     table = run_tool("--replay", str(recording), "--columns", "pid,result,argv")
     rows = [line.split() for line in table.stdout.splitlines()[1:]]
     assert sum(row[1] == "killed" for row in rows) == len(killed)
+
+
+def test_arguments_that_could_not_be_read_are_flagged_not_shown_empty(
+        engine: str, exec_cases: str, tmp_path: Path, nothing_left_running: None) -> None:
+    """A failed exec whose arguments lie in a page that is not present (a file mapping
+    the caller never touched; the kernel fails on the path before copying them): a
+    tracer reads zeros there. They are flagged, never passed off as empty arguments."""
+    out = tmp_path / "events.jsonl"
+    run = run_tool("execve", "--json", "-o", str(out), "--bpftrace", engine,
+                   "--", exec_cases, "unreadable-argv", output=out)
+    assert run.returncode == 0, run.stderr
+    [failed] = [e for e in run.execs() if e["filename"] == "/nonexistent/bpx-unreadable"]
+    assert failed["errno"] == "ENOENT" and failed["argv"] == ["", ""]
+    assert failed["unreadable"] == ["/argv/0", "/argv/1"]
+    assert all(e["unreadable"] == [] for e in run.execs() if e is not failed)

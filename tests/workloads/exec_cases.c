@@ -7,6 +7,10 @@
  *                                 mapped but not present: a tracer's read at entry sees
  *                                 the array end early, the kernel copies all of it
  *   exec_cases storm N [WORKERS]  WORKERS processes each fork+exec /bin/true N/WORKERS times
+ *   exec_cases unreadable-argv    fork; the child fails to exec a missing program, its
+ *                                 arguments in a file mapping it never touched: their
+ *                                 page is not present, and the kernel opens the path
+ *                                 (and fails) before it would copy them
  *   exec_cases exec-race N        N times: a child whose two threads exec at once; the
  *                                 kernel kills the one that loses inside its execve
  *   exec_cases execveat PATH FD NAME FLAGS ARG...
@@ -99,6 +103,22 @@ static int hidden_argv(void) {
     return wait_child(pid);
 }
 
+static int unreadable_argv(void) {
+    long page = sysconf(_SC_PAGESIZE);
+    int fd = memfd_create("argv", 0);
+    if (fd < 0 || pwrite(fd, "unseen-1\0unseen-2", 18, 0) != 18 || ftruncate(fd, page) < 0)
+        return 1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        char *strings = mmap(NULL, page, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (strings == MAP_FAILED) _exit(126);
+        char *argv[] = {strings, strings + 9, NULL};
+        execve("/nonexistent/bpx-unreadable", argv, environ);
+        _exit(0);
+    }
+    return wait_child(pid);
+}
+
 static void *race_thread(void *unused) {
     (void)unused;
     char *argv[] = {"/bin/true", "race-thread", NULL};
@@ -163,6 +183,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "thread")) return thread_exec();
     if (!strcmp(argv[1], "empty-argv")) return empty_argv();
     if (!strcmp(argv[1], "hidden-argv")) return hidden_argv();
+    if (!strcmp(argv[1], "unreadable-argv")) return unreadable_argv();
     if (!strcmp(argv[1], "exec-race") && argc >= 3) return exec_race(atol(argv[2]));
     if (!strcmp(argv[1], "storm") && argc >= 3)
         return storm(atol(argv[2]), argc >= 4 ? atoi(argv[3]) : 1);

@@ -40,6 +40,8 @@ class Event:
     context: ProcContext | None = None  # with the profile's context.container
     killed: bool = False  # the caller was killed as the call failed: what it returned no
     # one saw (strace's `= ?`); `ret` is then records.KILLED_RET, and there is no errno
+    unreadable: tuple[str, ...] = ()  # strings that could not be read, shown as "": their
+    # pages were not present ("filename", "argv/1"; a call that failed before copying them)
 
     @property
     def errno(self) -> str | None:

@@ -158,6 +158,10 @@ CGRP = Layout("cgrp", ("cgrp",), _f("cgroup_id:u64 pidns:u64 mntns:u64 name:text
 UTS = Layout("uts", ("uts",), _f("hostname:text"))
 MARK = Layout("mark", ("mark",), _f("cpu:u64"), keyed=False)
 LAYOUTS = (FIRST, STR, ELEM, BYTES, CALL, ANC, CGRP, UTS)
+# A string's `next` byte when it could not be read: it and the 24 bytes around it read as
+# zeros, as memory whose page is not present does (bpftrace shows a failed read as zeros).
+# A real "" has neighbours: the string before it, an allocation's header. No byte is 256.
+UNREADABLE_NEXT = 256
 # The closing record's ret when the caller was being killed as its call failed (SIGKILL
 # pending: a signal, or a sibling thread's exec): what the kernel had, often a restart
 # code, reached no one. No call returns it (errors are -1..-4095).

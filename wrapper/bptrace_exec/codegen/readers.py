@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from bptrace_exec.codegen.btlang import int_literal
 from bptrace_exec.codegen.program import printf
-from bptrace_exec.records import BYTES, ELEM, FIRST, STR
+from bptrace_exec.records import BYTES, ELEM, FIRST, STR, UNREADABLE_NEXT
 from bptrace_exec.spec import types
 from bptrace_exec.spec.captures import carried
 from bptrace_exec.spec.model import PROCESS_EXIT, Arg, ArgSource, Profile
@@ -86,14 +86,27 @@ def chunk(profile: Profile) -> int:
     return profile.kind.strlen - 1  # a str() read keeps one byte for its NUL
 
 
+def next_byte(profile: Profile, pointer: str, indent: int) -> str:
+    """$next: the byte after a full read of the caller's string at `pointer`, or
+    UNREADABLE_NEXT when it reads as "" among zeros: a page not yet present (a fresh
+    fork's, a file mapping never touched), which the kernel did not fault in for a call
+    that failed before copying it."""
+    pad = " " * indent
+    word = f"{pointer} - {pointer} % 8"
+    return (f"{pad}$next = (uint64)*(uint8 *)uptr({pointer} + {chunk(profile)});\n"
+            f"{pad}if (*(uint8 *)uptr({pointer}) == 0 && *(uint64 *)uptr({word} - 8) == 0 &&\n"
+            f"{pad}    *(uint64 *)uptr({word}) == 0 && *(uint64 *)uptr({word} + 8) == 0) {{\n"
+            f"{pad}  $next = {UNREADABLE_NEXT};  // \"\" among zeros: its page is not present\n"
+            f"{pad}}}\n")
+
+
 def argv_entry(profile: Profile, slot: Slot) -> str:
     """The caller's argc, whether the count is sure, and its first string (scripts)."""
     assert slot.source is not None  # every exec probe has argv
     first = ""
     if not profile.filters.failed:
-        first = ("  $arg0 = *(uint64 *)uptr($argv);\n"
-                 + printf(FIRST, {"slot": str(slot.number),
-                                  "next": f"*(uint8 *)uptr($arg0 + {chunk(profile)})",
+        first = ("  $arg0 = *(uint64 *)uptr($argv);\n" + next_byte(profile, "$arg0", 2)
+                 + printf(FIRST, {"slot": str(slot.number), "next": "$next",
                                   "text": f"str(uptr($arg0), {profile.kind.strlen})"}))
     return (
         f"  $argv = {_field(slot.source.field)};\n"
@@ -166,9 +179,8 @@ def on_return(profile: Profile, slot: Slot, result: str) -> Read:
         return Read(_string(profile, slot, PATH_MAX, "curtask->mm->env_end", count_only=True),
                     [])
     if slot.read == "exec_path":
-        return Read(f"    $p = {c};\n"
-                    + printf(STR, {"slot": str(slot.number), "chunk": "0",
-                                   "next": f"*(uint8 *)uptr($p + {chunk(profile)})",
+        return Read(f"    $p = {c};\n" + next_byte(profile, "$p", 4)
+                    + printf(STR, {"slot": str(slot.number), "chunk": "0", "next": "$next",
                                    "text": f"str(uptr($p), {profile.kind.strlen})"}, 4)
                     + "    $n++;\n", [])
     assert slot.read == "argv", slot.read
@@ -189,8 +201,8 @@ def on_return(profile: Profile, slot: Slot, result: str) -> Read:
         f"    while ($i < {max_args}) {{\n"
         "      $arg = *(uint64 *)uptr($argv + $i * 8);\n"
         "      if ($arg == 0) { break; }\n"
-        + printf(ELEM, {"slot": str(slot.number), "item": "$i",
-                        "next": f"*(uint8 *)uptr($arg + {chunk(profile)})",
+        + next_byte(profile, "$arg", 6)
+        + printf(ELEM, {"slot": str(slot.number), "item": "$i", "next": "$next",
                         "text": f"str(uptr($arg), {profile.kind.strlen})"}, 6)
         + "      $i++;\n"
         "    }\n"

@@ -11,7 +11,7 @@ from bptrace_exec.output.text import local_time, parent_chain, safe_str, safe_te
 from bptrace_exec.spec import types
 from bptrace_exec.spec.model import Arg, Profile
 
-CUT, LOST, NONE = "[...]", "[records lost]", "-"
+CUT, LOST, UNREADABLE, NONE = "[...]", "[records lost]", "[unreadable]", "-"
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bptrace_exec.event import KILLED, Event
-from bptrace_exec.output.columns import LOST, columns_for
+from bptrace_exec.output.columns import LOST, UNREADABLE, columns_for
 from bptrace_exec.output.text import decode_text, iso_time
 from bptrace_exec.spec import types
 from bptrace_exec.spec.model import Arg, Profile
@@ -47,6 +47,8 @@ class Renderer:
         cells = [c.cell(event) for c in self.columns]
         if event.incomplete:
             cells[-1] += " " + LOST
+        if event.unreadable:
+            cells[-1] += " " + UNREADABLE
         if tried:
             cells[-1] += f" [tried {tried}]"
         return self._line(cells, failed=event.killed or self.kind.failed(event.ret))
@@ -66,6 +68,11 @@ class Renderer:
             if start < len(line):
                 line = line[:start] + RED + line[start:end] + PLAIN + line[end:]
         return line
+
+    @functools.cached_property
+    def _pointer(self) -> str:
+        """Where the event's arguments are in its JSON object."""
+        return "/" if self.kind.args_at_top else "/args/"
 
     @functools.cached_property
     def _result(self) -> int | None:
@@ -93,6 +100,8 @@ class Renderer:
         out[KILLED] = e.killed
         out[self.latency_key] = e.latency_ns
         out["incomplete"] = e.incomplete
+        # JSON Pointers, as b64's are: the strings shown as "" that could not be read
+        out["unreadable"] = [self._pointer + where for where in e.unreadable]
         if self.profile.context.parents:
             out["parents"] = [{"pid": pid, "comm": decode_text(comm)} for pid, comm in e.parents]
         if e.context:

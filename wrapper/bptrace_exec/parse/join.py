@@ -117,7 +117,7 @@ class Assembler:
         return [event]
 
     def build(self, p: Parts, c: Closing, *, incomplete: bool) -> Event:
-        values, truncated = self.decoder.values(p, c)
+        values, truncated, unreadable = self.decoder.values(p, c)
         context = None
         if p.cgroup is not None or p.hostname is not None:
             cgroup_id, pidns, mntns, name = p.cgroup or (0, 0, 0, b"")
@@ -128,7 +128,7 @@ class Assembler:
         return Event(p.entry_ns + self.wall_offset_ns, self.profile.probes[c.probe], c.pid,
                      p.tid, c.ppid, c.uid, c.comm if c.comm is not None else p.comm, c.ret,
                      c.latency, values, truncated, incomplete, parents, context,
-                     c.ret == KILLED_RET)
+                     c.ret == KILLED_RET, unreadable)
 
     def _forget_dropped(self, before_ns: int) -> None:
         """Records of dropped calls that came after their drop go too; drops seen before

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bptrace_exec.event import Value
-from bptrace_exec.records import INTS, Closing
+from bptrace_exec.records import INTS, UNREADABLE_NEXT, Closing
 from bptrace_exec.spec import types
 from bptrace_exec.spec.captures import carried
 from bptrace_exec.spec.model import Profile
@@ -76,9 +76,13 @@ class Decoder:
         return next((at for _, read, slot, at in plan
                      if read and self.profile.args[slot].type == DIRFD), None)
 
-    def values(self, p: Parts, closing: Closing) -> tuple[dict[str, Value], frozenset[str]]:
+    def values(self, p: Parts, closing: Closing
+               ) -> tuple[dict[str, Value], frozenset[str], tuple[str, ...]]:
+        """The arguments' values, those cut by the limits, and where strings could not be
+        read ("filename", "argv/1"): shown as "", which they may not be."""
         values: dict[str, Value] = {}
         cut = []
+        unreadable: list[str] = []
         for name, read, slot, at in self.plans[closing.probe]:
             value: Value
             was_cut = False
@@ -88,7 +92,10 @@ class Decoder:
                 value, was_cut = join_chunks(p.pieces.get(slot, {}), self.chunk,
                                              self.profile.limits.string_bytes)
             elif read == "exec_path":
-                value, was_cut = join_chunks(p.pieces.get(slot, {}), self.chunk)
+                chunks = p.pieces.get(slot, {})
+                value, was_cut = join_chunks(chunks, self.chunk)
+                if chunks.get(0, (b"", 0))[1] == UNREADABLE_NEXT:
+                    unreadable.append(name)
                 dirfd = self.dirfds[closing.probe]
                 if closing.ret != 0 and dirfd is not None:  # the caller's name, not the image's
                     value = exec_name(value, closing.ints[dirfd])
@@ -96,12 +103,15 @@ class Decoder:
                 value = _block(p.blocks.get(slot, {}))
             elif read == "argv":
                 value, was_cut = self._argv(p, closing, slot, closing.ints[at:at + 4], values)
+                unreadable += [f"{name}/{i}" for i, (text, next_byte) in
+                               sorted(p.elems.get(slot, {}).items())
+                               if next_byte == UNREADABLE_NEXT and closing.ret != 0]
             else:
                 value = None  # this probe has no such argument
             values[name] = value
             if was_cut:
                 cut.append(name)
-        return values, frozenset(cut) if cut else NONE_CUT
+        return values, frozenset(cut) if cut else NONE_CUT, tuple(unreadable)
 
     def _argv(self, p: Parts, closing: Closing, slot: int, counts: tuple[int, ...],
               so_far: dict[str, Value]) -> tuple[Value, bool]:
@@ -136,6 +146,8 @@ class Decoder:
                                  len(argv) == argc and argv[inserted] == path):
             return argv, cut
         argv0, next_byte = first
+        if next_byte == UNREADABLE_NEXT:  # the image's argv, whole, rather than a guess
+            return argv, cut
         return [argv0, *argv[inserted + 1:]], cut or self._read_cut(argv0, next_byte)
 
     def _caller_argv(self, p: Parts, slot: int, caller_argc: int, argc: int,
