@@ -23,6 +23,7 @@ from bptrace_exec.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_STATUSES,
+    EngineFailure,
     OutputError,
     UsageError,
     UserError,
@@ -417,13 +418,11 @@ def _show_events(trace: api.Trace, out: Output, summary: Output | None, hooks: a
                  *, all_attempts: bool, wide: bool, color: str) -> None:
     render = Renderer(trace.profile, out.terminal(wide=wide, color=color))
     if trace.profile.output_format == "json":
-        try:
+        with _summing_up(trace, summary, hooks):
             for event in trace:
                 out.write(json_line(render.to_dict(event)))
                 if out.closed:
                     trace.stop()
-        finally:  # a run that failed still says what it traced, and that it is partial
-            _say_summary(trace.summary, summary, hooks)
         return
     rows = Rows(fold=not all_attempts)
 
@@ -439,12 +438,12 @@ def _show_events(trace: api.Trace, out: Output, summary: Output | None, hooks: a
     trace.run.on_ready = header
     wall_offset_ns = trace.run.source.wall_offset_ns  # the clock the calls' times are on
     trace.run.on_tick = lambda: show(rows.ready(time.monotonic_ns() + wall_offset_ns))
-    try:
-        for event in trace:
-            show(rows.add(event))
-    finally:  # bpftrace failing still shows what it traced before
-        show(rows.flush())
-        _say_summary(trace.summary, None, hooks)
+    with _summing_up(trace, None, hooks):
+        try:
+            for event in trace:
+                show(rows.add(event))
+        finally:  # bpftrace failing still shows what it traced before
+            show(rows.flush())
 
 
 @contextlib.contextmanager
@@ -464,6 +463,20 @@ def _lost(count: int, out: Output | None, profile: Profile) -> None:
            "raise --buffer-pages")
     if out is not None and profile.output_format == "json" and not profile.stats.enabled:
         out.write(json_line({"event": "lost", "time": iso_time(time.time_ns()), "count": count}))
+
+
+@contextlib.contextmanager
+def _summing_up(trace: api.Trace, json_out: Output | None, hooks: api.Hooks
+                ) -> Iterator[None]:
+    """The run's summary at its end; also when its bpftrace dies while tracing (what it
+    traced, and what is unknown), not when it was refused before tracing."""
+    try:
+        yield
+    except EngineFailure:
+        if trace.run.ready:
+            _say_summary(trace.summary, json_out, hooks)
+        raise
+    _say_summary(trace.summary, json_out, hooks)
 
 
 def _say_summary(s: Summary, json_out: Output | None, hooks: api.Hooks) -> None:
