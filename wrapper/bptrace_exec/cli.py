@@ -367,7 +367,7 @@ class Output:
     def __enter__(self) -> Output:
         if self.path:
             try:
-                self.stream = open(self.path, "w", buffering=1, encoding="utf-8")  # noqa: SIM115
+                self.stream = open(self.path, "w", encoding="utf-8")  # noqa: SIM115
             except OSError as exc:
                 raise UsageError(f"cannot write {self.path}: {exc.strerror}") from None
         return self
@@ -391,11 +391,25 @@ class Output:
         return Terminal(colour=colour, width=shutil.get_terminal_size().columns
                         if tty and not wide else None)
 
-    def write(self, text: str) -> None:
+    def write(self, text: str, *, flush: bool = True) -> None:
+        """One line; `flush=False` leaves it buffered until the next flush(), which the
+        event loop calls after each batch of records (a write per row is most of the
+        output's cost in a storm)."""
         if self.closed:
             return
         try:
             self.stream.write(text if text.endswith("\n") else text + "\n")
+            if flush:
+                self.stream.flush()
+        except BrokenPipeError:
+            self.closed = True
+        except OSError as exc:
+            raise self._failed(exc) from None
+
+    def flush(self) -> None:
+        if self.closed:
+            return
+        try:
             self.stream.flush()
         except BrokenPipeError:
             self.closed = True
@@ -418,17 +432,24 @@ def _show_events(trace: api.Trace, out: Output, summary: Output | None, hooks: a
                  *, all_attempts: bool, wide: bool, color: str) -> None:
     render = Renderer(trace.profile, out.terminal(wide=wide, color=color))
     if trace.profile.output_format == "json":
+        def flush() -> None:
+            out.flush()
+            if out.closed:
+                trace.stop()
+        trace.run.on_tick = flush
         with _summing_up(trace, summary, hooks):
-            for event in trace:
-                out.write(json_line(render.to_dict(event)))
-                if out.closed:
-                    trace.stop()
+            try:
+                for event in trace:
+                    out.write(json_line(render.to_dict(event)), flush=False)
+            finally:
+                flush()
         return
     rows = Rows(fold=not all_attempts)
 
     def show(ready: list[Row]) -> None:
         for row in ready:
-            out.write(render.row(row.event, row.tried))
+            out.write(render.row(row.event, row.tried), flush=False)
+        out.flush()
         if out.closed:
             trace.stop()
 

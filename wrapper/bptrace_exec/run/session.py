@@ -52,6 +52,10 @@ STOP_GRACE_S = 20.0  # how long bpftrace may take to drain and exit after SIGINT
 TERM_AFTER_S = 3.0  # then SIGTERM, bpftrace's other clean stop, in case SIGINT was lost
 COMMAND_GRACE_S = 3.0  # how long a COMMAND still running at the end has after SIGTERM
 TICK_S = 0.25
+# After a read that emptied the pipe, wait this long before the next: bpftrace writes a
+# record at a time, and a reader woken for each costs both processes a context switch
+# per record; after the pause one read takes all that came meanwhile.
+BATCH_S = 0.02
 TRACEFS = Path("/sys/kernel/tracing")
 DEBUGFS_TRACING = Path("/sys/kernel/debug/tracing")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -376,9 +380,13 @@ class Session:
         sel.register(self._wake_r, selectors.EVENT_READ, "wake")
         pending = b""
         json_open = True
+        batch = False
         try:
             while json_open:
                 self._check_stop_conditions()
+                if batch:
+                    time.sleep(BATCH_S)
+                batch = False
                 for key, _ in sel.select(TICK_S):
                     if key.data == "wake":
                         os.read(self._wake_r, 64)
@@ -390,6 +398,7 @@ class Session:
                         if not chunk:
                             json_open = False
                             break
+                        batch = len(chunk) < READ_SIZE
                         pending += chunk
                         *complete, pending = pending.split(b"\n")
                         if self._drain_started is not None:
