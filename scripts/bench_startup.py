@@ -72,12 +72,13 @@ def main() -> int:
     if os.geteuid() != 0:
         raise SystemExit("needs root")
     engine = find_engine(args.bpftrace)
-    env = {**os.environ, **engine.environment(1024)}
     print(f"# {platform.machine()}, {os.cpu_count()} cpus, kernel {platform.release()}, "
           f"bpftrace {engine.version_text}, Python {platform.python_version()}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         program = Path(tmp) / "program.bt"
-        program.write_text(generate(load_profile("execve"), engine.version_text).text)
+        generated = generate(load_profile("execve"), engine.version_text)
+        program.write_text(generated.text)
+        env = {**os.environ, **engine.environment(1024, generated.strlen)}
         bare = [engine.path, "--no-warnings", "-f", "json", str(program)]
         tool = [sys.executable, "-m", "bptrace_exec", "execve", "-o", "/dev/null",
                 "--bpftrace", engine.path]

@@ -2,31 +2,38 @@
 """Exec-storm overhead: what each tracer costs a workload of N fork+exec of /bin/true.
 
     scripts/bench_storm.py [--execs 3000] [--workers 1,2] [--rounds 5] [--bpftrace PATH]
+                           [--configs LIST]
 
 Configurations, interleaved round by round (the order rotates every round), each timing
 the same C workload (tests/workloads/exec_cases.c `storm N WORKERS`):
   none         no tracer
-  bpftrace     bare bpftrace running the very program bptrace-exec generates; its
-               output read and thrown away
-  events-null  bptrace-exec, table rows written to /dev/null (-o /dev/null)
+  libbpf       libbpf-tools' execsnoop (installed with apt-get when missing), stdout to a file
+  execsnoop.bt bpftrace's own execsnoop.bt, stdout to a file
+  bpftrace     bare bpftrace running the very program bptrace-exec generates, its output
+               read and thrown away
+  events-json  bptrace-exec --json -o FILE
   events-pipe  bptrace-exec, table rows on a pipe read by a consumer that counts them
+  events-null  bptrace-exec, table rows to /dev/null (-o /dev/null)
   stats        bptrace-exec --stats
   stats-light  bptrace-exec exec-counts: successful execs counted by the light program,
                which enables no syscall tracepoint
   bpftrace-stats, bpftrace-light   bare bpftrace running the program of stats, stats-light
   strace       strace -f -e trace=execve -o /dev/null
   perf         perf trace -e execve -o /dev/null
-Printed: the median over rounds of each configuration's per-round ratio to `none` (and of
-each bptrace-exec mode to bare bpftrace running its program), and the rows events-pipe
-received against execs performed.
-Needs root and cc; installs strace and linux-perf with apt-get when they are missing.
-Every tracer is stopped by its pid after each run, also on failure.
+Printed per configuration, medians over rounds: wall time relative to `none` in the same
+round; CPU per exec above `none` (the workload's user + system time, where a tracer's
+kernel work lands, plus the tracer's own processes'), in microseconds; the tracer's own CPU
+per exec; rows received (execs shown, against execs performed). CPU time is far steadier
+on a shared VM than wall time. Needs root and cc; installs libbpf-tools, strace and
+linux-perf with apt-get when they are missing. Every tracer is stopped by its pid after
+each run, also on failure.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import platform
 import resource
@@ -50,11 +57,25 @@ from bptrace_exec.spec import load_profile, with_overrides  # noqa: E402
 
 TOOL = [sys.executable, "-m", "bptrace_exec"]
 START_TIMEOUT = 120
+PACKAGES = {"strace": ("strace", "strace"), "perf": ("perf", "linux-perf"),
+            "libbpf": ("/usr/sbin/execsnoop", "libbpf-tools")}
+EXECSNOOP_BT = "/usr/sbin/execsnoop.bt"
+WRAPPERS = {"none": [], "strace": ["strace", "-f", "-e", "trace=execve", "-o", "/dev/null"],
+            "perf": ["perf", "trace", "-e", "execve", "-o", "/dev/null", "--"]}
+TOOL_ARGS = {"events-json": ["execve", "--json"], "events-pipe": ["execve"],
+             "events-null": ["execve", "-o", "/dev/null"], "stats": ["execve", "--stats"],
+             "stats-light": ["exec-counts"]}
+# What marks a row of the workload's exec in each tracer's output. The peers read argv at
+# entry, and the workload's children pass a literal from a page not yet present: they
+# show the row with no arguments (the comm `true`; execsnoop.bt: nothing after the pid).
+ROW = {"libbpf": b"\ntrue ", "execsnoop.bt": b" \n", "bpftrace": b'"exec ',
+       "events-json": b'"filename":"/bin/true"', "events-pipe": b" /bin/true "}
+HZ = os.sysconf("SC_CLK_TCK")
 
 
 def ensure_tools(configs: list[str]) -> None:
-    missing = [pkg for tool, pkg in (("strace", "strace"), ("perf", "linux-perf"))
-               if tool in configs and not shutil.which(tool)]
+    missing = [pkg for config, (path, pkg) in PACKAGES.items()
+               if config in configs and not shutil.which(path)]
     if missing:
         subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=False,
                        stdout=subprocess.DEVNULL)
@@ -69,6 +90,17 @@ def wait_for(stream: object, marker: str) -> None:
         if not line:
             break
     raise RuntimeError(f"tracer did not print {marker!r}")
+
+
+def wait_for_rows(path: Path, marker: bytes, workload: str) -> None:
+    """A tracer that says nothing when it is ready is ready once it shows an exec."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        subprocess.run([workload, "storm", "1", "1"], check=True)
+        if marker in path.read_bytes():
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"no {marker!r} in {path}")
 
 
 def drain(fd: int, counter: list[int] | None = None, needle: bytes = b"") -> threading.Thread:
@@ -87,32 +119,67 @@ def drain(fd: int, counter: list[int] | None = None, needle: bytes = b"") -> thr
     return thread
 
 
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its live descendants."""
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                text = Path(f"/proc/{entry}/stat").read_text()
+                fields = text[text.rfind(")") + 2:].split()
+                stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / HZ)
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        total += stats.get(current, (0, 0.0))[1]
+        todo += [child for child, (parent, _) in stats.items() if parent == current]
+    return total
+
+
+@dataclasses.dataclass
+class Started:
+    prefix: list[str]  # what the workload runs under
+    pid: int | None = None  # the tracer's, for its own CPU
+    rows: list[int] = dataclasses.field(default_factory=lambda: [0])
+
+
 @contextlib.contextmanager
 def tracer(kind: str, programs: dict[str, str], engine_path: str, env: dict[str, str],
-           received: list[int]) -> Iterator[list[str]]:
-    """Starts the tracer (if any); yields the prefix to run the workload under."""
-    if kind in ("none", "strace", "perf"):
-        yield {"none": [], "strace": ["strace", "-f", "-e", "trace=execve", "-o", "/dev/null"],
-               "perf": ["perf", "trace", "-e", "execve", "-o", "/dev/null", "--"]}[kind]
+           tmp: Path, workload: str) -> Iterator[Started]:
+    """Starts the tracer (if any); yields how the workload runs under it. Rows are counted
+    once the tracer has ended."""
+    if kind in WRAPPERS:
+        yield Started(WRAPPERS[kind])
         return
-    if kind in programs:
+    out = tmp / f"{kind}.out"
+    out.unlink(missing_ok=True)
+    readers = []
+    if kind in ("libbpf", "execsnoop.bt"):
+        # line-buffered, as on a terminal: else rows wait in stdio, and some are lost at
+        # the stop
+        cmd = ["stdbuf", "-oL", *(["/usr/sbin/execsnoop"] if kind == "libbpf" else
+                                  [engine_path, EXECSNOOP_BT])]
+        with out.open("wb") as sink:
+            proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.DEVNULL, text=True)
+        wait_for_rows(out, ROW[kind], workload)
+    elif kind in programs:
         proc = subprocess.Popen([engine_path, "--no-warnings", "-f", "json", programs[kind]],
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                 env={**os.environ, **env}, text=True)
         wait_for(proc.stdout, '"ready')
-        readers = [drain(proc.stdout.fileno())]  # type: ignore[union-attr]
     else:
-        args = {"events-null": ["execve", "-o", "/dev/null"], "events-pipe": ["execve"],
-                "stats": ["execve", "--stats"], "stats-light": ["exec-counts"]}[kind]
-        proc = subprocess.Popen([*TOOL, *args, "--bpftrace", engine_path], cwd=TOP,
-                                stdout=subprocess.PIPE if kind == "events-pipe"
+        json_file = ["-o", str(out)] if kind == "events-json" else []
+        proc = subprocess.Popen([*TOOL, *TOOL_ARGS[kind], *json_file, "--bpftrace", engine_path],
+                                cwd=TOP, stdout=subprocess.PIPE if kind == "events-pipe"
                                 else subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         wait_for(proc.stderr, "Tracing")
-        readers = [drain(proc.stderr.fileno())]  # type: ignore[union-attr]
-        if proc.stdout:
-            readers.append(drain(proc.stdout.fileno(), received, b" /bin/true "))
+        readers.append(drain(proc.stderr.fileno()))  # type: ignore[union-attr]
+    skip = out.read_bytes().count(ROW[kind]) if out.exists() else 0  # the ready check's
+    started = Started([], proc.pid)
+    if proc.stdout:
+        readers.append(drain(proc.stdout.fileno(), started.rows, ROW.get(kind, b"\0")))
     try:
-        yield []
+        yield started
     finally:
         stop(proc)
         for reader in readers:
@@ -120,18 +187,30 @@ def tracer(kind: str, programs: dict[str, str], engine_path: str, env: dict[str,
         for stream in (proc.stdout, proc.stderr):
             if stream:
                 stream.close()
+    if out.exists():
+        started.rows[0] = out.read_bytes().count(ROW[kind]) - skip
+        out.unlink()
 
 
-def timed(cmd: list[str]) -> tuple[float, float]:
-    """Wall-clock seconds, and the CPU seconds (user + system) of the workload's whole
-    process tree: what a tracer costs runs in the traced tasks' own context, and CPU time
-    is far less at the mercy of this VM's neighbours than wall time."""
+@dataclasses.dataclass
+class Run:
+    wall: float
+    cpu: float  # the workload's
+    own: float | None  # the tracer's processes'
+    rows: int | None
+
+
+def timed(cmd: list[str], started: Started) -> tuple[float, float, float | None]:
+    """Wall-clock seconds, the CPU seconds (user + system) of the workload's whole
+    process tree, and the tracer's own over the same time."""
+    own_before = tree_cpu(started.pid) if started.pid else None
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.monotonic() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    own = tree_cpu(started.pid) - own_before if started.pid and own_before is not None else None
+    return wall, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, own
 
 
 def main() -> int:
@@ -140,15 +219,15 @@ def main() -> int:
     ap.add_argument("--workers", default="1,2")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--bpftrace")
-    ap.add_argument("--configs", default="none,bpftrace,events-null,events-pipe,stats,"
-                                          "stats-light,strace,perf")
+    ap.add_argument("--configs", default="none,libbpf,execsnoop.bt,bpftrace,events-json,"
+                                          "events-pipe,stats,stats-light,strace,perf")
     args = ap.parse_args()
     if os.geteuid() != 0 or not shutil.which("cc"):
         raise SystemExit("needs root and a C compiler")
     requested = args.configs.split(",")
     ensure_tools(requested)
     engine = find_engine(args.bpftrace)
-    configs = [c for c in requested if c not in ("strace", "perf") or shutil.which(c)]
+    configs = [c for c in requested if c not in PACKAGES or shutil.which(PACKAGES[c][0])]
     print(f"# {platform.machine()}, {os.cpu_count()} cpus, kernel {platform.release()}, "
           f"bpftrace {engine.version_text}, Python {platform.python_version()}; "
           f"{args.execs} fork+exec of /bin/true, {args.rounds} rounds", flush=True)
@@ -160,49 +239,52 @@ def main() -> int:
         programs = {"bpftrace": profile,
                     "bpftrace-stats": with_overrides(profile, stats=True),
                     "bpftrace-light": load_profile("exec-counts")}
-        paths = {}
+        paths, envs = {}, {}
         for kind, prof in programs.items():
             paths[kind] = str(Path(tmp) / f"{kind}.bt")
-            Path(paths[kind]).write_text(generate(prof, engine.version_text).text)
-        env = engine.environment(4096 if engine.ring_shared else 1024)
+            program = generate(prof, engine.version_text)
+            Path(paths[kind]).write_text(program.text)
+            envs[kind] = engine.environment(4096 if engine.ring_shared else 1024,
+                                            program.strlen)
         for workers in args.workers.split(","):
-            run_workers(int(workers), configs, args, workload, paths, engine.path, env)
+            runs = measure(int(workers), configs, args, workload, paths, engine.path, envs,
+                           Path(tmp))
+            report(int(workers), configs, runs, args.execs)
     return 0
 
 
-def run_workers(workers: int, configs: list[str], args: argparse.Namespace, workload: str,
-                programs: dict[str, str], engine_path: str, env: dict[str, str]) -> None:
-    times: dict[str, list[tuple[float, float]]] = {c: [] for c in configs}
-    received: list[int] = []
+def measure(workers: int, configs: list[str], args: argparse.Namespace, workload: str,
+            programs: dict[str, str], engine_path: str, envs: dict[str, dict[str, str]],
+            tmp: Path) -> dict[str, list[Run]]:
+    runs: dict[str, list[Run]] = {c: [] for c in configs}
     for round_ in range(args.rounds):
         order = configs[round_ % len(configs):] + configs[:round_ % len(configs)]
         for kind in order:
-            count = [0]
-            with tracer(kind, programs, engine_path, env, count) as prefix:
-                times[kind].append(timed([*prefix, workload, "storm", str(args.execs),
-                                          str(workers)]))
-            if kind == "events-pipe":
-                received.append(count[0])
-    def ratio(a: str, b: str | None, i: int) -> str:
-        if b not in times:
-            return " " * 8
-        pairs = zip(times[a], times[b], strict=True)
-        return f"{statistics.median(x[i] / y[i] for x, y in pairs):8.3f}"
+            with tracer(kind, programs, engine_path, envs.get(kind, {}), tmp,
+                        workload) as started:
+                wall, cpu, own = timed([*started.prefix, workload, "storm", str(args.execs),
+                                        str(workers)], started)
+            runs[kind].append(Run(wall, cpu, own, started.rows[0] if kind in ROW else None))
+    return runs
 
-    print(f"\nworkers={workers}  {'config':14} {'median s':>9} {'vs none':>8} {'vs bare':>8}"
-          f" {'cpu s':>7} {'vs none':>8} {'vs bare':>8}   (wall, then CPU of the workload)")
-    bare = {"events-null": "bpftrace", "events-pipe": "bpftrace", "stats": "bpftrace-stats",
-            "stats-light": "bpftrace-light"}
+
+def report(workers: int, configs: list[str], runs: dict[str, list[Run]], execs: int) -> None:
+    """Medians of per-round figures, each against the no-tracer run of its round."""
+    none = runs.get("none")
+    print(f"\nworkers={workers}  {'config':14} {'wall':>6} {'CPU us/exec':>11} "
+          f"{'own us/exec':>11}  rows (of {execs} per round)")
     for kind in configs:
-        wall, cpu = (statistics.median(t[i] for t in times[kind]) for i in (0, 1))
+        def median(values: list[float]) -> str:
+            return f"{statistics.median(values):11.0f}" if values else f"{'n/a':>11}"
+        pairs = list(zip(runs[kind], none or [], strict=False))
+        wall = f"{statistics.median(r.wall / n.wall for r, n in pairs):5.2f}x" if none else "n/a"
         # perf trace's workload's CPU time never reaches this process's rusage
-        cpu_columns = (f"{cpu:7.3f} {ratio(kind, 'none', 1)} {ratio(kind, bare.get(kind), 1)}"
-                       if kind != "perf" else "    n/a")
-        print(f"{'':11}{kind:14} {wall:9.3f} {ratio(kind, 'none', 0)} "
-              f"{ratio(kind, bare.get(kind), 0)} {cpu_columns}".rstrip())
-    if received:
-        print(f"{'':11}events-pipe rows received per round: {received} "
-              f"(execs performed: {args.execs} each)", flush=True)
+        above = [(r.cpu + (r.own or 0) - n.cpu) / execs * 1e6
+                 for r, n in pairs] if kind != "perf" else []
+        own = [r.own / execs * 1e6 for r in runs[kind] if r.own is not None]
+        rows = [r.rows for r in runs[kind] if r.rows is not None]
+        print(f"{'':11}{kind:14} {wall:>6} {median(above)} {median(own)}  "
+              f"{rows if rows else ''}".rstrip(), flush=True)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ def record(layout: Layout, tid: int = 0, ident: int = 0, **values: object) -> by
         value = values[f.name]
         if f.type == "u64*":
             out += [b"%d" % v for v in value]  # type: ignore[attr-defined]
-        elif f.type in ("hex", "comm16"):
+        elif f.type in ("hex", "comm16", "hexlen"):
             raw = bytes(value)  # type: ignore[call-overload]
             if f.type == "comm16":
                 raw = raw.ljust(16, b"\0")

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import pytest
 
+from bptrace_exec.codegen.readers import BUF_CHUNK, FAILED_ARG_CHUNKS
 from bptrace_exec.event import Event
 from bptrace_exec.parse.join import COMPLETE_WAIT_NS, Assembler
 from bptrace_exec.parse.values import ARGC_UNSURE, exec_name
-from bptrace_exec.records import BYTES, CALL, DROP, ELEM, FIRST, STR, UNREADABLE_NEXT
+from bptrace_exec.records import BYTES, CALL, DROP, ELEM, EXEC, FIRST, STR, UNREADABLE_NEXT
 from bptrace_exec.spec import parse_profile, with_overrides
 from recordtext import record
 
 EXECVE = parse_profile("version: 1\n", source="probes/execve.yaml", name="execve")
 FILENAME, ARGV = 0, 1  # the exec arguments' slots
+CHUNK = EXECVE.kind.strlen - 1  # a string read
 EXECVE_PROBE, EXECVEAT_PROBE = 0, 1
 AT_FDCWD = (1 << 64) - 100  # as a closing record has it: -100, sign-extended
 AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW = 0x1000, 0x100
@@ -28,29 +30,44 @@ def closing(tid: int, ident: int, records: int, *, ret: int = 0, caller_argc: in
                   ints=[caller_argc, argc, more, size, dirfd, flags], comm=comm)
 
 
+def pieces(text: bytes, after: int = 0, reads: int = 64) -> list[tuple[int, bytes, int]]:
+    """A string read CHUNK bytes at a time, at most `reads` times: (chunk, text, the byte
+    after it); `after` is the byte after the string."""
+    read, rest = text[:CHUNK * reads], [*text[CHUNK * reads:], after]
+    return [(c, read[at:at + CHUNK], [*read[at + CHUNK:], *rest][0])
+            for c, at in enumerate(range(0, max(len(read), 1), CHUNK))]
+
+
 def success(tid: int, ident: int, argv: list[bytes], *, caller_argc: int | None = None,
-            argv0: bytes | None = None, path: bytes = b"/bin/prog",
-            chunk: int = 192, **at: int) -> list[bytes]:
+            argv0: bytes | None = None, path: bytes = b"/bin/prog", limit: int = 4096,
+            comm: bytes = b"bash", probe: int = EXECVE_PROBE, dirfd: int = 0,
+            flags: int = 0) -> list[bytes]:
+    """As the program prints it: a script's caller argv[0] (`argv0`), the parts of argv
+    (up to `limit` bytes) and of the path that do not fit the `exec` record, then it."""
     block = b"".join(a + b"\0" for a in argv)
     caller = len(argv) if caller_argc is None else caller_argc
-    first = argv0 if argv0 is not None else (argv[0] if argv else b"")
-    recs = [record(FIRST, tid, ident, slot=ARGV, next=0, text=first)]
-    for off in range(0, len(block), chunk):
-        recs.append(record(BYTES, tid, ident, slot=ARGV, offset=off,
-                           data=block[off:off + chunk]))
-    recs.append(record(STR, tid, ident, slot=FILENAME, chunk=0, next=0, text=path))
-    recs.append(closing(tid, ident, len(recs) + 1, caller_argc=caller, argc=len(argv),
-                        size=len(block), **at))
+    recs = [record(FIRST, tid, ident, slot=ARGV, next=0, text=argv0)] if argv0 is not None else []
+    recs += [record(BYTES, tid, ident, slot=ARGV, offset=off, data=block[off:off + BUF_CHUNK])
+             for off in range(BUF_CHUNK, min(len(block), limit), BUF_CHUNK)]
+    (_, head, after), *rest = pieces(path)
+    recs += [record(STR, tid, ident, slot=FILENAME, chunk=c, next=n, text=t) for c, t, n in rest]
+    recs.append(record(EXEC, tid, ident, probe=probe, records=len(recs) + 1, latency=5000,
+                       pid=tid, ppid=1, uid=0,
+                       ints=[caller, len(argv), 0, len(block), dirfd, flags],
+                       length=min(len(block), BUF_CHUNK), next=after, comm=comm,
+                       data=block[:BUF_CHUNK], text=head))
     return recs
 
 
 def failure(tid: int, ident: int, args: list[tuple[bytes, int]], path: bytes, *,
             ret: int = -2, caller_argc: int | None = None, more: int = 0,
-            first: bool = True, path_next: int = 0, **at: int) -> list[bytes]:
-    recs = [record(FIRST, tid, ident, slot=ARGV, next=0, text=args[0][0])] if first else []
-    recs += [record(ELEM, tid, ident, slot=ARGV, item=i, next=nxt, text=text)
-             for i, (text, nxt) in enumerate(args)]
-    recs.append(record(STR, tid, ident, slot=FILENAME, chunk=0, next=path_next, text=path))
+            path_next: int = 0, **at: int) -> list[bytes]:
+    """Each (argument, the byte after it) read as the program reads it."""
+    recs = [record(ELEM, tid, ident, slot=ARGV, item=i, chunk=c, next=n, text=t)
+            for i, (text, after) in enumerate(args)
+            for c, t, n in pieces(text, after, FAILED_ARG_CHUNKS)]
+    recs += [record(STR, tid, ident, slot=FILENAME, chunk=c, next=n, text=t)
+             for c, t, n in pieces(path, path_next)]
     recs.append(closing(tid, ident, len(recs) + 1, ret=ret, more=more, argc=len(args),
                         caller_argc=len(args) if caller_argc is None else caller_argc, **at))
     return recs
@@ -118,13 +135,18 @@ def test_an_empty_argv_stays_empty() -> None:
 
 
 def test_argv_cut_by_the_byte_limit_is_flagged() -> None:
-    recs = success(3, 9, [b"p", b"y" * 1000])
-    recs = [r for r in recs if not r.startswith(b"bytes 3 9 1 768 ")]
-    recs[-1] = closing(3, 9, len(recs), caller_argc=2, argc=2, size=1004)
-    [e] = feed(new(), recs)
+    limit = 10 * BUF_CHUNK
+    [e] = feed(new(), success(3, 9, [b"p", b"y" * 1000], limit=limit))
     argv = e["argv"]
     assert isinstance(argv, tuple)
-    assert "argv" in e.truncated and argv[0] == b"p" and argv[1] == b"y" * (768 - 2)
+    assert "argv" in e.truncated and argv[0] == b"p" and argv[1] == b"y" * (limit - 2)
+
+
+def test_a_short_exec_is_one_record() -> None:
+    [only] = success(3, 9, [b"ls", b"-l", b"a b"], path=b"/usr/bin/ls", comm=b"ba sh")
+    [e] = feed(new(), [only])
+    assert (e["argv"], e["filename"], e.comm, e.ret) == ((b"ls", b"-l", b"a b"), b"/usr/bin/ls",
+                                                       b"ba sh", 0)
 
 
 def test_max_args_cuts_and_flags() -> None:
@@ -133,10 +155,11 @@ def test_max_args_cuts_and_flags() -> None:
 
 
 def test_failed_exec_with_a_cut_argument() -> None:
-    recs = failure(7, 70, [(b"f", 0), (b"9" * 199, 57)], b"/nope")
+    longest = CHUNK * FAILED_ARG_CHUNKS
+    recs = failure(7, 70, [(b"f", 0), (b"9" * (longest + 5), 0)], b"/nope")
     [e] = feed(new(), recs)
     assert e.errno == "ENOENT" and e.uid == 1000 and "argv" in e.truncated
-    assert e["argv"] == (b"f", b"9" * 199) and e["filename"] == b"/nope"
+    assert e["argv"] == (b"f", b"9" * longest) and e["filename"] == b"/nope"
 
 
 def test_strings_that_could_not_be_read_are_named_not_passed_off_as_empty() -> None:
@@ -155,33 +178,30 @@ def test_a_scripts_argv0_that_could_not_be_read_leaves_the_images_argv() -> None
     assert e["argv"] == (b"/bin/sh", b"./x.sh", b"a b") and e.unreadable == ()
 
 
-def test_exactly_199_bytes_is_not_cut() -> None:
-    recs = failure(7, 70, [(b"9" * 199, 0)], b"/nope", ret=-13, first=False)
+@pytest.mark.parametrize("size", [CHUNK - 1, CHUNK, CHUNK + 1, CHUNK * FAILED_ARG_CHUNKS])
+def test_a_failed_execs_argument_as_long_as_its_reads_is_not_cut(size: int) -> None:
+    recs = failure(7, 70, [(b"9" * size, 0), (b"x", 0)], b"/" * size, ret=-13)
     [e] = feed(new(), recs)
     assert not e.truncated and e.errno == "EACCES" and e.comm == b"bash"
+    assert e["argv"] == (b"9" * size, b"x") and e["filename"] == b"/" * size
 
 
 def test_text_fields_keep_spaces_newlines_and_emptiness() -> None:
-    recs = failure(7, 70, [(b"", 0), (b" two  spaces \n", 0)], b"/a b", first=False)
+    recs = failure(7, 70, [(b"", 0), (b" two  spaces \n", 0)], b"/a b")
     [e] = feed(new(), recs)
     assert e["argv"] == (b"", b" two  spaces \n") and e["filename"] == b"/a b"
 
 
 def test_long_path_in_chunks() -> None:
     path = b"/" + b"p" * 500
-    recs = [r for r in success(1, 1, [b"x"], path=b"IGNORED") if not r.startswith(b"str")]
-    pieces = [(0, path[:199], 112), (1, path[199:398], 112), (2, path[398:], 0)]
-    recs[1:1] = [record(STR, 1, 1, slot=FILENAME, chunk=c, next=n, text=t)
-                 for c, t, n in pieces]
-    recs[-1] = closing(1, 1, len(recs), caller_argc=1, argc=1, size=2)
-    [e] = feed(new(), recs)
+    [e] = feed(new(), success(1, 1, [b"x"], path=path))
     assert e["filename"] == path and "filename" not in e.truncated
 
 
 def test_lost_records_show_the_exec_as_incomplete_after_a_wait() -> None:
     a = new()
-    recs = success(1, 1, [b"a", b"b"])
-    assert feed(a, recs[:1] + recs[2:], now=0) == []  # its argv block lost
+    recs = success(1, 1, [b"a", b"b" * 200])
+    assert feed(a, recs[1:], now=0) == []  # a piece of its argv block lost
     assert list(a.expire(COMPLETE_WAIT_NS // 2)) == []
     [e] = a.expire(COMPLETE_WAIT_NS * 2)
     assert e.incomplete and "argv" in e.truncated and a.stats.incomplete == 1
@@ -189,7 +209,7 @@ def test_lost_records_show_the_exec_as_incomplete_after_a_wait() -> None:
 
 def test_records_without_a_closing_one_are_counted_at_the_end() -> None:
     a = new()
-    feed(a, success(1, 1, [b"a"])[:-1])
+    feed(a, success(1, 1, [b"a" * 200])[:-1])
     assert list(a.flush()) == [] and a.stats.unfinished == 1
 
 
@@ -258,10 +278,10 @@ def test_a_failed_execveat_shows_what_a_successful_one_would() -> None:
 
 
 def test_a_cut_relative_name_stays_flagged() -> None:
-    recs = failure(7, 70, [(b"f", 0)], b"n" * 199, path_next=ord("n"), probe=EXECVEAT_PROBE,
+    recs = failure(7, 70, [(b"f", 0)], b"n" * CHUNK, path_next=ord("n"), probe=EXECVEAT_PROBE,
                    dirfd=3)
     [e] = feed(new(), recs)
-    assert e["filename"] == b"/dev/fd/3/" + b"n" * 199 and "filename" in e.truncated
+    assert e["filename"] == b"/dev/fd/3/" + b"n" * CHUNK and "filename" in e.truncated
 
 
 def test_a_successful_execveat_shows_the_images_name_as_it_is() -> None:

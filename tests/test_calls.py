@@ -320,7 +320,7 @@ def test_exec_records_carry_context_too() -> None:
                       name=b"cron.service"),
                record(UTS, 5, 9, hostname=b"box"),
                record(STR, 5, 9, slot=0, chunk=0, next=0, text=b"/bin/x"),
-               record(ELEM, 5, 9, slot=1, item=0, next=0, text=b"x"),
+               record(ELEM, 5, 9, slot=1, item=0, chunk=0, next=0, text=b"x"),
                record(CALL, 5, 9, probe=0, records=6, ret=-2, latency=100, pid=5, ppid=4,
                       uid=0, ints=[1, 1, 0, 0, 0, 0], comm=b"sh")]  # argv's, dirfd, flags
     [event] = [e for r in records for e in asm.feed(r, 0)]

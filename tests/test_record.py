@@ -30,7 +30,8 @@ VERSION_1_PROFILE = {
     "output": {"format": "table"}, "context": {"parents": 0, "container": False}}
 VERSIONS = {1: ("driver-v0.17.0.jsonl", VERSION_1_PROFILE),
             2: ("driver2-v0.17.0.jsonl", profile_to_dict(load_profile("execve"))),
-            3: ("driver3-v0.17.0.jsonl", profile_to_dict(load_profile("execve")))}
+            3: ("driver3-v0.17.0.jsonl", profile_to_dict(load_profile("execve"))),
+            4: ("driver4-v0.17.0.jsonl", profile_to_dict(load_profile("execve")))}
 
 
 def recording(tmp_path: Path, version: int = VERSION, *, cut: int | None = None,
@@ -62,7 +63,7 @@ def test_recordings_of_every_version_replay_the_same_execs(tmp_path: Path, versi
     assert len(rec.lines) == len(fixture.read_bytes().splitlines())
     out = subprocess.run(tool_command("--replay", str(path), "--json", "-q"),
                          capture_output=True, text=True, check=True).stdout
-    check_all([r for r in json_records(out) if r["event"] == "exec"], WORKDIR)
+    check_all([r for r in json_records(out) if r["event"] == "exec"], WORKDIR, version)
 
 
 def test_cut_recording_replays_to_its_last_whole_line(tmp_path: Path) -> None:

@@ -4,8 +4,10 @@ from these layouts and the parser reads the records back by the same declaration
 A record is one printf line: its kind, then, for a record of a call, TID and ID (the
 calling thread's id and the entry time, which join the records of one call whatever CPU
 each came from), then its fields. At most one field takes the rest of the line (a text,
-or bytes in hex), and it comes last. Each record fills one part of a call (a `Part`);
-the closing one says how many records the call has, which is when it is complete.
+or bytes in hex), and it comes last; a field before it has a width the record says
+(bytes as many as `length`, a comm). Each record fills a part of a call (`PARTS`), an
+`exec` record several; the closing one says how many records the call has, which is
+when it is complete.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ FORMATS = {
     "u64*": "%lu",  # as many numbers as the probe has (the closing record's captures)
     "text": "%s",  # the rest of the line, bytes as they are
     "hex": "%rh",  # the rest of the line, bytes as hex pairs
+    "hexlen": "%rh",  # as many bytes as the field `length` says, as hex pairs
     "comm16": "%rh",  # 16 bytes as hex pairs (recordings made before version 2)
     "nr": "%lu",  # a syscall number (recordings made before version 2)
 }
@@ -39,7 +42,8 @@ class Layout:
     parts: tuple[str, ...]  # which parts of a call it fills: keys of PARTS
     fields: tuple[Field, ...]
     keyed: bool = True  # starts with TID ID
-    constants: dict[str, int] = field(default_factory=dict)  # part fields it implies
+    # part fields it implies, by name, or as PART.NAME for one part's only
+    constants: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         rest = [i for i, f in enumerate(self.fields) if f.type in REST]
@@ -75,10 +79,12 @@ class Piece(NamedTuple):
 
 
 class Element(NamedTuple):
-    """One string of a list capture (a failed exec's argv, from the caller)."""
+    """A piece of one string of a list capture (a failed exec's argv, from the caller),
+    read a string size at a time."""
 
     slot: int
     item: int  # its place in the list
+    chunk: int
     next: int
     text: bytes
 
@@ -141,14 +147,24 @@ def _f(spec: str) -> tuple[Field, ...]:
     return tuple(Field(*item.split(":")) for item in spec.split())
 
 
-# --- version 2 (and 3): what this version's programs print -----------------------------
+# --- version 4: what this version's programs print -------------------------------------
 
 FIRST = Layout("first", ("first",), _f("slot:u64 next:u8 text:text"))
 STR = Layout("str", ("str",), _f("slot:u64 chunk:u64 next:u8 text:text"))
-ELEM = Layout("elem", ("elem",), _f("slot:u64 item:u64 next:u8 text:text"))
+ELEM = Layout("elem", ("elem",), _f("slot:u64 item:u64 chunk:u64 next:u8 text:text"))
 BYTES = Layout("bytes", ("bytes",), _f("slot:u64 offset:u64 data:hex"))
 CALL = Layout("call", ("call",), _f("probe:u64 records:u64 ret:s64 latency:u64 pid:u64 ppid:u64 "
                                  "uid:u64 ints:u64* comm:text"))
+# An exec that succeeded, whole in one record when its path and argv fit: the closing
+# record with the caller's name (hex: the path comes after it), the argv block's first
+# bytes (BYTES from offset 0) and the path's first chunk (STR chunk 0). The image's
+# records say the rest (codegen.readers).
+EXEC_PATH_SLOT, EXEC_ARGV_SLOT = 0, 1  # spec.model.EXEC_ARGS
+EXEC = Layout("exec", ("call", "str", "bytes"),
+              _f("probe:u64 records:u64 latency:u64 pid:u64 ppid:u64 uid:u64 ints:u64* "
+                 "length:u64 next:u8 comm:comm16 data:hexlen text:text"),
+              constants={"ret": 0, "str.slot": EXEC_PATH_SLOT, "str.chunk": 0,
+                         "bytes.slot": EXEC_ARGV_SLOT, "bytes.offset": 0})
 # The closing record's numbers, argument by argument in the profile's order: one for a
 # number argument; for argv, these four.
 ARGV_INTS = ("caller_argc", "argc", "more", "size")
@@ -157,7 +173,7 @@ ANC = Layout("anc", ("anc",), _f("depth:u64 pid:u64 comm:text"))
 CGRP = Layout("cgrp", ("cgrp",), _f("cgroup_id:u64 pidns:u64 mntns:u64 name:text"))
 UTS = Layout("uts", ("uts",), _f("hostname:text"))
 MARK = Layout("mark", ("mark",), _f("cpu:u64"), keyed=False)
-LAYOUTS = (FIRST, STR, ELEM, BYTES, CALL, ANC, CGRP, UTS)
+LAYOUTS = (FIRST, STR, ELEM, BYTES, CALL, EXEC, ANC, CGRP, UTS)
 # A string's `next` byte when it could not be read: it and the 24 bytes around it read as
 # zeros, as memory whose page is not present does (bpftrace shows a failed read as zeros).
 # A real "" has neighbours: the string before it, an allocation's header. No byte is 256.
@@ -183,7 +199,8 @@ LEGACY = (
            constants={"slot": 1}),
     Layout("argv", ("bytes",), _f("offset:u64 data:hex"), constants={"slot": 1}),
     Layout("file", ("str",), _f("chunk:u64 next:u8 text:text"), constants={"slot": 0}),
-    Layout("arg", ("elem",), _f("item:u64 next:u8 text:text"), constants={"slot": 1}),
+    Layout("arg", ("elem",), _f("item:u64 next:u8 text:text"),
+           constants={"slot": 1, "chunk": 0}),
     Layout("comm", ("comm",), _f("comm:comm16")),
     Layout("exec", ("call",), _f("ret:s64 latency:u64 pid:u64 ppid:u64 uid:u64 ints:u64 ints:u64 "
                               "ints:u64 ints:u64 records:u64 probe:nr")),
@@ -197,8 +214,11 @@ LEGACY = (
 )
 LEGACY_TOTAL_MAPS = ("exec_total", "call_total")
 
-# --- version 3: version 2's layouts; an exec program's execveat closes its calls with two
-# numbers more, dirfd and flags (spec.model.EXEC_ARGS: `since`). A recording of version 2
-# is read with the captures its programs had.
-VERSIONS = {1: LEGACY, 2: LAYOUTS, 3: LAYOUTS}
-VERSION = 3
+# --- versions 2 and 3: one `elem` record per string, no `exec` record; version 3's
+# execveat closes its calls with two numbers more, dirfd and flags (spec.model.EXEC_ARGS:
+# `since`). A recording of version 2 is read with the captures its programs had.
+ELEM3 = Layout("elem", ("elem",), _f("slot:u64 item:u64 next:u8 text:text"),
+               constants={"chunk": 0})
+LAYOUTS3 = (FIRST, STR, ELEM3, BYTES, CALL, ANC, CGRP, UTS)
+VERSIONS = {1: LEGACY, 2: LAYOUTS3, 3: LAYOUTS3, 4: LAYOUTS}
+VERSION = 4

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from bptrace_exec.codegen.events import generate_events
 from bptrace_exec.codegen.program import Program
-from bptrace_exec.codegen.stats import generate_stats
+from bptrace_exec.codegen.stats import PATH_STRLEN, generate_stats
 from bptrace_exec.spec.model import Profile
 
 __all__ = ["Program", "counts_in_kernel", "generate"]
@@ -26,6 +26,5 @@ def generate(profile: Profile, version: str | None = None, *, follow: bool = Fal
     """The bpftrace program for a profile, for bpftrace `version` (said in its header);
     `follow` restricts it to the command given as $2 and its descendants."""
     if counts_in_kernel(profile):
-        return Program(generate_stats(profile, version, follow), profile.kind.strlen,
-                       drains=False)
+        return Program(generate_stats(profile, version, follow), PATH_STRLEN, drains=False)
     return Program(generate_events(profile, version, follow), profile.kind.strlen, drains=True)

@@ -13,8 +13,9 @@ from bptrace_exec.spec.parse import PARENTS_RANGE
 CONTAINER_RECORDS = 2  # cgrp and uts
 
 
-def parent_records(profile: Profile, counter: str = "$n") -> str:
-    """Statements (indented by two) that print the ancestors and count them."""
+def parent_records(profile: Profile, counter: str = "$n", printing: bool = True) -> str:
+    """Statements (indented by two) that print the ancestors and count them (or, not
+    `printing`, count them only: another probe printed them)."""
     depth = profile.context.parents
     if not depth:
         return ""
@@ -22,8 +23,8 @@ def parent_records(profile: Profile, counter: str = "$n") -> str:
         "  $t = curtask->real_parent;\n"
         "  $d = (uint64)1;\n"
         f"  while ($d <= {int_literal(depth, *PARENTS_RANGE)}) {{\n"
-        + printf(ANC, {"depth": "$d", "pid": "(uint64)$t->tgid",
-                       "comm": "$t->comm"}, 4)
+        + (printf(ANC, {"depth": "$d", "pid": "(uint64)$t->tgid",
+                        "comm": "$t->comm"}, 4) if printing else "")
         + (f"    {counter}++;\n" if counter else "")
         + "    if ($t->tgid <= 1) { break; }  // init, or the idle task above it\n"
         "    $t = $t->real_parent;\n"

@@ -1,11 +1,14 @@
 """Profile -> the event program: a few records per call, joined again in user space.
 
-At entry a probe keeps, in one tuple per thread, the entry time, the probe's index, the
-caller's name (an exec's is replaced by the new program's) and each argument's word;
-at return the filters on arguments run, the arguments are read (codegen.readers), and
-the call is printed as its argument and context records, then a `call` record that says
-how many records the call has (records.CALL). Execs also read the new image when it
-starts (sched_process_exec); the end of a process is one probe on sched_process_exit.
+At entry a probe keeps, in one tuple per thread, the entry time, the probe's index and
+each argument's word (an exec also keeps its caller's name, which the new program's
+replaces, and argv[0], in maps of their own); at return the filters on arguments run,
+the arguments are read (codegen.readers), and the call is printed as its argument and
+context records, then a `call` record that says how many records the call has
+(records.CALL). A successful exec closes with an `exec` record instead, which holds the
+first bytes of its path and argv, so that most are that record alone (records.EXEC);
+what does not fit it is printed when the new image starts (sched_process_exec). The end
+of a process is one probe on sched_process_exit.
 
 @total counts the calls reported, in the kernel; bpftrace prints it at exit, so that
 user space can say exactly how many calls it did not receive.
@@ -16,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 
 from bptrace_exec.codegen import readers
-from bptrace_exec.codegen.context import CONTAINER_RECORDS, context_records
+from bptrace_exec.codegen.context import CONTAINER_RECORDS, context_records, parent_records
 from bptrace_exec.codegen.filters import arg_conditions
 from bptrace_exec.codegen.program import (
     EXIT_FAILED,
@@ -32,31 +35,39 @@ from bptrace_exec.codegen.program import (
     predicate,
     printf,
     probe,
+    reindent,
     result_test,
     stop_probes,
 )
 from bptrace_exec.codegen.readers import Slot, word
-from bptrace_exec.records import CALL, DROP, KILLED_RET, TOTAL_MAP
+from bptrace_exec.records import CALL, DROP, EXEC, KILLED_RET, TOTAL_MAP
 from bptrace_exec.spec.model import Profile
 
 SCRATCH = "call"
-LAYOUT = """Each call is its argument and context records, then a `call` record, all keyed
-by (TID, ID); bptrace-exec joins them into one event. Every record's fields:
+COMM_MAP = "comm"
+FIELDS = """Every record's fields:
 `pydoc bptrace_exec.records`; how each argument is read: `pydoc bptrace_exec.codegen.readers`."""
+LAYOUT = """Each call is its argument and context records, then a `call` record, all keyed
+by (TID, ID); bptrace-exec joins them into one event. """ + FIELDS
+EXEC_LAYOUT = """Each exec is its argument and context records, then an `exec` record if it
+succeeded (most are that record alone), else a `call` record; all keyed by (TID, ID);
+bptrace-exec joins them into one event. """ + FIELDS
 BASE_WORDS = 2  # the entry time, the probe's index
 
 
 def generate_events(profile: Profile, version: str | None, follow: bool) -> str:
     execs = profile.kind.new_image
-    maps = [SCRATCH] + (["moved"] if execs else []) + (["follow"] if follow else []) + ["stop"]
+    maps = ([SCRATCH] + _image_maps(profile)
+            + (["moved"] if execs else []) + (["follow"] if follow else []) + ["stop"])
     if profile.kind.attach == "process_end":
         body = [process_exit_probe(profile, follow)]
         maps.remove(SCRATCH)
     else:
         body = [*(entry_probe(profile, i, follow) for i in range(len(profile.probes))),
-                *([image_probe(profile), *image_context_probe(profile)] if execs else []),
+                *([image_probe(profile), *script_probe(profile), *image_context_probe(profile)]
+                  if execs else []),
                 *return_probes(profile),
-                thread_exit_probe(execs, follow)]
+                thread_exit_probe(execs, follow, readers.shows_images(profile))]
     sections = [_header(profile, version, follow), begin(follow),
                 follow_probe() if follow else "", *body, stop_probes(), end(maps)]
     return "\n".join(s for s in sections if s)
@@ -64,23 +75,25 @@ def generate_events(profile: Profile, version: str | None, follow: bool) -> str:
 
 def _header(profile: Profile, version: str | None, follow: bool) -> str:
     lim, args = profile.limits, ", ".join(f"{a.name} ({a.type})" for a in profile.args)
-    limits = (f"Limits: {lim.max_args} arguments of a failed exec, {lim.argv_bytes} bytes "
-              f"of argv of a successful one, {readers.chunk(profile)} bytes per string read."
+    read = readers.chunk(profile)
+    limits = (f"Limits: {lim.max_args} arguments of a failed exec, of "
+              f"{read * readers.FAILED_ARG_CHUNKS} bytes each, {lim.argv_bytes} bytes of "
+              f"argv of a successful one, {read} bytes per string read."
               if profile.kind.new_image else
               f"Limits: {lim.string_bytes} bytes per string argument.")
-    return header(profile, version, follow, layout=LAYOUT,
+    return header(profile, version, follow,
+                  layout=EXEC_LAYOUT if profile.kind.new_image else LAYOUT,
                   details=(f"Probes: {', '.join(profile.probes)}. Arguments: {args or 'none'}.",
                            limits))
 
 
 def _slots(profile: Profile, probe_name: str) -> list[Slot]:
-    return readers.slots(profile, probe_name, BASE_WORDS + profile.kind.new_image)
+    return readers.slots(profile, probe_name, BASE_WORDS)
 
 
 def _words(profile: Profile, name: str, time: str) -> list[str]:
     """What the entry keeps, in its tuple's order."""
     words = [time, f"(uint64){profile.probes.index(name)}"]
-    words += ["comm"] if profile.kind.new_image else []  # replaced by then
     return words + [w for s in _slots(profile, name) for w in readers.entry_words(s)]
 
 
@@ -96,8 +109,10 @@ def entry_probe(profile: Profile, index: int, follow: bool) -> str:
     name = profile.probes[index]
     statements = "".join(readers.argv_entry(profile, s) for s in _slots(profile, name)
                          if s.read == "argv")
+    # a successful exec's caller's name: the new program's replaces it
+    comm = f"  @{COMM_MAP}[$key] = comm;\n" if readers.shows_images(profile) else ""
     body = (f"  $key = {TID};\n  $id = nsecs;\n{statements}"
-            f"  @{SCRATCH}[$key] = {entry_tuple(profile, name)};\n")
+            f"  @{SCRATCH}[$key] = {entry_tuple(profile, name)};\n{comm}")
     return probe([f"tracepoint:syscalls:sys_enter_{name}"],
                  predicate(profile.filters, follow, not_self=not follow), body)
 
@@ -116,19 +131,38 @@ def image_probe(profile: Profile) -> str:
                  "the\nleader's id: the id it had at entry keys every record of the exec.")
 
 
-def image_context_probe(profile: Profile) -> list[str]:
-    """The container records of a successful exec, from a probe of their own: with them,
-    the return probe would not fit bpftrace 0.17's 512-byte stack. The new image has the
-    caller's cgroup and namespaces; the return probe counts them."""
-    if not profile.context.container or profile.filters.failed:
+def script_probe(profile: Profile) -> list[str]:
+    """A script's first argument as its caller passed it, from a probe of its own: 0.17's
+    512-byte stack has no room for it beside the image's reads."""
+    if not readers.shows_images(profile):
         return []
-    context = dataclasses.replace(profile.context, parents=0)
-    records = context_records(dataclasses.replace(profile, context=context), 2, counter="")
+    argv = [s for s in _slots(profile, profile.probes[0]) if s.read == "argv"]
     return [probe(["tracepoint:sched:sched_process_exec"],
                   [f"@{SCRATCH}[(uint64)args->old_pid].0"],
                   "  $key = (uint64)args->old_pid;\n"
-                  f"  $id = @{SCRATCH}[$key].0;\n" + records,
-                  "The container context of an exec that succeeds (the return counts it).")]
+                  f"  $id = @{SCRATCH}[$key].0;\n" + readers.script_first(profile, argv[0]),
+                  "A #! script: the image's argv starts with its interpreter and its path,\n"
+                  "where the caller's argv[0] was.")]
+
+
+def image_context_probe(profile: Profile) -> list[str]:
+    """The context records of a successful exec, from probes of their own (the ancestors,
+    the container): with them, the return probe would not fit bpftrace 0.17's 512-byte
+    stack. The new image has the caller's parent, cgroup and namespaces; the return probe
+    counts the records."""
+    if profile.filters.failed:
+        return []
+    alone = [dataclasses.replace(profile.context, container=False),
+             dataclasses.replace(profile.context, parents=0)]
+    records = [context_records(dataclasses.replace(profile, context=c), 2, counter="")
+               for c in alone]
+    return [probe(["tracepoint:sched:sched_process_exec"],
+                  [f"@{SCRATCH}[(uint64)args->old_pid].0"],
+                  "  $key = (uint64)args->old_pid;\n"
+                  f"  $id = @{SCRATCH}[$key].0;\n" + text,
+                  f"The {what} of an exec that succeeds (the return counts them).")
+            for what, text in zip(("ancestors", "container context"), records, strict=True)
+            if text]
 
 
 def return_probes(profile: Profile) -> list[str]:
@@ -165,30 +199,30 @@ def _return_body(profile: Profile, name: str, result: str) -> str:
         key = f"  $key = {TID};\n"
     setup = key + f"  $id = {word(0)};\n" + "".join(
         f"  $a{s.number} = {readers.int_value(s)};\n" for s in slots if readers.held(s))
-    forget = f"  delete(@{SCRATCH}[$key]);\n"
-    first = int(execs and not profile.filters.failed)  # the `first` record, at entry
-    # what was printed at entry of a call not shown is dropped, not left to look lost
-    drop = printf(DROP, {}, 4) if first else ""
+    forget = f"  delete(@{SCRATCH}[$key]);\n" + "".join(
+        f"  delete(@{m}[$key]);\n" for m in _image_maps(profile))
+    # what the image printed of a call not shown is dropped, not left to look lost
+    drop = printf(DROP, {}, 4) if result == "success" and readers.shows_images(profile) else ""
     wanted = result_test(profile.filters, "failure", "success")
     if execs and wanted and wanted != result:  # kept only to be forgotten
-        return setup + (f"  if ($id) {{\n{drop}  }}\n" if drop else "") + forget
+        return setup + forget
     conditions = (["$id"] if execs else []) + [f"!{STOP}"]
     if not execs and (test := result_test(profile.filters, "args->ret < 0",
                                           "args->ret >= 0")):
         conditions.append(test)
     conditions += arg_conditions(profile, name, slots)
     reads = [readers.on_return(profile, s, result) for s in slots]
-    context = context_records(profile if result != "success" else _parents_only(profile))
-    if result == "success" and profile.context.container:
-        context += f"    $n += {CONTAINER_RECORDS};  // printed when the image started\n"
-    # the caller's name: a successful exec's was kept at entry; the rest still have it
-    comm = word(2) if result == "success" else "comm"
+    if result == "success":  # printed when the image started
+        context = reindent(parent_records(profile, printing=False), 2) + (
+            f"    $n += {CONTAINER_RECORDS};\n" if profile.context.container else "")
+    else:
+        context = context_records(profile)
+    ints = [i for r in reads for i in r.ints]
+    closing = (_exec_record(profile, ints) if result == "success" else
+               KILLED_CHECK + _closing(ints, word(1), ret="$ret"))
     return (setup + f"  if ({' && '.join(conditions)}) {{\n"
-            f"    $n = (uint64){1 + first};\n"
-            + "".join(r.statements for r in reads) + context
-            + (KILLED_CHECK if result != "success" else "")
-            + _closing([i for r in reads for i in r.ints], word(1), comm=comm,
-                       ret="$ret" if result != "success" else "args->ret")
+            "    $n = (uint64)1;\n"
+            + "".join(r.statements for r in reads) + context + closing
             + (f"  }} else if ($id) {{\n{drop}" if drop else "")
             + "  }\n" + forget)
 
@@ -201,16 +235,32 @@ KILLED_CHECK = ("    // SIGKILL pending: the caller dies here; what it returns r
                 f"{{ $ret = {KILLED_RET}; }}\n")
 
 
-def _parents_only(profile: Profile) -> Profile:
-    return dataclasses.replace(profile, context=dataclasses.replace(profile.context,
-                                                                    container=False))
+IMAGE_MAPS = (COMM_MAP, readers.FIRST_MAP, readers.FIRST_NEXT_MAP)
+
+
+def _image_maps(profile: Profile) -> list[str]:
+    """Maps a successful exec's entry fills besides the scratch tuple."""
+    return list(IMAGE_MAPS) if readers.shows_images(profile) else []
+
+
+def _exec_record(profile: Profile, ints: list[str]) -> str:
+    """A successful exec's closing record: the readers have set $p (the path in the new
+    image), $base and $len (its argv block's first bytes)."""
+    values: dict[str, str | list[str]] = {
+        "probe": word(1), "records": "$n", "latency": "nsecs - $id", "pid": PID,
+        "ppid": PPID, "uid": "(uint64)uid", "ints": ints, "length": "$len",
+        "next": f"*(uint8 *)uptr($p + {readers.chunk(profile)})",
+        "comm": f"buf(@{COMM_MAP}[$key], 16)", "data": "buf(uptr($base), $len)",
+        "text": f"str(uptr($p), {profile.kind.strlen})"}
+    return (printf(EXEC, values, 4)
+            + f"    @{TOTAL_MAP}[0] = count();  // printed at exit: user space reports any gap\n")
 
 
 def _closing(ints: list[str], probe_index: str, latency: str = "nsecs - $id",
-             comm: str = "comm", ret: str = "args->ret") -> str:
+             ret: str = "args->ret") -> str:
     values: dict[str, str | list[str]] = {
         "probe": probe_index, "records": "$n", "ret": ret, "latency": latency,
-        "pid": PID, "ppid": PPID, "uid": "(uint64)uid", "ints": ints, "comm": comm}
+        "pid": PID, "ppid": PPID, "uid": "(uint64)uid", "ints": ints, "comm": "comm"}
     return (printf(CALL, values, 4)
             + f"    @{TOTAL_MAP}[0] = count();  // printed at exit: user space reports any gap\n")
 
@@ -242,8 +292,9 @@ def process_exit_probe(profile: Profile, follow: bool) -> str:
         "The last thread of a process ends: the process's exit.")
 
 
-def thread_exit_probe(execs: bool, follow: bool) -> str:
-    forget = [f"  if (@{SCRATCH}[$tid].0) {{ delete(@{SCRATCH}[$tid]); }}\n"]
+def thread_exit_probe(execs: bool, follow: bool, first: bool) -> str:
+    also = "".join(f" delete(@{m}[$tid]);" for m in IMAGE_MAPS if first)  # set with it
+    forget = [f"  if (@{SCRATCH}[$tid].0) {{ delete(@{SCRATCH}[$tid]);{also} }}\n"]
     if execs:
         forget.append("  if (@moved[$tid]) { delete(@moved[$tid]); }\n")
     if follow:

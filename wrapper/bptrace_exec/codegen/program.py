@@ -37,7 +37,7 @@ class Program:
 
 
 def header(profile: Profile, version: str | None, follow: bool, *, details: tuple[str, ...],
-           layout: str, filters: str | None = None) -> str:
+           layout: str, filters: str | None = None, strlen: int | None = None) -> str:
     """The comment every program starts with: what it traces, how it was made, how to run
     it. `details` are lines of its own kind (arguments, limits)."""
     what = " and ".join(profile.probes)
@@ -45,7 +45,7 @@ def header(profile: Profile, version: str | None, follow: bool, *, details: tupl
     made_for = f" for bpftrace {version}" if version else ""
     if filters is None:
         filters = describe_filters(profile.filters, follow, profile.kind.unit)
-    strlen = profile.kind.strlen
+    strlen = strlen or profile.kind.strlen
     lines = [
         "#!/usr/bin/env bpftrace",
         "/*",

@@ -8,11 +8,14 @@ closing record. Codegen.events puts the readers of a profile's arguments togethe
              time (`str` records): the kernel has faulted the caller's pages in by then
   sockaddr   the address's bytes (`bytes` record), its length kept at entry too
   exec_path  success: the kernel's copy, right after the environment in the new image,
-             printed when the image starts and counted again at return (0.17's 512-byte
-             stack holds the one or the other); failure: the caller's string, one read
-  argv       success: the new image's argv block, every byte (`bytes` records, printed
-             when the image starts); failure: each string from the caller (`elem`); the
-             caller's count and first string at entry (`first`), for `#!` scripts; its
+             its first chunk in the `exec` record, the rest (`str`) printed when the image
+             starts and counted again at return (0.17's 512-byte stack holds the one or the
+             other); failure: the caller's string, a chunk at a time
+  argv       success: the new image's argv block, every byte, its first BUF_CHUNK bytes
+             in the `exec` record, the rest (`bytes`) printed when the image starts;
+             failure: each string from the caller, up to FAILED_ARG_CHUNKS reads (`elem`);
+             the caller's count and first string kept at entry, the string printed
+             (`first`) only when the image's count says a `#!` script replaced it; its
              numbers: the caller's count, the image's count, whether more followed the
              strings read, the block's size
 """
@@ -29,7 +32,10 @@ from bptrace_exec.spec.captures import carried
 from bptrace_exec.spec.model import PROCESS_EXIT, Arg, ArgSource, Profile
 from bptrace_exec.spec.parse import ARGV_BYTES_RANGE, MAX_ARGS_RANGE, STRING_BYTES_RANGE
 
-BUF_CHUNK = 192  # a buf() read: 0.23 keeps 4 of max_strlen's bytes for the length
+# A buf() read: 0.17 caps it at its string size (spec.model: 81), of which 0.23 keeps 4
+# for the length.
+BUF_CHUNK = 77
+FAILED_ARG_CHUNKS = 3  # string reads of each argument of a failed exec (80 bytes each)
 PATH_MAX = 4096
 ARGC_COUNT_LIMIT = 1024  # the caller's argc is counted up to here
 ARGC_UNSURE = 4096  # added to the caller's count when the end of argv was not read for sure
@@ -100,14 +106,45 @@ def next_byte(profile: Profile, pointer: str, indent: int) -> str:
             f"{pad}}}\n")
 
 
+# A successful exec's caller argv[0] and the byte after its read, kept at entry for
+# SCRIPT_TEST, in maps of their own: read from one tuple, they overflow 0.17's stack.
+FIRST_MAP, FIRST_NEXT_MAP = "first", "first_next"
+
+
+def shows_images(profile: Profile) -> bool:
+    """Whether the program prints successful execs, which read the new image."""
+    return profile.kind.new_image and not profile.filters.failed
+
+
+ONES, HIGHS = "0x0101010101010101", "0x8080808080808080"  # (w - ONES) & ~w & HIGHS: a zero byte
+
+
+def ended(pointer: str, count: int, indent: int) -> str:
+    """$ended: non-zero when the `count` words at `pointer` hold a NUL. What follows a
+    short string in the caller's memory is anything, often its other arguments: a test of
+    the bytes at a read's end would take them for more of it. Written out word by word: a
+    loop inside the loop of reads makes the verifier walk 0.23's program past its million
+    instructions."""
+    pad = " " * indent
+    return f"{pad}$ended = (uint64)0;\n" + "".join(
+        f"{pad}$v = *(uint64 *)uptr({pointer} + {8 * w}); "
+        f"$ended = $ended | (($v - {ONES}) & ~$v & {HIGHS});\n" for w in range(count))
+
+
+def words(profile: Profile) -> int:
+    """A string read's bytes in words: the exec kind's reads are whole words."""
+    assert chunk(profile) % 8 == 0, "a read of whole words"
+    return chunk(profile) // 8
+
+
 def argv_entry(profile: Profile, slot: Slot) -> str:
     """The caller's argc, whether the count is sure, and its first string (scripts)."""
     assert slot.source is not None  # every exec probe has argv
     first = ""
-    if not profile.filters.failed:
+    if shows_images(profile):
         first = ("  $arg0 = *(uint64 *)uptr($argv);\n" + next_byte(profile, "$arg0", 2)
-                 + printf(FIRST, {"slot": str(slot.number), "next": "$next",
-                                  "text": f"str(uptr($arg0), {profile.kind.strlen})"}))
+                 + f"  @{FIRST_MAP}[$key] = str(uptr($arg0), {profile.kind.strlen});\n"
+                 f"  @{FIRST_NEXT_MAP}[$key] = $next;\n")
     return (
         f"  $argv = {_field(slot.source.field)};\n"
         "  $argc = (uint64)0;\n"
@@ -130,31 +167,58 @@ def argv_entry(profile: Profile, slot: Slot) -> str:
     )
 
 
+# The image's argc against the caller's: a #! script's image has the interpreter, maybe
+# its argument, and the script's path where the caller's argv[0] was, so 1 or 2 more
+# (binfmt_misc alike). A count that is not sure (ARGC_UNSURE) never passes.
+SCRIPT_TEST = "$caller > 0 && ($argc - $caller == 1 || $argc - $caller == 2)"
+IMAGE_ARGC = "*(uint64 *)uptr(curtask->mm->start_stack)"
+
+
+def script_first(profile: Profile, slot: Slot) -> str:
+    """When the image starts: the caller's argv[0], printed only if a script replaced it
+    (the return counts it by the same test)."""
+    return (f"  $caller = {word(slot.word + 1)};\n"
+            f"  $argc = {IMAGE_ARGC};\n"
+            f"  if ({SCRIPT_TEST}) {{\n"
+            + printf(FIRST, {"slot": str(slot.number), "next": f"@{FIRST_NEXT_MAP}[$key]",
+                             "text": f"@{FIRST_MAP}[$key]"}, 4)
+            + "  }\n")
+
+
 def argv_chunks(profile: Profile) -> int:
     size = int(int_literal(profile.limits.argv_bytes, *ARGV_BYTES_RANGE))
     return -(-size // BUF_CHUNK)
 
 
 def on_image(profile: Profile, slot: Slot) -> str:
-    """What the new image gives, when it starts (statements indented by two)."""
+    """What the new image gives when it starts, beyond what the `exec` record holds (the
+    path's first chunk, argv's first BUF_CHUNK bytes): statements indented by two."""
     if slot.read == "int":  # kept at entry, printed at return
         return ""
     if slot.read == "exec_path":
-        return _string(profile, slot, PATH_MAX, "curtask->mm->env_end", indent=2)
+        return _string(profile, slot, PATH_MAX, "curtask->mm->env_end", indent=2, start=1)
     assert slot.read == "argv", slot.read
+    chunks = argv_chunks(profile)
+
+    def block(length: str) -> str:
+        return printf(BYTES, {"slot": str(slot.number), "offset": f"$i * {BUF_CHUNK}",
+                              "data": f"buf(uptr($base + $i * {BUF_CHUNK}), {length})"}, 4)
+    # whole chunks at a fixed size, then the last one: a length that varies in the loop
+    # makes the verifier walk 0.23's program past its million instructions
     return (
         "  $base = curtask->mm->arg_start;\n"
         "  $size = curtask->mm->arg_end - $base;\n"
-        "  $len = (uint64)0;\n"
-        "  $i = (uint64)0;\n"
-        f"  while ($i < {argv_chunks(profile)}) {{\n"
-        f"    if ($i * {BUF_CHUNK} >= $size) {{ break; }}\n"
-        f"    $len = $size - $i * {BUF_CHUNK};\n"
-        f"    if ($len > {BUF_CHUNK}) {{ $len = {BUF_CHUNK}; }}\n"
-        + printf(BYTES, {"slot": str(slot.number), "offset": f"$i * {BUF_CHUNK}",
-                         "data": f"buf(uptr($base + $i * {BUF_CHUNK}), $len)"}, 4)
+        "  $i = (uint64)1;\n"
+        f"  while ($i < {chunks}) {{\n"
+        f"    if (($i + 1) * {BUF_CHUNK} > $size) {{ break; }}\n"
+        + block(str(BUF_CHUNK))
         + "    $i++;\n"
         "  }\n"
+        f"  if ($i < {chunks} && $i * {BUF_CHUNK} < $size) {{\n"
+        f"    $len = $size - $i * {BUF_CHUNK};\n"
+        f"    if ($len > {BUF_CHUNK}) {{ $len = {BUF_CHUNK}; }}\n"
+        + block("$len")
+        + "  }\n"
     )
 
 
@@ -175,61 +239,88 @@ def on_return(profile: Profile, slot: Slot, result: str) -> Read:
             + printf(BYTES, {"slot": str(slot.number), "offset": "0",
                              "data": "buf(uptr($p), $len)"}, 4)
             + "    $n++;\n", [])
-    if slot.read == "exec_path" and result == "success":  # printed by on_image
+    if slot.read == "exec_path" and result == "success":  # chunk 0 in the exec record
         return Read(_string(profile, slot, PATH_MAX, "curtask->mm->env_end", count_only=True),
                     [])
     if slot.read == "exec_path":
-        return Read(f"    $p = {c};\n" + next_byte(profile, "$p", 4)
-                    + printf(STR, {"slot": str(slot.number), "chunk": "0", "next": "$next",
-                                   "text": f"str(uptr($p), {profile.kind.strlen})"}, 4)
-                    + "    $n++;\n", [])
+        return Read(_string(profile, slot, PATH_MAX, c, unreadable=True), [])
     assert slot.read == "argv", slot.read
     caller = word(slot.word + 1)
     if result == "success":
         chunks = argv_chunks(profile)
         return Read(
-            "    $size = curtask->mm->arg_end - curtask->mm->arg_start;\n"
+            "    $base = curtask->mm->arg_start;\n"
+            "    $size = curtask->mm->arg_end - $base;\n"
+            "    $len = $size;\n"
+            f"    if ($len > {BUF_CHUNK}) {{ $len = {BUF_CHUNK}; }}\n"
             f"    $chunks = ($size + {BUF_CHUNK - 1}) / {BUF_CHUNK};\n"
             f"    if ($chunks > {chunks}) {{ $chunks = {chunks}; }}\n"
-            "    $n += $chunks;\n",
-            [caller, "*(uint64 *)uptr(curtask->mm->start_stack)", "0", "$size"])
+            "    if ($chunks > 1) { $n += $chunks - 1; }\n"
+            f"    $caller = {caller};\n"
+            f"    $argc = {IMAGE_ARGC};\n"
+            "    // a script's: the caller's argv[0], printed when the image started\n"
+            f"    if ({SCRIPT_TEST}) {{ $n++; }}\n",
+            ["$caller", "$argc", "0", "$size"])
     max_args = int_literal(profile.limits.max_args, *MAX_ARGS_RANGE)
+    step, k = chunk(profile), FAILED_ARG_CHUNKS
+    # Each string a read at a time, the reads of all of them in one loop whose only state
+    # is its counter: state carried from one turn to the next (which string, how far)
+    # makes the verifier walk 0.23's program past its million instructions. A read after
+    # the first is made when the reads before it found no NUL.
+    longer = "".join(f"      if ($part > {c}) {{\n"
+                     + ended(f"($arg + {c * step})" if c else "$arg", words(profile), 8)
+                     + "        if ($ended) { continue; }\n      }\n" for c in range(k - 1))
     return Read(
         f"    $argv = {c};\n"
-        "    $arg = (uint64)0;\n"
+        "    $item = (uint64)0;\n"
         "    $i = (uint64)0;\n"
-        f"    while ($i < {max_args}) {{\n"
-        "      $arg = *(uint64 *)uptr($argv + $i * 8);\n"
+        f"    while ($i < {max_args} * {k}) {{\n"
+        f"      $item = $i / {k};\n"
+        f"      $part = $i % {k};\n"
+        "      $i++;\n"
+        "      $arg = *(uint64 *)uptr($argv + $item * 8);\n"
         "      if ($arg == 0) { break; }\n"
-        + next_byte(profile, "$arg", 6)
-        + printf(ELEM, {"slot": str(slot.number), "item": "$i", "next": "$next",
-                        "text": f"str(uptr($arg), {profile.kind.strlen})"}, 6)
-        + "      $i++;\n"
+        + longer
+        + f"      $q = $arg + $part * {step};\n"
+        + next_byte(profile, "$q", 6)
+        + printf(ELEM, {"slot": str(slot.number), "item": "$item", "chunk": "$part",
+                        "next": "$next", "text": f"str(uptr($q), {profile.kind.strlen})"}, 6)
+        + "      $n++;\n"
         "    }\n"
-        "    $n += $i;\n",
-        [caller, "$i", "*(uint64 *)uptr($argv + $i * 8) != 0", "0"])
+        f"    if ($i == {max_args} * {k}) {{ $item = {max_args}; }}  // else argv[$item] is NULL\n",
+        [caller, "$item", "*(uint64 *)uptr($argv + $item * 8) != 0", "0"])
 
 
 def _string(profile: Profile, slot: Slot, size: int, pointer: str, *, indent: int = 4,
-            count_only: bool = False) -> str:
-    """The string at `pointer`, a chunk at a time, each with the byte after it (user space
-    tells a string of exactly one chunk from a longer one by it), to its end; counted in
-    $n (at return). `count_only`: the chunks printed when the image started, counted."""
+            count_only: bool = False, start: int = 0, unreadable: bool = False) -> str:
+    """The string at `pointer`, a chunk at a time from chunk `start`, each with the byte
+    after it (user space tells a string of exactly one chunk from a longer one by it), to
+    its end; counted in $n at return (`count_only`: counted, not printed, all but the
+    first chunk: the `exec` record has it). `unreadable`: a chunk that reads as "" among
+    zeros says so (next_byte)."""
     step = chunk(profile)
-    record = "" if count_only else printf(STR, {
-        "slot": str(slot.number), "chunk": "$i",
-        "next": f"*(uint8 *)uptr($p + ($i + 1) * {step})",
-        "text": f"str(uptr($p + $i * {step}), {profile.kind.strlen})"}, 6)
+    at = "$q" if unreadable else f"$p + $i * {step}"
+    record = "" if count_only else (
+        (f"      $q = $p + $i * {step};\n" + next_byte(profile, "$q", 6) if unreadable else "")
+        + printf(STR, {"slot": str(slot.number), "chunk": "$i",
+                       "next": "$next" if unreadable
+                       else f"*(uint8 *)uptr($p + ($i + 1) * {step})",
+                       "text": f"str(uptr({at}), {profile.kind.strlen})"}, 6))
+    end = (f"*(uint8 *)uptr($p + $i * {step} - 1) == 0 ||\n"
+           f"          *(uint8 *)uptr($p + $i * {step}) == 0")
+    if unreadable:  # the caller's memory: what follows the string is anything
+        record += ended("$q", words(profile), 6)
+        end = "$ended"
+    loop = (f"      if ({end}) {{ break; }}\n" + record + "      $i++;\n" if start else
+            record + f"      $i++;\n      if ({end}) {{ break; }}\n")
+    counted = "" if indent == 2 else ("    $n += $i - 1;\n" if count_only else "    $n += $i;\n")
     text = (
         f"    $p = {pointer};\n"
-        "    $i = (uint64)0;\n"
+        f"    $i = (uint64){start};\n"
         f"    while ($i < {-(-size // step)}) {{\n"
-        + record
-        + "      $i++;\n"
-        f"      if (*(uint8 *)uptr($p + $i * {step} - 1) == 0 ||\n"
-        f"          *(uint8 *)uptr($p + $i * {step}) == 0) {{ break; }}\n"
-        "    }\n"
-        + ("" if indent == 2 else "    $n += $i;\n")
+        + loop
+        + "    }\n"
+        + counted
     )
     return text if indent == 4 else "".join(line[2:] for line in text.splitlines(True))
 

@@ -40,6 +40,10 @@ from bptrace_exec.records import SNAPSHOT_END
 from bptrace_exec.spec.model import EXEC_SYSCALLS, Profile
 from bptrace_exec.spec.parse import INTERVAL_RANGE
 
+# A map key is not a printf record: the program's path fits 0.17's stack whole (the
+# event program's strings are shorter, spec.model).
+PATH_STRLEN = 200
+
 LAYOUT = """Counts are kept in @stat_* maps and printed when bpftrace exits (and by the
 interval probe, if any); bptrace-exec turns them into a report. See
 `pydoc bptrace_exec.codegen.stats` for the maps."""
@@ -60,16 +64,16 @@ def light(profile: Profile) -> bool:
 
 
 def generate_stats(profile: Profile, version: str | None, follow: bool) -> str:
-    strlen = profile.kind.strlen
+    strlen = PATH_STRLEN
     if light(profile):
-        sections = [header(profile, version, follow, layout=LIGHT_LAYOUT,
+        sections = [header(profile, version, follow, layout=LIGHT_LAYOUT, strlen=strlen,
                            details=(f"Limits: {strlen - 1} bytes of each program's path.",)),
                     begin(follow), *light_probes(profile, follow)]
     else:
-        sections = [header(profile, version, follow, layout=LAYOUT,
+        sections = [header(profile, version, follow, layout=LAYOUT, strlen=strlen,
                            details=(f"Limits: {strlen - 1} bytes of each program's path.",)),
                     begin(follow), follow_probe() if follow else "", *full_probes(profile, follow),
-                    thread_exit_probe(True, follow),
+                    thread_exit_probe(True, follow, False),
                     end(["call", "moved"] + (["follow"] if follow else []))]
     return "\n".join(s for s in sections if s)
 
@@ -81,7 +85,7 @@ def light_probes(profile: Profile, follow: bool) -> list[str]:
         "  @stat_execs[(uint64)0] = count();\n",
         *_task_counts(by),
         # the kernel's copy of the path, right after the environment in the new image
-        f"  @stat_program[str(uptr(curtask->mm->env_end), {profile.kind.strlen})] = count();\n"
+        f"  @stat_program[str(uptr(curtask->mm->env_end), {PATH_STRLEN})] = count();\n"
         if "program" in by else "",
     ]
     count = probe(["tracepoint:sched:sched_process_exec"],
@@ -127,7 +131,7 @@ def full_probes(profile: Profile, follow: bool) -> list[str]:
             "    // the path: the kernel's copy in the new image, or the caller's on failure\n",
             f"    $path = {word(1)};\n",
             "    if ($ret == 0) { $path = curtask->mm->env_end; }\n",
-            f"    @stat_program[str(uptr($path), {profile.kind.strlen})] = count();\n",
+            f"    @stat_program[str(uptr($path), {PATH_STRLEN})] = count();\n",
         ]
     if profile.stats.latency:
         lines += [

@@ -16,7 +16,7 @@ from bptrace_exec.event import Event, ProcContext
 from bptrace_exec.parse.layouts import Parser, parsers
 from bptrace_exec.parse.values import Decoder, Parts, ints_per_probe
 from bptrace_exec.records import DROP, KILLED_RET, READY, VERSION, Closing
-from bptrace_exec.spec.captures import as_recorded
+from bptrace_exec.spec.captures import as_recorded, string_read
 from bptrace_exec.spec.model import Profile
 
 COMPLETE_WAIT_NS = 1_000_000_000  # how long a closed call waits for its missing records
@@ -48,7 +48,7 @@ class Assembler:
             version, profile.probes, ints_per_probe(captured), STORE,
             {"_Parts": Parts, "_full": MAX_PENDING, "_evict": self._evict_oldest,
              "_closing": closing})
-        self.decoder = Decoder(captured)
+        self.decoder = Decoder(captured, string_read(profile, version))
         self.pending: dict[tuple[bytes, bytes], Parts] = {}
         self.dropped: dict[tuple[bytes, bytes], int] = {}  # drops that came first, by time
         self.stats = JoinStats()
@@ -152,7 +152,8 @@ class Assembler:
 STORE = {
     "first": "parts.firsts[{slot}] = ({text}, {next})",
     "str": "parts.pieces.setdefault({slot}, {{}})[{chunk}] = ({text}, {next})",
-    "elem": "parts.elems.setdefault({slot}, {{}})[{item}] = ({text}, {next})",
+    "elem": "parts.elems.setdefault({slot}, {{}}).setdefault({item}, {{}})[{chunk}] = "
+            "({text}, {next})",
     "bytes": "parts.blocks.setdefault({slot}, {{}})[{offset}] = {data}",
     "call": "parts.closing = _closing({probe}, {records}, {ret}, {latency}, {pid}, {ppid}, "
             "{uid}, {ints}, {comm})",

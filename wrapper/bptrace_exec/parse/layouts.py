@@ -51,10 +51,9 @@ def compile_layout(layout: Layout, probes: tuple[str, ...], ints_per_probe: list
                    stores: Stores, scope: Mapping[str, Any]) -> Parser:
     types = [f.type for f in layout.fields]
     names = list(layout.names())
-    if len(layout.parts) == 1 and list(PARTS[layout.parts[0]]._fields) == names:  # type: ignore[attr-defined]
-        fast = _generated(layout, stores[layout.parts[0]], ints_per_probe, scope)
-        if fast is not None:
-            return fast
+    fast = _generated(layout, stores, ints_per_probe, scope)
+    if fast is not None:
+        return fast
 
     def probe_of_nr(nr: int) -> int:
         return probes.index(_SYSCALL_NAMES.get(nr, f"syscall_{nr}"))
@@ -97,20 +96,44 @@ def _handler(part: str, store: str, scope: Mapping[str, Any]) -> Callable[..., N
     return _compiled(source, f"store {part}", scope, "store")  # type: ignore[no-any-return]
 
 
-def _generated(layout: Layout, store: str, ints_per_probe: list[int],
+def _part_fields(layout: Layout, part: str) -> dict[str, str] | None:
+    """The part's fields as expressions: a field of the layout by name, or a constant;
+    None when the layout does not say one of them (an earlier version's shape)."""
+    names = set(layout.names())
+    out = {}
+    for name in PARTS[part]._fields:  # type: ignore[attr-defined]
+        if name in names:
+            out[name] = name
+        elif f"{part}.{name}" in layout.constants:
+            out[name] = repr(layout.constants[f"{part}.{name}"])
+        elif name in layout.constants:
+            out[name] = repr(layout.constants[name])
+        else:
+            return None
+    return out
+
+
+def _generated(layout: Layout, stores: Stores, ints_per_probe: list[int],
                scope: Mapping[str, Any]) -> Parser | None:
     """For a layout of numbers (one of them maybe repeated, as many times as the probe in
-    its first field has numbers) and then the rest of the line, as this version's are: a
-    parser written for it, each field converted and stored where it is, which is twice as
-    fast as going through the general one. None for other shapes."""
+    its first field has numbers), then fields of known width (a comm, bytes as many as
+    `length` says) and the rest of the line, as this version's are: a parser written for
+    it, each field converted and stored where it is, which is twice as fast as going
+    through the general one. None for other shapes."""
     types = [f.type for f in layout.fields]
+    numbers = len(types) - 1
+    while numbers and types[numbers - 1] in ("comm16", "hexlen"):
+        numbers -= 1
     if types[-1] not in ("text", "hex") or any(
-            t not in (*_NUMBERS, "u64*") for t in types[:-1]) or types.count("u64*") > 1:
+            t not in (*_NUMBERS, "u64*") for t in types[:numbers]) or types.count("u64*") > 1:
+        return None
+    takes = [fields for part in layout.parts if (fields := _part_fields(layout, part))]
+    if len(takes) < len(layout.parts):
         return None
     repeated = "u64*" in types
     if repeated and layout.fields[0].type not in _NUMBERS:
         return None
-    fixed = len(types) - 1 - repeated  # numbers that are there once
+    fixed = numbers - repeated  # numbers that are there once
     lines = ["def parse(line, pending, now):"]
     if repeated:  # the first field says how many numbers are repeated
         lines += ["    count = _ints[int(line.split(b' ', 4)[3])]",
@@ -120,19 +143,35 @@ def _generated(layout: Layout, store: str, ints_per_probe: list[int],
     else:
         lines += [f"    f = line.split(b' ', {3 + fixed})"]
     at = "3"  # each field converted into a local of its name, before anything is kept
-    for field in layout.fields:
+    for field in layout.fields[:numbers]:
         if field.type == "u64*":
             value = f"tuple(map(int, f[{at}:{at} + count]))"
             at = f"{at} + count"
-        elif field.type == "text":
-            value = f"f[{at}]"
-        elif field.type == "hex":
-            value = f"bytes.fromhex(f[{at}].decode('ascii'))"
         else:
             value = f"int(f[{at}])"
             at = str(int(at) + 1) if at.isdigit() else f"{at} + 1"
         lines.append(f"    {field.name} = {value}")
-    take = store.format(**{f.name: f.name for f in layout.fields})
+    if numbers < len(types) - 1:  # the widths of the fields after the numbers
+        lines.append(f"    rest, pos = f[{at}], 0")
+        at = "rest[pos:]"
+    else:
+        at = f"f[{at}]"
+    for field in layout.fields[numbers:]:
+        if field.type == "comm16":
+            lines += [f"    {field.name} = _comm(rest[pos:pos + {_COMM_HEX}])",
+                      f"    pos += {_COMM_HEX + 1}"]
+        elif field.type == "hexlen":  # %rh of no bytes is nothing, and then the space
+            lines += ["    end = pos + 3 * length - 1 if length else pos",
+                      f"    {field.name} = bytes.fromhex(rest[pos:end].decode('ascii'))",
+                      f"    if len({field.name}) != length or rest[end:end + 1] != b' ':",
+                      "        raise ValueError('not as many bytes as its length')",
+                      "    pos = end + 1"]
+        elif field.type == "text":
+            lines.append(f"    {field.name} = {at}")
+        else:
+            lines.append(f"    {field.name} = bytes.fromhex({at}.decode('ascii'))")
+    take = "; ".join(stores[part].format(**fields)
+                     for part, fields in zip(layout.parts, takes, strict=True))
     lines += ["    key = (f[1], f[2])",
               "    parts = pending.get(key)",
               "    if parts is None:",  # kept only once the record is taken
@@ -145,7 +184,7 @@ def _generated(layout: Layout, store: str, ints_per_probe: list[int],
               f"        {take}",
               "    return key, parts"]
     return _compiled("\n".join(lines) + "\n", f"layout {layout.kind}",  # type: ignore[no-any-return]
-                     {**scope, "_ints": ints_per_probe}, "parse")
+                     {**scope, "_ints": ints_per_probe, "_comm": comm_from_hex}, "parse")
 
 
 def _splitter(types: list[str], names: list[str], ints_per_probe: list[int],
@@ -168,6 +207,11 @@ def _splitter(types: list[str], names: list[str], ints_per_probe: list[int],
             elif t == "comm16":
                 values.append(comm_from_hex(body[pos:pos + _COMM_HEX]))
                 pos += _COMM_HEX + 1
+            elif t == "hexlen":
+                length = values[names.index("length")]
+                end = pos + 3 * length - 1 if length else pos
+                values.append(bytes.fromhex(body[pos:end].decode("ascii")))
+                pos = end + 1
             elif t == "u64*":
                 items = []
                 for _ in range(ints_per_probe[int(values[probe])]):
@@ -208,5 +252,6 @@ def _arranger(part: str, names: list[str], constants: dict[str, int]
                 numbers = numbers[0]
             return (*(values[i] for i in head), numbers, values[comm] if comm >= 0 else None)
         return closing
-    sources = [(names.index(f), 0) if f in names else (-1, constants[f]) for f in fields]
+    sources = [(names.index(f), 0) if f in names else
+               (-1, constants.get(f"{part}.{f}", constants.get(f, 0))) for f in fields]
     return lambda values: tuple(values[i] if i >= 0 else c for i, c in sources)

@@ -37,7 +37,8 @@ class Parts:
     comm: bytes = b""
     firsts: dict[int, tuple[bytes, int]] = field(default_factory=dict)  # (text, next byte)
     pieces: dict[int, dict[int, tuple[bytes, int]]] = field(default_factory=dict)  # by chunk
-    elems: dict[int, dict[int, tuple[bytes, int]]] = field(default_factory=dict)  # by item
+    # by item, then chunk
+    elems: dict[int, dict[int, dict[int, tuple[bytes, int]]]] = field(default_factory=dict)
     blocks: dict[int, dict[int, bytes]] = field(default_factory=dict)  # by offset
     ancestors: dict[int, tuple[int, bytes]] = field(default_factory=dict)  # by depth
     cgroup: tuple[int, int, int, bytes] | None = None  # id, pidns, mntns, name
@@ -54,9 +55,9 @@ class Decoder:
     """A profile's arguments from the parts of one of its calls; what to read for each
     probe is worked out once."""
 
-    def __init__(self, profile: Profile) -> None:
+    def __init__(self, profile: Profile, chunk: int) -> None:
         self.profile = profile
-        self.chunk = profile.kind.strlen - 1
+        self.chunk = chunk
         self.plans = [self._plan(probe) for probe in profile.probes]
         self.dirfds = [self._dirfd(plan) for plan in self.plans]
 
@@ -103,9 +104,9 @@ class Decoder:
                 value = _block(p.blocks.get(slot, {}))
             elif read == "argv":
                 value, was_cut = self._argv(p, closing, slot, closing.ints[at:at + 4], values)
-                unreadable += [f"{name}/{i}" for i, (text, next_byte) in
-                               sorted(p.elems.get(slot, {}).items())
-                               if next_byte == UNREADABLE_NEXT and closing.ret != 0]
+                unreadable += [f"{name}/{i}" for i, chunks in sorted(p.elems.get(slot, {}).items())
+                               if chunks.get(0, (b"", 0))[1] == UNREADABLE_NEXT
+                               and closing.ret != 0]
             else:
                 value = None  # this probe has no such argument
             values[name] = value
@@ -159,9 +160,9 @@ class Decoder:
         for i in range(argc):
             if i not in elems:
                 return argv, True
-            text, next_byte = elems[i]
+            text, was_cut = join_chunks(elems[i], self.chunk)
             argv.append(text)
-            cut = cut or self._read_cut(text, next_byte)
+            cut = cut or was_cut
         return argv, cut
 
     def _read_cut(self, text: bytes, next_byte: int) -> bool:

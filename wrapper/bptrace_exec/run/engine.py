@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from bptrace_exec.errors import EnvironmentProblem
 
 MIN_VERSION = (0, 17, 0)
-STRLEN = 200  # bytes of one str()/buf() read; 0.17 refuses more than 200
 MAP_KEYS = 65536  # in-flight execs and followed tasks; a full map would drop execs silently
 _VERSION_RE = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
 
@@ -39,8 +38,9 @@ class Engine:
         """0.22 and 0.23 JSON-escape string map keys twice."""
         return (0, 22, 0) <= self.version < (0, 24, 0)
 
-    def environment(self, buffer_pages: int, strlen: int = STRLEN) -> dict[str, str]:
-        """Variables that make every version read strings and report events alike."""
+    def environment(self, buffer_pages: int, strlen: int) -> dict[str, str]:
+        """Variables that make every version read strings and report events alike; the
+        string size is the program's (codegen.Program.strlen)."""
         env = {
             "BPFTRACE_STR_TRUNC_TRAILER": "",  # 0.18+: would append ".." to long strings
             "BPFTRACE_COLOR": "never",

@@ -68,6 +68,17 @@ def given_args(kind: ProbeKind, probes: tuple[str, ...]) -> tuple[Arg, ...]:
     return tuple(out)
 
 
+# Exec programs read strings of 200 bytes, each in a record of its own, before record
+# version 4 made a successful exec one record (records.EXEC).
+EXEC_RECORD_VERSION, EARLIER_EXEC_STRLEN = 4, 200
+
+
+def string_read(profile: Profile, version: int) -> int:
+    """The bytes of one string read by the profile's programs of that record version."""
+    earlier = profile.kind.new_image and version < EXEC_RECORD_VERSION
+    return (EARLIER_EXEC_STRLEN if earlier else profile.kind.strlen) - 1
+
+
 def as_recorded(profile: Profile, version: int) -> Profile:
     """The profile as programs of an earlier record version printed it: a given argument
     they did not capture is in no probe's records (its value is None), so that theirs are
