@@ -17,6 +17,9 @@ def record(layout: Layout, tid: int = 0, ident: int = 0, **values: object) -> by
             if f.type == "comm16":
                 raw = raw.ljust(16, b"\0")
             out.append(" ".join(f"{b:02x}" for b in raw).encode())
+        elif f.type == "comm32":
+            raw = bytes(value)  # type: ignore[call-overload]
+            out.append(raw.ljust(16) + raw.rjust(16))
         elif f.type == "text":
             out.append(bytes(value))  # type: ignore[call-overload]
         else:

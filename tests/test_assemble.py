@@ -142,6 +142,13 @@ def test_argv_cut_by_the_byte_limit_is_flagged() -> None:
     assert "argv" in e.truncated and argv[0] == b"p" and argv[1] == b"y" * (limit - 2)
 
 
+@pytest.mark.parametrize("comm", [b"bash", b"a b", b" lead", b"trail ", b"  both  ",
+                                  b"x" * 15, b"\xff\n\t caf\xe9", b""])
+def test_a_padded_comm_keeps_its_spaces(comm: bytes) -> None:
+    [e] = feed(new(), success(3, 9, [b"ls"], comm=comm))
+    assert e.comm == comm
+
+
 def test_a_short_exec_is_one_record() -> None:
     [only] = success(3, 9, [b"ls", b"-l", b"a b"], path=b"/usr/bin/ls", comm=b"ba sh")
     [e] = feed(new(), [only])

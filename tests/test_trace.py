@@ -146,6 +146,24 @@ def test_comm_filter(engine: str, tmp_path: Path, option: str, value: str, keep:
     assert run.execs()[0]["comm"] == keep
 
 
+def test_a_callers_name_keeps_its_spaces_and_bytes(engine: str, nothing_left_running: None
+                                                   ) -> None:
+    """A successful exec's record carries the caller's name padded, both ways."""
+    names = [" lead", "trail ", " a  b ", "x" * 15, "caf\xe9\t"]
+    script = ("import ctypes,os,sys\n"
+              "libc=ctypes.CDLL(None)\n"
+              "for name in sys.argv[1:]:\n"
+              "    pid=os.fork()\n"
+              "    if pid==0:\n"
+              "        libc.prctl(15, name.encode('latin-1'), 0, 0, 0)\n"
+              "        os.execv('/bin/true', ['/bin/true', 'bpx-name'])\n"
+              "    os.waitpid(pid,0)\n")
+    run = run_tool("--json", "--bpftrace", engine, "--", sys.executable, "-c", script, *names)
+    comms = [e["comm"].encode("utf-8", "surrogateescape") for e in run.execs()
+             if e["argv"] == ["/bin/true", "bpx-name"]]
+    assert comms == [n.encode("latin-1") for n in names]
+
+
 @pytest.mark.parametrize("result", ["--failed", "--succeeded"])
 def test_uid_and_result_filters(engine: str, result: str, nothing_left_running: None) -> None:
     script = ("import os\n"

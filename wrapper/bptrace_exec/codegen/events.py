@@ -250,7 +250,7 @@ def _exec_record(profile: Profile, ints: list[str]) -> str:
         "probe": word(1), "records": "$n", "latency": "nsecs - $id", "pid": PID,
         "ppid": PPID, "uid": "(uint64)uid", "ints": ints, "length": "$len",
         "next": f"*(uint8 *)uptr($p + {readers.chunk(profile)})",
-        "comm": f"buf(@{COMM_MAP}[$key], 16)", "data": "buf(uptr($base), $len)",
+        "comm": f"@{COMM_MAP}[$key]", "data": "buf(uptr($base), $len)",
         "text": f"str(uptr($p), {profile.kind.strlen})"}
     return (printf(EXEC, values, 4)
             + f"    @{TOTAL_MAP}[0] = count();  // printed at exit: user space reports any gap\n")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from bptrace_exec import __version__
 from bptrace_exec.codegen.btlang import comment_text, int_literal, string_literal
 from bptrace_exec.event import HOST_PID_NS
-from bptrace_exec.records import FORMATS, MARK, READY, Layout
+from bptrace_exec.records import ARITY, FORMATS, MARK, READY, Layout
 from bptrace_exec.spec.model import Filters, Profile
 from bptrace_exec.spec.parse import PID_MAX, UID_MAX
 
@@ -184,9 +184,9 @@ def printf(layout: Layout, values: Mapping[str, str | list[str]], indent: int = 
     fmt = [layout.kind] + (["%lu", "%lu"] if layout.keyed else [])
     for f in layout.fields:
         value = values[f.name]
-        items = value if isinstance(value, list) else [value]
+        items = value if isinstance(value, list) else [value] * ARITY.get(f.type, 1)
         args += items
-        fmt += [FORMATS[f.type]] * len(items)
+        fmt += [FORMATS[f.type]] * (len(items) // ARITY.get(f.type, 1))
     pad = " " * indent
     line = f'{pad}printf("{" ".join(fmt)}\\n", {", ".join(args)});'
     if len(line) <= WIDTH:

@@ -47,6 +47,20 @@ def comm_from_hex(hex_tokens: bytes) -> bytes:
     return raw.split(b"\0", 1)[0]
 
 
+def comm_from_padded(field: bytes) -> bytes:
+    """records.FORMATS["comm32"] -> the comm: the right-padded half gives its leading
+    spaces, the left-padded one its trailing ones. A comm of spaces only reads as ""."""
+    if len(field) != 2 * COMM_LEN:
+        raise ValueError("a padded comm is not 32 bytes")
+    left, right = field[:COMM_LEN], field[COMM_LEN:]
+    core = left.strip(b" ")
+    if not core:
+        return b""
+    leading = len(left) - len(left.lstrip(b" "))
+    trailing = len(right) - len(right.rstrip(b" "))
+    return b" " * leading + core + b" " * trailing
+
+
 def compile_layout(layout: Layout, probes: tuple[str, ...], ints_per_probe: list[int],
                    stores: Stores, scope: Mapping[str, Any]) -> Parser:
     types = [f.type for f in layout.fields]
@@ -122,7 +136,7 @@ def _generated(layout: Layout, stores: Stores, ints_per_probe: list[int],
     through the general one. None for other shapes."""
     types = [f.type for f in layout.fields]
     numbers = len(types) - 1
-    while numbers and types[numbers - 1] in ("comm16", "hexlen"):
+    while numbers and types[numbers - 1] in ("comm16", "comm32", "hexlen"):
         numbers -= 1
     if types[-1] not in ("text", "hex") or any(
             t not in (*_NUMBERS, "u64*") for t in types[:numbers]) or types.count("u64*") > 1:
@@ -160,6 +174,9 @@ def _generated(layout: Layout, stores: Stores, ints_per_probe: list[int],
         if field.type == "comm16":
             lines += [f"    {field.name} = _comm(rest[pos:pos + {_COMM_HEX}])",
                       f"    pos += {_COMM_HEX + 1}"]
+        elif field.type == "comm32":
+            lines += [f"    {field.name} = _padded(rest[pos:pos + {2 * COMM_LEN}])",
+                      f"    pos += {2 * COMM_LEN + 1}"]
         elif field.type == "hexlen":  # %rh of no bytes is nothing, and then the space
             lines += ["    end = pos + 3 * length - 1 if length else pos",
                       f"    {field.name} = bytes.fromhex(rest[pos:end].decode('ascii'))",
@@ -184,7 +201,8 @@ def _generated(layout: Layout, stores: Stores, ints_per_probe: list[int],
               f"        {take}",
               "    return key, parts"]
     return _compiled("\n".join(lines) + "\n", f"layout {layout.kind}",  # type: ignore[no-any-return]
-                     {**scope, "_ints": ints_per_probe, "_comm": comm_from_hex}, "parse")
+                     {**scope, "_ints": ints_per_probe, "_comm": comm_from_hex,
+                      "_padded": comm_from_padded}, "parse")
 
 
 def _splitter(types: list[str], names: list[str], ints_per_probe: list[int],
@@ -207,6 +225,9 @@ def _splitter(types: list[str], names: list[str], ints_per_probe: list[int],
             elif t == "comm16":
                 values.append(comm_from_hex(body[pos:pos + _COMM_HEX]))
                 pos += _COMM_HEX + 1
+            elif t == "comm32":
+                values.append(comm_from_padded(body[pos:pos + 2 * COMM_LEN]))
+                pos += 2 * COMM_LEN + 1
             elif t == "hexlen":
                 length = values[names.index("length")]
                 end = pos + 3 * length - 1 if length else pos
