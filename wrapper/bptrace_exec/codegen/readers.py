@@ -243,7 +243,7 @@ def on_return(profile: Profile, slot: Slot, result: str) -> Read:
         return Read(_string(profile, slot, PATH_MAX, "curtask->mm->env_end", count_only=True),
                     [])
     if slot.read == "exec_path":
-        return Read(_string(profile, slot, PATH_MAX, c, unreadable=True), [])
+        return Read(_string(profile, slot, PATH_MAX, c, callers=True), [])
     assert slot.read == "argv", slot.read
     caller = word(slot.word + 1)
     if result == "success":
@@ -292,23 +292,24 @@ def on_return(profile: Profile, slot: Slot, result: str) -> Read:
 
 
 def _string(profile: Profile, slot: Slot, size: int, pointer: str, *, indent: int = 4,
-            count_only: bool = False, start: int = 0, unreadable: bool = False) -> str:
+            count_only: bool = False, start: int = 0, callers: bool = False) -> str:
     """The string at `pointer`, a chunk at a time from chunk `start`, each with the byte
     after it (user space tells a string of exactly one chunk from a longer one by it), to
     its end; counted in $n at return (`count_only`: counted, not printed, all but the
-    first chunk: the `exec` record has it). `unreadable`: a chunk that reads as "" among
-    zeros says so (next_byte)."""
+    first chunk: the `exec` record has it). `callers`: a string in the caller's memory,
+    where a chunk that reads as "" among zeros says so (next_byte) and what follows the
+    string is anything (ended)."""
     step = chunk(profile)
-    at = "$q" if unreadable else f"$p + $i * {step}"
+    at = "$q" if callers else f"$p + $i * {step}"
     record = "" if count_only else (
-        (f"      $q = $p + $i * {step};\n" + next_byte(profile, "$q", 6) if unreadable else "")
+        (f"      $q = $p + $i * {step};\n" + next_byte(profile, "$q", 6) if callers else "")
         + printf(STR, {"slot": str(slot.number), "chunk": "$i",
-                       "next": "$next" if unreadable
+                       "next": "$next" if callers
                        else f"*(uint8 *)uptr($p + ($i + 1) * {step})",
                        "text": f"str(uptr({at}), {profile.kind.strlen})"}, 6))
     end = (f"*(uint8 *)uptr($p + $i * {step} - 1) == 0 ||\n"
            f"          *(uint8 *)uptr($p + $i * {step}) == 0")
-    if unreadable:  # the caller's memory: what follows the string is anything
+    if callers:
         record += ended("$q", words(profile), 6)
         end = "$ended"
     loop = (f"      if ({end}) {{ break; }}\n" + record + "      $i++;\n" if start else
