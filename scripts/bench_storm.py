@@ -249,7 +249,7 @@ def main() -> int:
         for workers in args.workers.split(","):
             runs = measure(int(workers), configs, args, workload, paths, engine.path, envs,
                            Path(tmp))
-            report(int(workers), configs, runs, args.execs)
+            report(f"workers={workers}", configs, runs, args.execs)
     return 0
 
 
@@ -268,11 +268,12 @@ def measure(workers: int, configs: list[str], args: argparse.Namespace, workload
     return runs
 
 
-def report(workers: int, configs: list[str], runs: dict[str, list[Run]], execs: int) -> None:
+def report(label: str, configs: list[str], runs: dict[str, list[Run]], execs: int,
+           unit: str = "exec") -> None:
     """Medians of per-round figures, each against the no-tracer run of its round."""
     none = runs.get("none")
-    print(f"\nworkers={workers}  {'config':14} {'wall':>6} {'CPU us/exec':>11} "
-          f"{'own us/exec':>11}  rows (of {execs} per round)")
+    print(f"\n{label:9}  {'config':14} {'wall':>6} {'CPU us/' + unit:>11} "
+          f"{'own us/' + unit:>11}  rows (of {execs} per round)")
     for kind in configs:
         def median(values: list[float]) -> str:
             return f"{statistics.median(values):11.0f}" if values else f"{'n/a':>11}"

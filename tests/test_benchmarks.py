@@ -40,6 +40,17 @@ def test_bench_storm() -> None:
 
 
 @pytest.mark.root
+def test_bench_calls() -> None:
+    text = bench("bench_calls.py", "--calls", "20", "--rounds", "1")
+    for storm, kinds in (("open", ("opensnoop", "opensnoop.bt", "bptrace-exec")),
+                         ("connect", ("bptrace-exec",))):
+        section = text[text.index(f"\n{storm} "):]
+        for kind in kinds:
+            assert re.search(kind + r" +[\d.]+x +-?\d+ +\d+ +\[20\]\n", section), text
+        assert re.search(r"strace +[\d.]+x +-?\d+ +n/a\n", section), text
+
+
+@pytest.mark.root
 def test_bench_startup() -> None:
     assert "ratio (median of 1 per-round ratios)" in bench("bench_startup.py", "--rounds", "1")
 
