@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -36,7 +35,7 @@ TOP = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TOP / "wrapper"))
 
 from bench_storm import TOOL, Run, Started, report, timed, wait_for  # noqa: E402
-from benchlib import stop  # noqa: E402
+from benchlib import install, machine, stop, workload  # noqa: E402
 from bptrace_exec.run.engine import find_engine  # noqa: E402
 
 STORMS = {"open": ("openat", ["none", "opensnoop", "opensnoop.bt", "bptrace-exec", "strace"]),
@@ -93,28 +92,20 @@ def main() -> int:
     args = ap.parse_args()
     if os.geteuid() != 0 or not shutil.which("cc"):
         raise SystemExit("needs root and a C compiler")
-    missing = [pkg for path, pkg in (("strace", "strace"),
-                                     ("/usr/sbin/opensnoop", "libbpf-tools"))
-               if not shutil.which(path)]
-    if missing:
-        subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=False,
-                       stdout=subprocess.DEVNULL)
+    install({"strace": "strace", "/usr/sbin/opensnoop": "libbpf-tools"})
     engine = find_engine(args.bpftrace)
-    print(f"# {platform.machine()}, {os.cpu_count()} cpus, kernel {platform.release()}, "
-          f"bpftrace {engine.version_text}, Python {platform.python_version()}; "
-          f"{args.calls} calls a storm, {args.rounds} rounds", flush=True)
+    print(machine(engine.version_text, f"{args.calls} calls a storm, {args.rounds} rounds"),
+          flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        workload = str(Path(tmp) / "call_storm")
-        subprocess.run(["cc", "-O2", "-pthread", "-o", workload,
-                        str(TOP / "tests" / "workloads" / "call_storm.c")], check=True)
+        storm_workload = workload(tmp, "call_storm")
         target = Path(tmp) / "bench-calls-target"
         target.write_text("")
         for storm in args.storms.split(","):
             syscall, configs = STORMS[storm]
             configs = [c for c in configs if c != "opensnoop"
                        or shutil.which("/usr/sbin/opensnoop")]
-            command = ([workload, "open", str(args.calls), str(target)] if storm == "open"
-                       else [workload, "connect", str(args.calls)])
+            command = ([storm_workload, "open", str(args.calls), str(target)]
+                       if storm == "open" else [storm_workload, "connect", str(args.calls)])
             poke = [*command[:2], "1", *command[3:]]
             # a row of the storm's: its file; for connect, the loopback address
             marker = str(target).encode() if storm == "open" else b"127.0.0.1"

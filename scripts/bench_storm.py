@@ -35,7 +35,6 @@ import argparse
 import contextlib
 import dataclasses
 import os
-import platform
 import resource
 import shutil
 import statistics
@@ -50,7 +49,7 @@ from pathlib import Path
 TOP = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TOP / "wrapper"))
 
-from benchlib import stop  # noqa: E402
+from benchlib import install, machine, stop, workload  # noqa: E402
 from bptrace_exec.codegen import generate  # noqa: E402
 from bptrace_exec.run.engine import find_engine  # noqa: E402
 from bptrace_exec.spec import load_profile, with_overrides  # noqa: E402
@@ -71,14 +70,6 @@ TOOL_ARGS = {"events-json": ["execve", "--json"], "events-pipe": ["execve"],
 ROW = {"libbpf": b"\ntrue ", "execsnoop.bt": b" \n", "bpftrace": b'"exec ',
        "events-json": b'"filename":"/bin/true"', "events-pipe": b" /bin/true "}
 HZ = os.sysconf("SC_CLK_TCK")
-
-
-def ensure_tools(configs: list[str]) -> None:
-    missing = [pkg for config, (path, pkg) in PACKAGES.items()
-               if config in configs and not shutil.which(path)]
-    if missing:
-        subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=False,
-                       stdout=subprocess.DEVNULL)
 
 
 def wait_for(stream: object, marker: str) -> None:
@@ -225,16 +216,13 @@ def main() -> int:
     if os.geteuid() != 0 or not shutil.which("cc"):
         raise SystemExit("needs root and a C compiler")
     requested = args.configs.split(",")
-    ensure_tools(requested)
+    install({path: pkg for config, (path, pkg) in PACKAGES.items() if config in requested})
     engine = find_engine(args.bpftrace)
     configs = [c for c in requested if c not in PACKAGES or shutil.which(PACKAGES[c][0])]
-    print(f"# {platform.machine()}, {os.cpu_count()} cpus, kernel {platform.release()}, "
-          f"bpftrace {engine.version_text}, Python {platform.python_version()}; "
-          f"{args.execs} fork+exec of /bin/true, {args.rounds} rounds", flush=True)
+    print(machine(engine.version_text,
+                  f"{args.execs} fork+exec of /bin/true, {args.rounds} rounds"), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        workload = str(Path(tmp) / "exec_cases")
-        subprocess.run(["cc", "-O2", "-pthread", "-o", workload,
-                        str(TOP / "tests" / "workloads" / "exec_cases.c")], check=True)
+        storm = workload(tmp, "exec_cases")
         profile = load_profile("execve")
         programs = {"bpftrace": profile,
                     "bpftrace-stats": with_overrides(profile, stats=True),
@@ -247,7 +235,7 @@ def main() -> int:
             envs[kind] = engine.environment(4096 if engine.ring_shared else 1024,
                                             program.strlen)
         for workers in args.workers.split(","):
-            runs = measure(int(workers), configs, args, workload, paths, engine.path, envs,
+            runs = measure(int(workers), configs, args, storm, paths, engine.path, envs,
                            Path(tmp))
             report(f"workers={workers}", configs, runs, args.execs)
     return 0

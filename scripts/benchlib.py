@@ -4,6 +4,8 @@ by its pid, whatever happens."""
 from __future__ import annotations
 
 import os
+import platform
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -23,3 +25,25 @@ def stop(proc: subprocess.Popen[str], timeout: float = 60) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def install(packages: dict[str, str]) -> None:
+    """{program path: Debian package}: installs the packages of those missing."""
+    missing = [pkg for path, pkg in packages.items() if not shutil.which(path)]
+    if missing:
+        subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=False,
+                       stdout=subprocess.DEVNULL)
+
+
+def machine(engine_version: str, what: str) -> str:
+    """The line a benchmark's figures start with: where they were measured, and what."""
+    return (f"# {platform.machine()}, {os.cpu_count()} cpus, kernel {platform.release()}, "
+            f"bpftrace {engine_version}, Python {platform.python_version()}; {what}")
+
+
+def workload(tmp: str, name: str) -> str:
+    """tests/workloads/NAME.c compiled into tmp; its path."""
+    path = str(Path(tmp) / name)
+    subprocess.run(["cc", "-O2", "-pthread", "-o", path,
+                    str(TOP / "tests" / "workloads" / f"{name}.c")], check=True)
+    return path
