@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import ROOT, Lines, ToolRun, json_records, run_tool, tool_command
 
@@ -124,10 +125,11 @@ def test_stats_and_export_of_a_syscall_profile(engine: str, tmp_path: Path,
                    sys.executable, DRIVER, str(work), str(tmp_path / "facts.json"))
     assert run.returncode == 0, run.stderr
     assert "calls 2 " in run.stdout and "SIGUSR1" in run.stdout, run.stdout
-    text = prom.read_text()
-    assert "bptrace_exec_calls_total 2\n" in text
-    assert 'bptrace_exec_calls_by_signal_total{signal="SIGUSR1"} 1' in text
-    assert 'bptrace_exec_calls_by_errno_total{errno="ESRCH"} 1' in text
+    series = {(s.name, s.labels.get("signal", s.labels.get("errno"))): s.value
+              for f in text_string_to_metric_families(prom.read_text()) for s in f.samples}
+    assert series[("bptrace_exec_calls_total", None)] == 2
+    assert series[("bptrace_exec_calls_by_signal_total", "SIGUSR1")] == 1
+    assert series[("bptrace_exec_calls_by_errno_total", "ESRCH")] == 1
 
 
 def test_replay_of_a_syscall_profile_equals_the_live_run(engine: str, tmp_path: Path,

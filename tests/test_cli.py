@@ -216,7 +216,7 @@ def test_every_export_is_written(tmp_path: Path) -> None:
     paths = [tmp_path / "a.csv", tmp_path / "a.prom", tmp_path / "a.json"]
     out = run("--stats", "--from", str(src), *[a for p in paths for a in ("--export", str(p))])
     assert out.returncode == 0, out.stderr
-    assert "bptrace_exec_execs_total 1" in paths[1].read_text()
+    assert 'bptrace_exec_execs_total{profile="execve"} 1.0' in paths[1].read_text()
     assert json.loads(paths[2].read_text())["execs"] == 1 and "total,execs,1" in \
         paths[0].read_text()
 

@@ -21,7 +21,8 @@ from test_record import recording
 # --json/--columns/-o/--top/--interval/--export in live runs (test_trace, test_stats_live),
 # --summary (test_json_consumers), --all-attempts (test_a_path_search_is_one_row),
 # --command-output (test_command_output_kept_apart).
-LIVE_ONLY = {"duration", "record", "buffer_pages", "command_output"}
+# --serve (test_serve).
+LIVE_ONLY = {"duration", "record", "buffer_pages", "command_output", "serve"}
 # Where a value depends on this host (a container to look up, a second bpftrace): their
 # refusals are walked, their effect is tested live.
 HOST_BOUND = {"container", "bpftrace"}
@@ -65,6 +66,7 @@ def option(dest: str, tmp: Path) -> tuple[list[str], list[str]]:
         "buffer_pages": ([], ["--buffer-pages", "64"]),
         "command_output": ([], ["--command-output", str(tmp / "out.txt")]),
         "bpftrace": ([], ["--bpftrace", NO_BPFTRACE]),
+        "host": ([], ["--host", "web-1"]), "serve": ([], ["--serve", "127.0.0.1:0"]),
     }[dest]
 
 
@@ -122,7 +124,7 @@ def test_each_option_does_what_it_says_or_is_refused(dest: str, mode: str,
         assert NO_BPFTRACE in stderr  # it got past every check
         base = ["--emit", "script"] + (["--stats"] if mode == "stats" else []) + needs
         if dest in ("json", "columns", "result", "top", "export", "export_format", "summary",
-                    "all_attempts", "wide", "color"):
+                    "all_attempts", "wide", "color", "host"):
             return  # shown by the live tests, not in the program
         with_it = outcome(base + given, tmp_path)
     assert with_it != outcome(base, tmp_path), f"{given} does nothing {mode}"

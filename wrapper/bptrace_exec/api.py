@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import socket
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -51,8 +52,9 @@ class Trace:
     def __init__(self, profile: Profile, source: Source, hooks: Hooks, *,
                  session: Session | None = None, program: Program | None = None,
                  duration: float | None = None, recorder: Recorder | None = None,
-                 kernel_counts: bool | None = None) -> None:
+                 kernel_counts: bool | None = None, host: str | None = None) -> None:
         self.profile, self.session, self.program = profile, session, program
+        self.host = host  # where the events happened, if known
         # whether its program counts in kernel maps (a recording's: as it was made)
         self.kernel_counts = (counts_in_kernel(profile) if kernel_counts is None
                               else kernel_counts)
@@ -151,6 +153,7 @@ class Live:
     command_stdout_to_stderr: bool = False  # keep the command's output off stdout
     command_output: str | None = None  # a file for the command's stdout and stderr
     handle_signals: bool = False  # SIGINT, SIGTERM, SIGHUP end the run cleanly (the CLI's)
+    host: str | None = None  # the name of this host in what is written (default: hostname)
 
 
 @dataclass(frozen=True)
@@ -199,10 +202,11 @@ def _live(profile: Profile, live: Live, hooks: Hooks) -> Trace:
                           command=gated, drains=program.drains,
                           handle_signals=live.handle_signals)
         undo.callback(session.close)
-        recorder = (Recorder(live.record, profile, engine, session.wall_offset_ns)
+        host = live.host or socket.gethostname()
+        recorder = (Recorder(live.record, profile, engine, session.wall_offset_ns, host)
                     if live.record else None)
         run = Trace(profile, session, hooks, session=session, program=program,
-                    duration=live.duration, recorder=recorder)
+                    duration=live.duration, recorder=recorder, host=host)
         undo.pop_all()
     return run
 
@@ -224,7 +228,7 @@ def replay(path: str, *, hooks: Hooks = Hooks(), **changes: Any) -> Trace:
                    "last whole line")
     profile = with_overrides(recording.profile, **changes) if changes else recording.profile
     return Trace(profile, ReplaySource(recording), hooks,
-                 kernel_counts=counts_in_kernel(recording.profile))
+                 kernel_counts=counts_in_kernel(recording.profile), host=recording.host)
 
 
 def stats(profile: str | os.PathLike[str] | Profile = "execve", *, live: Live = Live(),
@@ -305,8 +309,13 @@ def stats_from_json(lines: Iterable[str], *, by: Iterable[str]) -> tuple[Stats, 
                 yield exact_strings(obj)
             elif not (isinstance(obj, dict) and obj.get("event") in ("lost", "end")):
                 skipped += 1
-    stats = from_json_events(events(), by=by)  # read to the end: `skipped` is known
-    return stats, skipped
+    # and by host, when the lines name theirs (--host): several hosts' files merged
+    by = tuple(by)
+    stats = from_json_events(events(), by=(*by, *(() if "host" in by else ("host",))))
+    if not stats.breakdowns.get("host"):
+        stats = dataclasses.replace(stats, breakdowns={
+            k: v for k, v in stats.breakdowns.items() if k != "host" or k in by})
+    return stats, skipped  # read to the end: `skipped` is known
 
 
 def _numbers_are(obj: dict[str, object]) -> bool:
@@ -315,9 +324,9 @@ def _numbers_are(obj: dict[str, object]) -> bool:
                if k in ("ret", "pid", "ppid", "uid", "tid") or k.endswith("_ns"))
 
 
-def title(profile: Profile) -> str:
+def title(profile: Profile, host: str | None = None) -> str:
     return title_for(profile.probes, profile.filters.failed, profile.filters.succeeded,
-                     time.time_ns())
+                     time.time_ns(), host)
 
 
 __all__ = ["Hooks", "Live", "Trace", "profile_of", "replay", "stats", "stats_from_json",

@@ -9,10 +9,12 @@ import difflib
 import json
 import os
 import shutil
+import signal
+import socket
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from typing import NoReturn, TextIO
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Literal, NoReturn, TextIO
 
 from bptrace_exec import __version__, api
 from bptrace_exec.codegen import generate
@@ -30,10 +32,18 @@ from bptrace_exec.errors import (
 )
 from bptrace_exec.limits import FILTER_VALUES, JSON_LINE_BYTES, bounded_lines, out_of_memory
 from bptrace_exec.options import SUMMARY_PLACES, check_options
-from bptrace_exec.output.export import FORMATS, check_writable, format_for, to_dict, write_export
+from bptrace_exec.output.export import (
+    FORMATS,
+    NO_LABELS,
+    check_writable,
+    format_for,
+    to_dict,
+    write_export,
+)
 from bptrace_exec.output.render import Renderer, Terminal
-from bptrace_exec.output.report import render_report
+from bptrace_exec.output.report import on, render_report
 from bptrace_exec.output.rows import Row, Rows
+from bptrace_exec.output.serve import DEFAULT_REFRESH_S, Serving, parse_address
 from bptrace_exec.output.tally import Stats
 from bptrace_exec.output.text import iso_time, json_line
 from bptrace_exec.pipeline import Summary
@@ -44,6 +54,9 @@ from bptrace_exec.spec.overrides import adhoc_profile, apply_where
 from bptrace_exec.spec.parse import ARGV_BYTES_RANGE, MAX_ARGS_RANGE, TOP_RANGE
 from bptrace_exec.spec.tracepoint import UNKNOWN, syscall_fields
 from bptrace_exec.spec.types import RESULT_TYPES, TYPES
+
+if TYPE_CHECKING:  # prometheus_client takes 80 ms to import: only metrics need it
+    from bptrace_exec.output.metrics import Keys, RunState
 
 EXAMPLES_TEXT = """\
 examples:
@@ -187,6 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the generated bpftrace program (script), or a `bpftrace -e` "
                         "line that shows the same execs as text (oneliner), and exit; no "
                         "root needed")
+    o.add_argument("--host", metavar="NAME",
+                   help="the name of this host, a field of every JSON line and report and a "
+                        "label of every metric (default: the hostname; a replay: the name "
+                        "it was recorded with)")
     o.add_argument("-q", "--quiet", action="store_true",
                    help="no status line and no end-of-run summary on stderr")
     s = p.add_argument_group("stats (count in the kernel, report at the end)")
@@ -201,8 +218,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "format comes from the extension: " + ", ".join(FORMATS))
     s.add_argument("--export-format", choices=sorted(set(FORMATS.values())),
                    help="the export format, whatever PATH's extension")
-    s.add_argument("--from", dest="from_file", metavar="FILE",
-                   help="report on JSON lines written earlier with --json (no root needed; "
+    s.add_argument("--serve", metavar="[ADDR:]PORT",
+                   help="serve the counts since the start to Prometheus, at "
+                        "http://ADDR:PORT/metrics (implies --stats; ADDR 127.0.0.1 unless "
+                        f"given; PORT 0: any free one), refreshed every --interval "
+                        f"(default {DEFAULT_REFRESH_S} s); the report is printed at the end")
+    s.add_argument("--from", dest="from_file", metavar="FILE", nargs="+",
+                   help="report on JSON lines written earlier with --json, one file or "
+                        "several (merged, by host when they name theirs; no root needed; "
                         f"a line of {JSON_LINE_BYTES.text} at most)")
     rr = p.add_argument_group("record and replay")
     rr.add_argument("--record", metavar="FILE",
@@ -240,6 +263,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             build_parser().error("nothing after --: give the COMMAND to run and trace")
     parser = build_parser()
     args = parser.parse_args(args_in)
+    files = args.from_file or []
+    if args.profile is None and len(files) > 1 and not os.path.exists(files[-1]) and (
+            files[-1] in available_profiles() or files[-1].endswith((".yaml", ".yml"))):
+        args.profile = files.pop()  # `--from a.jsonl PROFILE`: --from took it as a file
     try:
         check_options(args, parser, command)
         return _run(args, command)
@@ -279,7 +306,10 @@ def _profile(args: argparse.Namespace) -> Profile:
         stderr("bptrace-exec: warning: the syscalls' tracepoint formats cannot be read here "
                "(/sys/kernel/tracing needs root): the profile's syscalls and arguments were "
                "not checked against this kernel")
-    return with_overrides(profile, **_changes(args, cgroups))
+    profile = with_overrides(profile, **_changes(args, cgroups))
+    if args.serve and not profile.stats.interval:
+        profile = with_overrides(profile, interval=DEFAULT_REFRESH_S)
+    return profile
 
 
 def _changes(args: argparse.Namespace, cgroups: list[str] | None = None) -> dict[str, object]:
@@ -289,8 +319,9 @@ def _changes(args: argparse.Namespace, cgroups: list[str] | None = None) -> dict
         succeeded=args.succeeded, cgroup=cgroups or None, in_container=args.in_container,
         parents=args.parents, context=args.show_context, columns=args.columns,
         max_args=args.max_args, argv_bytes=args.argv_bytes,
-        stats=True if args.stats or args.from_file or args.export else None, top=args.top,
-        interval=args.interval, output_format="json" if args.json else None)
+        stats=True if args.stats or args.from_file or args.export or args.serve else None,
+        top=args.top, interval=args.interval,
+        output_format="json" if args.json else None)
 
 
 def _run(args: argparse.Namespace, command: list[str]) -> int:
@@ -299,35 +330,62 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
     exports = [(path, format_for(path, args.export_format)) for path in args.export or []]
     for path, _ in exports:
         check_writable(path)
-    with Output(args.output) as out, _summary_output(args.summary, out) as summary:
+    address = parse_address(args.serve) if args.serve else None
+    with Output(args.output) as out, _summary_output(args.summary, out) as summary, \
+            contextlib.ExitStack() as stack:
         if profile is not None and args.emit:  # neither goes with --replay (options)
             return _emit(args, profile, command, out)
         if profile is not None and args.from_file:
             return _stats_from_file(args, profile, out, exports)
-        hooks = api.Hooks(say=(lambda _m: None) if args.quiet else stderr, warn=stderr,
-                          on_lost=lambda n: _lost(n, summary, trace.profile))
+        stack.callback(Output.reopen_on_signal())
+        serving = None
+        if address:  # before bpftrace starts: a port taken ends the run before it begins
+            assert profile is not None
+            serving = Serving(address, profile, args.host or socket.gethostname())
+            stack.callback(serving.close)
+            if not args.quiet:
+                stderr(f"bptrace-exec: serving metrics on {serving.url}")
+
+        def say(status: str) -> None:
+            if serving is not None:
+                serving.update(run=_run_state(trace, up=True))
+            if not args.quiet:
+                stderr(status)
+        hooks = api.Hooks(say=say, warn=stderr,
+                          on_lost=lambda n: _lost(n, summary, trace))
         if args.replay:
             # how it is shown is this command line's choice, not the recorded one's
             trace = api.replay(args.replay, hooks=hooks, top=args.top, columns=args.columns,
                                stats=True if args.stats or args.export else None,
                                output_format="json" if args.json else "table")
+            trace.host = args.host or trace.host
         else:
             assert profile is not None
             trace = api.trace(profile, hooks=hooks, live=api.Live(
                 command=command or None, duration=args.duration, bpftrace=args.bpftrace,
                 buffer_pages=args.buffer_pages, record=args.record,
                 command_stdout_to_stderr=not args.output, command_output=args.command_output,
-                handle_signals=True))
+                handle_signals=True, host=args.host))
         with trace:
             shown = trace.profile
+            labels = {"host": trace.host} if trace.host else {}
+            labels["profile"] = shown.name
             if shown.stats.enabled:
                 def titled() -> str:  # a live report says when it was made
-                    return f"bptrace-exec stats: {args.replay}" if args.replay \
-                        else api.title(shown)
-                stats = trace.counts(lambda s: out.report(s, shown, titled()))
-                out.report(stats, shown, titled())
+                    return f"bptrace-exec stats: {args.replay}{on(trace.host)}" \
+                        if args.replay else api.title(shown, trace.host)
+                def report(stats: Stats) -> None:
+                    if serving is not None:
+                        serving.update(stats, _run_state(trace, up=True))
+                    else:
+                        out.report(stats, shown, titled(), labels)
+                stats = trace.counts(report)
+                if serving is not None:
+                    serving.update(stats, _run_state(trace))
+                out.report(stats, shown, titled(), labels)
                 _say_notes(trace.summary, hooks.warn)
-                _export(exports, stats, shown, titled())
+                _export(exports, stats, shown, titled(), labels, _run_state(trace),
+                        serving.keys if serving is not None else None)
             else:
                 _show_events(trace, out, summary, hooks, all_attempts=args.all_attempts,
                              wide=args.wide, color=args.color)
@@ -335,6 +393,14 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
         if finished is not None and finished.command_status is not None:
             return finished.command_status
         return EXIT_OK
+
+
+def _run_state(trace: api.Trace, *, up: bool = False) -> RunState:
+    from bptrace_exec.output.metrics import RunState
+
+    summary, source = trace.summary, trace.run.source
+    return RunState(lost=summary.lost_records, missing=summary.missing or 0, up=up,
+                    bpftrace=source.engine.version_text, version=__version__)
 
 
 def _emit(args: argparse.Namespace, profile: Profile, command: list[str], out: Output
@@ -366,15 +432,44 @@ class Output:
 
     def __enter__(self) -> Output:
         if self.path:
-            try:
-                self.stream = open(self.path, "w", encoding="utf-8")  # noqa: SIM115
-            except OSError as exc:
-                raise UsageError(f"cannot write {self.path}: {exc.strerror}") from None
+            self.stream = self._open("w")
+            Output.files.append(self)
         return self
+
+    files: list[Output] = []  # written to a path: opened again on SIGUSR1
+
+    def _open(self, mode: Literal["w", "a"]) -> TextIO:
+        assert self.path
+        try:
+            return open(self.path, mode, encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:
+            raise UsageError(f"cannot write {self.path}: {exc.strerror}") from None
+
+    @classmethod
+    def reopen_on_signal(cls) -> Callable[[], object]:
+        """SIGUSR1 (logrotate's postrotate): each file is opened again at its path before
+        the next write; what was written before goes to the file moved away, whole.
+        Gives what puts the previous handler back."""
+        def asked(_signum: int, _frame: object) -> None:
+            for out in cls.files:
+                out.reopen = True
+        before = signal.signal(signal.SIGUSR1, asked)
+        return lambda: signal.signal(signal.SIGUSR1, before)
+
+    reopen = False
+
+    def _reopened(self) -> None:
+        self.reopen = False
+        try:
+            self.stream.close()
+            self.stream = open(self.path or "", "a", encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:
+            raise self._failed(exc) from None
 
     def __exit__(self, *_exc: object) -> None:
         try:
             if self.path:
+                Output.files.remove(self)
                 self.stream.close()
             elif not self.closed:
                 self.stream.flush()
@@ -397,6 +492,8 @@ class Output:
         output's cost in a storm)."""
         if self.closed:
             return
+        if self.reopen:
+            self._reopened()
         try:
             self.stream.write(text if text.endswith("\n") else text + "\n")
             if flush:
@@ -409,6 +506,8 @@ class Output:
     def flush(self) -> None:
         if self.closed:
             return
+        if self.reopen:
+            self._reopened()
         try:
             self.stream.flush()
         except BrokenPipeError:
@@ -421,16 +520,17 @@ class Output:
         return OutputError(f"cannot write {self.path or 'the output'}: {exc.strerror or exc}",
                            hint="free space, or write elsewhere with -o FILE")
 
-    def report(self, stats: Stats, profile: Profile, title: str) -> None:
+    def report(self, stats: Stats, profile: Profile, title: str,
+               labels: Mapping[str, str] = NO_LABELS) -> None:
         top = profile.stats.top
-        self.write(json_line(to_dict(stats, top=top, title=title), REPORT_JSON)
+        self.write(json_line(to_dict(stats, top=top, title=title, labels=labels), REPORT_JSON)
                    if profile.output_format == "json" else
                    render_report(stats, top=top, title=title))
 
 
 def _show_events(trace: api.Trace, out: Output, summary: Output | None, hooks: api.Hooks,
                  *, all_attempts: bool, wide: bool, color: str) -> None:
-    render = Renderer(trace.profile, out.terminal(wide=wide, color=color))
+    render = Renderer(trace.profile, out.terminal(wide=wide, color=color), trace.host)
     if trace.profile.output_format == "json":
         def flush() -> None:
             out.flush()
@@ -478,12 +578,14 @@ def _summary_output(where: str, out: Output) -> Iterator[Output | None]:
         yield summary
 
 
-def _lost(count: int, out: Output | None, profile: Profile) -> None:
+def _lost(count: int, out: Output | None, trace: api.Trace) -> None:
     """bpftrace's report of records lost: on stderr, and among JSON rows."""
     stderr(f"bptrace-exec: bpftrace lost {count} events (its buffer was full); "
            "raise --buffer-pages")
+    profile = trace.profile
     if out is not None and profile.output_format == "json" and not profile.stats.enabled:
-        out.write(json_line({"event": "lost", "time": iso_time(time.time_ns()), "count": count}))
+        out.write(json_line({"event": "lost", "time": iso_time(time.time_ns()),
+                             **_host(trace), "count": count}))
 
 
 @contextlib.contextmanager
@@ -495,15 +597,21 @@ def _summing_up(trace: api.Trace, json_out: Output | None, hooks: api.Hooks
         yield
     except EngineFailure:
         if trace.run.ready:
-            _say_summary(trace.summary, json_out, hooks)
+            _say_summary(trace, json_out, hooks)
         raise
-    _say_summary(trace.summary, json_out, hooks)
+    _say_summary(trace, json_out, hooks)
 
 
-def _say_summary(s: Summary, json_out: Output | None, hooks: api.Hooks) -> None:
+def _host(trace: api.Trace) -> dict[str, str]:
+    return {"host": trace.host} if trace.host else {}
+
+
+def _say_summary(trace: api.Trace, json_out: Output | None, hooks: api.Hooks) -> None:
+    s = trace.summary
     unit = s.unit
     if json_out is not None:
-        json_out.write(json_line({"event": "end", "time": iso_time(time.time_ns()), unit: s.events,
+        json_out.write(json_line({"event": "end", "time": iso_time(time.time_ns()),
+                                  **_host(trace), unit: s.events,
                                   f"kernel_{unit}": s.kernel_total,
                                   f"missing_{unit}": s.missing, "lost_events": s.lost_records,
                                   f"incomplete_{unit}": s.incomplete,
@@ -532,29 +640,45 @@ def _say_notes(s: Summary, warn: api.Say) -> None:
              f"does not use; the first: {s.first_note}")
 
 
-def _export(exports: list[tuple[str, str]], stats: Stats, profile: Profile,
-            title: str) -> None:
+def _export(exports: list[tuple[str, str]], stats: Stats, profile: Profile, title: str,
+            labels: Mapping[str, str] = NO_LABELS, run: RunState | None = None,
+            keys: Keys | None = None) -> None:
     for path, fmt in exports:
-        write_export(stats, path, fmt, top=profile.stats.top, title=title)
+        write_export(stats, path, fmt, top=profile.stats.top, title=title, labels=labels,
+                     run=run, keys=keys)
 
 
 def _stats_from_file(args: argparse.Namespace, profile: Profile, out: Output,
                      exports: list[tuple[str, str]]) -> int:
-    """`--stats --from FILE`: the report from JSON lines written earlier; no root needed."""
+    """`--stats --from FILE...`: one report from JSON lines written earlier, by one host or
+    many (then with a host breakdown); no root needed."""
+    files = args.from_file
+    reading = ""
+
+    def lines() -> Iterator[str]:
+        nonlocal reading
+        for path in files:
+            reading = path
+            try:
+                with open(path, "rb") as f:
+                    yield from bounded_lines(f, path)
+            except OSError as exc:
+                named = path in available_profiles() and not os.path.exists(path)
+                raise UsageError(f"cannot read {path}: {exc.strerror}", hint=(
+                    f"to report as profile {path}, name it before --from" if named
+                    else "")) from None
     try:
-        with open(args.from_file, "rb") as f:
-            stats, skipped = api.stats_from_json(bounded_lines(f, args.from_file),
-                                                 by=profile.stats.by)
-    except OSError as exc:
-        raise UsageError(f"cannot read {args.from_file}: {exc.strerror}") from None
+        stats, skipped = api.stats_from_json(lines(), by=profile.stats.by)
     except MemoryError:
-        raise out_of_memory(args.from_file) from None
-    title = f"bptrace-exec stats: {args.from_file}"
-    out.report(stats, profile, title)
+        raise out_of_memory(reading) from None
+    title = f"bptrace-exec stats: {', '.join(files)}{on(args.host)}"
+    labels = {"host": args.host} if args.host else {}
+    labels["profile"] = profile.name
+    out.report(stats, profile, title, labels)
     if skipped:
-        stderr(f"bptrace-exec: {skipped} line(s) of {args.from_file} were neither exec nor "
-               "call records and were skipped")
-    _export(exports, stats, profile, title)
+        stderr(f"bptrace-exec: {skipped} line(s) of {', '.join(files)} were neither exec "
+               "nor call records and were skipped")
+    _export(exports, stats, profile, title, labels)
     return EXIT_OK
 
 

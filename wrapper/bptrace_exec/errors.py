@@ -14,7 +14,7 @@ EXIT_STATUSES = (
     (EXIT_RUNTIME, "bpftrace refused the program, or died or was killed while tracing"),
     (EXIT_USAGE, "bad command line or profile; nothing was run"),
     (EXIT_ENVIRONMENT, "environment: not root, no usable bpftrace, no tracefs, not "
-                       "enough memory"),
+                       "enough memory, --serve's port taken"),
     (EXIT_EXPORT, "an output could not be written: an --export file (the report was "
                   "printed), -o FILE or stdout (a full disk, an I/O error)"),
     (EXIT_INTERRUPTED, "interrupted before tracing started"),

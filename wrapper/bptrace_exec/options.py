@@ -34,7 +34,8 @@ class Mode:
 def mode_of(args: argparse.Namespace) -> Mode:
     return Mode(live=not (args.emit or args.replay or args.from_file), emit=bool(args.emit),
                 replay=bool(args.replay), from_file=bool(args.from_file),
-                stats=bool(args.stats or args.export or args.from_file), json=args.json)
+                stats=bool(args.stats or args.export or args.from_file or args.serve),
+                json=args.json)
 
 
 Rule = Callable[[Mode], bool]
@@ -70,6 +71,10 @@ RULES: dict[str, tuple[Rule, str] | tuple[Rule, str, str]] = {
     "interval": (lambda m: m.stats and (m.live or m.emit),
                  "it reports a live run every SECONDS", "add --stats"),
     "export": (lambda m: not m.emit, "it writes the report of a run"),
+    "serve": (lambda m: m.live, "it serves the counts of a live run"),
+    "host": (lambda m: not m.emit and (m.json or m.stats or m.live),
+             "it names the host in JSON lines, reports, metrics and recordings",
+             "add --json"),
     "export_format": (lambda m: not m.emit, "it is --export's format"),
     "record": (lambda m: m.live, "it keeps the transcript of a live run"),
     "duration": (lambda m: m.live, "it bounds a live run"),

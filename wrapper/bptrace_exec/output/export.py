@@ -3,7 +3,8 @@
 Every format is written to a temporary file beside the target and renamed over it, so a
 reader (node_exporter's textfile collector, a dashboard) never sees half a file.
 Schemas (stable; `schema` / the CSV header say which):
-  json  {"schema": "bptrace-exec-stats/1", "generated", "title", "duration_s", "execs"
+  json  {"schema": "bptrace-exec-stats/1", "generated", "title", "host" and "profile"
+         (of a live run or a replay), "duration_s", "execs"
         (or "calls" for syscall profiles, here and below),
          "failed" (null where not counted: a profile of successful calls only),
          "rate_per_s", "breakdowns": {NAME: {"distinct", "other",
@@ -14,7 +15,8 @@ Schemas (stable; `schema` / the CSV header say which):
          duration_ms), <breakdown name> (one row per key), latency_bucket_us
          ("low-high"), latency_ns (min, max, sum)
   md    the report's tables as GitHub Markdown
-  prom  bptrace_exec_* counters and a bptrace_exec_latency_seconds histogram
+  prom  the metrics --serve serves (bptrace_exec.output.metrics), in prometheus_client's
+        exposition, for node_exporter's textfile collector
 """
 
 from __future__ import annotations
@@ -24,14 +26,22 @@ import io
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from bptrace_exec.errors import ExportError, UsageError
 from bptrace_exec.output.report import bucket_text, share, title_of
 from bptrace_exec.output.tally import Stats
 from bptrace_exec.output.text import json_line
 
+if TYPE_CHECKING:  # prometheus_client takes 80 ms to import: only metrics need it
+    from bptrace_exec.output.metrics import Keys, RunState
+
+Labels = Mapping[str, str]  # host and profile: JSON fields, and labels of every series
+NO_LABELS: Labels = MappingProxyType({})
 FORMATS = {".csv": "csv", ".json": "json", ".md": "md", ".prom": "prom"}
 SCHEMA = "bptrace-exec-stats/1"
 
@@ -59,11 +69,12 @@ def check_writable(path: str) -> None:
         raise ExportError(f"cannot write {path}: folder {folder} is not writable")
 
 
-def to_dict(stats: Stats, *, top: int, title: str) -> dict[str, object]:
+def to_dict(stats: Stats, *, top: int, title: str,
+            labels: Labels = NO_LABELS) -> dict[str, object]:
     out: dict[str, object] = {
         "schema": SCHEMA,
         "generated": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "title": title, "duration_s": round(stats.duration_s, 3),
+        "title": title, **labels, "duration_s": round(stats.duration_s, 3),
         stats.unit: stats.count, "failed": stats.failed, "rate_per_s": round(stats.rate, 3),
     }
     breakdowns = {}
@@ -88,14 +99,14 @@ def to_dict(stats: Stats, *, top: int, title: str) -> dict[str, object]:
     return out
 
 
-def to_json(stats: Stats, *, top: int, title: str) -> str:
-    return json_line(to_dict(stats, top=top, title=title), _INDENTED) + "\n"
+def to_json(stats: Stats, *, top: int, title: str, labels: Labels = NO_LABELS) -> str:
+    return json_line(to_dict(stats, top=top, title=title, labels=labels), _INDENTED) + "\n"
 
 
 _INDENTED = json.JSONEncoder(indent=2, ensure_ascii=False)
 
 
-def to_csv(stats: Stats, *, top: int, title: str) -> str:
+def to_csv(stats: Stats, *, top: int, title: str, labels: Labels = NO_LABELS) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["section", "key", "count", "share"])
@@ -117,7 +128,7 @@ def to_csv(stats: Stats, *, top: int, title: str) -> str:
     return buf.getvalue()
 
 
-def to_markdown(stats: Stats, *, top: int, title: str) -> str:
+def to_markdown(stats: Stats, *, top: int, title: str, labels: Labels = NO_LABELS) -> str:
     from tabulate import tabulate  # only reports need it; it costs 15 ms to import
 
     out = [f"# {_md_escape(title)}", "",
@@ -143,58 +154,28 @@ def _md_escape(text: str) -> str:
     return cleaned.replace("\\", "\\\\").replace("|", "\\|").replace("`", "\\`")
 
 
-PROM_LABELS = {"program": "program", "comm": "comm", "uid": "uid", "ppid": "ppid",
-               "errno": "errno"}
+def to_prometheus(stats: Stats, *, top: int, title: str, labels: Labels = NO_LABELS,
+                  run: RunState | None = None, keys: Keys | None = None) -> str:
+    """`keys`: the series a scrape of the same run has (--serve), else the top ones."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from bptrace_exec.output.metrics import Exporter, Keys, families
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Exporter(families(stats, keys or Keys(top), labels, run)))
+    return generate_latest(registry).decode()
 
 
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+WRITERS = {"csv": to_csv, "json": to_json, "md": to_markdown}
 
 
-def to_prometheus(stats: Stats, *, top: int, title: str) -> str:
-    unit, what = stats.unit, stats.unit.capitalize()
-    lines = [
-        f"# HELP bptrace_exec_{unit}_total {what} traced by bptrace-exec during the run.",
-        f"# TYPE bptrace_exec_{unit}_total counter",
-        f"bptrace_exec_{unit}_total {stats.count}",
-        *([f"# HELP bptrace_exec_failed_{unit}_total {what} that returned an error.",
-           f"# TYPE bptrace_exec_failed_{unit}_total counter",
-           f"bptrace_exec_failed_{unit}_total {stats.failed}"] if stats.failed is not None
-          else []),
-        "# HELP bptrace_exec_duration_seconds How long the run traced.",
-        "# TYPE bptrace_exec_duration_seconds gauge",
-        f"bptrace_exec_duration_seconds {stats.duration_s:.3f}",
-    ]
-    for name, rows in stats.breakdowns.items():
-        metric = f"bptrace_exec_{unit}_by_{name}_total"
-        lines += [f"# HELP {metric} {what} per {name} (the top {top}).",
-                  f"# TYPE {metric} counter"]
-        label = PROM_LABELS.get(name, name)
-        for key, count in rows[:top]:
-            text = key.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-            lines.append(f'{metric}{{{label}="{_label(text)}"}} {count}')
-    lat = stats.latency
-    if lat and lat.count:
-        metric = "bptrace_exec_latency_seconds"
-        lines += [f"# HELP {metric} Latency, entry to return, measured in the kernel.",
-                  f"# TYPE {metric} histogram"]
-        cumulative = 0
-        for b in lat.buckets:
-            cumulative += b.count
-            lines.append(f'{metric}_bucket{{le="{b.upper_s:.6f}"}} {cumulative}')
-        lines += [f'{metric}_bucket{{le="+Inf"}} {lat.count}',
-                  f"{metric}_sum {lat.sum_ns / 1e9:.9f}",
-                  f"{metric}_count {lat.count}"]
-    return "\n".join(lines) + "\n"
-
-
-WRITERS = {"csv": to_csv, "json": to_json, "md": to_markdown, "prom": to_prometheus}
-
-
-def write_export(stats: Stats, path: str, fmt: str, *, top: int, title: str) -> None:
+def write_export(stats: Stats, path: str, fmt: str, *, top: int, title: str,
+                 labels: Labels = NO_LABELS, run: RunState | None = None,
+                 keys: Keys | None = None) -> None:
+    text = (to_prometheus(stats, top=top, title=title, labels=labels, run=run, keys=keys)
+            if fmt == "prom" else WRITERS[fmt](stats, top=top, title=title, labels=labels))
     # names not UTF-8: their bytes as \xNN (the JSON export has them exact, in "b64")
-    text = WRITERS[fmt](stats, top=top, title=title).encode(
-        "utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     target = Path(path)
     check_writable(path)  # again: the run may have lasted long enough for things to change
     try:

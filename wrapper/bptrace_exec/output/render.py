@@ -31,8 +31,10 @@ class Terminal:
 class Renderer:
     """The table and JSON forms of one profile's events."""
 
-    def __init__(self, profile: Profile, terminal: Terminal = Terminal()) -> None:
+    def __init__(self, profile: Profile, terminal: Terminal = Terminal(),
+                 host: str | None = None) -> None:
         self.profile = profile
+        self.host = {"host": host} if host else {}  # a field of every JSON line
         self.terminal = terminal
         self.columns = columns_for(profile)
         self.kind = profile.kind
@@ -81,7 +83,8 @@ class Renderer:
 
     def to_dict(self, e: Event) -> dict[str, object]:
         out: dict[str, object] = {
-            "event": self.kind.event, "time": iso_time(e.time_ns), "syscall": e.syscall,
+            "event": self.kind.event, "time": iso_time(e.time_ns), **self.host,
+            "syscall": e.syscall,
             "pid": e.pid, "ppid": e.ppid, "uid": e.uid, "tid": e.tid,
             "comm": e.comm.decode("utf-8", "surrogateescape")}
         values, cut = e.values, e.truncated

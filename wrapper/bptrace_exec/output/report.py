@@ -10,15 +10,20 @@ from bptrace_exec.output.text import safe_text
 WIDTH = 80
 TITLES = {"program": "Programs", "comm": "Callers (comm)", "uid": "Users (uid)",
           "ppid": "Parents (ppid)", "errno": "Errors", "syscall": "Syscalls",
-          "cgroup": "Cgroups"}
+          "cgroup": "Cgroups", "host": "Hosts"}
 BAR = 36
 
 
-def title_for(probes: tuple[str, ...], failed: bool, succeeded: bool, now_ns: int) -> str:
-    """A live run's report title: what was traced, and when it was reported."""
+def title_for(probes: tuple[str, ...], failed: bool, succeeded: bool, now_ns: int,
+              host: str | None = None) -> str:
+    """A live run's report title: what was traced, where, and when it was reported."""
     only = " (failed only)" if failed else " (successful only)" if succeeded else ""
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now_ns // 1_000_000_000))
-    return f"bptrace-exec stats: {', '.join(probes)}{only}, {when} UTC"
+    return f"bptrace-exec stats: {', '.join(probes)}{only}{on(host)}, {when} UTC"
+
+
+def on(host: str | None) -> str:
+    return f" on {host}" if host else ""
 
 
 def title_of(breakdown: str, unit: str = "execs") -> str:

@@ -265,7 +265,7 @@ def from_json_events(events: Iterable[Mapping[str, object]], *, by: Iterable[str
         failed = killed or kind.failed(int(e.get("ret", 0)))  # type: ignore[call-overload]
         values = {"comm": e.get("comm"), "uid": e.get("uid"), "ppid": e.get("ppid"),
                   "errno": KILLED if killed else e.get("errno") if failed else None,
-                  "syscall": e.get("syscall")}
+                  "syscall": e.get("syscall"), "host": e.get("host")}
         context = e.get("context")
         if isinstance(context, dict):  # recorded with --context
             values["cgroup"] = context.get("cgroup_path") or context.get("cgroup") or "/"

@@ -4,7 +4,7 @@ A recording is JSON lines: a header (what is needed to decode the rest), every l
 bpftrace printed, unchanged, and a trailer written when the run ends:
 
   {"recording": "bptrace-exec/3", "bpftrace": "v0.17.0", "profile": {...},
-   "started": "2026-...Z", "wall_offset_ns": N}
+   "started": "2026-...Z", "wall_offset_ns": N, "host": NAME}
   ...bpftrace's lines...
   {"recording_end": {"elapsed_s": 12.3}}
 
@@ -35,7 +35,7 @@ class Recorder:
     """Writes a recording as the run goes; each line is flushed so a crash loses none."""
 
     def __init__(self, path: str, profile: Profile, engine: Engine,
-                 wall_offset_ns: int) -> None:
+                 wall_offset_ns: int, host: str) -> None:
         try:
             self.file: IO[bytes] = open(path, "wb")  # noqa: SIM115 (closed in close())
         except OSError as exc:
@@ -46,7 +46,7 @@ class Recorder:
         self._write_json({"recording": f"{FORMAT}{VERSION}", "bpftrace": engine.version_text,
                           "profile": profile_to_dict(profile),
                           "started": started.replace("+00:00", "Z"),
-                          "wall_offset_ns": wall_offset_ns})
+                          "wall_offset_ns": wall_offset_ns, "host": host})
 
     def _write_json(self, obj: object) -> None:
         self.write(json.dumps(obj, ensure_ascii=True).encode())
@@ -75,6 +75,7 @@ class Recording:
     lines: list[bytes]
     elapsed_s: float | None  # None: the recording was cut short
     version: int  # of the record layouts
+    host: str | None = None  # where it was made (--host); None: recorded before it was kept
 
 
 def read_recording(path: str) -> Recording:
@@ -93,6 +94,8 @@ def read_recording(path: str) -> Recording:
         assert version is not None
         profile = profile_from_dict(header["profile"])
         offset = int(header["wall_offset_ns"])
+        host = header.get("host")
+        assert host is None or isinstance(host, str)
         # wall clock minus boot-time clock: the epoch to 2100, whatever the uptime
         assert 0 <= offset < 4_102_444_800 * 10**9
     except (IndexError, ValueError, KeyError, TypeError, AssertionError):
@@ -108,7 +111,7 @@ def read_recording(path: str) -> Recording:
         body = body[:-1]
     return Recording(path=path, profile=profile, engine=Engine("(recorded)", version),
                      wall_offset_ns=offset, started=str(header.get("started", "")),
-                     lines=body, elapsed_s=elapsed, version=layouts)
+                     lines=body, elapsed_s=elapsed, version=layouts, host=host)
 
 
 class ReplaySource:
