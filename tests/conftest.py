@@ -10,15 +10,17 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple, TypeVar
 
 import pytest
 from hypothesis import settings
@@ -211,3 +213,74 @@ def marked_processes(mark: str) -> dict[int, str]:
         if want in environ and state != "Z":
             found[int(proc.name)] = argv
     return found
+
+
+@pytest.fixture
+def markers() -> Iterator[Path]:
+    """A folder other users can run programs from (pytest's own is root's only)."""
+    folder = Path(tempfile.mkdtemp(prefix="bptrace-exec-markers-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder)
+
+
+def exec_as(uid: int, program: Path, numbers: range) -> None:
+    """Runs `program N` as `uid`, for each N: one exec by that uid each."""
+    for n in numbers:
+        subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+                        str(program), str(n)], check=True, timeout=30)
+
+
+class Started(NamedTuple):
+    proc: subprocess.Popen[str]
+    lines: Lines  # its stderr
+
+
+@contextlib.contextmanager
+def started(command: list[str], *, end: int = signal.SIGINT) -> Iterator[Started]:
+    """A process of the test's own (a server, a traced run), its stderr read as it comes;
+    ended by its pid with `end` if it still runs, then its group killed if it lingers."""
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        yield Started(proc, Lines(proc.stderr))  # type: ignore[arg-type]
+    finally:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, end)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+T = TypeVar("T")
+
+
+def wait_until(check: Callable[[], T], what: str, timeout: float = 90) -> T:
+    """Polls until `check` gives something true (a server's answer, a file's lines): the
+    thing itself, never a sleep long enough. OSError and ValueError count as not yet."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            last = check()
+            if last:
+                return last
+        time.sleep(0.05)
+    pytest.fail(f"{what}: not in {timeout}s (last: {last!r})")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def numbered(path: Path, program: Path) -> list[int]:
+    """The N of each `program N` exec in a file of JSON lines, from its whole lines (it
+    may be mid-write)."""
+    text = path.read_text(errors="surrogateescape") if path.exists() else ""
+    return [int(r["argv"][1]) for r in json_records(text[:text.rfind("\n") + 1])
+            if r.get("filename") == str(program)]

@@ -57,5 +57,6 @@ def test_bench_startup() -> None:
 
 @pytest.mark.root
 def test_bench_memory() -> None:
-    text = bench("bench_memory.py", "--seconds", "4", "--modes", "events,stats")
+    text = bench("bench_memory.py", "--seconds", "4", "--modes", "events,stats,serve")
     assert "events rss@1min" in text and "stats  rss@1min" in text
+    assert re.search(r"serve  rss@1min .* [1-9][0-9]* scrapes", text), text

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -139,6 +140,27 @@ def test_readme_cli_reference_and_limits_are_current() -> None:
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     for block in module.blocks():
         assert block in readme, f"run scripts/update-readme: {block.splitlines()[0]}"
+    assert module.MANPAGE.read_text() == module.manpage(), "run scripts/update-readme"
+
+
+@pytest.mark.skipif(not shutil.which("groff") or not shutil.which("man"),
+                    reason="man-db and groff: Debian installs them")
+def test_the_man_page_reads_without_a_warning() -> None:
+    page = Path(__file__).parents[1] / "wrapper" / "bptrace_exec" / "man" / "bptrace-exec.1"
+    lint = subprocess.run(["groff", "-k", "-man", "-ww", "-z", str(page)],
+                          capture_output=True, text=True, timeout=60)
+    assert lint.returncode == 0 and not lint.stderr, lint.stderr
+    shown = subprocess.run(["man", "-l", str(page)], capture_output=True, text=True,
+                           timeout=60, env={**os.environ, "MANWIDTH": "80"})
+    assert shown.returncode == 0, shown.stderr
+    text = shown.stdout
+    for section in ("SYNOPSIS", "DESCRIPTION", "EXAMPLES", "EXIT STATUS", "FIELDS",
+                    "OVERHEAD", "SEE ALSO"):
+        assert f"\n{section}\n" in text, section
+    for action in build_parser()._actions:
+        for option in action.option_strings:
+            assert option in text, option
+    assert "argv_truncated" in text and "--serve [ADDR:]PORT" in text
 
 
 def test_stats_from_json_lines_written_by_the_tool(tmp_path: Path) -> None:

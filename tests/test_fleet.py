@@ -1,5 +1,6 @@
-"""Streams of many hosts: every JSON line names its host, and one report merges the files
-of several (no root: recordings replayed)."""
+"""Streams of many hosts and runs that last: every JSON line names its host, one report
+merges the files of several, the counts of restarted bpftraces add up, the backoff
+between restarts (no root: recordings replayed)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,12 @@ import io
 import json
 from pathlib import Path
 
+import pytest
+
 from bptrace_exec.cli import main
+from bptrace_exec.errors import EngineFailure
+from bptrace_exec.output.tally import Stats, Tally, merged
+from bptrace_exec.restarts import Restarts
 from test_record import recording
 
 
@@ -74,3 +80,39 @@ def test_a_file_missing_among_several_is_named(tmp_path: Path) -> None:
     status, out, err = run("--stats", "--from", str(good), str(tmp_path / "gone.jsonl"))
     assert status == 2 and out == ""
     assert f"cannot read {tmp_path / 'gone.jsonl'}" in err and "Traceback" not in err
+
+
+def test_counts_of_two_runs_merge_as_if_counted_at_once() -> None:
+    """--restart: the counts of a bpftrace that died and of the next are one tally."""
+    events = [({"program": f"/bin/p{i % 3}", "errno": "ENOENT" if i % 4 == 0 else None},
+               i % 4 == 0, 1000 * (1 << (i % 11))) for i in range(40)]
+
+    def tally(part: list[tuple[dict[str, object], bool, int]]) -> Stats:
+        t = Tally(["program", "errno"], "execs")
+        for values, failed, latency in part:
+            t.add(values, failed=failed, latency_ns=latency)
+        return t.result(1.0)
+    whole, first, second = tally(events), tally(events[:17]), tally(events[17:])
+    both = merged(first, second)
+    assert both.count == whole.count and both.failed == whole.failed
+    assert both.breakdowns == whole.breakdowns and both.latency == whole.latency
+    assert merged(None, second) is second
+
+
+def test_the_backoff_doubles_and_starts_afresh_after_a_steady_run(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    waited: list[float] = []
+    monkeypatch.setattr("bptrace_exec.restarts._wait", lambda s: waited.append(s) or True)
+    said: list[str] = []
+    restarts = Restarts(True, said.append)
+    died = EngineFailure("bpftrace was killed by signal 9 while tracing: the rest")
+    assert not restarts.again(died, tracing=False, lasted_s=0, left_s=None)  # a first start
+    for _ in range(9):
+        assert restarts.again(died, tracing=True, lasted_s=3, left_s=None)
+    assert waited == [1, 2, 4, 8, 16, 32, 60, 60, 60]
+    assert restarts.again(died, tracing=True, lasted_s=600, left_s=None)  # had run steadily
+    assert waited[-1] == 1 and restarts.count == 10
+    assert said[0] == ("bptrace-exec: bpftrace was killed by signal 9 while tracing; "
+                       "starting it again in 1 s (restart 1)")
+    assert not restarts.again(died, tracing=True, lasted_s=3, left_s=1.5)  # --duration ends
+    assert not Restarts(False, said.append).again(died, tracing=True, lasted_s=3, left_s=None)

@@ -21,8 +21,8 @@ from test_record import recording
 # --json/--columns/-o/--top/--interval/--export in live runs (test_trace, test_stats_live),
 # --summary (test_json_consumers), --all-attempts (test_a_path_search_is_one_row),
 # --command-output (test_command_output_kept_apart).
-# --serve (test_serve).
-LIVE_ONLY = {"duration", "record", "buffer_pages", "command_output", "serve"}
+# --serve (test_serve), --restart (test_daemon).
+LIVE_ONLY = {"duration", "record", "buffer_pages", "command_output", "serve", "restart"}
 # Where a value depends on this host (a container to look up, a second bpftrace): their
 # refusals are walked, their effect is tested live.
 HOST_BOUND = {"container", "bpftrace"}
@@ -67,6 +67,7 @@ def option(dest: str, tmp: Path) -> tuple[list[str], list[str]]:
         "command_output": ([], ["--command-output", str(tmp / "out.txt")]),
         "bpftrace": ([], ["--bpftrace", NO_BPFTRACE]),
         "host": ([], ["--host", "web-1"]), "serve": ([], ["--serve", "127.0.0.1:0"]),
+        "restart": ([], ["--restart"]),
     }[dest]
 
 
@@ -132,6 +133,6 @@ def test_each_option_does_what_it_says_or_is_refused(dest: str, mode: str,
 
 def test_the_rules_cover_every_option() -> None:
     selectors = {"help", "version", "emit", "replay", "from_file", "stats", "output",
-                 "quiet"}
+                 "quiet", "print_completion"}
     dests = {a.dest for a in build_parser()._actions}
     assert dests - selectors == set(RULES)

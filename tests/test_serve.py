@@ -6,37 +6,26 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
-import signal
 import socket
 import subprocess
-import tempfile
+import sys
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import Lines, run_tool, tool_command
+from conftest import exec_as, free_port, run_tool, started, tool_command, wait_until
 
-T = TypeVar("T")
+HOST = socket.gethostname()
 NEEDS = ("prometheus", "promtool", "prometheus-node-exporter", "setpriv")
 pytestmark = [pytest.mark.root, pytest.mark.skipif(
     not all(shutil.which(n) for n in NEEDS), reason="scripts/setup --test installs them")]
-
-
-@pytest.fixture
-def markers() -> Iterator[Path]:
-    """A folder other users can run programs from (pytest's own is root's only)."""
-    folder = Path(tempfile.mkdtemp(prefix="bptrace-exec-serve-"))
-    folder.chmod(0o755)
-    yield folder
-    shutil.rmtree(folder)
 
 
 def marker(folder: Path, name: str) -> Path:
@@ -44,31 +33,6 @@ def marker(folder: Path, name: str) -> Path:
     shutil.copy("/bin/true", path)
     path.chmod(0o755)
     return path
-
-
-def exec_as(uid: int, program: Path, times: int) -> None:
-    for _ in range(times):
-        subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
-                        str(program)], check=True, timeout=30)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(check: Callable[[], T | None], what: str, timeout: float = 90) -> T:
-    """Polls until `check` gives something: the thing itself, not a long enough sleep."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError, ValueError, KeyError):
-            last = check()
-            if last:
-                return last
-        time.sleep(0.2)
-    pytest.fail(f"{what}: not in {timeout}s (last: {last!r})")
 
 
 def fetch(url: str) -> str:
@@ -87,31 +51,11 @@ def samples(text: str, prefix: str = "bptrace_exec_") -> dict[tuple[str, tuple[A
 
 
 @contextlib.contextmanager
-def started(command: list[str], ready: str | None = None) -> Iterator[Lines]:
-    """A server of the test's own, ended by its pid (SIGINT, then SIGKILL if it lingers)."""
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
-    try:
-        lines = Lines(proc.stderr)  # type: ignore[arg-type]
-        if ready:
-            lines.wait_for(lambda line: ready in line)
-        yield lines
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-@contextlib.contextmanager
 def serving(engine: str, host: str, uid: int) -> Iterator[str]:
     """bptrace-exec --serve, counting the execs of one uid: its metrics' URL."""
     with started(tool_command("execve", "--serve", "127.0.0.1:0", "--interval", "1",
                               "--host", host, "--uid", str(uid), "--bpftrace", engine,
-                              "--duration", "600")) as lines:
+                              "--duration", "600")) as (_, lines):
         url = lines.wait_for(lambda line: "serving metrics on" in line).split()[-1]
         lines.wait_for(lambda line: line.startswith("Tracing"))
         yield url
@@ -145,7 +89,7 @@ def test_prometheus_scrapes_two_hosts_exactly(engine: str, markers: Path, tmp_pa
             programs = {}
             for host, (uid, times) in wanted.items():
                 programs[host] = marker(markers, f"marker-{host}")
-                exec_as(uid, programs[host], times)
+                exec_as(uid, programs[host], range(times))
             counts = {host: float(times) for host, (_, times) in wanted.items()}
             wait_until(lambda: query(prometheus, "bptrace_exec_execs_total") == counts,
                        "the execs made, counted per host by Prometheus")
@@ -191,3 +135,51 @@ def test_node_exporter_serves_the_export_unchanged(engine: str, markers: Path,
         served = wait_until(lambda: samples(fetch(f"http://127.0.0.1:{port}/metrics")),
                             "node_exporter serving the export")
     assert served == written
+
+
+def tree_rss_kb(pid: int) -> int:
+    """Resident memory of a process of the test's own and of its children (bpftrace)."""
+    total = 0
+    for each in [pid, *(int(c) for task in Path(f"/proc/{pid}/task").iterdir()
+                        for c in (task / "children").read_text().split())]:
+        for line in Path(f"/proc/{each}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total
+
+
+def test_a_hundred_scrapes_a_second_during_refreshes(engine: str,
+                                                     nothing_left_running: None) -> None:
+    """Ten seconds of 100 scrapes a second while execs go on and the maps are read every
+    second: every scrape whole (every series of the last one, the histogram complete and
+    cumulative), no counter backwards, the tool's memory flat."""
+    with started(tool_command("execve", "--serve", "127.0.0.1:0", "--interval", "1",
+                              "--bpftrace", engine, "--duration", "600")) as (tool, lines), \
+            started([sys.executable, "-c", "import os\nwhile True:\n"
+                     "    os.waitpid(os.posix_spawn('/bin/true', ['/bin/true'], {}), 0)"]):
+        url = lines.wait_for(lambda line: "serving metrics on" in line).split()[-1]
+        lines.wait_for(lambda line: line.startswith("Tracing"))
+        last: dict[tuple[str, tuple[Any, ...]], float] = {}
+        scrapes, refreshes, started_at = 0, set(), time.monotonic()
+        rss: list[int] = []
+        while time.monotonic() - started_at < 10:
+            now = samples(fetch(url))
+            scrapes += 1
+            assert set(last) <= set(now), set(last) - set(now)
+            counters = {k: v for k, v in now.items() if k[0].endswith(
+                ("_total", "_bucket", "_count", "_sum"))}
+            assert all(v >= last.get(k, 0) for k, v in counters.items())
+            buckets = sorted((dict(labels)["le"], v) for (name, labels), v in now.items()
+                             if name == "bptrace_exec_latency_seconds_bucket")
+            assert len(buckets) == 34 and [v for _, v in buckets] == sorted(
+                v for _, v in buckets)
+            assert buckets[-1][1] == now[("bptrace_exec_latency_seconds_count",
+                                          (("host", HOST), ("profile", "execve")))]
+            refreshes.add(now[("bptrace_exec_duration_seconds",
+                               (("host", HOST), ("profile", "execve")))])
+            last = now
+            if scrapes in (100, 300) or time.monotonic() - started_at >= 10:
+                rss.append(tree_rss_kb(tool.pid))
+            time.sleep(0.01)
+        assert scrapes >= 300 and len(refreshes) >= 5
+        assert rss[-1] - rss[0] < 4096, rss  # kB: flat, as a scrape keeps nothing

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Literal, NoReturn, TextIO
 from bptrace_exec import __version__, api
 from bptrace_exec.codegen import generate
 from bptrace_exec.codegen.oneliner import oneliner
+from bptrace_exec.completion import SHELLS, completion
 from bptrace_exec.errors import (
     COMMAND_STATUS,
     EXIT_ENVIRONMENT,
@@ -44,9 +45,10 @@ from bptrace_exec.output.render import Renderer, Terminal
 from bptrace_exec.output.report import on, render_report
 from bptrace_exec.output.rows import Row, Rows
 from bptrace_exec.output.serve import DEFAULT_REFRESH_S, Serving, parse_address
-from bptrace_exec.output.tally import Stats
+from bptrace_exec.output.tally import Stats, merged
 from bptrace_exec.output.text import iso_time, json_line
 from bptrace_exec.pipeline import Summary
+from bptrace_exec.restarts import Restarts
 from bptrace_exec.run.cgroups import container_cgroups
 from bptrace_exec.run.engine import find_engine
 from bptrace_exec.spec import Profile, available_profiles, load_profile, with_overrides
@@ -235,6 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "root, no bpftrace")
     r = p.add_argument_group("run")
     r.add_argument("--duration", type=float, metavar="SECONDS", help="stop after SECONDS")
+    r.add_argument("--restart", action="store_true",
+                   help="if bpftrace dies, start it again (after 1 s, doubling up to 60 s) and "
+                        "go on, the gap reported; --serve does it unless a COMMAND or "
+                        "--record makes the run one bpftrace's")
     r.add_argument("--command-output", metavar="FILE",
                    help="the COMMAND's stdout and stderr go to FILE, apart from the rows "
                         "(default: its stdout to stderr, unless -o)")
@@ -250,6 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--bpftrace", metavar="PATH",
                    help="the bpftrace binary (default: $BPFTRACE, then PATH)")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    p.add_argument("--print-completion", choices=SHELLS, metavar="SHELL",
+                   help="print the completion script of bash or zsh (options and shipped "
+                        "profiles) and exit")
     return p
 
 
@@ -263,6 +272,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             build_parser().error("nothing after --: give the COMMAND to run and trace")
     parser = build_parser()
     args = parser.parse_args(args_in)
+    if args.print_completion:
+        sys.stdout.write(completion(parser, args.print_completion))
+        return EXIT_OK
     files = args.from_file or []
     if args.profile is None and len(files) > 1 and not os.path.exists(files[-1]) and (
             files[-1] in available_profiles() or files[-1].endswith((".yaml", ".yml"))):
@@ -345,62 +357,153 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
             stack.callback(serving.close)
             if not args.quiet:
                 stderr(f"bptrace-exec: serving metrics on {serving.url}")
+        return _Runs(args, profile, command, out, summary, serving, exports).run()
 
-        def say(status: str) -> None:
-            if serving is not None:
-                serving.update(run=_run_state(trace, up=True))
-            if not args.quiet:
-                stderr(status)
-        hooks = api.Hooks(say=say, warn=stderr,
-                          on_lost=lambda n: _lost(n, summary, trace))
-        if args.replay:
-            # how it is shown is this command line's choice, not the recorded one's
-            trace = api.replay(args.replay, hooks=hooks, top=args.top, columns=args.columns,
-                               stats=True if args.stats or args.export else None,
-                               output_format="json" if args.json else "table")
-            trace.host = args.host or trace.host
-        else:
-            assert profile is not None
-            trace = api.trace(profile, hooks=hooks, live=api.Live(
-                command=command or None, duration=args.duration, bpftrace=args.bpftrace,
-                buffer_pages=args.buffer_pages, record=args.record,
-                command_stdout_to_stderr=not args.output, command_output=args.command_output,
-                handle_signals=True, host=args.host))
-        with trace:
-            shown = trace.profile
-            labels = {"host": trace.host} if trace.host else {}
-            labels["profile"] = shown.name
-            if shown.stats.enabled:
-                def titled() -> str:  # a live report says when it was made
-                    return f"bptrace-exec stats: {args.replay}{on(trace.host)}" \
-                        if args.replay else api.title(shown, trace.host)
-                def report(stats: Stats) -> None:
-                    if serving is not None:
-                        serving.update(stats, _run_state(trace, up=True))
-                    else:
-                        out.report(stats, shown, titled(), labels)
-                stats = trace.counts(report)
-                if serving is not None:
-                    serving.update(stats, _run_state(trace))
-                out.report(stats, shown, titled(), labels)
-                _say_notes(trace.summary, hooks.warn)
-                _export(exports, stats, shown, titled(), labels, _run_state(trace),
-                        serving.keys if serving is not None else None)
-            else:
-                _show_events(trace, out, summary, hooks, all_attempts=args.all_attempts,
-                             wide=args.wide, color=args.color)
-        finished = trace.finished
+
+class _Runs:
+    """One trace, made of one bpftrace run, or several with --restart: their events,
+    counts and accounting as one."""
+
+    def __init__(self, args: argparse.Namespace, profile: Profile | None,
+                 command: list[str], out: Output, summary: Output | None,
+                 serving: Serving | None, exports: list[tuple[str, str]]) -> None:
+        self.args, self.profile, self.command = args, profile, command
+        self.out, self.summary, self.serving, self.exports = out, summary, serving, exports
+        self.restarts = Restarts(restarting(args, command), stderr)
+        self.ended: Summary | None = None  # of the bpftrace runs that died
+        self.base: Stats | None = None  # their counts, as last reported
+        self.last: Stats | None = None  # this bpftrace's, as last reported
+        self.tracing_since: float | None = None
+        self.hooks = api.Hooks(say=self._ready, warn=stderr,
+                               on_lost=lambda n: _lost(n, summary, self.trace))
+
+    def run(self) -> int:
+        while True:
+            self.trace, self.dead = self._start(), False
+            try:
+                with self.trace:
+                    self._counts() if self.trace.profile.stats.enabled else self._events()
+            except EngineFailure as exc:
+                run = self.trace.run
+                self.ended = self.summary_now() if run.ready else self.ended
+                self.dead = True  # its accounting is in `ended` now
+                self.base, self.last = merged(self.base, self.last) if self.last else \
+                    self.base, None
+                if self.restarts.again(exc, run.ready, run.elapsed, self._left()):
+                    continue
+                if self.restarts.stopped:  # asked to end while waiting: the end, as usual
+                    if self.trace.profile.stats.enabled and self.base is not None:
+                        self._counted(self.base)
+                    elif not self.trace.profile.stats.enabled:
+                        _say_summary(self.summary_now(), self.trace.host, self._json_out(),
+                                     self.hooks)
+                    return EXIT_OK
+                if self.ended is not None and not self.trace.profile.stats.enabled:
+                    _say_summary(self.ended, self.trace.host, self._json_out(), self.hooks)
+                raise
+            break
+        if not self.trace.profile.stats.enabled:
+            _say_summary(self.summary_now(), self.trace.host, self._json_out(), self.hooks)
+        finished = self.trace.finished
         if finished is not None and finished.command_status is not None:
             return finished.command_status
         return EXIT_OK
 
+    def summary_now(self) -> Summary:
+        """Of every bpftrace run so far."""
+        if self.ended is None:
+            return self.trace.summary
+        return self.ended if self.dead else self.ended.plus(self.trace.summary)
 
-def _run_state(trace: api.Trace, *, up: bool = False) -> RunState:
-    from bptrace_exec.output.metrics import RunState
+    def _start(self) -> api.Trace:
+        args = self.args
+        if args.replay:
+            # how it is shown is this command line's choice, not the recorded one's
+            trace = api.replay(args.replay, hooks=self.hooks, top=args.top,
+                               columns=args.columns,
+                               stats=True if args.stats or args.export else None,
+                               output_format="json" if args.json else "table")
+            trace.host = args.host or trace.host
+            return trace
+        assert self.profile is not None
+        return api.trace(self.profile, hooks=self.hooks, live=api.Live(
+            command=self.command or None, duration=self._left(), bpftrace=args.bpftrace,
+            buffer_pages=args.buffer_pages, record=args.record,
+            command_stdout_to_stderr=not args.output, command_output=args.command_output,
+            handle_signals=True, host=args.host))
 
-    summary, source = trace.summary, trace.run.source
-    return RunState(lost=summary.lost_records, missing=summary.missing or 0, up=up,
-                    bpftrace=source.engine.version_text, version=__version__)
+    def _left(self) -> float | None:
+        """Of --duration (counted from the first start of tracing), for the next bpftrace."""
+        duration: float | None = self.args.duration
+        if duration is None or self.tracing_since is None:
+            return duration
+        return max(0.001, duration - (time.monotonic() - self.tracing_since))
+
+    def _ready(self, status: str) -> None:
+        self.tracing_since = self.tracing_since or time.monotonic()
+        gap = self.restarts.resumed()
+        if gap is not None:
+            now = time.time_ns()
+            stderr(f"bptrace-exec: tracing again after a gap of "
+                   f"{(now - gap.since_ns) / 1e9:.1f} s")
+            json_out = self._json_out()
+            if json_out is not None and not self.trace.profile.stats.enabled:
+                json_out.write(json_line(gap.record(now, _host(self.trace.host))))
+        if self.serving is not None:
+            self.serving.update(run=self._state(up=True))
+        if not self.args.quiet:
+            stderr(status)
+
+    def _json_out(self) -> Output | None:
+        return self.summary if self.trace.profile.output_format == "json" else None
+
+    def _state(self, *, up: bool) -> RunState:
+        from bptrace_exec.output.metrics import RunState
+
+        s = self.summary_now()
+        return RunState(lost=s.lost_records, missing=s.missing or 0, up=up,
+                        bpftrace=self.trace.run.source.engine.version_text,
+                        version=__version__, restarts=self.restarts.count)
+
+    def _counts(self) -> None:
+        def report(stats: Stats) -> None:
+            self.last = stats
+            total = merged(self.base, stats)
+            if self.serving is not None:
+                self.serving.update(total, self._state(up=True))
+            else:
+                self.out.report(total, self.trace.profile, self._title(), self._labels())
+        self._counted(merged(self.base, self.trace.counts(report)))
+
+    def _counted(self, stats: Stats) -> None:
+        """The counts of the whole run, at its end."""
+        shown, serving = self.trace.profile, self.serving
+        if serving is not None:
+            serving.update(stats, self._state(up=False))
+        self.out.report(stats, shown, self._title(), self._labels())
+        _say_notes(self.summary_now(), self.hooks.warn)
+        _export(self.exports, stats, shown, self._title(), self._labels(),
+                self._state(up=False), serving.keys if serving is not None else None)
+
+    def _labels(self) -> dict[str, str]:
+        return {**_host(self.trace.host), "profile": self.trace.profile.name}
+
+    def _title(self) -> str:  # a live report says when it was made
+        host = self.trace.host
+        return f"bptrace-exec stats: {self.args.replay}{on(host)}" if self.args.replay \
+            else api.title(self.trace.profile, host)
+
+    def _events(self) -> None:
+        _show_events(self.trace, self.out, self.hooks, all_attempts=self.args.all_attempts,
+                     wide=self.args.wide, color=self.args.color,
+                     header=not self.restarts.count)
+
+
+def restarting(args: argparse.Namespace, command: list[str]) -> bool:
+    """--restart, or --serve on a run of its own (a COMMAND or a recording is one
+    bpftrace's)."""
+    return bool(args.restart or args.serve and not command and not args.record
+                and not args.replay)
 
 
 def _emit(args: argparse.Namespace, profile: Profile, command: list[str], out: Output
@@ -528,8 +631,9 @@ class Output:
                    render_report(stats, top=top, title=title))
 
 
-def _show_events(trace: api.Trace, out: Output, summary: Output | None, hooks: api.Hooks,
-                 *, all_attempts: bool, wide: bool, color: str) -> None:
+def _show_events(trace: api.Trace, out: Output, hooks: api.Hooks, *, all_attempts: bool,
+                 wide: bool, color: str, header: bool = True) -> None:
+    """The events as rows; `header`: the table's (not again after a restart)."""
     render = Renderer(trace.profile, out.terminal(wide=wide, color=color), trace.host)
     if trace.profile.output_format == "json":
         def flush() -> None:
@@ -537,12 +641,11 @@ def _show_events(trace: api.Trace, out: Output, summary: Output | None, hooks: a
             if out.closed:
                 trace.stop()
         trace.run.on_tick = flush
-        with _summing_up(trace, summary, hooks):
-            try:
-                for event in trace:
-                    out.write(json_line(render.to_dict(event)), flush=False)
-            finally:
-                flush()
+        try:
+            for event in trace:
+                out.write(json_line(render.to_dict(event)), flush=False)
+        finally:
+            flush()
         return
     rows = Rows(fold=not all_attempts)
 
@@ -553,18 +656,18 @@ def _show_events(trace: api.Trace, out: Output, summary: Output | None, hooks: a
         if out.closed:
             trace.stop()
 
-    def header(status: str) -> None:
+    def ready(status: str) -> None:
         hooks.say(status)
-        out.write(render.header())
-    trace.run.on_ready = header
+        if header:
+            out.write(render.header())
+    trace.run.on_ready = ready
     wall_offset_ns = trace.run.source.wall_offset_ns  # the clock the calls' times are on
     trace.run.on_tick = lambda: show(rows.ready(time.monotonic_ns() + wall_offset_ns))
-    with _summing_up(trace, None, hooks):
-        try:
-            for event in trace:
-                show(rows.add(event))
-        finally:  # bpftrace failing still shows what it traced before
-            show(rows.flush())
+    try:
+        for event in trace:
+            show(rows.add(event))
+    finally:  # bpftrace failing still shows what it traced before
+        show(rows.flush())
 
 
 @contextlib.contextmanager
@@ -585,33 +688,21 @@ def _lost(count: int, out: Output | None, trace: api.Trace) -> None:
     profile = trace.profile
     if out is not None and profile.output_format == "json" and not profile.stats.enabled:
         out.write(json_line({"event": "lost", "time": iso_time(time.time_ns()),
-                             **_host(trace), "count": count}))
+                             **_host(trace.host), "count": count}))
 
 
-@contextlib.contextmanager
-def _summing_up(trace: api.Trace, json_out: Output | None, hooks: api.Hooks
-                ) -> Iterator[None]:
-    """The run's summary at its end; also when its bpftrace dies while tracing (what it
+def _host(host: str | None) -> dict[str, str]:
+    return {"host": host} if host else {}
+
+
+def _say_summary(s: Summary, host: str | None, json_out: Output | None,
+                 hooks: api.Hooks) -> None:
+    """The run's summary at its end; also when its bpftrace died while tracing (what it
     traced, and what is unknown), not when it was refused before tracing."""
-    try:
-        yield
-    except EngineFailure:
-        if trace.run.ready:
-            _say_summary(trace, json_out, hooks)
-        raise
-    _say_summary(trace, json_out, hooks)
-
-
-def _host(trace: api.Trace) -> dict[str, str]:
-    return {"host": trace.host} if trace.host else {}
-
-
-def _say_summary(trace: api.Trace, json_out: Output | None, hooks: api.Hooks) -> None:
-    s = trace.summary
     unit = s.unit
     if json_out is not None:
         json_out.write(json_line({"event": "end", "time": iso_time(time.time_ns()),
-                                  **_host(trace), unit: s.events,
+                                  **_host(host), unit: s.events,
                                   f"kernel_{unit}": s.kernel_total,
                                   f"missing_{unit}": s.missing, "lost_events": s.lost_records,
                                   f"incomplete_{unit}": s.incomplete,

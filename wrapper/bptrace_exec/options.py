@@ -78,6 +78,7 @@ RULES: dict[str, tuple[Rule, str] | tuple[Rule, str, str]] = {
     "export_format": (lambda m: not m.emit, "it is --export's format"),
     "record": (lambda m: m.live, "it keeps the transcript of a live run"),
     "duration": (lambda m: m.live, "it bounds a live run"),
+    "restart": (lambda m: m.live, "it starts a live run's bpftrace again"),
     "command_output": (lambda m: m.live, "it is where a traced COMMAND writes"),
     "max_args": (ROW_READS, "it limits the arguments rows show"),
     "argv_bytes": (ROW_READS, "it limits the arguments rows show"),
@@ -124,6 +125,10 @@ def check_options(args: argparse.Namespace, parser: argparse.ArgumentParser,
     if args.command_output and not command:
         raise UsageError("--command-output does nothing without a -- COMMAND: it is where "
                          "the COMMAND writes", hint="add -- COMMAND, or drop --command-output")
+    if args.restart and (command or args.record):
+        raise UsageError(f"--restart and {'-- COMMAND' if command else '--record'} cannot be "
+                         "used together: a COMMAND runs once, a recording is one "
+                         "bpftrace's transcript", hint="drop --restart")
     if command and not (mode.live or args.emit == "script"):
         raise UsageError(f"a COMMAND runs and is traced live: it does nothing {mode.name}",
                          hint="drop -- COMMAND")

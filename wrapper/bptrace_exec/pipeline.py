@@ -72,6 +72,21 @@ class Summary:
         when that is unknown."""
         return max(0, (self.kernel_total or 0) - self.events) if self.counted else None
 
+    def plus(self, later: Summary) -> Summary:
+        """Two bpftrace runs of one trace (--restart) as one: what either did not count
+        is unknown for both."""
+        both = self.counted and later.counted
+        return Summary(
+            unit=self.unit, events=self.events + later.events,
+            kernel_total=(self.kernel_total or 0) + (later.kernel_total or 0) if both
+            else None,
+            lost_records=self.lost_records + later.lost_records,
+            incomplete=self.incomplete + later.incomplete,
+            unfinished=self.unfinished + later.unfinished,
+            unreadable=self.unreadable + later.unreadable, notes=self.notes + later.notes,
+            first_note=self.first_note or later.first_note,
+            elapsed_s=self.elapsed_s + later.elapsed_s, counted=both)
+
 
 class Run:
     def __init__(self, profile: Profile, source: Source, *, duration: float | None = None,

@@ -11,6 +11,7 @@ Every series carries the labels `host` and `profile` (when known). Names (stable
   bptrace_exec_missing_total                counter: calls the kernel saw that were never
                                             shown, known when a bpftrace run ends
   bptrace_exec_duration_seconds             gauge: how long the run has traced
+  bptrace_exec_restarts_total               counter: bpftrace started again after it died
   bptrace_exec_up                           gauge: 1 while bpftrace traces
   bptrace_exec_build_info                   gauge 1, labels version and bpftrace
 
@@ -50,6 +51,7 @@ class RunState:
     up: bool = True
     bpftrace: str = ""  # its version
     version: str = ""  # bptrace-exec's
+    restarts: int = 0  # of bpftrace, after it died (--restart)
 
 
 @dataclass
@@ -114,6 +116,8 @@ def families(stats: Stats, keys: Keys, labels: Mapping[str, str],
                         run.lost),
                 counter("missing_total", f"{what} the kernel saw that never reached "
                         "bptrace-exec; known when a bpftrace run ends.", run.missing),
+                counter("restarts_total", "Times bpftrace was started again after it died.",
+                        run.restarts),
                 gauge("up", "1 while bpftrace traces.", int(run.up)),
                 gauge("build_info", "The versions of bptrace-exec and bpftrace.", 1,
                       {"version": run.version, "bpftrace": run.bpftrace})]

@@ -156,14 +156,49 @@ class LatencyTally:
         if not self.count:
             return None
         top = max(high for _, high in self.buckets)
-        buckets = []
-        low = 0
-        while low <= top:
-            bucket = log2_bucket(low)
-            buckets.append(Bucket(bucket[0], bucket[1], self.buckets.get(bucket, 0)))
-            low = bucket[1] + 1
+        buckets = [Bucket(low, high, self.buckets.get((low, high), 0))
+                   for low, high in _ladder(top)]
         return Latency(count=self.count, min_ns=self.min_ns or 0, max_ns=self.max_ns,
                        sum_ns=self.sum_ns, buckets=_trim(tuple(buckets)))
+
+
+def merged(earlier: Stats | None, later: Stats) -> Stats:
+    """The counts of two bpftrace runs of one trace (--restart) as one."""
+    if earlier is None:
+        return later
+    a, b = earlier, later
+    breakdowns = {}
+    for name in dict.fromkeys([*a.breakdowns, *b.breakdowns]):
+        both: Counter[str] = Counter(dict(a.breakdowns.get(name, [])))
+        both.update(dict(b.breakdowns.get(name, [])))
+        breakdowns[name] = _ordered(both)
+    return Stats(count=a.count + b.count,
+                 failed=None if a.failed is None or b.failed is None else a.failed + b.failed,
+                 duration_s=a.duration_s + b.duration_s, breakdowns=breakdowns,
+                 latency=_merged_latency(a.latency, b.latency),
+                 unreadable=a.unreadable + b.unreadable, unit=b.unit)
+
+
+def _merged_latency(a: Latency | None, b: Latency | None) -> Latency | None:
+    if a is None or b is None:
+        return a or b
+    counts: Counter[tuple[int, int]] = Counter()
+    for bucket in (*a.buckets, *b.buckets):
+        counts[(bucket.low_us, bucket.high_us)] += bucket.count
+    buckets = tuple(Bucket(low, high, counts.get((low, high), 0))
+                    for low, high in _ladder(max(high for _, high in counts)))
+    return Latency(count=a.count + b.count, min_ns=min(a.min_ns, b.min_ns),
+                   max_ns=max(a.max_ns, b.max_ns), sum_ns=a.sum_ns + b.sum_ns,
+                   buckets=_trim(buckets))
+
+
+def _ladder(top: int) -> list[tuple[int, int]]:
+    """Every log2 bucket up to the one that ends at `top`."""
+    out, low = [], 0
+    while low <= top:
+        out.append(log2_bucket(low))
+        low = out[-1][1] + 1
+    return out
 
 
 def log2_bucket(us: int) -> tuple[int, int]:
