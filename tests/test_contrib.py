@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +31,7 @@ def test_the_unit_template_verifies(tmp_path: Path) -> None:
     """systemd's own verifier, on an instance of the template as shipped (ExecStart: this
     checkout's command, which the verifier requires to exist)."""
     unit = (CONTRIB / "bptrace-exec@.service").read_text()
-    assert "ExecStart=/usr/local/bin/bptrace-exec %i $BPTRACE_EXEC_OPTIONS" in unit
+    assert "ExecStart=/usr/local/bin/bptrace-exec %I $BPTRACE_EXEC_OPTIONS" in unit
     instance = tmp_path / "bptrace-exec@execve.service"
     instance.write_text(unit.replace("/usr/local/bin/bptrace-exec", str(TOOL)))
     check = subprocess.run(["systemd-analyze", "verify", "--man=no", str(instance)],
@@ -55,7 +56,7 @@ def test_logrotate_rotates_a_live_run_losing_nothing(engine: str, markers: Path,
         wait_until(lambda: len(numbered(out, marker)) == 10, "the first 10 execs")
         # the snippet as shipped, for this folder, signalling this run rather than a unit
         snippet = (CONTRIB / "bptrace-exec.logrotate").read_text()
-        shipped_signal = ("systemctl kill --signal=SIGUSR1 --kill-whom=main "
+        shipped_signal = ("systemctl kill --signal=SIGUSR1 --kill-who=main "
                           "'bptrace-exec@*.service' || true")
         assert "/var/log/bptrace-exec/*.jsonl {" in snippet and shipped_signal in snippet
         config = tmp_path / "logrotate.conf"
@@ -116,9 +117,15 @@ def test_rsyslog_forwards_every_line_intact(engine: str, tmp_path: Path,
     rsyslogd = shutil.which("rsyslogd")
     assert rsyslogd
     with started([rsyslogd, "-n", "-f", str(tmp_path / "receiver.conf"),
-                  "-i", str(tmp_path / "receiver.pid")], end=signal.SIGTERM), \
-            started([rsyslogd, "-n", "-f", str(tmp_path / "sender.conf"),
-                     "-i", str(tmp_path / "sender.pid")], end=signal.SIGTERM):
-        wait_until(lambda: received.exists() and
-                   received.read_bytes().count(b"\n") >= len(sent), "every line forwarded")
-    assert received.read_bytes().splitlines() == sent
+                  "-i", str(tmp_path / "receiver.pid")], end=signal.SIGTERM):
+        # the collector listens before anything is sent (else the first send is retried
+        # after omfwd's resume interval)
+        wait_until(lambda: socket.create_connection(("127.0.0.1", port), timeout=5).close()
+                   or True, "the collector listening")
+        with started([rsyslogd, "-n", "-f", str(tmp_path / "sender.conf"),
+                      "-i", str(tmp_path / "sender.pid")], end=signal.SIGTERM):
+            wait_until(lambda: received.exists() and
+                       received.read_bytes().count(b"\n") >= len(sent), "every line forwarded")
+    got = received.read_bytes().splitlines()
+    assert got == sent, (len(got), len(sent), next(
+        (i for i, (a, b) in enumerate(zip(got, sent, strict=False)) if a != b), None))

@@ -7,13 +7,16 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
+import signal
+import threading
+import time
 from pathlib import Path
-
-import pytest
 
 from bptrace_exec.cli import main
 from bptrace_exec.errors import EngineFailure
 from bptrace_exec.output.tally import Stats, Tally, merged
+from bptrace_exec.pipeline import Summary
 from bptrace_exec.restarts import Restarts
 from test_record import recording
 
@@ -99,20 +102,39 @@ def test_counts_of_two_runs_merge_as_if_counted_at_once() -> None:
     assert merged(None, second) is second
 
 
-def test_the_backoff_doubles_and_starts_afresh_after_a_steady_run(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    waited: list[float] = []
-    monkeypatch.setattr("bptrace_exec.restarts._wait", lambda s: waited.append(s) or True)
+def test_the_backoff_doubles_and_starts_afresh_after_a_steady_run() -> None:
     said: list[str] = []
     restarts = Restarts(True, said.append)
     died = EngineFailure("bpftrace was killed by signal 9 while tracing: the rest")
-    assert not restarts.again(died, tracing=False, lasted_s=0, left_s=None)  # a first start
-    for _ in range(9):
-        assert restarts.again(died, tracing=True, lasted_s=3, left_s=None)
+    assert restarts.plan(died, tracing=False, lasted_s=0, left_s=None) is None  # first start
+    waited = [restarts.plan(died, tracing=True, lasted_s=3, left_s=None) for _ in range(9)]
     assert waited == [1, 2, 4, 8, 16, 32, 60, 60, 60]
-    assert restarts.again(died, tracing=True, lasted_s=600, left_s=None)  # had run steadily
-    assert waited[-1] == 1 and restarts.count == 10
+    assert restarts.plan(died, tracing=True, lasted_s=600, left_s=None) == 1  # ran steadily
+    assert restarts.count == 10
     assert said[0] == ("bptrace-exec: bpftrace was killed by signal 9 while tracing; "
                        "starting it again in 1 s (restart 1)")
-    assert not restarts.again(died, tracing=True, lasted_s=3, left_s=1.5)  # --duration ends
-    assert not Restarts(False, said.append).again(died, tracing=True, lasted_s=3, left_s=None)
+    assert restarts.plan(died, tracing=True, lasted_s=3, left_s=1.5) is None  # --duration
+    assert Restarts(False, said.append).plan(died, tracing=True, lasted_s=3,
+                                             left_s=None) is None
+
+
+def test_a_stop_asked_between_bpftraces_ends_the_wait() -> None:
+    restarts = Restarts(True, lambda _m: None)
+    with restarts.between_runs():
+        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()
+        started = time.monotonic()
+        assert not restarts.wait(30)
+        assert time.monotonic() - started < 5 and restarts.stopped
+        died = EngineFailure("bpftrace was killed by signal 9 while tracing")
+        assert restarts.plan(died, tracing=True, lasted_s=3, left_s=None) is None
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+def test_the_accounting_of_two_bpftraces_adds_up() -> None:
+    first = Summary("execs", events=5, kernel_total=6, lost_records=1, elapsed_s=2.0)
+    second = Summary("execs", events=7, kernel_total=7, incomplete=1, elapsed_s=3.0)
+    both = first.plus(second)
+    assert (both.events, both.kernel_total, both.missing) == (12, 13, 1)
+    assert (both.lost_records, both.incomplete, both.elapsed_s) == (1, 1, 5.0)
+    killed = Summary("execs", events=3, counted=False)
+    assert first.plus(killed).missing is None and killed.plus(second).kernel_total is None

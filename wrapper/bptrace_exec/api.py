@@ -307,7 +307,7 @@ def stats_from_json(lines: Iterable[str], *, by: Iterable[str]) -> tuple[Stats, 
             if isinstance(obj, dict) and (obj.get("event", "exec") == "exec" and "argv" in obj
                                           or obj.get("event") == "call") and _numbers_are(obj):
                 yield exact_strings(obj)
-            elif not (isinstance(obj, dict) and obj.get("event") in ("lost", "end")):
+            elif not (isinstance(obj, dict) and obj.get("event") in ("lost", "gap", "end")):
                 skipped += 1
     # and by host, when the lines name theirs (--host): several hosts' files merged
     by = tuple(by)

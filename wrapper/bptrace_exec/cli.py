@@ -27,6 +27,7 @@ from bptrace_exec.errors import (
     EXIT_OK,
     EXIT_STATUSES,
     EngineFailure,
+    EnvironmentProblem,
     OutputError,
     UsageError,
     UserError,
@@ -319,7 +320,10 @@ def _profile(args: argparse.Namespace) -> Profile:
                "(/sys/kernel/tracing needs root): the profile's syscalls and arguments were "
                "not checked against this kernel")
     profile = with_overrides(profile, **_changes(args, cgroups))
-    if args.serve and not profile.stats.interval:
+    # served, or to carry counts across a restart: refreshed, though no report is asked
+    args.silent_refresh = not profile.stats.interval and profile.stats.enabled and bool(
+        args.serve or args.restart)
+    if args.silent_refresh:
         profile = with_overrides(profile, interval=DEFAULT_REFRESH_S)
     return profile
 
@@ -376,38 +380,67 @@ class _Runs:
         self.tracing_since: float | None = None
         self.hooks = api.Hooks(say=self._ready, warn=stderr,
                                on_lost=lambda n: _lost(n, summary, self.trace))
+        # what is said at the end (not a start: no gap closes)
+        self.plain = api.Hooks(say=(lambda _m: None) if args.quiet else stderr, warn=stderr)
 
     def run(self) -> int:
+        with self.restarts.between_runs():
+            return self._run()
+
+    def _run(self) -> int:
         while True:
-            self.trace, self.dead = self._start(), False
             try:
-                with self.trace:
-                    self._counts() if self.trace.profile.stats.enabled else self._events()
+                trace = self._start()
+            except (EngineFailure, EnvironmentProblem) as exc:
+                if self.restarts.gap is None:  # the first start: a mistake to report
+                    raise
+                if self._again(exc, tracing=False, lasted_s=0.0):  # not yet startable
+                    continue
+                return self._end(exc)
+            self.trace, self.dead = trace, False
+            if self.restarts.stopped:  # asked as it was being started
+                trace.stop()
+            try:
+                with trace:
+                    self._counts() if trace.profile.stats.enabled else self._events()
             except EngineFailure as exc:
-                run = self.trace.run
+                run, finished = trace.run, trace.finished
                 self.ended = self.summary_now() if run.ready else self.ended
                 self.dead = True  # its accounting is in `ended` now
                 self.base, self.last = merged(self.base, self.last) if self.last else \
                     self.base, None
-                if self.restarts.again(exc, run.ready, run.elapsed, self._left()):
+                asked = finished is not None and finished.requested  # ending anyway
+                if not asked and self._again(exc, tracing=run.ready, lasted_s=run.elapsed):
                     continue
-                if self.restarts.stopped:  # asked to end while waiting: the end, as usual
-                    if self.trace.profile.stats.enabled and self.base is not None:
-                        self._counted(self.base)
-                    elif not self.trace.profile.stats.enabled:
-                        _say_summary(self.summary_now(), self.trace.host, self._json_out(),
-                                     self.hooks)
-                    return EXIT_OK
-                if self.ended is not None and not self.trace.profile.stats.enabled:
-                    _say_summary(self.ended, self.trace.host, self._json_out(), self.hooks)
-                raise
+                return self._end(exc)
             break
         if not self.trace.profile.stats.enabled:
-            _say_summary(self.summary_now(), self.trace.host, self._json_out(), self.hooks)
+            _say_summary(self.summary_now(), self.trace.host, self._json_out(), self.plain)
         finished = self.trace.finished
         if finished is not None and finished.command_status is not None:
             return finished.command_status
         return EXIT_OK
+
+    def _again(self, failure: UserError, *, tracing: bool, lasted_s: float) -> bool:
+        """Whether to start bpftrace again, after the wait (not if asked to stop)."""
+        delay = self.restarts.plan(failure, tracing, lasted_s, self._left())
+        if delay is None:
+            return False
+        if self.serving is not None:
+            self.serving.update(run=self._state(up=False))
+        return self.restarts.wait(delay)
+
+    def _end(self, failure: UserError) -> int:
+        """No bpftrace runs and none will: what was traced is said, then the run ends as
+        usual if it was asked to stop between bpftraces, else with the failure."""
+        if self.trace.profile.stats.enabled:
+            if self.restarts.enabled and self.base is not None:
+                self._counted(self.base)
+        elif self.ended is not None:
+            _say_summary(self.summary_now(), self.trace.host, self._json_out(), self.plain)
+        if self.restarts.stopped:
+            return EXIT_OK
+        raise failure
 
     def summary_now(self) -> Summary:
         """Of every bpftrace run so far."""
@@ -441,6 +474,8 @@ class _Runs:
 
     def _ready(self, status: str) -> None:
         self.tracing_since = self.tracing_since or time.monotonic()
+        if self.args.duration is not None:  # from the first start, whatever came between
+            self.trace.run.source.deadline = self.tracing_since + self.args.duration
         gap = self.restarts.resumed()
         if gap is not None:
             now = time.time_ns()
@@ -471,7 +506,7 @@ class _Runs:
             total = merged(self.base, stats)
             if self.serving is not None:
                 self.serving.update(total, self._state(up=True))
-            else:
+            elif not getattr(self.args, "silent_refresh", False):
                 self.out.report(total, self.trace.profile, self._title(), self._labels())
         self._counted(merged(self.base, self.trace.counts(report)))
 
@@ -481,7 +516,7 @@ class _Runs:
         if serving is not None:
             serving.update(stats, self._state(up=False))
         self.out.report(stats, shown, self._title(), self._labels())
-        _say_notes(self.summary_now(), self.hooks.warn)
+        _say_notes(self.summary_now(), self.plain.warn)
         _export(self.exports, stats, shown, self._title(), self._labels(),
                 self._state(up=False), serving.keys if serving is not None else None)
 

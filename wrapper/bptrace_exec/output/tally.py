@@ -180,6 +180,7 @@ def merged(earlier: Stats | None, later: Stats) -> Stats:
 
 
 def _merged_latency(a: Latency | None, b: Latency | None) -> Latency | None:
+    a, b = (a if a and a.count else None), (b if b and b.count else None)
     if a is None or b is None:
         return a or b
     counts: Counter[tuple[int, int]] = Counter()
