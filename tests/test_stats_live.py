@@ -99,20 +99,23 @@ def test_interval_reports_of_a_syscall_profile_only_grow(engine: str, tmp_path: 
         {"key": "ENOENT", "count": counts[-1], "share": 1.0}]
 
 
-def test_full_disk_keeps_the_report(engine: str, tmp_path: Path,
+@pytest.mark.parametrize("fmt", ["json", "prom"])
+def test_full_disk_keeps_the_report(engine: str, fmt: str, tmp_path: Path,
                                     nothing_left_running: None) -> None:
     disk = tmp_path / "tiny"
     disk.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8k", "tmpfs", str(disk)], check=True)
     try:
         (disk / "filler").write_bytes(b"x" * 8192)
-        run = run_tool("--stats", "--export", str(disk / "report.json"), "--bpftrace", engine,
-                       "--", "/bin/true")
+        run = run_tool("--stats", "--export", str(disk / f"report.{fmt}"), "--bpftrace",
+                       engine, "--", "/bin/true")
+        left = sorted(p.name for p in disk.iterdir())
     finally:
         subprocess.run(["umount", str(disk)], check=True)
     assert run.returncode == 4
     assert "cannot write the export" in run.stderr and "Traceback" not in run.stderr
     assert "Programs (top" in run.stdout
+    assert left == ["filler"]  # no half-written file left behind
 
 
 def test_unwritable_export_fails_before_tracing(tmp_path: Path) -> None:

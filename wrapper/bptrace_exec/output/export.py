@@ -15,8 +15,8 @@ Schemas (stable; `schema` / the CSV header say which):
          duration_ms), <breakdown name> (one row per key), latency_bucket_us
          ("low-high"), latency_ns (min, max, sum)
   md    the report's tables as GitHub Markdown
-  prom  the metrics --serve serves (bptrace_exec.output.metrics), in prometheus_client's
-        exposition, for node_exporter's textfile collector
+  prom  the metrics --serve serves (bptrace_exec.output.metrics), written by
+        prometheus_client's write_to_textfile for node_exporter's textfile collector
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ from bptrace_exec.output.tally import Stats
 from bptrace_exec.output.text import json_line
 
 if TYPE_CHECKING:  # prometheus_client takes 80 ms to import: only metrics need it
+    from prometheus_client import CollectorRegistry
+
     from bptrace_exec.output.metrics import Keys, RunState
 
 Labels = Mapping[str, str]  # host and profile: JSON fields, and labels of every series
@@ -156,14 +158,21 @@ def _md_escape(text: str) -> str:
 
 def to_prometheus(stats: Stats, *, top: int, title: str, labels: Labels = NO_LABELS,
                   run: RunState | None = None, keys: Keys | None = None) -> str:
+    from prometheus_client import generate_latest
+
+    return generate_latest(_registry(stats, top, labels, run, keys)).decode()
+
+
+def _registry(stats: Stats, top: int, labels: Labels, run: RunState | None,
+              keys: Keys | None) -> CollectorRegistry:
     """`keys`: the series a scrape of the same run has (--serve), else the top ones."""
-    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client import CollectorRegistry
 
     from bptrace_exec.output.metrics import Exporter, Keys, families
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Exporter(families(stats, keys or Keys(top), labels, run)))
-    return generate_latest(registry).decode()
+    return registry
 
 
 WRITERS = {"csv": to_csv, "json": to_json, "md": to_markdown}
@@ -172,12 +181,19 @@ WRITERS = {"csv": to_csv, "json": to_json, "md": to_markdown}
 def write_export(stats: Stats, path: str, fmt: str, *, top: int, title: str,
                  labels: Labels = NO_LABELS, run: RunState | None = None,
                  keys: Keys | None = None) -> None:
-    text = (to_prometheus(stats, top=top, title=title, labels=labels, run=run, keys=keys)
-            if fmt == "prom" else WRITERS[fmt](stats, top=top, title=title, labels=labels))
-    # names not UTF-8: their bytes as \xNN (the JSON export has them exact, in "b64")
-    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    target = Path(path)
     check_writable(path)  # again: the run may have lasted long enough for things to change
+    if fmt == "prom":  # for node_exporter's textfile collector, as prometheus_client writes
+        from prometheus_client import write_to_textfile
+
+        try:  # it too writes beside the target and renames over it
+            write_to_textfile(path, _registry(stats, top, labels, run, keys))
+        except OSError as exc:
+            raise _unwritten(path, exc) from None
+        return
+    # names not UTF-8: their bytes as \xNN (the JSON export has them exact, in "b64")
+    text = WRITERS[fmt](stats, top=top, title=title, labels=labels).encode(
+        "utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    target = Path(path)
     try:
         fd, tmp = tempfile.mkstemp(dir=target.resolve().parent, prefix=f".{target.name}.")
         try:
@@ -191,6 +207,10 @@ def write_export(stats: Stats, path: str, fmt: str, *, top: int, title: str,
             Path(tmp).unlink(missing_ok=True)
             raise
     except OSError as exc:
-        raise ExportError(f"cannot write the export {path}: {exc.strerror or exc}",
-                          hint="the report above is complete; free space or choose "
-                               "another --export path") from None
+        raise _unwritten(path, exc) from None
+
+
+def _unwritten(path: str, exc: OSError) -> ExportError:
+    return ExportError(f"cannot write the export {path}: {exc.strerror or exc}",
+                       hint="the report above is complete; free space or choose another "
+                            "--export path")
