@@ -3,7 +3,7 @@
 
     scripts/bench_parse.py [--transcript FILE] [--records N] [--rounds R] [--profile]
 
-The transcript (default tests/fixtures/driver2-v0.17.0.jsonl, a real run of the argv test
+The transcript (default tests/fixtures/driver5-v0.17.0.jsonl, a real run of the argv test
 cases; scripts/capture-transcript records others; driver-* are of record version 1,
 driverN-* of version N) is
 repeated with fresh keys until it holds N records. Each path is timed on one core,
@@ -41,10 +41,10 @@ from bptrace_exec.parse.decode import Printf, decode_line  # noqa: E402
 from bptrace_exec.parse.join import Assembler  # noqa: E402
 from bptrace_exec.spec import parse_profile  # noqa: E402
 
-FIXTURE = TOP / "tests" / "fixtures" / "driver2-v0.17.0.jsonl"
+FIXTURE = TOP / "tests" / "fixtures" / "driver5-v0.17.0.jsonl"
 EXECVE = parse_profile("version: 1\n", source="probes/execve.yaml", name="execve")
 RENDER = Renderer(EXECVE)
-VERSION = 2
+VERSION = 5
 _KEY = re.compile(rb'"data": "(\w+) (\d+) (\d+) ')
 
 

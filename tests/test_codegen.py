@@ -31,6 +31,8 @@ CASES = {
     "stats-failed-by-uid-every-5s": (dataclasses.replace(
         BASE, filters=Filters(failed=True, comm=("make",)),
         stats=StatsSpec(enabled=True, by=("uid", "errno"), interval=5)), True),
+    "stats-by-euid-tty": (dataclasses.replace(BASE, stats=StatsSpec(
+        enabled=True, by=("euid", "tty", "errno"))), False),
     "succeeded-only": (dataclasses.replace(BASE, filters=Filters(succeeded=True)), False),
     "stats-light": (dataclasses.replace(BASE, filters=Filters(succeeded=True), stats=StatsSpec(
         enabled=True, by=("program", "uid", "ppid", "cgroup"), latency=False)), False),

@@ -31,7 +31,8 @@ VERSION_1_PROFILE = {
 VERSIONS = {1: ("driver-v0.17.0.jsonl", VERSION_1_PROFILE),
             2: ("driver2-v0.17.0.jsonl", profile_to_dict(load_profile("execve"))),
             3: ("driver3-v0.17.0.jsonl", profile_to_dict(load_profile("execve"))),
-            4: ("driver4-v0.17.0.jsonl", profile_to_dict(load_profile("execve")))}
+            4: ("driver4-v0.17.0.jsonl", profile_to_dict(load_profile("execve"))),
+            5: ("driver5-v0.17.0.jsonl", profile_to_dict(load_profile("execve")))}
 
 
 def recording(tmp_path: Path, version: int = VERSION, *, cut: int | None = None,

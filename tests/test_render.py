@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from bptrace_exec.event import Event
+from bptrace_exec.event import Event, Identity, tty_name
 from bptrace_exec.output.render import Renderer
 from bptrace_exec.output.text import exact_strings, iso_time, json_line, safe_text, shell_quote
 from bptrace_exec.spec import parse_profile, with_overrides
@@ -121,3 +121,32 @@ def test_truncation_is_shown() -> None:
 
 def test_iso_time() -> None:
     assert iso_time(0) == "1970-01-01T00:00:00.000000Z"
+
+
+@pytest.mark.parametrize(("dev", "name"), [
+    (0, None), (136 << 20 | 3, "pts/3"), (137 << 20 | 1, "pts/257"), (4 << 20 | 1, "tty1"),
+    (4 << 20 | 64, "ttyS0"), (5 << 20 | 1, "console"), (188 << 20 | 2, "ttyUSB2"),
+    (250 << 20 | 7, "250:7")])
+def test_terminals_are_named_as_ps_names_them(dev: int, name: str | None) -> None:
+    assert tty_name(dev) == name
+
+
+def test_identity_fields_and_a_privilege_change_in_the_table() -> None:
+    unset = 2**32 - 1
+    who = Identity.of((65534, 0, 0, unset, unset, 136 << 20 | 4, 500, 7, 400, 6),
+                      pid=10, ppid=1, boot="1a2b3c4d")
+    setuid = event((b"passwd",), uid=65534, who=who)
+    out = RENDER.to_dict(setuid)
+    assert {k: out[k] for k in ("uid", "gid", "euid", "egid", "loginuid", "sessionid", "tty",
+                                "exec_id", "parent_exec_id")} == {
+        "uid": 65534, "gid": 65534, "euid": 0, "egid": 0, "loginuid": None,
+        "sessionid": None, "tty": "pts/4", "exec_id": "1a2b3c4d:10:500:7",
+        "parent_exec_id": "1a2b3c4d:1:400:6"}
+    assert RENDER.row(setuid).endswith(" [euid 0 egid 0]")
+    plain = event((b"ls",), who=Identity.of((0, 0, 0, 1000, 3, 0, 5, 1, 4, 1), 10, 1, "0"))
+    assert not RENDER.row(plain).endswith("]")
+    assert RENDER.to_dict(plain)["loginuid"] == 1000
+    # recorded before identity was read: the fields are there, null
+    assert {RENDER.to_dict(event((b"ls",)))[k] for k in ("euid", "tty", "exec_id")} == {None}
+    shown = Renderer(with_overrides(EXECVE, columns="pid,uid,euid,tty,loginuid,argv"))
+    assert shown.row(setuid).split()[:5] == ["10", "65534", "0", "pts/4", "-"]

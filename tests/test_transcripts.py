@@ -53,6 +53,28 @@ def test_recorded_run_parses_to_the_known_execs(fixture: Path) -> None:
     assert all(e["dirfd"] is None for e in events if e["syscall"] == "execve")
     assert assembler.stats.malformed == assembler.stats.unknown == 0
     assert assembler.stats.incomplete == assembler.stats.unfinished == 0
+    check_identity(events, version_of(fixture))
+
+
+def check_identity(events: list[dict[str, object]], version: int) -> None:
+    """Since version 5 every exec says who ran it and which image it is; before, null."""
+    if version < 5:
+        assert all(e["exec_id"] is e["euid"] is e["tty"] is None for e in events)
+        return
+    assert all(isinstance(e["euid"], int) and isinstance(e["exec_id"], str) for e in events)
+    started = [e for e in events if e["ret"] == 0]
+    images = {e["exec_id"]: e for e in started}
+    assert len(images) == len(started), "each program started is an image of its own"
+    # the workload's children name its image as their parent's
+    children = [e for e in started if e["parent_exec_id"] in images]
+    assert children and all(images[str(e["parent_exec_id"])]["pid"] == e["ppid"]
+                            for e in children)
+    # A failed exec is its caller's: here, children forked by a traced image that fail
+    # to exec. A forked child keeps its parent's exec count (task->self_exec_id).
+    assert all(str(e["exec_id"]).split(":")[1] == str(e["pid"]) for e in events)
+    forked = [e for e in events if e["ret"] != 0 and e["parent_exec_id"] in images]
+    assert forked and all(str(e["exec_id"]).split(":")[-1] ==
+                          str(e["parent_exec_id"]).split(":")[-1] for e in forked)
 
 
 @pytest.mark.parametrize("fixture", FIXTURES, ids=[f.stem for f in FIXTURES])
@@ -72,4 +94,5 @@ def test_both_versions_were_recorded() -> None:
     assert {f.stem for f in FIXTURES} >= {"driver-v0.17.0", "driver-v0.23.2",
                                           "driver2-v0.17.0", "driver2-v0.23.2",
                                           "driver3-v0.17.0", "driver3-v0.23.2",
-                                          "driver4-v0.17.0", "driver4-v0.23.2"}
+                                          "driver4-v0.17.0", "driver4-v0.23.2",
+                                          "driver5-v0.17.0", "driver5-v0.23.2"}

@@ -203,7 +203,8 @@ def _live(profile: Profile, live: Live, hooks: Hooks) -> Trace:
                           handle_signals=live.handle_signals)
         undo.callback(session.close)
         host = live.host or socket.gethostname()
-        recorder = (Recorder(live.record, profile, engine, session.wall_offset_ns, host)
+        recorder = (Recorder(live.record, profile, engine, session.wall_offset_ns, host,
+                             session.boot_id)
                     if live.record else None)
         run = Trace(profile, session, hooks, session=session, program=program,
                     duration=live.duration, recorder=recorder, host=host)

@@ -55,6 +55,7 @@ from bptrace_exec.run.engine import find_engine
 from bptrace_exec.spec import Profile, available_profiles, load_profile, with_overrides
 from bptrace_exec.spec.overrides import adhoc_profile, apply_where
 from bptrace_exec.spec.parse import ARGV_BYTES_RANGE, MAX_ARGS_RANGE, TOP_RANGE
+from bptrace_exec.spec.profiles import PROFILE_SUFFIXES
 from bptrace_exec.spec.tracepoint import UNKNOWN, syscall_fields
 from bptrace_exec.spec.types import RESULT_TYPES, TYPES
 
@@ -183,7 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how a non-negative return value is shown (default int)")
     a.add_argument("--columns", metavar="A,B,...",
                    help="the table's columns (any profile): time, pid, tid, ppid, uid, comm, "
-                        "syscall, result, latency and the arguments' names")
+                        "syscall, result, latency, the arguments' names, and who: gid, euid, "
+                        "egid, loginuid, sessionid, tty, exec_id")
     o = p.add_argument_group("output")
     o.add_argument("--json", action="store_true", help="JSON lines instead of the table")
     o.add_argument("-o", "--output", metavar="FILE", help="write records to FILE, not stdout")
@@ -277,8 +279,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(completion(parser, args.print_completion))
         return EXIT_OK
     files = args.from_file or []
-    if args.profile is None and len(files) > 1 and not os.path.exists(files[-1]) and (
-            files[-1] in available_profiles() or files[-1].endswith((".yaml", ".yml"))):
+    if args.profile is None and len(files) > 1 and (
+            files[-1].endswith(PROFILE_SUFFIXES)
+            or (files[-1] in available_profiles() and not os.path.exists(files[-1]))):
         args.profile = files.pop()  # `--from a.jsonl PROFILE`: --from took it as a file
     try:
         check_options(args, parser, command)

@@ -42,6 +42,7 @@ class Event:
     # one saw (strace's `= ?`); `ret` is then records.KILLED_RET, and there is no errno
     unreadable: tuple[str, ...] = ()  # strings that could not be read, shown as "": their
     # pages were not present ("filename", "argv/1"; a call that failed before copying them)
+    who: Identity | None = None  # None: recorded by a version that did not read it
 
     @property
     def errno(self) -> str | None:
@@ -54,6 +55,58 @@ class Event:
 
     def __getitem__(self, capture: str) -> Value:
         return self.values[capture]
+
+
+UNSET = 0xFFFFFFFF  # a login uid or session id never set (AUDIT_UID_UNSET)
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who the caller is and which process image, read in the kernel at the call; for an
+    exec that succeeded, the new program's (its credentials after a setuid bit)."""
+
+    gid: int
+    euid: int
+    egid: int
+    loginuid: int | None  # who logged in (auditd's auid), kept across su and sudo
+    sessionid: int | None  # the login session (auditd's ses)
+    tty: str | None  # the controlling terminal: "pts/3", "tty1"
+    exec_id: str  # the process image: unique on this host, across boots
+    parent_exec_id: str  # the parent process's image
+
+    @classmethod
+    def of(cls, who: tuple[int, ...], pid: int, ppid: int, boot: str) -> Identity:
+        """From a records.Who; `boot`: the host's boot id."""
+        gid, euid, egid, loginuid, sessionid, tty, started, execs, pstarted, pexecs = who
+        return cls(gid, euid, egid, None if loginuid == UNSET else loginuid,
+                   None if sessionid == UNSET else sessionid, tty_name(tty),
+                   f"{boot}:{pid}:{started}:{execs}", f"{boot}:{ppid}:{pstarted}:{pexecs}")
+
+
+def exec_boot(boot_id: str | None) -> str:
+    """The part of an exec_id that names the boot: the boot id's first 8 hex digits."""
+    return (boot_id or "").replace("-", "")[:8] or "0"
+
+
+# Terminals' character devices (the kernel's Documentation/admin-guide/devices.txt)
+_TTY_NODES = {(5, 0): "tty", (5, 1): "console", (5, 2): "ptmx"}
+_TTY_PREFIXES = {166: "ttyACM", 188: "ttyUSB", 229: "hvc"}  # major -> name of minor 0
+
+
+def tty_name(dev: int) -> str | None:
+    """A terminal's name as ps shows it ("pts/3"), from MKDEV(major, minor); else
+    "MAJOR:MINOR"; None for 0 (no terminal)."""
+    if not dev:
+        return None
+    major, minor = dev >> 20, dev & 0xFFFFF
+    if 136 <= major < 144:
+        return f"pts/{(major - 136) * 256 + minor}"
+    if major == 4:
+        return f"tty{minor}" if minor < 64 else f"ttyS{minor - 64}"
+    if (major, minor) in _TTY_NODES:
+        return _TTY_NODES[major, minor]
+    prefix = _TTY_PREFIXES.get(major)
+    return f"{prefix}{minor}" if prefix else f"{major}:{minor}"
 
 
 # Codes the kernel returns between its own functions, which user space never sees as such

@@ -32,6 +32,7 @@ class Source(Protocol):
     engine: Engine
     wall_offset_ns: int  # wall clock minus the monotonic clock bpftrace's nsecs counts on
     version: int  # of the record layouts (bptrace_exec.records)
+    boot_id: str | None  # the traced host's (None: a recording that did not keep it)
     recorded_elapsed: float | None  # a recording's own length; None: measured as it goes
     names_cgroups: bool  # cgroup ids can be named on this machine
     deadline: float | None  # monotonic time to stop at
@@ -100,7 +101,7 @@ class Run:
         self.on_ready, self.on_lost = on_ready, on_lost
         self.on_snapshot, self.on_tick = on_snapshot, on_tick
         self.assembler = Assembler(profile, wall_offset_ns=source.wall_offset_ns,
-                                   version=source.version)
+                                   version=source.version, boot_id=source.boot_id)
         self.summary = Summary(profile.kind.unit)
         self.maps: dict[str, object] = {}  # a stats program's maps, as last printed
         self.ready = False

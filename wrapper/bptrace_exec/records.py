@@ -116,6 +116,23 @@ class Closing(NamedTuple):
     comm: bytes | None  # None: in another record (recordings made before version 2)
 
 
+class Who(NamedTuple):
+    """Who the caller is, and which process image: its credentials and audit identity
+    (after the exec, for one that succeeded), its process's start time and exec count
+    (task->self_exec_id, one more at each exec), and those of its parent."""
+
+    gid: int
+    euid: int
+    egid: int
+    loginuid: int  # 2**32 - 1: never set
+    sessionid: int  # 2**32 - 1: none
+    tty: int  # the controlling terminal, as MKDEV(major, minor); 0: none
+    started: int  # the process's start, nsecs (CLOCK_MONOTONIC)
+    execs: int
+    parent_started: int
+    parent_execs: int
+
+
 class Comm(NamedTuple):
     comm: bytes
 
@@ -143,7 +160,7 @@ class Mark(NamedTuple):
 
 PARTS: dict[str, type[tuple]] = {  # type: ignore[type-arg]
     "first": First, "str": Piece, "elem": Element, "bytes": Block, "call": Closing,
-    "comm": Comm, "anc": Ancestor, "cgrp": Cgroup, "uts": Hostname, "mark": Mark,
+    "who": Who, "comm": Comm, "anc": Ancestor, "cgrp": Cgroup, "uts": Hostname, "mark": Mark,
 }
 
 
@@ -152,7 +169,7 @@ def _f(spec: str) -> tuple[Field, ...]:
     return tuple(Field(*item.split(":")) for item in spec.split())
 
 
-# --- version 4: what this version's programs print -------------------------------------
+# --- version 5: what this version's programs print -------------------------------------
 
 FIRST = Layout("first", ("first",), _f("slot:u64 next:u8 text:text"))
 STR = Layout("str", ("str",), _f("slot:u64 chunk:u64 next:u8 text:text"))
@@ -174,11 +191,13 @@ EXEC = Layout("exec", ("call", "str", "bytes"),
 # number argument; for argv, these four.
 ARGV_INTS = ("caller_argc", "argc", "more", "size")
 INTS = {"int": 1, "argv": len(ARGV_INTS)}
+# Every call's: 0.17's stack has no room for it in the closing records.
+WHO = Layout("who", ("who",), tuple(Field(name, "u64") for name in Who._fields))
 ANC = Layout("anc", ("anc",), _f("depth:u64 pid:u64 comm:text"))
 CGRP = Layout("cgrp", ("cgrp",), _f("cgroup_id:u64 pidns:u64 mntns:u64 name:text"))
 UTS = Layout("uts", ("uts",), _f("hostname:text"))
 MARK = Layout("mark", ("mark",), _f("cpu:u64"), keyed=False)
-LAYOUTS = (FIRST, STR, ELEM, BYTES, CALL, EXEC, ANC, CGRP, UTS)
+LAYOUTS = (FIRST, STR, ELEM, BYTES, CALL, EXEC, WHO, ANC, CGRP, UTS)
 # A string's `next` byte when it could not be read: it and the 24 bytes around it read as
 # zeros, as memory whose page is not present does (bpftrace shows a failed read as zeros).
 # A real "" has neighbours: the string before it, an allocation's header. No byte is 256.
@@ -225,5 +244,6 @@ LEGACY_TOTAL_MAPS = ("exec_total", "call_total")
 ELEM3 = Layout("elem", ("elem",), _f("slot:u64 item:u64 next:u8 text:text"),
                constants={"chunk": 0})
 LAYOUTS3 = (FIRST, STR, ELEM3, BYTES, CALL, ANC, CGRP, UTS)
-VERSIONS = {1: LEGACY, 2: LAYOUTS3, 3: LAYOUTS3, 4: LAYOUTS}
-VERSION = 4
+LAYOUTS4 = tuple(layout for layout in LAYOUTS if layout is not WHO)  # no `who` yet
+VERSIONS = {1: LEGACY, 2: LAYOUTS3, 3: LAYOUTS3, 4: LAYOUTS4, 5: LAYOUTS}
+VERSION = 5

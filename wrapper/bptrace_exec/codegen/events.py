@@ -19,7 +19,12 @@ from __future__ import annotations
 import dataclasses
 
 from bptrace_exec.codegen import readers
-from bptrace_exec.codegen.context import CONTAINER_RECORDS, context_records, parent_records
+from bptrace_exec.codegen.context import (
+    CONTAINER_RECORDS,
+    context_records,
+    parent_records,
+    who_record,
+)
 from bptrace_exec.codegen.filters import arg_conditions
 from bptrace_exec.codegen.program import (
     EXIT_FAILED,
@@ -132,17 +137,20 @@ def image_probe(profile: Profile) -> str:
 
 
 def script_probe(profile: Profile) -> list[str]:
-    """A script's first argument as its caller passed it, from a probe of its own: 0.17's
-    512-byte stack has no room for it beside the image's reads."""
+    """Who runs the new program, and a script's first argument as its caller passed it,
+    from a probe of their own: 0.17's 512-byte stack has no room for them beside the
+    image's reads or the `exec` record."""
     if not readers.shows_images(profile):
         return []
     argv = [s for s in _slots(profile, profile.probes[0]) if s.read == "argv"]
     return [probe(["tracepoint:sched:sched_process_exec"],
                   [f"@{SCRATCH}[(uint64)args->old_pid].0"],
                   "  $key = (uint64)args->old_pid;\n"
-                  f"  $id = @{SCRATCH}[$key].0;\n" + readers.script_first(profile, argv[0]),
-                  "A #! script: the image's argv starts with its interpreter and its path,\n"
-                  "where the caller's argv[0] was.")]
+                  f"  $id = @{SCRATCH}[$key].0;\n" + who_record(counter="")
+                  + readers.script_first(profile, argv[0]),
+                  "Who runs the new program (the return counts it). A #! script: the\n"
+                  "image's argv starts with its interpreter and its path, where the caller's\n"
+                  "argv[0] was.")]
 
 
 def image_context_probe(profile: Profile) -> list[str]:
@@ -213,10 +221,10 @@ def _return_body(profile: Profile, name: str, result: str) -> str:
     conditions += arg_conditions(profile, name, slots)
     reads = [readers.on_return(profile, s, result) for s in slots]
     if result == "success":  # printed when the image started
-        context = reindent(parent_records(profile, printing=False), 2) + (
+        context = "    $n++;  // who\n" + reindent(parent_records(profile, printing=False), 2) + (
             f"    $n += {CONTAINER_RECORDS};\n" if profile.context.container else "")
     else:
-        context = context_records(profile)
+        context = who_record(4) + context_records(profile)
     ints = [i for r in reads for i in r.ints]
     closing = (_exec_record(profile, ints) if result == "success" else
                KILLED_CHECK + _closing(ints, word(1), ret="$ret"))
@@ -285,7 +293,7 @@ def process_exit_probe(profile: Profile, follow: bool) -> str:
         "    $n = (uint64)1;\n"
         "    $ret = (int64)(($code >> 8) & 0xff);\n"
         "    if ($code & 0x7f) { $ret = (int64)(128 + ($code & 0x7f)); }\n"
-        + context_records(profile)
+        + who_record(4) + context_records(profile)
         + _closing([f"$a{s.number}" for s in slots], "0",
                    "nsecs - curtask->group_leader->start_time", ret="$ret")
         + "  }\n" + unfollow,

@@ -23,6 +23,11 @@ TID = "(uint64)curtask->pid"
 PID = "(uint64)curtask->tgid"
 PPID = "(uint64)curtask->real_parent->tgid"
 PID_NS = "curtask->nsproxy->pid_ns_for_children->ns.inum"
+# The controlling terminal, as MKDEV(major, minor), once TTY's statements have run (with
+# none, the reads through its NULL pointer give 0).
+TTY = ("$tty = curtask->signal->tty;\n"
+       "$driver = (struct tty_driver *)$tty->driver;  // 0.17 may not know the type else\n")
+TTY_DEV = "($driver->major << 20) + $driver->minor_start + $tty->index"
 STOP = "@stop[0]"  # set when the reader asks: from then on no call is reported
 MARK_HZ = 97
 WIDTH = 92  # program lines wrap here

@@ -7,6 +7,7 @@ N seconds, cumulatively, followed by a `stats` record that closes the snapshot):
   @stat_execs[FAILED]        count, FAILED is 0 or 1
   @stat_errno[ERRNO]         count of failed execs by errno
   @stat_uid[UID], @stat_ppid[PPID], @stat_comm[COMM], @stat_program[PATH]   counts
+  @stat_euid[EUID], @stat_tty[MKDEV(MAJOR, MINOR)]      counts, when asked for
   @stat_cgroup[CGROUP_ID]    count per cgroup (v2), when asked for
   @stat_latency_us           log2 histogram of entry-to-return latency, microseconds
   @stat_latency_min/max/sum[0]   exact, in nanoseconds
@@ -27,12 +28,15 @@ from bptrace_exec.codegen.events import thread_exit_probe
 from bptrace_exec.codegen.program import (
     PPID,
     TID,
+    TTY,
+    TTY_DEV,
     begin,
     end,
     follow_probe,
     header,
     predicate,
     probe,
+    reindent,
     result_test,
 )
 from bptrace_exec.codegen.readers import word
@@ -50,7 +54,7 @@ interval probe, if any); bptrace-exec turns them into a report. See
 # comm is not among them: the caller's name is gone when the new program starts; caught
 # from task_rename beforehand, it took two maps and a probe on every thread exit, which
 # cost as much as the syscall tracepoints (measured: 1.5% CPU against 1.3%).
-LIGHT_BREAKDOWNS = ("program", "uid", "ppid", "cgroup")
+LIGHT_BREAKDOWNS = ("program", "uid", "ppid", "euid", "tty", "cgroup")
 LIGHT_LAYOUT = """Successful execs only, counted when the new program starts: no syscall
 tracepoint is enabled, so the host's other syscalls stay on the kernel's fast path.
 """ + LAYOUT
@@ -105,6 +109,9 @@ def _task_counts(by: tuple[str, ...], pad: str = "  ", comm: str = "") -> list[s
     return [
         f"{pad}@stat_uid[(uint64)uid] = count();\n" if "uid" in by else "",
         f"{pad}@stat_ppid[{PPID}] = count();\n" if "ppid" in by else "",
+        f"{pad}@stat_euid[(uint64)curtask->cred->euid.val] = count();\n" if "euid" in by else "",
+        reindent(TTY, len(pad)) + f"{pad}@stat_tty[{TTY_DEV}] = count();\n"
+        if "tty" in by else "",
         f"{pad}@stat_comm[{comm}] = count();\n" if comm and "comm" in by else "",
         f"{pad}@stat_cgroup[cgroup] = count();\n" if "cgroup" in by else "",
     ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bptrace_exec.event import Event, ProcContext, Value
+from bptrace_exec.event import Event, Identity, ProcContext, Value
 from bptrace_exec.output.text import local_time, parent_chain, safe_str, safe_text, shell_quote
 from bptrace_exec.spec import types
 from bptrace_exec.spec.model import Arg, Profile
@@ -25,6 +25,23 @@ class Column:
 
 def _context(read: Callable[[ProcContext], str]) -> Callable[[Event], str]:
     return lambda e: safe_str(read(e.context)) if e.context else NONE
+
+
+def _who(read: Callable[[Identity], object]) -> Callable[[Event], str]:
+    def cell(e: Event) -> str:
+        value = read(e.who) if e.who else None
+        return NONE if value is None else str(value)
+    return cell
+
+
+def privilege(e: Event) -> str:
+    """The effective ids that differ from the real ones (a setuid or setgid program):
+    "euid 0", "euid 0 egid 42"; "" when none do."""
+    who = e.who
+    if who is None:
+        return ""
+    return " ".join([f"euid {who.euid}"] * (who.euid != e.uid)
+                    + [f"egid {who.egid}"] * (who.egid != who.gid))
 
 
 def result_cell(result: str) -> Callable[[Event], str]:
@@ -54,6 +71,13 @@ def _base(profile: Profile) -> dict[str, Column]:
         Column("pidns", "PIDNS", 10, False, _context(lambda c: str(c.pidns))),
         Column("mntns", "MNTNS", 10, False, _context(lambda c: str(c.mntns))),
         Column("parents", "PARENTS", 40, False, lambda e: parent_chain(e.parents)),
+        Column("gid", "GID", 5, True, _who(lambda w: w.gid)),
+        Column("euid", "EUID", 5, True, _who(lambda w: w.euid)),
+        Column("egid", "EGID", 5, True, _who(lambda w: w.egid)),
+        Column("loginuid", "AUID", 5, True, _who(lambda w: w.loginuid)),
+        Column("sessionid", "SES", 5, True, _who(lambda w: w.sessionid)),
+        Column("tty", "TTY", 7, False, _who(lambda w: w.tty)),
+        Column("exec_id", "EXEC_ID", 36, False, _who(lambda w: w.exec_id)),
     )}
 
 

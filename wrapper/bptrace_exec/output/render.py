@@ -10,8 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bptrace_exec.event import KILLED, Event
-from bptrace_exec.output.columns import LOST, UNREADABLE, columns_for
+from bptrace_exec.event import KILLED, Event, Identity
+from bptrace_exec.output.columns import LOST, UNREADABLE, columns_for, privilege
 from bptrace_exec.output.text import decode_text, iso_time
 from bptrace_exec.spec import types
 from bptrace_exec.spec.model import Arg, Profile
@@ -53,6 +53,8 @@ class Renderer:
             cells[-1] += " " + UNREADABLE
         if tried:
             cells[-1] += f" [tried {tried}]"
+        if raised := privilege(event):
+            cells[-1] += f" [{raised}]"
         return self._line(cells, failed=event.killed or self.kind.failed(event.ret))
 
     def _line(self, cells: list[str], *, failed: bool) -> str:
@@ -85,7 +87,7 @@ class Renderer:
         out: dict[str, object] = {
             "event": self.kind.event, "time": iso_time(e.time_ns), **self.host,
             "syscall": e.syscall,
-            "pid": e.pid, "ppid": e.ppid, "uid": e.uid, "tid": e.tid,
+            "pid": e.pid, "ppid": e.ppid, "uid": e.uid, **_who(e.who), "tid": e.tid,
             "comm": e.comm.decode("utf-8", "surrogateescape")}
         values, cut = e.values, e.truncated
         if self.kind.args_at_top:  # an exec's: fields of their own
@@ -105,11 +107,25 @@ class Renderer:
         out["incomplete"] = e.incomplete
         # JSON Pointers, as b64's are: the strings shown as "" that could not be read
         out["unreadable"] = [self._pointer + where for where in e.unreadable]
+        out["exec_id"] = e.who.exec_id if e.who else None
+        out["parent_exec_id"] = e.who.parent_exec_id if e.who else None
         if self.profile.context.parents:
             out["parents"] = [{"pid": pid, "comm": decode_text(comm)} for pid, comm in e.parents]
         if e.context:
             out["context"] = e.context.to_dict()
         return out
+
+
+WHO_FIELDS = ("gid", "euid", "egid", "loginuid", "sessionid", "tty")
+_NO_WHO = dict.fromkeys(WHO_FIELDS)
+
+
+def _who(who: Identity | None) -> dict[str, object]:
+    """The identity's fields beside uid; null in a recording that did not read them."""
+    if who is None:
+        return _NO_WHO
+    return {"gid": who.gid, "euid": who.euid, "egid": who.egid, "loginuid": who.loginuid,
+            "sessionid": who.sessionid, "tty": who.tty}
 
 
 def _cut_key(arg: Arg) -> str:

@@ -10,7 +10,8 @@ from bptrace_exec.output.text import safe_text
 WIDTH = 80
 TITLES = {"program": "Programs", "comm": "Callers (comm)", "uid": "Users (uid)",
           "ppid": "Parents (ppid)", "errno": "Errors", "syscall": "Syscalls",
-          "cgroup": "Cgroups", "host": "Hosts"}
+          "cgroup": "Cgroups", "host": "Hosts", "euid": "Effective users (euid)",
+          "tty": "Terminals (tty)"}
 BAR = 36
 
 

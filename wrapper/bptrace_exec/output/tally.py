@@ -10,11 +10,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from bptrace_exec.event import KILLED, Event, ProcContext, errno_name
+from bptrace_exec.event import KILLED, Event, ProcContext, errno_name, tty_name
 from bptrace_exec.output.text import decode_text
 from bptrace_exec.parse.decode import restore_bytes
 from bptrace_exec.spec import types
 from bptrace_exec.spec.model import KINDS, Profile, kind_of
+
+NO_TTY = "(none)"  # the key of callers with no controlling terminal
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,8 @@ def breakdown_keys(profile: Profile) -> dict[str, Callable[[Event], object]]:
     keys: dict[str, Callable[[Event], object]] = {
         "syscall": lambda e: e.syscall, "comm": lambda e: decode_text(e.comm),
         "uid": lambda e: e.uid, "ppid": lambda e: e.ppid, "errno": lambda e: e.outcome,
+        "euid": lambda e: e.who.euid if e.who else None,
+        "tty": lambda e: (e.who.tty or NO_TTY) if e.who else None,
         "container": context(lambda c: c.container[1][:12] if c.container else "(none)"),
         "cgroup": context(lambda c: c.path or c.cgroup or "/"),
         "hostname": context(lambda c: c.hostname)}
@@ -237,7 +241,7 @@ def from_maps(maps: Mapping[str, object], *, by: Iterable[str], duration_s: floa
             return {}
         good = {k: v for k, v in value.items() if isinstance(v, int) and not isinstance(v, bool)}
         unreadable += len(value) - len(good)
-        if name in ("execs", "errno", "uid", "ppid", "cgroup"):
+        if name in ("execs", "errno", "uid", "ppid", "euid", "tty", "cgroup"):
             numeric = {k: v for k, v in good.items() if k.isdigit()}
             unreadable += len(good) - len(numeric)
             good = numeric
@@ -251,6 +255,8 @@ def from_maps(maps: Mapping[str, object], *, by: Iterable[str], duration_s: floa
             keyed = {errno_name(-int(k)) or k: v for k, v in raw.items()}
         elif name in ("program", "comm"):
             keyed = {_key_text(k, double_escaped_keys): v for k, v in raw.items()}
+        elif name == "tty":
+            keyed = {tty_name(int(k)) or NO_TTY: v for k, v in raw.items()}
         elif name == "cgroup":
             names = cgroup_names or {}
             keyed = {names.get(int(k), f"cgroup id {k}"): v for k, v in raw.items()}
@@ -300,6 +306,7 @@ def from_json_events(events: Iterable[Mapping[str, object]], *, by: Iterable[str
         killed = e.get(KILLED) is True  # then "ret" is null
         failed = killed or kind.failed(int(e.get("ret", 0)))  # type: ignore[call-overload]
         values = {"comm": e.get("comm"), "uid": e.get("uid"), "ppid": e.get("ppid"),
+                  "euid": e.get("euid"), "tty": e.get("tty") or NO_TTY if "tty" in e else None,
                   "errno": KILLED if killed else e.get("errno") if failed else None,
                   "syscall": e.get("syscall"), "host": e.get("host")}
         context = e.get("context")

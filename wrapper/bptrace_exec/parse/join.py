@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from bptrace_exec.event import Event, ProcContext
+from bptrace_exec.event import Event, Identity, ProcContext, exec_boot
 from bptrace_exec.parse.layouts import Parser, parsers
 from bptrace_exec.parse.values import Decoder, Parts, ints_per_probe
 from bptrace_exec.records import DROP, KILLED_RET, READY, VERSION, Closing
@@ -39,10 +39,11 @@ class JoinStats:
 class Assembler:
     """Feed it printf texts; it returns Events as each call becomes complete."""
 
-    def __init__(self, profile: Profile, *, wall_offset_ns: int, version: int = VERSION
-                 ) -> None:
+    def __init__(self, profile: Profile, *, wall_offset_ns: int, version: int = VERSION,
+                 boot_id: str | None = None) -> None:
         self.profile = profile
         self.wall_offset_ns = wall_offset_ns
+        self.boot = exec_boot(boot_id)
         captured = as_recorded(profile, version)  # a recording's: what its records carry
         self.parsers: dict[bytes, Parser] = parsers(
             version, profile.probes, ints_per_probe(captured), STORE,
@@ -128,7 +129,8 @@ class Assembler:
         return Event(p.entry_ns + self.wall_offset_ns, self.profile.probes[c.probe], c.pid,
                      p.tid, c.ppid, c.uid, c.comm if c.comm is not None else p.comm, c.ret,
                      c.latency, values, truncated, incomplete, parents, context,
-                     c.ret == KILLED_RET, unreadable)
+                     c.ret == KILLED_RET, unreadable,
+                     Identity.of(p.who, c.pid, c.ppid, self.boot) if p.who else None)
 
     def _forget_dropped(self, before_ns: int) -> None:
         """Records of dropped calls that came after their drop go too; drops seen before
@@ -157,6 +159,8 @@ STORE = {
     "bytes": "parts.blocks.setdefault({slot}, {{}})[{offset}] = {data}",
     "call": "parts.closing = _closing({probe}, {records}, {ret}, {latency}, {pid}, {ppid}, "
             "{uid}, {ints}, {comm})",
+    "who": "parts.who = ({gid}, {euid}, {egid}, {loginuid}, {sessionid}, {tty}, {started}, "
+           "{execs}, {parent_started}, {parent_execs})",
     "comm": "parts.comm = {comm}",
     "anc": "parts.ancestors[{depth}] = ({pid}, {comm})",
     "cgrp": "parts.cgroup = ({cgroup_id}, {pidns}, {mntns}, {name})",

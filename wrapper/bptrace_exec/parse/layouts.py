@@ -131,15 +131,15 @@ def _generated(layout: Layout, stores: Stores, ints_per_probe: list[int],
                scope: Mapping[str, Any]) -> Parser | None:
     """For a layout of numbers (one of them maybe repeated, as many times as the probe in
     its first field has numbers), then fields of known width (a comm, bytes as many as
-    `length` says) and the rest of the line, as this version's are: a parser written for
-    it, each field converted and stored where it is, which is twice as fast as going
-    through the general one. None for other shapes."""
+    `length` says) and the rest of the line, or of numbers only, as this version's are: a
+    parser written for it, each field converted and stored where it is, which is twice as
+    fast as going through the general one. None for other shapes."""
     types = [f.type for f in layout.fields]
-    numbers = len(types) - 1
-    while numbers and types[numbers - 1] in ("comm16", "comm32", "hexlen"):
+    rest = types[-1] in ("text", "hex")
+    numbers = len(types) - rest
+    while rest and numbers and types[numbers - 1] in ("comm16", "comm32", "hexlen"):
         numbers -= 1
-    if types[-1] not in ("text", "hex") or any(
-            t not in (*_NUMBERS, "u64*") for t in types[:numbers]) or types.count("u64*") > 1:
+    if any(t not in (*_NUMBERS, "u64*") for t in types[:numbers]) or types.count("u64*") > 1:
         return None
     takes = [fields for part in layout.parts if (fields := _part_fields(layout, part))]
     if len(takes) < len(layout.parts):
@@ -154,8 +154,12 @@ def _generated(layout: Layout, stores: Stores, ints_per_probe: list[int],
                   f"    f = line.split(b' ', {3 + fixed} + count)",
                   f"    if len(f) != {4 + fixed} + count:",
                   "        raise ValueError('not as many numbers as its probe has')"]
-    else:
+    elif rest:
         lines += [f"    f = line.split(b' ', {3 + fixed})"]
+    else:
+        lines += ["    f = line.split(b' ')",
+                  f"    if len(f) != {3 + fixed}:",
+                  "        raise ValueError('not as many numbers as its layout has')"]
     at = "3"  # each field converted into a local of its name, before anything is kept
     for field in layout.fields[:numbers]:
         if field.type == "u64*":
@@ -165,7 +169,7 @@ def _generated(layout: Layout, stores: Stores, ints_per_probe: list[int],
             value = f"int(f[{at}])"
             at = str(int(at) + 1) if at.isdigit() else f"{at} + 1"
         lines.append(f"    {field.name} = {value}")
-    if numbers < len(types) - 1:  # the widths of the fields after the numbers
+    if numbers < len(types) - rest:  # the widths of the fields after the numbers
         lines.append(f"    rest, pos = f[{at}], 0")
         at = "rest[pos:]"
     else:

@@ -43,6 +43,7 @@ class Parts:
     ancestors: dict[int, tuple[int, bytes]] = field(default_factory=dict)  # by depth
     cgroup: tuple[int, int, int, bytes] | None = None  # id, pidns, mntns, name
     hostname: bytes | None = None
+    who: tuple[int, ...] | None = None  # records.Who
 
 
 def ints_per_probe(profile: Profile) -> list[int]:

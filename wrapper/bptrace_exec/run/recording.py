@@ -35,7 +35,7 @@ class Recorder:
     """Writes a recording as the run goes; each line is flushed so a crash loses none."""
 
     def __init__(self, path: str, profile: Profile, engine: Engine,
-                 wall_offset_ns: int, host: str) -> None:
+                 wall_offset_ns: int, host: str, boot_id: str | None) -> None:
         try:
             self.file: IO[bytes] = open(path, "wb")  # noqa: SIM115 (closed in close())
         except OSError as exc:
@@ -46,7 +46,8 @@ class Recorder:
         self._write_json({"recording": f"{FORMAT}{VERSION}", "bpftrace": engine.version_text,
                           "profile": profile_to_dict(profile),
                           "started": started.replace("+00:00", "Z"),
-                          "wall_offset_ns": wall_offset_ns, "host": host})
+                          "wall_offset_ns": wall_offset_ns, "host": host,
+                          "boot_id": boot_id})
 
     def _write_json(self, obj: object) -> None:
         self.write(json.dumps(obj, ensure_ascii=True).encode())
@@ -76,6 +77,7 @@ class Recording:
     elapsed_s: float | None  # None: the recording was cut short
     version: int  # of the record layouts
     host: str | None = None  # where it was made (--host); None: recorded before it was kept
+    boot_id: str | None = None  # the host's boot; None: recorded before it was kept
 
 
 def read_recording(path: str) -> Recording:
@@ -95,7 +97,8 @@ def read_recording(path: str) -> Recording:
         profile = profile_from_dict(header["profile"])
         offset = int(header["wall_offset_ns"])
         host = header.get("host")
-        assert host is None or isinstance(host, str)
+        boot = header.get("boot_id")
+        assert all(v is None or isinstance(v, str) for v in (host, boot))
         # wall clock minus boot-time clock: the epoch to 2100, whatever the uptime
         assert 0 <= offset < 4_102_444_800 * 10**9
     except (IndexError, ValueError, KeyError, TypeError, AssertionError):
@@ -111,7 +114,8 @@ def read_recording(path: str) -> Recording:
         body = body[:-1]
     return Recording(path=path, profile=profile, engine=Engine("(recorded)", version),
                      wall_offset_ns=offset, started=str(header.get("started", "")),
-                     lines=body, elapsed_s=elapsed, version=layouts, host=host)
+                     lines=body, elapsed_s=elapsed, version=layouts, host=host,
+                     boot_id=boot)
 
 
 class ReplaySource:
@@ -124,6 +128,7 @@ class ReplaySource:
         self.engine = recording.engine
         self.deadline: float | None = None
         self.wall_offset_ns = recording.wall_offset_ns
+        self.boot_id = recording.boot_id
         self.recorded_elapsed = recording.elapsed_s
         self.version = recording.version
 

@@ -45,6 +45,7 @@ from bptrace_exec.records import VERSION
 from bptrace_exec.run.engine import Engine
 
 PROGRAM_NAME = "bptrace-exec-program.bt"
+BOOT_ID = "/proc/sys/kernel/random/boot_id"
 PIPE_SIZE = 1 << 20  # room for bursts while the consumer renders
 READ_SIZE = 1 << 16
 STOP_GRACE_S = 20.0  # how long bpftrace may take to drain and exit after SIGINT:
@@ -255,6 +256,14 @@ def _shell_status(raw: int) -> int:
     return 128 + os.WTERMSIG(raw) if os.WIFSIGNALED(raw) else os.WEXITSTATUS(raw)
 
 
+def boot_id() -> str | None:
+    """This boot's id (exec ids name it), None where the kernel does not say it."""
+    try:
+        return Path(BOOT_ID).read_text().strip()
+    except OSError:
+        return None
+
+
 class Session:
     """One bpftrace run, a pipeline.Source. Iterate `lines()` for its JSON output; it
     always ends clean."""
@@ -270,6 +279,7 @@ class Session:
         self.command = command
         # wall clock minus the monotonic clock bpftrace's nsecs counts on; taken once
         self.wall_offset_ns = time.time_ns() - time.monotonic_ns()
+        self.boot_id = boot_id()
         # The program lives in memory: nothing is left behind, however this process ends.
         self._program_fd = os.memfd_create(PROGRAM_NAME)
         os.write(self._program_fd, program_text.encode())

@@ -40,15 +40,17 @@ SOURCE = re.compile(r"(?P<field>[a-z_][a-z0-9_]*)(?:\[(?P<index>[0-9]{1,2})\])?"
 MAX_ARGS = 6  # a syscall has at most six arguments
 # names every event has: an argument may not take one of them
 BASE_COLUMNS = ("time", "pid", "tid", "ppid", "uid", "comm", "syscall", "result", "latency")
+WHO_COLUMNS = ("gid", "euid", "egid", "loginuid", "sessionid", "tty", "exec_id")  # every event's
 PARENT_COLUMNS = ("parents",)  # with context.parents
 CONTAINER_COLUMNS = ("container", "cgroup", "hostname", "pidns", "mntns")  # context.container
-BASE_BREAKDOWNS = ("syscall", "comm", "uid", "ppid", "errno")
+BASE_BREAKDOWNS = ("syscall", "comm", "uid", "ppid", "errno", "euid", "tty")
 CONTAINER_BREAKDOWNS = ("container", "cgroup", "hostname")
 # An exec profile counts in kernel maps: these are the maps its program can keep.
-EXEC_BREAKDOWNS = ("program", "comm", "uid", "ppid", "errno", "cgroup")
-EXEC_DEFAULT_BREAKDOWNS = EXEC_BREAKDOWNS[:-1]
-RESERVED = frozenset(BASE_COLUMNS + BASE_BREAKDOWNS + PARENT_COLUMNS + CONTAINER_COLUMNS
-                     + ("ret", "event", "incomplete", "args", "context", "program"))
+EXEC_BREAKDOWNS = ("program", "comm", "uid", "ppid", "errno", "euid", "tty", "cgroup")
+EXEC_DEFAULT_BREAKDOWNS = EXEC_BREAKDOWNS[:5]
+RESERVED = frozenset(BASE_COLUMNS + BASE_BREAKDOWNS + WHO_COLUMNS + PARENT_COLUMNS
+                     + CONTAINER_COLUMNS + ("ret", "event", "incomplete", "args", "context",
+                                            "program", "parent_exec_id"))
 # The end of a process is read from the task: its "arguments" are these.
 PROCESS_EXIT_FIELDS = (Field("status", "int"), Field("signal", "int"), Field("core", "int"))
 
@@ -278,7 +280,7 @@ def columns_with_context(columns: tuple[str, ...], probes: tuple[str, ...],
 
 def check_columns(values: tuple[str, ...], args: tuple[Arg, ...], context: Context,
                   where: str) -> None:
-    valid = BASE_COLUMNS + tuple(a.name for a in args)
+    valid = BASE_COLUMNS + tuple(a.name for a in args) + WHO_COLUMNS
     valid += PARENT_COLUMNS if context.parents else ()
     valid += CONTAINER_COLUMNS if context.container else ()
     if not values:

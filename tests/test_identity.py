@@ -1,0 +1,196 @@
+"""Integration: who ran each program and which image it is, read in the kernel, checked
+against what /proc says of the same processes while they still run, on every bpftrace
+version: a setuid and setgid program run by nobody, a login uid and session set the way
+login does, a controlling terminal, and the exec ids that tie an image to its parent."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from conftest import json_records, started, tool_command, wait_until
+
+pytestmark = pytest.mark.root
+
+NOBODY = 65534
+LOGINUID = 4321
+
+
+def proc_ids(pid: int) -> dict[str, int]:
+    """/proc/PID/status's real and effective ids."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text()
+                  .splitlines())
+    uid, euid = map(int, fields["Uid"].split()[:2])
+    gid, egid = map(int, fields["Gid"].split()[:2])
+    return {"uid": uid, "euid": euid, "gid": gid, "egid": egid}
+
+
+def proc_tty(pid: int) -> str | None:
+    """The controlling terminal as /proc/PID/stat's tty_nr encodes it (new_encode_dev)."""
+    tty_nr = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[4])
+    if not tty_nr:
+        return None
+    major, minor = (tty_nr >> 8) & 0xFFF, (tty_nr & 0xFF) | ((tty_nr >> 12) & 0xFFF00)
+    assert 136 <= major < 144, f"not a pseudo-terminal: {major}:{minor}"
+    return f"pts/{(major - 136) * 256 + minor}"
+
+
+@contextlib.contextmanager
+def ended(*procs: subprocess.Popen[bytes] | pexpect.spawn) -> Iterator[None]:
+    """The test's own processes, ended by their pid however the test goes."""
+    try:
+        yield
+    finally:
+        for p in procs:
+            if isinstance(p, pexpect.spawn):
+                p.close(force=True)
+            else:
+                p.kill()
+                p.wait(timeout=30)
+
+
+def test_identity_matches_proc_for_running_processes(engine: str, tmp_path: Path,
+                                                     markers: Path,
+                                                     nothing_left_running: None) -> None:
+    waiter = markers / "waits-for-the-test"
+    shutil.copy("/bin/sleep", waiter)
+    raised = markers / "raises-privileges"
+    shutil.copy("/bin/sleep", raised)
+    os.chown(raised, 0, 0)
+    raised.chmod(0o6755)  # setuid and setgid root
+    out = tmp_path / "execs.jsonl"
+    with started(tool_command("--json", "-o", str(out), "--bpftrace", engine,
+                              "--duration", "300")) as (tool, lines):
+        lines.wait_for(lambda line: line.startswith("Tracing"))
+        setuid = subprocess.Popen(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}",
+                                   "--clear-groups", str(raised), "300"])
+        # as login(1) does: the login uid set once, which starts an audit session
+        login = subprocess.Popen(["sh", "-c", f"echo {LOGINUID} > /proc/self/loginuid && "
+                                  f"exec {waiter} 300"])
+        terminal = pexpect.spawn(str(waiter), ["300"])
+        with ended(setuid, login, terminal):
+            pids = {"setuid": setuid.pid, "login": login.pid, "terminal": terminal.pid}
+
+            def images() -> dict[str, dict[str, object]]:
+                found = {}
+                for e in json_records(out.read_text()):
+                    for name, pid in pids.items():
+                        if e.get("pid") == pid and e.get("filename") in (str(waiter),
+                                                                         str(raised)):
+                            found[name] = e
+                return found if len(found) == len(pids) else {}
+            execs = wait_until(images, "the three programs' execs")
+            before = {e["exec_id"]: e for e in json_records(out.read_text())
+                      if e.get("pid") == login.pid and e.get("argv", [""])[0] == "sh"
+                      and e.get("ret") == 0}
+            for name, pid in pids.items():
+                assert {k: execs[name][k] for k in ("uid", "euid", "gid", "egid")} == \
+                    proc_ids(pid), name
+                assert execs[name]["loginuid"] == (
+                    LOGINUID if name == "login" else
+                    None if Path("/proc/self/loginuid").read_text() == "4294967295" else
+                    int(Path("/proc/self/loginuid").read_text())), name
+                session = int(Path(f"/proc/{pid}/sessionid").read_text())
+                assert execs[name]["sessionid"] == (None if session == 2**32 - 1 else session)
+                assert execs[name]["tty"] == proc_tty(pid), name
+                assert str(execs[name]["exec_id"]).split(":")[1] == str(pid)
+            # the terminal the program reads from is the one named
+            assert os.readlink(f"/proc/{terminal.pid}/fd/0") == f"/dev/{execs['terminal']['tty']}"
+    setuid_exec = execs["setuid"]
+    assert (setuid_exec["uid"], setuid_exec["euid"]) == (NOBODY, 0)
+    assert (setuid_exec["gid"], setuid_exec["egid"]) == (NOBODY, 0)
+    assert isinstance(execs["login"]["sessionid"], int)
+    assert str(execs["terminal"]["tty"]).startswith("pts/")
+    # sh then, in the same process, the program it exec'd: one image after the other
+    [shell] = before.values()
+    pid, shell_start, shell_count = str(shell["exec_id"]).split(":")[1:]
+    assert str(execs["login"]["exec_id"]).split(":")[1:] == [pid, shell_start,
+                                                            str(int(shell_count) + 1)]
+    assert execs["login"]["parent_exec_id"] == shell["parent_exec_id"]
+
+
+def test_an_exit_names_the_image_its_process_last_ran(engine: str, tmp_path: Path,
+                                                      markers: Path,
+                                                      nothing_left_running: None) -> None:
+    """Two runs at once, one of execs, one of process ends: each process's end carries
+    the exec id of its last exec, and a child's parent_exec_id is its parent's."""
+    marker = markers / "marker"
+    shutil.copy("/bin/true", marker)
+    execs_out, exits_out = tmp_path / "execs.jsonl", tmp_path / "exits.jsonl"
+    common = ("--json", "--bpftrace", engine, "--duration", "300")
+    with started(tool_command("execve", "-o", str(execs_out), *common)) as (_, exec_lines), \
+            started(tool_command("exit", "-o", str(exits_out), *common)) as (_, exit_lines):
+        exec_lines.wait_for(lambda line: line.startswith("Tracing"))
+        exit_lines.wait_for(lambda line: line.startswith("Tracing"))
+        shell = subprocess.Popen(["sh", "-c", f"{marker} 1; {marker} 2; exit 3"])
+        assert shell.wait(timeout=60) == 3
+
+        def mine(path: Path, event: str) -> list[dict[str, object]]:
+            return [e for e in json_records(path.read_text()) if e.get("event") == event
+                    and (e.get("pid") == shell.pid or e.get("ppid") == shell.pid)]
+        exits = wait_until(lambda: len(found := mine(exits_out, "call")) == 3 and found,
+                           "the ends of the shell and its two children")
+        execs = wait_until(lambda: len(found := mine(execs_out, "exec")) >= 3 and found,
+                           "the shell's and its children's execs")
+    shell_exec = [e for e in execs if e["pid"] == shell.pid and e["ret"] == 0][-1]
+    children = [e for e in execs if e.get("filename") == str(marker)]
+    assert [c["argv"] for c in children] == [[str(marker), "1"], [str(marker), "2"]]
+    assert all(c["parent_exec_id"] == shell_exec["exec_id"] for c in children)
+    last_image = {e["pid"]: e["exec_id"] for e in execs if e["ret"] == 0}
+    assert {e["pid"]: e["exec_id"] for e in exits} == last_image
+    [shell_exit] = [e for e in exits if e["pid"] == shell.pid]
+    assert shell_exit["args"]["status"] == 3  # type: ignore[index]
+
+
+def test_counts_by_effective_user_and_terminal_agree_everywhere(
+        engine: str, tmp_path: Path, markers: Path, nothing_left_running: None) -> None:
+    """Counted in the kernel (--stats), from a recording (--replay --stats) and from JSON
+    lines (--stats --from): the same counts by euid and by tty, for a workload run on a
+    terminal of the test's own, three programs run by nobody and one setuid root."""
+    plain, raised = markers / "plain", markers / "raised"
+    shutil.copy("/bin/true", plain)
+    shutil.copy("/bin/true", raised)
+    os.chown(raised, 0, 0)
+    raised.chmod(0o4755)
+    nobody = f"setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups"
+    workload = ["--", "sh", "-c", f"for i in 1 2 3; do {nobody} {plain}; done; {nobody} {raised}"]
+    profile = tmp_path / "who.yaml"
+    profile.write_text("version: 1\nstats:\n  by: [euid, tty]\n")
+    rec, events, kernel = tmp_path / "run.rec", tmp_path / "events.jsonl", tmp_path / "k.json"
+
+    def on_terminal(*args: str) -> str:
+        """Runs the tool on a terminal of its own; the terminal's name."""
+        child = pexpect.spawn(tool_command(*args)[0], tool_command(*args)[1:], timeout=120)
+        tty = os.readlink(f"/proc/{child.pid}/fd/0")  # /dev/pts/N (spawn returns once
+        # the child has exec'd)
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 0, child.before
+        return tty
+    tty = on_terminal(str(profile), "--json", "-o", str(events), "--record", str(rec),
+                      "--bpftrace", engine, *workload)
+    on_terminal(str(profile), "--stats", "--export", str(kernel), "--bpftrace", engine,
+                *workload)
+    replayed, from_json = tmp_path / "r.json", tmp_path / "j.json"
+    for args in (("--replay", str(rec)), ("--from", str(events), str(profile))):
+        done = subprocess.run(tool_command(*args, "--stats", "--export",
+                                           str(replayed if args[0] == "--replay" else from_json)),
+                              capture_output=True, check=False, timeout=120)
+        assert done.returncode == 0, done.stderr
+    reports = [json.loads(p.read_text())["breakdowns"] for p in (kernel, replayed, from_json)]
+    counts = [{name: {r["key"]: r["count"] for r in b[name]["top"]} for name in ("euid", "tty")}
+              for b in reports]
+    assert counts[0] == counts[1] == counts[2], counts
+    # sh, four setpriv and what they run: nobody's euid only for the three plain ones
+    assert counts[0]["euid"]["65534"] == 3 and counts[0]["euid"]["0"] >= 6
+    pts = tty.removeprefix("/dev/")
+    assert pts in counts[0]["tty"] and sum(counts[0]["tty"].values()) == sum(
+        counts[0]["euid"].values())
