@@ -220,16 +220,20 @@ def _return_body(profile: Profile, name: str, result: str) -> str:
         conditions.append(test)
     conditions += arg_conditions(profile, name, slots)
     reads = [readers.on_return(profile, s, result) for s in slots]
+    # who, first: after the loops that read arguments the verifier would check it once for
+    # every state they end in
+    who = "    $n++;  // who: printed when the image started\n" if result == "success" \
+        else who_record(4)
     if result == "success":  # printed when the image started
-        context = "    $n++;  // who\n" + reindent(parent_records(profile, printing=False), 2) + (
+        context = reindent(parent_records(profile, printing=False), 2) + (
             f"    $n += {CONTAINER_RECORDS};\n" if profile.context.container else "")
     else:
-        context = who_record(4) + context_records(profile)
+        context = context_records(profile)
     ints = [i for r in reads for i in r.ints]
     closing = (_exec_record(profile, ints) if result == "success" else
                KILLED_CHECK + _closing(ints, word(1), ret="$ret"))
     return (setup + f"  if ({' && '.join(conditions)}) {{\n"
-            "    $n = (uint64)1;\n"
+            "    $n = (uint64)1;\n" + who
             + "".join(r.statements for r in reads) + context + closing
             + (f"  }} else if ($id) {{\n{drop}" if drop else "")
             + "  }\n" + forget)
