@@ -33,6 +33,8 @@ CASES = {
         stats=StatsSpec(enabled=True, by=("uid", "errno"), interval=5)), True),
     "stats-by-euid-tty": (dataclasses.replace(BASE, stats=StatsSpec(
         enabled=True, by=("euid", "tty", "errno"))), False),
+    "filters-filename-euid": (dataclasses.replace(BASE, filters=Filters(
+        euid=(0,), args=(("filename", ("/usr/bin/make", "/usr/local/*")),))), False),
     "succeeded-only": (dataclasses.replace(BASE, filters=Filters(succeeded=True)), False),
     "stats-light": (dataclasses.replace(BASE, filters=Filters(succeeded=True), stats=StatsSpec(
         enabled=True, by=("program", "uid", "ppid", "cgroup"), latency=False)), False),

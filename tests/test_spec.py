@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from bptrace_exec.codegen.oneliner import oneliner
 from bptrace_exec.errors import SpecError, UsageError
 from bptrace_exec.limits import FILTER_STRING_BYTES, FILTER_VALUES, PROFILE_BYTES, PROFILE_NODES
 from bptrace_exec.spec import (
@@ -18,6 +19,7 @@ from bptrace_exec.spec import (
     with_overrides,
 )
 from bptrace_exec.spec.overrides import apply_where
+from bptrace_exec.spec.parse import argv_patterns, profile_from_dict, profile_to_dict
 from bptrace_exec.spec.tracepoint import UNKNOWN
 from bptrace_exec.spec.types import STR_FILTER_MAX
 
@@ -60,7 +62,7 @@ def test_execveat_has_dirfd_and_flags_and_execve_carries_their_places() -> None:
     assert [a.name for a in only_execve.args] == ["filename", "argv"]
     with pytest.raises(SpecError, match="unknown column 'dirfd'"):
         parse("version: 1\nprobes: [execve]\ncolumns: [time, dirfd]\n")
-    with pytest.raises(UsageError, match="nothing called 'dirfd' to filter on"):
+    with pytest.raises(UsageError, match="dirfd cannot be filtered on"):
         apply_where(both, ["dirfd=3"])
 
 
@@ -297,3 +299,24 @@ def test_a_profile_of_too_many_values_is_refused_as_it_is_read() -> None:
     with pytest.raises(SpecError) as err:  # before PyYAML sees any of it
         parse_profile(many, source="p.yaml", name="p")
     assert f"{PROFILE_BYTES.text} at most; this one is {len(many):,} bytes" in str(err.value)
+
+
+def test_filters_on_what_an_exec_runs() -> None:
+    profile = parse("version: 1\nfilters:\n  euid: [0]\n  args:\n    filename: [/usr/bin/*]\n"
+                    "    argv: ['*.c', '-O?']\n")
+    assert profile.filters.euid == (0,)
+    assert dict(profile.filters.args) == {"filename": ("/usr/bin/*",), "argv": ("*.c", "-O?")}
+    assert argv_patterns(profile) == ("*.c", "-O?")
+    # a recording keeps them, and replays with them
+    assert profile_from_dict(profile_to_dict(profile)) == profile
+    where = apply_where(parse("version: 1\n"), ["euid=0", "filename=/bin/sh", "argv=x*"])
+    assert where.filters.euid == (0,) and argv_patterns(where) == ("x*",)
+    with pytest.raises(UsageError, match="dirfd cannot be filtered on") as err:
+        apply_where(parse("version: 1\n"), ["dirfd=3"])
+    assert "filename, argv" in str(err.value.hint)
+    # argv is matched in bptrace-exec: not where the kernel counts, nor in a one-liner
+    with pytest.raises(SpecError, match="stats are counted in the kernel"):
+        parse("version: 1\nfilters: {args: {argv: ['*.c']}}\nstats: {enabled: true}\n")
+    with pytest.raises(UsageError, match="one-liner cannot have it"):
+        oneliner(where)
+    assert "euid.val == 0" in oneliner(apply_where(parse("version: 1\n"), ["euid=0"]))

@@ -71,6 +71,9 @@ examples:
   bptrace-exec execve --ppid 812         # only execs by children of pid 812
   bptrace-exec execve --failed           # only execs that returned an error
   bptrace-exec execve --succeeded        # only execs that started a program
+  bptrace-exec execve --where euid=0     # programs that run as root, setuid ones too
+  bptrace-exec execve --where filename='/tmp/*'   # programs run from /tmp
+  bptrace-exec execve --where argv='*.c'  # execs with an argument ending in .c
   bptrace-exec execve --duration 30      # stop by itself after 30 seconds
   bptrace-exec execve -o execs.jsonl --json   # write records to a file
   bptrace-exec execve --max-args 8       # keep at most 8 arguments per exec
@@ -155,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     result.add_argument("--succeeded", action="store_true", default=None,
                         help="only calls that did not return an error")
     f.add_argument("--where", action="append", metavar="NAME=VALUE",
-                   help="keep calls where NAME (comm, uid, pid, ppid or a captured argument) "
+                   help="keep calls where NAME (comm, uid, euid, pid, ppid or a captured "
+                        "argument: an exec's filename, or argv, any argument matching a glob) "
                         "is VALUE; a string ending in * is a prefix (repeatable: values of "
                         "one NAME are OR'ed)")
     f.add_argument("--cgroup", action="append", metavar="PATH",
@@ -741,11 +745,14 @@ def _say_summary(s: Summary, host: str | None, json_out: Output | None,
     if json_out is not None:
         json_out.write(json_line({"event": "end", "time": iso_time(time.time_ns()),
                                   **_host(host), unit: s.events,
+                                  f"dropped_{unit}": s.dropped,
                                   f"kernel_{unit}": s.kernel_total,
                                   f"missing_{unit}": s.missing, "lost_events": s.lost_records,
                                   f"incomplete_{unit}": s.incomplete,
                                   f"partial_{unit}": s.unfinished}))
     text = f"{s.events} {unit} traced in {s.elapsed_s:.1f} s"
+    if s.dropped:
+        text += f" ({s.dropped} more not matching the filter on argv)"
     if s.missing is None:
         text += f"; how many {unit} the kernel saw is unknown (bpftrace was killed)"
     elif s.missing:

@@ -9,6 +9,8 @@ the ticks between lines) reaches the callbacks the Run is given.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from bptrace_exec.run.cgroups import CgroupPaths
 from bptrace_exec.run.engine import Engine
 from bptrace_exec.run.recording import Recorder
 from bptrace_exec.spec.model import Profile
+from bptrace_exec.spec.parse import argv_patterns
 
 SNAPSHOT_RECORD = SNAPSHOT_END.encode()
 
@@ -55,6 +58,7 @@ class Summary:
 
     unit: str  # execs, calls or exits
     events: int = 0
+    dropped: int = 0  # events a filter that runs here did not keep (argv)
     kernel_total: int | None = None  # the calls the program reported, printed at exit
     lost_records: int = 0  # records bpftrace said it lost (its buffer was full)
     incomplete: int = 0  # events shown with records missing
@@ -71,7 +75,8 @@ class Summary:
     def missing(self) -> int | None:
         """Calls the kernel reported that never reached an event (complete or not); None
         when that is unknown."""
-        return max(0, (self.kernel_total or 0) - self.events) if self.counted else None
+        return (max(0, (self.kernel_total or 0) - self.events - self.dropped) if self.counted
+                else None)
 
     def plus(self, later: Summary) -> Summary:
         """Two bpftrace runs of one trace (--restart) as one: what either did not count
@@ -79,6 +84,7 @@ class Summary:
         both = self.counted and later.counted
         return Summary(
             unit=self.unit, events=self.events + later.events,
+            dropped=self.dropped + later.dropped,
             kernel_total=(self.kernel_total or 0) + (later.kernel_total or 0) if both
             else None,
             lost_records=self.lost_records + later.lost_records,
@@ -87,6 +93,22 @@ class Summary:
             unreadable=self.unreadable + later.unreadable, notes=self.notes + later.notes,
             first_note=self.first_note or later.first_note,
             elapsed_s=self.elapsed_s + later.elapsed_s, counted=both)
+
+
+def argv_filter(patterns: tuple[str, ...]) -> Callable[[Event], bool] | None:
+    """Whether an exec has an argument that matches one of the shell globs (fnmatch, case
+    and bytes exact); None for no patterns. An incomplete exec's partial argv is tried."""
+    if not patterns:
+        return None
+    # fnmatch translates text: each byte as the latin-1 character of its value, and back
+    compiled = [re.compile(fnmatch.translate(
+        p.encode("utf-8", "surrogateescape").decode("latin-1")).encode("latin-1"))
+        for p in patterns]
+
+    def match(event: Event) -> bool:
+        argv = event.values.get("argv")
+        return isinstance(argv, tuple) and any(c.match(a) for c in compiled for a in argv)
+    return match
 
 
 class Run:
@@ -108,6 +130,7 @@ class Run:
         self.attached = 0  # probes bpftrace attached
         self.started = time.monotonic()
         self.cgroup_paths = CgroupPaths() if source.names_cgroups else None
+        self.argv_match = argv_filter(argv_patterns(profile))
 
     @property
     def elapsed(self) -> float:
@@ -175,6 +198,9 @@ class Run:
 
     def _shown(self, events: Iterable[Event]) -> Iterator[Event]:
         for event in events:
+            if self.argv_match and not self.argv_match(event):
+                self.summary.dropped += 1
+                continue
             if event.context is not None and self.cgroup_paths is not None:
                 # the kernel gives a cgroup's id and last name; its path is looked up here
                 event.context = dataclasses.replace(

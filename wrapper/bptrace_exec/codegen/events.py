@@ -25,7 +25,7 @@ from bptrace_exec.codegen.context import (
     parent_records,
     who_record,
 )
-from bptrace_exec.codegen.filters import arg_conditions
+from bptrace_exec.codegen.filters import arg_conditions, entry_conditions
 from bptrace_exec.codegen.program import (
     EXIT_FAILED,
     EXIT_SUCCEEDED,
@@ -35,6 +35,7 @@ from bptrace_exec.codegen.program import (
     TID,
     begin,
     end,
+    euid_test,
     follow_probe,
     header,
     predicate,
@@ -119,7 +120,8 @@ def entry_probe(profile: Profile, index: int, follow: bool) -> str:
     body = (f"  $key = {TID};\n  $id = nsecs;\n{statements}"
             f"  @{SCRATCH}[$key] = {entry_tuple(profile, name)};\n{comm}")
     return probe([f"tracepoint:syscalls:sys_enter_{name}"],
-                 predicate(profile.filters, follow, not_self=not follow), body)
+                 predicate(profile.filters, follow, not_self=not follow)
+                 + entry_conditions(profile), body)
 
 
 def image_probe(profile: Profile) -> str:
@@ -218,7 +220,7 @@ def _return_body(profile: Profile, name: str, result: str) -> str:
     if not execs and (test := result_test(profile.filters, "args->ret < 0",
                                           "args->ret >= 0")):
         conditions.append(test)
-    conditions += arg_conditions(profile, name, slots)
+    conditions += arg_conditions(profile, name, slots) + euid_test(profile.filters)
     reads = [readers.on_return(profile, s, result) for s in slots]
     # who, first: after the loops that read arguments the verifier would check it once for
     # every state they end in
@@ -287,7 +289,7 @@ def process_exit_probe(profile: Profile, follow: bool) -> str:
                   f"!{STOP}"]
     if test := result_test(profile.filters, EXIT_FAILED, EXIT_SUCCEEDED):
         conditions.append(test)
-    conditions += arg_conditions(profile, profile.probes[0], slots)
+    conditions += arg_conditions(profile, profile.probes[0], slots) + euid_test(profile.filters)
     unfollow = "  if (@follow[$key]) { delete(@follow[$key]); }\n" if follow else ""
     return probe(
         ["tracepoint:sched:sched_process_exit"], [],

@@ -1,12 +1,15 @@
 """Filters on arguments, as conditions on their values at return: numbers equal (as the
-C type is wide), flags "any of these set", strings exact or by prefix (`*`)."""
+C type is wide), flags "any of these set", strings exact or by prefix (`*`). An exec's
+path is compared at entry, as the caller passed it (the return has the new program's
+memory); its argv, matched by a glob, is filtered in user space (spec.parse.argv_patterns).
+"""
 
 from __future__ import annotations
 
 from bptrace_exec.codegen.btlang import string_literal
 from bptrace_exec.codegen.readers import Slot, word
 from bptrace_exec.spec import types
-from bptrace_exec.spec.model import Profile
+from bptrace_exec.spec.model import Arg, Profile
 
 LITERAL_MAX = 63  # bpftrace 0.17 refuses string literals of 64 bytes and more
 
@@ -14,11 +17,30 @@ LITERAL_MAX = 63  # bpftrace 0.17 refuses string literals of 64 bytes and more
 def arg_conditions(profile: Profile, probe: str, slots: list[Slot],
                    strlen: int | None = None) -> list[str]:
     """One condition per filtered argument; "0" when the probe lacks one (it is dropped)."""
-    wanted = dict(profile.filters.args)
+    wanted = {name: values for name, values in profile.filters.args
+              if types.of(_arg(profile, name).type).read in AT_RETURN}
     if any(a.source(probe) is None for a in profile.args if a.name in wanted):
         return ["0"]
     size = strlen or profile.kind.strlen
     return [condition(s, wanted[s.arg.name], size) for s in slots if s.arg.name in wanted]
+
+
+AT_RETURN = ("int", "str")  # how the arguments filtered at return are read
+
+
+def _arg(profile: Profile, name: str) -> Arg:
+    arg = profile.arg(name)
+    assert arg is not None, f"a filter on {name}, which the profile does not capture"
+    return arg
+
+
+def entry_conditions(profile: Profile, pointer: str = "(uint64)args->filename") -> list[str]:
+    """An exec's filter on its path, at entry: the string at `pointer`."""
+    paths = [values for name, values in profile.filters.args
+             if types.of(_arg(profile, name).type).read == "exec_path"]
+    alts = [_string_match(pointer, str(v), profile.kind.strlen) for values in paths
+            for v in values]
+    return [f"({' || '.join(alts)})" if len(alts) > 1 else alts[0]] if alts else []
 
 
 def condition(slot: Slot, values: tuple[object, ...], strlen: int) -> str:

@@ -17,20 +17,23 @@ import shlex
 
 from bptrace_exec.codegen import readers, stats
 from bptrace_exec.codegen.events import BASE_WORDS, entry_tuple
-from bptrace_exec.codegen.filters import arg_conditions
+from bptrace_exec.codegen.filters import arg_conditions, entry_conditions
 from bptrace_exec.codegen.program import (
     EXIT_FAILED,
     EXIT_SUCCEEDED,
     PPID,
     TID,
     end,
+    euid_test,
     predicate,
     probe,
     result_test,
 )
 from bptrace_exec.codegen.readers import word
+from bptrace_exec.errors import UsageError
 from bptrace_exec.spec import types
 from bptrace_exec.spec.model import Profile
+from bptrace_exec.spec.parse import argv_patterns
 
 TEXT_STRLEN = 64
 # bpftrace's lexer as far as layout goes: string literals, comments, white space, the rest
@@ -38,6 +41,10 @@ _TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|/\*.*?\*/|//[^\n]*|\s+|.', re.S)
 
 
 def oneliner(profile: Profile, bpftrace: str = "bpftrace") -> str:
+    if argv_patterns(profile):
+        raise UsageError("a filter on argv runs in bptrace-exec, not in bpftrace: a "
+                         "one-liner cannot have it", hint="filter on filename instead, "
+                         "or run bptrace-exec itself")
     if profile.kind.attach == "process_end":
         program = exit_text_program(profile)
     elif not profile.kind.new_image:
@@ -83,7 +90,7 @@ def exec_text_program(profile: Profile) -> str:
              "succeeded": f"    if (args->ret == 0) {{\n{success}    }}\n",
              "": f"    if (args->ret == 0) {{\n{success}    }} else {{\n{failure}    }}\n"}
     enter = probe([f"tracepoint:syscalls:sys_enter_{p}" for p in profile.probes],
-                  predicate(profile.filters, False, not_self=False),
+                  predicate(profile.filters, False, not_self=False) + entry_conditions(profile),
                   f"  @call[{TID}] = (nsecs, (uint64)args->filename);\n")
     # word(0) and word(1) below: the entry time and the caller's path
     image = probe(["tracepoint:sched:sched_process_exec"], ["@call[(uint64)args->old_pid].0"],
@@ -95,11 +102,21 @@ def exec_text_program(profile: Profile) -> str:
         "  if (@moved[$tid]) { $key = @moved[$tid]; delete(@moved[$tid]); }\n"
         f"  if ({word(0)}) {{\n"
         f"    $lat = (nsecs - {word(0)}) / 1000;\n"
-        + shown[result_test(profile.filters, "failed", "succeeded")]
+        + _within(euid_test(profile.filters), shown[result_test(profile.filters, "failed",
+                                                                 "succeeded")])
         + "    delete(@call[$key]);\n  }\n")
     forget = probe(["tracepoint:sched:sched_process_exit"], [],
                    f"  $tid = {TID};\n  if (@call[$tid].0) {{ delete(@call[$tid]); }}\n")
     return "\n".join([head, enter, image, exit_, forget, end(["call", "moved"])])
+
+
+def _within(conditions: list[str], body: str) -> str:
+    """Statements (indented by four) run only when the conditions hold."""
+    if not conditions:
+        return body
+    return (f"    if ({' && '.join(conditions)}) {{\n"
+            + "".join("  " + line if line.strip() else line for line in body.splitlines(True))
+            + "    }\n")
 
 
 def call_text_program(profile: Profile) -> str:
@@ -126,7 +143,8 @@ def call_text_program(profile: Profile) -> str:
             body = (f'    printf("{" ".join(fmt)} = %ld (%d us)\\n", {", ".join(values)}, '
                     f"$ret, (nsecs - {word(0)}) / 1000);\n")
         conditions = [c for c in [result_test(profile.filters, "$ret < 0", "$ret >= 0"),
-                                  *arg_conditions(profile, name, slots, TEXT_STRLEN)] if c]
+                                  *arg_conditions(profile, name, slots, TEXT_STRLEN),
+                                  *euid_test(profile.filters)] if c]
         if conditions:
             body = f"  if ({' && '.join(conditions)}) {{\n{body}  }}\n"
         else:
@@ -170,7 +188,8 @@ def exit_text_program(profile: Profile) -> str:
                      for t in arg_tests]
     tests = [*predicate(profile.filters, False, not_self=False),
              "curtask->signal->live.counter == 0",
-             result_test(profile.filters, EXIT_FAILED, EXIT_SUCCEEDED), *arg_tests]
+             result_test(profile.filters, EXIT_FAILED, EXIT_SUCCEEDED), *arg_tests,
+             *euid_test(profile.filters)]
     if profile.stats.enabled:
         body = ("  @exits[comm] = count();\n"
                 "  @status[($code >> 8) & 0xff, $code & 0x7f] = count();\n"

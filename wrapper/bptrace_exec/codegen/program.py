@@ -76,7 +76,7 @@ def describe_filters(f: Filters, follow: bool, unit: str) -> str:
     parts = []
     if f.comm:
         parts.append("comm in [" + ", ".join(f.comm) + "]")
-    for name in ("uid", "pid", "ppid"):
+    for name in ("uid", "euid", "pid", "ppid"):
         values = getattr(f, name)
         if values:
             parts.append(f"{name} in [" + ", ".join(map(str, values)) + "]")
@@ -93,6 +93,12 @@ def describe_filters(f: Filters, follow: bool, unit: str) -> str:
     if follow:
         parts.append("the command given as $2 and its descendants")
     return "; ".join(parts) or f"none (every one of the host's {unit})"
+
+
+def euid_test(f: Filters) -> list[str]:
+    """The filter on the effective uid, at return (after an exec, the new program's)."""
+    alts = [f"curtask->cred->euid.val == {int_literal(u, 0, UID_MAX)}" for u in f.euid]
+    return [f"({' || '.join(alts)})" if len(alts) > 1 else alts[0]] if alts else []
 
 
 def result_test(f: Filters, failed: str, succeeded: str) -> str:

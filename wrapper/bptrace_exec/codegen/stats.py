@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from bptrace_exec.codegen.btlang import int_literal
 from bptrace_exec.codegen.events import thread_exit_probe
+from bptrace_exec.codegen.filters import entry_conditions
 from bptrace_exec.codegen.program import (
     PPID,
     TID,
@@ -32,6 +33,7 @@ from bptrace_exec.codegen.program import (
     TTY_DEV,
     begin,
     end,
+    euid_test,
     follow_probe,
     header,
     predicate,
@@ -63,7 +65,7 @@ tracepoint is enabled, so the host's other syscalls stay on the kernel's fast pa
 def light(profile: Profile) -> bool:
     """Whether the stats can be counted from the new image alone (the light program)."""
     st, f = profile.stats, profile.filters
-    return (f.succeeded and not st.latency and not f.comm
+    return (f.succeeded and not st.latency and not f.comm and not f.args
             and set(st.by) <= set(LIGHT_BREAKDOWNS) and set(profile.probes) == set(EXEC_SYSCALLS))
 
 
@@ -93,7 +95,8 @@ def light_probes(profile: Profile, follow: bool) -> list[str]:
         if "program" in by else "",
     ]
     count = probe(["tracepoint:sched:sched_process_exec"],
-                  predicate(profile.filters, follow, not_self=False), "".join(lines),
+                  predicate(profile.filters, follow, not_self=False)
+                  + euid_test(profile.filters), "".join(lines),
                   "A program starts: the exec succeeded.")
     if not follow:
         return [count, interval_probe(profile)]
@@ -121,7 +124,8 @@ def full_probes(profile: Profile, follow: bool) -> list[str]:
     by = profile.stats.by
     words = ["$id", "(uint64)args->filename"] + (["comm"] if "comm" in by else [])
     enter = probe([f"tracepoint:syscalls:sys_enter_{p}" for p in profile.probes],
-                  predicate(profile.filters, follow, not_self=False),
+                  predicate(profile.filters, follow, not_self=False)
+                  + entry_conditions(profile),
                   f"  $key = {TID};\n  $id = nsecs;\n  @call[$key] = ({', '.join(words)});\n")
     image = probe(["tracepoint:sched:sched_process_exec"], ["@call[(uint64)args->old_pid].0"],
                   "  $key = (uint64)args->old_pid;\n"
@@ -148,8 +152,9 @@ def full_probes(profile: Profile, follow: bool) -> list[str]:
             "    @stat_latency_sum[0] = sum($lat);\n",
         ]
     counted = "".join(lines)
-    if test := result_test(profile.filters, "$ret < 0", "$ret == 0"):
-        counted = f"    if ({test}) {{\n" + "".join(
+    tests = [t for t in [result_test(profile.filters, "$ret < 0", "$ret == 0")] if t]
+    if tests := tests + euid_test(profile.filters):
+        counted = f"    if ({' && '.join(tests)}) {{\n" + "".join(
             "  " + line if line.strip() else line for line in counted.splitlines(True)) + "    }\n"
     exit_ = probe(
         [f"tracepoint:syscalls:sys_exit_{p}" for p in profile.probes], [],

@@ -248,7 +248,7 @@ def filter_values(arg: Arg, node: yaml.Node, source: str) -> tuple[Any, ...]:
 def check_string_filters(filters: tuple[tuple[str, tuple[Any, ...]], ...],
                          args: tuple[Arg, ...], where: str) -> None:
     """The bytes of every string the filters on arguments compare, against their limit."""
-    strings = {a.name for a in args if types.of(a.type).read == "str"}
+    strings = {a.name for a in args if types.of(a.type).read in ("str", "exec_path")}
     size = sum(len(str(v).encode("utf-8", "surrogateescape"))
                for name, values in filters if name in strings for v in values)
     check(FILTER_STRING_BYTES, size, where, "the string filters on arguments, together")

@@ -84,10 +84,12 @@ def kind_of(probe: str) -> ProbeKind:
 
 @dataclass(frozen=True)
 class Filters:
-    """What to keep; every list is OR'd, the lists are AND'ed; all run in the kernel."""
+    """What to keep; every list is OR'd, the lists are AND'ed; all run in the kernel but
+    a filter on an exec's argv (codegen.filters)."""
 
     comm: tuple[str, ...] = ()
     uid: tuple[int, ...] = ()
+    euid: tuple[int, ...] = ()  # the effective uid at return: after an exec, the program's
     pid: tuple[int, ...] = ()
     ppid: tuple[int, ...] = ()
     failed: bool = False

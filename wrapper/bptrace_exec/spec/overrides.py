@@ -27,7 +27,7 @@ from bptrace_exec.spec.parse import (
 from bptrace_exec.spec.tracepoint import FieldLookup, syscall_fields
 from bptrace_exec.spec.yamlcheck import COMMAND_LINE, dump, integer
 
-BASE_FILTERS = ("comm", "uid", "pid", "ppid")
+BASE_FILTERS = ("comm", "uid", "euid", "pid", "ppid")
 
 
 def adhoc_profile(syscalls: list[str], args: list[str], *, result: str | None = None,
@@ -70,10 +70,13 @@ def apply_columns(profile: Profile, text: str) -> Profile:
 
 def apply_where(profile: Profile, items: list[str]) -> Profile:
     """--where NAME=VALUE, repeatable: values for one NAME are OR'ed, NAMEs AND'ed; they
-    replace the profile's filter on NAME. NAME is comm, uid, pid, ppid or an argument."""
+    replace the profile's filter on NAME. NAME is comm, uid, euid, pid, ppid or an
+    argument."""
     base: dict[str, list[Any]] = {}
     on_args: dict[str, list[Any]] = {}
-    by_name = {a.name: a for a in profile.args if a.type in types.TYPES}
+    by_name = {a.name: a for a in profile.args}
+    known = ", ".join([*BASE_FILTERS, *(a.name for a in profile.args
+                                        if types.of(a.type).filter_value)])
     for item in items:
         name, sep, value = item.partition("=")
         name, value = name.strip(), value.removeprefix("=").strip()  # NAME=V, NAME == "V"
@@ -85,9 +88,8 @@ def apply_where(profile: Profile, items: list[str]) -> Profile:
         if name in BASE_FILTERS:
             base.setdefault(name, []).append(value if name == "comm" else _number(item, value))
         elif name in by_name:
-            on_args.setdefault(name, []).append(_arg_value(item, by_name[name], value))
+            on_args.setdefault(name, []).append(_arg_value(item, by_name[name], value, known))
         else:
-            known = ", ".join([*BASE_FILTERS, *by_name])
             raise UsageError(f"--where {item!r}: nothing called {name!r} to filter on",
                              hint=f"filter on: {known}")
     checked, _ = validate_overrides(base, {})
@@ -107,10 +109,11 @@ def _number(item: str, value: str) -> int:
         raise UsageError(f"--where {item!r}: {value!r} is not a number") from None
 
 
-def _arg_value(item: str, arg: Arg, value: str) -> Any:
+def _arg_value(item: str, arg: Arg, value: str, known: str) -> Any:
     arg_type = types.of(arg.type)
     if arg_type.filter_value is None:
-        raise UsageError(f"--where {item!r}: {arg.type} arguments cannot be filtered on")
+        raise UsageError(f"--where {item!r}: {arg.name} cannot be filtered on",
+                         hint=f"filter on: {known}")
     raw: Any = value
     if arg_type.read == "int":
         with contextlib.suppress(ValueError):  # else a name: SIGTERM, O_CREAT, AT_FDCWD
@@ -121,7 +124,7 @@ def _arg_value(item: str, arg: Arg, value: str) -> Any:
         raise SpecError("", f"--where {item!r}: {exc}") from None
 
 
-_FILTERS = ("comm", "uid", "pid", "ppid", "failed", "succeeded")
+_FILTERS = ("comm", "uid", "euid", "pid", "ppid", "failed", "succeeded")
 _LIMITS = ("max_args", "argv_bytes")
 _STATS = ("stats", "top", "interval")
 # what a caller may change: these, with checks of their own, and any field of a Profile

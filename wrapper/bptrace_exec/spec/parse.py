@@ -13,7 +13,7 @@ import yaml
 
 from bptrace_exec.errors import SpecError
 from bptrace_exec.limits import PROFILE_BYTES, out_of_memory, too_large
-from bptrace_exec.spec import captures
+from bptrace_exec.spec import captures, types
 from bptrace_exec.spec.model import (
     EXEC_SYSCALLS,
     PROCESS_EXIT,
@@ -147,6 +147,10 @@ def check_combination(profile: Profile, where: str) -> Profile:
     if profile.filters.failed and profile.filters.succeeded:
         raise SpecError(where, "filters `failed` and `succeeded` are both true: nothing "
                         "would be kept", hint="keep one of them, or neither for every call")
+    if profile.kind.kernel_counts and profile.stats.enabled and argv_patterns(profile):
+        raise SpecError(where, "a filter on argv runs in bptrace-exec, and an exec profile's "
+                        "stats are counted in the kernel", hint="report on the filtered "
+                        "events instead: --json -o FILE, then --stats --from FILE")
     if profile.kind.new_image and profile.context.container and profile.filters.failed:
         raise SpecError(where, "an execve profile cannot show container context of failed "
                         "execs only: with both, the program does not fit bpftrace 0.17's "
@@ -155,13 +159,22 @@ def check_combination(profile: Profile, where: str) -> Profile:
     return profile
 
 
+def argv_patterns(profile: Profile) -> tuple[str, ...]:
+    """The globs of a filter on argv, which runs in user space: an exec is kept when one
+    of its arguments matches one of them."""
+    return tuple(v for name, values in profile.filters.args
+                 if (a := profile.arg(name)) and types.of(a.type).read == "argv"
+                 for v in values)
+
+
 def profile_to_dict(profile: Profile) -> dict[str, Any]:
     """The profile as YAML would say it (plus its name and source), for recordings."""
     f, lim, st = profile.filters, profile.limits, profile.stats
     out: dict[str, Any] = {
         "name": profile.name, "source": profile.source, "version": SCHEMA_VERSION,
         "description": profile.description, "probes": list(profile.probes),
-        "filters": {"comm": list(f.comm), "uid": list(f.uid), "pid": list(f.pid),
+        "filters": {"comm": list(f.comm), "uid": list(f.uid), "euid": list(f.euid),
+                    "pid": list(f.pid),
                     "ppid": list(f.ppid), "failed": f.failed, "succeeded": f.succeeded,
                     "cgroup": list(f.cgroup)},
         "limits": {k: getattr(lim, k) for k in profile.kind.limits},
@@ -173,8 +186,9 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
         "context": {"parents": profile.context.parents,
                     "container": profile.context.container},
     }
-    if not profile.kind.given_args:
+    if f.args:
         out["filters"]["args"] = {name: list(values) for name, values in f.args}
+    if not profile.kind.given_args:
         out["args"] = {a.name: _arg_to_dict(a) for a in profile.args}
     if f.in_container is not None:
         out["filters"]["in_container"] = f.in_container
@@ -235,6 +249,7 @@ def cgroup_path(value: Any, where: str) -> str:
 FILTER_ITEMS: dict[str, Callable[[Any, str], Any]] = {
     "comm": comm_value,
     "uid": integer(0, UID_MAX),
+    "euid": integer(0, UID_MAX),
     "pid": integer(1, PID_MAX),
     "ppid": integer(0, PID_MAX),
 }
@@ -281,7 +296,7 @@ def _filters(node: yaml.Node, source: str, args: tuple[Arg, ...]) -> Filters:
     values["cgroup"] = m.node("cgroup", list_of(cgroup_path, filter_name="filters.cgroup"),
                               default=())
     values["in_container"] = m.value("in_container", boolean, default=None)
-    if any(TYPES.get(a.type) for a in args):
+    if any(types.of(a.type).filter_value for a in args):
         values["args"] = m.node("args", lambda n, s: captures.parse_arg_filters(n, s, args),
                                 default=())
     m.reject_unknown()

@@ -222,6 +222,15 @@ def _str_filter(value: object) -> str:
     return value
 
 
+def _glob_filter(value: object) -> str:
+    """A shell glob (fnmatch) that any one argument must match."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value or "\0" in value:
+        raise FilterValueError("expected a non-empty pattern without NUL bytes")
+    return value
+
+
 @dataclass(frozen=True)
 class ArgType:
     name: str
@@ -274,9 +283,11 @@ TYPES: dict[str, ArgType] = {t.name: t for t in (
 )}
 # An exec's own: the arguments of every exec profile, given by its probes.
 EXEC_TYPES: dict[str, ArgType] = {t.name: t for t in (
+    # filtered on as the caller passed it, in the kernel, at entry
     ArgType("exec_path", "exec_path", "the path an exec was asked to run", _show_bytes,
-            None, 20, title="PROGRAM"),
-    ArgType("argv", "argv", "an exec's argument vector, exact", _show_bytes, None, 0,
+            _str_filter, 20, title="PROGRAM"),
+    # filtered on by a glob any argument matches, in user space
+    ArgType("argv", "argv", "an exec's argument vector, exact", _show_bytes, _glob_filter, 0,
             title="ARGS"),
     # numbers in JSON, as the kernel has them (AT_FDCWD is -100); by name in the table
     ArgType("exec_dirfd", "int", "the directory an execveat's path is relative to",
