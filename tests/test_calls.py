@@ -386,10 +386,11 @@ def test_where_reads_modes_in_octal() -> None:
 def test_exit_stats_from_json_lines_count_non_zero_status_as_failed() -> None:
     from bptrace_exec.output.tally import from_json_events
 
-    lines = [{"event": "call", "syscall": "process_exit", "ret": r, "lifetime_ns": 5}
-             for r in (0, 1, 137)]
-    stats = from_json_events(lines, by=["syscall"])
+    lines = [{"event": "exit", "syscall": "process_exit", "ret": r, "lifetime_ns": 5,
+              "status": r % 128, "signal": "SIGKILL" if r > 128 else "0"} for r in (0, 1, 137)]
+    stats = from_json_events(lines, by=["syscall", "signal"])
     assert stats.failed == 2 and stats.unit == "exits"
+    assert dict(stats.breakdowns["signal"]) == {"0": 2, "SIGKILL": 1}
     from bptrace_exec.output.report import render_report
     assert "Lifetime, start to exit (3 exits)" in render_report(stats, top=3, title="t")
 

@@ -151,8 +151,8 @@ def test_exit_status_signal_and_lifetime(engine: str, tmp_path: Path,
     run = run_tool("exit", "--json", "--parents", "1", "--bpftrace", engine, "--",
                    "bash", "-c", script)
     assert run.returncode == 0, run.stderr
-    exits = [r for r in run.records if r.get("event") == "call"]
-    statuses = sorted((e["args"]["status"], e["args"]["signal"], e["ret"]) for e in exits)
+    exits = [r for r in run.records if r.get("event") == "exit"]
+    statuses = sorted((e["status"], e["signal"], e["ret"]) for e in exits)
     # sleep 0.3, sh -c 'exit 5', the killed child, and bash itself
     assert statuses == [(0, "0", 0), (0, "0", 0), (0, "SIGKILL", 137), (5, "0", 5)], exits
     sleeper = [e for e in exits if e["comm"] == "sleep" and e["ret"] == 0][0]
@@ -161,8 +161,8 @@ def test_exit_status_signal_and_lifetime(engine: str, tmp_path: Path,
     assert all(e["parents"][0]["pid"] == bash["pid"] for e in exits if e is not bash)
     killed = run_tool("exit", "--failed", "--where", "signal=SIGKILL", "--json",
                       "--bpftrace", engine, "--", "bash", "-c", script)
-    assert [(e["args"]["signal"], e["ret"]) for e in killed.records
-            if e.get("event") == "call"] == [("SIGKILL", 137)]
+    assert [(e["signal"], e["ret"]) for e in killed.records
+            if e.get("event") == "exit"] == [("SIGKILL", 137)]
 
 
 @pytest.mark.parametrize("profile", ["openat", "connect", "clone", "kill", "exit"])

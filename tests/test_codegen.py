@@ -10,7 +10,14 @@ import pytest
 
 from bptrace_exec.codegen import generate
 from bptrace_exec.codegen.btlang import comment_text, int_literal, string_literal
-from bptrace_exec.spec import Filters, Profile, StatsSpec, parse_profile, with_overrides
+from bptrace_exec.spec import (
+    Filters,
+    Profile,
+    StatsSpec,
+    load_profile,
+    parse_profile,
+    with_overrides,
+)
 
 GOLDEN = Path(__file__).parent / "golden"
 BASE = parse_profile("version: 1\ndescription: Trace every execve and execveat on the host.\n",
@@ -35,6 +42,7 @@ CASES = {
         enabled=True, by=("euid", "tty", "errno"))), False),
     "filters-filename-euid": (dataclasses.replace(BASE, filters=Filters(
         euid=(0,), args=(("filename", ("/usr/bin/make", "/usr/local/*")),))), False),
+    "process-follow": (load_profile("process"), True),
     "succeeded-only": (dataclasses.replace(BASE, filters=Filters(succeeded=True)), False),
     "stats-light": (dataclasses.replace(BASE, filters=Filters(succeeded=True), stats=StatsSpec(
         enabled=True, by=("program", "uid", "ppid", "cgroup"), latency=False)), False),

@@ -16,7 +16,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from conftest import json_records, started, tool_command, wait_until
+from conftest import json_records, run_tool, started, tool_command, wait_until
 
 pytestmark = pytest.mark.root
 
@@ -136,7 +136,7 @@ def test_an_exit_names_the_image_its_process_last_ran(engine: str, tmp_path: Pat
         def mine(path: Path, event: str) -> list[dict[str, object]]:
             return [e for e in json_records(path.read_text()) if e.get("event") == event
                     and (e.get("pid") == shell.pid or e.get("ppid") == shell.pid)]
-        exits = wait_until(lambda: len(found := mine(exits_out, "call")) == 3 and found,
+        exits = wait_until(lambda: len(found := mine(exits_out, "exit")) == 3 and found,
                            "the ends of the shell and its two children")
         execs = wait_until(lambda: len(found := mine(execs_out, "exec")) >= 3 and found,
                            "the shell's and its children's execs")
@@ -147,7 +147,7 @@ def test_an_exit_names_the_image_its_process_last_ran(engine: str, tmp_path: Pat
     last_image = {e["pid"]: e["exec_id"] for e in execs if e["ret"] == 0}
     assert {e["pid"]: e["exec_id"] for e in exits} == last_image
     [shell_exit] = [e for e in exits if e["pid"] == shell.pid]
-    assert shell_exit["args"]["status"] == 3  # type: ignore[index]
+    assert shell_exit["status"] == 3
 
 
 def test_counts_by_effective_user_and_terminal_agree_everywhere(
@@ -194,3 +194,42 @@ def test_counts_by_effective_user_and_terminal_agree_everywhere(
     pts = tty.removeprefix("/dev/")
     assert pts in counts[0]["tty"] and sum(counts[0]["tty"].values()) == sum(
         counts[0]["euid"].values())
+
+
+def test_execs_and_exits_in_one_stream(engine: str, tmp_path: Path, markers: Path,
+                                       nothing_left_running: None) -> None:
+    """The process profile (execve --exits): each process's end carries its status as
+    waitpid gave it, and the exec id of the last program it ran; replayed as a table,
+    the ends are marked."""
+    marker = markers / "marker"
+    shutil.copy("/bin/true", marker)
+    rec = tmp_path / "run.rec"
+    script = f"{marker} 1; {marker} 2; sleep 30 & kill -KILL $!; wait; exit 3"
+    run = run_tool("process", "--json", "--record", str(rec), "--bpftrace", engine, "--",
+                   "sh", "-c", script)
+    assert run.returncode == 3, run.stderr  # the command's status, as waitpid gave it
+    execs = [e for e in run.records if e["event"] == "exec"]
+    exits = [e for e in run.records if e["event"] == "exit"]
+    last_image = {e["pid"]: e["exec_id"] for e in execs if e["ret"] == 0}
+    shell = next(e for e in execs if e["argv"][:2] == ["sh", "-c"])
+    by_pid = {e["pid"]: e for e in exits}
+    assert (by_pid[shell["pid"]]["status"], by_pid[shell["pid"]]["ret"]) == (3, 3)
+    markers_run = [e for e in execs if e["filename"] == str(marker)]
+    assert len(markers_run) == 2
+    for e in markers_run:
+        assert (by_pid[e["pid"]]["status"], by_pid[e["pid"]]["signal"]) == (0, "0")
+        assert by_pid[e["pid"]]["exec_id"] == e["exec_id"]
+        assert e["parent_exec_id"] == shell["exec_id"]
+    # killed as sleep, or before: a forked shell that never exec'd has its parent's count
+    [killed] = [e for e in exits if e["signal"] == "SIGKILL"]
+    assert killed["ret"] == 137 and killed["parent_exec_id"] == shell["exec_id"]
+    assert killed["exec_id"] == last_image.get(killed["pid"], ":".join(
+        [*str(killed["exec_id"]).split(":")[:3], str(shell["exec_id"]).split(":")[3]]))
+    assert all(by_pid[pid]["exec_id"] == image for pid, image in last_image.items())
+    assert all(e["lifetime_ns"] > 0 and "filename" not in e for e in exits)
+    end = run.end()
+    assert (end["execs"], end["exits"]) == (len(execs), len(exits))
+    assert end["missing_events"] == 0 and end["kernel_events"] == len(execs) + len(exits)
+    table = subprocess.run(tool_command("--replay", str(rec)), capture_output=True,
+                           text=True, check=True, timeout=60).stdout
+    assert "[exit 3]" in table and "[killed by SIGKILL]" in table

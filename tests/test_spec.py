@@ -320,3 +320,23 @@ def test_filters_on_what_an_exec_runs() -> None:
     with pytest.raises(UsageError, match="one-liner cannot have it"):
         oneliner(where)
     assert "euid.val == 0" in oneliner(apply_where(parse("version: 1\n"), ["euid=0"]))
+
+
+def test_exits_in_an_exec_profile() -> None:
+    process = load_profile("process")
+    assert process.exits and process.calls == ("execve", "execveat")
+    assert [a.name for a in process.args][-3:] == ["status", "signal", "core"]
+    execve = load_profile("execve")
+    with_exits = with_overrides(execve, exits=True)
+    assert (with_exits.probes, with_exits.args) == (process.probes, process.args)
+    # listed first or last, the ends of processes come last
+    assert parse("version: 1\nprobes: [process_exit, execve]\n").probes == (
+        "execve", "process_exit")
+    with pytest.raises(SpecError, match="process_exit is traced alone, or with execve"):
+        parse("version: 1\nprobes: [openat, process_exit]\n")
+    with pytest.raises(UsageError, match="--exits is for exec profiles"):
+        with_overrides(load_profile("openat"), exits=True)
+    with pytest.raises(SpecError, match="not the ends of processes"):
+        with_overrides(execve, exits=True, stats=True)
+    with pytest.raises(UsageError, match="not both"):
+        oneliner(process)

@@ -88,6 +88,7 @@ examples:
   bptrace-exec --replay run.rec --json   # render a recording again, as JSON lines
   bptrace-exec ./my-profile.yaml         # a profile of your own
   bptrace-exec -- make -j2               # run make, trace it and its descendants
+  bptrace-exec process -- make -j2       # its execs and how each process ended
   bptrace-exec openat --where path='/etc/*'   # files opened under /etc
   bptrace-exec connect --json            # outgoing connections, as JSON lines
   bptrace-exec kill --where signal=SIGKILL   # who sends SIGKILL to whom
@@ -173,6 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--on-host", dest="in_container", action="store_false",
                        help="only callers in the host's pid namespace")
     c = p.add_argument_group("process context")
+    c.add_argument("--exits", action="store_true",
+                   help="with an exec profile: the end of every process too, in the same "
+                        "stream (its status or signal, its lifetime, the exec_id of the last "
+                        "program it ran)")
     c.add_argument("--parents", type=int, metavar="N",
                    help="show N ancestors of each caller, pid and comm, nearest first (0-16)")
     c.add_argument("--context", dest="show_context", action="store_true", default=None,
@@ -341,6 +346,7 @@ def _changes(args: argparse.Namespace, cgroups: list[str] | None = None) -> dict
         comm=args.comm, uid=args.uid, pid=args.pid, ppid=args.ppid, failed=args.failed,
         succeeded=args.succeeded, cgroup=cgroups or None, in_container=args.in_container,
         parents=args.parents, context=args.show_context, columns=args.columns,
+        exits=args.exits or None,
         max_args=args.max_args, argv_bytes=args.argv_bytes,
         stats=True if args.stats or args.from_file or args.export or args.serve else None,
         top=args.top, interval=args.interval,
@@ -741,16 +747,19 @@ def _say_summary(s: Summary, host: str | None, json_out: Output | None,
                  hooks: api.Hooks) -> None:
     """The run's summary at its end; also when its bpftrace died while tracing (what it
     traced, and what is unknown), not when it was refused before tracing."""
-    unit = s.unit
+    # with the ends of processes in the stream, the accounting is of both: "events"
+    unit = s.unit if s.exits is None else "events"
+    shown = {s.unit: s.events} if s.exits is None else {s.unit: s.events - s.exits,
+                                                        "exits": s.exits}
     if json_out is not None:
         json_out.write(json_line({"event": "end", "time": iso_time(time.time_ns()),
-                                  **_host(host), unit: s.events,
-                                  f"dropped_{unit}": s.dropped,
+                                  **_host(host), **shown, f"dropped_{unit}": s.dropped,
                                   f"kernel_{unit}": s.kernel_total,
                                   f"missing_{unit}": s.missing, "lost_events": s.lost_records,
                                   f"incomplete_{unit}": s.incomplete,
                                   f"partial_{unit}": s.unfinished}))
-    text = f"{s.events} {unit} traced in {s.elapsed_s:.1f} s"
+    text = " and ".join(f"{n} {name}" for name, n in shown.items()) + \
+        f" traced in {s.elapsed_s:.1f} s"
     if s.dropped:
         text += f" ({s.dropped} more not matching the filter on argv)"
     if s.missing is None:

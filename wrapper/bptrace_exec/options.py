@@ -53,6 +53,8 @@ RULES: dict[str, tuple[Rule, str] | tuple[Rule, str, str]] = {
         "comm", "uid", "pid", "ppid", "failed", "succeeded", "where", "cgroup", "container",
         "in_container")},
     "parents": (ROW_READS, "ancestors are read for rows, when tracing"),
+    "exits": (ROW_READS, "the ends of processes are traced for rows (the exit profile "
+              "counts them)"),
     "show_context": (ROW_READS, "the context is read for rows, when tracing"),
     "profile": (lambda m: not m.replay, "a recording replays the profile it was made with"),
     "syscall": (lambda m: not m.replay, "a recording replays the profile it was made with"),

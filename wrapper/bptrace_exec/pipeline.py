@@ -23,7 +23,7 @@ from bptrace_exec.records import LEGACY_TOTAL_MAPS, SNAPSHOT_END, TOTAL_MAP
 from bptrace_exec.run.cgroups import CgroupPaths
 from bptrace_exec.run.engine import Engine
 from bptrace_exec.run.recording import Recorder
-from bptrace_exec.spec.model import Profile
+from bptrace_exec.spec.model import PROCESS_EXIT, Profile
 from bptrace_exec.spec.parse import argv_patterns
 
 SNAPSHOT_RECORD = SNAPSHOT_END.encode()
@@ -59,6 +59,7 @@ class Summary:
     unit: str  # execs, calls or exits
     events: int = 0
     dropped: int = 0  # events a filter that runs here did not keep (argv)
+    exits: int | None = None  # of the events, ends of processes (None: not traced)
     kernel_total: int | None = None  # the calls the program reported, printed at exit
     lost_records: int = 0  # records bpftrace said it lost (its buffer was full)
     incomplete: int = 0  # events shown with records missing
@@ -85,6 +86,7 @@ class Summary:
         return Summary(
             unit=self.unit, events=self.events + later.events,
             dropped=self.dropped + later.dropped,
+            exits=None if self.exits is None else self.exits + (later.exits or 0),
             kernel_total=(self.kernel_total or 0) + (later.kernel_total or 0) if both
             else None,
             lost_records=self.lost_records + later.lost_records,
@@ -97,7 +99,8 @@ class Summary:
 
 def argv_filter(patterns: tuple[str, ...]) -> Callable[[Event], bool] | None:
     """Whether an exec has an argument that matches one of the shell globs (fnmatch, case
-    and bytes exact); None for no patterns. An incomplete exec's partial argv is tried."""
+    and bytes exact); None for no patterns. An incomplete exec's partial argv is tried;
+    the end of a process (no argv) is kept."""
     if not patterns:
         return None
     # fnmatch translates text: each byte as the latin-1 character of its value, and back
@@ -107,7 +110,8 @@ def argv_filter(patterns: tuple[str, ...]) -> Callable[[Event], bool] | None:
 
     def match(event: Event) -> bool:
         argv = event.values.get("argv")
-        return isinstance(argv, tuple) and any(c.match(a) for c in compiled for a in argv)
+        return argv is None or isinstance(argv, tuple) and any(
+            c.match(a) for c in compiled for a in argv)
     return match
 
 
@@ -124,7 +128,7 @@ class Run:
         self.on_snapshot, self.on_tick = on_snapshot, on_tick
         self.assembler = Assembler(profile, wall_offset_ns=source.wall_offset_ns,
                                    version=source.version, boot_id=source.boot_id)
-        self.summary = Summary(profile.kind.unit)
+        self.summary = Summary(profile.kind.unit, exits=0 if profile.exits else None)
         self.maps: dict[str, object] = {}  # a stats program's maps, as last printed
         self.ready = False
         self.attached = 0  # probes bpftrace attached
@@ -206,6 +210,8 @@ class Run:
                 event.context = dataclasses.replace(
                     event.context, path=self.cgroup_paths.path(event.context.cgroup_id))
             self.summary.events += 1
+            if event.syscall == PROCESS_EXIT and self.summary.exits is not None:
+                self.summary.exits += 1
             yield event
 
     def _account(self) -> None:

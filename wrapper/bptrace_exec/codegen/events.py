@@ -47,7 +47,7 @@ from bptrace_exec.codegen.program import (
 )
 from bptrace_exec.codegen.readers import Slot, word
 from bptrace_exec.records import CALL, DROP, EXEC, KILLED_RET, TOTAL_MAP
-from bptrace_exec.spec.model import Profile
+from bptrace_exec.spec.model import PROCESS_EXIT, Profile
 
 SCRATCH = "call"
 COMM_MAP = "comm"
@@ -69,11 +69,15 @@ def generate_events(profile: Profile, version: str | None, follow: bool) -> str:
         body = [process_exit_probe(profile, follow)]
         maps.remove(SCRATCH)
     else:
-        body = [*(entry_probe(profile, i, follow) for i in range(len(profile.probes))),
+        body = [*(entry_probe(profile, i, follow) for i, p in enumerate(profile.probes)
+                  if p != PROCESS_EXIT),
                 *([image_probe(profile), *script_probe(profile), *image_context_probe(profile)]
                   if execs else []),
                 *return_probes(profile),
-                thread_exit_probe(execs, follow, readers.shows_images(profile))]
+                # with exits, that probe forgets a followed thread, once it is reported
+                thread_exit_probe(execs, follow and not profile.exits,
+                                  readers.shows_images(profile)),
+                *([process_exit_probe(profile, follow)] if profile.exits else [])]
     sections = [_header(profile, version, follow), begin(follow),
                 follow_probe() if follow else "", *body, stop_probes(), end(maps)]
     return "\n".join(s for s in sections if s)
@@ -106,7 +110,7 @@ def _words(profile: Profile, name: str, time: str) -> list[str]:
 def entry_tuple(profile: Profile, name: str, time: str = "$id") -> str:
     """The entry's tuple: one map for every probe, so each padded to the widest (bpftrace
     wants one type)."""
-    width = max(len(_words(profile, p, time)) for p in profile.probes)
+    width = max(len(_words(profile, p, time)) for p in profile.calls)
     words = _words(profile, name, time)
     return f"({', '.join(words + ['(uint64)0'] * (width - len(words)))})"
 
@@ -182,7 +186,7 @@ def return_probes(profile: Profile) -> list[str]:
     results = ("success", "failure") if profile.kind.new_image else ("any",)
     bodies: dict[tuple[str, str], list[str]] = {}
     for result in results:
-        for name in profile.probes:
+        for name in profile.calls:
             bodies.setdefault((result, _return_body(profile, name, result)), []).append(name)
     return [_return_probe(names, result, body) for (result, body), names in bodies.items()]
 
@@ -283,13 +287,13 @@ def process_exit_probe(profile: Profile, follow: bool) -> str:
     """One record per process that ends: RET is its shell-style status (128 + signal when
     killed), the latency its lifetime. It runs for every thread exit: the filters and
     the "last thread" test decide inside, so that a followed thread is always forgotten."""
-    slots = _slots(profile, profile.probes[0])
+    slots = _slots(profile, PROCESS_EXIT)
     conditions = [*predicate(profile.filters, follow, not_self=True),
                   "curtask->signal->live.counter == 0",  # decremented before this tracepoint
                   f"!{STOP}"]
     if test := result_test(profile.filters, EXIT_FAILED, EXIT_SUCCEEDED):
         conditions.append(test)
-    conditions += arg_conditions(profile, profile.probes[0], slots) + euid_test(profile.filters)
+    conditions += arg_conditions(profile, PROCESS_EXIT, slots) + euid_test(profile.filters)
     unfollow = "  if (@follow[$key]) { delete(@follow[$key]); }\n" if follow else ""
     return probe(
         ["tracepoint:sched:sched_process_exit"], [],
@@ -300,7 +304,7 @@ def process_exit_probe(profile: Profile, follow: bool) -> str:
         "    $ret = (int64)(($code >> 8) & 0xff);\n"
         "    if ($code & 0x7f) { $ret = (int64)(128 + ($code & 0x7f)); }\n"
         + who_record(4) + context_records(profile)
-        + _closing([f"$a{s.number}" for s in slots], "0",
+        + _closing([f"$a{s.number}" for s in slots], str(profile.probes.index(PROCESS_EXIT)),
                    "nsecs - curtask->group_leader->start_time", ret="$ret")
         + "  }\n" + unfollow,
         "The last thread of a process ends: the process's exit.")

@@ -45,6 +45,9 @@ def oneliner(profile: Profile, bpftrace: str = "bpftrace") -> str:
         raise UsageError("a filter on argv runs in bptrace-exec, not in bpftrace: a "
                          "one-liner cannot have it", hint="filter on filename instead, "
                          "or run bptrace-exec itself")
+    if profile.exits:
+        raise UsageError("a one-liner traces execs or the ends of processes, not both",
+                         hint="one for each: --emit oneliner of execve, and of exit")
     if profile.kind.attach == "process_end":
         program = exit_text_program(profile)
     elif not profile.kind.new_image:

@@ -62,7 +62,7 @@ def _base(profile: Profile) -> dict[str, Column]:
         Column("ppid", "PPID", 7, True, lambda e: str(e.ppid)),
         Column("uid", "UID", 5, True, lambda e: str(e.uid)),
         Column("comm", "COMM", 15, False, lambda e: safe_text(e.comm)),
-        Column("syscall", "SYSCALL", 10, False, lambda e: e.syscall),
+        Column("syscall", "SYSCALL", 12, False, lambda e: e.syscall),  # process_exit
         Column("result", "RET", 12, False, result_cell(profile.result)),
         Column("latency", latency, 8, True, lambda e: f"{e.latency_ns / 1e6:.3f}"),
         Column("container", "CONTAINER", 12, False, _context(ProcContext.short)),

@@ -14,7 +14,8 @@ from bptrace_exec.event import KILLED, Event, Identity
 from bptrace_exec.output.columns import LOST, UNREADABLE, columns_for, privilege
 from bptrace_exec.output.text import decode_text, iso_time
 from bptrace_exec.spec import types
-from bptrace_exec.spec.model import Arg, Profile
+from bptrace_exec.spec.captures import carried
+from bptrace_exec.spec.model import Arg, ProbeKind, Profile, kind_of
 
 RED, PLAIN = "\x1b[31m", "\x1b[0m"
 CUT_MARK = "\u2026"  # a row cut to the terminal's width
@@ -37,9 +38,7 @@ class Renderer:
         self.host = {"host": host} if host else {}  # a field of every JSON line
         self.terminal = terminal
         self.columns = columns_for(profile)
-        self.kind = profile.kind
-        self.latency_key = f"{profile.kind.latency}_ns"
-        self.args = [(a.name, _cut_key(a), _json_form(a)) for a in profile.args]
+        self.shapes = {p: _Shape.of(profile, p) for p in profile.probes}
 
     def header(self) -> str:
         return self._line([c.title for c in self.columns], failed=False)
@@ -55,7 +54,10 @@ class Renderer:
             cells[-1] += f" [tried {tried}]"
         if raised := privilege(event):
             cells[-1] += f" [{raised}]"
-        return self._line(cells, failed=event.killed or self.kind.failed(event.ret))
+        kind = self.shapes[event.syscall].kind
+        if self.profile.exits and kind.attach == "process_end":
+            cells[-1] += f" [{ended(event)}]"
+        return self._line(cells, failed=event.killed or kind.failed(event.ret))
 
     def _line(self, cells: list[str], *, failed: bool) -> str:
         out = []
@@ -74,39 +76,36 @@ class Renderer:
         return line
 
     @functools.cached_property
-    def _pointer(self) -> str:
-        """Where the event's arguments are in its JSON object."""
-        return "/" if self.kind.args_at_top else "/args/"
-
-    @functools.cached_property
     def _result(self) -> int | None:
         """The place of the RET column, if shown."""
         return next((i for i, c in enumerate(self.columns) if c.name == "result"), None)
 
     def to_dict(self, e: Event) -> dict[str, object]:
+        shape = self.shapes[e.syscall]
         out: dict[str, object] = {
-            "event": self.kind.event, "time": iso_time(e.time_ns), **self.host,
+            "event": shape.kind.event, "time": iso_time(e.time_ns), **self.host,
             "syscall": e.syscall,
             "pid": e.pid, "ppid": e.ppid, "uid": e.uid, **_who(e.who), "tid": e.tid,
             "comm": e.comm.decode("utf-8", "surrogateescape")}
         values, cut = e.values, e.truncated
-        if self.kind.args_at_top:  # an exec's: fields of their own
-            for name, cut_key, form in self.args:
+        if shape.kind.args_at_top:  # an exec's: fields of their own
+            for name, cut_key, form in shape.args:
                 value = values[name]
                 out[name] = None if value is None else form(value)
                 if cut_key:
                     out[cut_key] = name in cut
         else:
             out["args"] = {name: None if values[name] is None else form(values[name])
-                           for name, _, form in self.args}
-            out["truncated"] = [name for name, _, _ in self.args if name in cut]
+                           for name, _, form in shape.args}
+            out["truncated"] = [name for name, _, _ in shape.args if name in cut]
         out["ret"] = None if e.killed else e.ret  # it returned nothing anyone saw
         out["errno"] = e.errno
         out[KILLED] = e.killed
-        out[self.latency_key] = e.latency_ns
+        out[shape.latency_key] = e.latency_ns
         out["incomplete"] = e.incomplete
         # JSON Pointers, as b64's are: the strings shown as "" that could not be read
-        out["unreadable"] = [self._pointer + where for where in e.unreadable]
+        pointer = "/" if shape.kind.args_at_top else "/args/"
+        out["unreadable"] = [pointer + where for where in e.unreadable]
         out["exec_id"] = e.who.exec_id if e.who else None
         out["parent_exec_id"] = e.who.parent_exec_id if e.who else None
         if self.profile.context.parents:
@@ -114,6 +113,30 @@ class Renderer:
         if e.context:
             out["context"] = e.context.to_dict()
         return out
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """How the events of one probe are written: its kind, and its arguments with the
+    field saying each was cut and its JSON form."""
+
+    kind: ProbeKind
+    args: list[tuple[str, str, Callable[[Any], object]]]
+    latency_key: str
+
+    @classmethod
+    def of(cls, profile: Profile, probe: str) -> _Shape:
+        kind = kind_of(probe)
+        return cls(kind, [(a.name, _cut_key(a), _json_form(a)) for a in profile.args
+                          if carried(a, probe)], f"{kind.latency}_ns")
+
+
+def ended(e: Event) -> str:
+    """How a process ended, for its row: "exit 3", "killed by SIGKILL"."""
+    signal, status = e.values.get("signal"), e.values.get("status")
+    if isinstance(signal, int) and signal:
+        return f"killed by {types.signal_name(signal)}"
+    return f"exit {status if isinstance(status, int) else '?'}"
 
 
 WHO_FIELDS = ("gid", "euid", "egid", "loginuid", "sessionid", "tty")

@@ -14,9 +14,12 @@ from bptrace_exec.event import KILLED, Event, ProcContext, errno_name, tty_name
 from bptrace_exec.output.text import decode_text
 from bptrace_exec.parse.decode import restore_bytes
 from bptrace_exec.spec import types
+from bptrace_exec.spec.captures import EXIT_ARGS
 from bptrace_exec.spec.model import KINDS, Profile, kind_of
 
 NO_TTY = "(none)"  # the key of callers with no controlling terminal
+# the arguments JSON lines hold as fields of their own (an exec's, an exit's)
+TOP_LEVEL_ARGS = (*(g.name for g in KINDS["exec"].given_args), *(n for n, _ in EXIT_ARGS))
 
 
 @dataclass(frozen=True)
@@ -303,6 +306,8 @@ def from_json_events(events: Iterable[Mapping[str, object]], *, by: Iterable[str
                 else kind_of(str(e.get("syscall", ""))))
         if tally is None:
             tally = Tally(by, kind.unit)
+        elif kind.unit != tally.unit:  # the ends of processes among execs: not counted
+            continue
         killed = e.get(KILLED) is True  # then "ret" is null
         failed = killed or kind.failed(int(e.get("ret", 0)))  # type: ignore[call-overload]
         values = {"comm": e.get("comm"), "uid": e.get("uid"), "ppid": e.get("ppid"),
@@ -313,8 +318,8 @@ def from_json_events(events: Iterable[Mapping[str, object]], *, by: Iterable[str
         if isinstance(context, dict):  # recorded with --context
             values["cgroup"] = context.get("cgroup_path") or context.get("cgroup") or "/"
         args = e.get("args")
-        if not isinstance(args, dict):  # an exec's arguments are fields of their own
-            args = {k: e.get(k) for k in ("filename", "argv") if k in e}
+        if not isinstance(args, dict):  # an exec's or an exit's: fields of their own
+            args = {k: e.get(k) for k in TOP_LEVEL_ARGS if k in e}
         values.update({k: _json_key(v) for k, v in args.items()})
         values.update({alias: values.get(name) for alias, name in kind.aliases.items()})
         latency = e.get(f"{kind.latency}_ns", 0)

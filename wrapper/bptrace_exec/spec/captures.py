@@ -55,6 +55,16 @@ RESERVED = frozenset(BASE_COLUMNS + BASE_BREAKDOWNS + WHO_COLUMNS + PARENT_COLUM
 PROCESS_EXIT_FIELDS = (Field("status", "int"), Field("signal", "int"), Field("core", "int"))
 
 
+# The end of a process in an exec profile's stream: what it says, as the exit profile's
+# arguments of the same names.
+EXIT_ARGS = (("status", "int"), ("signal", "signal"), ("core", "int"))
+
+
+def exit_args() -> tuple[Arg, ...]:
+    return tuple(Arg(name, arg_type, (ArgSource(PROCESS_EXIT, name),))
+                 for name, arg_type in EXIT_ARGS)
+
+
 def given_args(kind: ProbeKind, probes: tuple[str, ...]) -> tuple[Arg, ...]:
     """A kind's arguments when it has no choice of them (an exec: filename, argv, and
     execveat's dirfd and flags), those that none of the probes has left out. A number
@@ -94,8 +104,9 @@ def as_recorded(profile: Profile, version: int) -> Profile:
 
 
 def carried(arg: Arg, probe: str) -> bool:
-    """Whether a probe's records carry the argument: it has it, or it is padded."""
-    return arg.padded or arg.source(probe) is not None
+    """Whether a probe's records carry the argument: it has it, or it is padded (among
+    the syscalls: the end of a process carries its own only)."""
+    return arg.source(probe) is not None or (arg.padded and probe != PROCESS_EXIT)
 
 
 def fields_of(probe: str, lookup: FieldLookup) -> tuple[Field, ...] | None | tuple[str]:

@@ -70,9 +70,9 @@ KINDS = {k.name: k for k in (
     ProbeKind("syscall", "calls", "call", "latency", 128, fails_on_nonzero=False,
               kernel_counts=False, attach="syscall", new_image=False, given_args=(),
               args_at_top=False, limits=("string_bytes",), columns=_CALL_COLUMNS),
-    ProbeKind(PROCESS_EXIT, "exits", "call", "lifetime", 128, fails_on_nonzero=True,
+    ProbeKind(PROCESS_EXIT, "exits", "exit", "lifetime", 128, fails_on_nonzero=True,
               kernel_counts=False, attach="process_end", new_image=False, given_args=(),
-              args_at_top=False, limits=(), columns=_CALL_COLUMNS),
+              args_at_top=True, limits=(), columns=_CALL_COLUMNS),
 )}
 
 
@@ -170,7 +170,19 @@ class Profile:
 
     @property
     def kind(self) -> ProbeKind:
+        """What the profile traces: its first probe's kind (an exec profile may trace the
+        ends of processes too, `exits`)."""
         return kind_of(self.probes[0])
+
+    @property
+    def calls(self) -> tuple[str, ...]:
+        """The syscalls traced: the probes but the end of a process."""
+        return tuple(p for p in self.probes if p != PROCESS_EXIT)
+
+    @property
+    def exits(self) -> bool:
+        """Whether an exec profile traces the ends of processes too, in the same stream."""
+        return self.kind.new_image and PROCESS_EXIT in self.probes
 
     def arg(self, name: str) -> Arg | None:
         return next((a for a in self.args if a.name == name), None)

@@ -14,7 +14,7 @@ from typing import Any
 from bptrace_exec.errors import SpecError, UsageError
 from bptrace_exec.limits import FILTER_VALUES, check
 from bptrace_exec.spec import captures, types
-from bptrace_exec.spec.model import Arg, Profile
+from bptrace_exec.spec.model import PROCESS_EXIT, Arg, Profile
 from bptrace_exec.spec.parse import (
     FILTER_ITEMS,
     LIMIT_RANGES,
@@ -23,6 +23,8 @@ from bptrace_exec.spec.parse import (
     cgroup_path,
     check_combination,
     parse_profile,
+    profile_from_dict,
+    profile_to_dict,
 )
 from bptrace_exec.spec.tracepoint import FieldLookup, syscall_fields
 from bptrace_exec.spec.yamlcheck import COMMAND_LINE, dump, integer
@@ -128,7 +130,7 @@ _FILTERS = ("comm", "uid", "euid", "pid", "ppid", "failed", "succeeded")
 _LIMITS = ("max_args", "argv_bytes")
 _STATS = ("stats", "top", "interval")
 # what a caller may change: these, with checks of their own, and any field of a Profile
-OPTIONS = frozenset((*_FILTERS, *_LIMITS, *_STATS, "cgroup", "in_container", "parents",
+OPTIONS = frozenset((*_FILTERS, *_LIMITS, *_STATS, "cgroup", "in_container", "parents", "exits",
                      *(f.name for f in dataclasses.fields(Profile))))
 
 
@@ -139,6 +141,8 @@ def with_overrides(profile: Profile, **changes: Any) -> Profile:
         raise UsageError(f"no such option: {', '.join(unknown)}",
                          hint="options are the command line's, with _ for -: comm, failed, "
                               "parents, context, stats, ... (help(bptrace_exec.trace))")
+    if changes.pop("exits", None):
+        profile = with_exits(profile)
     columns = changes.pop("columns", None)  # "a,b" as --columns, or names
 
     def take(keys: tuple[str, ...]) -> dict[str, Any]:
@@ -191,6 +195,18 @@ def with_overrides(profile: Profile, **changes: Any) -> Profile:
         stats=dataclasses.replace(profile.stats, **stats),
         **changes,
     ), "command line")
+
+
+def with_exits(profile: Profile) -> Profile:
+    """An exec profile that traces the ends of processes too (--exits)."""
+    if not profile.kind.new_image:
+        raise UsageError("--exits is for exec profiles", hint="the exit profile traces the "
+                         "ends of processes alone: bptrace-exec exit")
+    if profile.exits:
+        return profile
+    data = profile_to_dict(profile)
+    data["probes"].append(PROCESS_EXIT)
+    return profile_from_dict(data)
 
 
 def validate_overrides(filters: dict[str, Any], limits: dict[str, Any]

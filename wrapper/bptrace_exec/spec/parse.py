@@ -95,7 +95,9 @@ def _parsed(text_: str, source: str, name: str, lookup: FieldLookup) -> Profile:
             parsed: tuple[Arg, ...] = top.node(
                 "args", lambda n, s: captures.parse_args(n, s, probes, lookup), default=())
             return parsed
-        given = captures.given_args(kind, probes)
+        given = captures.given_args(kind, tuple(p for p in probes if p != PROCESS_EXIT))
+        if PROCESS_EXIT in probes:  # and what the end of a process says
+            given += captures.exit_args()
         if "args" in top.items:  # an exec's arguments are given by its probes
             top.used.add("args")
             *names, last = (arg.name for arg in given)
@@ -147,6 +149,10 @@ def check_combination(profile: Profile, where: str) -> Profile:
     if profile.filters.failed and profile.filters.succeeded:
         raise SpecError(where, "filters `failed` and `succeeded` are both true: nothing "
                         "would be kept", hint="keep one of them, or neither for every call")
+    if profile.exits and profile.stats.enabled:
+        raise SpecError(where, "an exec profile counts execs in the kernel, not the ends of "
+                        "processes", hint="count exits with the exit profile (bptrace-exec "
+                        "exit --stats); keep execs and exits as events here")
     if profile.kind.kernel_counts and profile.stats.enabled and argv_patterns(profile):
         raise SpecError(where, "a filter on argv runs in bptrace-exec, and an exec profile's "
                         "stats are counted in the kernel", hint="report on the filtered "
@@ -274,16 +280,20 @@ def _probes(node: yaml.Node, source: str, lookup: FieldLookup) -> tuple[str, ...
             captures.check_syscall(name, at(source, item), lookup)
         if name in out:
             raise SpecError(at(source, item), f"probe {name!r} is listed twice")
-        if out and PROCESS_EXIT in (name, out[0]):
-            raise SpecError(at(source, item), f"{PROCESS_EXIT} is traced alone",
-                            hint="trace syscalls in a profile of their own")
-        if out and kind_of(name) != kind_of(out[0]):
+        execs = [*out, name] != [PROCESS_EXIT] and all(
+            p in EXEC_SYSCALLS for p in [*out, name] if p != PROCESS_EXIT)
+        if out and PROCESS_EXIT in (name, *out) and not execs:
+            raise SpecError(at(source, item), f"{PROCESS_EXIT} is traced alone, or with "
+                            f"{' and '.join(EXEC_SYSCALLS)}",
+                            hint="trace other syscalls in a profile of their own")
+        if out and not execs and kind_of(name) != kind_of(out[0]):
             raise SpecError(at(source, item), f"{name} cannot share a profile with "
                             f"{out[0]}", hint=f"{' and '.join(EXEC_SYSCALLS)} have a profile "
                             "of their own (argv from the new image); trace the others in "
                             "another")
         out.append(name)
-    return tuple(out)
+    # an exec profile's kind is its first probe's: the ends of processes come last
+    return tuple(sorted(out, key=lambda p: p == PROCESS_EXIT))
 
 
 def _filters(node: yaml.Node, source: str, args: tuple[Arg, ...]) -> Filters:
