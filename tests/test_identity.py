@@ -179,21 +179,27 @@ def test_counts_by_effective_user_and_terminal_agree_everywhere(
                       "--bpftrace", engine, *workload)
     on_terminal(str(profile), "--stats", "--export", str(kernel), "--bpftrace", engine,
                 *workload)
+    # and by the light program, which counts successful execs as their programs start
+    light_profile, light = tmp_path / "light.yaml", tmp_path / "light.json"
+    light_profile.write_text("version: 1\nfilters: {succeeded: true}\n"
+                             "stats: {by: [euid, tty], latency: false}\n")
+    on_terminal(str(light_profile), "--stats", "--export", str(light), "--bpftrace", engine,
+                *workload)
     replayed, from_json = tmp_path / "r.json", tmp_path / "j.json"
     for args in (("--replay", str(rec)), ("--from", str(events), str(profile))):
         done = subprocess.run(tool_command(*args, "--stats", "--export",
                                            str(replayed if args[0] == "--replay" else from_json)),
                               capture_output=True, check=False, timeout=120)
         assert done.returncode == 0, done.stderr
-    reports = [json.loads(p.read_text())["breakdowns"] for p in (kernel, replayed, from_json)]
+    reports = [json.loads(p.read_text())["breakdowns"]
+               for p in (kernel, replayed, from_json, light)]
     counts = [{name: {r["key"]: r["count"] for r in b[name]["top"]} for name in ("euid", "tty")}
               for b in reports]
-    assert counts[0] == counts[1] == counts[2], counts
+    assert counts[0] == counts[1] == counts[2] == counts[3], counts  # every exec succeeds
     # sh, four setpriv and what they run: nobody's euid only for the three plain ones
     assert counts[0]["euid"]["65534"] == 3 and counts[0]["euid"]["0"] >= 6
-    pts = tty.removeprefix("/dev/")
-    assert pts in counts[0]["tty"] and sum(counts[0]["tty"].values()) == sum(
-        counts[0]["euid"].values())
+    # the command runs on the tool's terminal, and so does everything it starts
+    assert counts[0]["tty"] == {tty.removeprefix("/dev/"): sum(counts[0]["euid"].values())}
 
 
 def test_execs_and_exits_in_one_stream(engine: str, tmp_path: Path, markers: Path,

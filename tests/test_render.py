@@ -8,9 +8,11 @@ import subprocess
 
 import pytest
 
-from bptrace_exec.event import Event, Identity, tty_name
+from bptrace_exec.event import Event, tty_name
 from bptrace_exec.output.render import Renderer
 from bptrace_exec.output.text import exact_strings, iso_time, json_line, safe_text, shell_quote
+from bptrace_exec.parse.join import identity
+from bptrace_exec.records import Who
 from bptrace_exec.spec import parse_profile, with_overrides
 from workloads.exec_driver import HARD_ARGS
 
@@ -133,7 +135,7 @@ def test_terminals_are_named_as_ps_names_them(dev: int, name: str | None) -> Non
 
 def test_identity_fields_and_a_privilege_change_in_the_table() -> None:
     unset = 2**32 - 1
-    who = Identity.of((65534, 0, 0, unset, unset, 136 << 20 | 4, 500, 7, 400, 6),
+    who = identity(Who(65534, 0, 0, unset, unset, 136 << 20 | 4, 500, 7, 400, 6),
                       pid=10, ppid=1, boot="1a2b3c4d")
     setuid = event((b"passwd",), uid=65534, who=who)
     out = RENDER.to_dict(setuid)
@@ -143,7 +145,7 @@ def test_identity_fields_and_a_privilege_change_in_the_table() -> None:
         "sessionid": None, "tty": "pts/4", "exec_id": "1a2b3c4d:10:500:7",
         "parent_exec_id": "1a2b3c4d:1:400:6"}
     assert RENDER.row(setuid).endswith(" [euid 0 egid 0]")
-    plain = event((b"ls",), who=Identity.of((0, 0, 0, 1000, 3, 0, 5, 1, 4, 1), 10, 1, "0"))
+    plain = event((b"ls",), who=identity(Who(0, 0, 0, 1000, 3, 0, 5, 1, 4, 1), 10, 1, "0"))
     assert not RENDER.row(plain).endswith("]")
     assert RENDER.to_dict(plain)["loginuid"] == 1000
     # recorded before identity was read: the fields are there, null

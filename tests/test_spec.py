@@ -315,7 +315,7 @@ def test_filters_on_what_an_exec_runs() -> None:
         apply_where(parse("version: 1\n"), ["dirfd=3"])
     assert "filename, argv" in str(err.value.hint)
     # argv is matched in bptrace-exec: not where the kernel counts, nor in a one-liner
-    with pytest.raises(SpecError, match="stats are counted in the kernel"):
+    with pytest.raises(SpecError, match="are kept in the kernel"):
         parse("version: 1\nfilters: {args: {argv: ['*.c']}}\nstats: {enabled: true}\n")
     with pytest.raises(UsageError, match="one-liner cannot have it"):
         oneliner(where)
@@ -340,3 +340,12 @@ def test_exits_in_an_exec_profile() -> None:
         with_overrides(execve, exits=True, stats=True)
     with pytest.raises(UsageError, match="not both"):
         oneliner(process)
+
+
+def test_arguments_may_share_a_name_with_the_identity() -> None:
+    """setresuid's tracepoint has an argument euid: it is the profile's to name (its
+    column and breakdown are the argument's; JSON keeps it under "args")."""
+    profile = parse_profile("version: 1\nprobes: [setresuid]\nargs: {euid: int}\n"
+                            "columns: [pid, euid]\nstats: {by: [euid]}\n", source="p.yaml",
+                            name="p", lookup=lambda _name: UNKNOWN)
+    assert [a.name for a in profile.args] == ["euid"] and profile.stats.by == ("euid",)

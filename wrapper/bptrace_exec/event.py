@@ -62,8 +62,9 @@ UNSET = 0xFFFFFFFF  # a login uid or session id never set (AUDIT_UID_UNSET)
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """Who the caller is and which process image, read in the kernel at the call; for an
-    exec that succeeded, the new program's (its credentials after a setuid bit)."""
+    """Who the caller is and which process image, read from the task in the kernel as the
+    call returns; for an exec that succeeded, as the new program starts (its credentials
+    after a setuid bit)."""
 
     gid: int
     euid: int
@@ -72,20 +73,7 @@ class Identity:
     sessionid: int | None  # the login session (auditd's ses)
     tty: str | None  # the controlling terminal: "pts/3", "tty1"
     exec_id: str  # the process image: unique on this host, across boots
-    parent_exec_id: str  # the parent process's image
-
-    @classmethod
-    def of(cls, who: tuple[int, ...], pid: int, ppid: int, boot: str) -> Identity:
-        """From a records.Who; `boot`: the host's boot id."""
-        gid, euid, egid, loginuid, sessionid, tty, started, execs, pstarted, pexecs = who
-        return cls(gid, euid, egid, None if loginuid == UNSET else loginuid,
-                   None if sessionid == UNSET else sessionid, tty_name(tty),
-                   f"{boot}:{pid}:{started}:{execs}", f"{boot}:{ppid}:{pstarted}:{pexecs}")
-
-
-def exec_boot(boot_id: str | None) -> str:
-    """The part of an exec_id that names the boot: the boot id's first 8 hex digits."""
-    return (boot_id or "").replace("-", "")[:8] or "0"
+    parent_exec_id: str  # the parent process's image then (reparented: the new parent's)
 
 
 # Terminals' character devices (the kernel's Documentation/admin-guide/devices.txt)

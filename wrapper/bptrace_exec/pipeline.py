@@ -99,8 +99,8 @@ class Summary:
 
 def argv_filter(patterns: tuple[str, ...]) -> Callable[[Event], bool] | None:
     """Whether an exec has an argument that matches one of the shell globs (fnmatch, case
-    and bytes exact); None for no patterns. An incomplete exec's partial argv is tried;
-    the end of a process (no argv) is kept."""
+    and bytes exact); None for no patterns. An exec with records lost is kept (shown
+    incomplete): what was lost may have matched; the end of a process (no argv) too."""
     if not patterns:
         return None
     # fnmatch translates text: each byte as the latin-1 character of its value, and back
@@ -110,7 +110,7 @@ def argv_filter(patterns: tuple[str, ...]) -> Callable[[Event], bool] | None:
 
     def match(event: Event) -> bool:
         argv = event.values.get("argv")
-        return argv is None or isinstance(argv, tuple) and any(
+        return event.incomplete or argv is None or isinstance(argv, tuple) and any(
             c.match(a) for c in compiled for a in argv)
     return match
 

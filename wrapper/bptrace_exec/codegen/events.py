@@ -4,11 +4,11 @@ At entry a probe keeps, in one tuple per thread, the entry time, the probe's ind
 each argument's word (an exec also keeps its caller's name, which the new program's
 replaces, and argv[0], in maps of their own); at return the filters on arguments run,
 the arguments are read (codegen.readers), and the call is printed as its argument and
-context records, then a `call` record that says how many records the call has
-(records.CALL). A successful exec closes with an `exec` record instead, which holds the
-first bytes of its path and argv, so that most are that record alone (records.EXEC);
-what does not fit it is printed when the new image starts (sched_process_exec). The end
-of a process is one probe on sched_process_exit.
+context records (`who` first), then a `call` record that says how many records the call
+has (records.CALL). A successful exec closes with an `exec` record instead, which holds
+the first bytes of its path and argv, so that most are that record and the new image's
+`who` (records.EXEC); what does not fit it is printed when the new image starts
+(sched_process_exec). The end of a process is one probe on sched_process_exit.
 
 @total counts the calls reported, in the kernel; bpftrace prints it at exit, so that
 user space can say exactly how many calls it did not receive.
@@ -25,7 +25,7 @@ from bptrace_exec.codegen.context import (
     parent_records,
     who_record,
 )
-from bptrace_exec.codegen.filters import arg_conditions, entry_conditions
+from bptrace_exec.codegen.filters import arg_conditions, path_conditions
 from bptrace_exec.codegen.program import (
     EXIT_FAILED,
     EXIT_SUCCEEDED,
@@ -56,8 +56,8 @@ FIELDS = """Every record's fields:
 LAYOUT = """Each call is its argument and context records, then a `call` record, all keyed
 by (TID, ID); bptrace-exec joins them into one event. """ + FIELDS
 EXEC_LAYOUT = """Each exec is its argument and context records, then an `exec` record if it
-succeeded (most are that record alone), else a `call` record; all keyed by (TID, ID);
-bptrace-exec joins them into one event. """ + FIELDS
+succeeded (most are that record and a `who` record), else a `call` record; all keyed by
+(TID, ID); bptrace-exec joins them into one event. """ + FIELDS
 BASE_WORDS = 2  # the entry time, the probe's index
 
 
@@ -124,8 +124,7 @@ def entry_probe(profile: Profile, index: int, follow: bool) -> str:
     body = (f"  $key = {TID};\n  $id = nsecs;\n{statements}"
             f"  @{SCRATCH}[$key] = {entry_tuple(profile, name)};\n{comm}")
     return probe([f"tracepoint:syscalls:sys_enter_{name}"],
-                 predicate(profile.filters, follow, not_self=not follow)
-                 + entry_conditions(profile), body)
+                 predicate(profile.filters, follow, not_self=not follow), body)
 
 
 def image_probe(profile: Profile) -> str:
@@ -225,6 +224,10 @@ def _return_body(profile: Profile, name: str, result: str) -> str:
                                           "args->ret >= 0")):
         conditions.append(test)
     conditions += arg_conditions(profile, name, slots) + euid_test(profile.filters)
+    if execs:  # the path: the kernel's copy in the new image, or the caller's
+        path = next(s for s in slots if s.read == "exec_path")
+        conditions += path_conditions(profile, "curtask->mm->env_end" if result == "success"
+                                      else word(path.word))
     reads = [readers.on_return(profile, s, result) for s in slots]
     # who, first: after the loops that read arguments the verifier would check it once for
     # every state they end in

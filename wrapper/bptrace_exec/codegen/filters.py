@@ -1,7 +1,9 @@
 """Filters on arguments, as conditions on their values at return: numbers equal (as the
 C type is wide), flags "any of these set", strings exact or by prefix (`*`). An exec's
-path is compared at entry, as the caller passed it (the return has the new program's
-memory); its argv, matched by a glob, is filtered in user space (spec.parse.argv_patterns).
+path is compared at return too: a successful one's as the kernel copied it into the new
+image, a failed one's in the caller's memory, which the kernel has faulted in by then
+(at entry a fresh child's literal often reads as ""); its argv, matched by a glob, is
+filtered in user space (spec.parse.argv_patterns).
 """
 
 from __future__ import annotations
@@ -34,11 +36,11 @@ def _arg(profile: Profile, name: str) -> Arg:
     return arg
 
 
-def entry_conditions(profile: Profile, pointer: str = "(uint64)args->filename") -> list[str]:
-    """An exec's filter on its path, at entry: the string at `pointer`."""
+def path_conditions(profile: Profile, pointer: str, strlen: int | None = None) -> list[str]:
+    """An exec's filter on its path: the string at `pointer`."""
     paths = [values for name, values in profile.filters.args
              if types.of(_arg(profile, name).type).read == "exec_path"]
-    alts = [_string_match(pointer, str(v), profile.kind.strlen) for values in paths
+    alts = [_string_match(pointer, str(v), strlen or profile.kind.strlen) for values in paths
             for v in values]
     return [f"({' || '.join(alts)})" if len(alts) > 1 else alts[0]] if alts else []
 

@@ -17,7 +17,7 @@ import shlex
 
 from bptrace_exec.codegen import readers, stats
 from bptrace_exec.codegen.events import BASE_WORDS, entry_tuple
-from bptrace_exec.codegen.filters import arg_conditions, entry_conditions
+from bptrace_exec.codegen.filters import arg_conditions, path_conditions
 from bptrace_exec.codegen.program import (
     EXIT_FAILED,
     EXIT_SUCCEEDED,
@@ -89,11 +89,14 @@ def exec_text_program(profile: Profile) -> str:
         f"             str(uptr(curtask->mm->env_end), {width}), buf(uptr($base), $len));\n")
     failure = (f'      printf({line}\\n", pid, {PPID}, uid, args->ret, $lat,\n'
                f"             str(uptr({word(1)}), {width}));\n")
+    # the path filter: on the kernel's copy in the new image, or on the caller's string
+    success = _within(path_conditions(profile, "curtask->mm->env_end", width), success, 6)
+    failure = _within(path_conditions(profile, word(1), width), failure, 6)
     shown = {"failed": f"    if (args->ret != 0) {{\n{failure}    }}\n",
              "succeeded": f"    if (args->ret == 0) {{\n{success}    }}\n",
              "": f"    if (args->ret == 0) {{\n{success}    }} else {{\n{failure}    }}\n"}
     enter = probe([f"tracepoint:syscalls:sys_enter_{p}" for p in profile.probes],
-                  predicate(profile.filters, False, not_self=False) + entry_conditions(profile),
+                  predicate(profile.filters, False, not_self=False),
                   f"  @call[{TID}] = (nsecs, (uint64)args->filename);\n")
     # word(0) and word(1) below: the entry time and the caller's path
     image = probe(["tracepoint:sched:sched_process_exec"], ["@call[(uint64)args->old_pid].0"],
@@ -113,13 +116,14 @@ def exec_text_program(profile: Profile) -> str:
     return "\n".join([head, enter, image, exit_, forget, end(["call", "moved"])])
 
 
-def _within(conditions: list[str], body: str) -> str:
-    """Statements (indented by four) run only when the conditions hold."""
+def _within(conditions: list[str], body: str, indent: int = 4) -> str:
+    """Statements (indented by `indent`) run only when the conditions hold."""
     if not conditions:
         return body
-    return (f"    if ({' && '.join(conditions)}) {{\n"
+    pad = " " * indent
+    return (f"{pad}if ({' && '.join(conditions)}) {{\n"
             + "".join("  " + line if line.strip() else line for line in body.splitlines(True))
-            + "    }\n")
+            + f"{pad}}}\n")
 
 
 def call_text_program(profile: Profile) -> str:

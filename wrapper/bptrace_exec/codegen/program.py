@@ -16,7 +16,7 @@ from bptrace_exec.codegen.btlang import comment_text, int_literal, string_litera
 from bptrace_exec.event import HOST_PID_NS
 from bptrace_exec.records import ARITY, FORMATS, MARK, READY, Layout
 from bptrace_exec.spec.model import Filters, Profile
-from bptrace_exec.spec.parse import PID_MAX, UID_MAX
+from bptrace_exec.spec.parse import PID_MAX, UID_MAX, argv_patterns
 
 # Global ids: 0.23's pid/tid builtins are namespaced when bpftrace runs in a pid namespace.
 TID = "(uint64)curtask->pid"
@@ -48,8 +48,13 @@ def header(profile: Profile, version: str | None, follow: bool, *, details: tupl
     what = " and ".join(profile.probes)
     description = profile.description or f"Trace {what}, one record per call."
     made_for = f" for bpftrace {version}" if version else ""
+    globs = argv_patterns(profile)
     if filters is None:
-        filters = describe_filters(profile.filters, follow, profile.kind.unit)
+        filters = describe_filters(profile.filters, follow, profile.kind.unit,
+                                   in_user_space=("argv",) if globs else ())
+    if globs:  # not this program's to apply
+        details = (f"Filtered by bptrace-exec, not here: argv matching any of "
+                   f"[{', '.join(globs)}].", *details)
     strlen = strlen or profile.kind.strlen
     lines = [
         "#!/usr/bin/env bpftrace",
@@ -72,7 +77,8 @@ def header(profile: Profile, version: str | None, follow: bool, *, details: tupl
     return "\n".join(lines) + "\n"
 
 
-def describe_filters(f: Filters, follow: bool, unit: str) -> str:
+def describe_filters(f: Filters, follow: bool, unit: str,
+                     in_user_space: tuple[str, ...] = ()) -> str:
     parts = []
     if f.comm:
         parts.append("comm in [" + ", ".join(f.comm) + "]")
@@ -89,7 +95,7 @@ def describe_filters(f: Filters, follow: bool, unit: str) -> str:
     if f.succeeded:
         parts.append(f"successful {unit} only")
     parts.extend(f"{name} in [" + ", ".join(map(str, values)) + "]"
-                 for name, values in f.args)
+                 for name, values in f.args if name not in in_user_space)
     if follow:
         parts.append("the command given as $2 and its descendants")
     return "; ".join(parts) or f"none (every one of the host's {unit})"

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from bptrace_exec.codegen.btlang import int_literal
 from bptrace_exec.codegen.events import thread_exit_probe
-from bptrace_exec.codegen.filters import entry_conditions
+from bptrace_exec.codegen.filters import path_conditions
 from bptrace_exec.codegen.program import (
     PPID,
     TID,
@@ -124,8 +124,7 @@ def full_probes(profile: Profile, follow: bool) -> list[str]:
     by = profile.stats.by
     words = ["$id", "(uint64)args->filename"] + (["comm"] if "comm" in by else [])
     enter = probe([f"tracepoint:syscalls:sys_enter_{p}" for p in profile.probes],
-                  predicate(profile.filters, follow, not_self=False)
-                  + entry_conditions(profile),
+                  predicate(profile.filters, follow, not_self=False),
                   f"  $key = {TID};\n  $id = nsecs;\n  @call[$key] = ({', '.join(words)});\n")
     image = probe(["tracepoint:sched:sched_process_exec"], ["@call[(uint64)args->old_pid].0"],
                   "  $key = (uint64)args->old_pid;\n"
@@ -137,13 +136,13 @@ def full_probes(profile: Profile, follow: bool) -> list[str]:
         if "errno" in by else "",
         *_task_counts(by, "    ", word(2)),
     ]
+    paths = path_conditions(profile, "$path", PATH_STRLEN)
+    path = ("    // the path: the kernel's copy in the new image, or the caller's on failure\n"
+            f"    $path = {word(1)};\n"
+            "    if ($ret == 0) { $path = curtask->mm->env_end; }\n"
+            if "program" in by or paths else "")
     if "program" in by:
-        lines += [
-            "    // the path: the kernel's copy in the new image, or the caller's on failure\n",
-            f"    $path = {word(1)};\n",
-            "    if ($ret == 0) { $path = curtask->mm->env_end; }\n",
-            f"    @stat_program[str(uptr($path), {PATH_STRLEN})] = count();\n",
-        ]
+        lines.append(f"    @stat_program[str(uptr($path), {PATH_STRLEN})] = count();\n")
     if profile.stats.latency:
         lines += [
             "    @stat_latency_us = hist($lat / 1000);\n",
@@ -153,7 +152,7 @@ def full_probes(profile: Profile, follow: bool) -> list[str]:
         ]
     counted = "".join(lines)
     tests = [t for t in [result_test(profile.filters, "$ret < 0", "$ret == 0")] if t]
-    if tests := tests + euid_test(profile.filters):
+    if tests := tests + euid_test(profile.filters) + paths:
         counted = f"    if ({' && '.join(tests)}) {{\n" + "".join(
             "  " + line if line.strip() else line for line in counted.splitlines(True)) + "    }\n"
     exit_ = probe(
@@ -163,7 +162,7 @@ def full_probes(profile: Profile, follow: bool) -> list[str]:
         f"  if ({word(0)}) {{\n"
         "    $ret = args->ret;\n"
         f"    $lat = nsecs - {word(0)};\n"
-        + counted + "    delete(@call[$key]);\n  }\n")
+        + path + counted + "    delete(@call[$key]);\n  }\n")
     return [enter, image, exit_, interval_probe(profile)]
 
 

@@ -85,7 +85,7 @@ class Renderer:
         out: dict[str, object] = {
             "event": shape.kind.event, "time": iso_time(e.time_ns), **self.host,
             "syscall": e.syscall,
-            "pid": e.pid, "ppid": e.ppid, "uid": e.uid, **_who(e.who), "tid": e.tid,
+            "pid": e.pid, "ppid": e.ppid, "uid": e.uid, "tid": e.tid, **_who(e.who),
             "comm": e.comm.decode("utf-8", "surrogateescape")}
         values, cut = e.values, e.truncated
         if shape.kind.args_at_top:  # an exec's: fields of their own

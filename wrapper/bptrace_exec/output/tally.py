@@ -311,7 +311,9 @@ def from_json_events(events: Iterable[Mapping[str, object]], *, by: Iterable[str
         killed = e.get(KILLED) is True  # then "ret" is null
         failed = killed or kind.failed(int(e.get("ret", 0)))  # type: ignore[call-overload]
         values = {"comm": e.get("comm"), "uid": e.get("uid"), "ppid": e.get("ppid"),
-                  "euid": e.get("euid"), "tty": e.get("tty") or NO_TTY if "tty" in e else None,
+                  # identity: read since record version 5 (exec_id null before)
+                  "euid": e.get("euid"),
+                  "tty": (e.get("tty") or NO_TTY) if e.get("exec_id") is not None else None,
                   "errno": KILLED if killed else e.get("errno") if failed else None,
                   "syscall": e.get("syscall"), "host": e.get("host")}
         context = e.get("context")

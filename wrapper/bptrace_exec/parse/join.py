@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from bptrace_exec.event import Event, Identity, ProcContext, exec_boot
+from bptrace_exec.event import UNSET, Event, Identity, ProcContext, tty_name
 from bptrace_exec.parse.layouts import Parser, parsers
 from bptrace_exec.parse.values import Decoder, Parts, ints_per_probe
-from bptrace_exec.records import DROP, KILLED_RET, READY, VERSION, Closing
+from bptrace_exec.records import DROP, KILLED_RET, READY, VERSION, Closing, Who
 from bptrace_exec.spec.captures import as_recorded, string_read
 from bptrace_exec.spec.model import Profile
 
@@ -48,7 +48,7 @@ class Assembler:
         self.parsers: dict[bytes, Parser] = parsers(
             version, profile.probes, ints_per_probe(captured), STORE,
             {"_Parts": Parts, "_full": MAX_PENDING, "_evict": self._evict_oldest,
-             "_closing": closing})
+             "_closing": closing, "_Who": Who})
         self.decoder = Decoder(captured, string_read(profile, version))
         self.pending: dict[tuple[bytes, bytes], Parts] = {}
         self.dropped: dict[tuple[bytes, bytes], int] = {}  # drops that came first, by time
@@ -130,7 +130,7 @@ class Assembler:
                      p.tid, c.ppid, c.uid, c.comm if c.comm is not None else p.comm, c.ret,
                      c.latency, values, truncated, incomplete, parents, context,
                      c.ret == KILLED_RET, unreadable,
-                     Identity.of(p.who, c.pid, c.ppid, self.boot) if p.who else None)
+                     identity(p.who, c.pid, c.ppid, self.boot) if p.who else None)
 
     def _forget_dropped(self, before_ns: int) -> None:
         """Records of dropped calls that came after their drop go too; drops seen before
@@ -159,13 +159,26 @@ STORE = {
     "bytes": "parts.blocks.setdefault({slot}, {{}})[{offset}] = {data}",
     "call": "parts.closing = _closing({probe}, {records}, {ret}, {latency}, {pid}, {ppid}, "
             "{uid}, {ints}, {comm})",
-    "who": "parts.who = ({gid}, {euid}, {egid}, {loginuid}, {sessionid}, {tty}, {started}, "
-           "{execs}, {parent_started}, {parent_execs})",
+    "who": "parts.who = _Who(" + ", ".join(f"{{{name}}}" for name in Who._fields) + ")",
     "comm": "parts.comm = {comm}",
     "anc": "parts.ancestors[{depth}] = ({pid}, {comm})",
     "cgrp": "parts.cgroup = ({cgroup_id}, {pidns}, {mntns}, {name})",
     "uts": "parts.hostname = {hostname}",
 }
+
+
+def identity(w: Who, pid: int, ppid: int, boot: str) -> Identity:
+    """The record's identity; `boot`: the host's (exec_boot)."""
+    return Identity(w.gid, w.euid, w.egid, None if w.loginuid == UNSET else w.loginuid,
+                    None if w.sessionid == UNSET else w.sessionid, tty_name(w.tty),
+                    f"{boot}:{pid}:{w.started}:{w.execs}",
+                    f"{boot}:{ppid}:{w.parent_started}:{w.parent_execs}")
+
+
+def exec_boot(boot_id: str | None) -> str:
+    """The part of an exec_id that names the boot: the boot id's first 8 hex digits; "0"
+    when it is unknown (a kernel without it), unique for one boot only then."""
+    return (boot_id or "").replace("-", "")[:8] or "0"
 
 
 def closing(*fields: Any) -> Closing:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bptrace_exec.event import Value
-from bptrace_exec.records import INTS, UNREADABLE_NEXT, Closing
+from bptrace_exec.records import INTS, UNREADABLE_NEXT, Closing, Who
 from bptrace_exec.spec import types
 from bptrace_exec.spec.captures import carried
 from bptrace_exec.spec.model import Profile
@@ -43,7 +43,7 @@ class Parts:
     ancestors: dict[int, tuple[int, bytes]] = field(default_factory=dict)  # by depth
     cgroup: tuple[int, int, int, bytes] | None = None  # id, pidns, mntns, name
     hostname: bytes | None = None
-    who: tuple[int, ...] | None = None  # records.Who
+    who: Who | None = None
 
 
 def ints_per_probe(profile: Profile) -> list[int]:

@@ -43,14 +43,16 @@ BASE_COLUMNS = ("time", "pid", "tid", "ppid", "uid", "comm", "syscall", "result"
 WHO_COLUMNS = ("gid", "euid", "egid", "loginuid", "sessionid", "tty", "exec_id")  # every event's
 PARENT_COLUMNS = ("parents",)  # with context.parents
 CONTAINER_COLUMNS = ("container", "cgroup", "hostname", "pidns", "mntns")  # context.container
-BASE_BREAKDOWNS = ("syscall", "comm", "uid", "ppid", "errno", "euid", "tty")
+BASE_BREAKDOWNS = ("syscall", "comm", "uid", "ppid", "errno")
+WHO_BREAKDOWNS = ("euid", "tty")
 CONTAINER_BREAKDOWNS = ("container", "cgroup", "hostname")
 # An exec profile counts in kernel maps: these are the maps its program can keep.
-EXEC_BREAKDOWNS = ("program", "comm", "uid", "ppid", "errno", "euid", "tty", "cgroup")
-EXEC_DEFAULT_BREAKDOWNS = EXEC_BREAKDOWNS[:5]
-RESERVED = frozenset(BASE_COLUMNS + BASE_BREAKDOWNS + WHO_COLUMNS + PARENT_COLUMNS
-                     + CONTAINER_COLUMNS + ("ret", "event", "incomplete", "args", "context",
-                                            "program", "parent_exec_id"))
+EXEC_DEFAULT_BREAKDOWNS = ("program", "comm", "uid", "ppid", "errno")
+EXEC_BREAKDOWNS = (*EXEC_DEFAULT_BREAKDOWNS, *WHO_BREAKDOWNS, "cgroup")
+# (the identity's names are not among them: setresuid's tracepoint has an argument euid;
+# a syscall's arguments are under "args" in JSON, and take the column of their name)
+RESERVED = frozenset(BASE_COLUMNS + BASE_BREAKDOWNS + PARENT_COLUMNS + CONTAINER_COLUMNS
+                     + ("ret", "event", "incomplete", "args", "context", "program"))
 # The end of a process is read from the task: its "arguments" are these.
 PROCESS_EXIT_FIELDS = (Field("status", "int"), Field("signal", "int"), Field("core", "int"))
 
@@ -308,7 +310,7 @@ def breakdowns(kind: ProbeKind, args: tuple[Arg, ...], context: Context) -> tupl
     """What --stats can count by: the kernel's maps for a kind that counts there."""
     if kind.kernel_counts:
         return EXEC_BREAKDOWNS
-    return (BASE_BREAKDOWNS + (CONTAINER_BREAKDOWNS if context.container else ())
+    return (BASE_BREAKDOWNS + WHO_BREAKDOWNS + (CONTAINER_BREAKDOWNS if context.container else ())
             + tuple(a.name for a in args))
 
 

@@ -155,8 +155,9 @@ def check_combination(profile: Profile, where: str) -> Profile:
                         "exit --stats); keep execs and exits as events here")
     if profile.kind.kernel_counts and profile.stats.enabled and argv_patterns(profile):
         raise SpecError(where, "a filter on argv runs in bptrace-exec, and an exec profile's "
-                        "stats are counted in the kernel", hint="report on the filtered "
-                        "events instead: --json -o FILE, then --stats --from FILE")
+                        "counts (--stats, --export, --serve) are kept in the kernel",
+                        hint="report on the filtered events instead: --json -o FILE, then "
+                        "--stats --from FILE")
     if profile.kind.new_image and profile.context.container and profile.filters.failed:
         raise SpecError(where, "an execve profile cannot show container context of failed "
                         "execs only: with both, the program does not fit bpftrace 0.17's "
