@@ -239,3 +239,31 @@ def test_execs_and_exits_in_one_stream(engine: str, tmp_path: Path, markers: Pat
     table = subprocess.run(tool_command("--replay", str(rec)), capture_output=True,
                            text=True, check=True, timeout=60).stdout
     assert "[exit 3]" in table and "[killed by SIGKILL]" in table
+
+
+def test_the_tree_of_a_command(engine: str, markers: Path,
+                               nothing_left_running: None) -> None:
+    """--tree: each process once, under its parent, with how it ended, as waitpid saw it
+    (the shell's 3, the killed child's SIGKILL, the missing program's 127)."""
+    marker = markers / "marker"
+    shutil.copy("/bin/true", marker)
+    script = (f"{marker} 1; {markers}/missing 2>/dev/null; sleep 30 & kill -KILL $!; wait; "
+              f"sh -c '{marker} 2'; exit 3")
+    run = run_tool("--tree", "--json", "--bpftrace", engine, "--", "sh", "-c", script)
+    assert run.returncode == 3, run.stderr
+    [tree] = [r for r in run.records if r["event"] == "tree"]
+    [root] = tree["processes"]
+    assert (root["argv"][:2], root["status"], root["failed_execs"]) == (["sh", "-c"], 3, 0)
+    kids = root["children"]
+    assert [k["argv"] for k in kids if k["argv"]] == [[str(marker), "1"], ["sh", "-c",
+                                                                        f"{marker} 2"]]
+    [missing] = [k for k in kids if k["failed_execs"]]
+    assert (missing["argv"], missing["status"]) == (None, 127)  # sh's child, exec failed
+    [killed] = [k for k in kids if k["signal"]]
+    assert killed["signal"] == "SIGKILL" and killed["status"] == 0
+    [inner] = [k for k in kids if k["argv"] and k["argv"][0] == "sh"]
+    assert [g["argv"] for g in inner["children"]] == [[str(marker), "2"]]
+    assert all(k["lifetime_ns"] > 0 for k in [root, *kids])
+    text = run_tool("--tree", "--bpftrace", engine, "--", "sh", "-c", script).stdout
+    assert text.splitlines()[0].split() == ["PID", "LIFE(ms)", "END", "COMMAND"]
+    assert "\u2717 sh -c" in text and "SIGKILL" in text and f"\u2514\u2500 {marker} 2" in text

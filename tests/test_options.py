@@ -52,7 +52,7 @@ def option(dest: str, tmp: Path) -> tuple[list[str], list[str]]:
         "where": ([], ["--where", "uid=0"]), "cgroup": ([], ["--cgroup", cgroup2_root()]),
         "container": ([], ["--container", "3f2a9c"]), "in_container": ([], ["--on-host"]),
         "parents": ([], ["--parents", "2"]), "show_context": ([], ["--context"]),
-        "exits": ([], ["--exits"]),
+        "exits": ([], ["--exits"]), "tree": ([], ["--tree"]),
         "profile": ([], ["openat"]), "syscall": ([], adhoc),
         "arg": (adhoc, ["--arg", "filename:str"]), "result": (adhoc, ["--result", "fd"]),
         "columns": ([], ["--columns", "pid,comm"]), "json": ([], ["--json"]),

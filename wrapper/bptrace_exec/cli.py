@@ -32,8 +32,10 @@ from bptrace_exec.errors import (
     UsageError,
     UserError,
 )
+from bptrace_exec.event import Event
 from bptrace_exec.limits import FILTER_VALUES, JSON_LINE_BYTES, bounded_lines, out_of_memory
 from bptrace_exec.options import SUMMARY_PLACES, check_options
+from bptrace_exec.output import tree
 from bptrace_exec.output.export import (
     FORMATS,
     NO_LABELS,
@@ -89,6 +91,7 @@ examples:
   bptrace-exec ./my-profile.yaml         # a profile of your own
   bptrace-exec -- make -j2               # run make, trace it and its descendants
   bptrace-exec process -- make -j2       # its execs and how each process ended
+  bptrace-exec --tree -- make -j2        # the processes it ran, as a tree
   bptrace-exec openat --where path='/etc/*'   # files opened under /etc
   bptrace-exec connect --json            # outgoing connections, as JSON lines
   bptrace-exec kill --where signal=SIGKILL   # who sends SIGKILL to whom
@@ -174,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--on-host", dest="in_container", action="store_false",
                        help="only callers in the host's pid namespace")
     c = p.add_argument_group("process context")
+    c.add_argument("--tree", action="store_true",
+                   help="with an exec profile: at the end, the tree of the processes that ran "
+                        "instead of rows (implies --exits; with --json, as one object)")
     c.add_argument("--exits", action="store_true",
                    help="with an exec profile: the end of every process too, in the same "
                         "stream (its status or signal, its lifetime, the exec_id of the last "
@@ -346,7 +352,7 @@ def _changes(args: argparse.Namespace, cgroups: list[str] | None = None) -> dict
         comm=args.comm, uid=args.uid, pid=args.pid, ppid=args.ppid, failed=args.failed,
         succeeded=args.succeeded, cgroup=cgroups or None, in_container=args.in_container,
         parents=args.parents, context=args.show_context, columns=args.columns,
-        exits=args.exits or None,
+        exits=args.exits or (args.tree and not args.replay) or None,
         max_args=args.max_args, argv_bytes=args.argv_bytes,
         stats=True if args.stats or args.from_file or args.export or args.serve else None,
         top=args.top, interval=args.interval,
@@ -542,6 +548,9 @@ class _Runs:
             else api.title(self.trace.profile, host)
 
     def _events(self) -> None:
+        if self.args.tree:
+            _show_tree(self.trace, self.out, self.hooks, wide=self.args.wide)
+            return
         _show_events(self.trace, self.out, self.hooks, all_attempts=self.args.all_attempts,
                      wide=self.args.wide, color=self.args.color,
                      header=not self.restarts.count)
@@ -716,6 +725,24 @@ def _show_events(trace: api.Trace, out: Output, hooks: api.Hooks, *, all_attempt
             show(rows.add(event))
     finally:  # bpftrace failing still shows what it traced before
         show(rows.flush())
+
+
+def _show_tree(trace: api.Trace, out: Output, hooks: api.Hooks, *, wide: bool) -> None:
+    """The process tree, once the trace ends (or its bpftrace fails: what it traced)."""
+    trace.run.on_ready = hooks.say
+    events: list[Event] = []
+    try:
+        events.extend(trace)
+    finally:
+        roots = tree.build(events)
+        if trace.profile.output_format == "json":
+            out.write(json_line({"event": "tree", "time": iso_time(time.time_ns()),
+                                 **_host(trace.host), "processes": tree.to_dicts(roots)}))
+        else:
+            width = out.terminal(wide=wide, color="never").width
+            for line in tree.lines(roots, width):
+                out.write(line, flush=False)
+            out.flush()
 
 
 @contextlib.contextmanager

@@ -53,6 +53,7 @@ RULES: dict[str, tuple[Rule, str] | tuple[Rule, str, str]] = {
         "comm", "uid", "pid", "ppid", "failed", "succeeded", "where", "cgroup", "container",
         "in_container")},
     "parents": (ROW_READS, "ancestors are read for rows, when tracing"),
+    "tree": (ROWS, "it shows the events of a run as a tree, at its end"),
     "exits": (ROW_READS, "the ends of processes are traced for rows (the exit profile "
               "counts them)"),
     "show_context": (ROW_READS, "the context is read for rows, when tracing"),

@@ -200,8 +200,9 @@ def with_overrides(profile: Profile, **changes: Any) -> Profile:
 def with_exits(profile: Profile) -> Profile:
     """An exec profile that traces the ends of processes too (--exits)."""
     if not profile.kind.new_image:
-        raise UsageError("--exits is for exec profiles", hint="the exit profile traces the "
-                         "ends of processes alone: bptrace-exec exit")
+        raise UsageError("--exits and --tree are for exec profiles",
+                         hint="the exit profile traces the ends of processes alone: "
+                              "bptrace-exec exit")
     if profile.exits:
         return profile
     data = profile_to_dict(profile)

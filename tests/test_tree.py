@@ -1,0 +1,49 @@
+"""The process tree (--tree) from events, no root: placing, marks, widths and JSON."""
+
+from __future__ import annotations
+
+from bptrace_exec.event import Event
+from bptrace_exec.output import tree
+from bptrace_exec.parse.join import identity
+from bptrace_exec.records import Who
+
+
+def event(syscall: str, pid: int, ppid: int, start: int, execs: int, pstart: int,
+          pexecs: int, *, ret: int = 0, argv: tuple[bytes, ...] | None = None,
+          status: int | None = None, signal: int = 0, life: int = 0) -> Event:
+    values: dict[str, object] = ({"argv": argv} if syscall == "execve" else
+                                 {"status": status, "signal": signal})
+    who = identity(Who(0, 0, 0, 2**32 - 1, 2**32 - 1, 0, start, execs, pstart, pexecs),
+                   pid, ppid, "b00t")
+    return Event(0, syscall, pid, pid, ppid, 0, b"sh", ret, life, values,  # type: ignore[arg-type]
+                 who=who)
+
+
+def test_each_process_once_under_its_parent() -> None:
+    events = [
+        event("execve", 10, 1, 100, 3, 5, 2, argv=(b"sh", b"-c", b"x")),
+        event("execve", 11, 10, 200, 3, 100, 3, argv=(b"make",)),  # forked then exec'd
+        event("execve", 11, 10, 200, 4, 100, 3, argv=(b"cc", b"a b.c")),  # exec'd again
+        event("execve", 12, 10, 300, 3, 100, 3, ret=-2, argv=(b"nope",)),  # never ran
+        event("process_exit", 12, 10, 300, 3, 100, 3, ret=127, status=127, life=2_000_000),
+        event("process_exit", 11, 10, 200, 4, 100, 3, ret=137, signal=9, life=5_000_000),
+    ]
+    [root] = tree.build(events)
+    assert (root.pid, root.argv, root.end()) == (10, (b"sh", b"-c", b"x"), "running")
+    assert [c.pid for c in root.children] == [11, 12]  # in the order they started
+    cc, nope = root.children
+    assert (cc.argv, cc.end(), cc.exec_id, cc.failed) == (
+        (b"cc", b"a b.c"), "SIGKILL", "b00t:11:200:4", True)
+    assert (nope.argv, nope.end(), nope.failed_execs) == (None, "exit 127", 1)
+    text = tree.lines([root])
+    assert text[1].split()[:4] == ["10", "-", "running", "sh"]
+    assert text[2].endswith("\u251c\u2500 cc 'a b.c'") and "\u2717" in text[2]
+    assert text[3].endswith("\u2514\u2500 (sh) [1 failed exec]")
+    assert all(len(line) <= 40 for line in tree.lines([root], 40))
+    [as_json] = tree.to_dicts([root])
+    assert [c["signal"] for c in as_json["children"]] == ["SIGKILL", None]  # type: ignore[index]
+
+
+def test_events_without_identity_are_not_placed() -> None:
+    old = Event(0, "execve", 1, 1, 0, 0, b"sh", 0, 0, {"argv": (b"sh",)})
+    assert tree.build([old]) == []
