@@ -3,6 +3,7 @@ and the renderer, ad-hoc profiles and --where."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -449,3 +450,18 @@ def test_result_filters_of_syscall_profiles(result: str, clause: str) -> None:
         shipped("exit").filters, **{result: True}))).text
     assert f"curtask->exit_code {'!=' if result == 'failed' else '=='} 0" in exits
     assert f"{'failed' if result == 'failed' else 'successful'} exits only" in exits
+
+
+def test_stats_from_a_stream_of_execs_and_exits_count_the_execs() -> None:
+    from bptrace_exec.api import stats_from_json
+
+    exit_line = {"event": "exit", "syscall": "process_exit", "ret": 0, "lifetime_ns": 5,
+                 "status": 0, "signal": "0", "core": 0, "pid": 1, "ppid": 0, "uid": 0,
+                 "tid": 1, "comm": "x", "time": "2026-12-05T00:00:00Z"}
+    exec_line = {**exit_line, "event": "exec", "syscall": "execve", "argv": ["x"],
+                 "filename": "/x", "latency_ns": 5}
+    lines = [json.dumps(o) for o in (exit_line, exec_line, exit_line)]
+    stats, skipped = stats_from_json(iter(lines), by=["syscall"])
+    assert (stats.unit, stats.count, skipped) == ("execs", 1, 0)
+    exits, skipped = stats_from_json(iter([json.dumps(exit_line)]), by=["syscall"])
+    assert (exits.unit, exits.count, skipped) == ("exits", 1, 0)

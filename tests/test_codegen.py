@@ -14,7 +14,6 @@ from bptrace_exec.spec import (
     Filters,
     Profile,
     StatsSpec,
-    load_profile,
     parse_profile,
     with_overrides,
 )
@@ -42,7 +41,9 @@ CASES = {
         enabled=True, by=("euid", "tty", "errno"))), False),
     "filters-filename-euid": (dataclasses.replace(BASE, filters=Filters(
         euid=(0,), args=(("filename", ("/usr/bin/make", "/usr/local/*")),))), False),
-    "process-follow": (load_profile("process"), True),
+    "process-follow": (parse_profile(
+        (GOLDEN.parents[1] / "probes" / "process.yaml").read_text(),
+        source="probes/process.yaml", name="process"), True),
     "succeeded-only": (dataclasses.replace(BASE, filters=Filters(succeeded=True)), False),
     "stats-light": (dataclasses.replace(BASE, filters=Filters(succeeded=True), stats=StatsSpec(
         enabled=True, by=("program", "uid", "ppid", "cgroup"), latency=False)), False),

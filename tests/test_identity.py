@@ -239,6 +239,12 @@ def test_execs_and_exits_in_one_stream(engine: str, tmp_path: Path, markers: Pat
     table = subprocess.run(tool_command("--replay", str(rec)), capture_output=True,
                            text=True, check=True, timeout=60).stdout
     assert "[exit 3]" in table and "[killed by SIGKILL]" in table
+    # the tree of the recorded run: the shell, and under it every other process once
+    drawn = subprocess.run(tool_command("--replay", str(rec), "--tree", "--json"),
+                           capture_output=True, text=True, check=True, timeout=60).stdout
+    [root] = json.loads(drawn.splitlines()[0])["processes"]
+    assert root["status"] == 3 and len(root["children"]) == len(exits) - 1
+    assert len(by_pid) == len(exits)  # each process ended once
 
 
 def test_the_tree_of_a_command(engine: str, markers: Path,
@@ -267,3 +273,15 @@ def test_the_tree_of_a_command(engine: str, markers: Path,
     text = run_tool("--tree", "--bpftrace", engine, "--", "sh", "-c", script).stdout
     assert text.splitlines()[0].split() == ["PID", "LIFE(ms)", "END", "COMMAND"]
     assert "\u2717 sh -c" in text and "SIGKILL" in text and f"\u2514\u2500 {marker} 2" in text
+
+
+def test_a_command_whose_thread_execs_is_followed_to_its_end(
+        engine: str, exec_cases: str, nothing_left_running: None) -> None:
+    """A thread other than the leader execs /bin/echo: the process keeps its pid under the
+    leader's id, and its end is traced as the command's."""
+    run = run_tool("process", "--json", "--bpftrace", engine, "--", exec_cases, "thread")
+    assert run.returncode == 0, run.stderr
+    [echo] = [e for e in run.records if e["event"] == "exec" and e["ret"] == 0
+              and e["argv"] == ["/bin/echo", "from-thread"]]
+    [end] = [e for e in run.records if e["event"] == "exit" and e["pid"] == echo["pid"]]
+    assert (end["status"], end["exec_id"]) == (0, echo["exec_id"])

@@ -39,7 +39,8 @@ def test_each_process_once_under_its_parent() -> None:
     assert text[1].split()[:4] == ["10", "-", "running", "sh"]
     assert text[2].endswith("\u251c\u2500 cc 'a b.c'") and "\u2717" in text[2]
     assert text[3].endswith("\u2514\u2500 (sh) [1 failed exec]")
-    assert all(len(line) <= 40 for line in tree.lines([root], 40))
+    narrow = tree.lines([root], 40)
+    assert all(len(line) <= 40 for line in narrow) and narrow[1].endswith("\u2026")
     [as_json] = tree.to_dicts([root])
     assert [c["signal"] for c in as_json["children"]] == ["SIGKILL", None]  # type: ignore[index]
 
@@ -47,3 +48,21 @@ def test_each_process_once_under_its_parent() -> None:
 def test_events_without_identity_are_not_placed() -> None:
     old = Event(0, "execve", 1, 1, 0, 0, b"sh", 0, 0, {"argv": (b"sh",)})
     assert tree.build([old]) == []
+
+
+def test_a_path_search_that_found_its_program_is_no_failure() -> None:
+    events = [event("execve", 20, 1, 100, 3, 5, 2, ret=-2, argv=(b"cc",)),  # /usr/local/bin
+              event("execve", 20, 1, 100, 4, 5, 2, argv=(b"cc",)),
+              event("process_exit", 20, 1, 100, 4, 5, 2, status=0, life=1)]
+    [cc] = tree.build(events)
+    assert (cc.failed_execs, cc.failed, cc.end()) == (0, False, "exit 0")
+
+
+def test_a_process_first_seen_at_its_end() -> None:
+    """A forked shell that never exec'd: its exit is all there is of it."""
+    events = [event("execve", 10, 1, 100, 3, 5, 2, argv=(b"sh",)),
+              event("process_exit", 11, 10, 200, 3, 100, 3, status=0, life=1)]
+    [sh] = tree.build(events)
+    [child] = sh.children
+    assert (child.argv, child.exec_id, child.end()) == (None, "b00t:11:200:3", "exit 0")
+    assert tree.lines([sh])[2].endswith("\u2514\u2500 (sh)")

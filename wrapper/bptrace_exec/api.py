@@ -305,8 +305,9 @@ def stats_from_json(lines: Iterable[str], *, by: Iterable[str]) -> tuple[Stats, 
             except (ValueError, RecursionError):  # not JSON, or nested beyond reason
                 skipped += bool(line.strip())
                 continue
-            if isinstance(obj, dict) and (obj.get("event", "exec") == "exec" and "argv" in obj
-                                          or obj.get("event") == "call") and _numbers_are(obj):
+            if (isinstance(obj, dict) and (obj.get("event", "exec") == "exec" and "argv" in obj
+                                          or obj.get("event") in ("call", "exit"))
+                    and _numbers_are(obj)):
                 yield exact_strings(obj)
             elif not (isinstance(obj, dict) and obj.get("event") in ("lost", "gap", "end")):
                 skipped += 1

@@ -32,7 +32,6 @@ from bptrace_exec.errors import (
     UsageError,
     UserError,
 )
-from bptrace_exec.event import Event
 from bptrace_exec.limits import FILTER_VALUES, JSON_LINE_BYTES, bounded_lines, out_of_memory
 from bptrace_exec.options import SUMMARY_PLACES, check_options
 from bptrace_exec.output import tree
@@ -393,6 +392,8 @@ class _Runs:
         self.args, self.profile, self.command = args, profile, command
         self.out, self.summary, self.serving, self.exports = out, summary, serving, exports
         self.restarts = Restarts(restarting(args, command), stderr)
+        if args.tree and self.restarts.enabled:
+            raise UsageError("--tree draws the tree of one run: not with --restart")
         self.ended: Summary | None = None  # of the bpftrace runs that died
         self.base: Stats | None = None  # their counts, as last reported
         self.last: Stats | None = None  # this bpftrace's, as last reported
@@ -549,6 +550,10 @@ class _Runs:
 
     def _events(self) -> None:
         if self.args.tree:
+            if not self.trace.profile.exits:  # a recording's: made without them
+                raise UsageError(f"--tree needs the ends of processes, which "
+                                 f"{self.args.replay} does not hold",
+                                 hint="record with the process profile (or --exits)")
             _show_tree(self.trace, self.out, self.hooks, wide=self.args.wide)
             return
         _show_events(self.trace, self.out, self.hooks, all_attempts=self.args.all_attempts,
@@ -730,11 +735,12 @@ def _show_events(trace: api.Trace, out: Output, hooks: api.Hooks, *, all_attempt
 def _show_tree(trace: api.Trace, out: Output, hooks: api.Hooks, *, wide: bool) -> None:
     """The process tree, once the trace ends (or its bpftrace fails: what it traced)."""
     trace.run.on_ready = hooks.say
-    events: list[Event] = []
+    processes = tree.Tree()
     try:
-        events.extend(trace)
+        for event in trace:
+            processes.add(event)
     finally:
-        roots = tree.build(events)
+        roots = processes.roots()
         if trace.profile.output_format == "json":
             out.write(json_line({"event": "tree", "time": iso_time(time.time_ns()),
                                  **_host(trace.host), "processes": tree.to_dicts(roots)}))
@@ -848,8 +854,8 @@ def _stats_from_file(args: argparse.Namespace, profile: Profile, out: Output,
     labels["profile"] = profile.name
     out.report(stats, profile, title, labels)
     if skipped:
-        stderr(f"bptrace-exec: {skipped} line(s) of {', '.join(files)} were neither exec "
-               "nor call records and were skipped")
+        stderr(f"bptrace-exec: {skipped} line(s) of {', '.join(files)} were not exec, call "
+               "or exit records and were skipped")
     _export(exports, stats, profile, title, labels)
     return EXIT_OK
 

@@ -23,26 +23,28 @@ class Mode:
     from_file: bool
     stats: bool  # a report, not rows
     json: bool
+    tree: bool = False  # rows drawn as a process tree at the end
 
     @property
     def name(self) -> str:
         source = ("with --emit" if self.emit else "with --replay" if self.replay
                   else "with --from" if self.from_file else "when tracing")
-        return source + (" --stats" if self.stats and not self.from_file else "")
+        return source + (" --stats" if self.stats and not self.from_file else "") + (
+            " --tree" if self.tree else "")
 
 
 def mode_of(args: argparse.Namespace) -> Mode:
     return Mode(live=not (args.emit or args.replay or args.from_file), emit=bool(args.emit),
                 replay=bool(args.replay), from_file=bool(args.from_file),
                 stats=bool(args.stats or args.export or args.from_file or args.serve),
-                json=args.json)
+                json=args.json, tree=args.tree)
 
 
 Rule = Callable[[Mode], bool]
 TRACING: Rule = lambda m: m.live or m.emit  # noqa: E731  (what the program does)
 ROWS: Rule = lambda m: not m.stats and not m.emit  # noqa: E731
 REPORT: Rule = lambda m: m.stats and not m.emit  # noqa: E731
-TABLE: Rule = lambda m: ROWS(m) and not m.json  # noqa: E731
+TABLE: Rule = lambda m: ROWS(m) and not m.json and not m.tree  # noqa: E731
 ROW_READS: Rule = lambda m: TRACING(m) and not m.stats  # noqa: E731  (read for rows only)
 FILTERS = "filters run in the kernel while tracing; a recording or a JSON file holds " \
           "what was kept then"
@@ -54,8 +56,8 @@ RULES: dict[str, tuple[Rule, str] | tuple[Rule, str, str]] = {
         "in_container")},
     "parents": (ROW_READS, "ancestors are read for rows, when tracing"),
     "tree": (ROWS, "it shows the events of a run as a tree, at its end"),
-    "exits": (ROW_READS, "the ends of processes are traced for rows (the exit profile "
-              "counts them)"),
+    "exits": (ROW_READS, "it adds the ends of processes to what is traced for rows (a "
+              "recording holds what was traced; the exit profile counts exits)"),
     "show_context": (ROW_READS, "the context is read for rows, when tracing"),
     "profile": (lambda m: not m.replay, "a recording replays the profile it was made with"),
     "syscall": (lambda m: not m.replay, "a recording replays the profile it was made with"),
@@ -64,7 +66,8 @@ RULES: dict[str, tuple[Rule, str] | tuple[Rule, str, str]] = {
                "return value (JSON has the number)"),
     "columns": (TABLE, "it chooses the table's columns (JSON lines have every field)"),
     "json": (lambda m: not m.emit, "--emit prints a bpftrace program"),
-    "wide": (TABLE, "it is for the table on a terminal"),
+    "wide": (lambda m: ROWS(m) and not m.json, "it is for the table (or tree) on a "
+             "terminal"),
     "color": (TABLE, "it colours the table"),
     "all_attempts": (TABLE, "JSON lines and reports count every attempt; the table folds "
                      "them"),

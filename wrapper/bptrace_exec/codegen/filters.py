@@ -11,7 +11,7 @@ from __future__ import annotations
 from bptrace_exec.codegen.btlang import string_literal
 from bptrace_exec.codegen.readers import Slot, word
 from bptrace_exec.spec import types
-from bptrace_exec.spec.model import Arg, Profile
+from bptrace_exec.spec.model import Arg, Profile, kind_of
 
 LITERAL_MAX = 63  # bpftrace 0.17 refuses string literals of 64 bytes and more
 
@@ -19,8 +19,11 @@ LITERAL_MAX = 63  # bpftrace 0.17 refuses string literals of 64 bytes and more
 def arg_conditions(profile: Profile, probe: str, slots: list[Slot],
                    strlen: int | None = None) -> list[str]:
     """One condition per filtered argument; "0" when the probe lacks one (it is dropped)."""
+    # a filter on an argument of another kind (an exit's status, in a stream of execs)
+    # is that kind's: it does not drop this probe's calls
     wanted = {name: values for name, values in profile.filters.args
-              if types.of(_arg(profile, name).type).read in AT_RETURN}
+              if types.of((arg := _arg(profile, name)).type).read in AT_RETURN
+              and any(kind_of(s.probe) is kind_of(probe) for s in arg.sources)}
     if any(a.source(probe) is None for a in profile.args if a.name in wanted):
         return ["0"]
     size = strlen or profile.kind.strlen

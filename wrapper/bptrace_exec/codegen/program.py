@@ -169,9 +169,16 @@ def begin(follow: bool) -> str:
 
 
 def follow_probe() -> str:
-    return probe(["tracepoint:sched:sched_process_fork"],
-                 ["@follow[(uint64)args->parent_pid]"],
-                 "  @follow[(uint64)args->child_pid] = 1;\n")
+    """The command's descendants, by thread id: each thread its parent forks, and a
+    thread other than the leader that execs under the leader's id (the leader, gone,
+    was forgotten as it exited)."""
+    return "\n".join((
+        probe(["tracepoint:sched:sched_process_fork"], ["@follow[(uint64)args->parent_pid]"],
+              "  @follow[(uint64)args->child_pid] = 1;\n"),
+        probe(["tracepoint:sched:sched_process_exec"],
+              ["args->old_pid != args->pid", "@follow[(uint64)args->old_pid]"],
+              "  @follow[(uint64)args->pid] = 1;\n  delete(@follow[(uint64)args->old_pid]);\n",
+              "A thread that execs takes its leader's id.")))
 
 
 def stop_probes() -> str:

@@ -1,7 +1,7 @@
 """Events -> text: aligned table rows for people (output.columns), JSON lines for
 programs. Numbers stay numbers in JSON, strings are exact (\\udcXX for bytes that are
-not UTF-8), flags and signals are named; an exec's arguments are fields of their own,
-a syscall's are under "args"."""
+not UTF-8), flags and signals are named; an exec's and an exit's arguments are fields of
+their own, a syscall's are under "args"."""
 
 from __future__ import annotations
 

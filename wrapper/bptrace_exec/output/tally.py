@@ -298,16 +298,16 @@ def _key_text(raw: str, double_escaped: bool) -> str:
 
 def from_json_events(events: Iterable[Mapping[str, object]], *, by: Iterable[str],
                      duration_s: float | None = None) -> Stats:
-    """The same summary from exec or call objects of `--json` output."""
-    tally: Tally | None = None
+    """The same summary from exec, call or exit objects of `--json` output: of the execs
+    when there are any (a stream of execs and exits), else of what there is."""
+    tallies: dict[str, Tally] = {}
     first = last = None
     for e in events:
         kind = (KINDS["exec"] if e.get("event", "exec") == "exec"
                 else kind_of(str(e.get("syscall", ""))))
+        tally = tallies.get(kind.unit)
         if tally is None:
-            tally = Tally(by, kind.unit)
-        elif kind.unit != tally.unit:  # the ends of processes among execs: not counted
-            continue
+            tally = tallies[kind.unit] = Tally(by, kind.unit)
         killed = e.get(KILLED) is True  # then "ret" is null
         failed = killed or kind.failed(int(e.get("ret", 0)))  # type: ignore[call-overload]
         values = {"comm": e.get("comm"), "uid": e.get("uid"), "ppid": e.get("ppid"),
@@ -331,7 +331,8 @@ def from_json_events(events: Iterable[Mapping[str, object]], *, by: Iterable[str
         last = stamp if last is None else max(last, stamp)
     if duration_s is None:
         duration_s = _span_s(first, last)
-    return (tally or Tally(by, "execs")).result(duration_s)
+    chosen = tallies.get("execs") or next(iter(tallies.values()), None) or Tally(by, "execs")
+    return chosen.result(duration_s)
 
 
 def _json_key(value: object) -> object:

@@ -8,11 +8,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from bptrace_exec.event import Event
+from bptrace_exec.output.render import CUT_MARK
 from bptrace_exec.output.text import decode_text, safe_text, shell_quote
 from bptrace_exec.spec.model import PROCESS_EXIT
 from bptrace_exec.spec.types import signal_name
 
-CUT_MARK = "\u2026"
 LAST = "\u2514\u2500 "  # the last child's branch
 HEADER = f"{'PID':>7} {'LIFE(ms)':>10} {'END':<12}   COMMAND"  # after a 2-column mark
 
@@ -51,19 +51,24 @@ def process_of(exec_id: str) -> str:
     return exec_id.rsplit(":", 1)[0]
 
 
-def build(events: Iterable[Event]) -> list[Proc]:
-    """The roots of the tree (processes whose parent is not among them), each process's
-    children in the order they started. Events without identity (recorded before it was
-    read) are not placed."""
-    procs: dict[str, Proc] = {}
-    for e in events:
+class Tree:
+    """Events in, as they come; the tree out at the end. Memory grows with the processes,
+    not the events. Events without identity (recorded before it was read) are not
+    placed. A process first seen at its end is placed under the parent it had then (the
+    one it was reparented to, if its own had ended)."""
+
+    def __init__(self) -> None:
+        self.procs: dict[str, Proc] = {}
+
+    def add(self, e: Event) -> None:
         if e.who is None:
-            continue
+            return
         key = process_of(e.who.exec_id)
-        proc = procs.get(key)
+        proc = self.procs.get(key)
         if proc is None:
-            proc = procs[key] = Proc(key, e.pid, e.comm, process_of(e.who.parent_exec_id),
-                                     exec_id=e.who.exec_id)
+            proc = self.procs[key] = Proc(key, e.pid, e.comm,
+                                          process_of(e.who.parent_exec_id),
+                                          exec_id=e.who.exec_id)
         if e.syscall == PROCESS_EXIT:
             proc.lifetime_ns, proc.comm = e.latency_ns, e.comm
             status, signal = e.values.get("status"), e.values.get("signal")
@@ -73,13 +78,28 @@ def build(events: Iterable[Event]) -> list[Proc]:
             argv = e.values.get("argv")
             proc.argv = argv if isinstance(argv, tuple) else proc.argv
             proc.exec_id = e.who.exec_id
+            proc.failed_execs = 0  # the attempts of a PATH search that found its program
         else:
             proc.failed_execs += 1
-    roots: list[Proc] = []
-    for proc in sorted(procs.values(), key=lambda p: p.start):
-        parent = procs.get(proc.parent)
-        (parent.children if parent is not None and parent is not proc else roots).append(proc)
-    return roots
+
+    def roots(self) -> list[Proc]:
+        """Processes whose parent is not among them, each one's children in the order
+        they started."""
+        for proc in self.procs.values():
+            proc.children = []
+        roots: list[Proc] = []
+        for proc in sorted(self.procs.values(), key=lambda p: p.start):
+            parent = self.procs.get(proc.parent)
+            (parent.children if parent is not None and parent is not proc else roots
+             ).append(proc)
+        return roots
+
+
+def build(events: Iterable[Event]) -> list[Proc]:
+    tree = Tree()
+    for e in events:
+        tree.add(e)
+    return tree.roots()
 
 
 def lines(roots: list[Proc], width: int | None = None) -> list[str]:

@@ -57,9 +57,10 @@ RESERVED = frozenset(BASE_COLUMNS + BASE_BREAKDOWNS + PARENT_COLUMNS + CONTAINER
 PROCESS_EXIT_FIELDS = (Field("status", "int"), Field("signal", "int"), Field("core", "int"))
 
 
-# The end of a process in an exec profile's stream: what it says, as the exit profile's
-# arguments of the same names.
-EXIT_ARGS = (("status", "int"), ("signal", "signal"), ("core", "int"))
+# The end of a process in an exec profile's stream: its fields, the signal shown by name
+# (as the exit profile declares them).
+EXIT_ARGS = tuple((f.name, "signal" if f.name == "signal" else f.ctype)
+                  for f in PROCESS_EXIT_FIELDS)
 
 
 def exit_args() -> tuple[Arg, ...]:

@@ -150,9 +150,11 @@ def check_combination(profile: Profile, where: str) -> Profile:
         raise SpecError(where, "filters `failed` and `succeeded` are both true: nothing "
                         "would be kept", hint="keep one of them, or neither for every call")
     if profile.exits and profile.stats.enabled:
-        raise SpecError(where, "an exec profile counts execs in the kernel, not the ends of "
-                        "processes", hint="count exits with the exit profile (bptrace-exec "
-                        "exit --stats); keep execs and exits as events here")
+        raise SpecError(where, "a profile of execs and exits reports no counts: an exec "
+                        "profile's are of execs, kept in the kernel",
+                        hint="count exits with the exit profile (bptrace-exec exit --stats), "
+                        "and the execs of this stream with --json -o FILE, then --stats "
+                        "--from FILE")
     if profile.kind.kernel_counts and profile.stats.enabled and argv_patterns(profile):
         raise SpecError(where, "a filter on argv runs in bptrace-exec, and an exec profile's "
                         "counts (--stats, --export, --serve) are kept in the kernel",
