@@ -9,6 +9,7 @@ filtered in user space (spec.parse.argv_patterns).
 from __future__ import annotations
 
 from bptrace_exec.codegen.btlang import string_literal
+from bptrace_exec.codegen.program import either
 from bptrace_exec.codegen.readers import Slot, word
 from bptrace_exec.spec import types
 from bptrace_exec.spec.model import Arg, Profile, kind_of
@@ -43,9 +44,8 @@ def path_conditions(profile: Profile, pointer: str, strlen: int | None = None) -
     """An exec's filter on its path: the string at `pointer`."""
     paths = [values for name, values in profile.filters.args
              if types.of(_arg(profile, name).type).read == "exec_path"]
-    alts = [_string_match(pointer, str(v), strlen or profile.kind.strlen) for values in paths
-            for v in values]
-    return [f"({' || '.join(alts)})" if len(alts) > 1 else alts[0]] if alts else []
+    return either([_string_match(pointer, str(v), strlen or profile.kind.strlen)
+                   for values in paths for v in values])
 
 
 def condition(slot: Slot, values: tuple[object, ...], strlen: int) -> str:
@@ -66,7 +66,7 @@ def condition(slot: Slot, values: tuple[object, ...], strlen: int) -> str:
             bits = arg_type.signed_bits or 64
             mask = f" & {(1 << bits) - 1}" if bits < 64 else ""
             alts.append(f"({var}{mask}) == {_unsigned(int(v), bits)}")  # type: ignore[call-overload]
-    return alts[0] if len(alts) == 1 else "(" + " || ".join(alts) + ")"
+    return either(alts)[0]
 
 
 def _string_match(pointer: str, value: str, strlen: int) -> str:

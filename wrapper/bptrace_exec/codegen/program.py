@@ -101,10 +101,15 @@ def describe_filters(f: Filters, follow: bool, unit: str,
     return "; ".join(parts) or f"none (every one of the host's {unit})"
 
 
+def either(alts: list[str]) -> list[str]:
+    """Conditions OR'ed into one clause; none for none."""
+    return [f"({' || '.join(alts)})" if len(alts) > 1 else alts[0]] if alts else []
+
+
 def euid_test(f: Filters) -> list[str]:
     """The filter on the effective uid, at return (after an exec, the new program's)."""
-    alts = [f"curtask->cred->euid.val == {int_literal(u, 0, UID_MAX)}" for u in f.euid]
-    return [f"({' || '.join(alts)})" if len(alts) > 1 else alts[0]] if alts else []
+    return either([f"curtask->cred->euid.val == {int_literal(u, 0, UID_MAX)}"
+                   for u in f.euid])
 
 
 def result_test(f: Filters, failed: str, succeeded: str) -> str:
@@ -122,13 +127,9 @@ def predicate(f: Filters, follow: bool, *, not_self: bool) -> list[str]:
     clauses: list[str] = []
 
     def any_of(expr: str, literals: list[str]) -> None:
-        either([f"{expr} == {lit}" for lit in literals])
+        clauses.extend(either([f"{expr} == {lit}" for lit in literals]))
 
-    def either(alts: list[str]) -> None:
-        if alts:
-            clauses.append(f"({' || '.join(alts)})" if len(alts) > 1 else alts[0])
-
-    either([comm_test(c) for c in f.comm])
+    clauses.extend(either([comm_test(c) for c in f.comm]))
     any_of("uid", [int_literal(u, 0, UID_MAX) for u in f.uid])
     any_of("curtask->tgid", [int_literal(p, 1, PID_MAX) for p in f.pid])
     any_of("curtask->real_parent->tgid", [int_literal(p, 0, PID_MAX) for p in f.ppid])
