@@ -12,6 +12,8 @@ the same C workload (tests/workloads/exec_cases.c `storm N WORKERS`):
   bpftrace     bare bpftrace running the very program bptrace-exec generates, its output
                read and thrown away
   events-json  bptrace-exec --json -o FILE
+  events-cwd, events-exe, events-paths   the same with --cwd, --exe, both: what each
+               path walked in the kernel costs
   events-pipe  bptrace-exec, table rows on a pipe read by a consumer that counts them
   events-null  bptrace-exec, table rows to /dev/null (-o /dev/null)
   stats        bptrace-exec --stats
@@ -61,14 +63,17 @@ PACKAGES = {"strace": ("strace", "strace"), "perf": ("perf", "linux-perf"),
 EXECSNOOP_BT = "/usr/sbin/execsnoop.bt"
 WRAPPERS = {"none": [], "strace": ["strace", "-f", "-e", "trace=execve", "-o", "/dev/null"],
             "perf": ["perf", "trace", "-e", "execve", "-o", "/dev/null", "--"]}
-TOOL_ARGS = {"events-json": ["execve", "--json"], "events-pipe": ["execve"],
+JSON_KINDS = {"events-json": [], "events-cwd": ["--cwd"], "events-exe": ["--exe"],
+              "events-paths": ["--cwd", "--exe"]}  # --json -o FILE
+TOOL_ARGS = {**{kind: ["execve", "--json", *more] for kind, more in JSON_KINDS.items()},
+             "events-pipe": ["execve"],
              "events-null": ["execve", "-o", "/dev/null"], "stats": ["execve", "--stats"],
              "stats-light": ["exec-counts"]}
 # What marks a row of the workload's exec in each tracer's output. The peers read argv at
 # entry, and the workload's children pass a literal from a page not yet present: they
 # show the row with no arguments (the comm `true`; execsnoop.bt: nothing after the pid).
 ROW = {"libbpf": b"\ntrue ", "execsnoop.bt": b" \n", "bpftrace": b'"exec ',
-       "events-json": b'"filename":"/bin/true"', "events-pipe": b" /bin/true "}
+       **dict.fromkeys(JSON_KINDS, b'"filename":"/bin/true"'), "events-pipe": b" /bin/true "}
 HZ = os.sysconf("SC_CLK_TCK")
 
 
@@ -159,7 +164,7 @@ def tracer(kind: str, programs: dict[str, str], engine_path: str, env: dict[str,
                                 env={**os.environ, **env}, text=True)
         wait_for(proc.stdout, '"ready')
     else:
-        json_file = ["-o", str(out)] if kind == "events-json" else []
+        json_file = ["-o", str(out)] if kind in JSON_KINDS else []
         proc = subprocess.Popen([*TOOL, *TOOL_ARGS[kind], *json_file, "--bpftrace", engine_path],
                                 cwd=TOP, stdout=subprocess.PIPE if kind == "events-pipe"
                                 else subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

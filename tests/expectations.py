@@ -3,6 +3,7 @@ live integration tests and by the tests that parse recorded transcripts."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -88,3 +89,23 @@ def check_hidden_argv(events: list[Mapping[str, Any]]) -> None:
     [hidden] = [e for e in events if e["argv"][-1:] == ["case-hidden-argv"]]
     assert hidden["argv"] == HIDDEN_ARGV and hidden["argv_truncated"] is False
     assert hidden["ret"] == 0 and hidden["filename"] == "/bin/sh"
+
+
+def check_paths(events: list[Mapping[str, Any]], workdir: str) -> None:
+    """With --cwd --exe: every case ran in the driver's working directory; the file the
+    kernel ran is the real path of the one named (/bin is a link to /usr/bin here), a
+    script's interpreter, and none for a failed exec."""
+    for case in CASES:
+        event = find(events, f"case-{case.name}")
+        assert (event["cwd"], event["cwd_truncated"]) == (workdir, False), case.name
+        if case.errno:
+            want = None
+        elif case.name == "script":
+            want = os.path.realpath("/bin/sh")
+        else:
+            want = os.path.realpath(case.path.replace("{dir}", workdir))
+        assert (event["exe"], event["exe_truncated"]) == (want, False), case.name
+    fexec = find(events, "case-execveat")
+    assert (fexec["cwd"], fexec["exe"]) == (workdir, os.path.realpath("/bin/true"))
+    # the driver's own exec came from elsewhere: the case's is its own directory's
+    assert any(e["cwd"] != workdir for e in events)

@@ -315,3 +315,33 @@ def test_a_recording_of_version_2_is_read_as_it_was_written() -> None:
     assert (e["filename"], e["dirfd"], e["flags"], e.syscall) == (b"true", None, None,
                                                                   "execveat")
     assert v2.stats.malformed == 0
+
+
+def test_paths_from_their_walks() -> None:
+    """A path's names come by the walk's step (the last name first), long ones in pieces;
+    the root itself is one `path` record; a path not walked (a recording without it, a
+    column asked for at replay) is None, never "/"."""
+    from bptrace_exec.records import PATH, PATH_CUT, PATH_DELETED, PATH_NONE, SEG
+
+    profile = with_overrides(EXECVE, cwd=True, exe=True)
+    cwd, exe = 0, 1
+    long_name = b"n" * (CHUNK + 5)
+    lines = [record(SEG, 1, 10, which=cwd, depth=1, offset=0, text=long_name[:CHUNK]),
+             record(SEG, 1, 10, which=cwd, depth=3, offset=0, text=b"srv"),
+             record(SEG, 1, 10, which=cwd, depth=1, offset=CHUNK, text=long_name[CHUNK:]),
+             record(SEG, 1, 10, which=cwd, depth=2, offset=0, text=b"\xff dir"),
+             record(PATH, 1, 10, which=exe, flags=0),
+             closing(1, 10, 6, ret=-2)]
+    [event] = joined(Assembler(profile, wall_offset_ns=0), lines)
+    assert (event.cwd, event.exe) == (b"/srv/\xff dir/" + long_name, b"/")
+    [cut] = joined(Assembler(profile, wall_offset_ns=0), [
+        record(SEG, 2, 10, which=cwd, depth=1, offset=0, text=b"deep"),
+        record(PATH, 2, 10, which=cwd, flags=PATH_CUT | PATH_DELETED),
+        record(PATH, 2, 10, which=exe, flags=PATH_NONE), closing(2, 10, 4, ret=-2)])
+    assert (cut.cwd, cut.exe, "cwd" in cut.truncated) == (b"deep (deleted)", None, True)
+    [unwalked] = joined(Assembler(profile, wall_offset_ns=0), [closing(3, 10, 1, ret=-2)])
+    assert unwalked.cwd is unwalked.exe is None
+
+
+def joined(assembler: Assembler, lines: list[bytes]) -> list[Event]:
+    return [e for line in lines for e in assembler.feed(line, 0)] + list(assembler.flush())

@@ -45,6 +45,8 @@ CASES = {
         (GOLDEN.parents[1] / "probes" / "process.yaml").read_text(),
         source="probes/process.yaml", name="process"), True),
     "succeeded-only": (dataclasses.replace(BASE, filters=Filters(succeeded=True)), False),
+    "paths-cwd-exe": (with_overrides(BASE, cwd=True, exe=True), False),
+    "paths-cwd-failed-only": (with_overrides(BASE, cwd=True, failed=True), False),
     "stats-light": (dataclasses.replace(BASE, filters=Filters(succeeded=True), stats=StatsSpec(
         enabled=True, by=("program", "uid", "ppid", "cgroup"), latency=False)), False),
     "stats-light-by-uid-every-5s-follow": (dataclasses.replace(
@@ -66,6 +68,7 @@ def _call_cases() -> dict[str, tuple[Profile, bool]]:
         "flags=O_CREAT", "flags=O_WRONLY", "dfd=AT_FDCWD"])
     cases["call-openat-filters-failed-follow"] = (dataclasses.replace(
         filtered, filters=dataclasses.replace(filtered.filters, failed=True)), True)
+    cases["call-openat-paths"] = (with_overrides(shipped("openat"), cwd=True, exe=True), False)
     cases["call-kill-context"] = (with_overrides(
         shipped("kill"), in_container=False, parents=4,
         context=True), False)

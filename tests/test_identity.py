@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -285,3 +286,32 @@ def test_a_command_whose_thread_execs_is_followed_to_its_end(
               and e["argv"] == ["/bin/echo", "from-thread"]]
     [end] = [e for e in run.records if e["event"] == "exit" and e["pid"] == echo["pid"]]
     assert (end["status"], end["exec_id"]) == (0, echo["exec_id"])
+
+
+CPU_CHILD = """
+import os, time
+pid = os.fork()
+if pid == 0:
+    start = time.monotonic()  # read without a syscall
+    while time.monotonic() - start < 0.3:  # in user space
+        pass
+    for _ in range(30000):  # in the kernel
+        os.stat("/")
+    os._exit(0)
+_, status, usage = os.wait4(pid, 0)
+print(pid, int(usage.ru_utime * 1e9), int(usage.ru_stime * 1e9))
+"""
+
+
+def test_an_exit_says_its_cpu_time_as_getrusage_does(engine: str, tmp_path: Path,
+                                                      nothing_left_running: None) -> None:
+    out = tmp_path / "process.jsonl"
+    run = run_tool("process", "--json", "-o", str(out), "--bpftrace", engine, "--",
+                   sys.executable, "-c", CPU_CHILD, output=out)
+    assert run.returncode == 0, run.stderr
+    pid, user, system = map(int, run.stdout.split())
+    [end] = [r for r in run.records if r.get("event") == "exit" and r["pid"] == pid]
+    # read as the process ends; wait() adds what it ran after that (its last few us)
+    assert user * 0.9 - 2e6 <= end["cpu_user_ns"] <= user + 1e6, (end, user)
+    assert system * 0.9 - 2e6 <= end["cpu_system_ns"] <= system + 1e6, (end, system)
+    assert user > 200e6 and system > 10e6, "the child ran in both"

@@ -27,8 +27,8 @@ LIVE_ONLY = {"duration", "record", "buffer_pages", "command_output", "serve", "r
 # refusals are walked, their effect is tested live.
 HOST_BOUND = {"container", "bpftrace"}
 # Whose effect needs what the recording here does not hold (the ends of processes):
-# test_execs_and_exits_in_one_stream replays one that does.
-RECORDING_BOUND = {"tree"}
+# test_execs_and_exits_in_one_stream replays one that does (--timeline: test_timeline).
+RECORDING_BOUND = {"tree", "timeline"}
 # Whose effect needs calls the recorded workload does not make (a PATH search): test_rows.
 DATA_BOUND = {"all_attempts"}
 # Whose effect is on a terminal only: test_a_table_on_a_terminal (a pty).
@@ -55,7 +55,9 @@ def option(dest: str, tmp: Path) -> tuple[list[str], list[str]]:
         "where": ([], ["--where", "uid=0"]), "cgroup": ([], ["--cgroup", cgroup2_root()]),
         "container": ([], ["--container", "3f2a9c"]), "in_container": ([], ["--on-host"]),
         "parents": ([], ["--parents", "2"]), "show_context": ([], ["--context"]),
+        "cwd": ([], ["--cwd"]), "exe": ([], ["--exe"]),
         "exits": ([], ["--exits"]), "tree": ([], ["--tree"]),
+        "timeline": ([], ["--timeline", str(tmp / "t.svg")]),
         "profile": ([], ["openat"]), "syscall": ([], adhoc),
         "arg": (adhoc, ["--arg", "filename:str"]), "result": (adhoc, ["--result", "fd"]),
         "columns": ([], ["--columns", "pid,comm"]), "json": ([], ["--json"]),

@@ -12,7 +12,7 @@ import pytest
 from bptrace_exec.errors import UsageError
 from bptrace_exec.records import VERSION
 from bptrace_exec.run.recording import FORMAT, read_recording
-from bptrace_exec.spec import load_profile, profile_from_dict, profile_to_dict
+from bptrace_exec.spec import load_profile, profile_from_dict, profile_to_dict, with_overrides
 from conftest import json_records, tool_command
 from expectations import check_all
 
@@ -32,7 +32,9 @@ VERSIONS = {1: ("driver-v0.17.0.jsonl", VERSION_1_PROFILE),
             2: ("driver2-v0.17.0.jsonl", profile_to_dict(load_profile("execve"))),
             3: ("driver3-v0.17.0.jsonl", profile_to_dict(load_profile("execve"))),
             4: ("driver4-v0.17.0.jsonl", profile_to_dict(load_profile("execve"))),
-            5: ("driver5-v0.17.0.jsonl", profile_to_dict(load_profile("execve")))}
+            5: ("driver5-v0.17.0.jsonl", profile_to_dict(load_profile("execve"))),
+            6: ("driver6-v0.17.0.jsonl", profile_to_dict(
+                with_overrides(load_profile("execve"), cwd=True, exe=True)))}
 
 
 def recording(tmp_path: Path, version: int = VERSION, *, cut: int | None = None,

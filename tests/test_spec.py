@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from bptrace_exec.codegen import counts_in_kernel
 from bptrace_exec.codegen.oneliner import oneliner
 from bptrace_exec.errors import SpecError, UsageError
 from bptrace_exec.limits import FILTER_STRING_BYTES, FILTER_VALUES, PROFILE_BYTES, PROFILE_NODES
+from bptrace_exec.parse.values import ints_per_probe
 from bptrace_exec.spec import (
     Filters,
     Limits,
@@ -18,6 +20,7 @@ from bptrace_exec.spec import (
     parse_profile,
     with_overrides,
 )
+from bptrace_exec.spec.captures import as_recorded
 from bptrace_exec.spec.overrides import apply_where
 from bptrace_exec.spec.parse import argv_patterns, profile_from_dict, profile_to_dict
 from bptrace_exec.spec.tracepoint import UNKNOWN
@@ -314,9 +317,11 @@ def test_filters_on_what_an_exec_runs() -> None:
     with pytest.raises(UsageError, match="dirfd cannot be filtered on") as err:
         apply_where(parse("version: 1\n"), ["dirfd=3"])
     assert "filename, argv" in str(err.value.hint)
-    # argv is matched in bptrace-exec: not where the kernel counts, nor in a one-liner
-    with pytest.raises(SpecError, match="are kept in the kernel"):
-        parse("version: 1\nfilters: {args: {argv: ['*.c']}}\nstats: {enabled: true}\n")
+    # argv is matched in bptrace-exec: its counts are of the events kept, not the kernel's;
+    # a one-liner cannot have it
+    counted = parse("version: 1\nfilters: {args: {argv: ['*.c']}}\nstats: {enabled: true}\n")
+    assert not counts_in_kernel(counted)
+    assert counts_in_kernel(parse("version: 1\nstats: {enabled: true}\n"))
     with pytest.raises(UsageError, match="one-liner cannot have it"):
         oneliner(where)
     assert "euid.val == 0" in oneliner(apply_where(parse("version: 1\n"), ["euid=0"]))
@@ -325,7 +330,10 @@ def test_filters_on_what_an_exec_runs() -> None:
 def test_exits_in_an_exec_profile() -> None:
     process = load_profile("process")
     assert process.exits and process.calls == ("execve", "execveat")
-    assert [a.name for a in process.args][-3:] == ["status", "signal", "core"]
+    # CPU times since record version 6: a recording made before closes exits without them
+    assert ints_per_probe(process)[-1] == 5 and ints_per_probe(as_recorded(process, 5))[-1] == 3
+    assert [a.name for a in process.args][-5:] == ["status", "signal", "core", "cpu_user_ns",
+                                                  "cpu_system_ns"]
     execve = load_profile("execve")
     with_exits = with_overrides(execve, exits=True)
     assert (with_exits.probes, with_exits.args) == (process.probes, process.args)

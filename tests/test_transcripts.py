@@ -15,11 +15,15 @@ from bptrace_exec.output.render import Renderer
 from bptrace_exec.parse.decode import Printf, decode_line
 from bptrace_exec.parse.join import Assembler
 from bptrace_exec.spec import parse_profile
-from expectations import check_all, check_hidden_argv
+from expectations import check_all, check_hidden_argv, check_paths
 
 FIXTURES = sorted((Path(__file__).parent / "fixtures").glob("driver*-v*.jsonl"))
 WORKDIR = "/tmp/bptrace-exec-transcript"
 EXECVE = parse_profile("version: 1\n", source="probes/execve.yaml", name="execve")
+# since record version 6, captured with each exec's cwd and exe (--paths)
+WITH_PATHS = parse_profile("version: 1\ncontext: {cwd: true, exe: true}\n",
+                           source="probes/execve.yaml", name="execve")
+PATHS_SINCE = 6
 
 
 def version_of(fixture: Path) -> int:
@@ -29,8 +33,9 @@ def version_of(fixture: Path) -> int:
 
 
 def parse(lines: list[bytes], version: int) -> tuple[list[dict[str, object]], Assembler]:
-    assembler = Assembler(EXECVE, wall_offset_ns=0, version=version)
-    render = Renderer(EXECVE)
+    profile = WITH_PATHS if version >= PATHS_SINCE else EXECVE
+    assembler = Assembler(profile, wall_offset_ns=0, version=version)
+    render = Renderer(profile)
     events = []
     for line in lines:
         record = decode_line(line)
@@ -54,6 +59,8 @@ def test_recorded_run_parses_to_the_known_execs(fixture: Path) -> None:
     assert assembler.stats.malformed == assembler.stats.unknown == 0
     assert assembler.stats.incomplete == assembler.stats.unfinished == 0
     check_identity(events, version_of(fixture))
+    if version_of(fixture) >= PATHS_SINCE:
+        check_paths(events, WORKDIR)
 
 
 def check_identity(events: list[dict[str, object]], version: int) -> None:
@@ -95,4 +102,5 @@ def test_both_versions_were_recorded() -> None:
                                           "driver2-v0.17.0", "driver2-v0.23.2",
                                           "driver3-v0.17.0", "driver3-v0.23.2",
                                           "driver4-v0.17.0", "driver4-v0.23.2",
-                                          "driver5-v0.17.0", "driver5-v0.23.2"}
+                                          "driver5-v0.17.0", "driver5-v0.23.2",
+                                          "driver6-v0.17.0", "driver6-v0.23.2"}

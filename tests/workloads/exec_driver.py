@@ -90,6 +90,7 @@ def execveat_case() -> None:
 def main() -> int:
     workdir, exec_cases = Path(sys.argv[1]), sys.argv[2]
     prepare(workdir)
+    os.chdir(workdir)  # every case's working directory
     for case in CASES:
         run_case(case, workdir)
     execveat_case()

@@ -13,7 +13,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Literal, NoReturn, TextIO
 
 from bptrace_exec import __version__, api
@@ -32,9 +32,10 @@ from bptrace_exec.errors import (
     UsageError,
     UserError,
 )
+from bptrace_exec.event import Event
 from bptrace_exec.limits import FILTER_VALUES, JSON_LINE_BYTES, bounded_lines, out_of_memory
 from bptrace_exec.options import SUMMARY_PLACES, check_options
-from bptrace_exec.output import tree
+from bptrace_exec.output import timeline, tree
 from bptrace_exec.output.export import (
     FORMATS,
     NO_LABELS,
@@ -42,6 +43,7 @@ from bptrace_exec.output.export import (
     format_for,
     to_dict,
     write_export,
+    write_text,
 )
 from bptrace_exec.output.render import Renderer, Terminal
 from bptrace_exec.output.report import on, render_report
@@ -75,6 +77,7 @@ examples:
   bptrace-exec execve --where euid=0     # programs that run as root, setuid ones too
   bptrace-exec execve --where filename='/tmp/*'   # programs run from /tmp
   bptrace-exec execve --where argv='*.c'  # execs with an argument ending in .c
+  bptrace-exec execve --cwd --exe --where cwd='/srv/*'   # what runs under /srv, which file
   bptrace-exec execve --duration 30      # stop by itself after 30 seconds
   bptrace-exec execve -o execs.jsonl --json   # write records to a file
   bptrace-exec execve --max-args 8       # keep at most 8 arguments per exec
@@ -161,10 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
     result.add_argument("--succeeded", action="store_true", default=None,
                         help="only calls that did not return an error")
     f.add_argument("--where", action="append", metavar="NAME=VALUE",
-                   help="keep calls where NAME (comm, uid, euid, pid, ppid or a captured "
-                        "argument: an exec's filename, or argv, any argument matching a glob) "
-                        "is VALUE; a string ending in * is a prefix (repeatable: values of "
-                        "one NAME are OR'ed)")
+                   help="keep calls where NAME (comm, uid, euid, pid, ppid, cwd, exe or a "
+                        "captured argument: an exec's filename, or argv, any argument "
+                        "matching a glob) is VALUE; a string ending in * is a prefix "
+                        "(repeatable: values of one NAME are OR'ed; argv, cwd and exe are "
+                        "matched in bptrace-exec)")
     f.add_argument("--cgroup", action="append", metavar="PATH",
                    help="only callers in this cgroup v2 directory, exact (repeatable)")
     f.add_argument("--container", action="append", metavar="ID",
@@ -179,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--tree", action="store_true",
                    help="with an exec profile: at the end, the tree of the processes that ran "
                         "instead of rows (implies --exits; with --json, as one object)")
+    c.add_argument("--timeline", metavar="FILE.svg",
+                   help="with an exec profile: at the end, the run as a picture, one bar per "
+                        "process from its program to its end (implies --exits)")
     c.add_argument("--exits", action="store_true",
                    help="with an exec profile: the end of every process too, in the same "
                         "stream (its status or signal, its lifetime, the exec_id of the last "
@@ -188,6 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--context", dest="show_context", action="store_true", default=None,
                    help="show the caller's cgroup, container id, pid and mount namespaces "
                         "and hostname")
+    c.add_argument("--cwd", action="store_true", default=None,
+                   help="show the caller's working directory, walked in the kernel")
+    c.add_argument("--exe", action="store_true", default=None,
+                   help="show the file the process runs (after an exec: the new program's, "
+                        "a script's interpreter)")
     a = p.add_argument_group("ad-hoc syscall profile (instead of PROFILE)")
     a.add_argument("--syscall", action="append", metavar="NAME",
                    help="trace this syscall, e.g. openat (repeatable)")
@@ -350,8 +362,9 @@ def _changes(args: argparse.Namespace, cgroups: list[str] | None = None) -> dict
     return dict(
         comm=args.comm, uid=args.uid, pid=args.pid, ppid=args.ppid, failed=args.failed,
         succeeded=args.succeeded, cgroup=cgroups or None, in_container=args.in_container,
-        parents=args.parents, context=args.show_context, columns=args.columns,
-        exits=args.exits or (args.tree and not args.replay) or None,
+        parents=args.parents, context=args.show_context, cwd=args.cwd, exe=args.exe,
+        columns=args.columns,
+        exits=args.exits or ((args.tree or args.timeline) and not args.replay) or None,
         max_args=args.max_args, argv_bytes=args.argv_bytes,
         stats=True if args.stats or args.from_file or args.export or args.serve else None,
         top=args.top, interval=args.interval,
@@ -362,7 +375,7 @@ def _run(args: argparse.Namespace, command: list[str]) -> int:
     # a replay's profile is the recording's; the command line only says how it is shown
     profile = None if args.replay else _profile(args)
     exports = [(path, format_for(path, args.export_format)) for path in args.export or []]
-    for path, _ in exports:
+    for path in [*(p for p, _ in exports), *([args.timeline] if args.timeline else [])]:
         check_writable(path)
     address = parse_address(args.serve) if args.serve else None
     with Output(args.output) as out, _summary_output(args.summary, out) as summary, \
@@ -549,16 +562,26 @@ class _Runs:
             else api.title(self.trace.profile, host)
 
     def _events(self) -> None:
-        if self.args.tree:
-            if not self.trace.profile.exits:  # a recording's: made without them
-                raise UsageError(f"--tree needs the ends of processes, which "
-                                 f"{self.args.replay} does not hold",
-                                 hint="record with the process profile (or --exits)")
-            _show_tree(self.trace, self.out, self.hooks, wide=self.args.wide)
-            return
-        _show_events(self.trace, self.out, self.hooks, all_attempts=self.args.all_attempts,
-                     wide=self.args.wide, color=self.args.color,
-                     header=not self.restarts.count)
+        args = self.args
+        if (args.tree or args.timeline) and not self.trace.profile.exits:  # a recording's
+            raise UsageError(f"--{'tree' if args.tree else 'timeline'} needs the ends of "
+                             f"processes, which {args.replay} does not hold",
+                             hint="record with the process profile (or --exits)")
+        processes = tree.Tree()
+        try:
+            if args.tree:
+                _show_tree(self.trace, self.out, self.hooks, processes, wide=args.wide)
+            else:
+                _show_events(self.trace, self.out, self.hooks, all_attempts=args.all_attempts,
+                             wide=args.wide, color=args.color, header=not self.restarts.count,
+                             also=processes.add if args.timeline else None)
+        finally:  # bpftrace failing still draws what it traced
+            if args.timeline:
+                write_text(args.timeline, timeline.svg(
+                    processes.roots(), time.time_ns(),
+                    f"bptrace-exec timeline{on(self.trace.host)}"),
+                           "the timeline", "the rows above are complete; free space or "
+                           "choose another --timeline path")
 
 
 def restarting(args: argparse.Namespace, command: list[str]) -> bool:
@@ -694,9 +717,12 @@ class Output:
 
 
 def _show_events(trace: api.Trace, out: Output, hooks: api.Hooks, *, all_attempts: bool,
-                 wide: bool, color: str, header: bool = True) -> None:
-    """The events as rows; `header`: the table's (not again after a restart)."""
+                 wide: bool, color: str, header: bool = True,
+                 also: Callable[[Event], None] | None = None) -> None:
+    """The events as rows; `header`: the table's (not again after a restart); `also`
+    sees each event too."""
     render = Renderer(trace.profile, out.terminal(wide=wide, color=color), trace.host)
+    events: Iterable[Event] = trace if also is None else _seen(trace, also)
     if trace.profile.output_format == "json":
         def flush() -> None:
             out.flush()
@@ -704,7 +730,7 @@ def _show_events(trace: api.Trace, out: Output, hooks: api.Hooks, *, all_attempt
                 trace.stop()
         trace.run.on_tick = flush
         try:
-            for event in trace:
+            for event in events:
                 out.write(json_line(render.to_dict(event)), flush=False)
         finally:
             flush()
@@ -726,16 +752,22 @@ def _show_events(trace: api.Trace, out: Output, hooks: api.Hooks, *, all_attempt
     wall_offset_ns = trace.run.source.wall_offset_ns  # the clock the calls' times are on
     trace.run.on_tick = lambda: show(rows.ready(time.monotonic_ns() + wall_offset_ns))
     try:
-        for event in trace:
+        for event in events:
             show(rows.add(event))
     finally:  # bpftrace failing still shows what it traced before
         show(rows.flush())
 
 
-def _show_tree(trace: api.Trace, out: Output, hooks: api.Hooks, *, wide: bool) -> None:
+def _seen(events: Iterable[Event], see: Callable[[Event], None]) -> Iterator[Event]:
+    for event in events:
+        see(event)
+        yield event
+
+
+def _show_tree(trace: api.Trace, out: Output, hooks: api.Hooks, processes: tree.Tree, *,
+               wide: bool) -> None:
     """The process tree, once the trace ends (or its bpftrace fails: what it traced)."""
     trace.run.on_ready = hooks.say
-    processes = tree.Tree()
     try:
         for event in trace:
             processes.add(event)
@@ -794,7 +826,7 @@ def _say_summary(s: Summary, host: str | None, json_out: Output | None,
     text = " and ".join(f"{n} {name}" for name, n in shown.items()) + \
         f" traced in {s.elapsed_s:.1f} s"
     if s.dropped:
-        text += f" ({s.dropped} more not matching the filter on argv)"
+        text += f" ({s.dropped} more not matching the filters run here)"
     if s.missing is None:
         text += f"; how many {unit} the kernel saw is unknown (bpftrace was killed)"
     elif s.missing:

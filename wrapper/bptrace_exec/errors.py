@@ -16,7 +16,8 @@ EXIT_STATUSES = (
     (EXIT_ENVIRONMENT, "environment: not root, no usable bpftrace, no tracefs, not "
                        "enough memory, --serve's port taken"),
     (EXIT_EXPORT, "an output could not be written: an --export file (the report was "
-                  "printed), -o FILE or stdout (a full disk, an I/O error)"),
+                  "printed), a --timeline file, -o FILE or stdout (a full disk, an I/O "
+                  "error)"),
     (EXIT_INTERRUPTED, "interrupted before tracing started"),
 )
 COMMAND_STATUS = "with -- COMMAND: COMMAND's own exit status (128+signal if killed)"

@@ -43,6 +43,11 @@ class Event:
     unreadable: tuple[str, ...] = ()  # strings that could not be read, shown as "": their
     # pages were not present ("filename", "argv/1"; a call that failed before copying them)
     who: Identity | None = None  # None: recorded by a version that did not read it
+    # with the profile's context.cwd/exe (else None): the caller's working directory, and
+    # the file its process runs (an exec's: the new program's; None for a failed exec),
+    # absolute as the kernel's d_path gives them; "cwd"/"exe" in `truncated` when cut
+    cwd: bytes | None = None
+    exe: bytes | None = None
 
     @property
     def errno(self) -> str | None:

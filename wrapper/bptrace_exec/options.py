@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bptrace_exec.errors import UsageError
+from bptrace_exec.records import PATHS
 
 
 @dataclass(frozen=True)
@@ -56,9 +57,11 @@ RULES: dict[str, tuple[Rule, str] | tuple[Rule, str, str]] = {
         "in_container")},
     "parents": (ROW_READS, "ancestors are read for rows, when tracing"),
     "tree": (ROWS, "it shows the events of a run as a tree, at its end"),
+    "timeline": (ROWS, "it draws the events of a run, at its end"),
     "exits": (ROW_READS, "it adds the ends of processes to what is traced for rows (a "
               "recording holds what was traced; the exit profile counts exits)"),
     "show_context": (ROW_READS, "the context is read for rows, when tracing"),
+    **{dest: (ROW_READS, "paths are read for rows, when tracing") for dest in PATHS},
     "profile": (lambda m: not m.replay, "a recording replays the profile it was made with"),
     "syscall": (lambda m: not m.replay, "a recording replays the profile it was made with"),
     "arg": (TRACING, "it describes what to trace"),

@@ -19,12 +19,12 @@ from typing import Protocol
 from bptrace_exec.event import Event
 from bptrace_exec.parse.decode import Attached, Lost, MapData, Note, Printf, decode_line
 from bptrace_exec.parse.join import READY_RECORD, Assembler
-from bptrace_exec.records import LEGACY_TOTAL_MAPS, SNAPSHOT_END, TOTAL_MAP
+from bptrace_exec.records import LEGACY_TOTAL_MAPS, PATHS, SNAPSHOT_END, TOTAL_MAP
 from bptrace_exec.run.cgroups import CgroupPaths
 from bptrace_exec.run.engine import Engine
 from bptrace_exec.run.recording import Recorder
 from bptrace_exec.spec.model import PROCESS_EXIT, Profile
-from bptrace_exec.spec.parse import argv_patterns
+from bptrace_exec.spec.parse import argv_patterns, run_here
 
 SNAPSHOT_RECORD = SNAPSHOT_END.encode()
 
@@ -97,22 +97,62 @@ class Summary:
             elapsed_s=self.elapsed_s + later.elapsed_s, counted=both)
 
 
-def argv_filter(patterns: tuple[str, ...]) -> Callable[[Event], bool] | None:
-    """Whether an exec has an argument that matches one of the shell globs (fnmatch, case
-    and bytes exact); None for no patterns. An exec with records lost is kept (shown
-    incomplete): what was lost may have matched; the end of a process (no argv) too."""
-    if not patterns:
-        return None
-    # fnmatch translates text: each byte as the latin-1 character of its value, and back
-    compiled = [re.compile(fnmatch.translate(
+def _globs(patterns: tuple[str, ...]) -> list[re.Pattern[bytes]]:
+    """Shell globs (fnmatch, case and bytes exact) as byte patterns: fnmatch translates
+    text, each byte as the latin-1 character of its value, and back."""
+    return [re.compile(fnmatch.translate(
         p.encode("utf-8", "surrogateescape").decode("latin-1")).encode("latin-1"))
         for p in patterns]
 
-    def match(event: Event) -> bool:
+
+def _paths(patterns: tuple[str, ...]) -> list[tuple[bytes, bool]]:
+    """Paths as (bytes, whether a prefix): /usr/bin/make, /tmp/*."""
+    return [(p.removesuffix("*").encode("utf-8", "surrogateescape"), p.endswith("*"))
+            for p in patterns]
+
+
+class Kept:
+    """The filters that run here, not in the kernel (spec.parse.run_here): an exec with an
+    argument that matches one of the globs; a working directory or program file that is
+    one of the paths (a prefix ending in *). An event they cannot judge is kept: its
+    records lost (shown incomplete), its path cut (its top unknown). The end of a process
+    goes as its last program went: dropped when that exec was, else kept (a process
+    whose exec was not traced included)."""
+
+    @classmethod
+    def of(cls, profile: Profile) -> Kept | None:
+        return cls(profile) if run_here(profile) else None
+
+    def __init__(self, profile: Profile) -> None:
+        f = profile.filters
+        self.argv = _globs(argv_patterns(profile))
+        self.paths = [(which, _paths(getattr(f, which))) for which in PATHS
+                      if getattr(f, which)]
+        # processes (exec ids less the count) whose last program was dropped, until they
+        # end: kept only with exits to decide
+        self.dropped: set[str] | None = set() if profile.exits else None
+
+    def __call__(self, event: Event) -> bool:
+        process = event.who.exec_id.rsplit(":", 1)[0] if event.who else None
+        if event.syscall == PROCESS_EXIT:
+            if self.dropped is None or process not in self.dropped:
+                return True
+            self.dropped.discard(process)
+            return False
+        kept = event.incomplete or self._matches(event)
+        if self.dropped is not None and process is not None and event.ret == 0:
+            (self.dropped.discard if kept else self.dropped.add)(process)
+        return kept
+
+    def _matches(self, event: Event) -> bool:
+        for which, paths in self.paths:
+            path = getattr(event, which)
+            if which not in event.truncated and (path is None or not any(
+                    path.startswith(p) if prefix else path == p for p, prefix in paths)):
+                return False
         argv = event.values.get("argv")
-        return event.incomplete or argv is None or isinstance(argv, tuple) and any(
-            c.match(a) for c in compiled for a in argv)
-    return match
+        return not self.argv or isinstance(argv, tuple) and any(
+            g.match(a) for g in self.argv for a in argv)
 
 
 class Run:
@@ -134,7 +174,7 @@ class Run:
         self.attached = 0  # probes bpftrace attached
         self.started = time.monotonic()
         self.cgroup_paths = CgroupPaths() if source.names_cgroups else None
-        self.argv_match = argv_filter(argv_patterns(profile))
+        self.kept = Kept.of(profile)
 
     @property
     def elapsed(self) -> float:
@@ -202,7 +242,7 @@ class Run:
 
     def _shown(self, events: Iterable[Event]) -> Iterator[Event]:
         for event in events:
-            if self.argv_match and not self.argv_match(event):
+            if self.kept and not self.kept(event):
                 self.summary.dropped += 1
                 continue
             if event.context is not None and self.cgroup_paths is not None:

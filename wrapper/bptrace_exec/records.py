@@ -133,6 +133,24 @@ class Who(NamedTuple):
     parent_execs: int
 
 
+class Segment(NamedTuple):
+    """A piece of one name of a path walked in the kernel from its end up (`which`: the
+    working directory or the program's file, records.PATHS), up to a string read long."""
+
+    which: int
+    depth: int  # the walk's step: 1 for the last name, more up the path (mounts take steps)
+    offset: int
+    text: bytes
+
+
+class PathEnd(NamedTuple):
+    """How a walk ended (PATH_CUT...), printed when not at a root as expected, or when
+    it found no name (0: the root itself). A path walked has at least one record."""
+
+    which: int
+    flags: int
+
+
 class Comm(NamedTuple):
     comm: bytes
 
@@ -160,7 +178,8 @@ class Mark(NamedTuple):
 
 PARTS: dict[str, type[tuple]] = {  # type: ignore[type-arg]
     "first": First, "str": Piece, "elem": Element, "bytes": Block, "call": Closing,
-    "who": Who, "comm": Comm, "anc": Ancestor, "cgrp": Cgroup, "uts": Hostname, "mark": Mark,
+    "who": Who, "seg": Segment, "path": PathEnd, "comm": Comm, "anc": Ancestor,
+    "cgrp": Cgroup, "uts": Hostname, "mark": Mark,
 }
 
 
@@ -193,11 +212,21 @@ ARGV_INTS = ("caller_argc", "argc", "more", "size")
 INTS = {"int": 1, "argv": len(ARGV_INTS)}
 # Every call's: 0.17's stack has no room for it in the closing records.
 WHO = Layout("who", ("who",), tuple(Field(name, "u64") for name in Who._fields))
+SEG = Layout("seg", ("seg",), _f("which:u64 depth:u64 offset:u64 text:text"))
+PATH = Layout("path", ("path",), _f("which:u64 flags:u64"))
+# The paths a profile's context may ask for, by `which`: the caller's working directory,
+# the file its process runs (mm->exe_file).
+PATHS = ("cwd", "exe")
+# A walk's flags: it stopped at its step limit (the path's top is missing); its last
+# name was unlinked (shown as the kernel's d_path shows it: " (deleted)"); a mount that
+# is not laid out as expected (a kernel whose struct mount differs: the path stops there);
+# no path at all (a kernel thread's program, a failed exec's).
+PATH_CUT, PATH_DELETED, PATH_UNKNOWN, PATH_NONE = 1, 2, 4, 8
 ANC = Layout("anc", ("anc",), _f("depth:u64 pid:u64 comm:text"))
 CGRP = Layout("cgrp", ("cgrp",), _f("cgroup_id:u64 pidns:u64 mntns:u64 name:text"))
 UTS = Layout("uts", ("uts",), _f("hostname:text"))
 MARK = Layout("mark", ("mark",), _f("cpu:u64"), keyed=False)
-LAYOUTS = (FIRST, STR, ELEM, BYTES, CALL, EXEC, WHO, ANC, CGRP, UTS)
+LAYOUTS = (FIRST, STR, ELEM, BYTES, CALL, EXEC, WHO, SEG, PATH, ANC, CGRP, UTS)
 # A string's `next` byte when it could not be read: it and the 24 bytes around it read as
 # zeros, as memory whose page is not present does (bpftrace shows a failed read as zeros).
 # A real "" has neighbours: the string before it, an allocation's header. No byte is 256.
@@ -244,6 +273,7 @@ LEGACY_TOTAL_MAPS = ("exec_total", "call_total")
 ELEM3 = Layout("elem", ("elem",), _f("slot:u64 item:u64 next:u8 text:text"),
                constants={"chunk": 0})
 LAYOUTS3 = (FIRST, STR, ELEM3, BYTES, CALL, ANC, CGRP, UTS)
-LAYOUTS4 = tuple(layout for layout in LAYOUTS if layout is not WHO)  # no `who` yet
-VERSIONS = {1: LEGACY, 2: LAYOUTS3, 3: LAYOUTS3, 4: LAYOUTS4, 5: LAYOUTS}
-VERSION = 5
+LAYOUTS5 = tuple(layout for layout in LAYOUTS if layout not in (SEG, PATH))  # no paths yet
+LAYOUTS4 = tuple(layout for layout in LAYOUTS5 if layout is not WHO)  # no `who` yet
+VERSIONS = {1: LEGACY, 2: LAYOUTS3, 3: LAYOUTS3, 4: LAYOUTS4, 5: LAYOUTS5, 6: LAYOUTS}
+VERSION = 6

@@ -13,13 +13,17 @@ from bptrace_exec.codegen.events import generate_events
 from bptrace_exec.codegen.program import Program
 from bptrace_exec.codegen.stats import PATH_STRLEN, generate_stats
 from bptrace_exec.spec.model import Profile
+from bptrace_exec.spec.parse import counted_from_events
 
 __all__ = ["Program", "counts_in_kernel", "generate"]
 
 
 def counts_in_kernel(profile: Profile) -> bool:
-    """--stats of an exec profile counts in maps; every other program reports events."""
-    return profile.stats.enabled and profile.kind.kernel_counts
+    """--stats of an exec profile counts in maps; every other program reports events,
+    and so does one that needs what only bptrace-exec has (a filter on argv, a path):
+    its events are counted as they go by."""
+    return (profile.stats.enabled and profile.kind.kernel_counts
+            and not counted_from_events(profile))
 
 
 def generate(profile: Profile, version: str | None = None, *, follow: bool = False) -> Program:

@@ -23,6 +23,7 @@ from bptrace_exec.codegen.context import (
     CONTAINER_RECORDS,
     context_records,
     parent_records,
+    paths_records,
     who_record,
 )
 from bptrace_exec.codegen.filters import arg_conditions, path_conditions
@@ -47,6 +48,7 @@ from bptrace_exec.codegen.program import (
 )
 from bptrace_exec.codegen.readers import Slot, word
 from bptrace_exec.records import CALL, DROP, EXEC, KILLED_RET, TOTAL_MAP
+from bptrace_exec.spec.captures import paths_read
 from bptrace_exec.spec.model import PROCESS_EXIT, Profile
 
 SCRATCH = "call"
@@ -71,12 +73,11 @@ def generate_events(profile: Profile, version: str | None, follow: bool) -> str:
     else:
         body = [*(entry_probe(profile, i, follow) for i, p in enumerate(profile.probes)
                   if p != PROCESS_EXIT),
-                *([image_probe(profile), *script_probe(profile), *image_context_probe(profile)]
-                  if execs else []),
+                *([image_probe(profile), *script_probe(profile), *image_paths_probe(profile),
+                   *image_context_probe(profile)] if execs else []),
                 *return_probes(profile),
                 # with exits, that probe forgets a followed thread, once it is reported
-                thread_exit_probe(execs, follow and not profile.exits,
-                                  readers.shows_images(profile)),
+                thread_exit_probe(execs, follow and not profile.exits, _image_maps(profile)),
                 *([process_exit_probe(profile, follow)] if profile.exits else [])]
     sections = [_header(profile, version, follow), begin(follow),
                 follow_probe() if follow else "", *body, stop_probes(), end(maps)]
@@ -121,7 +122,13 @@ def entry_probe(profile: Profile, index: int, follow: bool) -> str:
                          if s.read == "argv")
     # a successful exec's caller's name: the new program's replaces it
     comm = f"  @{COMM_MAP}[$key] = comm;\n" if readers.shows_images(profile) else ""
-    body = (f"  $key = {TID};\n  $id = nsecs;\n{statements}"
+    paths = _entry_paths(profile)
+    # first: after the loop that counts arguments, the verifier would check the walk once
+    # for every count
+    walk = (f"  if (!{STOP}) {{  // after the stop, its records could come after the drain\n"
+            "    $n = (uint64)0;\n" + paths_records(profile, paths, 4)
+            + f"    @{PATHS_MAP}[$key] = $n;\n  }}\n") if paths else ""
+    body = (f"  $key = {TID};\n  $id = nsecs;\n{walk}{statements}"
             f"  @{SCRATCH}[$key] = {entry_tuple(profile, name)};\n{comm}")
     return probe([f"tracepoint:syscalls:sys_enter_{name}"],
                  predicate(profile.filters, follow, not_self=not follow), body)
@@ -156,6 +163,27 @@ def script_probe(profile: Profile) -> list[str]:
                   "Who runs the new program (the return counts it). A #! script: the\n"
                   "image's argv starts with its interpreter and its path, where the caller's\n"
                   "argv[0] was.")]
+
+
+def _entry_paths(profile: Profile) -> tuple[str, ...]:
+    """An exec's paths walked at its entry: its working directory (at return, the walk
+    beside a failed exec's argument loops is past 0.23's verifier)."""
+    return ("cwd",) if profile.kind.new_image and "cwd" in paths_read(profile) else ()
+
+
+def image_paths_probe(profile: Profile) -> list[str]:
+    """The file of the program an exec started, from a probe of its own (the return
+    would not fit 0.17's 512-byte stack beside it): with the entry's, how many records
+    the paths took is kept for the return, which counts them."""
+    if "exe" not in paths_read(profile) or not readers.shows_images(profile):
+        return []
+    return [probe(["tracepoint:sched:sched_process_exec"],
+                  [f"@{SCRATCH}[(uint64)args->old_pid].0"],
+                  "  $key = (uint64)args->old_pid;\n"
+                  f"  $id = @{SCRATCH}[$key].0;\n"
+                  f"  $n = @{PATHS_MAP}[$key];\n" + paths_records(profile, ("exe",), 2)
+                  + f"  @{PATHS_MAP}[$key] = $n;\n",
+                  "The file the new program runs.")]
 
 
 def image_context_probe(profile: Profile) -> list[str]:
@@ -214,11 +242,13 @@ def _return_body(profile: Profile, name: str, result: str) -> str:
         f"  $a{s.number} = {readers.int_value(s)};\n" for s in slots if readers.held(s))
     forget = f"  delete(@{SCRATCH}[$key]);\n" + "".join(
         f"  delete(@{m}[$key]);\n" for m in _image_maps(profile))
-    # what the image printed of a call not shown is dropped, not left to look lost
-    drop = printf(DROP, {}, 4) if result == "success" and readers.shows_images(profile) else ""
+    # what the entry or the image printed of a call not shown is dropped, not left to
+    # look lost
+    drop = printf(DROP, {}, 4) if (result == "success" and readers.shows_images(profile)
+                                   or _entry_paths(profile)) else ""
     wanted = result_test(profile.filters, "failure", "success")
     if execs and wanted and wanted != result:  # kept only to be forgotten
-        return setup + forget
+        return setup + (f"  if ($id) {{\n{drop}  }}\n" if _entry_paths(profile) else "") + forget
     conditions = (["$id"] if execs else []) + [f"!{STOP}"]
     if not execs and (test := result_test(profile.filters, "args->ret < 0",
                                           "args->ret >= 0")):
@@ -231,8 +261,16 @@ def _return_body(profile: Profile, name: str, result: str) -> str:
     reads = [readers.on_return(profile, s, result) for s in slots]
     # who, first: after the loops that read arguments the verifier would check it once for
     # every state they end in
-    who = "    $n++;  // who: printed when the image started\n" if result == "success" \
-        else who_record(4)
+    paths = paths_read(profile)
+    if not execs:
+        who = who_record(4) + paths_records(profile, paths)
+    elif result == "success":  # printed when the image started
+        who = "    $n++;  // who: printed when the image started\n"
+    else:  # a failed exec ran no program
+        who = who_record(4) + paths_records(profile, tuple(w for w in paths if w == "exe"),
+                                            absent=("exe",))
+    if execs and paths:  # printed at entry and when the image started
+        who += f"    $n += @{PATHS_MAP}[$key];\n"
     if result == "success":  # printed when the image started
         context = reindent(parent_records(profile, printing=False), 2) + (
             f"    $n += {CONTAINER_RECORDS};\n" if profile.context.container else "")
@@ -257,11 +295,14 @@ KILLED_CHECK = ("    // SIGKILL pending: the caller dies here; what it returns r
 
 
 IMAGE_MAPS = (COMM_MAP, readers.FIRST_MAP, readers.FIRST_NEXT_MAP)
+PATHS_MAP = "paths"
 
 
 def _image_maps(profile: Profile) -> list[str]:
-    """Maps a successful exec's entry fills besides the scratch tuple."""
-    return list(IMAGE_MAPS) if readers.shows_images(profile) else []
+    """Maps an exec fills besides the scratch tuple: at entry, for its new image; the
+    records of its paths."""
+    images = list(IMAGE_MAPS) if readers.shows_images(profile) else []
+    return images + ([PATHS_MAP] if profile.kind.new_image and paths_read(profile) else [])
 
 
 def _exec_record(profile: Profile, ints: list[str]) -> str:
@@ -301,20 +342,22 @@ def process_exit_probe(profile: Profile, follow: bool) -> str:
     return probe(
         ["tracepoint:sched:sched_process_exit"], [],
         f"  $key = {TID};\n  $id = nsecs;\n  $code = (uint64)curtask->exit_code;\n"
+        + (reindent(readers.CPU_TIMES, 2) if any(
+            s.source and s.source.field.startswith("cpu_") for s in slots) else "")
         + "".join(f"  $a{s.number} = {readers.int_value(s)};\n" for s in slots)
         + f"  if ({' && '.join(conditions)}) {{\n"
         "    $n = (uint64)1;\n"
         "    $ret = (int64)(($code >> 8) & 0xff);\n"
         "    if ($code & 0x7f) { $ret = (int64)(128 + ($code & 0x7f)); }\n"
-        + who_record(4) + context_records(profile)
+        + who_record(4) + paths_records(profile, paths_read(profile)) + context_records(profile)
         + _closing([f"$a{s.number}" for s in slots], str(profile.probes.index(PROCESS_EXIT)),
                    "nsecs - curtask->group_leader->start_time", ret="$ret")
         + "  }\n" + unfollow,
         "The last thread of a process ends: the process's exit.")
 
 
-def thread_exit_probe(execs: bool, follow: bool, first: bool) -> str:
-    also = "".join(f" delete(@{m}[$tid]);" for m in IMAGE_MAPS if first)  # set with it
+def thread_exit_probe(execs: bool, follow: bool, maps: list[str]) -> str:
+    also = "".join(f" delete(@{m}[$tid]);" for m in maps)  # set with it
     forget = [f"  if (@{SCRATCH}[$tid].0) {{ delete(@{SCRATCH}[$tid]);{also} }}\n"]
     if execs:
         forget.append("  if (@moved[$tid]) { delete(@moved[$tid]); }\n")

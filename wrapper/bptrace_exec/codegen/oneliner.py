@@ -32,8 +32,9 @@ from bptrace_exec.codegen.program import (
 from bptrace_exec.codegen.readers import word
 from bptrace_exec.errors import UsageError
 from bptrace_exec.spec import types
+from bptrace_exec.spec.captures import paths_read
 from bptrace_exec.spec.model import Profile
-from bptrace_exec.spec.parse import argv_patterns
+from bptrace_exec.spec.parse import run_here
 
 TEXT_STRLEN = 64
 # bpftrace's lexer as far as layout goes: string literals, comments, white space, the rest
@@ -41,10 +42,15 @@ _TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|/\*.*?\*/|//[^\n]*|\s+|.', re.S)
 
 
 def oneliner(profile: Profile, bpftrace: str = "bpftrace") -> str:
-    if argv_patterns(profile):
-        raise UsageError("a filter on argv runs in bptrace-exec, not in bpftrace: a "
-                         "one-liner cannot have it", hint="filter on filename instead, "
-                         "or run bptrace-exec itself")
+    if here := run_here(profile):
+        raise UsageError(f"a filter on {' and '.join(here)} runs in bptrace-exec, not in "
+                         "bpftrace: a one-liner cannot have it",
+                         hint="filter on filename instead, or run bptrace-exec itself")
+    if paths := paths_read(profile):
+        raise UsageError(f"a one-liner shows no {' or '.join(paths)}: walking a path "
+                         "takes the records of a full program",
+                         hint="use --emit script, or drop " + ", ".join(
+                             f"--{w} and --where {w}=" for w in paths))
     if profile.exits:
         raise UsageError("a one-liner traces execs or the ends of processes, not both",
                          hint="one for each: --emit oneliner of execve, and of exit")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from bptrace_exec import __version__
 from bptrace_exec.codegen.btlang import comment_text, int_literal, string_literal
 from bptrace_exec.event import HOST_PID_NS
-from bptrace_exec.records import ARITY, FORMATS, MARK, READY, Layout
+from bptrace_exec.records import ARITY, FORMATS, MARK, PATHS, READY, Layout
 from bptrace_exec.spec.model import Filters, Profile
 from bptrace_exec.spec.parse import PID_MAX, UID_MAX, argv_patterns
 
@@ -52,9 +52,11 @@ def header(profile: Profile, version: str | None, follow: bool, *, details: tupl
     if filters is None:
         filters = describe_filters(profile.filters, follow, profile.kind.unit,
                                    in_user_space=("argv",) if globs else ())
-    if globs:  # not this program's to apply
-        details = (f"Filtered by bptrace-exec, not here: argv matching any of "
-                   f"[{', '.join(globs)}].", *details)
+    elsewhere = ([f"argv matching any of [{', '.join(globs)}]"] if globs else []) + [
+        f"{which} in [{', '.join(getattr(profile.filters, which))}]"
+        for which in PATHS if getattr(profile.filters, which)]
+    if elsewhere:  # not this program's to apply
+        details = (f"Filtered by bptrace-exec, not here: {'; '.join(elsewhere)}.", *details)
     strlen = strlen or profile.kind.strlen
     lines = [
         "#!/usr/bin/env bpftrace",

@@ -43,7 +43,22 @@ SOCKADDR_MAX = 128  # sizeof(struct sockaddr_storage)
 # exit_code as wait(2) sees it: status << 8 when it exited, the signal (| 0x80 with a
 # core dump) when one killed it
 EXIT_FIELDS = {"status": "($code >> 8) & 0xff", "signal": "$code & 0x7f",
-               "core": "($code >> 7) & 1"}
+               "core": "($code >> 7) & 1", "cpu_user_ns": "$cpu_user",
+               "cpu_system_ns": "$cpu_system"}
+# The process's CPU time as getrusage() gives it after wait(): the exact run time of its
+# threads, split between user and system as the ticks that sampled them were (the
+# kernel's cputime_adjust). In 65536ths, without overflow for any time.
+CPU_TIMES = """\
+$ut = curtask->signal->utime + curtask->utime;
+$st = curtask->signal->stime + curtask->stime;
+$rt = curtask->signal->sum_sched_runtime + curtask->se.sum_exec_runtime;
+$share = (uint64)0;  // the system's
+if ($ut + $st > 0) {
+  $share = $st < (1 << 47) ? ($st << 16) / ($ut + $st) : $st / (($ut + $st) >> 16);
+}
+$cpu_system = ($rt >> 16) * $share + ((($rt & 0xffff) * $share) >> 16);
+$cpu_user = $rt - $cpu_system;
+"""
 
 
 def word(n: int) -> str:

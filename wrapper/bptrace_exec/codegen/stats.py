@@ -79,7 +79,7 @@ def generate_stats(profile: Profile, version: str | None, follow: bool) -> str:
         sections = [header(profile, version, follow, layout=LAYOUT, strlen=strlen,
                            details=(f"Limits: {strlen - 1} bytes of each program's path.",)),
                     begin(follow), follow_probe() if follow else "", *full_probes(profile, follow),
-                    thread_exit_probe(True, follow, False),
+                    thread_exit_probe(True, follow, []),
                     end(["call", "moved"] + (["follow"] if follow else []))]
     return "\n".join(s for s in sections if s)
 

@@ -7,7 +7,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bptrace_exec.event import Event, Identity, ProcContext, Value
-from bptrace_exec.output.text import local_time, parent_chain, safe_str, safe_text, shell_quote
+from bptrace_exec.output.text import (
+    cut_path,
+    local_time,
+    parent_chain,
+    safe_str,
+    safe_text,
+    shell_quote,
+)
 from bptrace_exec.spec import types
 from bptrace_exec.spec.model import Arg, Profile
 
@@ -31,6 +38,15 @@ def _who(read: Callable[[Identity], object]) -> Callable[[Event], str]:
     def cell(e: Event) -> str:
         value = read(e.who) if e.who else None
         return NONE if value is None else str(value)
+    return cell
+
+
+def _path(read: Callable[[Event], bytes | None], name: str) -> Callable[[Event], str]:
+    def cell(e: Event) -> str:
+        path = read(e)
+        if path is None:
+            return NONE
+        return cut_path(safe_text(path), name in e.truncated)
     return cell
 
 
@@ -78,6 +94,8 @@ def _base(profile: Profile) -> dict[str, Column]:
         Column("sessionid", "SES", 5, True, _who(lambda w: w.sessionid)),
         Column("tty", "TTY", 7, False, _who(lambda w: w.tty)),
         Column("exec_id", "EXEC_ID", 36, False, _who(lambda w: w.exec_id)),
+        Column("cwd", "CWD", 24, False, _path(lambda e: e.cwd, "cwd")),
+        Column("exe", "EXE", 24, False, _path(lambda e: e.exe, "exe")),
     )}
 
 

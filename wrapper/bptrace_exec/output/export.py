@@ -193,6 +193,14 @@ def write_export(stats: Stats, path: str, fmt: str, *, top: int, title: str,
     # names not UTF-8: their bytes as \xNN (the JSON export has them exact, in "b64")
     text = WRITERS[fmt](stats, top=top, title=title, labels=labels).encode(
         "utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    write_text(path, text)
+
+
+def write_text(path: str, text: str, what: str = "the export",
+               hint: str = "the report above is complete; free space or choose another "
+                           "--export path") -> None:
+    """Written beside the target and renamed over it: a reader never sees half of it."""
+    check_writable(path)
     target = Path(path)
     try:
         fd, tmp = tempfile.mkstemp(dir=target.resolve().parent, prefix=f".{target.name}.")
@@ -207,7 +215,8 @@ def write_export(stats: Stats, path: str, fmt: str, *, top: int, title: str,
             Path(tmp).unlink(missing_ok=True)
             raise
     except OSError as exc:
-        raise _unwritten(path, exc) from None
+        raise ExportError(f"cannot write {what} {path}: {exc.strerror or exc}",
+                          hint=hint) from None
 
 
 def _unwritten(path: str, exc: OSError) -> ExportError:

@@ -14,7 +14,7 @@ from bptrace_exec.event import KILLED, Event, Identity
 from bptrace_exec.output.columns import LOST, UNREADABLE, columns_for, privilege
 from bptrace_exec.output.text import decode_text, iso_time
 from bptrace_exec.spec import types
-from bptrace_exec.spec.captures import carried
+from bptrace_exec.spec.captures import carried, paths_read
 from bptrace_exec.spec.model import Arg, ProbeKind, Profile, kind_of
 
 RED, PLAIN = "\x1b[31m", "\x1b[0m"
@@ -39,6 +39,7 @@ class Renderer:
         self.terminal = terminal
         self.columns = columns_for(profile)
         self.shapes = {p: _Shape.of(profile, p) for p in profile.probes}
+        self.paths = paths_read(profile)
 
     def header(self) -> str:
         return self._line([c.title for c in self.columns], failed=False)
@@ -87,6 +88,10 @@ class Renderer:
             "syscall": e.syscall,
             "pid": e.pid, "ppid": e.ppid, "uid": e.uid, "tid": e.tid, **_who(e.who),
             "comm": e.comm.decode("utf-8", "surrogateescape")}
+        for which in self.paths:  # the kernel's d_path's form, exact
+            path = getattr(e, which)
+            out[which] = None if path is None else decode_text(path)
+            out[f"{which}_truncated"] = which in e.truncated
         values, cut = e.values, e.truncated
         if shape.kind.args_at_top:  # an exec's: fields of their own
             for name, cut_key, form in shape.args:

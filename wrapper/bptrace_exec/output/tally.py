@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from bptrace_exec.event import KILLED, Event, ProcContext, errno_name, tty_name
-from bptrace_exec.output.text import decode_text
+from bptrace_exec.output.text import cut_path, decode_text
 from bptrace_exec.parse.decode import restore_bytes
+from bptrace_exec.records import PATHS
 from bptrace_exec.spec import types
 from bptrace_exec.spec.captures import EXIT_ARGS
 from bptrace_exec.spec.model import KINDS, Profile, kind_of
@@ -124,11 +125,17 @@ def breakdown_keys(profile: Profile) -> dict[str, Callable[[Event], object]]:
         "tty": lambda e: (e.who.tty or NO_TTY) if e.who else None,
         "container": context(lambda c: c.container[1][:12] if c.container else "(none)"),
         "cgroup": context(lambda c: c.path or c.cgroup or "/"),
-        "hostname": context(lambda c: c.hostname)}
+        "hostname": context(lambda c: c.hostname),
+        "cwd": lambda e: _path_key(e.cwd, "cwd" in e.truncated),
+        "exe": lambda e: _path_key(e.exe, "exe" in e.truncated)}
     for arg in profile.args:
         keys[arg.name] = _arg_key(arg.name, types.of(arg.type))
     keys.update({alias: keys[name] for alias, name in profile.kind.aliases.items()})
     return keys
+
+
+def _path_key(path: bytes | None, cut: bool) -> str | None:
+    return None if path is None else cut_path(decode_text(path), cut)
 
 
 def _arg_key(name: str, arg_type: types.ArgType) -> Callable[[Event], object]:
@@ -316,6 +323,10 @@ def from_json_events(events: Iterable[Mapping[str, object]], *, by: Iterable[str
                   "tty": (e.get("tty") or NO_TTY) if e.get("exec_id") is not None else None,
                   "errno": KILLED if killed else e.get("errno") if failed else None,
                   "syscall": e.get("syscall"), "host": e.get("host")}
+        for which in PATHS:  # read with --cwd, --exe
+            path = e.get(which)
+            values[which] = cut_path(path, e.get(f"{which}_truncated") is True) \
+                if isinstance(path, str) else None
         context = e.get("context")
         if isinstance(context, dict):  # recorded with --context
             values["cgroup"] = context.get("cgroup_path") or context.get("cgroup") or "/"

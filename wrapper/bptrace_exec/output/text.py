@@ -185,3 +185,9 @@ def local_time(ns: int) -> str:
     """HH:MM:SS.mmm, local time."""
     local = time.localtime(ns // 1_000_000_000)
     return time.strftime("%H:%M:%S", local) + f".{ns // 1_000_000 % 1000:03d}"
+
+
+def cut_path(text: str, cut: bool) -> str:
+    """A path as tables and reports show it: one whose top is missing (cut at the limit
+    of a walk) starts with [...]/."""
+    return "[...]/" + text if cut else text

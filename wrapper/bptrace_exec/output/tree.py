@@ -31,6 +31,9 @@ class Proc:
     status: int | None = None
     signal: int = 0
     failed_execs: int = 0
+    # wall clock, ns: its first program traced started (else: the process did), it ended
+    began_ns: int | None = None
+    ended_ns: int | None = None
     children: list[Proc] = field(default_factory=list)
 
     @property
@@ -71,6 +74,9 @@ class Tree:
                                           exec_id=e.who.exec_id)
         if e.syscall == PROCESS_EXIT:
             proc.lifetime_ns, proc.comm = e.latency_ns, e.comm
+            proc.ended_ns = e.time_ns
+            if proc.began_ns is None:
+                proc.began_ns = e.time_ns - e.latency_ns
             status, signal = e.values.get("status"), e.values.get("signal")
             proc.status = status if isinstance(status, int) else None
             proc.signal = signal if isinstance(signal, int) else 0
@@ -78,6 +84,8 @@ class Tree:
             argv = e.values.get("argv")
             proc.argv = argv if isinstance(argv, tuple) else proc.argv
             proc.exec_id = e.who.exec_id
+            if proc.began_ns is None:
+                proc.began_ns = e.time_ns
             proc.failed_execs = 0  # the attempts of a PATH search that found its program
         else:
             proc.failed_execs += 1

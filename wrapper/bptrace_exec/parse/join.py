@@ -15,7 +15,19 @@ from typing import Any
 from bptrace_exec.event import UNSET, Event, Identity, ProcContext, tty_name
 from bptrace_exec.parse.layouts import Parser, parsers
 from bptrace_exec.parse.values import Decoder, Parts, ints_per_probe
-from bptrace_exec.records import DROP, KILLED_RET, READY, VERSION, Closing, Who
+from bptrace_exec.records import (
+    DROP,
+    KILLED_RET,
+    PATH_CUT,
+    PATH_DELETED,
+    PATH_NONE,
+    PATH_UNKNOWN,
+    PATHS,
+    READY,
+    VERSION,
+    Closing,
+    Who,
+)
 from bptrace_exec.spec.captures import as_recorded, string_read
 from bptrace_exec.spec.model import Profile
 
@@ -24,6 +36,8 @@ ORPHAN_WAIT_NS = 60_000_000_000  # records with no closing one (lost, or still i
 MAX_PENDING = 65536
 READY_RECORD = READY.encode()
 DROP_PREFIX = DROP.kind.encode() + b" "
+DELETED = b" (deleted)"  # as the kernel's d_path marks an unlinked file
+NO_PATHS: dict[str, bytes | None] = dict.fromkeys(PATHS)
 
 
 @dataclass
@@ -125,12 +139,20 @@ class Assembler:
             context = ProcContext(cgroup_id, name.decode("utf-8", "surrogateescape"), pidns,
                                   mntns, (p.hostname or b"").decode("utf-8", "surrogateescape"))
         parents = tuple(p.ancestors[d] for d in sorted(p.ancestors)) if p.ancestors else ()
+        paths: dict[str, bytes | None] = NO_PATHS
+        if p.paths or p.path_flags:  # walked
+            paths = {}
+            for which, path_name in enumerate(PATHS):
+                paths[path_name], cut = path_of(p.paths.get(which), p.path_flags.get(which))
+                if cut:
+                    truncated |= {path_name}
         # In field order, not by keyword: keywords make the call slower, on the hot path.
         return Event(p.entry_ns + self.wall_offset_ns, self.profile.probes[c.probe], c.pid,
                      p.tid, c.ppid, c.uid, c.comm if c.comm is not None else p.comm, c.ret,
                      c.latency, values, truncated, incomplete, parents, context,
                      c.ret == KILLED_RET, unreadable,
-                     identity(p.who, c.pid, c.ppid, self.boot) if p.who else None)
+                     identity(p.who, c.pid, c.ppid, self.boot) if p.who else None,
+                     paths["cwd"], paths["exe"])
 
     def _forget_dropped(self, before_ns: int) -> None:
         """Records of dropped calls that came after their drop go too; drops seen before
@@ -160,11 +182,28 @@ STORE = {
     "call": "parts.closing = _closing({probe}, {records}, {ret}, {latency}, {pid}, {ppid}, "
             "{uid}, {ints}, {comm})",
     "who": "parts.who = _Who(" + ", ".join(f"{{{name}}}" for name in Who._fields) + ")",
+    "seg": "parts.paths.setdefault({which}, {{}}).setdefault({depth}, {{}})[{offset}] = {text}",
+    "path": "parts.path_flags[{which}] = {flags}",
     "comm": "parts.comm = {comm}",
     "anc": "parts.ancestors[{depth}] = ({pid}, {comm})",
     "cgrp": "parts.cgroup = ({cgroup_id}, {pidns}, {mntns}, {name})",
     "uts": "parts.hostname = {hostname}",
 }
+
+
+def path_of(names: dict[int, dict[int, bytes]] | None, flags: int | None
+            ) -> tuple[bytes | None, bool]:
+    """A walked path and whether it was cut (its top is missing: it is not absolute
+    then); None when it was not walked (no record of it) or there was none."""
+    if names is None and flags is None:
+        return None, False
+    flags = flags or 0
+    if flags & PATH_NONE:
+        return None, False
+    path = b"/".join(b"".join(pieces[o] for o in sorted(pieces))
+                     for _, pieces in sorted((names or {}).items(), reverse=True))
+    cut = bool(flags & (PATH_CUT | PATH_UNKNOWN))
+    return (path if cut else b"/" + path) + (DELETED if flags & PATH_DELETED else b""), cut
 
 
 def identity(w: Who, pid: int, ppid: int, boot: str) -> Identity:

@@ -44,6 +44,9 @@ class Parts:
     cgroup: tuple[int, int, int, bytes] | None = None  # id, pidns, mntns, name
     hostname: bytes | None = None
     who: Who | None = None
+    # a path's names by depth, each by offset; and how its walk ended (records.PathEnd)
+    paths: dict[int, dict[int, dict[int, bytes]]] = field(default_factory=dict)
+    path_flags: dict[int, int] = field(default_factory=dict)
 
 
 def ints_per_probe(profile: Profile) -> list[int]:

@@ -22,6 +22,7 @@ import yaml
 
 from bptrace_exec.errors import SpecError
 from bptrace_exec.limits import FILTER_STRING_BYTES, FILTER_VALUES, check
+from bptrace_exec.records import PATHS
 from bptrace_exec.spec import types
 from bptrace_exec.spec.model import (
     PROCESS_EXIT,
@@ -51,16 +52,18 @@ EXEC_DEFAULT_BREAKDOWNS = ("program", "comm", "uid", "ppid", "errno")
 EXEC_BREAKDOWNS = (*EXEC_DEFAULT_BREAKDOWNS, *WHO_BREAKDOWNS, "cgroup")
 # (the identity's names are not among them: setresuid's tracepoint has an argument euid;
 # a syscall's arguments are under "args" in JSON, and take the column of their name)
-RESERVED = frozenset(BASE_COLUMNS + BASE_BREAKDOWNS + PARENT_COLUMNS + CONTAINER_COLUMNS
+RESERVED = frozenset(BASE_COLUMNS + BASE_BREAKDOWNS + PARENT_COLUMNS + CONTAINER_COLUMNS + PATHS
                      + ("ret", "event", "incomplete", "args", "context", "program"))
 # The end of a process is read from the task: its "arguments" are these.
-PROCESS_EXIT_FIELDS = (Field("status", "int"), Field("signal", "int"), Field("core", "int"))
+PROCESS_EXIT_FIELDS = (Field("status", "int"), Field("signal", "int"), Field("core", "int"),
+                       Field("cpu_user_ns", "u64"), Field("cpu_system_ns", "u64"))
+EXIT_SINCE = {"cpu_user_ns": 6, "cpu_system_ns": 6}  # the record version that added them
 
 
 # The end of a process in an exec profile's stream: its fields, the signal shown by name
 # (as the exit profile declares them).
-EXIT_ARGS = tuple((f.name, "signal" if f.name == "signal" else f.ctype)
-                  for f in PROCESS_EXIT_FIELDS)
+EXIT_ARGS = tuple((f.name, {"signal": "signal", "u64": "uint"}.get(
+    f.name, {"u64": "uint"}.get(f.ctype, f.ctype))) for f in PROCESS_EXIT_FIELDS)
 
 
 def exit_args() -> tuple[Arg, ...]:
@@ -99,6 +102,8 @@ def as_recorded(profile: Profile, version: int) -> Profile:
     they did not capture is in no probe's records (its value is None), so that theirs are
     read as they were written; it comes after those they did, whose slots stay."""
     newer = {g.name for g in profile.kind.given_args if g.since > version}
+    if profile.exits:
+        newer |= {name for name, since in EXIT_SINCE.items() if since > version}
     if not newer & {a.name for a in profile.args}:
         return profile
     args = tuple(dataclasses.replace(a, sources=(), padded=False) if a.name in newer else a
@@ -274,7 +279,8 @@ def default_columns(probes: tuple[str, ...], args: tuple[Arg, ...],
     fill = {"@container": ("container",) if context.container else (),
             "@syscall": ("syscall",) if len(probes) > 1 else (),
             "@args": tuple(a.name for a in args),
-            "@parents": ("parents",) if context.parents else ()}
+            "@parents": (("parents",) if context.parents else ())
+            + tuple(which for which in PATHS if getattr(context, which))}
     return tuple(c for column in kind_of(probes[0]).columns
                  for c in fill.get(column, (column,)))
 
@@ -288,13 +294,14 @@ def columns_with_context(columns: tuple[str, ...], probes: tuple[str, ...],
     kept = tuple(c for c in columns if (c not in PARENT_COLUMNS or new.parents)
                  and (c not in CONTAINER_COLUMNS or new.container))
     added = (("container",) if new.container and not old.container else ()) + \
-        (("parents",) if new.parents and not old.parents else ())
+        (("parents",) if new.parents and not old.parents else ()) + \
+        tuple(w for w in PATHS if getattr(new, w) and not getattr(old, w))
     return kept + tuple(c for c in added if c not in kept)
 
 
 def check_columns(values: tuple[str, ...], args: tuple[Arg, ...], context: Context,
                   where: str) -> None:
-    valid = BASE_COLUMNS + tuple(a.name for a in args) + WHO_COLUMNS
+    valid = BASE_COLUMNS + tuple(a.name for a in args) + WHO_COLUMNS + PATHS
     valid += PARENT_COLUMNS if context.parents else ()
     valid += CONTAINER_COLUMNS if context.container else ()
     if not values:
@@ -307,12 +314,21 @@ def check_columns(values: tuple[str, ...], args: tuple[Arg, ...], context: Conte
         raise SpecError(where, "a column is listed twice")
 
 
+def paths_read(profile: Profile) -> tuple[str, ...]:
+    """The paths (records.PATHS) the programs read: those the context shows, and those a
+    column, a filter or a breakdown needs."""
+    wanted = (getattr(profile.context, which) or getattr(profile.filters, which)
+              or which in profile.columns or profile.stats.enabled and which in profile.stats.by
+              for which in PATHS)
+    return tuple(which for which, read in zip(PATHS, wanted, strict=True) if read)
+
+
 def breakdowns(kind: ProbeKind, args: tuple[Arg, ...], context: Context) -> tuple[str, ...]:
     """What --stats can count by: the kernel's maps for a kind that counts there."""
-    if kind.kernel_counts:
-        return EXEC_BREAKDOWNS
+    if kind.kernel_counts:  # a path: counted from events (codegen.counts_in_kernel)
+        return EXEC_BREAKDOWNS + PATHS
     return (BASE_BREAKDOWNS + WHO_BREAKDOWNS + (CONTAINER_BREAKDOWNS if context.container else ())
-            + tuple(a.name for a in args))
+            + PATHS + tuple(a.name for a in args))
 
 
 def default_breakdowns(kind: ProbeKind, probes: tuple[str, ...],

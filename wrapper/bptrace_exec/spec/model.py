@@ -97,6 +97,9 @@ class Filters:
     args: tuple[tuple[str, tuple[Any, ...]], ...] = ()  # (argument, values)
     cgroup: tuple[str, ...] = ()  # cgroup v2 directories, exact (a container's, a unit's)
     in_container: bool | None = None  # True: only containerised callers; False: only host
+    # paths, exact or a prefix ending in *, matched in bptrace-exec (pipeline.path_filter)
+    cwd: tuple[str, ...] = ()
+    exe: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,8 @@ class Context:
 
     parents: int = 0  # ancestors shown (pid and comm of each), nearest first
     container: bool = False  # cgroup, container id, pid/mount namespaces, UTS hostname
+    cwd: bool = False  # the caller's working directory, walked in the kernel
+    exe: bool = False  # the file its process runs (after an exec: the new program's)
 
 
 @dataclass(frozen=True)

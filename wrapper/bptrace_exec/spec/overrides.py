@@ -13,6 +13,7 @@ from typing import Any
 
 from bptrace_exec.errors import SpecError, UsageError
 from bptrace_exec.limits import FILTER_VALUES, check
+from bptrace_exec.records import PATHS
 from bptrace_exec.spec import captures, types
 from bptrace_exec.spec.model import PROCESS_EXIT, Arg, Profile
 from bptrace_exec.spec.parse import (
@@ -23,6 +24,7 @@ from bptrace_exec.spec.parse import (
     cgroup_path,
     check_combination,
     parse_profile,
+    path_value,
     profile_from_dict,
     profile_to_dict,
 )
@@ -72,13 +74,14 @@ def apply_columns(profile: Profile, text: str) -> Profile:
 
 def apply_where(profile: Profile, items: list[str]) -> Profile:
     """--where NAME=VALUE, repeatable: values for one NAME are OR'ed, NAMEs AND'ed; they
-    replace the profile's filter on NAME. NAME is comm, uid, euid, pid, ppid or an
-    argument."""
+    replace the profile's filter on NAME. NAME is comm, uid, euid, pid, ppid, cwd, exe
+    or an argument."""
     base: dict[str, list[Any]] = {}
+    paths: dict[str, list[str]] = {}
     on_args: dict[str, list[Any]] = {}
     by_name = {a.name: a for a in profile.args}
-    known = ", ".join([*BASE_FILTERS, *(a.name for a in profile.args
-                                        if types.of(a.type).filter_value)])
+    known = ", ".join([*BASE_FILTERS, *PATHS, *(a.name for a in profile.args
+                                                if types.of(a.type).filter_value)])
     for item in items:
         name, sep, value = item.partition("=")
         name, value = name.strip(), value.removeprefix("=").strip()  # NAME=V, NAME == "V"
@@ -89,18 +92,23 @@ def apply_where(profile: Profile, items: list[str]) -> Profile:
             value = value[1:-1]
         if name in BASE_FILTERS:
             base.setdefault(name, []).append(value if name == "comm" else _number(item, value))
+        elif name in PATHS:
+            paths.setdefault(name, []).append(path_value(value, f"--where {item!r}"))
         elif name in by_name:
             on_args.setdefault(name, []).append(_arg_value(item, by_name[name], value, known))
         else:
             raise UsageError(f"--where {item!r}: nothing called {name!r} to filter on",
                              hint=f"filter on: {known}")
     checked, _ = validate_overrides(base, {})
-    for name, values in on_args.items():
+    for name, values in [*paths.items(), *on_args.items()]:
         check(FILTER_VALUES, len(values), "", f"--where {name}=...")
     kept = tuple((n, v) for n, v in profile.filters.args if n not in on_args)
     args = kept + tuple((n, tuple(v)) for n, v in on_args.items())
     captures.check_string_filters(args, profile.args, "")
-    filters = dataclasses.replace(profile.filters, **checked, args=args)
+    filters = dataclasses.replace(
+        profile.filters, **checked, args=args,
+        cwd=tuple(paths.get("cwd", profile.filters.cwd)),
+        exe=tuple(paths.get("exe", profile.filters.exe)))
     return dataclasses.replace(profile, filters=filters)
 
 
@@ -131,6 +139,7 @@ _LIMITS = ("max_args", "argv_bytes")
 _STATS = ("stats", "top", "interval")
 # what a caller may change: these, with checks of their own, and any field of a Profile
 OPTIONS = frozenset((*_FILTERS, *_LIMITS, *_STATS, "cgroup", "in_container", "parents", "exits",
+                     *PATHS,
                      *(f.name for f in dataclasses.fields(Profile))))
 
 
@@ -160,7 +169,7 @@ def with_overrides(profile: Profile, **changes: Any) -> Profile:
     in_container = changes.pop("in_container", None)
     if in_container is not None:
         placed["in_container"] = in_container
-    context = take(("parents",))
+    context = take(("parents", *PATHS))
     shown = changes.pop("context", None)  # the caller's process context: cgroup, container...
     if shown is not None:
         context["container"] = shown

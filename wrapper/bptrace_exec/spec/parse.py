@@ -13,6 +13,7 @@ import yaml
 
 from bptrace_exec.errors import SpecError
 from bptrace_exec.limits import PROFILE_BYTES, out_of_memory, too_large
+from bptrace_exec.records import PATHS
 from bptrace_exec.spec import captures, types
 from bptrace_exec.spec.model import (
     EXEC_SYSCALLS,
@@ -53,6 +54,7 @@ STRING_BYTES_RANGE = (1, 32768)
 TOP_RANGE = (1, 1000)
 INTERVAL_RANGE = (0, 86400)
 PARENTS_RANGE = (0, 16)
+PATH_FILTER_BYTES = 4096
 
 
 def parse_profile(text_: str, *, source: str, name: str,
@@ -155,17 +157,30 @@ def check_combination(profile: Profile, where: str) -> Profile:
                         hint="count exits with the exit profile (bptrace-exec exit --stats), "
                         "and the execs of this stream with --json -o FILE, then --stats "
                         "--from FILE")
-    if profile.kind.kernel_counts and profile.stats.enabled and argv_patterns(profile):
-        raise SpecError(where, "a filter on argv runs in bptrace-exec, and an exec profile's "
-                        "counts (--stats, --export, --serve) are kept in the kernel",
-                        hint="report on the filtered events instead: --json -o FILE, then "
-                        "--stats --from FILE")
+    if (profile.stats.enabled and counted_from_events(profile) and "cgroup" in profile.stats.by
+            and not profile.context.container):
+        raise SpecError(where, "counts by cgroup that come from events (with a path or a "
+                        "filter on argv, cwd or exe) need the cgroup read with each one",
+                        hint="add --context (context: {container: true}), or count by "
+                        "cgroup without the path or the filter")
     if profile.kind.new_image and profile.context.container and profile.filters.failed:
         raise SpecError(where, "an execve profile cannot show container context of failed "
                         "execs only: with both, the program does not fit bpftrace 0.17's "
                         "512-byte stack", hint="drop `failed` and keep failures with "
                         "--json | jq 'select(.ret != 0)', or drop `context.container`")
     return profile
+
+
+def run_here(profile: Profile) -> tuple[str, ...]:
+    """The filters bptrace-exec applies to the events, not the kernel: on argv, cwd, exe."""
+    return (("argv",) if argv_patterns(profile) else ()) + tuple(
+        which for which in PATHS if getattr(profile.filters, which))
+
+
+def counted_from_events(profile: Profile) -> bool:
+    """Whether an exec profile's counts come from its events, in bptrace-exec, rather than
+    from kernel maps: they need what only bptrace-exec has (a filter run here, a path)."""
+    return profile.kind.kernel_counts and bool(run_here(profile) or captures.paths_read(profile))
 
 
 def argv_patterns(profile: Profile) -> tuple[str, ...]:
@@ -193,7 +208,8 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
         "result": profile.result,
         "columns": list(profile.columns),
         "context": {"parents": profile.context.parents,
-                    "container": profile.context.container},
+                    "container": profile.context.container,
+                    "cwd": profile.context.cwd, "exe": profile.context.exe},
     }
     if f.args:
         out["filters"]["args"] = {name: list(values) for name, values in f.args}
@@ -201,6 +217,9 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
         out["args"] = {a.name: _arg_to_dict(a) for a in profile.args}
     if f.in_container is not None:
         out["filters"]["in_container"] = f.in_container
+    for which in PATHS:
+        if getattr(f, which):
+            out["filters"][which] = list(getattr(f, which))
     return out
 
 
@@ -253,6 +272,16 @@ def cgroup_path(value: Any, where: str) -> str:
                         hint="give its absolute path, e.g. /sys/fs/cgroup/system.slice/"
                              "nginx.service")
     return path.rstrip("/") or "/"
+
+
+def path_value(value: Any, where: str) -> str:
+    """A path to match: exact, or a prefix when it ends in *."""
+    path = text(value, where)
+    size = len(path.encode("utf-8", "surrogateescape"))
+    if not path.startswith("/") or "\0" in path or size > PATH_FILTER_BYTES:
+        raise SpecError(where, f"{path!r} is not an absolute path",
+                        hint="give it from /, exact, or a prefix ending in *: /tmp/*")
+    return path if path.endswith("*") else path.rstrip("/") or "/"  # as the kernel names it
 
 
 FILTER_ITEMS: dict[str, Callable[[Any, str], Any]] = {
@@ -309,6 +338,9 @@ def _filters(node: yaml.Node, source: str, args: tuple[Arg, ...]) -> Filters:
     values["cgroup"] = m.node("cgroup", list_of(cgroup_path, filter_name="filters.cgroup"),
                               default=())
     values["in_container"] = m.value("in_container", boolean, default=None)
+    for which in PATHS:
+        values[which] = m.node(which, list_of(path_value, filter_name=f"filters.{which}"),
+                               default=())
     if any(types.of(a.type).filter_value for a in args):
         values["args"] = m.node("args", lambda n, s: captures.parse_arg_filters(n, s, args),
                                 default=())
@@ -354,7 +386,9 @@ def _stats(node: yaml.Node, source: str, valid: tuple[str, ...],
 def _context(node: yaml.Node, source: str) -> Context:
     m = Mapping(node, source, "context")
     context = Context(parents=m.value("parents", integer(*PARENTS_RANGE), default=0),
-                      container=m.value("container", boolean, default=False))
+                      container=m.value("container", boolean, default=False),
+                      cwd=m.value("cwd", boolean, default=False),
+                      exe=m.value("exe", boolean, default=False))
     m.reject_unknown()
     return context
 
