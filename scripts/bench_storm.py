@@ -12,8 +12,8 @@ the same C workload (tests/workloads/exec_cases.c `storm N WORKERS`):
   bpftrace     bare bpftrace running the very program bptrace-exec generates, its output
                read and thrown away
   events-json  bptrace-exec --json -o FILE
-  events-cwd, events-exe, events-paths   the same with --cwd, --exe, both: what each
-               path walked in the kernel costs
+  events-cwd, events-exe, events-paths, events-env   the same with --cwd, --exe, both,
+               or --env '*': what each costs
   events-pipe  bptrace-exec, table rows on a pipe read by a consumer that counts them
   events-null  bptrace-exec, table rows to /dev/null (-o /dev/null)
   stats        bptrace-exec --stats
@@ -64,7 +64,7 @@ EXECSNOOP_BT = "/usr/sbin/execsnoop.bt"
 WRAPPERS = {"none": [], "strace": ["strace", "-f", "-e", "trace=execve", "-o", "/dev/null"],
             "perf": ["perf", "trace", "-e", "execve", "-o", "/dev/null", "--"]}
 JSON_KINDS = {"events-json": [], "events-cwd": ["--cwd"], "events-exe": ["--exe"],
-              "events-paths": ["--cwd", "--exe"]}  # --json -o FILE
+              "events-paths": ["--cwd", "--exe"], "events-env": ["--env", "*"]}
 TOOL_ARGS = {**{kind: ["execve", "--json", *more] for kind, more in JSON_KINDS.items()},
              "events-pipe": ["execve"],
              "events-null": ["execve", "-o", "/dev/null"], "stats": ["execve", "--stats"],

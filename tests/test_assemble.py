@@ -345,3 +345,15 @@ def test_paths_from_their_walks() -> None:
 
 def joined(assembler: Assembler, lines: list[bytes]) -> list[Event]:
     return [e for line in lines for e in assembler.feed(line, 0)] + list(assembler.flush())
+
+
+def test_an_exec_in_its_call_at_the_stop_is_not_partial() -> None:
+    """Its entry printed its working directory; its return, after the stop, shows it not:
+    not a call whose records were lost."""
+    from bptrace_exec.records import SEG
+
+    assembler = Assembler(with_overrides(EXECVE, cwd=True), wall_offset_ns=0)
+    assert assembler.feed(record(SEG, 4, 10, which=0, depth=1, offset=0, text=b"tmp"), 0) == []
+    assert list(assembler.flush()) == [] and assembler.stats.unfinished == 0
+    assembler.feed(record(BYTES, 5, 10, slot=ARGV, offset=77, data=b"x"), 0)
+    assert list(assembler.flush()) == [] and assembler.stats.unfinished == 1

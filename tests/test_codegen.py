@@ -46,6 +46,7 @@ CASES = {
         source="probes/process.yaml", name="process"), True),
     "succeeded-only": (dataclasses.replace(BASE, filters=Filters(succeeded=True)), False),
     "paths-cwd-exe": (with_overrides(BASE, cwd=True, exe=True), False),
+    "env-path-ld-preload": (with_overrides(BASE, env=["PATH", "LD_PRELOAD"]), False),
     "paths-cwd-failed-only": (with_overrides(BASE, cwd=True, failed=True), False),
     "stats-light": (dataclasses.replace(BASE, filters=Filters(succeeded=True), stats=StatsSpec(
         enabled=True, by=("program", "uid", "ppid", "cgroup"), latency=False)), False),

@@ -47,4 +47,4 @@ def test_an_exit_goes_as_its_last_program_went() -> None:
     # a process that ran a dropped program, then a kept one: its end is kept
     assert not kept(event(4, 1, argv=(b"sh",))) and kept(event(4, 2, argv=(b"x.c",)))
     assert kept(event(4, 2, end=True))
-    assert kept.dropped == set(), "a process is forgotten at its end"
+    assert kept.dropped == {}, "a process is forgotten at its end"

@@ -55,7 +55,7 @@ def option(dest: str, tmp: Path) -> tuple[list[str], list[str]]:
         "where": ([], ["--where", "uid=0"]), "cgroup": ([], ["--cgroup", cgroup2_root()]),
         "container": ([], ["--container", "3f2a9c"]), "in_container": ([], ["--on-host"]),
         "parents": ([], ["--parents", "2"]), "show_context": ([], ["--context"]),
-        "cwd": ([], ["--cwd"]), "exe": ([], ["--exe"]),
+        "cwd": ([], ["--cwd"]), "exe": ([], ["--exe"]), "env": ([], ["--env", "PATH"]),
         "exits": ([], ["--exits"]), "tree": ([], ["--tree"]),
         "timeline": ([], ["--timeline", str(tmp / "t.svg")]),
         "profile": ([], ["openat"]), "syscall": ([], adhoc),

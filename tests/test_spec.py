@@ -342,7 +342,7 @@ def test_exits_in_an_exec_profile() -> None:
         "execve", "process_exit")
     with pytest.raises(SpecError, match="process_exit is traced alone, or with execve"):
         parse("version: 1\nprobes: [openat, process_exit]\n")
-    with pytest.raises(UsageError, match="--exits and --tree are for exec profiles"):
+    with pytest.raises(UsageError, match="--exits, --tree and --timeline are for exec profiles"):
         with_overrides(load_profile("openat"), exits=True)
     with pytest.raises(SpecError, match="reports no counts"):
         with_overrides(execve, exits=True, stats=True)

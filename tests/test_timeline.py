@@ -36,7 +36,8 @@ def test_one_bar_per_process_coloured_by_its_end() -> None:
     root.children = [proc(2, [b"cc", b"-c", b"a.c"], 10, 40),
                      proc(3, [b"cc", b"<script>&\x1b[31m", b"\xff"], 20, 60, status=1),
                      proc(4, [b"sleep", b"9"], 30, 90, signal=9), proc(5, [b"tail"], 50, None)]
-    text = svg([root], 120 * MS, "test")
+    text = svg([root], 0, 120 * MS, "test\x01")
+    assert "\x01" not in text  # a host's name, escaped too
     assert "\x1b" not in text and "<script>" not in text
     picture = ET.fromstring(text)  # well-formed XML
     groups = picture.findall(f"{SVG}g")
@@ -54,7 +55,7 @@ def test_one_bar_per_process_coloured_by_its_end() -> None:
 def test_thousands_of_processes_stay_one_picture() -> None:
     root = proc(1, [b"sh"], 0, 5000)
     root.children = [proc(10 + i, [b"true", str(i).encode()], i, i + 1) for i in range(3000)]
-    text = svg([root], 5000 * MS, "many")
+    text = svg([root], 0, 5000 * MS, "many")
     assert text.count("<g><title>") == 3001
     assert int(re.search(r'height="(\d+)"', text).group(1)) < 3001 * 12  # type: ignore[union-attr]
 
@@ -114,3 +115,16 @@ def check_screenshot(path: Path) -> None:
     rows = {y for y in range(image.height) if any(image.getpixel((x, y)) == green
                                                   for x in range(0, image.width, 4))}
     assert len(rows) > 100, f"bars on {len(rows)} rows of pixels"
+
+
+def test_the_axis_is_the_run_traced() -> None:
+    """A process that started long before the trace is drawn from its start, and one
+    still running to the last event: a replay a week later is the same picture."""
+    old = proc(1, [b"bash"], -3_600_000, 50)  # an hour before
+    old.children = [proc(2, [b"ls"], 10, 20), proc(3, [b"tail"], 30, None)]
+    picture = ET.fromstring(svg([old], 0, 60 * MS, "run"))
+    rects = [g.find(f"{SVG}rect") for g in picture.findall(f"{SVG}g")]
+    left = [float(r.get("x") or 0) for r in rects]  # type: ignore[union-attr]
+    widths = [float(r.get("width") or 0) for r in rects]  # type: ignore[union-attr]
+    assert left[0] == min(left) and widths[0] > 1000  # 50 of the 60 ms
+    assert 200 < widths[1] < 250 and 650 < widths[2] < 700  # 10 ms, to the end at 60

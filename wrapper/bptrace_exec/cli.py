@@ -197,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "and hostname")
     c.add_argument("--cwd", action="store_true", default=None,
                    help="show the caller's working directory, walked in the kernel")
+    c.add_argument("--env", action="append", metavar="NAME",
+                   help="with an exec profile: this variable of each new program's "
+                        "environment (repeatable; * for all, up to 4096 bytes). "
+                        "Environments hold secrets: off by default")
     c.add_argument("--exe", action="store_true", default=None,
                    help="show the file the process runs (after an exec: the new program's, "
                         "a script's interpreter)")
@@ -362,7 +366,7 @@ def _changes(args: argparse.Namespace, cgroups: list[str] | None = None) -> dict
     return dict(
         comm=args.comm, uid=args.uid, pid=args.pid, ppid=args.ppid, failed=args.failed,
         succeeded=args.succeeded, cgroup=cgroups or None, in_container=args.in_container,
-        parents=args.parents, context=args.show_context, cwd=args.cwd, exe=args.exe,
+        parents=args.parents, context=args.show_context, cwd=args.cwd, exe=args.exe, env=args.env,
         columns=args.columns,
         exits=args.exits or ((args.tree or args.timeline) and not args.replay) or None,
         max_args=args.max_args, argv_bytes=args.argv_bytes,
@@ -405,8 +409,9 @@ class _Runs:
         self.args, self.profile, self.command = args, profile, command
         self.out, self.summary, self.serving, self.exports = out, summary, serving, exports
         self.restarts = Restarts(restarting(args, command), stderr)
-        if args.tree and self.restarts.enabled:
-            raise UsageError("--tree draws the tree of one run: not with --restart")
+        if (args.tree or args.timeline) and self.restarts.enabled:
+            raise UsageError(f"--{'tree' if args.tree else 'timeline'} draws the processes "
+                             "of one run: not with --restart")
         self.ended: Summary | None = None  # of the bpftrace runs that died
         self.base: Stats | None = None  # their counts, as last reported
         self.last: Stats | None = None  # this bpftrace's, as last reported
@@ -575,13 +580,23 @@ class _Runs:
                 _show_events(self.trace, self.out, self.hooks, all_attempts=args.all_attempts,
                              wide=args.wide, color=args.color, header=not self.restarts.count,
                              also=processes.add if args.timeline else None)
-        finally:  # bpftrace failing still draws what it traced
+        except BaseException:  # bpftrace failing still draws what it traced, if it can
             if args.timeline:
-                write_text(args.timeline, timeline.svg(
-                    processes.roots(), time.time_ns(),
-                    f"bptrace-exec timeline{on(self.trace.host)}"),
-                           "the timeline", "the rows above are complete; free space or "
-                           "choose another --timeline path")
+                with contextlib.suppress(UserError):
+                    self._draw(processes)
+            raise
+        if args.timeline:
+            self._draw(processes)
+
+    def _draw(self, processes: tree.Tree) -> None:
+        """--timeline's picture of what was traced, if anything was."""
+        if not processes.procs:
+            stderr(f"bptrace-exec: no process traced: {self.args.timeline} not written")
+            return
+        write_text(self.args.timeline, timeline.svg(
+            processes.roots(), processes.first_ns, processes.last_ns,
+            f"bptrace-exec timeline{on(self.trace.host)}"), "the timeline",
+            "what was traced is above; free space or choose another --timeline path")
 
 
 def restarting(args: argparse.Namespace, command: list[str]) -> bool:

@@ -48,6 +48,9 @@ class Event:
     # absolute as the kernel's d_path gives them; "cwd"/"exe" in `truncated` when cut
     cwd: bytes | None = None
     exe: bytes | None = None
+    # with context.env, a new program's variables asked for, (name, value) in its order
+    # ("env" in `truncated`: its block was longer than read); None: not a new program
+    env: tuple[tuple[bytes, bytes], ...] | None = None
 
     @property
     def errno(self) -> str | None:

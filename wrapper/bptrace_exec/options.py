@@ -62,6 +62,7 @@ RULES: dict[str, tuple[Rule, str] | tuple[Rule, str, str]] = {
               "recording holds what was traced; the exit profile counts exits)"),
     "show_context": (ROW_READS, "the context is read for rows, when tracing"),
     **{dest: (ROW_READS, "paths are read for rows, when tracing") for dest in PATHS},
+    "env": (ROW_READS, "the environment is read for rows, when tracing"),
     "profile": (lambda m: not m.replay, "a recording replays the profile it was made with"),
     "syscall": (lambda m: not m.replay, "a recording replays the profile it was made with"),
     "arg": (TRACING, "it describes what to trace"),
@@ -120,7 +121,7 @@ def check_options(args: argparse.Namespace, parser: argparse.ArgumentParser,
         raise UsageError("--export-format is the format of one --export PATH",
                          hint="give each --export PATH the extension of its format")
     files = [("-o", args.output), ("--record", args.record),
-             ("--command-output", args.command_output),
+             ("--command-output", args.command_output), ("--timeline", args.timeline),
              *(("--export", path) for path in args.export or []),
              ("--summary", args.summary if args.summary not in SUMMARY_PLACES else None)]
     seen: dict[str, str] = {}

@@ -111,6 +111,9 @@ def _paths(patterns: tuple[str, ...]) -> list[tuple[bytes, bool]]:
             for p in patterns]
 
 
+DROPPED_MAX = 65536
+
+
 class Kept:
     """The filters that run here, not in the kernel (spec.parse.run_here): an exec with an
     argument that matches one of the globs; a working directory or program file that is
@@ -129,19 +132,24 @@ class Kept:
         self.paths = [(which, _paths(getattr(f, which))) for which in PATHS
                       if getattr(f, which)]
         # processes (exec ids less the count) whose last program was dropped, until they
-        # end: kept only with exits to decide
-        self.dropped: set[str] | None = set() if profile.exits else None
+        # end, in the order they were (the oldest forgotten past DROPPED_MAX: a filter in
+        # the kernel may keep an exit from coming); kept only with exits to decide
+        self.dropped: dict[str, None] | None = {} if profile.exits else None
 
     def __call__(self, event: Event) -> bool:
         process = event.who.exec_id.rsplit(":", 1)[0] if event.who else None
         if event.syscall == PROCESS_EXIT:
             if self.dropped is None or process not in self.dropped:
                 return True
-            self.dropped.discard(process)
+            del self.dropped[process]
             return False
         kept = event.incomplete or self._matches(event)
         if self.dropped is not None and process is not None and event.ret == 0:
-            (self.dropped.discard if kept else self.dropped.add)(process)
+            self.dropped.pop(process, None)
+            if not kept:
+                self.dropped[process] = None
+                if len(self.dropped) > DROPPED_MAX:
+                    del self.dropped[next(iter(self.dropped))]
         return kept
 
     def _matches(self, event: Event) -> bool:

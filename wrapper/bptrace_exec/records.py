@@ -151,6 +151,14 @@ class PathEnd(NamedTuple):
     flags: int
 
 
+class EnvBlock(NamedTuple):
+    """Bytes of the new image's environment block from an offset, and the block's size."""
+
+    offset: int
+    size: int
+    data: bytes
+
+
 class Comm(NamedTuple):
     comm: bytes
 
@@ -178,7 +186,7 @@ class Mark(NamedTuple):
 
 PARTS: dict[str, type[tuple]] = {  # type: ignore[type-arg]
     "first": First, "str": Piece, "elem": Element, "bytes": Block, "call": Closing,
-    "who": Who, "seg": Segment, "path": PathEnd, "comm": Comm, "anc": Ancestor,
+    "who": Who, "seg": Segment, "path": PathEnd, "env": EnvBlock, "comm": Comm, "anc": Ancestor,
     "cgrp": Cgroup, "uts": Hostname, "mark": Mark,
 }
 
@@ -222,11 +230,13 @@ PATHS = ("cwd", "exe")
 # is not laid out as expected (a kernel whose struct mount differs: the path stops there);
 # no path at all (a kernel thread's program, a failed exec's).
 PATH_CUT, PATH_DELETED, PATH_UNKNOWN, PATH_NONE = 1, 2, 4, 8
+ENV = Layout("env", ("env",), _f("offset:u64 size:u64 data:hex"))
+ENV_BYTES = 4096  # of the environment block read (context.env)
 ANC = Layout("anc", ("anc",), _f("depth:u64 pid:u64 comm:text"))
 CGRP = Layout("cgrp", ("cgrp",), _f("cgroup_id:u64 pidns:u64 mntns:u64 name:text"))
 UTS = Layout("uts", ("uts",), _f("hostname:text"))
 MARK = Layout("mark", ("mark",), _f("cpu:u64"), keyed=False)
-LAYOUTS = (FIRST, STR, ELEM, BYTES, CALL, EXEC, WHO, SEG, PATH, ANC, CGRP, UTS)
+LAYOUTS = (FIRST, STR, ELEM, BYTES, CALL, EXEC, WHO, SEG, PATH, ENV, ANC, CGRP, UTS)
 # A string's `next` byte when it could not be read: it and the 24 bytes around it read as
 # zeros, as memory whose page is not present does (bpftrace shows a failed read as zeros).
 # A real "" has neighbours: the string before it, an allocation's header. No byte is 256.
@@ -273,7 +283,7 @@ LEGACY_TOTAL_MAPS = ("exec_total", "call_total")
 ELEM3 = Layout("elem", ("elem",), _f("slot:u64 item:u64 next:u8 text:text"),
                constants={"chunk": 0})
 LAYOUTS3 = (FIRST, STR, ELEM3, BYTES, CALL, ANC, CGRP, UTS)
-LAYOUTS5 = tuple(layout for layout in LAYOUTS if layout not in (SEG, PATH))  # no paths yet
+LAYOUTS5 = tuple(layout for layout in LAYOUTS if layout not in (SEG, PATH, ENV))  # neither yet
 LAYOUTS4 = tuple(layout for layout in LAYOUTS5 if layout is not WHO)  # no `who` yet
 VERSIONS = {1: LEGACY, 2: LAYOUTS3, 3: LAYOUTS3, 4: LAYOUTS4, 5: LAYOUTS5, 6: LAYOUTS}
 VERSION = 6

@@ -47,7 +47,7 @@ from bptrace_exec.codegen.program import (
     stop_probes,
 )
 from bptrace_exec.codegen.readers import Slot, word
-from bptrace_exec.records import CALL, DROP, EXEC, KILLED_RET, TOTAL_MAP
+from bptrace_exec.records import CALL, DROP, ENV, ENV_BYTES, EXEC, KILLED_RET, TOTAL_MAP
 from bptrace_exec.spec.captures import paths_read
 from bptrace_exec.spec.model import PROCESS_EXIT, Profile
 
@@ -74,7 +74,7 @@ def generate_events(profile: Profile, version: str | None, follow: bool) -> str:
         body = [*(entry_probe(profile, i, follow) for i, p in enumerate(profile.probes)
                   if p != PROCESS_EXIT),
                 *([image_probe(profile), *script_probe(profile), *image_paths_probe(profile),
-                   *image_context_probe(profile)] if execs else []),
+                   *image_env_probe(profile), *image_context_probe(profile)] if execs else []),
                 *return_probes(profile),
                 # with exits, that probe forgets a followed thread, once it is reported
                 thread_exit_probe(execs, follow and not profile.exits, _image_maps(profile)),
@@ -127,7 +127,7 @@ def entry_probe(profile: Profile, index: int, follow: bool) -> str:
     # for every count
     walk = (f"  if (!{STOP}) {{  // after the stop, its records could come after the drain\n"
             "    $n = (uint64)0;\n" + paths_records(profile, paths, 4)
-            + f"    @{PATHS_MAP}[$key] = $n;\n  }}\n") if paths else ""
+            + f"    @{PRINTED_MAP}[$key] = $n;\n  }}\n") if paths else ""
     body = (f"  $key = {TID};\n  $id = nsecs;\n{walk}{statements}"
             f"  @{SCRATCH}[$key] = {entry_tuple(profile, name)};\n{comm}")
     return probe([f"tracepoint:syscalls:sys_enter_{name}"],
@@ -181,9 +181,32 @@ def image_paths_probe(profile: Profile) -> list[str]:
                   [f"@{SCRATCH}[(uint64)args->old_pid].0"],
                   "  $key = (uint64)args->old_pid;\n"
                   f"  $id = @{SCRATCH}[$key].0;\n"
-                  f"  $n = @{PATHS_MAP}[$key];\n" + paths_records(profile, ("exe",), 2)
-                  + f"  @{PATHS_MAP}[$key] = $n;\n",
+                  f"  $n = @{PRINTED_MAP}[$key];\n" + paths_records(profile, ("exe",), 2)
+                  + f"  @{PRINTED_MAP}[$key] = $n;\n",
                   "The file the new program runs.")]
+
+
+ENV_CHUNKS = -(-ENV_BYTES // readers.BUF_CHUNK)
+
+
+def image_env_probe(profile: Profile) -> list[str]:
+    """The new program's environment, read whole (up to ENV_BYTES) from a probe of its
+    own; bptrace-exec keeps the variables asked for. The return counts the records."""
+    if not profile.context.env or not readers.shows_images(profile):
+        return []
+
+    def block(length: str) -> str:
+        return printf(ENV, {"offset": f"$i * {readers.BUF_CHUNK}", "size": "$size",
+                            "data": f"buf(uptr($base + $i * {readers.BUF_CHUNK}), {length})"},
+                      4)
+    return [probe(["tracepoint:sched:sched_process_exec"],
+                  [f"@{SCRATCH}[(uint64)args->old_pid].0"],
+                  "  $key = (uint64)args->old_pid;\n"
+                  f"  $id = @{SCRATCH}[$key].0;\n"
+                  + readers.image_block(block, "env", ENV_CHUNKS, first=0)
+                  + readers.image_chunks("env", ENV_CHUNKS)
+                  + f"  @{PRINTED_MAP}[$key] = @{PRINTED_MAP}[$key] + $chunks;\n",
+                  "The new program's environment (the return counts its records).")]
 
 
 def image_context_probe(profile: Profile) -> list[str]:
@@ -269,8 +292,8 @@ def _return_body(profile: Profile, name: str, result: str) -> str:
     else:  # a failed exec ran no program
         who = who_record(4) + paths_records(profile, tuple(w for w in paths if w == "exe"),
                                             absent=("exe",))
-    if execs and paths:  # printed at entry and when the image started
-        who += f"    $n += @{PATHS_MAP}[$key];\n"
+    if _printed_elsewhere(profile):
+        who += f"    $n += @{PRINTED_MAP}[$key];  // at entry, when the image started\n"
     if result == "success":  # printed when the image started
         context = reindent(parent_records(profile, printing=False), 2) + (
             f"    $n += {CONTAINER_RECORDS};\n" if profile.context.container else "")
@@ -295,14 +318,20 @@ KILLED_CHECK = ("    // SIGKILL pending: the caller dies here; what it returns r
 
 
 IMAGE_MAPS = (COMM_MAP, readers.FIRST_MAP, readers.FIRST_NEXT_MAP)
-PATHS_MAP = "paths"
+PRINTED_MAP = "printed"
 
 
 def _image_maps(profile: Profile) -> list[str]:
     """Maps an exec fills besides the scratch tuple: at entry, for its new image; the
     records of its paths."""
     images = list(IMAGE_MAPS) if readers.shows_images(profile) else []
-    return images + ([PATHS_MAP] if profile.kind.new_image and paths_read(profile) else [])
+    return images + ([PRINTED_MAP] if _printed_elsewhere(profile) else [])
+
+
+def _printed_elsewhere(profile: Profile) -> bool:
+    """Whether an exec's records are printed by other probes than its return, counted
+    in PRINTED_MAP (the paths, the environment): the return has no room for them."""
+    return profile.kind.new_image and bool(paths_read(profile) or profile.context.env)
 
 
 def _exec_record(profile: Profile, ints: list[str]) -> str:

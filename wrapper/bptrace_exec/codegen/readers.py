@@ -22,6 +22,7 @@ closing record. Codegen.events puts the readers of a profile's arguments togethe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from bptrace_exec.codegen.btlang import int_literal
@@ -45,13 +46,18 @@ SOCKADDR_MAX = 128  # sizeof(struct sockaddr_storage)
 EXIT_FIELDS = {"status": "($code >> 8) & 0xff", "signal": "$code & 0x7f",
                "core": "($code >> 7) & 1", "cpu_user_ns": "$cpu_user",
                "cpu_system_ns": "$cpu_system"}
-# The process's CPU time as getrusage() gives it after wait(): the exact run time of its
-# threads, split between user and system as the ticks that sampled them were (the
-# kernel's cputime_adjust). In 65536ths, without overflow for any time.
+# The process's own CPU time (not its children's), as the kernel's getrusage() sums it:
+# the threads released (in signal), this last one, and the leader when another thread is
+# last (it stays unreleased until the process is reaped); the exact run time, split
+# between user and system as the ticks sampled it (cputime_adjust), in 65536ths, without
+# overflow for any time.
 CPU_TIMES = """\
-$ut = curtask->signal->utime + curtask->utime;
-$st = curtask->signal->stime + curtask->stime;
-$rt = curtask->signal->sum_sched_runtime + curtask->se.sum_exec_runtime;
+$leader = curtask->group_leader;
+$other = $leader != curtask;
+$ut = curtask->signal->utime + curtask->utime + ($other ? $leader->utime : 0);
+$st = curtask->signal->stime + curtask->stime + ($other ? $leader->stime : 0);
+$rt = curtask->signal->sum_sched_runtime + curtask->se.sum_exec_runtime +
+    ($other ? $leader->se.sum_exec_runtime : 0);
 $share = (uint64)0;  // the system's
 if ($ut + $st > 0) {
   $share = $st < (1 << 47) ? ($st << 16) / ($ut + $st) : $st / (($ut + $st) >> 16);
@@ -213,28 +219,42 @@ def on_image(profile: Profile, slot: Slot) -> str:
     if slot.read == "exec_path":
         return _string(profile, slot, PATH_MAX, "curtask->mm->env_end", indent=2, start=1)
     assert slot.read == "argv", slot.read
-    chunks = argv_chunks(profile)
 
     def block(length: str) -> str:
         return printf(BYTES, {"slot": str(slot.number), "offset": f"$i * {BUF_CHUNK}",
                               "data": f"buf(uptr($base + $i * {BUF_CHUNK}), {length})"}, 4)
+    return image_block(block, "arg", argv_chunks(profile), first=1)
+
+
+def image_block(record: Callable[[str], str], area: str, chunks: int, first: int) -> str:
+    """The new image's block `area` (arg: argv, env: the environment), BUF_CHUNK bytes
+    at a time from chunk `first`, at most `chunks`: record(LENGTH) prints the chunk at
+    $i, $base + $i * BUF_CHUNK. Statements indented by two."""
     # whole chunks at a fixed size, then the last one: a length that varies in the loop
     # makes the verifier walk 0.23's program past its million instructions
     return (
-        "  $base = curtask->mm->arg_start;\n"
-        "  $size = curtask->mm->arg_end - $base;\n"
-        "  $i = (uint64)1;\n"
+        f"  $base = curtask->mm->{area}_start;\n"
+        f"  $size = curtask->mm->{area}_end - $base;\n"
+        f"  $i = (uint64){first};\n"
         f"  while ($i < {chunks}) {{\n"
         f"    if (($i + 1) * {BUF_CHUNK} > $size) {{ break; }}\n"
-        + block(str(BUF_CHUNK))
+        + record(str(BUF_CHUNK))
         + "    $i++;\n"
         "  }\n"
         f"  if ($i < {chunks} && $i * {BUF_CHUNK} < $size) {{\n"
         f"    $len = $size - $i * {BUF_CHUNK};\n"
         f"    if ($len > {BUF_CHUNK}) {{ $len = {BUF_CHUNK}; }}\n"
-        + block("$len")
+        + record("$len")
         + "  }\n"
     )
+
+
+def image_chunks(area: str, chunks: int) -> str:
+    """Statements (indented by two) that set $chunks to how many image_block prints
+    from chunk 0."""
+    return (f"  $chunks = (curtask->mm->{area}_end - curtask->mm->{area}_start"
+            f" + {BUF_CHUNK - 1}) / {BUF_CHUNK};\n"
+            f"  if ($chunks > {chunks}) {{ $chunks = {chunks}; }}\n")
 
 
 def on_return(profile: Profile, slot: Slot, result: str) -> Read:

@@ -50,6 +50,14 @@ def _path(read: Callable[[Event], bytes | None], name: str) -> Callable[[Event],
     return cell
 
 
+def _env(e: Event) -> str:
+    """NAME=value of each variable shown, as bash would read them back."""
+    if e.env is None:
+        return NONE
+    return " ".join([shell_quote(name + b"=" + value) for name, value in e.env]
+                    + ([CUT] if "env" in e.truncated else []))
+
+
 def privilege(e: Event) -> str:
     """The effective ids that differ from the real ones (a setuid or setgid program):
     "euid 0", "euid 0 egid 42"; "" when none do."""
@@ -96,6 +104,7 @@ def _base(profile: Profile) -> dict[str, Column]:
         Column("exec_id", "EXEC_ID", 36, False, _who(lambda w: w.exec_id)),
         Column("cwd", "CWD", 24, False, _path(lambda e: e.cwd, "cwd")),
         Column("exe", "EXE", 24, False, _path(lambda e: e.exe, "exe")),
+        Column("env", "ENV", 30, False, _env),
     )}
 
 

@@ -92,6 +92,9 @@ class Renderer:
             path = getattr(e, which)
             out[which] = None if path is None else decode_text(path)
             out[f"{which}_truncated"] = which in e.truncated
+        if self.profile.context.env:
+            out["env"] = None if e.env is None else _env(e.env)
+            out["env_truncated"] = "env" in e.truncated
         values, cut = e.values, e.truncated
         if shape.kind.args_at_top:  # an exec's: fields of their own
             for name, cut_key, form in shape.args:
@@ -154,6 +157,14 @@ def _who(who: Identity | None) -> dict[str, object]:
         return _NO_WHO
     return {"gid": who.gid, "euid": who.euid, "egid": who.egid, "loginuid": who.loginuid,
             "sessionid": who.sessionid, "tty": who.tty}
+
+
+def _env(variables: tuple[tuple[bytes, bytes], ...]) -> dict[str, str]:
+    """A name given twice keeps its first value, as getenv(3) finds it."""
+    out: dict[str, str] = {}
+    for name, value in variables:
+        out.setdefault(decode_text(name), decode_text(value))
+    return out
 
 
 def _cut_key(arg: Arg) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from xml.sax.saxutils import escape
 
-from bptrace_exec.output.text import iso_time, safe_text, shell_quote
+from bptrace_exec.output.text import iso_time, safe_str, safe_text, shell_quote
 from bptrace_exec.output.tree import Proc
 
 WIDTH = 1400  # px: the time axis and the margins
@@ -30,10 +30,12 @@ def ended_as(p: Proc) -> str:
 
 
 def _rows(roots: list[Proc]) -> Iterator[Proc]:
-    """Each process, its children right under it."""
-    for p in roots:
+    """Each process, its children right under it (however deep: no recursion)."""
+    stack = list(reversed(roots))
+    while stack:
+        p = stack.pop()
         yield p
-        yield from _rows(p.children)
+        stack.extend(reversed(p.children))
 
 
 def _tick_ns(span_ns: int) -> int:
@@ -55,13 +57,14 @@ def _command(p: Proc) -> str:
             else f"({safe_text(p.comm)})")
 
 
-def svg(roots: list[Proc], now_ns: int, title: str) -> str:
-    """The picture of the processes under `roots`; one still running ends at `now_ns`
-    (wall clock, as the processes' times)."""
+def svg(roots: list[Proc], first_ns: int, last_ns: int, title: str) -> str:
+    """The picture of the processes under `roots` over the run's events, first_ns to
+    last_ns (wall clock): one that started before is drawn from first_ns, one still
+    running to last_ns."""
     rows = [p for p in _rows(roots) if p.began_ns is not None]
     row = 16 if len(rows) <= 500 else 10  # thousands stay a scroll, not a poster
-    start = min((p.began_ns for p in rows if p.began_ns is not None), default=now_ns)
-    end = max([now_ns if p.ended_ns is None else p.ended_ns for p in rows] + [start + 1])
+    start, end = first_ns, max(last_ns, first_ns + 1)
+    now_ns = end
     scale = (WIDTH - 2 * MARGIN) / (end - start)
     height = TOP + row * len(rows) + MARGIN
 
@@ -70,7 +73,8 @@ def svg(roots: list[Proc], now_ns: int, title: str) -> str:
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
            f'viewBox="0 0 {WIDTH} {height}" font-family="monospace" font-size="{row - 5}">',
            f'<rect width="{WIDTH}" height="{height}" fill="#ffffff"/>',
-           f'<text x="{MARGIN}" y="16" font-size="14" font-weight="bold">{escape(title)}: '
+           f'<text x="{MARGIN}" y="16" font-size="14" font-weight="bold">'
+           f'{escape(safe_str(title))}: '
            f'{len(rows)} processes in {_duration(end - start)} from '
            f'{iso_time(start)}</text>']
     for i, (colour, meaning) in enumerate(ENDS.values()):
@@ -87,7 +91,7 @@ def svg(roots: list[Proc], now_ns: int, title: str) -> str:
     place = {id(p): i for i, p in enumerate(rows)}
     for i, p in enumerate(rows):
         assert p.began_ns is not None
-        y, left = TOP + i * row, x(p.began_ns)
+        y, left = TOP + i * row, x(max(p.began_ns, start))
         width = max(1.0, x(now_ns if p.ended_ns is None else p.ended_ns) - left)
         colour = ENDS[ended_as(p)][0]
         command = _command(p)
@@ -97,7 +101,8 @@ def svg(roots: list[Proc], now_ns: int, title: str) -> str:
             f", {p.failed_execs} failed exec(s)" if p.failed_execs else "")
         for child in p.children:  # where each child began, from this bar
             if id(child) in place and child.began_ns is not None:
-                cx, cy = x(child.began_ns), TOP + place[id(child)] * row + row / 2
+                cx = x(max(child.began_ns, start))
+                cy = TOP + place[id(child)] * row + row / 2
                 out.append(f'<line x1="{cx:.1f}" y1="{y + row - 2}" x2="{cx:.1f}" '
                            f'y2="{cy:.1f}" stroke="#bdbdbd"/>')
         # after the bar, else before it, else over it: where it fits

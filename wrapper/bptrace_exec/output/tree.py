@@ -62,10 +62,13 @@ class Tree:
 
     def __init__(self) -> None:
         self.procs: dict[str, Proc] = {}
+        self.first_ns = self.last_ns = 0  # the events' times: the run as traced
 
     def add(self, e: Event) -> None:
         if e.who is None:
             return
+        self.first_ns = min(self.first_ns or e.time_ns, e.time_ns)
+        self.last_ns = max(self.last_ns, e.time_ns)
         key = process_of(e.who.exec_id)
         proc = self.procs.get(key)
         if proc is None:

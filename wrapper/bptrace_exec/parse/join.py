@@ -64,6 +64,7 @@ class Assembler:
             {"_Parts": Parts, "_full": MAX_PENDING, "_evict": self._evict_oldest,
              "_closing": closing, "_Who": Who})
         self.decoder = Decoder(captured, string_read(profile, version))
+        self.env_names = {n.encode("utf-8", "surrogateescape") for n in profile.context.env}
         self.pending: dict[tuple[bytes, bytes], Parts] = {}
         self.dropped: dict[tuple[bytes, bytes], int] = {}  # drops that came first, by time
         self.stats = JoinStats()
@@ -117,7 +118,7 @@ class Assembler:
         for parts in sorted(self.pending.values(), key=lambda p: p.entry_ns):
             if parts.closing is not None:
                 yield from self._built(parts, parts.closing, incomplete=True)
-            else:
+            elif not entered_only(parts):
                 self.stats.unfinished += 1
         self.pending.clear()
 
@@ -146,13 +147,18 @@ class Assembler:
                 paths[path_name], cut = path_of(p.paths.get(which), p.path_flags.get(which))
                 if cut:
                     truncated |= {path_name}
+        env = None
+        if self.env_names and c.ret == 0:  # a new program's: its block, or an empty one
+            env, cut = environment(p.env, p.env_size, self.env_names)
+            if cut:
+                truncated |= {"env"}
         # In field order, not by keyword: keywords make the call slower, on the hot path.
         return Event(p.entry_ns + self.wall_offset_ns, self.profile.probes[c.probe], c.pid,
                      p.tid, c.ppid, c.uid, c.comm if c.comm is not None else p.comm, c.ret,
                      c.latency, values, truncated, incomplete, parents, context,
                      c.ret == KILLED_RET, unreadable,
                      identity(p.who, c.pid, c.ppid, self.boot) if p.who else None,
-                     paths["cwd"], paths["exe"])
+                     paths["cwd"], paths["exe"], env)
 
     def _forget_dropped(self, before_ns: int) -> None:
         """Records of dropped calls that came after their drop go too; drops seen before
@@ -184,11 +190,22 @@ STORE = {
     "who": "parts.who = _Who(" + ", ".join(f"{{{name}}}" for name in Who._fields) + ")",
     "seg": "parts.paths.setdefault({which}, {{}}).setdefault({depth}, {{}})[{offset}] = {text}",
     "path": "parts.path_flags[{which}] = {flags}",
+    "env": "parts.env[{offset}] = {data}; parts.env_size = {size}",
     "comm": "parts.comm = {comm}",
     "anc": "parts.ancestors[{depth}] = ({pid}, {comm})",
     "cgrp": "parts.cgroup = ({cgroup_id}, {pidns}, {mntns}, {name})",
     "uts": "parts.hostname = {hostname}",
 }
+
+
+CWD = PATHS.index("cwd")
+
+
+def entered_only(p: Parts) -> bool:
+    """Whether a call has only the records its entry prints (an exec's working directory):
+    one still in its call as the trace stopped, which its return would not have shown."""
+    cwd = sum(len(pieces) for pieces in p.paths.get(CWD, {}).values())
+    return p.received == cwd + (CWD in p.path_flags) and p.paths.keys() <= {CWD}
 
 
 def path_of(names: dict[int, dict[int, bytes]] | None, flags: int | None
@@ -204,6 +221,20 @@ def path_of(names: dict[int, dict[int, bytes]] | None, flags: int | None
                      for _, pieces in sorted((names or {}).items(), reverse=True))
     cut = bool(flags & (PATH_CUT | PATH_UNKNOWN))
     return (path if cut else b"/" + path) + (DELETED if flags & PATH_DELETED else b""), cut
+
+
+def environment(blocks: dict[int, bytes], size: int, names: set[bytes]
+                ) -> tuple[tuple[tuple[bytes, bytes], ...], bool]:
+    """The variables asked for (b"*": all) of an environment block, in its order, and
+    whether the block was cut (its last variable may be cut short then)."""
+    data = b"".join(blocks[o] for o in sorted(blocks))
+    every = b"*" in names
+    out = []
+    for item in data.split(b"\0"):
+        name, sep, value = item.partition(b"=")
+        if sep and (every or name in names):
+            out.append((name, value))
+    return tuple(out), size > len(data)
 
 
 def identity(w: Who, pid: int, ppid: int, boot: str) -> Identity:

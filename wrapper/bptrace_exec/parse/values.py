@@ -47,6 +47,8 @@ class Parts:
     # a path's names by depth, each by offset; and how its walk ended (records.PathEnd)
     paths: dict[int, dict[int, dict[int, bytes]]] = field(default_factory=dict)
     path_flags: dict[int, int] = field(default_factory=dict)
+    env: dict[int, bytes] = field(default_factory=dict)  # the environment block, by offset
+    env_size: int = 0
 
 
 def ints_per_probe(profile: Profile) -> list[int]:

@@ -280,7 +280,8 @@ def default_columns(probes: tuple[str, ...], args: tuple[Arg, ...],
             "@syscall": ("syscall",) if len(probes) > 1 else (),
             "@args": tuple(a.name for a in args),
             "@parents": (("parents",) if context.parents else ())
-            + tuple(which for which in PATHS if getattr(context, which))}
+            + tuple(which for which in PATHS if getattr(context, which))
+            + (("env",) if context.env else ())}
     return tuple(c for column in kind_of(probes[0]).columns
                  for c in fill.get(column, (column,)))
 
@@ -292,10 +293,12 @@ def columns_with_context(columns: tuple[str, ...], probes: tuple[str, ...],
     if columns == default_columns(probes, args, old):
         return default_columns(probes, args, new)
     kept = tuple(c for c in columns if (c not in PARENT_COLUMNS or new.parents)
-                 and (c not in CONTAINER_COLUMNS or new.container))
+                 and (c not in CONTAINER_COLUMNS or new.container)
+                 and (c != "env" or new.env))
     added = (("container",) if new.container and not old.container else ()) + \
         (("parents",) if new.parents and not old.parents else ()) + \
-        tuple(w for w in PATHS if getattr(new, w) and not getattr(old, w))
+        tuple(w for w in PATHS if getattr(new, w) and not getattr(old, w)) + \
+        (("env",) if new.env and not old.env else ())
     return kept + tuple(c for c in added if c not in kept)
 
 
@@ -304,6 +307,7 @@ def check_columns(values: tuple[str, ...], args: tuple[Arg, ...], context: Conte
     valid = BASE_COLUMNS + tuple(a.name for a in args) + WHO_COLUMNS + PATHS
     valid += PARENT_COLUMNS if context.parents else ()
     valid += CONTAINER_COLUMNS if context.container else ()
+    valid += ("env",) if context.env else ()
     if not values:
         raise SpecError(where, "`columns` is empty", hint="columns: " + ", ".join(valid))
     for value in values:

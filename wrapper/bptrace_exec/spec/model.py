@@ -130,6 +130,7 @@ class Context:
     container: bool = False  # cgroup, container id, pid/mount namespaces, UTS hostname
     cwd: bool = False  # the caller's working directory, walked in the kernel
     exe: bool = False  # the file its process runs (after an exec: the new program's)
+    env: tuple[str, ...] = ()  # variables of a new program's environment shown; "*": all
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from bptrace_exec.spec.parse import (
     STATS_RANGES,
     cgroup_path,
     check_combination,
+    env_name,
     parse_profile,
     path_value,
     profile_from_dict,
@@ -139,7 +140,7 @@ _LIMITS = ("max_args", "argv_bytes")
 _STATS = ("stats", "top", "interval")
 # what a caller may change: these, with checks of their own, and any field of a Profile
 OPTIONS = frozenset((*_FILTERS, *_LIMITS, *_STATS, "cgroup", "in_container", "parents", "exits",
-                     *PATHS,
+                     *PATHS, "env",
                      *(f.name for f in dataclasses.fields(Profile))))
 
 
@@ -170,6 +171,9 @@ def with_overrides(profile: Profile, **changes: Any) -> Profile:
     if in_container is not None:
         placed["in_container"] = in_container
     context = take(("parents", *PATHS))
+    if changes.get("env") is not None:  # --env NAME, repeatable
+        check(FILTER_VALUES, len(changes["env"]), "", "--env")
+        context["env"] = tuple(env_name(n, f"--env {n}") for n in changes.pop("env"))
     shown = changes.pop("context", None)  # the caller's process context: cgroup, container...
     if shown is not None:
         context["container"] = shown
@@ -209,7 +213,7 @@ def with_overrides(profile: Profile, **changes: Any) -> Profile:
 def with_exits(profile: Profile) -> Profile:
     """An exec profile that traces the ends of processes too (--exits)."""
     if not profile.kind.new_image:
-        raise UsageError("--exits and --tree are for exec profiles",
+        raise UsageError("--exits, --tree and --timeline are for exec profiles",
                          hint="the exit profile traces the ends of processes alone: "
                               "bptrace-exec exit")
     if profile.exits:

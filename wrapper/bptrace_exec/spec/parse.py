@@ -163,6 +163,10 @@ def check_combination(profile: Profile, where: str) -> Profile:
                         "filter on argv, cwd or exe) need the cgroup read with each one",
                         hint="add --context (context: {container: true}), or count by "
                         "cgroup without the path or the filter")
+    if profile.context.env and not (profile.kind.new_image and not profile.filters.failed):
+        raise SpecError(where, "the environment shown is that of the program an exec "
+                        "starts: an exec profile's, of execs that succeed",
+                        hint="drop `env` (--env), or `failed`")
     if profile.kind.new_image and profile.context.container and profile.filters.failed:
         raise SpecError(where, "an execve profile cannot show container context of failed "
                         "execs only: with both, the program does not fit bpftrace 0.17's "
@@ -209,7 +213,8 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
         "columns": list(profile.columns),
         "context": {"parents": profile.context.parents,
                     "container": profile.context.container,
-                    "cwd": profile.context.cwd, "exe": profile.context.exe},
+                    "cwd": profile.context.cwd, "exe": profile.context.exe,
+                    "env": list(profile.context.env)},
     }
     if f.args:
         out["filters"]["args"] = {name: list(values) for name, values in f.args}
@@ -282,6 +287,15 @@ def path_value(value: Any, where: str) -> str:
         raise SpecError(where, f"{path!r} is not an absolute path",
                         hint="give it from /, exact, or a prefix ending in *: /tmp/*")
     return path if path.endswith("*") else path.rstrip("/") or "/"  # as the kernel names it
+
+
+def env_name(value: Any, where: str) -> str:
+    """An environment variable's name, or * for all of them."""
+    name = text(value, where)
+    if not name or "=" in name or "\0" in name or len(name.encode()) > 255:
+        raise SpecError(where, f"{name!r} is not an environment variable's name",
+                        hint="give a name (PATH, LD_PRELOAD), or * for every variable")
+    return name
 
 
 FILTER_ITEMS: dict[str, Callable[[Any, str], Any]] = {
@@ -388,7 +402,9 @@ def _context(node: yaml.Node, source: str) -> Context:
     context = Context(parents=m.value("parents", integer(*PARENTS_RANGE), default=0),
                       container=m.value("container", boolean, default=False),
                       cwd=m.value("cwd", boolean, default=False),
-                      exe=m.value("exe", boolean, default=False))
+                      exe=m.value("exe", boolean, default=False),
+                      env=m.node("env", list_of(env_name, filter_name="context.env"),
+                                 default=()))
     m.reject_unknown()
     return context
 
