@@ -65,15 +65,18 @@ def test_env_matches_proc_environ(engine: str, tmp_path: Path, markers: Path,
 @pytest.mark.root
 def test_only_the_names_asked_for(engine: str, tmp_path: Path,
                                   nothing_left_running: None) -> None:
-    out = tmp_path / "execs.jsonl"
+    out, recording = tmp_path / "execs.jsonl", tmp_path / "run.rec"
     run = run_tool("execve", "--env", "PATH", "--env", "LD_PRELOAD", "--env", "NONE",
-                   "--json", "-o", str(out), "--bpftrace", engine, "--", "env", "-i",
+                   "--json", "-o", str(out), "--record", str(recording), "--bpftrace", engine,
+                   "--", "env", "-i",
                    "PATH=/a:/b", "LD_PRELOAD=", "SECRET=s", "/bin/sh", "-c",
                    "/bin/true; /nonexistent-program; exit 0", output=out)
     assert run.returncode == 0, run.stderr
     by_program = {str(e["filename"]): e for e in run.execs()}
     assert by_program["/bin/true"]["env"] == {"PATH": "/a:/b", "LD_PRELOAD": ""}
     assert by_program["/nonexistent-program"]["env"] is None  # it started no program
+    replayed = run_tool("--replay", str(recording), "--json")
+    assert [e["env"] for e in replayed.execs()] == [e["env"] for e in run.execs()]
     table = run_tool("execve", "--env", "PATH", "--bpftrace", engine, "--", "env", "-i",
                      "PATH=/a:/b", "SECRET=s", "/bin/true", "table")
     [row] = [line for line in table.stdout.splitlines()

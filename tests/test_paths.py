@@ -150,6 +150,12 @@ def test_calls_and_exits_say_where_their_process_runs(engine: str, tmp_path: Pat
     assert shell_exit["cwd"] == str(tmp_path)
     # where the kernel still has the program at a process's end (not before 6.x), its file
     assert shell_exit["exe"] in (None, os.path.realpath("/bin/sh"))
+    # the exit profile, alone, with its context (0.17 once could not compile that)
+    run = run_tool("exit", "--context", "--cwd", "--json", "--bpftrace", engine, "--",
+                   "sh", "-c", "exit 4", cwd=tmp_path)
+    [end] = [r for r in run.records if r.get("event") == "exit" and r["status"] == 4]
+    cgroup = Path("/proc/self/cgroup").read_text().split("::", 1)[1].strip()
+    assert (end["cwd"], end["context"]["cgroup"]) == (str(tmp_path), Path(cgroup).name)
 
 
 def test_filters_table_replay_and_counts_by_path(engine: str, tmp_path: Path,

@@ -68,8 +68,10 @@ def container_records(profile: Profile, counter: str = "$n") -> str:
         return ""
     cgroup = {"cgroup_id": "cgroup", "pidns": f"(uint64){PID_NS}",
               "mntns": "(uint64)curtask->nsproxy->mnt_ns->ns.inum",
-              "name": f"str(curtask->cgroups->dfl_cgrp->kn->name, {profile.kind.strlen})"}
-    return (printf(CGRP, cgroup)
+              "name": f"str($kn->name, {profile.kind.strlen})"}
+    # cast: 0.17 may else not know the name's field (in a program of sched probes only)
+    return ("  $kn = (struct kernfs_node *)curtask->cgroups->dfl_cgrp->kn;\n"
+            + printf(CGRP, cgroup)
             + printf(UTS, {"hostname": "curtask->nsproxy->uts_ns->name.nodename"})
             + (f"  {counter} += {CONTAINER_RECORDS};\n" if counter else ""))
 
