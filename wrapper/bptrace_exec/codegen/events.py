@@ -134,18 +134,24 @@ def entry_probe(profile: Profile, index: int, follow: bool) -> str:
                  predicate(profile.filters, follow, not_self=not follow), body)
 
 
+def on_image(body: str, why: str) -> str:
+    """A probe on the new image's start of an exec traced: $key and $id are the exec's
+    (the thread it entered with, its entry's time), then `body`."""
+    return probe(["tracepoint:sched:sched_process_exec"],
+                 [f"@{SCRATCH}[(uint64)args->old_pid].0"],
+                 "  $key = (uint64)args->old_pid;\n"
+                 f"  $id = @{SCRATCH}[$key].0;\n" + body, why)
+
+
 def image_probe(profile: Profile) -> str:
     slots = _slots(profile, profile.probes[0])
     reads = "" if profile.filters.failed else "".join(readers.on_image(profile, s)
                                                        for s in slots)
-    return probe(["tracepoint:sched:sched_process_exec"],
-                 [f"@{SCRATCH}[(uint64)args->old_pid].0"],
-                 "  $key = (uint64)args->old_pid;\n"
-                 f"  $id = @{SCRATCH}[$key].0;\n"
-                 "  if ($key != (uint64)args->pid) { @moved[(uint64)args->pid] = $key; }\n"
-                 + reads,
-                 "The new program starts. A thread other than the leader that execs takes "
-                 "the\nleader's id: the id it had at entry keys every record of the exec.")
+    return on_image("  if ($key != (uint64)args->pid) { @moved[(uint64)args->pid] = $key; }\n"
+                    + reads,
+                    "The new program starts. A thread other than the leader that execs "
+                    "takes the\nleader's id: the id it had at entry keys every record of the "
+                    "exec.")
 
 
 def script_probe(profile: Profile) -> list[str]:
@@ -155,14 +161,10 @@ def script_probe(profile: Profile) -> list[str]:
     if not readers.shows_images(profile):
         return []
     argv = [s for s in _slots(profile, profile.probes[0]) if s.read == "argv"]
-    return [probe(["tracepoint:sched:sched_process_exec"],
-                  [f"@{SCRATCH}[(uint64)args->old_pid].0"],
-                  "  $key = (uint64)args->old_pid;\n"
-                  f"  $id = @{SCRATCH}[$key].0;\n" + who_record(counter="")
-                  + readers.script_first(profile, argv[0]),
-                  "Who runs the new program (the return counts it). A #! script: the\n"
-                  "image's argv starts with its interpreter and its path, where the caller's\n"
-                  "argv[0] was.")]
+    return [on_image(who_record(counter="") + readers.script_first(profile, argv[0]),
+                     "Who runs the new program (the return counts it). A #! script: the\n"
+                     "image's argv starts with its interpreter and its path, where the "
+                     "caller's\nargv[0] was.")]
 
 
 def _entry_paths(profile: Profile) -> tuple[str, ...]:
@@ -177,13 +179,8 @@ def image_paths_probe(profile: Profile) -> list[str]:
     the paths took is kept for the return, which counts them."""
     if "exe" not in paths_read(profile) or not readers.shows_images(profile):
         return []
-    return [probe(["tracepoint:sched:sched_process_exec"],
-                  [f"@{SCRATCH}[(uint64)args->old_pid].0"],
-                  "  $key = (uint64)args->old_pid;\n"
-                  f"  $id = @{SCRATCH}[$key].0;\n"
-                  f"  $n = @{PRINTED_MAP}[$key];\n" + paths_records(profile, ("exe",), 2)
-                  + f"  @{PRINTED_MAP}[$key] = $n;\n",
-                  "The file the new program runs.")]
+    return [on_image(f"  $n = @{PRINTED_MAP}[$key];\n" + paths_records(profile, ("exe",), 2)
+                     + f"  @{PRINTED_MAP}[$key] = $n;\n", "The file the new program runs.")]
 
 
 ENV_CHUNKS = -(-ENV_BYTES // readers.BUF_CHUNK)
@@ -199,14 +196,10 @@ def image_env_probe(profile: Profile) -> list[str]:
         return printf(ENV, {"offset": f"$i * {readers.BUF_CHUNK}", "size": "$size",
                             "data": f"buf(uptr($base + $i * {readers.BUF_CHUNK}), {length})"},
                       4)
-    return [probe(["tracepoint:sched:sched_process_exec"],
-                  [f"@{SCRATCH}[(uint64)args->old_pid].0"],
-                  "  $key = (uint64)args->old_pid;\n"
-                  f"  $id = @{SCRATCH}[$key].0;\n"
-                  + readers.image_block(block, "env", ENV_CHUNKS, first=0)
-                  + readers.image_chunks("env", ENV_CHUNKS)
-                  + f"  @{PRINTED_MAP}[$key] = @{PRINTED_MAP}[$key] + $chunks;\n",
-                  "The new program's environment (the return counts its records).")]
+    return [on_image(readers.image_block(block, "env", ENV_CHUNKS, first=0)
+                     + readers.image_chunks("env", ENV_CHUNKS)
+                     + f"  @{PRINTED_MAP}[$key] = @{PRINTED_MAP}[$key] + $chunks;\n",
+                     "The new program's environment (the return counts its records).")]
 
 
 def image_context_probe(profile: Profile) -> list[str]:
@@ -220,11 +213,7 @@ def image_context_probe(profile: Profile) -> list[str]:
              dataclasses.replace(profile.context, parents=0)]
     records = [context_records(dataclasses.replace(profile, context=c), 2, counter="")
                for c in alone]
-    return [probe(["tracepoint:sched:sched_process_exec"],
-                  [f"@{SCRATCH}[(uint64)args->old_pid].0"],
-                  "  $key = (uint64)args->old_pid;\n"
-                  f"  $id = @{SCRATCH}[$key].0;\n" + text,
-                  f"The {what} of an exec that succeeds (the return counts them).")
+    return [on_image(text, f"The {what} of an exec that succeeds (the return counts them).")
             for what, text in zip(("ancestors", "container context"), records, strict=True)
             if text]
 
