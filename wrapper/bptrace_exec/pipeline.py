@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bptrace_exec.event import Event
+from bptrace_exec.output.tree import process_of
 from bptrace_exec.parse.decode import Attached, Lost, MapData, Note, Printf, decode_line
 from bptrace_exec.parse.join import READY_RECORD, Assembler
 from bptrace_exec.records import LEGACY_TOTAL_MAPS, PATHS, SNAPSHOT_END, TOTAL_MAP
@@ -137,7 +138,7 @@ class Kept:
         self.dropped: dict[str, None] | None = {} if profile.exits else None
 
     def __call__(self, event: Event) -> bool:
-        process = event.who.exec_id.rsplit(":", 1)[0] if event.who else None
+        process = process_of(event.who.exec_id) if event.who else None
         if event.syscall == PROCESS_EXIT:
             if self.dropped is None or process not in self.dropped:
                 return True
