@@ -329,7 +329,7 @@ def test_from_reads_the_longest_line_json_writes(tmp_path: Path) -> None:
     from bptrace_exec.output.text import json_line
     from bptrace_exec.spec import parse_profile
     from bptrace_exec.spec.captures import MAX_ARGS
-    from bptrace_exec.spec.parse import PARENTS_RANGE, STRING_BYTES_RANGE
+    from bptrace_exec.spec.model import PARENTS_RANGE, STRING_BYTES_RANGE
     from bptrace_exec.spec.tracepoint import UNKNOWN
 
     names = [f"s{n}" for n in range(MAX_ARGS)]
@@ -360,7 +360,7 @@ def test_memory_running_out_while_reading_is_explained(
         tmp_path: Path) -> None:
     """Within the limits, memory can still be short (ulimit -v): exit status 3 with what
     was being read, not a traceback."""
-    from bptrace_exec import cli
+    from bptrace_exec.cli import runs
     from bptrace_exec.spec import yamlcheck
 
     def short(*_args: object) -> object:
@@ -374,6 +374,6 @@ def test_memory_running_out_while_reading_is_explained(
     assert "ulimit -v" in err and "Traceback" not in err
     src = tmp_path / "events.jsonl"
     src.write_text("{}\n")
-    monkeypatch.setattr(cli, "bounded_lines", short)
+    monkeypatch.setattr(runs, "bounded_lines", short)
     assert main(["--stats", "--from", str(src)]) == EXIT_ENVIRONMENT
     assert f"out of memory while reading {src}" in capsys.readouterr().err

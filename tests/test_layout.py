@@ -4,7 +4,11 @@ the stages point one way: a stage never imports one that comes after it."""
 from __future__ import annotations
 
 import ast
+import importlib
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -57,3 +61,38 @@ def test_imports_point_one_way(path: Path) -> None:
         stages = [s for s in map(_stage, targets) if s is not None]
         if stages:
             assert max(stages) <= here, f"{rel} imports {targets[0]}, a later stage"
+
+
+@pytest.mark.parametrize("package", ["bptrace_exec", "bptrace_exec.spec"])
+def test_lazy_names_are_the_ones_type_checkers_see(package: str) -> None:
+    """A package's names are imported when first used; its TYPE_CHECKING block names the
+    same ones, from the same modules, and each resolves to its module's object."""
+    module = importlib.import_module(package)
+    path = Path(module.__file__ or "")
+    seen: dict[str, str] = {}
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
+            for imp in node.body:
+                assert isinstance(imp, ast.ImportFrom) and imp.module
+                seen.update({a.name: imp.module for a in imp.names})
+    assert seen == module._MODULE_OF
+    for name, source in seen.items():
+        assert getattr(module, name) is getattr(importlib.import_module(source), name)
+
+
+def test_help_and_emit_import_only_what_they_need() -> None:
+    """`--help` answers without the library; `--emit` without the runner and the output
+    stages (a start-up of 0.07 s and 0.15 s: scripts/bench_startup.py)."""
+    def imported(*argv: str) -> set[str]:
+        done = subprocess.run([sys.executable, "-X", "importtime", "-m", "bptrace_exec",
+                               *argv], capture_output=True, text=True, check=True, cwd=ROOT,
+                              env={**os.environ, "PYTHONPATH": str(ROOT / "wrapper")})
+        return set(re.findall(r"\|\s+(bptrace_exec[\w.]*|yaml)$", done.stderr, re.M))
+    help_ = imported("--help")
+    assert "bptrace_exec.cli" in help_
+    assert not help_ & {"bptrace_exec.api", "bptrace_exec.codegen", "yaml",
+                        "bptrace_exec.pipeline", "bptrace_exec.spec.parse"}
+    emit = imported("execve", "--emit", "script")
+    assert {"bptrace_exec.codegen", "bptrace_exec.spec.parse"} <= emit
+    assert not emit & {"bptrace_exec.api", "bptrace_exec.pipeline", "bptrace_exec.parse",
+                       "bptrace_exec.output.render", "bptrace_exec.run.session"}

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bptrace_exec.cli import Output, main
+from bptrace_exec.cli import main
+from bptrace_exec.cli.output import Output
 from bptrace_exec.errors import OutputError
 from bptrace_exec.output.export import to_prometheus
 from bptrace_exec.output.metrics import OTHER, Keys, RunState, families

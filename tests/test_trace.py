@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bptrace_exec.limits import FILTER_STRING_BYTES, FILTER_VALUES
-from bptrace_exec.spec.parse import ARGV_BYTES_RANGE
+from bptrace_exec.spec.model import ARGV_BYTES_RANGE
 from bptrace_exec.spec.types import STR_FILTER_MAX
 from conftest import ROOT, run_tool, tool_command
 from expectations import check_all, check_hidden_argv

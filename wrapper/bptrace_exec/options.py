@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from bptrace_exec.errors import UsageError
 from bptrace_exec.records import PATHS
 
+DEFAULT_REFRESH_S = 5  # --interval, when serving
 
 @dataclass(frozen=True)
 class Mode:

@@ -21,8 +21,7 @@ from bptrace_exec.records import (
     UTS,
     WHO,
 )
-from bptrace_exec.spec.model import Profile
-from bptrace_exec.spec.parse import PARENTS_RANGE
+from bptrace_exec.spec.model import PARENTS_RANGE, Profile
 
 CONTAINER_RECORDS = 2  # cgrp and uts
 # records.Who. After an exec the task has the new program's credentials.

@@ -30,8 +30,15 @@ from bptrace_exec.codegen.program import printf
 from bptrace_exec.records import BYTES, ELEM, FIRST, STR, UNREADABLE_NEXT
 from bptrace_exec.spec import types
 from bptrace_exec.spec.captures import carried
-from bptrace_exec.spec.model import PROCESS_EXIT, Arg, ArgSource, Profile
-from bptrace_exec.spec.parse import ARGV_BYTES_RANGE, MAX_ARGS_RANGE, STRING_BYTES_RANGE
+from bptrace_exec.spec.model import (
+    ARGV_BYTES_RANGE,
+    MAX_ARGS_RANGE,
+    PROCESS_EXIT,
+    STRING_BYTES_RANGE,
+    Arg,
+    ArgSource,
+    Profile,
+)
 
 # A buf() read: 0.17 caps it at its string size (spec.model: 81), of which 0.23 keeps 4
 # for the length.

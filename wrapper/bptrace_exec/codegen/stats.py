@@ -43,8 +43,7 @@ from bptrace_exec.codegen.program import (
 )
 from bptrace_exec.codegen.readers import word
 from bptrace_exec.records import SNAPSHOT_END
-from bptrace_exec.spec.model import EXEC_SYSCALLS, Profile
-from bptrace_exec.spec.parse import INTERVAL_RANGE
+from bptrace_exec.spec.model import EXEC_SYSCALLS, INTERVAL_RANGE, Profile
 
 # A map key is not a printf record: the program's path fits 0.17's stack whole (the
 # event program's strings are shorter, spec.model).

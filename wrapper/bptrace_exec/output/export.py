@@ -34,13 +34,13 @@ from typing import TYPE_CHECKING
 
 from bptrace_exec.errors import ExportError, UsageError
 from bptrace_exec.output.report import bucket_text, share, title_of
-from bptrace_exec.output.tally import Stats
 from bptrace_exec.output.text import json_line
 
 if TYPE_CHECKING:  # prometheus_client takes 80 ms to import: only metrics need it
     from prometheus_client import CollectorRegistry
 
     from bptrace_exec.output.metrics import Keys, RunState
+    from bptrace_exec.output.tally import Stats
 
 Labels = Mapping[str, str]  # host and profile: JSON fields, and labels of every series
 NO_LABELS: Labels = MappingProxyType({})

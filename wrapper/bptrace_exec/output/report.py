@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
-from bptrace_exec.output.tally import Bucket, Latency, Stats
 from bptrace_exec.output.text import safe_text
+
+if TYPE_CHECKING:
+    from bptrace_exec.output.tally import Bucket, Latency, Stats
 
 WIDTH = 80
 TITLES = {"program": "Programs", "comm": "Callers (comm)", "uid": "Users (uid)",

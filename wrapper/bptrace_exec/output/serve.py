@@ -15,7 +15,6 @@ if TYPE_CHECKING:  # prometheus_client takes 80 ms to import: only a server need
     from bptrace_exec.output.metrics import RunState
 
 DEFAULT_ADDRESS = "127.0.0.1"  # anything wider is the user's explicit choice
-DEFAULT_REFRESH_S = 5  # --interval, when serving
 
 
 @dataclass(frozen=True)

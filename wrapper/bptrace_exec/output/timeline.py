@@ -6,7 +6,7 @@ it ended, labelled with its program; the whole argv, pid, lifetime and end in a 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from xml.sax.saxutils import escape
+from html import escape  # & < > and quotes: what text in SVG needs
 
 from bptrace_exec.output.text import iso_time, safe_str, safe_text, shell_quote
 from bptrace_exec.output.tree import Proc

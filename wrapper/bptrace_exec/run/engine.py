@@ -68,29 +68,52 @@ def parse_version(text: str) -> tuple[int, int, int] | None:
 
 def find_engine(explicit: str | None = None) -> Engine:
     """--bpftrace PATH, else $BPFTRACE, else bpftrace on PATH; checked by running it."""
-    candidate = explicit or os.environ.get("BPFTRACE") or "bpftrace"
-    origin = ("--bpftrace" if explicit else "$BPFTRACE" if os.environ.get("BPFTRACE")
-              else "PATH")
-    path = shutil.which(candidate)
-    if path is None:
-        raise EnvironmentProblem(
-            f"bpftrace not found (looked for {candidate!r} via {origin})",
-            hint="install it with `apt-get install -y bpftrace`, or point --bpftrace or "
-                 "$BPFTRACE at the binary")
-    try:
-        done = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30,
-                              check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise EnvironmentProblem(f"cannot run {path} --version: {exc}") from None
-    version = parse_version(done.stdout) if done.returncode == 0 else None
-    if version is None:
-        raise EnvironmentProblem(
-            f"{path} does not look like bpftrace: `--version` printed "
-            f"{(done.stdout + done.stderr).strip()[:200]!r}",
-            hint="point --bpftrace or $BPFTRACE at a bpftrace binary")
-    if version < MIN_VERSION:
-        raise EnvironmentProblem(
-            f"{path} is bpftrace v{'.'.join(map(str, version))}; bptrace-exec needs "
-            f"v{'.'.join(map(str, MIN_VERSION))} or newer",
-            hint="install Debian's bpftrace (`apt-get install -y bpftrace`)")
-    return Engine(path=path, version=version)
+    return EngineProbe(explicit).engine()
+
+
+class EngineProbe:
+    """`bpftrace --version` of the bpftrace find_engine() would use, started at once and
+    read by engine(): what the caller does meanwhile overlaps its 10-40 ms."""
+
+    def __init__(self, explicit: str | None = None) -> None:
+        candidate = explicit or os.environ.get("BPFTRACE") or "bpftrace"
+        origin = ("--bpftrace" if explicit else "$BPFTRACE" if os.environ.get("BPFTRACE")
+                  else "PATH")
+        self.path = shutil.which(candidate)
+        self.failure: EnvironmentProblem | None = None
+        self.proc: subprocess.Popen[str] | None = None
+        if self.path is None:
+            self.failure = EnvironmentProblem(
+                f"bpftrace not found (looked for {candidate!r} via {origin})",
+                hint="install it with `apt-get install -y bpftrace`, or point --bpftrace or "
+                     "$BPFTRACE at the binary")
+            return
+        try:
+            self.proc = subprocess.Popen([self.path, "--version"], stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, text=True)
+        except OSError as exc:
+            self.failure = EnvironmentProblem(f"cannot run {self.path} --version: {exc}")
+
+    def engine(self) -> Engine:
+        """The bpftrace, checked (else EnvironmentProblem); its probe is ended either way."""
+        if self.failure is not None:
+            raise self.failure
+        assert self.proc is not None and self.path is not None
+        try:
+            stdout, stderr = self.proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired as exc:
+            self.proc.kill()
+            self.proc.wait()
+            raise EnvironmentProblem(f"cannot run {self.path} --version: {exc}") from None
+        version = parse_version(stdout) if self.proc.returncode == 0 else None
+        if version is None:
+            raise EnvironmentProblem(
+                f"{self.path} does not look like bpftrace: `--version` printed "
+                f"{(stdout + stderr).strip()[:200]!r}",
+                hint="point --bpftrace or $BPFTRACE at a bpftrace binary")
+        if version < MIN_VERSION:
+            raise EnvironmentProblem(
+                f"{self.path} is bpftrace v{'.'.join(map(str, version))}; bptrace-exec needs "
+                f"v{'.'.join(map(str, MIN_VERSION))} or newer",
+                hint="install Debian's bpftrace (`apt-get install -y bpftrace`)")
+        return Engine(path=self.path, version=version)

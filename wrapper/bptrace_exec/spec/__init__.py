@@ -3,24 +3,77 @@
 model: the Profile and its parts; types: argument types; captures: arguments, columns,
 breakdowns; parse: YAML to a Profile; overrides: the command line's changes to one;
 profiles: finding shipped ones; tracepoint: what a syscall has on this kernel.
+The names below are imported when first used (the YAML parser only when a profile is read).
 """
 
-from bptrace_exec.spec.model import (
-    EXEC_SYSCALLS,
-    PROCESS_EXIT,
-    Arg,
-    ArgSource,
-    Context,
-    Filters,
-    Limits,
-    ProbeKind,
-    Profile,
-    StatsSpec,
-)
-from bptrace_exec.spec.overrides import with_overrides
-from bptrace_exec.spec.parse import parse_profile, profile_from_dict, profile_to_dict
-from bptrace_exec.spec.profiles import available_profiles, load_profile
+from __future__ import annotations
 
-__all__ = ["EXEC_SYSCALLS", "PROCESS_EXIT", "Arg", "ArgSource", "Context", "Filters",
-           "Limits", "ProbeKind", "Profile", "StatsSpec", "available_profiles", "load_profile",
-           "parse_profile", "profile_from_dict", "profile_to_dict", "with_overrides"]
+import importlib
+from typing import TYPE_CHECKING
+
+_FROM = {
+    "bptrace_exec.spec.model": ["EXEC_SYSCALLS", "PROCESS_EXIT", "Arg", "ArgSource", "Context",
+                                "Filters", "Limits", "ProbeKind", "Profile", "StatsSpec"],
+    "bptrace_exec.spec.overrides": ["with_overrides"],
+    "bptrace_exec.spec.parse": ["parse_profile", "profile_from_dict", "profile_to_dict"],
+    "bptrace_exec.spec.profiles": ["available_profiles", "load_profile"],
+}
+_MODULE_OF = {name: module for module, names in _FROM.items() for name in names}
+
+if TYPE_CHECKING:  # the same names, for type checkers
+    from bptrace_exec.spec.model import (
+        EXEC_SYSCALLS as EXEC_SYSCALLS,
+    )
+    from bptrace_exec.spec.model import (
+        PROCESS_EXIT as PROCESS_EXIT,
+    )
+    from bptrace_exec.spec.model import (
+        Arg as Arg,
+    )
+    from bptrace_exec.spec.model import (
+        ArgSource as ArgSource,
+    )
+    from bptrace_exec.spec.model import (
+        Context as Context,
+    )
+    from bptrace_exec.spec.model import (
+        Filters as Filters,
+    )
+    from bptrace_exec.spec.model import (
+        Limits as Limits,
+    )
+    from bptrace_exec.spec.model import (
+        ProbeKind as ProbeKind,
+    )
+    from bptrace_exec.spec.model import (
+        Profile as Profile,
+    )
+    from bptrace_exec.spec.model import (
+        StatsSpec as StatsSpec,
+    )
+    from bptrace_exec.spec.overrides import (
+        with_overrides as with_overrides,
+    )
+    from bptrace_exec.spec.parse import (
+        parse_profile as parse_profile,
+    )
+    from bptrace_exec.spec.parse import (
+        profile_from_dict as profile_from_dict,
+    )
+    from bptrace_exec.spec.parse import (
+        profile_to_dict as profile_to_dict,
+    )
+    from bptrace_exec.spec.profiles import (
+        available_profiles as available_profiles,
+    )
+    from bptrace_exec.spec.profiles import (
+        load_profile as load_profile,
+    )
+
+
+def __getattr__(name: str) -> object:
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module 'bptrace_exec.spec' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_MODULE_OF[name]), name)
+    globals()[name] = value
+    return value

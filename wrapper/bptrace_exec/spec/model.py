@@ -12,6 +12,14 @@ from typing import Any
 
 EXEC_SYSCALLS = ("execve", "execveat")
 PROCESS_EXIT = "process_exit"  # not a syscall: the end of a process's last thread
+# what a profile's limits, stats and context may be set to
+MAX_ARGS_RANGE = (1, 256)
+# the most bpftrace 0.23 loads: its verifier gives up (a million instructions) near 7 KiB
+ARGV_BYTES_RANGE = (200, 6144)
+STRING_BYTES_RANGE = (1, 32768)
+TOP_RANGE = (1, 1000)
+INTERVAL_RANGE = (0, 86400)
+PARENTS_RANGE = (0, 16)
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,10 @@ from bptrace_exec.errors import SpecError, UsageError
 from bptrace_exec.limits import FILTER_VALUES, check
 from bptrace_exec.records import PATHS
 from bptrace_exec.spec import captures, types
-from bptrace_exec.spec.model import PROCESS_EXIT, Arg, Profile
+from bptrace_exec.spec.model import PARENTS_RANGE, PROCESS_EXIT, Arg, Profile
 from bptrace_exec.spec.parse import (
     FILTER_ITEMS,
     LIMIT_RANGES,
-    PARENTS_RANGE,
     STATS_RANGES,
     cgroup_path,
     check_combination,

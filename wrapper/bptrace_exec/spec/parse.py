@@ -16,8 +16,14 @@ from bptrace_exec.limits import PROFILE_BYTES, out_of_memory, too_large
 from bptrace_exec.records import PATHS
 from bptrace_exec.spec import captures, types
 from bptrace_exec.spec.model import (
+    ARGV_BYTES_RANGE,
     EXEC_SYSCALLS,
+    INTERVAL_RANGE,
+    MAX_ARGS_RANGE,
+    PARENTS_RANGE,
     PROCESS_EXIT,
+    STRING_BYTES_RANGE,
+    TOP_RANGE,
     Arg,
     Context,
     Filters,
@@ -47,13 +53,6 @@ OUTPUT_FORMATS = ("table", "json")
 TASK_COMM_LEN = 16  # the kernel keeps 15 bytes of a command name plus NUL
 PID_MAX = 4194304  # PID_MAX_LIMIT on 64-bit kernels
 UID_MAX = 4294967294  # (uid_t)-1 is "no uid"
-MAX_ARGS_RANGE = (1, 256)
-# the most bpftrace 0.23 loads: its verifier gives up (a million instructions) near 7 KiB
-ARGV_BYTES_RANGE = (200, 6144)
-STRING_BYTES_RANGE = (1, 32768)
-TOP_RANGE = (1, 1000)
-INTERVAL_RANGE = (0, 86400)
-PARENTS_RANGE = (0, 16)
 PATH_FILTER_BYTES = 4096
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bptrace_exec.errors import SpecError, UsageError
 from bptrace_exec.limits import PROFILE_BYTES, out_of_memory, too_large
-from bptrace_exec.spec.model import Profile
-from bptrace_exec.spec.parse import parse_profile
+
+if TYPE_CHECKING:
+    from bptrace_exec.spec.model import Profile
 
 PROFILE_SUFFIXES = (".yaml", ".yml")
 
@@ -49,6 +51,8 @@ def resolve_profile(arg: str) -> Path:
 
 
 def load_profile(arg: str | os.PathLike[str]) -> Profile:
+    from bptrace_exec.spec.parse import parse_profile  # YAML: only when a profile is read
+
     path = resolve_profile(os.fspath(arg))
     return parse_profile(read_profile(path), source=str(path), name=path.stem)
 

@@ -1,0 +1,121 @@
+"""Where the command line writes: rows and reports to stdout or -o FILE (opened again
+on SIGUSR1), the status and summary lines to stderr."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from typing import Literal, TextIO
+
+from bptrace_exec.errors import OutputError, UsageError
+from bptrace_exec.options import SUMMARY_PLACES
+
+
+def stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class Output:
+    """Where records go (-o FILE, else stdout); a closed reader (`| head`) ends the run
+    cleanly, once."""
+
+    def __init__(self, path: str | None, stream: TextIO | None = None) -> None:
+        self.path = path
+        self.stream: TextIO = stream or sys.stdout
+        self.closed = False
+
+    def __enter__(self) -> Output:
+        if self.path:
+            self.stream = self._open("w")
+            Output.files.append(self)
+        return self
+
+    files: list[Output] = []  # written to a path: opened again on SIGUSR1
+
+    def _open(self, mode: Literal["w", "a"]) -> TextIO:
+        assert self.path
+        try:
+            return open(self.path, mode, encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:
+            raise UsageError(f"cannot write {self.path}: {exc.strerror}") from None
+
+    @classmethod
+    def reopen_on_signal(cls) -> Callable[[], object]:
+        """SIGUSR1 (logrotate's postrotate): each file is opened again at its path before
+        the next write; what was written before goes to the file moved away, whole.
+        Gives what puts the previous handler back."""
+        def asked(_signum: int, _frame: object) -> None:
+            for out in cls.files:
+                out.reopen = True
+        before = signal.signal(signal.SIGUSR1, asked)
+        return lambda: signal.signal(signal.SIGUSR1, before)
+
+    reopen = False
+
+    def _reopened(self) -> None:
+        self.reopen = False
+        try:
+            self.stream.close()
+            self.stream = open(self.path or "", "a", encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:
+            raise self._failed(exc) from None
+
+    def __exit__(self, *_exc: object) -> None:
+        try:
+            if self.path:
+                Output.files.remove(self)
+                self.stream.close()
+            elif not self.closed:
+                self.stream.flush()
+        except BrokenPipeError:
+            self.closed = True
+        except OSError as exc:
+            raise self._failed(exc) from None
+
+    def write(self, text: str, *, flush: bool = True) -> None:
+        """One line; `flush=False` leaves it buffered until the next flush(), which the
+        event loop calls after each batch of records (a write per row is most of the
+        output's cost in a storm)."""
+        if self.closed:
+            return
+        if self.reopen:
+            self._reopened()
+        try:
+            self.stream.write(text if text.endswith("\n") else text + "\n")
+            if flush:
+                self.stream.flush()
+        except BrokenPipeError:
+            self.closed = True
+        except OSError as exc:
+            raise self._failed(exc) from None
+
+    def flush(self) -> None:
+        if self.closed:
+            return
+        if self.reopen:
+            self._reopened()
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            self.closed = True
+        except OSError as exc:
+            raise self._failed(exc) from None
+
+    def _failed(self, exc: OSError) -> OutputError:
+        self.closed = True
+        return OutputError(f"cannot write {self.path or 'the output'}: {exc.strerror or exc}",
+                           hint="free space, or write elsewhere with -o FILE")
+
+
+
+@contextlib.contextmanager
+def summary_output(where: str, out: Output) -> Iterator[Output | None]:
+    """Where --json's lost and end lines go (--summary)."""
+    if where in SUMMARY_PLACES and where != "stderr":
+        yield out if where == "stream" else None
+        return
+    with Output(None if where == "stderr" else where,
+                sys.stderr if where == "stderr" else None) as summary:
+        yield summary

@@ -1,0 +1,58 @@
+"""The profile a command line asks for: shipped, a file or --syscall, with its changes."""
+
+from __future__ import annotations
+
+import argparse
+
+from bptrace_exec.cli.output import stderr
+from bptrace_exec.errors import UsageError
+from bptrace_exec.options import DEFAULT_REFRESH_S
+from bptrace_exec.run.cgroups import container_cgroups
+from bptrace_exec.spec import Profile, load_profile, with_overrides
+from bptrace_exec.spec.overrides import adhoc_profile, apply_where
+from bptrace_exec.spec.tracepoint import UNKNOWN, syscall_fields
+
+
+def profile_asked(args: argparse.Namespace) -> Profile:
+    """The profile, with what the command line changes of it."""
+    if args.syscall:
+        if args.profile is not None:
+            raise UsageError(f"give either a PROFILE ({args.profile}) or --syscall, not both")
+        profile = adhoc_profile(args.syscall, args.arg or [], result=args.result)
+    elif args.arg or args.result:
+        raise UsageError("--arg and --result describe an ad-hoc profile",
+                         hint="add --syscall NAME, or put them in the profile's YAML")
+    else:
+        profile = load_profile(args.profile or "execve")
+    if args.where:
+        profile = apply_where(profile, args.where)
+    cgroups = list(args.cgroup or [])
+    for container in args.container or []:
+        cgroups += container_cgroups(container)
+    if not args.replay and any(syscall_fields(p) == UNKNOWN for p in profile.probes
+                               if profile.kind.attach == "syscall" and
+                               not profile.kind.given_args):
+        stderr("bptrace-exec: warning: the syscalls' tracepoint formats cannot be read here "
+               "(/sys/kernel/tracing needs root): the profile's syscalls and arguments were "
+               "not checked against this kernel")
+    profile = with_overrides(profile, **_changes(args, cgroups))
+    # served, or to carry counts across a restart: refreshed, though no report is asked
+    args.silent_refresh = not profile.stats.interval and profile.stats.enabled and bool(
+        args.serve or args.restart)
+    if args.silent_refresh:
+        profile = with_overrides(profile, interval=DEFAULT_REFRESH_S)
+    return profile
+
+
+def _changes(args: argparse.Namespace, cgroups: list[str] | None = None) -> dict[str, object]:
+    """What the command line changes of a profile; None: not given."""
+    return dict(
+        comm=args.comm, uid=args.uid, pid=args.pid, ppid=args.ppid, failed=args.failed,
+        succeeded=args.succeeded, cgroup=cgroups or None, in_container=args.in_container,
+        parents=args.parents, context=args.show_context, cwd=args.cwd, exe=args.exe, env=args.env,
+        columns=args.columns,
+        exits=args.exits or ((args.tree or args.timeline) and not args.replay) or None,
+        max_args=args.max_args, argv_bytes=args.argv_bytes,
+        stats=True if args.stats or args.from_file or args.export or args.serve else None,
+        top=args.top, interval=args.interval,
+        output_format="json" if args.json else None)

@@ -1,0 +1,313 @@
+"""A run asked for on the command line: the profile with its overrides, then one
+bpftrace, several with --restart, an --emit, a replay, or a report of files."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import socket
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from bptrace_exec import __version__, api
+from bptrace_exec.cli.output import Output, stderr, summary_output
+from bptrace_exec.cli.profile import profile_asked
+from bptrace_exec.cli.show import (
+    export_all,
+    host_field,
+    lost,
+    report,
+    say_notes,
+    say_summary,
+    show_events,
+    show_tree,
+)
+from bptrace_exec.errors import (
+    EXIT_OK,
+    EngineFailure,
+    EnvironmentProblem,
+    UsageError,
+    UserError,
+)
+from bptrace_exec.limits import bounded_lines, out_of_memory
+from bptrace_exec.output import timeline, tree
+from bptrace_exec.output.export import (
+    check_writable,
+    format_for,
+    write_text,
+)
+from bptrace_exec.output.report import on
+from bptrace_exec.output.serve import Serving, parse_address
+from bptrace_exec.output.tally import Stats, merged
+from bptrace_exec.output.text import json_line
+from bptrace_exec.pipeline import Summary
+from bptrace_exec.restarts import Restarts
+from bptrace_exec.spec import Profile, available_profiles
+
+if TYPE_CHECKING:  # prometheus_client takes 80 ms to import: only metrics need it
+    from bptrace_exec.output.metrics import RunState
+
+
+def run(args: argparse.Namespace, command: list[str]) -> int:
+    # a replay's profile is the recording's; the command line only says how it is shown
+    profile = None if args.replay else profile_asked(args)
+    exports = [(path, format_for(path, args.export_format)) for path in args.export or []]
+    for path in [*(p for p, _ in exports), *([args.timeline] if args.timeline else [])]:
+        check_writable(path)
+    address = parse_address(args.serve) if args.serve else None
+    with Output(args.output) as out, summary_output(args.summary, out) as summary, \
+            contextlib.ExitStack() as stack:
+        if profile is not None and args.from_file:
+            return _stats_from_file(args, profile, out, exports)
+        stack.callback(Output.reopen_on_signal())
+        serving = None
+        if address:  # before bpftrace starts: a port taken ends the run before it begins
+            assert profile is not None
+            serving = Serving(address, profile, args.host or socket.gethostname())
+            stack.callback(serving.close)
+            if not args.quiet:
+                stderr(f"bptrace-exec: serving metrics on {serving.url}")
+        return _Runs(args, profile, command, out, summary, serving, exports).run()
+
+
+class _Runs:
+    """One trace, made of one bpftrace run, or several with --restart: their events,
+    counts and accounting as one."""
+
+    def __init__(self, args: argparse.Namespace, profile: Profile | None,
+                 command: list[str], out: Output, summary: Output | None,
+                 serving: Serving | None, exports: list[tuple[str, str]]) -> None:
+        self.args, self.profile, self.command = args, profile, command
+        self.out, self.summary, self.serving, self.exports = out, summary, serving, exports
+        self.restarts = Restarts(restarting(args, command), stderr)
+        if (args.tree or args.timeline) and self.restarts.enabled:
+            raise UsageError(f"--{'tree' if args.tree else 'timeline'} draws the processes "
+                             "of one run: not with --restart")
+        self.ended: Summary | None = None  # of the bpftrace runs that died
+        self.base: Stats | None = None  # their counts, as last reported
+        self.last: Stats | None = None  # this bpftrace's, as last reported
+        self.tracing_since: float | None = None
+        self.hooks = api.Hooks(say=self._ready, warn=stderr,
+                               on_lost=lambda n: lost(n, summary, self.trace))
+        # what is said at the end (not a start: no gap closes)
+        self.plain = api.Hooks(say=(lambda _m: None) if args.quiet else stderr, warn=stderr)
+
+    def run(self) -> int:
+        with self.restarts.between_runs():
+            return self._run()
+
+    def _run(self) -> int:
+        while True:
+            try:
+                trace = self._start()
+            except (EngineFailure, EnvironmentProblem) as exc:
+                if self.restarts.gap is None:  # the first start: a mistake to report
+                    raise
+                if self._again(exc, tracing=False, lasted_s=0.0):  # not yet startable
+                    continue
+                return self._end(exc)
+            self.trace, self.dead = trace, False
+            if self.restarts.stopped:  # asked as it was being started
+                trace.stop()
+            try:
+                with trace:
+                    self._counts() if trace.profile.stats.enabled else self._events()
+            except EngineFailure as exc:
+                run, finished = trace.run, trace.finished
+                self.ended = self.summary_now() if run.ready else self.ended
+                self.dead = True  # its accounting is in `ended` now
+                self.base, self.last = merged(self.base, self.last) if self.last else \
+                    self.base, None
+                asked = finished is not None and finished.requested  # ending anyway
+                if not asked and self._again(exc, tracing=run.ready, lasted_s=run.elapsed):
+                    continue
+                return self._end(exc)
+            break
+        if not self.trace.profile.stats.enabled:
+            say_summary(self.summary_now(), self.trace.host, self._json_out(), self.plain)
+        finished = self.trace.finished
+        if finished is not None and finished.command_status is not None:
+            return finished.command_status
+        return EXIT_OK
+
+    def _again(self, failure: UserError, *, tracing: bool, lasted_s: float) -> bool:
+        """Whether to start bpftrace again, after the wait (not if asked to stop)."""
+        delay = self.restarts.plan(failure, tracing, lasted_s, self._left())
+        if delay is None:
+            return False
+        if self.serving is not None:
+            self.serving.update(run=self._state(up=False))
+        return self.restarts.wait(delay)
+
+    def _end(self, failure: UserError) -> int:
+        """No bpftrace runs and none will: what was traced is said, then the run ends as
+        usual if it was asked to stop between bpftraces, else with the failure."""
+        if self.trace.profile.stats.enabled:
+            if self.restarts.enabled and self.base is not None:
+                self._counted(self.base)
+        elif self.ended is not None:
+            say_summary(self.summary_now(), self.trace.host, self._json_out(), self.plain)
+        if self.restarts.stopped:
+            return EXIT_OK
+        raise failure
+
+    def summary_now(self) -> Summary:
+        """Of every bpftrace run so far."""
+        if self.ended is None:
+            return self.trace.summary
+        return self.ended if self.dead else self.ended.plus(self.trace.summary)
+
+    def _start(self) -> api.Trace:
+        args = self.args
+        if args.replay:
+            # how it is shown is this command line's choice, not the recorded one's
+            trace = api.replay(args.replay, hooks=self.hooks, top=args.top,
+                               columns=args.columns,
+                               stats=True if args.stats or args.export else None,
+                               output_format="json" if args.json else "table")
+            trace.host = args.host or trace.host
+            return trace
+        assert self.profile is not None
+        return api.trace(self.profile, hooks=self.hooks, live=api.Live(
+            command=self.command or None, duration=self._left(), bpftrace=args.bpftrace,
+            buffer_pages=args.buffer_pages, record=args.record,
+            command_stdout_to_stderr=not args.output, command_output=args.command_output,
+            handle_signals=True, host=args.host))
+
+    def _left(self) -> float | None:
+        """Of --duration (counted from the first start of tracing), for the next bpftrace."""
+        duration: float | None = self.args.duration
+        if duration is None or self.tracing_since is None:
+            return duration
+        return max(0.001, duration - (time.monotonic() - self.tracing_since))
+
+    def _ready(self, status: str) -> None:
+        self.tracing_since = self.tracing_since or time.monotonic()
+        if self.args.duration is not None:  # from the first start, whatever came between
+            self.trace.run.source.deadline = self.tracing_since + self.args.duration
+        gap = self.restarts.resumed()
+        if gap is not None:
+            now = time.time_ns()
+            stderr(f"bptrace-exec: tracing again after a gap of "
+                   f"{(now - gap.since_ns) / 1e9:.1f} s")
+            json_out = self._json_out()
+            if json_out is not None and not self.trace.profile.stats.enabled:
+                json_out.write(json_line(gap.record(now, host_field(self.trace.host))))
+        if self.serving is not None:
+            self.serving.update(run=self._state(up=True))
+        if not self.args.quiet:
+            stderr(status)
+
+    def _json_out(self) -> Output | None:
+        return self.summary if self.trace.profile.output_format == "json" else None
+
+    def _state(self, *, up: bool) -> RunState:
+        from bptrace_exec.output.metrics import RunState
+
+        s = self.summary_now()
+        return RunState(lost=s.lost_records, missing=s.missing or 0, up=up,
+                        bpftrace=self.trace.run.source.engine.version_text,
+                        version=__version__, restarts=self.restarts.count)
+
+    def _counts(self) -> None:
+        def refreshed(stats: Stats) -> None:
+            self.last = stats
+            total = merged(self.base, stats)
+            if self.serving is not None:
+                self.serving.update(total, self._state(up=True))
+            elif not getattr(self.args, "silent_refresh", False):
+                report(self.out, total, self.trace.profile, self._title(), self._labels())
+        self._counted(merged(self.base, self.trace.counts(refreshed)))
+
+    def _counted(self, stats: Stats) -> None:
+        """The counts of the whole run, at its end."""
+        shown, serving = self.trace.profile, self.serving
+        if serving is not None:
+            serving.update(stats, self._state(up=False))
+        report(self.out, stats, shown, self._title(), self._labels())
+        say_notes(self.summary_now(), self.plain.warn)
+        export_all(self.exports, stats, shown, self._title(), self._labels(),
+                self._state(up=False), serving.keys if serving is not None else None)
+
+    def _labels(self) -> dict[str, str]:
+        return {**host_field(self.trace.host), "profile": self.trace.profile.name}
+
+    def _title(self) -> str:  # a live report says when it was made
+        host = self.trace.host
+        return f"bptrace-exec stats: {self.args.replay}{on(host)}" if self.args.replay \
+            else api.title(self.trace.profile, host)
+
+    def _events(self) -> None:
+        args = self.args
+        if (args.tree or args.timeline) and not self.trace.profile.exits:  # a recording's
+            raise UsageError(f"--{'tree' if args.tree else 'timeline'} needs the ends of "
+                             f"processes, which {args.replay} does not hold",
+                             hint="record with the process profile (or --exits)")
+        processes = tree.Tree()
+        try:
+            if args.tree:
+                show_tree(self.trace, self.out, self.hooks, processes, wide=args.wide)
+            else:
+                show_events(self.trace, self.out, self.hooks, all_attempts=args.all_attempts,
+                             wide=args.wide, color=args.color, header=not self.restarts.count,
+                             also=processes.add if args.timeline else None)
+        except BaseException:  # bpftrace failing still draws what it traced, if it can
+            if args.timeline:
+                with contextlib.suppress(UserError):
+                    self._draw(processes)
+            raise
+        if args.timeline:
+            self._draw(processes)
+
+    def _draw(self, processes: tree.Tree) -> None:
+        """--timeline's picture of what was traced, if anything was."""
+        if not processes.procs:
+            stderr(f"bptrace-exec: no process traced: {self.args.timeline} not written")
+            return
+        write_text(self.args.timeline, timeline.svg(
+            processes.roots(), processes.first_ns, processes.last_ns,
+            f"bptrace-exec timeline{on(self.trace.host)}"), "the timeline",
+            "what was traced is above; free space or choose another --timeline path")
+
+
+def restarting(args: argparse.Namespace, command: list[str]) -> bool:
+    """--restart, or --serve on a run of its own (a COMMAND or a recording is one
+    bpftrace's)."""
+    return bool(args.restart or args.serve and not command and not args.record
+                and not args.replay)
+
+
+def _stats_from_file(args: argparse.Namespace, profile: Profile, out: Output,
+                     exports: list[tuple[str, str]]) -> int:
+    """`--stats --from FILE...`: one report from JSON lines written earlier, by one host or
+    many (then with a host breakdown); no root needed."""
+    files = args.from_file
+    reading = ""
+
+    def lines() -> Iterator[str]:
+        nonlocal reading
+        for path in files:
+            reading = path
+            try:
+                with open(path, "rb") as f:
+                    yield from bounded_lines(f, path)
+            except OSError as exc:
+                named = path in available_profiles() and not os.path.exists(path)
+                raise UsageError(f"cannot read {path}: {exc.strerror}", hint=(
+                    f"to report as profile {path}, name it before --from" if named
+                    else "")) from None
+    try:
+        stats, skipped = api.stats_from_json(lines(), by=profile.stats.by)
+    except MemoryError:
+        raise out_of_memory(reading) from None
+    title = f"bptrace-exec stats: {', '.join(files)}{on(args.host)}"
+    labels = {"host": args.host} if args.host else {}
+    labels["profile"] = profile.name
+    report(out, stats, profile, title, labels)
+    if skipped:
+        stderr(f"bptrace-exec: {skipped} line(s) of {', '.join(files)} were not exec, call "
+               "or exit records and were skipped")
+    export_all(exports, stats, profile, title, labels)
+    return EXIT_OK
