@@ -1,14 +1,20 @@
 #!/usr/bin/env python3
-"""Memory: resident size of bptrace-exec's Python process under a steady exec storm.
+"""Memory: resident size of each tracer, all its processes, under a steady exec storm.
 
-    scripts/bench_memory.py [--seconds 600] [--modes events,stats,serve] [--bpftrace PATH]
+    scripts/bench_memory.py [--seconds 600] [--modes events,stats,serve,execsnoop.bt,libbpf]
+                            [--bpftrace PATH]
 
-For each mode, bptrace-exec traces the whole host (events: the table, written to
-/dev/null; stats: --stats; serve: --serve on 127.0.0.1 with --interval 1, scraped ten
-times a second) while a C workload fork+execs /bin/true as fast as one worker can.
-VmRSS is sampled every 5 s. Printed: execs/s, RSS after the first minute, at the
-end, the growth in between, and the peak. Target: growth < 5 MB. Needs root and cc.
-Every process it starts is stopped by its pid at the end, also on failure.
+For each mode, a tracer traces the whole host while a C workload fork+execs /bin/true as
+fast as one worker can: bptrace-exec in events mode (the table, written to /dev/null),
+stats (--stats), serve (--serve on 127.0.0.1 with --interval 1, scraped ten times a
+second); its peers bpftrace's execsnoop.bt and libbpf-tools' execsnoop (installed with
+apt-get when missing), their rows read and thrown away. VmRSS of the tracer and its
+descendants (bptrace-exec: Python and its bpftrace) is sampled every 5 s. Printed:
+that RSS after the first minute (or half the run), at the end, the growth in
+between, the peak, its ratio to execsnoop.bt's peak, and bptrace-exec's Python alone.
+Targets: growth < 5 MB; all of bptrace-exec's processes within 1.1x of execsnoop.bt.
+Needs root and cc. Every process it starts is stopped by its pid at the end, also on
+failure.
 """
 
 from __future__ import annotations
@@ -27,7 +33,9 @@ import urllib.request
 from pathlib import Path
 
 TOP = Path(__file__).resolve().parents[1]
-import benchlib  # noqa: E402,F401  (runs this checkout's tool)
+from benchlib import install, stop  # noqa: E402  (runs this checkout's tool)
+
+PEERS = {"execsnoop.bt": ["/usr/sbin/execsnoop.bt"], "libbpf": ["/usr/sbin/execsnoop"]}
 
 
 def rss_kb(pid: int) -> int:
@@ -37,6 +45,21 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
+def tree_rss_kb(pid: int) -> int:
+    """VmRSS of a process and its descendants (threads' children included)."""
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            total += rss_kb(current)
+            for task in os.listdir(f"/proc/{current}/task"):
+                children = Path(f"/proc/{current}/task/{task}/children").read_text()
+                todo += [int(c) for c in children.split()]
+        except OSError:  # ended meanwhile
+            continue
+    return total
+
+
 def build_workload(tmp: str) -> str:
     out = str(Path(tmp) / "exec_cases")
     subprocess.run(["cc", "-O2", "-pthread", "-o", out,
@@ -44,59 +67,83 @@ def build_workload(tmp: str) -> str:
     return out
 
 
-def wait_for_status(proc: subprocess.Popen[str]) -> str:
-    """Waits for tracing to start; gives the metrics' URL, if served."""
-    assert proc.stderr is not None
+def wait_for(stream: object, markers: tuple[str, ...]) -> str:
+    """Waits for a line holding one of `markers` (tracing has started); gives the
+    metrics' URL, if served."""
     deadline = time.monotonic() + 120
     url = ""
     while time.monotonic() < deadline:
-        line = proc.stderr.readline()
+        line = stream.readline()  # type: ignore[attr-defined]
         if "serving metrics on" in line:
             url = line.split()[-1]
-        if "Tracing" in line:
+        if any(m in line for m in markers):
             return url
-        if not line and proc.poll() is not None:
+        if not line:
             break
-    raise SystemExit(f"bptrace-exec did not start (rc={proc.poll()})")
+    raise SystemExit("the tracer did not start")
 
 
-def measure(mode: str, seconds: int, workload: str, bpftrace: str | None) -> str:
+def drain(stream: object) -> threading.Thread:
+    def run() -> None:
+        while stream.read(1 << 16):  # type: ignore[attr-defined]
+            pass
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def start(mode: str, bpftrace: str | None) -> tuple[subprocess.Popen[str], str]:
+    """The tracer, tracing; the metrics' URL, if served."""
+    if mode in PEERS:  # they say they are tracing with their header, on stdout
+        cmd = ([bpftrace or "bpftrace"] if mode == "execsnoop.bt" else []) + PEERS[mode]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                text=True, errors="replace")
+        url = wait_for(proc.stdout, ("PID",))
+        drain(proc.stdout)
+        return proc, url
     cmd = [sys.executable, "-m", "bptrace_exec", "execve"]
     cmd += {"stats": ["--stats"], "serve": ["--serve", "127.0.0.1:0", "--interval", "1"]
-            }.get(mode, [])
+            }.get(mode, ["-o", "/dev/null"])
     cmd += ["--bpftrace", bpftrace] if bpftrace else []
-    tool = subprocess.Popen(cmd, stdout=subprocess.PIPE if mode == "stats" else
-                            subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=TOP)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, cwd=TOP)
+    url = wait_for(proc.stderr, ("Tracing",))
+    drain(proc.stderr)
+    return proc, url
+
+
+def measure(mode: str, seconds: int, workload: str, bpftrace: str | None
+            ) -> tuple[str, int]:
+    """The line printed for `mode`, and its peak RSS (kB)."""
+    tracer, url = start(mode, bpftrace)
     storm = None
     scrapes = [0]
     done = threading.Event()
+    samples: list[tuple[float, int, int]] = []
     try:
-        url = wait_for_status(tool)
         if url:  # as a scraper would, but ten times a second
             threading.Thread(target=scrape, args=(url, done, scrapes), daemon=True).start()
         # its own process group: the worker it forks goes with it
-        storm = subprocess.Popen([workload, "storm", str(10**9), "1"], start_new_session=True)
-        start = time.monotonic()
-        samples: list[tuple[float, int]] = []
-        while (elapsed := time.monotonic() - start) < seconds:
-            samples.append((elapsed, rss_kb(tool.pid)))
-            time.sleep(5)
-        samples.append((time.monotonic() - start, rss_kb(tool.pid)))
+        storm = subprocess.Popen([workload, "storm", str(10**9), "1"], start_new_session=True,
+                                 stdout=subprocess.DEVNULL)
+        began = time.monotonic()
+        while (elapsed := time.monotonic() - began) < seconds:
+            samples.append((elapsed, tree_rss_kb(tracer.pid), rss_kb(tracer.pid)))
+            time.sleep(min(5, seconds / 4))
+        samples.append((time.monotonic() - began, tree_rss_kb(tracer.pid), rss_kb(tracer.pid)))
     finally:
         done.set()
         if storm:
             os.killpg(storm.pid, signal.SIGKILL)
             storm.wait()
-        tool.send_signal(signal.SIGINT)
-        out, err = tool.communicate(timeout=120)
-    summary = next((ln for ln in (err + (out or "")).splitlines()
-                    if "execs traced" in ln or ln.startswith("execs ")), "")
-    after_minute = next(kb for t, kb in samples if t >= min(60, seconds / 2))
-    end, peak = samples[-1][1], max(kb for _, kb in samples)
-    return (f"{mode:6} rss@1min {after_minute / 1024:6.1f} MB  end {end / 1024:6.1f} MB  "
-            f"growth {(end - after_minute) / 1024:+5.1f} MB  peak {peak / 1024:6.1f} MB  "
-            f"({seconds} s) {summary.removeprefix('bptrace-exec: ')}"
-            + (f" {scrapes[0]} scrapes" if scrapes[0] else ""))
+        stop(tracer, timeout=120)
+    after_minute = next(kb for t, kb, _ in samples if t >= min(60, seconds / 2))
+    end, peak = samples[-1][1], max(kb for _, kb, _ in samples)
+    own = max(kb for _, _, kb in samples)
+    return (f"{mode:12} rss@1min {after_minute / 1024:6.1f} MB  end {end / 1024:6.1f} MB  "
+            f"growth {(end - after_minute) / 1024:+5.1f} MB  peak {peak / 1024:6.1f} MB"
+            + (f" (Python {own / 1024:.1f})" if mode not in PEERS else "")
+            + (f"  {scrapes[0]} scrapes" if scrapes[0] else ""), peak)
 
 
 def scrape(url: str, done: threading.Event, count: list[int]) -> None:
@@ -109,19 +156,28 @@ def scrape(url: str, done: threading.Event, count: list[int]) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=int, default=600)
-    ap.add_argument("--modes", default="events,stats")
+    ap.add_argument("--modes", default="events,stats,serve,execsnoop.bt,libbpf")
     ap.add_argument("--bpftrace")
     args = ap.parse_args()
     if os.geteuid() != 0 or not shutil.which("cc"):
         raise SystemExit("needs root and a C compiler")
+    modes = args.modes.split(",")
+    if "libbpf" in modes:
+        install({"/usr/sbin/execsnoop": "libbpf-tools"})
     version = subprocess.run([args.bpftrace or "bpftrace", "--version"], capture_output=True,
                              text=True, check=False).stdout.strip()
     print(f"# {platform.machine()}, {os.cpu_count()} cpus, kernel {platform.release()}, "
           f"{version}, Python {platform.python_version()}", flush=True)
+    peaks: dict[str, int] = {}
     with tempfile.TemporaryDirectory() as tmp:
         workload = build_workload(tmp)
-        for mode in args.modes.split(","):
-            print(measure(mode, args.seconds, workload, args.bpftrace), flush=True)
+        for mode in modes:
+            line, peaks[mode] = measure(mode, args.seconds, workload, args.bpftrace)
+            print(line, flush=True)
+    if "execsnoop.bt" in peaks:
+        print("peak vs execsnoop.bt: " + ", ".join(
+            f"{mode} {peak / peaks['execsnoop.bt']:.2f}x" for mode, peak in peaks.items()
+            if mode != "execsnoop.bt") + "   (target <= 1.10x)")
     return 0
 
 

@@ -3,13 +3,23 @@ field name: the tests' way to make records without repeating where each field go
 
 from __future__ import annotations
 
-from bptrace_exec.records import Layout
+from bptrace_exec.records import PACKED, Layout, Who
 
 
 def record(layout: Layout, tid: int = 0, ident: int = 0, **values: object) -> bytes:
+    """Who's numbers, when an exec record has them and they are not given: 0."""
     out = [layout.kind.encode()] + ([b"%d" % tid, b"%d" % ident] if layout.keyed else [])
     for f in layout.fields:
-        value = values[f.name]
+        if f.type in PACKED:
+            numbers = [values.get(n, 0) if n in Who._fields else values[n] for n in f.names] \
+                if "/" in f.name else list(values[f.name])  # type: ignore[call-overload]
+            bits = PACKED[f.type]
+            mask = (1 << bits) - 1
+            out += [b"%d" % sum((int(n) & mask) << (bits * j)  # type: ignore[call-overload]
+                                for j, n in enumerate(numbers[i:i + 2]))
+                    for i in range(0, len(numbers), 2)]
+            continue
+        value = values.get(f.name, 0) if f.name in Who._fields else values[f.name]
         if f.type == "u64*":
             out += [b"%d" % v for v in value]  # type: ignore[attr-defined]
         elif f.type in ("hex", "comm16", "hexlen"):

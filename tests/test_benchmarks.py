@@ -52,11 +52,23 @@ def test_bench_calls() -> None:
 
 @pytest.mark.root
 def test_bench_startup() -> None:
-    assert "ratio (median of 1 per-round ratios)" in bench("bench_startup.py", "--rounds", "1")
+    text = bench("bench_startup.py", "--rounds", "1")
+    # each tracer showed the marker; the tool's times beside its peer's
+    for kind in ("libbpf", "execsnoop.bt", "opensnoop", "opensnoop.bt"):
+        assert re.search(kind + r" +[\d.]+s +\[[\d.]+\.\.[\d.]+\]", text), text
+    for kind, peer in (("events", "execsnoop.bt"), ("command", "execsnoop.bt"),
+                       ("stats", "execsnoop.bt"), ("openat", "opensnoop.bt")):
+        assert re.search(kind + r" +[\d.]+s +\[[\d.]+\.\.[\d.]+\] +[\d.]+x " + peer, text), text
+    assert re.search(r"--help: \d+ ms; --emit script: \d+ ms", text), text
 
 
 @pytest.mark.root
 def test_bench_memory() -> None:
-    text = bench("bench_memory.py", "--seconds", "4", "--modes", "events,stats,serve")
-    assert "events rss@1min" in text and "stats  rss@1min" in text
-    assert re.search(r"serve  rss@1min .* [1-9][0-9]* scrapes", text), text
+    text = bench("bench_memory.py", "--seconds", "4",
+                 "--modes", "events,stats,serve,execsnoop.bt,libbpf")
+    for mode in ("events", "stats", "serve"):  # Python and its bpftrace, Python alone
+        assert re.search(mode + r" +rss@1min +[\d.]+ MB .* peak +[\d.]+ MB \(Python [\d.]+\)",
+                         text), text
+    assert re.search(r"serve .* [1-9][0-9]* scrapes", text), text
+    assert re.search(r"peak vs execsnoop.bt: events [\d.]+x, stats [\d.]+x, serve [\d.]+x, "
+                     r"libbpf [\d.]+x", text), text

@@ -434,7 +434,7 @@ def test_every_argument_type_has_a_table_column() -> None:
 
 
 @pytest.mark.parametrize("result, clause", [
-    ("failed", "args->ret < 0"), ("succeeded", "args->ret >= 0")])
+    ("failed", "$ret < 0"), ("succeeded", "$ret >= 0")])
 def test_result_filters_of_syscall_profiles(result: str, clause: str) -> None:
     import dataclasses
 

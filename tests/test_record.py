@@ -34,6 +34,8 @@ VERSIONS = {1: ("driver-v0.17.0.jsonl", VERSION_1_PROFILE),
             4: ("driver4-v0.17.0.jsonl", profile_to_dict(load_profile("execve"))),
             5: ("driver5-v0.17.0.jsonl", profile_to_dict(load_profile("execve"))),
             6: ("driver6-v0.17.0.jsonl", profile_to_dict(
+                with_overrides(load_profile("execve"), cwd=True, exe=True))),
+            7: ("driver7-v0.17.0.jsonl", profile_to_dict(
                 with_overrides(load_profile("execve"), cwd=True, exe=True)))}
 
 

@@ -30,15 +30,27 @@ FORMATS = {
     # strings where bpftrace formats a hex field ten times slower.
     "comm32": "%-16s%16s",
     "nr": "%lu",  # a syscall number (recordings made before version 2)
+    # Two numbers of 32 bits in one, the first in the low half (a field named "a/b"):
+    # 0.17's 512-byte stack holds a record's fields, and bpftrace formats a number for
+    # little more than nothing, a record for much.
+    "u32x2": "%lu",
+    # The closing record's numbers, two in each number printed (as u32x2), each read back
+    # as the 64 bits its 32 say as a signed value (a dirfd of -100 as before: 2**64 - 100).
+    "i32x2*": "%lu",
 }
+PACKED = {"u32x2": 32, "i32x2*": 32}  # the bits of each number packed, by type
 REST = ("text", "hex")
 ARITY = {"comm32": 2}  # fields printed from one value more than once
 
 
 @dataclass(frozen=True)
 class Field:
-    name: str
+    name: str  # "a/b": the names of numbers packed in one (PACKED)
     type: str
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.name.split("/"))
 
 
 @dataclass(frozen=True)
@@ -61,7 +73,7 @@ class Layout:
         return " ".join(head + [FORMATS[f.type] for f in self.fields])
 
     def names(self) -> tuple[str, ...]:
-        return tuple(f.name for f in self.fields)
+        return tuple(name for f in self.fields for name in f.names)
 
 
 # --- the parts of a call: what the records say, whatever layout said it -----------------
@@ -209,16 +221,24 @@ CALL = Layout("call", ("call",), _f("probe:u64 records:u64 ret:s64 latency:u64 p
 # bytes (BYTES from offset 0) and the path's first chunk (STR chunk 0). The image's
 # records say the rest (codegen.readers).
 EXEC_PATH_SLOT, EXEC_ARGV_SLOT = 0, 1  # spec.model.EXEC_ARGS
-EXEC = Layout("exec", ("call", "str", "bytes"),
-              _f("probe:u64 records:u64 latency:u64 pid:u64 ppid:u64 uid:u64 ints:u64* "
-                 "length:u64 next:u8 comm:comm32 data:hexlen text:text"),
-              constants={"ret": 0, "str.slot": EXEC_PATH_SLOT, "str.chunk": 0,
-                         "bytes.slot": EXEC_ARGV_SLOT, "bytes.offset": 0})
+_EXEC_PARTS = {"ret": 0, "str.slot": EXEC_PATH_SLOT, "str.chunk": 0,
+               "bytes.slot": EXEC_ARGV_SLOT, "bytes.offset": 0}
+# ... and who runs the new program (a `who` record's numbers, packed; the others too, for
+# 0.17's stack): one record for most execs, where bpftrace spends more on each record
+# than on all its numbers. Every number packed fits its 32 bits (an exec count, the
+# kernel's u64, counts the execs of one line of processes).
+EXEC = Layout("exec", ("call", "str", "bytes", "who"),
+              _f("probe:u64 latency:u64 started:u64 parent_started:u64 pid/ppid:u32x2 "
+                 "uid/gid:u32x2 euid/egid:u32x2 loginuid/sessionid:u32x2 "
+                 "execs/parent_execs:u32x2 records/tty:u32x2 length/next:u32x2 ints:i32x2* "
+                 "comm:comm32 data:hexlen text:text"),
+              constants=_EXEC_PARTS)
 # The closing record's numbers, argument by argument in the profile's order: one for a
 # number argument; for argv, these four.
 ARGV_INTS = ("caller_argc", "argc", "more", "size")
 INTS = {"int": 1, "argv": len(ARGV_INTS)}
-# Every call's: 0.17's stack has no room for it in the closing records.
+# Every call's but a successful exec's (in its exec record): 0.17's stack has no room for
+# it in the call records, beside their strings.
 WHO = Layout("who", ("who",), tuple(Field(name, "u64") for name in Who._fields))
 SEG = Layout("seg", ("seg",), _f("which:u64 depth:u64 offset:u64 text:text"))
 PATH = Layout("path", ("path",), _f("which:u64 flags:u64"))
@@ -283,7 +303,14 @@ LEGACY_TOTAL_MAPS = ("exec_total", "call_total")
 ELEM3 = Layout("elem", ("elem",), _f("slot:u64 item:u64 next:u8 text:text"),
                constants={"chunk": 0})
 LAYOUTS3 = (FIRST, STR, ELEM3, BYTES, CALL, ANC, CGRP, UTS)
-LAYOUTS5 = tuple(layout for layout in LAYOUTS if layout not in (SEG, PATH, ENV))  # neither yet
+# --- versions 4 to 6: an exec record without who, which a `who` record said
+EXEC6 = Layout("exec", ("call", "str", "bytes"),
+               _f("probe:u64 records:u64 latency:u64 pid:u64 ppid:u64 uid:u64 ints:u64* "
+                  "length:u64 next:u8 comm:comm32 data:hexlen text:text"),
+               constants=_EXEC_PARTS)
+LAYOUTS6 = tuple(EXEC6 if layout is EXEC else layout for layout in LAYOUTS)
+LAYOUTS5 = tuple(layout for layout in LAYOUTS6 if layout not in (SEG, PATH, ENV))  # neither yet
 LAYOUTS4 = tuple(layout for layout in LAYOUTS5 if layout is not WHO)  # no `who` yet
-VERSIONS = {1: LEGACY, 2: LAYOUTS3, 3: LAYOUTS3, 4: LAYOUTS4, 5: LAYOUTS5, 6: LAYOUTS}
-VERSION = 6
+VERSIONS = {1: LEGACY, 2: LAYOUTS3, 3: LAYOUTS3, 4: LAYOUTS4, 5: LAYOUTS5, 6: LAYOUTS6,
+            7: LAYOUTS}
+VERSION = 7

@@ -7,7 +7,7 @@ kernel, at return (a successful exec's when its new image starts)."""
 from __future__ import annotations
 
 from bptrace_exec.codegen.btlang import int_literal
-from bptrace_exec.codegen.program import PID_NS, TTY, TTY_DEV, printf, reindent
+from bptrace_exec.codegen.program import EUID, PID_NS, TTY_DEV, printf, reindent
 from bptrace_exec.records import (
     ANC,
     CGRP,
@@ -24,26 +24,26 @@ from bptrace_exec.records import (
 from bptrace_exec.spec.model import PARENTS_RANGE, Profile
 
 CONTAINER_RECORDS = 2  # cgrp and uts
-# records.Who. After an exec the task has the new program's credentials.
-_WHO_SETUP = "  $cred = curtask->cred;\n" + reindent(TTY, 2)
-_WHO = {"gid": "(uint64)$cred->gid.val", "euid": "(uint64)$cred->euid.val",
-        "egid": "(uint64)$cred->egid.val", "loginuid": "(uint64)curtask->loginuid.val",
-        "sessionid": "(uint64)curtask->sessionid", "tty": TTY_DEV,
-        "started": "curtask->group_leader->start_time",
-        "execs": "(uint64)curtask->self_exec_id",
-        "parent_started": "curtask->real_parent->group_leader->start_time",
-        "parent_execs": "(uint64)curtask->real_parent->self_exec_id"}
+# records.Who's fields, of the current task: in a `who` record, or a successful exec's
+# `exec` record (after an exec the task has the new program's credentials).
+WHO_VALUES = {
+    "gid": "(uint64)curtask->cred->gid.val", "euid": f"(uint64){EUID}",
+    "egid": "(uint64)curtask->cred->egid.val", "loginuid": "(uint64)curtask->loginuid.val",
+    "sessionid": "(uint64)curtask->sessionid", "tty": TTY_DEV,
+    "started": "curtask->group_leader->start_time",
+    "execs": "(uint64)curtask->self_exec_id",
+    "parent_started": "curtask->real_parent->group_leader->start_time",
+    "parent_execs": "(uint64)curtask->real_parent->self_exec_id"}
 
 
 def who_record(indent: int = 2, counter: str = "$n") -> str:
     """Statements that print the caller's `who` record and count it."""
-    return reindent(_WHO_SETUP + printf(WHO, _WHO) + (f"  {counter}++;\n" if counter else ""),
+    return reindent(printf(WHO, WHO_VALUES) + (f"  {counter}++;\n" if counter else ""),
                     indent - 2)
 
 
-def parent_records(profile: Profile, counter: str = "$n", printing: bool = True) -> str:
-    """Statements (indented by two) that print the ancestors and count them (or, not
-    `printing`, count them only: another probe printed them)."""
+def parent_records(profile: Profile, counter: str = "$n") -> str:
+    """Statements (indented by two) that print the ancestors and count them."""
     depth = profile.context.parents
     if not depth:
         return ""
@@ -51,8 +51,7 @@ def parent_records(profile: Profile, counter: str = "$n", printing: bool = True)
         "  $t = curtask->real_parent;\n"
         "  $d = (uint64)1;\n"
         f"  while ($d <= {int_literal(depth, *PARENTS_RANGE)}) {{\n"
-        + (printf(ANC, {"depth": "$d", "pid": "(uint64)$t->tgid",
-                        "comm": "$t->comm"}, 4) if printing else "")
+        + printf(ANC, {"depth": "$d", "pid": "(uint64)$t->tgid", "comm": "$t->comm"}, 4)
         + (f"    {counter}++;\n" if counter else "")
         + "    if ($t->tgid <= 1) { break; }  // init, or the idle task above it\n"
         "    $t = $t->real_parent;\n"

@@ -6,9 +6,10 @@ replaces, and argv[0], in maps of their own); at return the filters on arguments
 the arguments are read (codegen.readers), and the call is printed as its argument and
 context records (`who` first), then a `call` record that says how many records the call
 has (records.CALL). A successful exec closes with an `exec` record instead, which holds
-the first bytes of its path and argv, so that most are that record and the new image's
-`who` (records.EXEC); what does not fit it is printed when the new image starts
-(sched_process_exec). The end of a process is one probe on sched_process_exit.
+the first bytes of its path and argv and who runs the new image, so that most are that
+record alone (records.EXEC); what does not fit it is printed when the new image starts
+(sched_process_exec), where its filters on the new program run too. The end of a process
+is one probe on sched_process_exit.
 
 @total counts the calls reported, in the kernel; bpftrace prints it at exit, so that
 user space can say exactly how many calls it did not receive.
@@ -21,8 +22,8 @@ import dataclasses
 from bptrace_exec.codegen import readers
 from bptrace_exec.codegen.context import (
     CONTAINER_RECORDS,
+    WHO_VALUES,
     context_records,
-    parent_records,
     paths_records,
     who_record,
 )
@@ -38,6 +39,7 @@ from bptrace_exec.codegen.program import (
     end,
     euid_test,
     follow_probe,
+    guarded,
     header,
     predicate,
     printf,
@@ -58,7 +60,7 @@ FIELDS = """Every record's fields:
 LAYOUT = """Each call is its argument and context records, then a `call` record, all keyed
 by (TID, ID); bptrace-exec joins them into one event. """ + FIELDS
 EXEC_LAYOUT = """Each exec is its argument and context records, then an `exec` record if it
-succeeded (most are that record and a `who` record), else a `call` record; all keyed by
+succeeded (most are that record alone), else a `call` record; all keyed by
 (TID, ID); bptrace-exec joins them into one event. """ + FIELDS
 BASE_WORDS = 2  # the entry time, the probe's index
 
@@ -134,37 +136,49 @@ def entry_probe(profile: Profile, index: int, follow: bool) -> str:
                  predicate(profile.filters, follow, not_self=not follow), body)
 
 
-def on_image(body: str, why: str) -> str:
+def on_image(body: str, why: str, tests: list[str] | None = None) -> str:
     """A probe on the new image's start of an exec traced: $key and $id are the exec's
-    (the thread it entered with, its entry's time), then `body`."""
-    return probe(["tracepoint:sched:sched_process_exec"],
-                 [f"@{SCRATCH}[(uint64)args->old_pid].0"],
+    (the thread it entered with, its entry's time), then `body`, if `tests` hold."""
+    return probe(["tracepoint:sched:sched_process_exec"], [],
                  "  $key = (uint64)args->old_pid;\n"
-                 f"  $id = @{SCRATCH}[$key].0;\n" + body, why)
+                 f"  $id = @{SCRATCH}[$key].0;\n"
+                 + guarded(" && ".join(["$id", *(tests or [])]), body), why)
+
+
+def image_tests(profile: Profile) -> list[str]:
+    """A successful exec's filters on its new program, its euid and its path: tested when
+    the image starts, by each probe there (in no set order); the return's stack on 0.17
+    has no room for them beside the exec record. An exec they refuse is forgotten there."""
+    return euid_test(profile.filters) + path_conditions(profile, "curtask->mm->env_end")
 
 
 def image_probe(profile: Profile) -> str:
     slots = _slots(profile, profile.probes[0])
     reads = "" if profile.filters.failed else "".join(readers.on_image(profile, s)
                                                        for s in slots)
-    return on_image("  if ($key != (uint64)args->pid) { @moved[(uint64)args->pid] = $key; }\n"
-                    + reads,
+    if (tests := image_tests(profile)) and not profile.filters.failed:
+        # what the entry printed is dropped; the return finds no call
+        refused = ((printf(DROP, {}, 4) if _entry_paths(profile) else "")
+                   + "".join(f"    delete(@{m}[$key]);\n"
+                             for m in [SCRATCH, *_image_maps(profile)]))
+        reads = (f"  if (!({' && '.join(tests)})) {{\n{refused}  }}"
+                 + (f" else {{\n{reindent(reads, 2)}  }}\n" if reads else "\n"))
+    return on_image(f"  if ($key != {TID}) {{ @moved[{TID}] = $key; }}\n" + reads,
                     "The new program starts. A thread other than the leader that execs "
                     "takes the\nleader's id: the id it had at entry keys every record of the "
                     "exec.")
 
 
 def script_probe(profile: Profile) -> list[str]:
-    """Who runs the new program, and a script's first argument as its caller passed it,
-    from a probe of their own: 0.17's 512-byte stack has no room for them beside the
-    image's reads or the `exec` record."""
+    """A script's first argument as its caller passed it, from a probe of its own: 0.17's
+    512-byte stack has no room for it beside the image's reads or the `exec` record."""
     if not readers.shows_images(profile):
         return []
     argv = [s for s in _slots(profile, profile.probes[0]) if s.read == "argv"]
-    return [on_image(who_record(counter="") + readers.script_first(profile, argv[0]),
-                     "Who runs the new program (the return counts it). A #! script: the\n"
-                     "image's argv starts with its interpreter and its path, where the "
-                     "caller's\nargv[0] was.")]
+    return [on_image(readers.script_first(profile, argv[0]),
+                     "A #! script: the image's argv starts with its interpreter and its path,\n"
+                     "where the caller's argv[0] was (the return counts it).",
+                     image_tests(profile))]
 
 
 def _entry_paths(profile: Profile) -> tuple[str, ...]:
@@ -180,7 +194,8 @@ def image_paths_probe(profile: Profile) -> list[str]:
     if "exe" not in paths_read(profile) or not readers.shows_images(profile):
         return []
     return [on_image(f"  $n = @{PRINTED_MAP}[$key];\n" + paths_records(profile, ("exe",), 2)
-                     + f"  @{PRINTED_MAP}[$key] = $n;\n", "The file the new program runs.")]
+                     + f"  @{PRINTED_MAP}[$key] = $n;\n", "The file the new program runs.",
+                     image_tests(profile))]
 
 
 ENV_CHUNKS = -(-ENV_BYTES // readers.BUF_CHUNK)
@@ -199,23 +214,28 @@ def image_env_probe(profile: Profile) -> list[str]:
     return [on_image(readers.image_block(block, "env", ENV_CHUNKS, first=0)
                      + readers.image_chunks("env", ENV_CHUNKS)
                      + f"  @{PRINTED_MAP}[$key] = @{PRINTED_MAP}[$key] + $chunks;\n",
-                     "The new program's environment (the return counts its records).")]
+                     "The new program's environment (the return counts its records).",
+                     image_tests(profile))]
 
 
 def image_context_probe(profile: Profile) -> list[str]:
     """The context records of a successful exec, from probes of their own (the ancestors,
     the container): with them, the return probe would not fit bpftrace 0.17's 512-byte
     stack. The new image has the caller's parent, cgroup and namespaces; the return probe
-    counts the records."""
+    counts the records (the ancestors' as PRINTED_MAP keeps them: the return has no room
+    for the walk that would count them)."""
     if profile.filters.failed:
         return []
-    alone = [dataclasses.replace(profile.context, container=False),
-             dataclasses.replace(profile.context, parents=0)]
-    records = [context_records(dataclasses.replace(profile, context=c), 2, counter="")
-               for c in alone]
-    return [on_image(text, f"The {what} of an exec that succeeds (the return counts them).")
-            for what, text in zip(("ancestors", "container context"), records, strict=True)
-            if text]
+    ancestors = context_records(dataclasses.replace(
+        profile, context=dataclasses.replace(profile.context, container=False)), 2)
+    container = context_records(dataclasses.replace(
+        profile, context=dataclasses.replace(profile.context, parents=0)), 2, counter="")
+    return [on_image(text, f"The {what} of an exec that succeeds (the return counts them).",
+                     image_tests(profile))
+            for what, text in (("ancestors", ancestors and (
+                f"  $n = (uint64)0;\n{ancestors}"
+                f"  @{PRINTED_MAP}[$key] = @{PRINTED_MAP}[$key] + $n;\n")),
+                ("container context", container)) if text]
 
 
 def return_probes(profile: Profile) -> list[str]:
@@ -237,8 +257,9 @@ def _return_probe(names: list[str], result: str, body: str) -> str:
     why = ("The exec succeeded: its arguments come from the new image." if result == "success"
            else "The exec failed: its arguments are read again from the caller, whose pages\n"
                 "the kernel may have faulted in while copying them.")
-    test = "args->ret == 0" if result == "success" else "args->ret != 0"
-    return probe(attach, [test], body, why)
+    if result == "success":  # its body reads no other field of args
+        return probe(attach, ["args->ret == 0"], body, why)
+    return probe(attach, [], "  $ret = args->ret;\n" + guarded("$ret != 0", body), why)
 
 
 def _return_body(profile: Profile, name: str, result: str) -> str:
@@ -249,7 +270,7 @@ def _return_body(profile: Profile, name: str, result: str) -> str:
         key = (f"  $tid = {TID};\n  $key = $tid;\n"
                "  if (@moved[$tid]) { $key = @moved[$tid]; delete(@moved[$tid]); }\n")
     else:
-        key = f"  $key = {TID};\n"
+        key = f"  $key = {TID};\n" + ("" if execs else "  $ret = args->ret;\n")
     setup = key + f"  $id = {word(0)};\n" + "".join(
         f"  $a{s.number} = {readers.int_value(s)};\n" for s in slots if readers.held(s))
     forget = f"  delete(@{SCRATCH}[$key]);\n" + "".join(
@@ -262,30 +283,31 @@ def _return_body(profile: Profile, name: str, result: str) -> str:
     if execs and wanted and wanted != result:  # kept only to be forgotten
         return setup + (f"  if ($id) {{\n{drop}  }}\n" if _entry_paths(profile) else "") + forget
     conditions = (["$id"] if execs else []) + [f"!{STOP}"]
-    if not execs and (test := result_test(profile.filters, "args->ret < 0",
-                                          "args->ret >= 0")):
+    if not execs and (test := result_test(profile.filters, "$ret < 0", "$ret >= 0")):
         conditions.append(test)
-    conditions += arg_conditions(profile, name, slots) + euid_test(profile.filters)
-    if execs:  # the path: the kernel's copy in the new image, or the caller's
+    conditions += arg_conditions(profile, name, slots)
+    if execs and result == "success":
+        pass  # tested when the image started (image_tests)
+    elif execs:  # on the path the caller passed
         path = next(s for s in slots if s.read == "exec_path")
-        conditions += path_conditions(profile, "curtask->mm->env_end" if result == "success"
-                                      else word(path.word))
+        conditions += euid_test(profile.filters) + path_conditions(profile, word(path.word))
+    else:
+        conditions += euid_test(profile.filters)
     reads = [readers.on_return(profile, s, result) for s in slots]
     # who, first: after the loops that read arguments the verifier would check it once for
     # every state they end in
     paths = paths_read(profile)
     if not execs:
         who = who_record(4) + paths_records(profile, paths)
-    elif result == "success":  # printed when the image started
-        who = "    $n++;  // who: printed when the image started\n"
+    elif result == "success":  # in the exec record
+        who = ""
     else:  # a failed exec ran no program
         who = who_record(4) + paths_records(profile, tuple(w for w in paths if w == "exe"),
                                             absent=("exe",))
     if _printed_elsewhere(profile):
         who += f"    $n += @{PRINTED_MAP}[$key];  // at entry, when the image started\n"
     if result == "success":  # printed when the image started
-        context = reindent(parent_records(profile, printing=False), 2) + (
-            f"    $n += {CONTAINER_RECORDS};\n" if profile.context.container else "")
+        context = f"    $n += {CONTAINER_RECORDS};\n" if profile.context.container else ""
     else:
         context = context_records(profile)
     ints = [i for r in reads for i in r.ints]
@@ -301,7 +323,6 @@ def _return_body(profile: Profile, name: str, result: str) -> str:
 # SIGKILL pending when the call fails: its caller is being killed (a signal, or a sibling
 # thread's exec) and the kernel's value, often a restart code, reaches no one.
 KILLED_CHECK = ("    // SIGKILL pending: the caller dies here; what it returns reaches no one\n"
-                "    $ret = args->ret;\n"
                 "    if ($ret < 0 && (curtask->pending.signal.sig[0] & (1 << 8))) "
                 f"{{ $ret = {KILLED_RET}; }}\n")
 
@@ -319,8 +340,10 @@ def _image_maps(profile: Profile) -> list[str]:
 
 def _printed_elsewhere(profile: Profile) -> bool:
     """Whether an exec's records are printed by other probes than its return, counted
-    in PRINTED_MAP (the paths, the environment): the return has no room for them."""
-    return profile.kind.new_image and bool(paths_read(profile) or profile.context.env)
+    in PRINTED_MAP (the paths, the environment, the ancestors): the return has no room
+    for them."""
+    return profile.kind.new_image and bool(paths_read(profile) or profile.context.env
+                                           or profile.context.parents)
 
 
 def _exec_record(profile: Profile, ints: list[str]) -> str:
@@ -331,13 +354,13 @@ def _exec_record(profile: Profile, ints: list[str]) -> str:
         "ppid": PPID, "uid": "(uint64)uid", "ints": ints, "length": "$len",
         "next": f"*(uint8 *)uptr($p + {readers.chunk(profile)})",
         "comm": f"@{COMM_MAP}[$key]", "data": "buf(uptr($base), $len)",
-        "text": f"str(uptr($p), {profile.kind.strlen})"}
+        "text": f"str(uptr($p), {profile.kind.strlen})", **WHO_VALUES}
     return (printf(EXEC, values, 4)
             + f"    @{TOTAL_MAP}[0] = count();  // printed at exit: user space reports any gap\n")
 
 
 def _closing(ints: list[str], probe_index: str, latency: str = "nsecs - $id",
-             ret: str = "args->ret") -> str:
+             ret: str = "$ret") -> str:
     values: dict[str, str | list[str]] = {
         "probe": probe_index, "records": "$n", "ret": ret, "latency": latency,
         "pid": PID, "ppid": PPID, "uid": "(uint64)uid", "ints": ints, "comm": "comm"}

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from bptrace_exec import __version__
 from bptrace_exec.codegen.btlang import comment_text, int_literal, string_literal
 from bptrace_exec.event import HOST_PID_NS
-from bptrace_exec.records import ARITY, FORMATS, MARK, PATHS, READY, Layout
+from bptrace_exec.records import ARITY, FORMATS, MARK, PACKED, PATHS, READY, Layout
 from bptrace_exec.spec.model import Filters, Profile
 from bptrace_exec.spec.parse import PID_MAX, UID_MAX, argv_patterns
 
@@ -23,11 +23,13 @@ TID = "(uint64)curtask->pid"
 PID = "(uint64)curtask->tgid"
 PPID = "(uint64)curtask->real_parent->tgid"
 PID_NS = "curtask->nsproxy->pid_ns_for_children->ns.inum"
-# The controlling terminal, as MKDEV(major, minor), once TTY's statements have run (with
-# none, the reads through its NULL pointer give 0).
-TTY = ("$tty = curtask->signal->tty;\n"
-       "$driver = (struct tty_driver *)$tty->driver;  // 0.17 may not know the type else\n")
-TTY_DEV = "($driver->major << 20) + $driver->minor_start + $tty->index"
+# The caller's effective uid; its controlling terminal, as MKDEV(major, minor) (with none,
+# the reads through its NULL pointer give 0). Read where they are used, with no variable:
+# a variable takes a stack slot, which the exec record cannot spare on 0.17; the cast
+# because 0.17 may not know the driver's type else.
+EUID = "curtask->cred->euid.val"
+_DRIVER = "((struct tty_driver *)curtask->signal->tty->driver)"
+TTY_DEV = f"({_DRIVER}->major << 20) + {_DRIVER}->minor_start + curtask->signal->tty->index"
 STOP = "@stop[0]"  # set when the reader asks: from then on no call is reported
 MARK_HZ = 97
 WIDTH = 92  # program lines wrap here
@@ -110,7 +112,7 @@ def either(alts: list[str]) -> list[str]:
 
 def euid_test(f: Filters) -> list[str]:
     """The filter on the effective uid, at return (after an exec, the new program's)."""
-    return either([f"curtask->cred->euid.val == {int_literal(u, 0, UID_MAX)}"
+    return either([f"{EUID} == {int_literal(u, 0, UID_MAX)}"
                    for u in f.euid])
 
 
@@ -174,14 +176,24 @@ def begin(follow: bool) -> str:
 def follow_probe() -> str:
     """The command's descendants, by thread id: each thread its parent forks, and a
     thread other than the leader that execs under the leader's id (the leader, gone,
-    was forgotten as it exited)."""
+    was forgotten as it exited). Each reads a field of `args` once (guarded)."""
     return "\n".join((
-        probe(["tracepoint:sched:sched_process_fork"], ["@follow[(uint64)args->parent_pid]"],
-              "  @follow[(uint64)args->child_pid] = 1;\n"),
-        probe(["tracepoint:sched:sched_process_exec"],
-              ["args->old_pid != args->pid", "@follow[(uint64)args->old_pid]"],
-              "  @follow[(uint64)args->pid] = 1;\n  delete(@follow[(uint64)args->old_pid]);\n",
-              "A thread that execs takes its leader's id.")))
+        probe(["tracepoint:sched:sched_process_fork"], [f"@follow[{TID}]"],
+              "  @follow[(uint64)args->child_pid] = 1;\n",
+              "The parent forks: it is the current task."),
+        probe(["tracepoint:sched:sched_process_exec"], [],
+              "  $old = (uint64)args->old_pid;\n"
+              f"  if ($old != {TID} && @follow[$old]) {{\n"
+              f"    @follow[{TID}] = 1;\n    delete(@follow[$old]);\n  }}\n",
+              "A thread that execs takes its leader's id (the current task's, now).")))
+
+
+def guarded(test: str, body: str) -> str:
+    """`body` (indented by two) run only when `test` holds, inside a probe's block: for a
+    test on a field of `args` read once into a variable. bpftrace 0.17 reads the host's
+    list of tracepoints about 20 times for each `args->` in a program (0.23: 5) and
+    matches each of its lines with a regex: a quarter of its start-up, before."""
+    return f"  if ({test}) {{\n" + reindent(body, 2) + "  }\n"
 
 
 def stop_probes() -> str:
@@ -210,8 +222,12 @@ def printf(layout: Layout, values: Mapping[str, str | list[str]], indent: int = 
     args = ["$key", "$id"] if layout.keyed else []
     fmt = [layout.kind] + (["%lu", "%lu"] if layout.keyed else [])
     for f in layout.fields:
-        value = values[f.name]
-        items = value if isinstance(value, list) else [value] * ARITY.get(f.type, 1)
+        value = values[f.name] if f.name in values else [str(values[n]) for n in f.names]
+        if f.type in PACKED:
+            numbers = value if isinstance(value, list) else [value]
+            value = [packed(numbers[i:i + 2], PACKED[f.type])
+                     for i in range(0, len(numbers), 2)]
+        items: list[str] = value if isinstance(value, list) else [value] * ARITY.get(f.type, 1)
         args += items
         fmt += [FORMATS[f.type]] * (len(items) // ARITY.get(f.type, 1))
     pad = " " * indent
@@ -227,6 +243,23 @@ def printf(layout: Layout, values: Mapping[str, str | list[str]], indent: int = 
         current += item
     lines.append(current.rstrip())
     return f'{pad}printf("{" ".join(fmt)}\\n",\n' + "\n".join(lines) + "\n"
+
+
+def packed(numbers: list[str], bits: int) -> str:
+    """Numbers of `bits` each in one u64, the first lowest (records.PACKED); each masked
+    but the last, whose bits above are shifted out (a negative int's too)."""
+    def term(n: str) -> str:
+        return f"({n})" if " " in n else n
+
+    def wide(n: str) -> str:
+        return term(n) if n.startswith("(uint64)") else f"(uint64){term(n)}"
+    mask = hex((1 << bits) - 1)
+    terms = [term(n) if i == len(numbers) - 1 == 0 else
+             f"({term(n)} & {mask})" if i == 0 else
+             f"({wide(n)} << {bits * i})" if i == len(numbers) - 1 else
+             f"(({wide(n)} & {mask}) << {bits * i})"
+             for i, n in enumerate(numbers) if n != "0"]
+    return " | ".join(terms) or "0"
 
 
 def reindent(text: str, by: int) -> str:

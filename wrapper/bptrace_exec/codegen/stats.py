@@ -27,9 +27,9 @@ from bptrace_exec.codegen.btlang import int_literal
 from bptrace_exec.codegen.events import thread_exit_probe
 from bptrace_exec.codegen.filters import path_conditions
 from bptrace_exec.codegen.program import (
+    EUID,
     PPID,
     TID,
-    TTY,
     TTY_DEV,
     begin,
     end,
@@ -38,7 +38,6 @@ from bptrace_exec.codegen.program import (
     header,
     predicate,
     probe,
-    reindent,
     result_test,
 )
 from bptrace_exec.codegen.readers import word
@@ -111,9 +110,8 @@ def _task_counts(by: tuple[str, ...], pad: str = "  ", comm: str = "") -> list[s
     return [
         f"{pad}@stat_uid[(uint64)uid] = count();\n" if "uid" in by else "",
         f"{pad}@stat_ppid[{PPID}] = count();\n" if "ppid" in by else "",
-        f"{pad}@stat_euid[(uint64)curtask->cred->euid.val] = count();\n" if "euid" in by else "",
-        reindent(TTY, len(pad)) + f"{pad}@stat_tty[{TTY_DEV}] = count();\n"
-        if "tty" in by else "",
+        f"{pad}@stat_euid[(uint64){EUID}] = count();\n" if "euid" in by else "",
+        f"{pad}@stat_tty[{TTY_DEV}] = count();\n" if "tty" in by else "",
         f"{pad}@stat_comm[{comm}] = count();\n" if comm and "comm" in by else "",
         f"{pad}@stat_cgroup[cgroup] = count();\n" if "cgroup" in by else "",
     ]
@@ -125,9 +123,9 @@ def full_probes(profile: Profile, follow: bool) -> list[str]:
     enter = probe([f"tracepoint:syscalls:sys_enter_{p}" for p in profile.probes],
                   predicate(profile.filters, follow, not_self=False),
                   f"  $key = {TID};\n  $id = nsecs;\n  @call[$key] = ({', '.join(words)});\n")
-    image = probe(["tracepoint:sched:sched_process_exec"], ["@call[(uint64)args->old_pid].0"],
+    image = probe(["tracepoint:sched:sched_process_exec"], [],
                   "  $key = (uint64)args->old_pid;\n"
-                  "  if ($key != (uint64)args->pid) { @moved[(uint64)args->pid] = $key; }\n",
+                  f"  if ($key != {TID} && @call[$key].0) {{ @moved[{TID}] = $key; }}\n",
                   "A thread other than the leader that execs takes the leader's id.")
     lines = [
         "    @stat_execs[(uint64)($ret < 0)] = count();\n",

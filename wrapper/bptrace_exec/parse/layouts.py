@@ -13,7 +13,7 @@ import platform
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from bptrace_exec.records import PARTS, VERSIONS, Closing, Layout
+from bptrace_exec.records import PACKED, PARTS, VERSIONS, Closing, Field, Layout
 
 # (text, the calls in flight by key, now) -> the key and the call's parts, the record taken
 Parser = Callable[[bytes, dict[tuple[bytes, bytes], Any], int], tuple[tuple[bytes, bytes], Any]]
@@ -24,7 +24,8 @@ Parser = Callable[[bytes, dict[tuple[bytes, bytes], Any], int], tuple[tuple[byte
 Stores = Mapping[str, str]
 COMM_LEN = 16
 _COMM_HEX = 3 * COMM_LEN - 1  # "62 61 ..." with a space between each byte
-_NUMBERS = ("u64", "s64", "u8")
+_NUMBERS = ("u64", "s64", "u8", "u32x2")
+_REPEATED = ("u64*", "i32x2*")
 # syscall numbers of version 1's exec records, for the architectures Debian ships bpftrace on
 _SYSCALL_NAMES = {
     "x86_64": {59: "execve", 322: "execveat"},
@@ -61,9 +62,31 @@ def comm_from_padded(field: bytes) -> bytes:
     return b" " * leading + core + b" " * trailing
 
 
+def unpacked(word: int, field: Field) -> list[int]:
+    """A number of records.PACKED's -> the numbers in it, lowest first."""
+    bits = PACKED[field.type]
+    mask = (1 << bits) - 1
+    return [(word >> (bits * i)) & mask for i in range(len(field.names))]
+
+
+_HIGH32 = 0xFFFFFFFF00000000
+
+
+def unpacked_ints(words: list[bytes], count: int) -> tuple[int, ...]:
+    """records.FORMATS["i32x2*"]: `count` numbers, two in each word, each the 64 bits its
+    32 say as a signed number (what the kernel's int gave as u64 before)."""
+    out: list[int] = []
+    for word in words:
+        value = int(word)
+        for half in (value & 0xFFFFFFFF, value >> 32):
+            out.append(half | _HIGH32 if half & 0x80000000 else half)
+    if len(out) - count not in (0, 1) or (len(out) > count and out[-1]):
+        raise ValueError("not as many numbers as its probe has")
+    return tuple(out[:count])
+
+
 def compile_layout(layout: Layout, probes: tuple[str, ...], ints_per_probe: list[int],
                    stores: Stores, scope: Mapping[str, Any]) -> Parser:
-    types = [f.type for f in layout.fields]
     names = list(layout.names())
     fast = _generated(layout, stores, ints_per_probe, scope)
     if fast is not None:
@@ -72,7 +95,7 @@ def compile_layout(layout: Layout, probes: tuple[str, ...], ints_per_probe: list
     def probe_of_nr(nr: int) -> int:
         return probes.index(_SYSCALL_NAMES.get(nr, f"syscall_{nr}"))
 
-    split = _splitter(types, names, ints_per_probe, probe_of_nr)
+    split = _splitter(layout.fields, names, ints_per_probe, probe_of_nr)
     fills = [(_handler(part, stores[part], scope), _arranger(part, names, layout.constants))
              for part in layout.parts]
 
@@ -139,20 +162,22 @@ def _generated(layout: Layout, stores: Stores, ints_per_probe: list[int],
     numbers = len(types) - rest
     while rest and numbers and types[numbers - 1] in ("comm16", "comm32", "hexlen"):
         numbers -= 1
-    if any(t not in (*_NUMBERS, "u64*") for t in types[:numbers]) or types.count("u64*") > 1:
+    repeats = [t for t in types if t in _REPEATED]
+    if any(t not in (*_NUMBERS, *_REPEATED) for t in types[:numbers]) or len(repeats) > 1:
         return None
     takes = [fields for part in layout.parts if (fields := _part_fields(layout, part))]
     if len(takes) < len(layout.parts):
         return None
-    repeated = "u64*" in types
-    if repeated and layout.fields[0].type not in _NUMBERS:
+    repeated = bool(repeats)
+    if repeated and layout.fields[0].type not in ("u64", "s64", "u8"):
         return None
     fixed = numbers - repeated  # numbers that are there once
     lines = ["def parse(line, pending, now):"]
     if repeated:  # the first field says how many numbers are repeated
         lines += ["    count = _ints[int(line.split(b' ', 4)[3])]",
-                  f"    f = line.split(b' ', {3 + fixed} + count)",
-                  f"    if len(f) != {4 + fixed} + count:",
+                  "    words = (count + 1) // 2" if repeats == ["i32x2*"] else "    words = count",
+                  f"    f = line.split(b' ', {3 + fixed} + words)",
+                  f"    if len(f) != {4 + fixed} + words:",
                   "        raise ValueError('not as many numbers as its probe has')"]
     elif rest:
         lines += [f"    f = line.split(b' ', {3 + fixed})"]
@@ -162,13 +187,20 @@ def _generated(layout: Layout, stores: Stores, ints_per_probe: list[int],
                   "        raise ValueError('not as many numbers as its layout has')"]
     at = "3"  # each field converted into a local of its name, before anything is kept
     for field in layout.fields[:numbers]:
-        if field.type == "u64*":
-            value = f"tuple(map(int, f[{at}:{at} + count]))"
-            at = f"{at} + count"
+        if field.type in _REPEATED:
+            value = (f"tuple(map(int, f[{at}:{at} + count]))" if field.type == "u64*" else
+                     f"_unpacked_ints(f[{at}:{at} + words], count)")
+            at = f"{at} + words"
         else:
             value = f"int(f[{at}])"
             at = str(int(at) + 1) if at.isdigit() else f"{at} + 1"
-        lines.append(f"    {field.name} = {value}")
+        if field.type in PACKED and field.type not in _REPEATED:
+            bits = PACKED[field.type]
+            lines.append(f"    _word = {value}")
+            lines += [f"    {name} = (_word >> {bits * i}) & {hex((1 << bits) - 1)}"
+                      for i, name in enumerate(field.names)]
+        else:
+            lines.append(f"    {field.name} = {value}")
     if numbers < len(types) - rest:  # the widths of the fields after the numbers
         lines.append(f"    rest, pos = f[{at}], 0")
         at = "rest[pos:]"
@@ -206,14 +238,15 @@ def _generated(layout: Layout, stores: Stores, ints_per_probe: list[int],
               "    return key, parts"]
     return _compiled("\n".join(lines) + "\n", f"layout {layout.kind}",  # type: ignore[no-any-return]
                      {**scope, "_ints": ints_per_probe, "_comm": comm_from_hex,
-                      "_padded": comm_from_padded}, "parse")
+                      "_padded": comm_from_padded, "_unpacked_ints": unpacked_ints}, "parse")
 
 
-def _splitter(types: list[str], names: list[str], ints_per_probe: list[int],
+def _splitter(fields: tuple[Field, ...], names: list[str], ints_per_probe: list[int],
               probe_of_nr: Callable[[int], int]
               ) -> Callable[[bytes], tuple[bytes, bytes, Any]]:
-    """The record's text -> TID, ID and its fields' values in the layout's order: the
-    way for any layout (those of earlier versions), field after field."""
+    """The record's text -> TID, ID and its fields' values in the layout's order (those
+    packed in one, each): the way for any layout (those of earlier versions), field after
+    field."""
     probe = names.index("probe") if "probe" in names else 0
 
     def general(text: bytes) -> tuple[bytes, bytes, tuple[Any, ...]]:
@@ -221,7 +254,8 @@ def _splitter(types: list[str], names: list[str], ints_per_probe: list[int],
         body = f[3]
         values: list[Any] = []
         pos = 0
-        for t in types:
+        for field in fields:
+            t = field.type
             if t in ("text", "hex"):
                 rest = body[pos:]
                 values.append(bytes.fromhex(rest.decode("ascii")) if t == "hex" else rest)
@@ -237,12 +271,17 @@ def _splitter(types: list[str], names: list[str], ints_per_probe: list[int],
                 end = pos + 3 * length - 1 if length else pos
                 values.append(bytes.fromhex(body[pos:end].decode("ascii")))
                 pos = end + 1
-            elif t == "u64*":
+            elif t in _REPEATED:
+                count = ints_per_probe[int(values[probe])]
                 items = []
-                for _ in range(ints_per_probe[int(values[probe])]):
+                for _ in range(count if t == "u64*" else (count + 1) // 2):
                     pos, value = _number(body, pos)
                     items.append(value)
-                values.append(tuple(items))
+                values.append(tuple(items) if t == "u64*" else
+                              unpacked_ints([str(i).encode() for i in items], count))
+            elif t in PACKED:
+                pos, value = _number(body, pos)
+                values += unpacked(value, field)
             else:
                 pos, value = _number(body, pos)
                 values.append(probe_of_nr(value) if t == "nr" else value)
