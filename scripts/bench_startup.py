@@ -147,7 +147,7 @@ def main() -> int:
         install({"/usr/sbin/execsnoop": "libbpf-tools"})
     version = subprocess.run([args.bpftrace, "--version"], capture_output=True, text=True,
                              check=True).stdout.strip()
-    print(machine(version, f"first call shown, {args.rounds} rounds"), flush=True)
+    print(machine(version.split()[-1], f"first call shown, {args.rounds} rounds"), flush=True)
     times: dict[str, list[float]] = {c: [] for c in configs}
     with tempfile.TemporaryDirectory() as tmp:
         marker = str(Path(tmp) / f"bxm{os.getpid()}")  # a comm of its own, under 15 bytes

@@ -3,7 +3,7 @@ field name: the tests' way to make records without repeating where each field go
 
 from __future__ import annotations
 
-from bptrace_exec.records import PACKED, Layout, Who
+from bptrace_exec.records import PACKED, WORDS, Layout, Who
 
 
 def record(layout: Layout, tid: int = 0, ident: int = 0, **values: object) -> bytes:
@@ -20,6 +20,11 @@ def record(layout: Layout, tid: int = 0, ident: int = 0, **values: object) -> by
                     for i in range(0, len(numbers), 2)]
             continue
         value = values.get(f.name, 0) if f.name in Who._fields else values[f.name]
+        if f.type in ("words", "cwords"):  # records.WORDS little-endian words, zeros past
+            raw = (bytes(value) + (b"\0" if f.type == "cwords" else b""))[:8 * WORDS]  # type: ignore[call-overload]
+            raw = raw.ljust(8 * WORDS, b"\0")
+            out += [b"%d" % int.from_bytes(raw[i:i + 8], "little") for i in range(0, len(raw), 8)]
+            continue
         if f.type == "u64*":
             out += [b"%d" % v for v in value]  # type: ignore[attr-defined]
         elif f.type in ("hex", "comm16", "hexlen"):

@@ -37,8 +37,18 @@ FORMATS = {
     # The closing record's numbers, two in each number printed (as u32x2), each read back
     # as the 64 bits its 32 say as a signed value (a dirfd of -100 as before: 2**64 - 100).
     "i32x2*": "%lu",
+    "words": "%lu",  # bytes as WORDS numbers (below), as many as the field `length` says
+    "cwords": "%lu",  # a string as WORDS numbers: the bytes before the first NUL, if any
 }
 PACKED = {"u32x2": 32, "i32x2*": 32}  # the bits of each number packed, by type
+# A buf() read: 0.17 caps it at its string size (spec.model: 81), of which 0.23 keeps 4
+# for the length. The bytes records carry so many each, the exec record the first.
+BUF_CHUNK = 77
+# Bytes as little-endian words of 8, each a number: bpftrace formats a hex field (%rh) in
+# as long as the rest of a record (it builds a std::regex for each), and a string takes
+# its size twice on the stack; numbers cost almost nothing. Ten: BUF_CHUNK bytes, or a
+# string read of the exec kind (80 bytes).
+WORDS = 10
 REST = ("text", "hex")
 ARITY = {"comm32": 2}  # fields printed from one value more than once
 
@@ -231,7 +241,7 @@ EXEC = Layout("exec", ("call", "str", "bytes", "who"),
               _f("probe:u64 latency:u64 started:u64 parent_started:u64 pid/ppid:u32x2 "
                  "uid/gid:u32x2 euid/egid:u32x2 loginuid/sessionid:u32x2 "
                  "execs/parent_execs:u32x2 records/tty:u32x2 length/next:u32x2 ints:i32x2* "
-                 "comm:comm32 data:hexlen text:text"),
+                 "data:words text:cwords comm:comm32"),
               constants=_EXEC_PARTS)
 # The closing record's numbers, argument by argument in the profile's order: one for a
 # number argument; for argv, these four.

@@ -49,7 +49,7 @@ from bptrace_exec.codegen.program import (
     stop_probes,
 )
 from bptrace_exec.codegen.readers import Slot, word
-from bptrace_exec.records import CALL, DROP, ENV, ENV_BYTES, EXEC, KILLED_RET, TOTAL_MAP
+from bptrace_exec.records import BUF_CHUNK, CALL, DROP, ENV, ENV_BYTES, EXEC, KILLED_RET, TOTAL_MAP
 from bptrace_exec.spec.captures import paths_read
 from bptrace_exec.spec.model import PROCESS_EXIT, Profile
 
@@ -198,7 +198,7 @@ def image_paths_probe(profile: Profile) -> list[str]:
                      image_tests(profile))]
 
 
-ENV_CHUNKS = -(-ENV_BYTES // readers.BUF_CHUNK)
+ENV_CHUNKS = -(-ENV_BYTES // BUF_CHUNK)
 
 
 def image_env_probe(profile: Profile) -> list[str]:
@@ -208,8 +208,8 @@ def image_env_probe(profile: Profile) -> list[str]:
         return []
 
     def block(length: str) -> str:
-        return printf(ENV, {"offset": f"$i * {readers.BUF_CHUNK}", "size": "$size",
-                            "data": f"buf(uptr($base + $i * {readers.BUF_CHUNK}), {length})"},
+        return printf(ENV, {"offset": f"$i * {BUF_CHUNK}", "size": "$size",
+                            "data": f"buf(uptr($base + $i * {BUF_CHUNK}), {length})"},
                       4)
     return [on_image(readers.image_block(block, "env", ENV_CHUNKS, first=0)
                      + readers.image_chunks("env", ENV_CHUNKS)
@@ -353,8 +353,8 @@ def _exec_record(profile: Profile, ints: list[str]) -> str:
         "probe": word(1), "records": "$n", "latency": "nsecs - $id", "pid": PID,
         "ppid": PPID, "uid": "(uint64)uid", "ints": ints, "length": "$len",
         "next": f"*(uint8 *)uptr($p + {readers.chunk(profile)})",
-        "comm": f"@{COMM_MAP}[$key]", "data": "buf(uptr($base), $len)",
-        "text": f"str(uptr($p), {profile.kind.strlen})", **WHO_VALUES}
+        "comm": f"@{COMM_MAP}[$key]", "data": readers.byte_words("$base", "$len"),
+        "text": readers.string_words(profile, "$p"), **WHO_VALUES}
     return (printf(EXEC, values, 4)
             + f"    @{TOTAL_MAP}[0] = count();  // printed at exit: user space reports any gap\n")
 

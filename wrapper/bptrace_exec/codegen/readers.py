@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from bptrace_exec.codegen.btlang import int_literal
 from bptrace_exec.codegen.program import printf
-from bptrace_exec.records import BYTES, ELEM, FIRST, STR, UNREADABLE_NEXT
+from bptrace_exec.records import BUF_CHUNK, BYTES, ELEM, FIRST, STR, UNREADABLE_NEXT, WORDS
 from bptrace_exec.spec import types
 from bptrace_exec.spec.captures import carried
 from bptrace_exec.spec.model import (
@@ -40,9 +40,6 @@ from bptrace_exec.spec.model import (
     Profile,
 )
 
-# A buf() read: 0.17 caps it at its string size (spec.model: 81), of which 0.23 keeps 4
-# for the length.
-BUF_CHUNK = 77
 FAILED_ARG_CHUNKS = 3  # string reads of each argument of a failed exec (80 bytes each)
 PATH_MAX = 4096
 ARGC_COUNT_LIMIT = 1024  # the caller's argc is counted up to here
@@ -211,6 +208,26 @@ def script_first(profile: Profile, slot: Slot) -> str:
             + printf(FIRST, {"slot": str(slot.number), "next": f"@{FIRST_NEXT_MAP}[$key]",
                              "text": f"@{FIRST_MAP}[$key]"}, 4)
             + "  }\n")
+
+
+def byte_words(base: str, length: str) -> list[str]:
+    """records.WORDS numbers: the `length` bytes at `base` (at most BUF_CHUNK), as
+    little-endian words, the bytes past `length` zero (what follows argv is the
+    environment). Masked with comparisons, not ternaries: each of those takes stack slots
+    that 0.17's exec record has not, and 0.23 crashes on one nested in another. A word
+    past the block reads as zeros where its page ends."""
+    tail = f"(((uint64)1 << ({length} % 8 * 8)) - 1)"  # the bytes of the last word
+    return [f"*(uint64 *)uptr({base}{f' + {8 * k}' if k else ''}) & "
+            f"((0 - (uint64)({length} > {8 * k + 7})) | "
+            f"((0 - (uint64)({length} / 8 == {k})) & {tail}))" for k in range(WORDS)]
+
+
+def string_words(profile: Profile, base: str) -> list[str]:
+    """records.WORDS numbers: a string read of the kind's (chunk()) at `base` as words,
+    whatever follows its NUL: for the new image's path, the last string on its stack,
+    after which come zeros and the stack's end (a word past it reads as zeros)."""
+    assert chunk(profile) == 8 * WORDS, "a string read is the words printed"
+    return [f"*(uint64 *)uptr({base}{f' + {8 * k}' if k else ''})" for k in range(WORDS)]
 
 
 def argv_chunks(profile: Profile) -> int:

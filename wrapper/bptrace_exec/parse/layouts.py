@@ -13,7 +13,7 @@ import platform
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from bptrace_exec.records import PACKED, PARTS, VERSIONS, Closing, Field, Layout
+from bptrace_exec.records import PACKED, PARTS, VERSIONS, WORDS, Closing, Field, Layout
 
 # (text, the calls in flight by key, now) -> the key and the call's parts, the record taken
 Parser = Callable[[bytes, dict[tuple[bytes, bytes], Any], int], tuple[tuple[bytes, bytes], Any]]
@@ -83,6 +83,25 @@ def unpacked_ints(words: list[bytes], count: int) -> tuple[int, ...]:
     if len(out) - count not in (0, 1) or (len(out) > count and out[-1]):
         raise ValueError("not as many numbers as its probe has")
     return tuple(out[:count])
+
+
+def from_words(words: list[bytes], length: int) -> bytes:
+    """records.FORMATS["words"] -> the `length` bytes; those past it must be zero."""
+    raw = b"".join(int(w).to_bytes(8, "little") for w in words)
+    if len(words) != WORDS or length > len(raw) or raw[length:].strip(b"\0"):
+        raise ValueError("not the words of as many bytes as its length")
+    return raw[:length]
+
+
+def string_from_words(words: list[bytes]) -> bytes:
+    """records.FORMATS["cwords"] -> the string: the bytes before the first NUL."""
+    if len(words) != WORDS:
+        raise ValueError("not as many words as a string read")
+    return b"".join(int(w).to_bytes(8, "little") for w in words).split(b"\0", 1)[0]
+
+
+_WORDS = {"words": "_from_words(f[{at}:{end}], length)",
+          "cwords": "_string_from_words(f[{at}:{end}])"}
 
 
 def compile_layout(layout: Layout, probes: tuple[str, ...], ints_per_probe: list[int],
@@ -160,10 +179,12 @@ def _generated(layout: Layout, stores: Stores, ints_per_probe: list[int],
     types = [f.type for f in layout.fields]
     rest = types[-1] in ("text", "hex")
     numbers = len(types) - rest
-    while rest and numbers and types[numbers - 1] in ("comm16", "comm32", "hexlen"):
+    while numbers and types[numbers - 1] in ("comm16", "comm32", "hexlen"):
         numbers -= 1
+    tail = numbers < len(types)  # fields of known width, or the rest, after the numbers
     repeats = [t for t in types if t in _REPEATED]
-    if any(t not in (*_NUMBERS, *_REPEATED) for t in types[:numbers]) or len(repeats) > 1:
+    if any(t not in (*_NUMBERS, *_REPEATED, *_WORDS) for t in types[:numbers]) \
+            or len(repeats) > 1:
         return None
     takes = [fields for part in layout.parts if (fields := _part_fields(layout, part))]
     if len(takes) < len(layout.parts):
@@ -171,15 +192,16 @@ def _generated(layout: Layout, stores: Stores, ints_per_probe: list[int],
     repeated = bool(repeats)
     if repeated and layout.fields[0].type not in ("u64", "s64", "u8"):
         return None
-    fixed = numbers - repeated  # numbers that are there once
+    fixed = numbers - repeated + (WORDS - 1) * sum(map(types.count, _WORDS))  # tokens once
     lines = ["def parse(line, pending, now):"]
     if repeated:  # the first field says how many numbers are repeated
         lines += ["    count = _ints[int(line.split(b' ', 4)[3])]",
                   "    words = (count + 1) // 2" if repeats == ["i32x2*"] else "    words = count",
-                  f"    f = line.split(b' ', {3 + fixed} + words)",
-                  f"    if len(f) != {4 + fixed} + words:",
+                  f"    f = line.split(b' ', {3 + fixed} + words)" if tail else
+                  "    f = line.split(b' ')",
+                  f"    if len(f) != {3 + fixed + tail} + words:",
                   "        raise ValueError('not as many numbers as its probe has')"]
-    elif rest:
+    elif tail:
         lines += [f"    f = line.split(b' ', {3 + fixed})"]
     else:
         lines += ["    f = line.split(b' ')",
@@ -191,6 +213,10 @@ def _generated(layout: Layout, stores: Stores, ints_per_probe: list[int],
             value = (f"tuple(map(int, f[{at}:{at} + count]))" if field.type == "u64*" else
                      f"_unpacked_ints(f[{at}:{at} + words], count)")
             at = f"{at} + words"
+        elif field.type in _WORDS:
+            end = str(int(at) + WORDS) if at.isdigit() else f"{at} + {WORDS}"
+            value = _WORDS[field.type].format(at=at, end=end)
+            at = end
         else:
             value = f"int(f[{at}])"
             at = str(int(at) + 1) if at.isdigit() else f"{at} + 1"
@@ -238,7 +264,9 @@ def _generated(layout: Layout, stores: Stores, ints_per_probe: list[int],
               "    return key, parts"]
     return _compiled("\n".join(lines) + "\n", f"layout {layout.kind}",  # type: ignore[no-any-return]
                      {**scope, "_ints": ints_per_probe, "_comm": comm_from_hex,
-                      "_padded": comm_from_padded, "_unpacked_ints": unpacked_ints}, "parse")
+                      "_padded": comm_from_padded, "_unpacked_ints": unpacked_ints,
+                      "_from_words": from_words, "_string_from_words": string_from_words},
+                     "parse")
 
 
 def _splitter(fields: tuple[Field, ...], names: list[str], ints_per_probe: list[int],
@@ -282,6 +310,13 @@ def _splitter(fields: tuple[Field, ...], names: list[str], ints_per_probe: list[
             elif t in PACKED:
                 pos, value = _number(body, pos)
                 values += unpacked(value, field)
+            elif t in _WORDS:
+                tokens = []
+                for _ in range(WORDS):
+                    pos, value = _number(body, pos)
+                    tokens.append(b"%d" % value)
+                values.append(from_words(tokens, values[names.index("length")])
+                              if t == "words" else string_from_words(tokens))
             else:
                 pos, value = _number(body, pos)
                 values.append(probe_of_nr(value) if t == "nr" else value)
