@@ -95,7 +95,9 @@ def drain(stream: object) -> threading.Thread:
 def start(mode: str, bpftrace: str | None) -> tuple[subprocess.Popen[str], str]:
     """The tracer, tracing; the metrics' URL, if served."""
     if mode in PEERS:  # they say they are tracing with their header, on stdout
-        cmd = ([bpftrace or "bpftrace"] if mode == "execsnoop.bt" else []) + PEERS[mode]
+        # line-buffered, as on a terminal: else the header waits in stdio
+        cmd = ["stdbuf", "-oL", *([bpftrace or "bpftrace"] if mode == "execsnoop.bt"
+                                  else []), *PEERS[mode]]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                 text=True, errors="replace")
         url = wait_for(proc.stdout, ("PID",))

@@ -10,6 +10,7 @@ raises ValueError, IndexError or KeyError, which the joiner counts as malformed.
 from __future__ import annotations
 
 import platform
+import struct
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -85,19 +86,27 @@ def unpacked_ints(words: list[bytes], count: int) -> tuple[int, ...]:
     return tuple(out[:count])
 
 
+_PACK = struct.Struct(f"<{WORDS}Q").pack  # records.WORDS little-endian words
+
+
+def _as_bytes(words: list[bytes]) -> bytes:
+    try:
+        return _PACK(*map(int, words))
+    except struct.error as exc:  # not as many words, or one past 64 bits: malformed
+        raise ValueError(f"not {WORDS} words of 64 bits: {exc}") from None
+
+
 def from_words(words: list[bytes], length: int) -> bytes:
     """records.FORMATS["words"] -> the `length` bytes; those past it must be zero."""
-    raw = b"".join(int(w).to_bytes(8, "little") for w in words)
-    if len(words) != WORDS or length > len(raw) or raw[length:].strip(b"\0"):
+    raw = _as_bytes(words)
+    if length > len(raw) or raw[length:].strip(b"\0"):
         raise ValueError("not the words of as many bytes as its length")
     return raw[:length]
 
 
 def string_from_words(words: list[bytes]) -> bytes:
     """records.FORMATS["cwords"] -> the string: the bytes before the first NUL."""
-    if len(words) != WORDS:
-        raise ValueError("not as many words as a string read")
-    return b"".join(int(w).to_bytes(8, "little") for w in words).split(b"\0", 1)[0]
+    return _as_bytes(words).split(b"\0", 1)[0]
 
 
 _WORDS = {"words": "_from_words(f[{at}:{end}], length)",
