@@ -231,16 +231,18 @@ def test_malformed_and_unknown_records_are_counted() -> None:
 
 def test_an_exec_record_whose_words_do_not_add_up_is_malformed() -> None:
     """The argv and path words of an exec record (records.WORDS each): too few, one past
-    64 bits, or bytes past the length it says, are a malformed record, not a crash."""
+    64 bits, bytes past the length it says, or anything after its comm, are a malformed
+    record, not a crash."""
     [good] = success(1, 1, [b"true"])
     first = b"%d" % int.from_bytes(b"true\0".ljust(8, b"\0"), "little")
     data = b" " + first + b" 0" * 9 + b" "  # "true\0": one word, nine of zeros
     assert good.count(data) == 1
     cases = [good.replace(data, b" " + first + b" 0" * 8 + b" "),  # a word short
              good.replace(data, b" %d" % 2**64 + b" 0" * 9 + b" "),
-             good.replace(data, b" " + first + b" %d" % 2**40 + b" 0" * 8 + b" ")]
+             good.replace(data, b" " + first + b" %d" % 2**40 + b" 0" * 8 + b" "),
+             good + b" junk"]  # after its last field
     a = new()
-    assert feed(a, cases) == [] and a.stats.malformed == 3
+    assert feed(a, cases) == [] and a.stats.malformed == 4
     assert [e["argv"] for e in feed(a, [good])] == [(b"true",)]
 
 

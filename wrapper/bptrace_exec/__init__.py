@@ -21,6 +21,7 @@ _FROM = {
     "bptrace_exec.spec": ["Profile", "load_profile"],
 }
 _MODULE_OF = {name: module for module, names in _FROM.items() for name in names}
+__all__ = sorted(_MODULE_OF)
 
 if TYPE_CHECKING:  # the same names, for type checkers
     from bptrace_exec.api import (
@@ -70,3 +71,7 @@ def __getattr__(name: str) -> object:
     value = getattr(importlib.import_module(_MODULE_OF[name]), name)
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_MODULE_OF})

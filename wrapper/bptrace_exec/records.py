@@ -76,12 +76,6 @@ class Layout:
         rest = [i for i, f in enumerate(self.fields) if f.type in REST]
         assert not rest or rest == [len(self.fields) - 1], f"{self.kind}: rest not last"
 
-    @property
-    def format(self) -> str:
-        """The printf format, for a given number of repeated fields (see codegen)."""
-        head = [self.kind] + (["%lu", "%lu"] if self.keyed else [])
-        return " ".join(head + [FORMATS[f.type] for f in self.fields])
-
     def names(self) -> tuple[str, ...]:
         return tuple(name for f in self.fields for name in f.names)
 
@@ -227,9 +221,9 @@ BYTES = Layout("bytes", ("bytes",), _f("slot:u64 offset:u64 data:hex"))
 CALL = Layout("call", ("call",), _f("probe:u64 records:u64 ret:s64 latency:u64 pid:u64 ppid:u64 "
                                  "uid:u64 ints:u64* comm:text"))
 # An exec that succeeded, whole in one record when its path and argv fit: the closing
-# record with the caller's name (padded: the path comes after it), the argv block's first
-# bytes (BYTES from offset 0) and the path's first chunk (STR chunk 0). The image's
-# records say the rest (codegen.readers).
+# record with the caller's name (padded, last: its spaces are its own), the argv block's
+# first bytes (BYTES from offset 0) and the path's first chunk (STR chunk 0), both as
+# words. The image's records say the rest (codegen.readers).
 EXEC_PATH_SLOT, EXEC_ARGV_SLOT = 0, 1  # spec.model.EXEC_ARGS
 _EXEC_PARTS = {"ret": 0, "str.slot": EXEC_PATH_SLOT, "str.chunk": 0,
                "bytes.slot": EXEC_ARGV_SLOT, "bytes.offset": 0}
@@ -313,7 +307,8 @@ LEGACY_TOTAL_MAPS = ("exec_total", "call_total")
 ELEM3 = Layout("elem", ("elem",), _f("slot:u64 item:u64 next:u8 text:text"),
                constants={"chunk": 0})
 LAYOUTS3 = (FIRST, STR, ELEM3, BYTES, CALL, ANC, CGRP, UTS)
-# --- versions 4 to 6: an exec record without who, which a `who` record said
+# --- versions 4 to 6: an exec record without who (5 and 6: a `who` record said it),
+# its argv bytes in hex and its path a string
 EXEC6 = Layout("exec", ("call", "str", "bytes"),
                _f("probe:u64 records:u64 latency:u64 pid:u64 ppid:u64 uid:u64 ints:u64* "
                   "length:u64 next:u8 comm:comm32 data:hexlen text:text"),

@@ -156,14 +156,20 @@ def image_probe(profile: Profile) -> str:
     slots = _slots(profile, profile.probes[0])
     reads = "" if profile.filters.failed else "".join(readers.on_image(profile, s)
                                                        for s in slots)
-    if (tests := image_tests(profile)) and not profile.filters.failed:
+    tests = image_tests(profile) if not profile.filters.failed else []
+    if tests:
         # what the entry printed is dropped; the return finds no call
         refused = ((printf(DROP, {}, 4) if _entry_paths(profile) else "")
                    + "".join(f"    delete(@{m}[$key]);\n"
                              for m in [SCRATCH, *_image_maps(profile)]))
         reads = (f"  if (!({' && '.join(tests)})) {{\n{refused}  }}"
                  + (f" else {{\n{reindent(reads, 2)}  }}\n" if reads else "\n"))
-    return on_image(f"  if ($key != {TID}) {{ @moved[{TID}] = $key; }}\n" + reads,
+    # with filters on the new program, the return takes only an exec whose image this
+    # probe saw (@moved always set): else one whose image started while bpftrace was
+    # still attaching its probes would be shown untested
+    moved = (f"  @moved[{TID}] = $key;\n" if tests else
+             f"  if ($key != {TID}) {{ @moved[{TID}] = $key; }}\n")
+    return on_image(moved + reads,
                     "The new program starts. A thread other than the leader that execs "
                     "takes the\nleader's id: the id it had at entry keys every record of the "
                     "exec.")
@@ -268,7 +274,9 @@ def _return_body(profile: Profile, name: str, result: str) -> str:
     if execs and result == "success":
         # the exec'ing thread may have taken the leader's id (image_probe)
         key = (f"  $tid = {TID};\n  $key = $tid;\n"
-               "  if (@moved[$tid]) { $key = @moved[$tid]; delete(@moved[$tid]); }\n")
+               "  if (@moved[$tid]) { $key = @moved[$tid]; delete(@moved[$tid]); }\n"
+               if not image_tests(profile) else  # the image was seen, and passed them
+               f"  $tid = {TID};\n  $key = @moved[$tid];\n  delete(@moved[$tid]);\n")
     else:
         key = f"  $key = {TID};\n" + ("" if execs else "  $ret = args->ret;\n")
     setup = key + f"  $id = {word(0)};\n" + "".join(

@@ -246,17 +246,18 @@ def printf(layout: Layout, values: Mapping[str, str | list[str]], indent: int = 
 
 
 def packed(numbers: list[str], bits: int) -> str:
-    """Numbers of `bits` each in one u64, the first lowest (records.PACKED); each masked
-    but the last, whose bits above are shifted out (a negative int's too)."""
+    """Numbers of `bits` each in one u64, the first lowest (records.PACKED): each masked,
+    but a last one beside others, whose bits above are shifted out (a negative int's
+    too)."""
     def term(n: str) -> str:
         return f"({n})" if " " in n else n
 
     def wide(n: str) -> str:
         return term(n) if n.startswith("(uint64)") else f"(uint64){term(n)}"
     mask = hex((1 << bits) - 1)
-    terms = [term(n) if i == len(numbers) - 1 == 0 else
-             f"({term(n)} & {mask})" if i == 0 else
-             f"({wide(n)} << {bits * i})" if i == len(numbers) - 1 else
+    last = len(numbers) - 1
+    terms = [f"({term(n)} & {mask})" if i == 0 else
+             f"({wide(n)} << {bits * i})" if i == last else
              f"(({wide(n)} & {mask}) << {bits * i})"
              for i, n in enumerate(numbers) if n != "0"]
     return " | ".join(terms) or "0"

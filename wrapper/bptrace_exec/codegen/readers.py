@@ -224,8 +224,10 @@ def byte_words(base: str, length: str) -> list[str]:
 
 def string_words(profile: Profile, base: str) -> list[str]:
     """records.WORDS numbers: a string read of the kind's (chunk()) at `base` as words,
-    whatever follows its NUL: for the new image's path, the last string on its stack,
-    after which come zeros and the stack's end (a word past it reads as zeros)."""
+    whatever follows its NUL (the parser keeps what comes before): for the new image's
+    path, the last string on its stack, after which come eight zeros and the stack's
+    end; a word past that reads as zeros, or what is mapped right above, never the
+    environment (below it)."""
     assert chunk(profile) == 8 * WORDS, "a string read is the words printed"
     return [f"*(uint64 *)uptr({base}{f' + {8 * k}' if k else ''})" for k in range(WORDS)]
 

@@ -258,6 +258,9 @@ def _generated(layout: Layout, stores: Stores, ints_per_probe: list[int],
             lines.append(f"    {field.name} = {at}")
         else:
             lines.append(f"    {field.name} = bytes.fromhex({at}.decode('ascii'))")
+    if tail and not rest:  # fields of known width last: nothing after them
+        lines += ["    if pos != len(rest) + 1:",
+                  "        raise ValueError('the record goes on after its last field')"]
     take = "; ".join(stores[part].format(**fields)
                      for part, fields in zip(layout.parts, takes, strict=True))
     lines += ["    key = (f[1], f[2])",

@@ -62,10 +62,10 @@ EXEC_ARGS = (GivenArg("filename", "exec_path"), GivenArg("argv", "argv"),
              GivenArg("dirfd", "exec_dirfd", (("execveat", "fd"),), since=3),
              GivenArg("flags", "exec_flags", (("execveat", "flags"),), since=3))
 # 0.17 keeps a string and a printf record on the 512-byte stack, each string twice: an
-# exec's one record (records.EXEC: numbers, a path chunk, argv bytes and the caller's
-# name) fits with 88-byte strings, not 96: 81 makes a read 80 bytes, whole words
-# (codegen.readers.ended); a syscall's call record with six arguments and a 200-byte
-# string record together do not fit, 128-byte ones do.
+# exec's string reads are 81 bytes, 80 read, whole words (codegen.readers.ended; its one
+# record, records.EXEC, carries its path chunk as those ten words); a syscall's call
+# record with six arguments and a 200-byte string record together do not fit, 128-byte
+# ones do.
 _CALL_COLUMNS = ("time", "pid", "ppid", "uid", "comm", "@container", "@syscall", "@args",
                  "result", "latency", "@parents")
 KINDS = {k.name: k for k in (
