@@ -8,8 +8,9 @@ The names below are imported when first used: `--help` needs none of them.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from bptrace_exec.lazy import lazy_names
 
 __version__ = "0.1.0"
 
@@ -20,7 +21,7 @@ _FROM = {
     "bptrace_exec.output.tally": ["Stats"],
     "bptrace_exec.spec": ["Profile", "load_profile"],
 }
-_MODULE_OF = {name: module for module, names in _FROM.items() for name in names}
+_MODULE_OF, __getattr__, __dir__ = lazy_names(__name__, globals(), _FROM)
 __all__ = sorted(_MODULE_OF)
 
 if TYPE_CHECKING:  # the same names, for type checkers
@@ -64,14 +65,3 @@ if TYPE_CHECKING:  # the same names, for type checkers
         load_profile as load_profile,
     )
 
-
-def __getattr__(name: str) -> object:
-    if name not in _MODULE_OF:
-        raise AttributeError(f"module 'bptrace_exec' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_MODULE_OF[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_MODULE_OF})

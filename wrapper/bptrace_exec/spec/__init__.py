@@ -8,8 +8,9 @@ The names below are imported when first used (the YAML parser only when a profil
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from bptrace_exec.lazy import lazy_names
 
 _FROM = {
     "bptrace_exec.spec.model": ["EXEC_SYSCALLS", "PROCESS_EXIT", "Arg", "ArgSource", "Context",
@@ -18,7 +19,7 @@ _FROM = {
     "bptrace_exec.spec.parse": ["parse_profile", "profile_from_dict", "profile_to_dict"],
     "bptrace_exec.spec.profiles": ["available_profiles", "load_profile"],
 }
-_MODULE_OF = {name: module for module, names in _FROM.items() for name in names}
+_MODULE_OF, __getattr__, __dir__ = lazy_names(__name__, globals(), _FROM)
 __all__ = sorted(_MODULE_OF)
 
 if TYPE_CHECKING:  # the same names, for type checkers
@@ -71,14 +72,3 @@ if TYPE_CHECKING:  # the same names, for type checkers
         load_profile as load_profile,
     )
 
-
-def __getattr__(name: str) -> object:
-    if name not in _MODULE_OF:
-        raise AttributeError(f"module 'bptrace_exec.spec' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_MODULE_OF[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_MODULE_OF})
