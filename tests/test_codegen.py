@@ -189,3 +189,25 @@ def test_every_record_printed_has_its_declared_layout() -> None:
                 fields[at:at + 1] = ["%lu"] * count
             assert conversions == head + fields, (golden.name, fmt)
     assert seen == set(layouts), f"records no golden prints: {set(layouts) - seen}"
+
+
+@pytest.mark.parametrize("changes", [
+    {}, {"failed": True}, {"succeeded": True}, {"cwd": True}],
+    ids=lambda c: ",".join(c) or "none")
+@pytest.mark.parametrize("where", [[], ["euid=0"], ["filename=/usr/bin/*"]],
+                         ids=lambda w: ",".join(w) or "none")
+def test_the_return_finds_the_key_the_image_left(changes: dict[str, bool],
+                                                 where: list[str]) -> None:
+    """The image probe sets @moved for every exec exactly when the successful return
+    takes its key from @moved only (filters on the new program): else a leader's exec
+    would be looked up under key 0 and its maps, or its entry's records, left behind."""
+    from bptrace_exec.spec.overrides import apply_where
+    from bptrace_exec.spec.profiles import load_profile
+
+    profile = with_overrides(apply_where(load_profile("execve"), where) if where
+                             else load_profile("execve"), **changes)
+    text = generate(profile).text
+    always = "  if ($id) {\n    @moved[(uint64)curtask->pid] = $key;\n" in text
+    only_moved = "  $key = @moved[$tid];\n  delete(@moved[$tid]);\n" in text
+    assert always == only_moved
+    assert always == bool(where and not changes.get("failed")), text

@@ -148,7 +148,10 @@ def on_image(body: str, why: str, tests: list[str] | None = None) -> str:
 def image_tests(profile: Profile) -> list[str]:
     """A successful exec's filters on its new program, its euid and its path: tested when
     the image starts, by each probe there (in no set order); the return's stack on 0.17
-    has no room for them beside the exec record. An exec they refuse is forgotten there."""
+    has no room for them beside the exec record. An exec they refuse is forgotten there.
+    None when only failed execs are shown."""
+    if profile.filters.failed:
+        return []
     return euid_test(profile.filters) + path_conditions(profile, "curtask->mm->env_end")
 
 
@@ -156,8 +159,7 @@ def image_probe(profile: Profile) -> str:
     slots = _slots(profile, profile.probes[0])
     reads = "" if profile.filters.failed else "".join(readers.on_image(profile, s)
                                                        for s in slots)
-    tests = image_tests(profile) if not profile.filters.failed else []
-    if tests:
+    if tests := image_tests(profile):
         # what the entry printed is dropped; the return finds no call
         refused = ((printf(DROP, {}, 4) if _entry_paths(profile) else "")
                    + "".join(f"    delete(@{m}[$key]);\n"
@@ -294,13 +296,11 @@ def _return_body(profile: Profile, name: str, result: str) -> str:
     if not execs and (test := result_test(profile.filters, "$ret < 0", "$ret >= 0")):
         conditions.append(test)
     conditions += arg_conditions(profile, name, slots)
-    if execs and result == "success":
-        pass  # tested when the image started (image_tests)
-    elif execs:  # on the path the caller passed
-        path = next(s for s in slots if s.read == "exec_path")
-        conditions += euid_test(profile.filters) + path_conditions(profile, word(path.word))
-    else:
+    if not (execs and result == "success"):  # a successful exec's: when its image started
         conditions += euid_test(profile.filters)
+    if execs and result != "success":  # on the path the caller passed
+        path = next(s for s in slots if s.read == "exec_path")
+        conditions += path_conditions(profile, word(path.word))
     reads = [readers.on_return(profile, s, result) for s in slots]
     # who, first: after the loops that read arguments the verifier would check it once for
     # every state they end in
