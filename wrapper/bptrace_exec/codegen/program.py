@@ -192,7 +192,8 @@ def guarded(test: str, body: str) -> str:
     """`body` (indented by two) run only when `test` holds, inside a probe's block: for a
     test on a field of `args` read once into a variable. bpftrace 0.17 reads the host's
     list of tracepoints about 20 times for each `args->` in a program (0.23: 5) and
-    matches each of its lines with a regex: a quarter of its start-up, before."""
+    matches each of its lines with a regex (the exec program's 368 reads became 248, its
+    start-up's CPU 1.39 s 1.31)."""
     return f"  if ({test}) {{\n" + reindent(body, 2) + "  }\n"
 
 
