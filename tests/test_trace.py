@@ -17,7 +17,7 @@ from bptrace_exec.limits import FILTER_STRING_BYTES, FILTER_VALUES
 from bptrace_exec.spec.model import ARGV_BYTES_RANGE
 from bptrace_exec.spec.types import STR_FILTER_MAX
 from conftest import ROOT, run_tool, tool_command
-from expectations import check_all, check_hidden_argv
+from expectations import as_bytes, check_all, check_hidden_argv
 
 pytestmark = pytest.mark.root
 DRIVER = str(ROOT / "tests" / "workloads" / "exec_driver.py")
@@ -85,6 +85,43 @@ def test_execveat_shows_its_dirfd_flags_and_the_kernels_name(engine: str, exec_c
         ["execveat", "10", "AT_EMPTY_PATH", "EACCES", "/dev/fd/10"],
         ["execveat", "AT_FDCWD", "0", "ENOENT", missing],
         ["execveat", "9", "0", "0", "/usr/bin/true"]]
+
+
+def _path_of_length(top: Path, length: int, name: bytes) -> bytes:
+    """A symlink to /bin/true at a path of exactly `length` bytes under `top`, its last
+    name ending in `name`."""
+    base = bytes(top) + b"/"
+    names, left = [], length - len(base)
+    while left > 200 + len(name):
+        names.append(b"d" * 199)
+        left -= 200
+    path = base + b"/".join([*names, b"p" * (left - len(name)) + name])
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    os.symlink(b"/bin/true", path)
+    assert len(path) == length
+    return path
+
+
+def test_the_programs_path_is_exact_at_every_length(engine: str, tmp_path: Path,
+                                                    nothing_left_running: None) -> None:
+    """The new image's path, read up to where exec laid it and not past it: at the edges
+    of its 80-byte reads, at its longest, with bytes that are not UTF-8, and with no
+    environment (nothing then between argv and the path)."""
+    lengths = [len(bytes(tmp_path)) + n for n in (7, 8)] + [
+        79, 80, 81, 159, 160, 161, 240, 1000, 4095]
+    paths = [_path_of_length(tmp_path, n, b"\xff\xfe-%d" % i)
+             for i, n in enumerate(sorted(set(lengths)))]
+    script = ("import os, subprocess, sys\n"
+              "for env in ({}, {'A': 'b'}):\n"
+              "    for path in sys.argv[1:]:\n"
+              "        subprocess.run([os.fsencode(path), b'bpx-len'], env=env, check=True)\n")
+    out = tmp_path / "events.jsonl"
+    run = run_tool("--json", "-o", str(out), "--bpftrace", engine, "--", sys.executable,
+                   "-c", script, *(os.fsdecode(p) for p in paths), output=out)
+    assert run.returncode == 0, run.stderr
+    shown = [(as_bytes(e["filename"]), e["filename_truncated"]) for e in run.execs()
+             if e["argv"][1:] == ["bpx-len"]]
+    assert shown == [(p, False) for p in paths] * 2
 
 
 def test_burst_of_2000_execs_loses_none(engine: str, exec_cases: str, tmp_path: Path,

@@ -17,13 +17,27 @@ def stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _buffered(stream: TextIO) -> TextIO:
+    """stdout as Output writes it: buffered even under `python -u` or PYTHONUNBUFFERED,
+    where a system call per row would cost a storm more than the rows themselves;
+    Output flushes after each batch of records."""
+    if not getattr(stream, "write_through", False):
+        return stream
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError):  # no descriptor (a test's capture): as it is
+        return stream
+    return open(fd, "w", encoding=stream.encoding, errors=stream.errors,  # noqa: SIM115
+                closefd=False)
+
+
 class Output:
     """Where records go (-o FILE, else stdout); a closed reader (`| head`) ends the run
     cleanly, once."""
 
     def __init__(self, path: str | None, stream: TextIO | None = None) -> None:
         self.path = path
-        self.stream: TextIO = stream or sys.stdout
+        self.stream: TextIO = stream or _buffered(sys.stdout)
         self.closed = False
 
     def __enter__(self) -> Output:

@@ -51,10 +51,11 @@ def show_events(trace: api.Trace, out: Output, hooks: api.Hooks, *, all_attempts
         return
     rows = Rows(fold=not all_attempts)
 
-    def show(ready: list[Row]) -> None:
+    def show(ready: list[Row], *, flush: bool = True) -> None:
         for row in ready:
             out.write(render.row(row.event, row.tried), flush=False)
-        out.flush()
+        if flush:  # at each batch's end: a write per row is most of a storm's cost
+            out.flush()
         if out.closed:
             trace.stop()
 
@@ -67,7 +68,7 @@ def show_events(trace: api.Trace, out: Output, hooks: api.Hooks, *, all_attempts
     trace.run.on_tick = lambda: show(rows.ready(time.monotonic_ns() + wall_offset_ns))
     try:
         for event in events:
-            show(rows.add(event))
+            show(rows.add(event), flush=False)
     finally:  # bpftrace failing still shows what it traced before
         show(rows.flush())
 

@@ -360,9 +360,9 @@ def _exec_record(profile: Profile, ints: list[str]) -> str:
     values: dict[str, str | list[str]] = {
         "probe": word(1), "records": "$n", "latency": "nsecs - $id", "pid": PID,
         "ppid": PPID, "uid": "(uint64)uid", "ints": ints, "length": "$len",
-        "next": f"*(uint8 *)uptr($p + {readers.chunk(profile)})",
+        "next": f"$plen > {readers.chunk(profile)}",
         "comm": f"@{COMM_MAP}[$key]", "data": readers.byte_words("$base", "$len"),
-        "text": readers.string_words(profile, "$p"), **WHO_VALUES}
+        "text": readers.string_words(profile, "$p", "$plen"), **WHO_VALUES}
     return (printf(EXEC, values, 4)
             + f"    @{TOTAL_MAP}[0] = count();  // printed at exit: user space reports any gap\n")
 

@@ -222,14 +222,45 @@ def byte_words(base: str, length: str) -> list[str]:
             f"((0 - (uint64)({length} / 8 == {k})) & {tail}))" for k in range(WORDS)]
 
 
-def string_words(profile: Profile, base: str) -> list[str]:
+# The new image's path is the first string exec lays down, at the top of the new stack:
+# it ends sizeof(void *) + 1 bytes below the stack's page-aligned end (fs/exec.c starts
+# at vm_end - sizeof(void *)), so where it starts says its length. Reads stop there: a
+# read past the stack's end faults, and a fault costs more than the rest of the exec's
+# probes together.
+PAGE = 4096
+IMAGE_PATH = "curtask->mm->env_end"
+IMAGE_PATH_LENGTH = f"({PAGE} - ($p + 9) % {PAGE}) % {PAGE}"  # of the path at $p
+
+
+def string_words(profile: Profile, base: str, length: str) -> list[str]:
     """records.WORDS numbers: a string read of the kind's (chunk()) at `base` as words,
-    whatever follows its NUL (the parser keeps what comes before): for the new image's
-    path, the last string on its stack, after which come eight zeros and the stack's
-    end; a word past that reads as zeros, or what is mapped right above, never the
-    environment (below it)."""
+    whatever follows its NUL (the parser keeps what comes before); a word wholly past
+    the string's `length` (its NUL included) is not read: 0, from a read of the first."""
     assert chunk(profile) == 8 * WORDS, "a string read is the words printed"
-    return [f"*(uint64 *)uptr({base}{f' + {8 * k}' if k else ''})" for k in range(WORDS)]
+    return [f"*(uint64 *)uptr({base})"] + [
+        f"*(uint64 *)uptr({base} + {8 * k} * ({length} >= {8 * k})) & "
+        f"(0 - (uint64)({length} >= {8 * k}))" for k in range(1, WORDS)]
+
+
+def image_path(profile: Profile, slot: Slot, *, count_only: bool) -> str:
+    """The new image's path from chunk 1 (the `exec` record has chunk 0), each chunk with
+    whether more follows (user space reads it as the byte after): printed when the image
+    starts (indented by two), or counted in $n at return (by four), which also leaves
+    $p and $plen for the `exec` record."""
+    step = chunk(profile)
+    if count_only:
+        # chunks 1.. of a path of $plen bytes: ceil($plen / step) - 1, none for ""
+        return (f"    $p = {IMAGE_PATH};\n    $plen = {IMAGE_PATH_LENGTH};\n"
+                f"    $n += ($plen - ($plen > 0)) / {step};\n")
+    return (f"  $p = {IMAGE_PATH};\n  $plen = {IMAGE_PATH_LENGTH};\n"
+            "  $i = (uint64)1;\n"
+            f"  while ($i < {-(-PATH_MAX // step)}) {{\n"
+            f"    if ($i * {step} >= $plen) {{ break; }}\n"
+            + printf(STR, {"slot": str(slot.number), "chunk": "$i",
+                           "next": f"$plen > ($i + 1) * {step}",
+                           "text": f"str(uptr($p + $i * {step}), {profile.kind.strlen})"}, 4)
+            + "    $i++;\n"
+            "  }\n")
 
 
 def argv_chunks(profile: Profile) -> int:
@@ -243,7 +274,7 @@ def on_image(profile: Profile, slot: Slot) -> str:
     if slot.read == "int":  # kept at entry, printed at return
         return ""
     if slot.read == "exec_path":
-        return _string(profile, slot, PATH_MAX, "curtask->mm->env_end", indent=2, start=1)
+        return image_path(profile, slot, count_only=False)
     assert slot.read == "argv", slot.read
 
     def block(length: str) -> str:
@@ -301,8 +332,7 @@ def on_return(profile: Profile, slot: Slot, result: str) -> Read:
                              "data": "buf(uptr($p), $len)"}, 4)
             + "    $n++;\n", [])
     if slot.read == "exec_path" and result == "success":  # chunk 0 in the exec record
-        return Read(_string(profile, slot, PATH_MAX, "curtask->mm->env_end", count_only=True),
-                    [])
+        return Read(image_path(profile, slot, count_only=True), [])
     if slot.read == "exec_path":
         return Read(_string(profile, slot, PATH_MAX, c, callers=True), [])
     assert slot.read == "argv", slot.read
@@ -352,17 +382,15 @@ def on_return(profile: Profile, slot: Slot, result: str) -> Read:
         [caller, "$item", "*(uint64 *)uptr($argv + $item * 8) != 0", "0"])
 
 
-def _string(profile: Profile, slot: Slot, size: int, pointer: str, *, indent: int = 4,
-            count_only: bool = False, start: int = 0, callers: bool = False) -> str:
-    """The string at `pointer`, a chunk at a time from chunk `start`, each with the byte
-    after it (user space tells a string of exactly one chunk from a longer one by it), to
-    its end; counted in $n at return (`count_only`: counted, not printed, all but the
-    first chunk: the `exec` record has it). `callers`: a string in the caller's memory,
-    where a chunk that reads as "" among zeros says so (next_byte) and what follows the
-    string is anything (ended)."""
+def _string(profile: Profile, slot: Slot, size: int, pointer: str, *,
+            callers: bool = False) -> str:
+    """The caller's string at `pointer`, a chunk at a time, each with the byte after it
+    (user space tells a string of exactly one chunk from a longer one by it), to its
+    end, counted in $n. `callers`: a path of the exec's, where a chunk that reads as ""
+    among zeros says so (next_byte) and what follows the string is anything (ended)."""
     step = chunk(profile)
     at = "$q" if callers else f"$p + $i * {step}"
-    record = "" if count_only else (
+    record = (
         (f"      $q = $p + $i * {step};\n" + next_byte(profile, "$q", 6) if callers else "")
         + printf(STR, {"slot": str(slot.number), "chunk": "$i",
                        "next": "$next" if callers
@@ -373,18 +401,15 @@ def _string(profile: Profile, slot: Slot, size: int, pointer: str, *, indent: in
     if callers:
         record += ended("$q", words(profile), 6)
         end = "$ended"
-    loop = (f"      if ({end}) {{ break; }}\n" + record + "      $i++;\n" if start else
-            record + f"      $i++;\n      if ({end}) {{ break; }}\n")
-    counted = "" if indent == 2 else ("    $n += $i - 1;\n" if count_only else "    $n += $i;\n")
-    text = (
+    return (
         f"    $p = {pointer};\n"
-        f"    $i = (uint64){start};\n"
+        "    $i = (uint64)0;\n"
         f"    while ($i < {-(-size // step)}) {{\n"
-        + loop
+        + record
+        + f"      $i++;\n      if ({end}) {{ break; }}\n"
         + "    }\n"
-        + counted
+        "    $n += $i;\n"
     )
-    return text if indent == 4 else "".join(line[2:] for line in text.splitlines(True))
 
 
 def held(slot: Slot) -> bool:
