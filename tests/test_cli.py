@@ -114,6 +114,29 @@ def test_bpftrace_from_the_environment(tmp_path: Path) -> None:
         assert out.returncode == 3 and "needs v0.17.0 or newer" in out.stderr
 
 
+def test_a_bpftrace_version_is_asked_once_per_binary(tmp_path: Path) -> None:
+    """The version of a binary seen before is not asked again; a binary replaced at the
+    same path is; a cache someone else owns is not used."""
+    asked = tmp_path / "asked"
+    fake = tmp_path / "fake-bpftrace"
+    fake.write_text(f"#!/bin/sh\necho x >> {asked}\necho 'bpftrace v0.42.1'\n")
+    fake.chmod(0o755)
+    env = {**os.environ, "BPFTRACE": str(fake), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    for _ in range(3):
+        assert "for bpftrace v0.42.1." in run("--emit", "script", env=env).stdout
+    assert asked.read_text() == "x\n"
+    fake.write_text(f"#!/bin/sh\necho y >> {asked}\necho 'bpftrace v0.43.0'\n")
+    assert "for bpftrace v0.43.0." in run("--emit", "script", env=env).stdout
+    assert "for bpftrace v0.43.0." in run("--emit", "script", env=env).stdout
+    assert asked.read_text() == "x\ny\n"
+    cache = tmp_path / "cache" / "bptrace-exec" / "engines.json"
+    assert json.loads(cache.read_text())[str(fake)]["version"] == "0.43.0"
+    if os.geteuid() == 0:
+        os.chown(cache, 12345, 12345)
+        run("--emit", "script", env=env)
+        assert asked.read_text() == "x\ny\ny\n"
+
+
 def test_tracefs_that_cannot_be_mounted(monkeypatch: pytest.MonkeyPatch,
                                         tmp_path: Path) -> None:
     from bptrace_exec.errors import EnvironmentProblem
