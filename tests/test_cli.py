@@ -114,27 +114,47 @@ def test_bpftrace_from_the_environment(tmp_path: Path) -> None:
         assert out.returncode == 3 and "needs v0.17.0 or newer" in out.stderr
 
 
+def _fake_bpftrace(path: Path, version: str, asked: Path) -> None:
+    """A binary at `path` that says it is bpftrace `version`, noting each call in `asked`."""
+    source = path.with_suffix(".c")
+    source.write_text(f'#include <stdio.h>\nint main(void) {{ FILE *f = fopen("{asked}", "a");'
+                      f' fputs("{version}\\n", f); fclose(f);'
+                      f' puts("bpftrace v{version}"); return 0; }}\n')
+    built = path.with_suffix(".new")
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if gcc is None:
+        pytest.fail("a C compiler is needed to build a fake bpftrace")
+    subprocess.run([gcc, "-o", str(built), str(source)], check=True)
+    built.replace(path)  # a new file at the same path, as an upgrade leaves
+
+
 def test_a_bpftrace_version_is_asked_once_per_binary(tmp_path: Path) -> None:
     """The version of a binary seen before is not asked again; a binary replaced at the
-    same path is; a cache someone else owns is not used."""
+    same path is, and a script (a wrapper of some other binary) always is; a cache
+    folder someone else owns is not used."""
     asked = tmp_path / "asked"
     fake = tmp_path / "fake-bpftrace"
-    fake.write_text(f"#!/bin/sh\necho x >> {asked}\necho 'bpftrace v0.42.1'\n")
-    fake.chmod(0o755)
+    _fake_bpftrace(fake, "0.42.1", asked)
     env = {**os.environ, "BPFTRACE": str(fake), "XDG_CACHE_HOME": str(tmp_path / "cache")}
     for _ in range(3):
         assert "for bpftrace v0.42.1." in run("--emit", "script", env=env).stdout
-    assert asked.read_text() == "x\n"
-    fake.write_text(f"#!/bin/sh\necho y >> {asked}\necho 'bpftrace v0.43.0'\n")
-    assert "for bpftrace v0.43.0." in run("--emit", "script", env=env).stdout
-    assert "for bpftrace v0.43.0." in run("--emit", "script", env=env).stdout
-    assert asked.read_text() == "x\ny\n"
-    cache = tmp_path / "cache" / "bptrace-exec" / "engines.json"
-    assert json.loads(cache.read_text())[str(fake)]["version"] == "0.43.0"
+    assert asked.read_text() == "0.42.1\n"
+    _fake_bpftrace(fake, "0.43.0", asked)
+    for _ in range(2):
+        assert "for bpftrace v0.43.0." in run("--emit", "script", env=env).stdout
+    assert asked.read_text() == "0.42.1\n0.43.0\n"
+    cache = tmp_path / "cache" / "bptrace-exec"
+    assert json.loads((cache / "engines.json").read_text())[str(fake)]["version"] == "0.43.0"
+    wrapper = tmp_path / "wrapper"
+    wrapper.write_text(f"#!/bin/sh\nexec {fake} \"$@\"\n")
+    wrapper.chmod(0o755)
+    for _ in range(2):
+        run("--emit", "script", env={**env, "BPFTRACE": str(wrapper)})
+    assert asked.read_text() == "0.42.1\n0.43.0\n0.43.0\n0.43.0\n"
     if os.geteuid() == 0:
         os.chown(cache, 12345, 12345)
         run("--emit", "script", env=env)
-        assert asked.read_text() == "x\ny\ny\n"
+        assert asked.read_text().count("\n") == 5
 
 
 def test_tracefs_that_cannot_be_mounted(monkeypatch: pytest.MonkeyPatch,

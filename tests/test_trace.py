@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -87,41 +91,68 @@ def test_execveat_shows_its_dirfd_flags_and_the_kernels_name(engine: str, exec_c
         ["execveat", "9", "0", "0", "/usr/bin/true"]]
 
 
-def _path_of_length(top: Path, length: int, name: bytes) -> bytes:
+def _path_of_length(top: bytes, length: int, name: bytes) -> bytes:
     """A symlink to /bin/true at a path of exactly `length` bytes under `top`, its last
     name ending in `name`."""
-    base = bytes(top) + b"/"
+    base = top + b"/"
     names, left = [], length - len(base)
     while left > 200 + len(name):
         names.append(b"d" * 199)
         left -= 200
     path = base + b"/".join([*names, b"p" * (left - len(name)) + name])
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    os.symlink(b"/bin/true", path)
+    fds = [os.open(top, os.O_DIRECTORY)]  # a name at a time: the path may pass PATH_MAX
+    try:
+        for directory in names:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(directory, dir_fd=fds[-1])
+            fds.append(os.open(directory, os.O_DIRECTORY, dir_fd=fds[-1]))
+        os.symlink(b"/bin/true", os.path.basename(path), dir_fd=fds[-1])
+    finally:
+        for fd in fds:
+            os.close(fd)
     assert len(path) == length
     return path
 
 
-def test_the_programs_path_is_exact_at_every_length(engine: str, tmp_path: Path,
+@pytest.fixture
+def short_dir() -> Iterator[bytes]:
+    """A directory of a short path, for paths of exact lengths from 24 bytes."""
+    made = tempfile.mkdtemp(prefix="bpx", dir="/tmp").encode()
+    try:
+        yield made
+    finally:
+        shutil.rmtree(made)
+
+
+def test_the_programs_path_is_exact_at_every_length(engine: str, exec_cases: str,
+                                                    short_dir: bytes,
                                                     nothing_left_running: None) -> None:
     """The new image's path, read up to where exec laid it and not past it: at the edges
-    of its 80-byte reads, at its longest, with bytes that are not UTF-8, and with no
-    environment (nothing then between argv and the path)."""
-    lengths = [len(bytes(tmp_path)) + n for n in (7, 8)] + [
-        79, 80, 81, 159, 160, 161, 240, 1000, 4095]
-    paths = [_path_of_length(tmp_path, n, b"\xff\xfe-%d" % i)
-             for i, n in enumerate(sorted(set(lengths)))]
+    of its 80-byte reads, at its longest, with bytes that are not UTF-8, with no
+    environment (nothing then between argv and the path); and an execveat's through a
+    directory's fd, whose name passes 4095 bytes (/dev/fd/N/ and a name of 4090)."""
+    lengths = [24, 79, 80, 81, 159, 160, 161, 240, 1000, 4095]
+    paths = [_path_of_length(short_dir, n, b"\xff\xfe-%d" % i) for i, n in enumerate(lengths)]
+    relative = _path_of_length(short_dir, len(short_dir) + 1 + 4090, b"-at")
+    fd = 9  # exec_cases opens the directory as this fd
     script = ("import os, subprocess, sys\n"
+              "at = sys.argv.index('--at')\n"
               "for env in ({}, {'A': 'b'}):\n"
-              "    for path in sys.argv[1:]:\n"
-              "        subprocess.run([os.fsencode(path), b'bpx-len'], env=env, check=True)\n")
-    out = tmp_path / "events.jsonl"
-    run = run_tool("--json", "-o", str(out), "--bpftrace", engine, "--", sys.executable,
-                   "-c", script, *(os.fsdecode(p) for p in paths), output=out)
+              "    for path in sys.argv[1:at]:\n"
+              "        subprocess.run([path, 'bpx-len'], env=env, check=True)\n"
+              "subprocess.run(sys.argv[at + 1:], check=True)\n")
+    execveat = [exec_cases, "execveat", short_dir, str(fd), relative[len(short_dir) + 1:],
+                "0", "at", "bpx-len"]
+    out = short_dir.decode() + "/events.jsonl"
+    run = run_tool("--json", "-o", out, "--bpftrace", engine, "--", sys.executable, "-c",
+                   script, *map(os.fsdecode, [*paths, "--at", *execveat]), output=Path(out))
     assert run.returncode == 0, run.stderr
-    shown = [(as_bytes(e["filename"]), e["filename_truncated"]) for e in run.execs()
-             if e["argv"][1:] == ["bpx-len"]]
-    assert shown == [(p, False) for p in paths] * 2
+    shown = [(as_bytes(e["filename"]), e["filename_truncated"], e["incomplete"])
+             for e in run.execs() if e["argv"][1:] == ["bpx-len"]]
+    at = b"/dev/fd/%d/" % fd + relative[len(short_dir) + 1:]
+    assert len(at) > 4095
+    # in the order their records arrive, which each CPU's buffer keeps, not across them
+    assert sorted(shown) == sorted([(p, False, False) for p in paths] * 2 + [(at, False, False)])
 
 
 def test_burst_of_2000_execs_loses_none(engine: str, exec_cases: str, tmp_path: Path,

@@ -4,6 +4,7 @@ on SIGUSR1), the status and summary lines to stderr."""
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -84,7 +85,7 @@ class Output:
             elif not self.closed:
                 self.stream.flush()
         except BrokenPipeError:
-            self.closed = True
+            self._reader_gone()
         except OSError as exc:
             raise self._failed(exc) from None
 
@@ -101,7 +102,7 @@ class Output:
             if flush:
                 self.stream.flush()
         except BrokenPipeError:
-            self.closed = True
+            self._reader_gone()
         except OSError as exc:
             raise self._failed(exc) from None
 
@@ -113,9 +114,18 @@ class Output:
         try:
             self.stream.flush()
         except BrokenPipeError:
-            self.closed = True
+            self._reader_gone()
         except OSError as exc:
             raise self._failed(exc) from None
+
+    def _reader_gone(self) -> None:
+        """The reader closed the pipe (`| head`): what is still buffered goes to
+        /dev/null, so that no flush at exit fails again."""
+        self.closed = True
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.stream.fileno())
+            os.close(devnull)
 
     def _failed(self, exc: OSError) -> OutputError:
         self.closed = True

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bptrace_exec.codegen.btlang import int_literal
-from bptrace_exec.codegen.program import printf
+from bptrace_exec.codegen.program import printf, reindent
 from bptrace_exec.records import BUF_CHUNK, BYTES, ELEM, FIRST, STR, UNREADABLE_NEXT, WORDS
 from bptrace_exec.spec import types
 from bptrace_exec.spec.captures import carried
@@ -224,12 +224,14 @@ def byte_words(base: str, length: str) -> list[str]:
 
 # The new image's path is the first string exec lays down, at the top of the new stack:
 # it ends sizeof(void *) + 1 bytes below the stack's page-aligned end (fs/exec.c starts
-# at vm_end - sizeof(void *)), so where it starts says its length. Reads stop there: a
-# read past the stack's end faults, and a fault costs more than the rest of the exec's
-# probes together.
+# at vm_end - sizeof(void *)), so where it starts says its length, but for a multiple of
+# the page: an execveat's /dev/fd/N/NAME may pass 4095 bytes, and then the byte at the
+# length first found is one of the path's, not its NUL. Reads stop there: a read past
+# the stack's end faults, and a fault costs more than the rest of the exec's probes.
 PAGE = 4096
 IMAGE_PATH = "curtask->mm->env_end"
-IMAGE_PATH_LENGTH = f"({PAGE} - ($p + 9) % {PAGE}) % {PAGE}"  # of the path at $p
+IMAGE_PATH_LENGTH = (f"$plen = ({PAGE} - ($p + 9) % {PAGE}) % {PAGE};\n"
+                     f"$plen += {PAGE} * (*(uint8 *)uptr($p + $plen) != 0);\n")
 
 
 def string_words(profile: Profile, base: str, length: str) -> list[str]:
@@ -250,10 +252,10 @@ def image_path(profile: Profile, slot: Slot, *, count_only: bool) -> str:
     step = chunk(profile)
     if count_only:
         # chunks 1.. of a path of $plen bytes: ceil($plen / step) - 1, none for ""
-        return (f"    $p = {IMAGE_PATH};\n    $plen = {IMAGE_PATH_LENGTH};\n"
-                f"    $n += ($plen - ($plen > 0)) / {step};\n")
-    return (f"  $p = {IMAGE_PATH};\n  $plen = {IMAGE_PATH_LENGTH};\n"
-            "  $i = (uint64)1;\n"
+        return (f"    $p = {IMAGE_PATH};\n" + reindent(IMAGE_PATH_LENGTH, 4)
+                + f"    $n += ($plen - ($plen > 0)) / {step};\n")
+    return (f"  $p = {IMAGE_PATH};\n" + reindent(IMAGE_PATH_LENGTH, 2)
+            + "  $i = (uint64)1;\n"
             f"  while ($i < {-(-PATH_MAX // step)}) {{\n"
             f"    if ($i * {step} >= $plen) {{ break; }}\n"
             + printf(STR, {"slot": str(slot.number), "chunk": "$i",

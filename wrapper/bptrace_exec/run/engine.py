@@ -6,10 +6,13 @@ is told its string size, whether it floods stderr with warnings, and its event b
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pwd
 import re
 import shutil
+import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,7 +99,9 @@ class EngineProbe:
                 hint="install it with `apt-get install -y bpftrace`, or point --bpftrace or "
                      "$BPFTRACE at the binary")
             return
-        self.known = self.cache.get(self.path)
+        self.path = os.path.abspath(self.path)
+        self.identity = VersionCache.identity(self.path)  # before it is asked
+        self.known = self.cache.get(self.path, self.identity)
         if self.known is not None:
             return
         try:
@@ -130,65 +135,86 @@ class EngineProbe:
                 f"{self.path} is bpftrace v{'.'.join(map(str, version))}; bptrace-exec needs "
                 f"v{'.'.join(map(str, MIN_VERSION))} or newer",
                 hint="install Debian's bpftrace (`apt-get install -y bpftrace`)")
-        self.cache.put(self.path, version)
+        self.cache.put(self.path, self.identity, version)
         return Engine(path=self.path, version=version)
 
 
 class VersionCache:
     """Versions of the bpftrace binaries seen, each under its path and the identity of
     the file there (device, inode, size, change time): a binary upgraded or replaced is
-    asked again. In the user's cache directory, when it is the user's own; a cache that
-    cannot be read or written is no cache."""
+    asked again; a script (a wrapper running some other binary) is always asked. Kept in
+    the cache directory of the effective user (their home's, never $HOME's: sudo may keep
+    another user's), when that user owns it; a cache that cannot be read or written is
+    no cache."""
 
-    def __init__(self, file: Path | None) -> None:
-        self.file = file
+    NAME = "engines.json"
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
 
     @classmethod
     def default(cls) -> VersionCache:
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(
-            os.path.expanduser("~"), ".cache")
-        return cls(Path(base, "bptrace-exec", "engines.json") if os.path.isabs(base) else None)
+        try:
+            home = pwd.getpwuid(os.geteuid()).pw_dir
+        except KeyError:
+            return cls(None)
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(home, ".cache")
+        return cls(Path(base, "bptrace-exec") if os.path.isabs(base) else None)
 
     @staticmethod
-    def _identity(path: str) -> list[int]:
-        st = os.stat(path)
+    def identity(path: str) -> list[int] | None:
+        """The file's identity, None for a script or a file that cannot be read."""
+        try:
+            with open(path, "rb") as f:
+                if f.read(2) == b"#!":
+                    return None
+                st = os.fstat(f.fileno())
+        except OSError:
+            return None
         return [st.st_dev, st.st_ino, st.st_size, st.st_ctime_ns]
 
+    def _owned(self, folder: Path) -> bool:
+        try:
+            st = folder.lstat()
+        except OSError:
+            return False
+        return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid()
+
     def _read(self) -> dict[str, object]:
-        if self.file is None:
+        if self.folder is None or not self._owned(self.folder):
             return {}
         try:
-            if self.file.stat().st_uid != os.geteuid():
-                return {}
-            data = json.loads(self.file.read_text())
+            fd = os.open(self.folder / self.NAME, os.O_RDONLY | os.O_NOFOLLOW)
+            with open(fd, encoding="utf-8") as f:
+                data = json.load(f)
         except (OSError, ValueError):
             return {}
         return data if isinstance(data, dict) else {}
 
-    def get(self, path: str) -> tuple[int, int, int] | None:
+    def get(self, path: str, identity: list[int] | None) -> tuple[int, int, int] | None:
         entry = self._read().get(path)
-        try:
-            if isinstance(entry, dict) and entry.get("file") == self._identity(path):
-                version = parse_version(str(entry.get("version")))
-                return version if version is not None and version >= MIN_VERSION else None
-        except OSError:
-            pass
-        return None
+        if identity is None or not isinstance(entry, dict) or entry.get("file") != identity:
+            return None
+        version = parse_version(str(entry.get("version")))
+        return version if version is not None and version >= MIN_VERSION else None
 
-    def put(self, path: str, version: tuple[int, int, int]) -> None:
-        if self.file is None:
+    def put(self, path: str, identity: list[int] | None,
+            version: tuple[int, int, int]) -> None:
+        if self.folder is None or identity is None:
             return
         try:
-            folder = self.file.parent
-            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-            if folder.stat().st_uid != os.geteuid():  # someone else's (sudo kept $HOME)
-                return
+            for folder in (self.folder.parent, self.folder):
+                with contextlib.suppress(FileExistsError):
+                    folder.mkdir(mode=0o700)
+                if not self._owned(folder):
+                    return
             data = {known: entry for known, entry in self._read().items()
                     if os.path.exists(known)}  # a test's binaries come and go
-            data[path] = {"file": self._identity(path),
-                          "version": ".".join(map(str, version))}
-            staged = folder / f".engines.{os.getpid()}.json"
-            staged.write_text(json.dumps(data))
-            staged.replace(self.file)
+            data[path] = {"file": identity, "version": ".".join(map(str, version))}
+            staged = self.folder / f".{self.NAME}.{os.getpid()}"
+            fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            with open(fd, "w", encoding="utf-8") as f:
+                json.dump(data, f)
+            os.replace(staged, self.folder / self.NAME)
         except OSError:
             return

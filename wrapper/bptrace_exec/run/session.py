@@ -43,6 +43,7 @@ import ptyprocess
 from bptrace_exec.errors import EngineFailure, EnvironmentProblem, UsageError
 from bptrace_exec.records import VERSION
 from bptrace_exec.run.engine import Engine
+from bptrace_exec.run.footprint import release_in_background
 
 PROGRAM_NAME = "bptrace-exec-program.bt"
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
@@ -364,6 +365,7 @@ class Session:
         self._ready = True
         if self.command is not None:
             self.command.release()
+        release_in_background(self.child.pid)  # the compiler's pages, no longer needed
 
     def _take_marks(self, lines: list[bytes]) -> list[bytes]:
         """The lines without the program's marks; once every CPU has marked its stream,
