@@ -58,6 +58,18 @@ def test_safe_text_is_unambiguous() -> None:
     assert safe_text(b"plain") == "plain"
 
 
+def test_plain_text_takes_the_short_way_to_the_same_cell(monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    """ASCII text is escaped without a look at each character: with that way closed, every
+    ASCII character (alone, in words, beside quotes and backslashes) reads the same."""
+    from bptrace_exec.output import text
+
+    samples = [b"a%cb c'd\\" % i for i in range(128)] + [bytes([i]) for i in range(128)]
+    short = [(safe_text(raw), shell_quote(raw)) for raw in samples]
+    monkeypatch.setattr(text, "_plain", lambda _text: False)
+    assert short == [(safe_text(raw), shell_quote(raw)) for raw in samples]
+
+
 def test_json_is_lossless_and_ascii_safe() -> None:
     e = event(HARD_ARGS, ret=-2)
     line = json_line(RENDER.to_dict(e))

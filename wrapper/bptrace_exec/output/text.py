@@ -37,6 +37,12 @@ def _unsafe(ch: str) -> bool:
     return unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")
 
 
+def _plain(text: str) -> bool:
+    """ASCII without control characters: nothing _unsafe, known without a look at each
+    character (most of what is traced)."""
+    return text.isascii() and text.isprintable()
+
+
 def _escape_char(ch: str) -> str:
     code = ord(ch)
     if 0xDC80 <= code <= 0xDCFF:
@@ -53,7 +59,7 @@ def shell_quote(raw: bytes) -> str:
     text = decode_text(raw)
     if _SAFE_WORD.fullmatch(text):
         return text
-    if not any(_unsafe(c) for c in text):
+    if _plain(text) or not any(_unsafe(c) for c in text):
         return "'" + text.replace("'", "'\\''") + "'"
     out = []
     for ch in text:
@@ -69,7 +75,7 @@ def shell_quote(raw: bytes) -> str:
 def safe_text(raw: bytes) -> str:
     """Traced text for a table cell: readable, with anything unsafe escaped."""
     text = decode_text(raw)
-    if not any(_unsafe(c) or c == "\\" for c in text):
+    if "\\" not in text and (_plain(text) or not any(_unsafe(c) for c in text)):
         return text
     return "".join(_escape_char(c) if _unsafe(c) else "\\\\" if c == "\\" else c for c in text)
 
