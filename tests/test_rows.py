@@ -3,8 +3,10 @@ terminal."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import pexpect
 from bptrace_exec.event import Event
 from bptrace_exec.output.render import CUT_MARK, PLAIN, RED
 from bptrace_exec.output.rows import WINDOW_NS, Rows
+from conftest import json_records, tool_command
 from test_record import recording
 
 
@@ -35,6 +38,29 @@ def test_rows_come_by_time_of_call_within_the_window() -> None:
     after = exec_event(5 + WINDOW_NS // 1_000_000 + 1, 3, b"/bin/c", (b"c",))
     assert [r.event for r in rows.add(after)] == [early, late]
     assert [r.event for r in rows.flush()] == [after]
+
+
+def test_calls_whose_records_come_in_reverse_are_shown_in_the_order_made(tmp_path: Path
+                                                                         ) -> None:
+    """As the records of calls on two CPUs can come: JSON lines and table rows are by
+    time of call all the same."""
+    path, _ = recording(tmp_path)
+    lines = path.read_bytes().splitlines(keepends=True)
+    calls = [i for i, ln in enumerate(lines) if b'"printf"' in ln and b'"ready' not in ln]
+    reverse = tmp_path / "reverse.rec"
+    reverse.write_bytes(b"".join(lines[:calls[0]] + lines[calls[-1]:calls[0] - 1:-1]
+                                 + lines[calls[-1] + 1:]))
+
+    def shown(rec: Path, *options: str) -> list[str]:
+        return subprocess.run(tool_command("--replay", str(rec), "-q", *options),
+                              capture_output=True, text=True, check=True).stdout.splitlines()
+
+    as_made = json_records("\n".join(shown(path, "--json", "--summary", "none")))
+    assert len(as_made) > 10 and as_made == sorted(as_made, key=lambda r: r["time"])
+    assert json_records("\n".join(shown(reverse, "--json", "--summary", "none"))) == as_made
+    assert shown(reverse, "--wide") == shown(path, "--wide")
+    assert json.loads(reverse.read_bytes().splitlines()[calls[0]])["data"] != json.loads(
+        lines[calls[0]])["data"]  # the records did come in another order
 
 
 def test_a_search_folds_into_the_exec_that_ends_it() -> None:

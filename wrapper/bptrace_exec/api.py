@@ -29,6 +29,7 @@ from bptrace_exec.output.text import exact_strings
 from bptrace_exec.pipeline import Run, Source, Summary
 from bptrace_exec.run.cgroups import cgroup_names, check_cgroups
 from bptrace_exec.run.engine import find_engine
+from bptrace_exec.run.kerneltypes import with_kernel_types
 from bptrace_exec.run.recording import Recorder, ReplaySource, read_recording
 from bptrace_exec.run.session import (
     Finished,
@@ -52,8 +53,10 @@ class Trace:
     def __init__(self, profile: Profile, source: Source, hooks: Hooks, *,
                  session: Session | None = None, program: Program | None = None,
                  duration: float | None = None, recorder: Recorder | None = None,
-                 kernel_counts: bool | None = None, host: str | None = None) -> None:
+                 kernel_counts: bool | None = None, host: str | None = None,
+                 defined_lines: int = 0) -> None:
         self.profile, self.session, self.program = profile, session, program
+        self.defined_lines = defined_lines  # put before the program's probes as it ran
         self.host = host  # where the events happened, if known
         # whether its program counts in kernel maps (a recording's: as it was made)
         self.kernel_counts = (counts_in_kernel(profile) if kernel_counts is None
@@ -78,7 +81,8 @@ class Trace:
         finished = self.finished
         if finished is not None and (not finished.requested or finished.killed is not None):
             assert self.program is not None
-            raise explain_failure(finished, self.program.text, tracing=self.run.ready)
+            raise explain_failure(finished, self.program.text, tracing=self.run.ready,
+                                  defined_lines=self.defined_lines)
 
     def close(self) -> Finished | None:
         """Stop bpftrace (if it runs) and say how it ended. Safe to call twice."""
@@ -198,7 +202,8 @@ def _live(profile: Profile, live: Live, hooks: Hooks) -> Trace:
                                  stdout_to_stderr=live.command_stdout_to_stderr,
                                  output=live.command_output)
             undo.callback(gated.end)
-        session = Session(program.text, engine, buffer_pages=pages, strlen=program.strlen,
+        text, defined_lines = with_kernel_types(program.text)
+        session = Session(text, engine, buffer_pages=pages, strlen=program.strlen,
                           command=gated, drains=program.drains,
                           handle_signals=live.handle_signals)
         undo.callback(session.close)
@@ -207,6 +212,7 @@ def _live(profile: Profile, live: Live, hooks: Hooks) -> Trace:
                              session.boot_id)
                     if live.record else None)
         run = Trace(profile, session, hooks, session=session, program=program,
+                    defined_lines=defined_lines,
                     duration=live.duration, recorder=recorder, host=host)
         undo.pop_all()
     return run

@@ -33,27 +33,21 @@ if TYPE_CHECKING:  # prometheus_client takes 80 ms to import: only metrics need 
 def show_events(trace: api.Trace, out: Output, hooks: api.Hooks, *, all_attempts: bool,
                  wide: bool, color: str, header: bool = True,
                  also: Callable[[Event], None] | None = None) -> None:
-    """The events as rows; `header`: the table's (not again after a restart); `also`
-    sees each event too."""
+    """The events as table rows or JSON lines, by time of call; `header`: the table's (not
+    again after a restart); `also` sees each event too."""
     render = Renderer(trace.profile, terminal(out, wide=wide, color=color), trace.host)
     events: Iterable[Event] = trace if also is None else _seen(trace, also)
-    if trace.profile.output_format == "json":
-        def flush() -> None:
-            out.flush()
-            if out.closed:
-                trace.stop()
-        trace.run.on_tick = flush
-        try:
-            for event in events:
-                out.write(json_line(render.to_dict(event)), flush=False)
-        finally:
-            flush()
-        return
-    rows = Rows(fold=not all_attempts)
+    as_json = trace.profile.output_format == "json"
+    # JSON lines keep every attempt of a search: a reader of them sees each call
+    rows = Rows(fold=not (all_attempts or as_json))
+
+    def line(row: Row) -> str:
+        return (json_line(render.to_dict(row.event)) if as_json
+                else render.row(row.event, row.tried))
 
     def show(ready: list[Row], *, flush: bool = True) -> None:
         for row in ready:
-            out.write(render.row(row.event, row.tried), flush=False)
+            out.write(line(row), flush=False)
         if flush:  # at each batch's end: a write per row is most of a storm's cost
             out.flush()
         if out.closed:
@@ -61,7 +55,7 @@ def show_events(trace: api.Trace, out: Output, hooks: api.Hooks, *, all_attempts
 
     def ready(status: str) -> None:
         hooks.say(status)
-        if header:
+        if header and not as_json:
             out.write(render.header())
     trace.run.on_ready = ready
     wall_offset_ns = trace.run.source.wall_offset_ns  # the clock the calls' times are on

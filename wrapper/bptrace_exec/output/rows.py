@@ -1,4 +1,4 @@
-"""The table's rows in the order of the calls, a PATH search as one row.
+"""Events shown in the order of the calls; in the table, a PATH search as one row.
 
 Records of calls on different CPUs reach the reader a little out of order, so rows are
 held for WINDOW_NS and given out by the time of the call. While held, the failed

@@ -44,6 +44,7 @@ from bptrace_exec.errors import EngineFailure, EnvironmentProblem, UsageError
 from bptrace_exec.records import VERSION
 from bptrace_exec.run.engine import Engine
 from bptrace_exec.run.footprint import release_in_background
+from bptrace_exec.run.kerneltypes import SWITCH
 
 PROGRAM_NAME = "bptrace-exec-program.bt"
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
@@ -53,7 +54,9 @@ STOP_GRACE_S = 20.0  # how long bpftrace may take to drain and exit after SIGINT
 # bpftrace 0.17 once took over 10 s to end on a loaded host
 TERM_AFTER_S = 3.0  # then SIGTERM, bpftrace's other clean stop, in case SIGINT was lost
 COMMAND_GRACE_S = 3.0  # how long a COMMAND still running at the end has after SIGTERM
-TICK_S = 0.25
+# The longest wait for a line: a row held for the order of the calls (output.rows) is
+# shown at the first tick after its time is up
+TICK_S = 0.05
 # After a read that emptied the pipe, wait this long before the next: bpftrace writes a
 # record at a time, and a reader woken for each costs both processes a context switch
 # per record; after the pause one read takes all that came meanwhile.
@@ -506,10 +509,12 @@ class Session:
         return [ln for ln in lines if not any(p.search(ln) for p in _HARMLESS)]
 
 
-def explain_failure(finished: Finished, program_text: str, *, tracing: bool
-                    ) -> EngineFailure:
+def explain_failure(finished: Finished, program_text: str, *, tracing: bool,
+                    defined_lines: int = 0) -> EngineFailure:
     """bpftrace stopped without being asked, or was killed: say why in plain words.
-    `tracing`: its probes were attached, so the program itself was accepted."""
+    `tracing`: its probes were attached, so the program itself was accepted;
+    `defined_lines`: the kernel types' definitions put in the text it ran
+    (run.kerneltypes), after the header comment."""
     if tracing and finished.killed is not None:
         how = ("did not stop when asked and was killed" if finished.forced
                else f"was killed by signal {finished.killed} while tracing")
@@ -518,7 +523,7 @@ def explain_failure(finished: Finished, program_text: str, *, tracing: bool
                              hint="what was traced before is shown above; the end line's "
                                   "missing count is null")
     lines = finished.diagnostics
-    located = _locate(lines, program_text)
+    located = _locate(lines, program_text, defined_lines)
     detail = "\n".join(f"  {ln}" for ln in lines[-12:]) or "  (it printed nothing)"
     status = finished.engine_status
     how = (f"was killed by signal {-status}" if status is not None and status < 0
@@ -526,19 +531,27 @@ def explain_failure(finished: Finished, program_text: str, *, tracing: bool
     message = f"bpftrace {how}:\n{detail}"
     if located:
         message += f"\n  generated program line {located}"
-    return EngineFailure(message, hint="run with --emit script to see the whole program; "
-                                       "if it is a verifier or compile error, please report it")
+    hint = ("run with --emit script to see the whole program; if it is a verifier or "
+            "compile error, please report it")
+    if defined_lines:
+        hint += f" (and try again with {SWITCH}=bpftrace)"
+    return EngineFailure(message, hint=hint)
 
 
 _LOCATION = re.compile(r"/dev/fd/\d+:(\d+):")
 
 
-def _locate(lines: list[str], program_text: str) -> str:
+def _locate(lines: list[str], program_text: str, defined_lines: int) -> str:
+    source = program_text.splitlines()
+    header = next((i for i, ln in enumerate(source) if ln == " */"), 0) + 1
     for ln in lines:
         match = _LOCATION.search(ln)
         if match:
             number = int(match.group(1))
-            source = program_text.splitlines()
+            if header < number <= header + defined_lines:
+                return (f"{number}, in the kernel types defined for it (set "
+                        f"{SWITCH}=bpftrace to leave them to bpftrace)")
+            number -= defined_lines if number > header else 0
             if 0 < number <= len(source):
                 return f"{number}: {source[number - 1].strip()}"
     return ""

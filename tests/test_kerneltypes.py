@@ -1,0 +1,151 @@
+"""The kernel types a program reads, defined in its text from this kernel's BTF: laid out
+as the kernel lays them out (a C compiler says so), left to bpftrace where they cannot
+be, and read the same by a real run as the types bpftrace finds itself."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bptrace_exec.codegen.kerneltypes import Btf, definitions
+from bptrace_exec.run.kerneltypes import BTF_PATH, SWITCH, with_kernel_types
+from bptrace_exec.run.session import Finished, explain_failure
+from conftest import run_tool, tool_command
+
+PROGRAM = """
+  $a = curtask->cred->euid.val + curtask->mm->arg_start + curtask->real_parent->tgid;
+  $d = (struct dentry *)$x; $n = $d->d_name.name; $p = curtask->fs->pwd.mnt;
+  $u = curtask->nsproxy->uts_ns->name.nodename; $s = curtask->pending.signal.sig[0];
+"""
+FORMAT = """format:
+\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
+\tfield:pid_t pid;\toffset:8;\tsize:4;\tsigned:1;
+\tfield:umode_t mode;\toffset:12;\tsize:2;\tsigned:0;
+\tfield:const struct sockaddr * addr;\toffset:16;\tsize:8;\tsigned:0;
+\tfield:__data_loc char[] name;\toffset:24;\tsize:4;\tsigned:0;
+"""
+
+
+@pytest.fixture(scope="module")
+def btf() -> Btf:
+    return Btf(BTF_PATH.read_bytes())
+
+
+def layout(btf: Btf, struct: str, path: list[str]) -> tuple[int, int]:
+    """(offset, size of the struct) of a member path, walked in BTF itself, anonymous
+    members included."""
+    tid = btf.named(struct, [4, 5])
+    size, offset = btf.type(tid)[4], 0
+    for name in path:
+        found = _find(btf, tid, name)
+        assert found is not None, f"{struct} has no {name}"
+        bits, tid = found
+        offset += bits // 8
+        while btf.type(tid)[1] in (8, 9, 10, 11, 18):
+            tid = btf.type(tid)[4]
+    return offset, size
+
+
+def _find(btf: Btf, tid: int, name: str) -> tuple[int, int] | None:
+    for n, t, bits, _ in btf.members(tid):
+        if n == name:
+            return bits, t
+        inner = t
+        while btf.type(inner)[1] in (8, 9, 10, 11, 18):
+            inner = btf.type(inner)[4]
+        if not n and btf.type(inner)[1] in (4, 5):
+            found = _find(btf, inner, name)
+            if found:
+                return bits + found[0], found[1]
+    return None
+
+
+def test_the_types_are_laid_out_as_the_kernel_lays_them_out(btf: Btf, tmp_path: Path) -> None:
+    text = definitions(btf, PROGRAM, [FORMAT])
+    assert text is not None
+    assert "#define pid_t int" in text and "#define umode_t short unsigned int" in text
+    assert "sockaddr" not in text  # a pointer to it is all the format holds
+    checks = {("task_struct", ("cred",)), ("task_struct", ("mm",)),
+              ("task_struct", ("real_parent",)), ("task_struct", ("tgid",)),
+              ("task_struct", ("pending", "signal")), ("cred", ("euid", "val")),
+              ("mm_struct", ("arg_start",)), ("dentry", ("d_name", "name")),
+              ("fs_struct", ("pwd", "mnt")), ("uts_namespace", ("name", "nodename"))}
+    asserts = []
+    for struct, path in sorted(checks):
+        offset, size = layout(btf, struct, list(path))
+        member = ".".join(path)
+        asserts += [f"_Static_assert(offsetof(struct {struct}, {member}) == {offset}, "
+                    f'"{struct}.{member}");',
+                    f'_Static_assert(sizeof(struct {struct}) == {size}, "{struct}");']
+    assert layout(btf, "mm_struct", ["arg_start"])[0] > 0  # inside an anonymous struct
+    source = tmp_path / "types.c"
+    source.write_text("#include <stddef.h>\n" + text + "\n".join(asserts) + "\n")
+    cc = shutil.which("gcc") or shutil.which("cc")
+    assert cc, "a C compiler checks the layout"
+    compiled = subprocess.run([cc, "-fsyntax-only", "-Wall", str(source)],
+                              capture_output=True, text=True)
+    assert compiled.returncode == 0, compiled.stderr
+
+
+def test_what_cannot_be_defined_is_left_to_bpftrace(btf: Btf) -> None:
+    assert definitions(btf, "curtask->pid", []) is not None
+    # a bitfield; a typedef that is not a number; a type this kernel does not have
+    assert definitions(btf, "curtask->sched_reset_on_fork", []) is None
+    assert definitions(btf, "curtask->pid", [FORMAT.replace(
+        "umode_t mode", "cap_user_header_t header")]) is None
+    assert definitions(btf, "(struct no_such_type_here *)0", []) is None
+
+
+def test_a_failure_in_the_program_is_located_in_the_text_as_generated() -> None:
+    generated = "#!/usr/bin/env bpftrace\n/*\n * x\n */\n\nBEGIN\n{\n  oops;\n}\n"
+    # as run: two lines of definitions after the header comment, the error at line 10
+    finished = Finished(requested=False, engine_status=1, command_status=None,
+                        diagnostics=["/dev/fd/5:10:3-7: ERROR: oops"])
+    failure = explain_failure(finished, generated, tracing=False, defined_lines=2)
+    assert "generated program line 8: oops;" in str(failure), str(failure)
+    assert SWITCH in failure.hint
+    inside = dataclasses.replace(finished, diagnostics=["/dev/fd/5:6:1: ERROR: x"])
+    assert f"line 6, in the kernel types defined for it (set {SWITCH}=bpftrace" in str(
+        explain_failure(inside, generated, tracing=False, defined_lines=2))
+
+
+def normalized(records: list[dict[str, Any]]) -> list[str]:
+    """The events without what differs from run to run."""
+    out = []
+    for r in records:
+        if r.get("event") not in ("exec", "exit"):
+            continue
+        for key in ("time", "pid", "ppid", "tid", "exec_id", "parent_exec_id", "latency_ns",
+                    "lifetime_ns", "cpu_user_ns", "cpu_system_ns", "parents"):
+            r.pop(key, None)
+        out.append(json.dumps(r, sort_keys=True))
+    return sorted(out)
+
+
+@pytest.mark.root
+def test_a_run_reads_the_same_with_the_types_defined_here(engine: str, tmp_path: Path,
+                                                          nothing_left_running: None) -> None:
+    """Every context a program can read, with the types defined here and with the ones
+    bpftrace finds itself."""
+    options = ("execve", "--cwd", "--exe", "--context", "--parents", "3", "--exits",
+               "--env", "HOME", "--bpftrace", engine)
+    program = subprocess.run(tool_command(*options, "--emit", "script"), capture_output=True,
+                             text=True, check=True).stdout
+    assert with_kernel_types(program)[1] > 20  # these runs do differ
+    (tmp_path / "sub").mkdir()
+    work = f"cd {tmp_path}/sub && /bin/true a 'b c' && ls -d . > /dev/null; exit 3"
+    runs = {}
+    for switch in ("", "bpftrace"):
+        run = run_tool(*options, "--json", "-q", "--", "sh", "-c", work,
+                       env={**os.environ, SWITCH: switch})
+        assert run.returncode == 3, run.stderr
+        runs[switch] = normalized(run.records)
+    assert len(runs[""]) == 6 and runs[""] == runs["bpftrace"]
+    assert any(f'"cwd": "{tmp_path}/sub"' in r for r in runs[""])
