@@ -173,6 +173,19 @@ class Lines:
         return self.so_far()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def own_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The runs of a test session keep what they cache in a folder of its own: each
+    starts from nothing, whatever earlier runs left."""
+    before = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if before is None:
+        del os.environ["XDG_CACHE_HOME"]
+    else:
+        os.environ["XDG_CACHE_HOME"] = before
+
+
 @pytest.fixture
 def nothing_left_running() -> Iterator[None]:
     """Fails a test that leaves a process of its own behind (a bpftrace, a traced

@@ -5,6 +5,7 @@ be, and read the same by a real run as the types bpftrace finds itself."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 import shutil
@@ -15,7 +16,15 @@ from typing import Any
 import pytest
 
 from bptrace_exec.codegen.kerneltypes import Btf, definitions
-from bptrace_exec.run.kerneltypes import BTF_PATH, SWITCH, with_kernel_types
+from bptrace_exec.run.cache import CacheDir
+from bptrace_exec.run.kerneltypes import (
+    BTF_PATH,
+    KEPT,
+    SWITCH,
+    UNFIT,
+    _valid,
+    with_kernel_types,
+)
 from bptrace_exec.run.session import Finished, explain_failure
 from conftest import run_tool, tool_command
 
@@ -67,23 +76,42 @@ def _find(btf: Btf, tid: int, name: str) -> tuple[int, int] | None:
     return None
 
 
+def pointer_to_array(btf: Btf) -> tuple[str, str, str]:
+    """A struct of this kernel's with a member that points to an array, and the member
+    after it."""
+    for tid in range(1, len(btf.at)):
+        name, kind, *_ = btf.type(tid)
+        if kind != 4 or not name:
+            continue
+        for (n, t, _, _), (later, _, _, bits) in itertools.pairwise(btf.members(tid)):
+            _, k, _, _, target = btf.type(t)
+            if n and later and not bits and k == 2 and btf.type(target)[1] == 3:
+                return name, n, later
+    raise AssertionError("no member of this kernel points to an array")
+
+
 def test_the_types_are_laid_out_as_the_kernel_lays_them_out(btf: Btf, tmp_path: Path) -> None:
-    text = definitions(btf, PROGRAM, [FORMAT])
-    assert text is not None
-    assert "#define pid_t int" in text and "#define umode_t short unsigned int" in text
-    assert "sockaddr" not in text  # a pointer to it is all the format holds
     checks = {("task_struct", ("cred",)), ("task_struct", ("mm",)),
               ("task_struct", ("real_parent",)), ("task_struct", ("tgid",)),
               ("task_struct", ("pending", "signal")), ("cred", ("euid", "val")),
               ("mm_struct", ("arg_start",)), ("dentry", ("d_name", "name")),
               ("fs_struct", ("pwd", "mnt")), ("uts_namespace", ("name", "nodename"))}
+    # a member after a pointer to an array, such as char (*names)[256]
+    struct, pointer, after = pointer_to_array(btf)
+    program = PROGRAM + f"$v = (struct {struct} *)$x; $m = $v->{pointer}; $n = $v->{after};"
+    checks.add((struct, (after,)))
+    text = definitions(btf, program, [FORMAT])
+    assert text is not None and f"(*{pointer})[" in text
+    assert "#define pid_t int" in text and "#define umode_t short unsigned int" in text
+    assert "sockaddr" not in text  # a pointer to it is all the format holds
+    assert _valid(text, program)  # as a kept copy is read back
     asserts = []
-    for struct, path in sorted(checks):
-        offset, size = layout(btf, struct, list(path))
+    for name, path in sorted(checks):
+        offset, size = layout(btf, name, list(path))
         member = ".".join(path)
-        asserts += [f"_Static_assert(offsetof(struct {struct}, {member}) == {offset}, "
-                    f'"{struct}.{member}");',
-                    f'_Static_assert(sizeof(struct {struct}) == {size}, "{struct}");']
+        asserts += [f"_Static_assert(offsetof(struct {name}, {member}) == {offset}, "
+                    f'"{name}.{member}");',
+                    f'_Static_assert(sizeof(struct {name}) == {size}, "{name}");']
     assert layout(btf, "mm_struct", ["arg_start"])[0] > 0  # inside an anonymous struct
     source = tmp_path / "types.c"
     source.write_text("#include <stddef.h>\n" + text + "\n".join(asserts) + "\n")
@@ -101,6 +129,10 @@ def test_what_cannot_be_defined_is_left_to_bpftrace(btf: Btf) -> None:
     assert definitions(btf, "curtask->pid", [FORMAT.replace(
         "umode_t mode", "cap_user_header_t header")]) is None
     assert definitions(btf, "(struct no_such_type_here *)0", []) is None
+    # a union's members share offsets; a packed struct's size is no multiple of its
+    # members' alignment (struct bvec_iter: 20 bytes, a u64 first)
+    assert definitions(btf, "((union sigval *)$x)->sival_int", []) is None
+    assert definitions(btf, "((struct bio *)$x)->bi_iter.bi_sector", []) is None
 
 
 def test_a_failure_in_the_program_is_located_in_the_text_as_generated() -> None:
@@ -138,7 +170,7 @@ def test_a_run_reads_the_same_with_the_types_defined_here(engine: str, tmp_path:
                "--env", "HOME", "--bpftrace", engine)
     program = subprocess.run(tool_command(*options, "--emit", "script"), capture_output=True,
                              text=True, check=True).stdout
-    assert with_kernel_types(program)[1] > 20  # these runs do differ
+    assert with_kernel_types(program, None)[1] > 20  # these runs do differ
     (tmp_path / "sub").mkdir()
     work = f"cd {tmp_path}/sub && /bin/true a 'b c' && ls -d . > /dev/null; exit 3"
     runs = {}
@@ -149,3 +181,57 @@ def test_a_run_reads_the_same_with_the_types_defined_here(engine: str, tmp_path:
         runs[switch] = normalized(run.records)
     assert len(runs[""]) == 6 and runs[""] == runs["bpftrace"]
     assert any(f'"cwd": "{tmp_path}/sub"' in r for r in runs[""])
+
+
+PROGRAM_TEXT = "#!/usr/bin/env bpftrace\n/*\n */\n\nBEGIN { @ = curtask->cred->euid.val; }\n"
+
+
+def test_definitions_are_kept_for_the_same_program_in_the_same_boot(tmp_path: Path) -> None:
+    cache = CacheDir(tmp_path, "kerneltypes")
+    folder = tmp_path / "bptrace-exec" / "kerneltypes"
+    program = PROGRAM_TEXT
+    ran, lines = with_kernel_types(program, "boot-1", cache)
+    [kept] = folder.iterdir()
+    assert lines > 5 and ran.count("\n") == program.count("\n") + lines
+    assert kept.read_text() in ran and kept.stat().st_mode & 0o777 == 0o600
+    kept.write_text("struct cred;\n")  # what the next run finds is what it uses
+    assert with_kernel_types(program, "boot-1", cache) == (
+        program.replace(" */\n", " */\nstruct cred;\n"), 1)
+    assert with_kernel_types(program, "boot-2", cache) == (ran, lines)  # another boot
+    for bad in ('struct cred;\n}\nBEGIN { system("id") }\n',  # not definitions
+                "#define curtask int\n",  # a word of the program's
+                "#define pid_t uid\n"):  # not a number
+        kept.write_text(bad)
+        assert with_kernel_types(program, "boot-1", cache) == (ran, lines), bad
+    kept.write_text("struct cred;\n")
+    kept.chmod(0o620)  # others could have written it: not read, replaced
+    assert with_kernel_types(program, "boot-1", cache) == (ran, lines)
+    assert kept.stat().st_mode & 0o777 == 0o600 and kept.read_text() in ran
+    kept.write_text("struct cred;\n")
+    for unsafe in (0o770, 0o707):  # a folder others can write to: not used at all
+        folder.chmod(unsafe)
+        assert with_kernel_types(program, "boot-1", cache) == (ran, lines)
+        assert kept.read_text() == "struct cred;\n"
+        folder.chmod(0o700)
+    folder.rename(tmp_path / "elsewhere")
+    folder.symlink_to(tmp_path / "elsewhere")  # a link: not followed
+    assert with_kernel_types(program, "boot-1", cache) == (ran, lines)
+    assert (tmp_path / "elsewhere" / kept.name).read_text() == "struct cred;\n"
+    folder.unlink()
+    (tmp_path / "elsewhere").rename(folder)
+    assert len(list(folder.iterdir())) == 2
+    unfit = program.replace("euid.val", "sched_reset_on_fork")  # a bitfield
+    assert with_kernel_types(unfit, "boot-1", cache) == (unfit, 0)
+    assert UNFIT in [f.read_text() for f in folder.iterdir()]
+    assert with_kernel_types(program, None, CacheDir(tmp_path / "x")) == (ran, lines)
+    assert not (tmp_path / "x").exists()  # no boot id: nothing kept
+    for n in range(KEPT + 3):
+        with_kernel_types(program.replace("BEGIN", f"// {n}\nBEGIN"), "boot-1", cache)
+    assert len(list(folder.iterdir())) == KEPT
+
+
+def test_a_relative_cache_home_is_no_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")
+    cache = CacheDir.default("kerneltypes")
+    assert cache.read("x") is None and not cache.write("x", "y")
+    assert with_kernel_types(PROGRAM_TEXT, "boot-1")[1] > 0  # defined, not kept

@@ -35,6 +35,7 @@ from bptrace_exec.run.session import (
     Finished,
     GatedCommand,
     Session,
+    boot_id,
     check_environment,
     explain_failure,
 )
@@ -202,7 +203,7 @@ def _live(profile: Profile, live: Live, hooks: Hooks) -> Trace:
                                  stdout_to_stderr=live.command_stdout_to_stderr,
                                  output=live.command_output)
             undo.callback(gated.end)
-        text, defined_lines = with_kernel_types(program.text)
+        text, defined_lines = with_kernel_types(program.text, boot_id())
         session = Session(text, engine, buffer_pages=pages, strlen=program.strlen,
                           command=gated, drains=program.drains,
                           handle_signals=live.handle_signals)

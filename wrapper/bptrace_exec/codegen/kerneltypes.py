@@ -101,7 +101,7 @@ def definitions(btf: Btf, program: str, formats: Iterable[str]) -> str | None:
     the format files of the tracepoints it attaches to."""
     try:
         return _Definer(btf, set(_NAMED.findall(program))).text(
-            ["task_struct", *_CAST.findall(program)], formats)
+            ["task_struct", *_CAST.findall(program)], formats, program)
     except Unfit:
         return None
 
@@ -112,8 +112,9 @@ class _Definer:
         self.defined: dict[int, None] = {}  # in the order they must come
         self.bodies: list[str] = []
         self.tags: dict[int, str] = {}  # anonymous structs a typedef names
+        self.owners: dict[str, int] = {}  # the type each tag stands for
 
-    def text(self, roots: list[str], formats: Iterable[str]) -> str:
+    def text(self, roots: list[str], formats: Iterable[str], program: str) -> str:
         for name in dict.fromkeys(roots):
             self._define(self.btf.named(name, _AGGREGATES))
         macros = dict(_BPFTRACE_TYPES)
@@ -122,6 +123,9 @@ class _Definer:
                 for word in re.findall(r"[A-Za-z_]\w*", re.sub(r"struct\s+\w+", "", ctype)):
                     if word not in _C_WORDS and word not in macros:
                         macros[word] = self._number(word)
+        words = set(re.findall(r"\w+", program))
+        if words & macros.keys():  # bpftrace expands a macro in the program too
+            raise Unfit(f"the program names {sorted(words & macros.keys())}")
         lines = [f"#define {name} {ctype}" for name, ctype in macros.items()]
         lines += sorted({f"{self._tag(t)};" for t in self.defined})
         return "\n".join(lines) + "\n" + "\n".join(self.bodies) + "\n"
@@ -139,7 +143,10 @@ class _Definer:
     def _tag(self, tid: int) -> str:
         name, kind, *_ = self.btf.type(tid)
         keyword = "union" if kind == _UNION else "struct"
-        return f"{keyword} {name or self.tags.setdefault(tid, f'anon_{tid}')}"
+        tag = f"{keyword} {name or self.tags.setdefault(tid, f'anon_{tid}')}"
+        if self.owners.setdefault(tag, tid) != tid:  # BTF has a few names twice
+            raise Unfit(f"two types named {tag}")
+        return tag
 
     def _bare(self, tid: int) -> int:
         """The type without typedefs and qualifiers; an anonymous struct keeps the name
@@ -173,9 +180,11 @@ class _Definer:
             return f"struct {name} {what}"
         if kind == _PTR:
             target = self._bare(size)
-            if target == 0 or self.btf.type(target)[1] == _FUNC_PROTO:
+            target_kind = self.btf.type(target)[1] if target else 0
+            if target == 0 or target_kind == _FUNC_PROTO:
                 return f"void *{what}"
-            return self._declare(target, f"*{what}", needs)
+            pointer = f"(*{what})" if target_kind == _ARRAY else f"*{what}"
+            return self._declare(target, pointer, needs)
         raise Unfit(f"a member of kind {kind}")
 
     def _size(self, tid: int) -> int:
@@ -213,11 +222,14 @@ class _Definer:
     def _define(self, tid: int) -> None:
         if tid in self.defined:
             return
+        if self.btf.type(tid)[1] == _UNION:  # its members share offsets: not cut down
+            raise Unfit(f"{self._tag(tid)} is a union")
         self.defined[tid] = None  # before its members: a pointer back to it is fine
-        lines, at, needs = [], 0, []
+        lines, at, needs, align = [], 0, [], 1
         for offset, name, t in sorted(self._members(tid, 0)):
             if offset < at:
                 raise Unfit(f"{name} overlaps another member")
+            align = max(align, self._align(t))
             if offset % self._align(t):  # a packed struct's: C would move it
                 raise Unfit(f"{name} is not aligned")
             if offset > at:
@@ -227,6 +239,8 @@ class _Definer:
             needs += embedded
             at = offset + self._size(t)
         size = self.btf.type(tid)[4]
+        if size % align:  # a packed struct's: C would round its size up
+            raise Unfit(f"{self._tag(tid)} is packed")
         if size > at:
             lines.append(f"  char __pad{at}[{size - at}];")
         for need in needs:

@@ -33,15 +33,17 @@ class Rows:
 
     fold: bool = True
     _held: list[tuple[int, int, Row]] = field(default_factory=list)  # a heap by time
-    _by_tid: dict[int, list[Row]] = field(default_factory=dict)  # held, by thread
+    _by_tid: dict[int, list[Row]] = field(default_factory=dict)  # held, by thread, to fold
     _order: count[int] = field(default_factory=count)
     _latest_ns: int = 0
 
     def add(self, event: Event) -> list[Row]:
         row = Row(event)
         heapq.heappush(self._held, (event.time_ns, next(self._order), row))
-        self._by_tid.setdefault(event.tid, []).append(row)
-        self._latest_ns = max(self._latest_ns, event.time_ns)
+        if self.fold:
+            self._by_tid.setdefault(event.tid, []).append(row)
+        if event.time_ns > self._latest_ns:
+            self._latest_ns = event.time_ns
         return self.ready(self._latest_ns)
 
     def ready(self, now_ns: int) -> list[Row]:
@@ -49,11 +51,14 @@ class Rows:
         out = []
         while self._held and self._held[0][0] <= now_ns - WINDOW_NS:
             row = heapq.heappop(self._held)[2]
+            if not self.fold:
+                out.append(row)
+                continue
             same_thread = self._by_tid[row.event.tid]
             same_thread.remove(row)  # its first, as a thread's calls follow each other
             if not same_thread:
                 del self._by_tid[row.event.tid]
-            if not (self.fold and self._folded(row, same_thread)):
+            if not self._folded(row, same_thread):
                 out.append(row)
         return out
 

@@ -6,18 +6,15 @@ is told its string size, whether it floods stderr with warnings, and its event b
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import pwd
 import re
 import shutil
-import stat
 import subprocess
 from dataclasses import dataclass
-from pathlib import Path
 
 from bptrace_exec.errors import EnvironmentProblem
+from bptrace_exec.run.cache import CacheDir
 
 MIN_VERSION = (0, 17, 0)
 MAP_KEYS = 65536  # in-flight execs and followed tasks; a full map would drop execs silently
@@ -142,24 +139,16 @@ class EngineProbe:
 class VersionCache:
     """Versions of the bpftrace binaries seen, each under its path and the identity of
     the file there (device, inode, size, change time): a binary upgraded or replaced is
-    asked again; a script (a wrapper running some other binary) is always asked. Kept in
-    the cache directory of the effective user (their home's, never $HOME's: sudo may keep
-    another user's), when that user owns it; a cache that cannot be read or written is
-    no cache."""
+    asked again; a script (a wrapper running some other binary) is always asked."""
 
     NAME = "engines.json"
 
-    def __init__(self, folder: Path | None) -> None:
-        self.folder = folder
+    def __init__(self, cache: CacheDir) -> None:
+        self.cache = cache
 
     @classmethod
     def default(cls) -> VersionCache:
-        try:
-            home = pwd.getpwuid(os.geteuid()).pw_dir
-        except KeyError:
-            return cls(None)
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(home, ".cache")
-        return cls(Path(base, "bptrace-exec") if os.path.isabs(base) else None)
+        return cls(CacheDir.default())
 
     @staticmethod
     def identity(path: str) -> list[int] | None:
@@ -173,21 +162,10 @@ class VersionCache:
             return None
         return [st.st_dev, st.st_ino, st.st_size, st.st_ctime_ns]
 
-    def _owned(self, folder: Path) -> bool:
-        try:
-            st = folder.lstat()
-        except OSError:
-            return False
-        return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid()
-
     def _read(self) -> dict[str, object]:
-        if self.folder is None or not self._owned(self.folder):
-            return {}
         try:
-            fd = os.open(self.folder / self.NAME, os.O_RDONLY | os.O_NOFOLLOW)
-            with open(fd, encoding="utf-8") as f:
-                data = json.load(f)
-        except (OSError, ValueError):
+            data = json.loads(self.cache.read(self.NAME) or "{}")
+        except ValueError:
             return {}
         return data if isinstance(data, dict) else {}
 
@@ -200,21 +178,9 @@ class VersionCache:
 
     def put(self, path: str, identity: list[int] | None,
             version: tuple[int, int, int]) -> None:
-        if self.folder is None or identity is None:
+        if identity is None:
             return
-        try:
-            for folder in (self.folder.parent, self.folder):
-                with contextlib.suppress(FileExistsError):
-                    folder.mkdir(mode=0o700)
-                if not self._owned(folder):
-                    return
-            data = {known: entry for known, entry in self._read().items()
-                    if os.path.exists(known)}  # a test's binaries come and go
-            data[path] = {"file": identity, "version": ".".join(map(str, version))}
-            staged = self.folder / f".{self.NAME}.{os.getpid()}"
-            fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-            with open(fd, "w", encoding="utf-8") as f:
-                json.dump(data, f)
-            os.replace(staged, self.folder / self.NAME)
-        except OSError:
-            return
+        data = {known: entry for known, entry in self._read().items()
+                if os.path.exists(known)}  # a test's binaries come and go
+        data[path] = {"file": identity, "version": ".".join(map(str, version))}
+        self.cache.write(self.NAME, json.dumps(data))
