@@ -54,6 +54,7 @@ sys.path.insert(0, str(TOP / "wrapper"))
 from benchlib import install, machine, stop, workload  # noqa: E402
 from bptrace_exec.codegen import generate  # noqa: E402
 from bptrace_exec.run.engine import find_engine  # noqa: E402
+from bptrace_exec.run.kerneltypes import with_kernel_types  # noqa: E402
 from bptrace_exec.spec import load_profile, with_overrides  # noqa: E402
 
 TOOL = [sys.executable, "-m", "bptrace_exec"]
@@ -236,7 +237,8 @@ def main() -> int:
         for kind, prof in programs.items():
             paths[kind] = str(Path(tmp) / f"{kind}.bt")
             program = generate(prof, engine.version_text)
-            Path(paths[kind]).write_text(program.text)
+            # as bptrace-exec runs it: with this kernel's types defined
+            Path(paths[kind]).write_text(with_kernel_types(program.text, None)[0])
             envs[kind] = engine.environment(4096 if engine.ring_shared else 1024,
                                             program.strlen)
         for workers in args.workers.split(","):
