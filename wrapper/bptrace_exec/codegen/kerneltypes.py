@@ -1,7 +1,7 @@
 """The kernel types a program reads, defined in its own text from the kernel's BTF.
 
 Given `curtask->cred->euid.val`, bpftrace turns every type the access reaches into C
-from BTF and has clang parse it, again and again as more are found missing: about 0.6 s
+from BTF and has clang parse it, again and again as more are found missing: about 0.5 s
 of each start. A program that defines those types itself skips all of it. These
 definitions are the kernel's own layout cut down to what the program names: each struct
 it reaches has the members of the names it uses (`->name`, `.name`) at their offsets,
@@ -10,8 +10,9 @@ into their parent, as C lets them be named there. The typedefs of the tracepoint
 fields, which bpftrace would also take from BTF, are macros.
 
 Pure: the caller reads BTF (/sys/kernel/btf/vmlinux) and the format files. Whatever
-falls outside this plan (a bitfield or overlapping members named, a typedef that is
-not a number) gives None: bpftrace then finds the types itself, as slowly as ever.
+falls outside this plan (a union, a packed struct, a bitfield or overlapping members
+named, two types of one name, a typedef that is not a number, a macro the program would
+expand) gives None: bpftrace then finds the types itself, as slowly as ever.
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ def definitions(btf: Btf, program: str, formats: Iterable[str]) -> str | None:
 class _Definer:
     def __init__(self, btf: Btf, used: set[str]) -> None:
         self.btf, self.used = btf, used
-        self.defined: dict[int, None] = {}  # in the order they must come
+        self.defined: dict[int, None] = {}  # defined, or being defined
         self.bodies: list[str] = []
         self.tags: dict[int, str] = {}  # anonymous structs a typedef names
         self.owners: dict[str, int] = {}  # the type each tag stands for
@@ -229,9 +230,10 @@ class _Definer:
         for offset, name, t in sorted(self._members(tid, 0)):
             if offset < at:
                 raise Unfit(f"{name} overlaps another member")
-            align = max(align, self._align(t))
-            if offset % self._align(t):  # a packed struct's: C would move it
+            member_align = self._align(t)
+            if offset % member_align:  # a packed struct's: C would move it
                 raise Unfit(f"{name} is not aligned")
+            align = max(align, member_align)
             if offset > at:
                 lines.append(f"  char __pad{at}[{offset - at}];")
             embedded: list[int] = []

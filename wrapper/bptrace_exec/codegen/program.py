@@ -30,6 +30,7 @@ PID_NS = "curtask->nsproxy->pid_ns_for_children->ns.inum"
 EUID = "curtask->cred->euid.val"
 _DRIVER = "((struct tty_driver *)curtask->signal->tty->driver)"
 TTY_DEV = f"({_DRIVER}->major << 20) + {_DRIVER}->minor_start + curtask->signal->tty->index"
+HEADER_END = " */"  # the last line of the comment every program starts with
 STOP = "@stop[0]"  # set when the reader asks: from then on no call is reported
 MARK_HZ = 97
 WIDTH = 92  # program lines wrap here
@@ -76,7 +77,7 @@ def header(profile: Profile, version: str | None, follow: bool, *, details: tupl
         " * TRACER_PID, the program's reader (0: none), can ask it to stop.",
         " *",
         *(f" * {line}" if line else " *" for line in layout.splitlines()),
-        " */",
+        HEADER_END,
     ]
     return "\n".join(lines) + "\n"
 

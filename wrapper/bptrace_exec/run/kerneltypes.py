@@ -4,7 +4,7 @@ definitions are kept for the next run of the same program in the same boot (BTF 
 tracepoints' formats are the running kernel's), which spares indexing BTF (0.1 s).
 
 BPTRACE_EXEC_KERNEL_TYPES=bpftrace leaves the program as generated: bpftrace then finds
-the types itself, 0.6 s slower, as a way round a kernel whose types these definitions
+the types itself, about 0.5 s slower, as a way round a kernel whose types these definitions
 get wrong.
 """
 
@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bptrace_exec.codegen import kerneltypes as codegen_kerneltypes
 from bptrace_exec.codegen.kerneltypes import Btf, Unfit, definitions
+from bptrace_exec.codegen.program import HEADER_END
 from bptrace_exec.run.cache import CacheDir
 from bptrace_exec.spec.tracepoint import TRACEFS_ROOTS
 
@@ -39,7 +40,8 @@ def with_kernel_types(text: str, boot: str | None, cache: CacheDir | None = None
     """The program to run, and how many lines were put in before its first probe (0:
     none, as when there is no BTF here or the program needs what cannot be defined).
     `boot`: this boot's id (None: nothing is kept)."""
-    end = text.find("\n */\n")  # the header comment's: the definitions follow it
+    header_end = f"\n{HEADER_END}\n"  # the definitions follow the header comment
+    end = text.find(header_end)
     if os.environ.get(SWITCH) == "bpftrace" or end < 0:
         return text, 0
     cache = cache or CacheDir.default("kerneltypes")
@@ -51,18 +53,19 @@ def with_kernel_types(text: str, boot: str | None, cache: CacheDir | None = None
             cache.keep_newest(KEPT)
     if kept == UNFIT:
         return text, 0
-    end += len("\n */\n")
+    end += len(header_end)
     return text[:end] + kept + text[end:], kept.count("\n")
 
 
 def _name(text: str, boot: str | None) -> str | None:
     """The kept file's, None where nothing is kept."""
+    if boot is None:
+        return None
     try:
         maker = _MAKER.read_bytes()
     except OSError:
         return None
-    key = hashlib.sha256(maker + f"\0{boot}\0{text}".encode())
-    return key.hexdigest()[:32] if boot else None
+    return hashlib.sha256(maker + f"\0{boot}\0{text}".encode()).hexdigest()[:32]
 
 
 def _defined(text: str) -> str | None:

@@ -40,6 +40,7 @@ from typing import Any
 import pexpect
 import ptyprocess
 
+from bptrace_exec.codegen.program import HEADER_END
 from bptrace_exec.errors import EngineFailure, EnvironmentProblem, UsageError
 from bptrace_exec.records import VERSION
 from bptrace_exec.run.engine import Engine
@@ -543,7 +544,7 @@ _LOCATION = re.compile(r"/dev/fd/\d+:(\d+):")
 
 def _locate(lines: list[str], program_text: str, defined_lines: int) -> str:
     source = program_text.splitlines()
-    header = next((i for i, ln in enumerate(source) if ln == " */"), 0) + 1
+    header = next((i for i, ln in enumerate(source) if ln == HEADER_END), 0) + 1
     for ln in lines:
         match = _LOCATION.search(ln)
         if match:
