@@ -14,7 +14,8 @@ round by round:
 libbpf-tools' tcpconnect and tcpconnect.bt attach kprobes, which this kernel has not:
 the connect storm has no peer but strace. Printed as scripts/bench_storm.py prints
 (which this script shares): wall time relative to `none`, CPU per call above it (the
-workload's and the tracer's own), the tracer's own CPU per call, rows received. Needs
+workload's and the tracer's own), the tracer's own CPU per call, the time its BPF
+programs ran, rows received. Needs
 root and cc; every tracer is stopped by its pid after each run.
 """
 
@@ -35,7 +36,7 @@ TOP = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TOP / "wrapper"))
 
 from bench_storm import TOOL, Run, Started, report, timed, wait_for  # noqa: E402
-from benchlib import install, machine, stop, workload  # noqa: E402
+from benchlib import bpf_run_times, install, machine, stop, workload  # noqa: E402
 from bptrace_exec.run.engine import find_engine  # noqa: E402
 
 STORMS = {"open": ("openat", ["none", "opensnoop", "opensnoop.bt", "bptrace-exec", "strace"]),
@@ -117,13 +118,15 @@ def main() -> int:
             # a row of the storm's: its file; for connect, the loopback address
             marker = str(target).encode() if storm == "open" else b"127.0.0.1"
             runs: dict[str, list[Run]] = {c: [] for c in configs}
-            for round_ in range(args.rounds):
-                for kind in configs[round_ % len(configs):] + configs[:round_ % len(configs)]:
-                    out = Path(tmp) / f"{kind}.out"
-                    with tracer(kind, syscall, engine.path, out, marker, poke) as started:
-                        wall, cpu, own = timed([*started.prefix, *command], started)
-                    counted = kind not in ("none", "strace")
-                    runs[kind].append(Run(wall, cpu, own, started.rows[0] if counted else None))
+            with bpf_run_times():
+                for round_ in range(args.rounds):
+                    for kind in configs[round_ % len(configs):] + configs[:round_ % len(configs)]:
+                        out = Path(tmp) / f"{kind}.out"
+                        with tracer(kind, syscall, engine.path, out, marker, poke) as started:
+                            wall, cpu, own, bpf = timed([*started.prefix, *command], started)
+                        counted = kind not in ("none", "strace")
+                        runs[kind].append(Run(wall, cpu, own, bpf,
+                                              started.rows[0] if counted else None))
             report(storm, configs, runs, args.calls, unit="call")
     return 0
 

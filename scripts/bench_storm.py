@@ -25,10 +25,11 @@ the same C workload (tests/workloads/exec_cases.c `storm N WORKERS`):
 Printed per configuration, medians over rounds: wall time relative to `none` in the same
 round; CPU per exec above `none` (the workload's user + system time, where a tracer's
 kernel work lands, plus the tracer's own processes'), in microseconds; the tracer's own CPU
-per exec; rows received (execs shown, against execs performed). CPU time is far steadier
-on a shared VM than wall time. Needs root and cc; installs libbpf-tools, strace and
-linux-perf with apt-get when they are missing. Every tracer is stopped by its pid after
-each run, also on failure.
+per exec; of the workload's, the time its BPF programs ran (as the kernel counts it with
+kernel.bpf_stats_enabled, on for the benchmark); rows received (execs shown, against execs
+performed). CPU time is far steadier on a shared VM than wall time. Needs root and cc;
+installs libbpf-tools, strace and linux-perf with apt-get when they are missing. Every
+tracer is stopped by its pid after each run, also on failure.
 """
 
 from __future__ import annotations
@@ -51,7 +52,15 @@ from pathlib import Path
 TOP = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TOP / "wrapper"))
 
-from benchlib import install, machine, stop, workload  # noqa: E402
+from benchlib import (  # noqa: E402
+    bpf_run_times,
+    install,
+    machine,
+    stop,
+    tree_bpf,
+    tree_cpu,
+    workload,
+)
 from bptrace_exec.codegen import generate  # noqa: E402
 from bptrace_exec.run.engine import find_engine  # noqa: E402
 from bptrace_exec.run.kerneltypes import with_kernel_types  # noqa: E402
@@ -75,7 +84,6 @@ TOOL_ARGS = {**{kind: ["execve", "--json", *more] for kind, more in JSON_KINDS.i
 # show the row with no arguments (the comm `true`; execsnoop.bt: nothing after the pid).
 ROW = {"libbpf": b"\ntrue ", "execsnoop.bt": b" \n", "bpftrace": b'"exec ',
        **dict.fromkeys(JSON_KINDS, b'"filename":"/bin/true"'), "events-pipe": b" /bin/true "}
-HZ = os.sysconf("SC_CLK_TCK")
 
 
 def wait_for(stream: object, marker: str) -> None:
@@ -114,23 +122,6 @@ def drain(fd: int, counter: list[int] | None = None, needle: bytes = b"") -> thr
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread
-
-
-def tree_cpu(pid: int) -> float:
-    """CPU seconds (user + system) of a process and its live descendants."""
-    stats: dict[int, tuple[int, float]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError):
-                text = Path(f"/proc/{entry}/stat").read_text()
-                fields = text[text.rfind(")") + 2:].split()
-                stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / HZ)
-    total, todo = 0.0, [pid]
-    while todo:
-        current = todo.pop()
-        total += stats.get(current, (0, 0.0))[1]
-        todo += [child for child, (parent, _) in stats.items() if parent == current]
-    return total
 
 
 @dataclasses.dataclass
@@ -194,20 +185,26 @@ class Run:
     wall: float
     cpu: float  # the workload's
     own: float | None  # the tracer's processes'
+    bpf: float | None  # its BPF programs' runs, counted in the workload's CPU
     rows: int | None
 
 
-def timed(cmd: list[str], started: Started) -> tuple[float, float, float | None]:
+def timed(cmd: list[str], started: Started) -> tuple[float, float, float | None,
+                                                    float | None]:
     """Wall-clock seconds, the CPU seconds (user + system) of the workload's whole
-    process tree, and the tracer's own over the same time."""
-    own_before = tree_cpu(started.pid) if started.pid else None
+    process tree, and over the same time the tracer's own and its BPF programs' (within
+    bpf_run_times())."""
+    pid = started.pid
+    own_before, bpf_before = (tree_cpu(pid), tree_bpf(pid)) if pid else (0.0, 0.0)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.monotonic() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    own = tree_cpu(started.pid) - own_before if started.pid and own_before is not None else None
-    return wall, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, own
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    if not pid:
+        return wall, cpu, None, None
+    return wall, cpu, tree_cpu(pid) - own_before, tree_bpf(pid) - bpf_before
 
 
 def main() -> int:
@@ -242,8 +239,9 @@ def main() -> int:
             envs[kind] = engine.environment(4096 if engine.ring_shared else 1024,
                                             program.strlen)
         for workers in args.workers.split(","):
-            runs = measure(int(workers), configs, args, storm, paths, engine.path, envs,
-                           Path(tmp))
+            with bpf_run_times():
+                runs = measure(int(workers), configs, args, storm, paths, engine.path, envs,
+                               Path(tmp))
             report(f"workers={workers}", configs, runs, args.execs)
     return 0
 
@@ -257,9 +255,10 @@ def measure(workers: int, configs: list[str], args: argparse.Namespace, workload
         for kind in order:
             with tracer(kind, programs, engine_path, envs.get(kind, {}), tmp,
                         workload) as started:
-                wall, cpu, own = timed([*started.prefix, workload, "storm", str(args.execs),
-                                        str(workers)], started)
-            runs[kind].append(Run(wall, cpu, own, started.rows[0] if kind in ROW else None))
+                wall, cpu, own, bpf = timed([*started.prefix, workload, "storm",
+                                             str(args.execs), str(workers)], started)
+            runs[kind].append(Run(wall, cpu, own, bpf,
+                                  started.rows[0] if kind in ROW else None))
     return runs
 
 
@@ -268,7 +267,7 @@ def report(label: str, configs: list[str], runs: dict[str, list[Run]], execs: in
     """Medians of per-round figures, each against the no-tracer run of its round."""
     none = runs.get("none")
     print(f"\n{label:9}  {'config':14} {'wall':>6} {'CPU us/' + unit:>11} "
-          f"{'own us/' + unit:>11}  rows (of {execs} per round)")
+          f"{'own us/' + unit:>11} {'BPF us/' + unit:>11}  rows (of {execs} per round)")
     for kind in configs:
         def median(values: list[float]) -> str:
             return f"{statistics.median(values):11.0f}" if values else f"{'n/a':>11}"
@@ -278,8 +277,9 @@ def report(label: str, configs: list[str], runs: dict[str, list[Run]], execs: in
         above = [(r.cpu + (r.own or 0) - n.cpu) / execs * 1e6
                  for r, n in pairs] if kind != "perf" else []
         own = [r.own / execs * 1e6 for r in runs[kind] if r.own is not None]
+        bpf = [r.bpf / execs * 1e6 for r in runs[kind] if r.bpf is not None]
         rows = [r.rows for r in runs[kind] if r.rows is not None]
-        print(f"{'':11}{kind:14} {wall:>6} {median(above)} {median(own)}  "
+        print(f"{'':11}{kind:14} {wall:>6} {median(above)} {median(own)} {median(bpf)}  "
               f"{rows if rows else ''}".rstrip(), flush=True)
 
 

@@ -3,18 +3,77 @@ by its pid, whatever happens."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import shutil
 import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 TOP = Path(__file__).resolve().parents[1]
+HZ = os.sysconf("SC_CLK_TCK")
 # `python -m bptrace_exec` in a child runs this checkout's code, not an installed copy
 # (an editable install points at one checkout: comparing two would measure it twice)
 os.environ["PYTHONPATH"] = os.pathsep.join(
     p for p in (str(TOP / "wrapper"), os.environ.get("PYTHONPATH", "")) if p)
+
+
+STATS_SWITCH = Path("/proc/sys/kernel/bpf_stats_enabled")
+
+
+@contextlib.contextmanager
+def bpf_run_times() -> Iterator[None]:
+    """The kernel times every BPF program's runs while inside (its fdinfo's run_time_ns);
+    as it was after."""
+    before = STATS_SWITCH.read_text()
+    STATS_SWITCH.write_text("1")
+    try:
+        yield
+    finally:
+        STATS_SWITCH.write_text(before)
+
+
+def tree(pid: int) -> list[int]:
+    """A process and its live descendants."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                text = Path(f"/proc/{entry}/stat").read_text()
+                parents[int(entry)] = int(text[text.rfind(")") + 2:].split()[1])
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo += [child for child, parent in parents.items() if parent == current]
+    return found
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its live descendants."""
+    total = 0.0
+    for member in tree(pid):
+        with contextlib.suppress(OSError):
+            text = Path(f"/proc/{member}/stat").read_text()
+            fields = text[text.rfind(")") + 2:].split()
+            total += (int(fields[11]) + int(fields[12])) / HZ
+    return total
+
+
+def tree_bpf(pid: int) -> float:
+    """Seconds the kernel spent running the BPF programs a process tree holds (within
+    bpf_run_times()): time the traced workload's CPU time includes."""
+    total = 0
+    for member in tree(pid):
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{member}/fdinfo"):
+                with contextlib.suppress(OSError):
+                    info = Path(f"/proc/{member}/fdinfo/{fd}").read_text()
+                    if "run_time_ns:" in info:  # a program's (its links name it too)
+                        total += int(info.split("run_time_ns:")[1].split()[0])
+    return total / 1e9
 
 
 def stop(proc: subprocess.Popen[str], timeout: float = 60) -> None:

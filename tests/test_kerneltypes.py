@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 
 from bptrace_exec.codegen.kerneltypes import Btf, definitions
 from bptrace_exec.run.cache import CacheDir
+from bptrace_exec.run.engine import find_engine
 from bptrace_exec.run.kerneltypes import (
     BTF_PATH,
     KEPT,
@@ -25,7 +27,7 @@ from bptrace_exec.run.kerneltypes import (
     _valid,
     with_kernel_types,
 )
-from bptrace_exec.run.session import Finished, explain_failure
+from bptrace_exec.run.session import Finished, Session, explain_failure
 from conftest import run_tool, tool_command
 
 PROGRAM = """
@@ -133,6 +135,37 @@ def test_what_cannot_be_defined_is_left_to_bpftrace(btf: Btf) -> None:
     # members' alignment (struct bvec_iter: 20 bytes, a u64 first)
     assert definitions(btf, "((union sigval *)$x)->sival_int", []) is None
     assert definitions(btf, "((struct bio *)$x)->bi_iter.bi_sector", []) is None
+    # what only the kernel's BTF gives: a tracepoint's field followed to its struct, a
+    # cast to a kernel typedef; a word in brackets in a comment or a string is neither
+    assert definitions(btf, "$f = args->uservaddr->sa_family;", []) is None
+    assert definitions(btf, "$p = (pid_t)curtask->pid;", []) is None
+    assert definitions(btf, '$p = (uint32)curtask->pid; // (pid_t)\nprintf("(x)");',
+                       []) is not None
+
+
+@pytest.mark.root
+def test_bpftrace_is_handed_no_kernel_type_when_the_program_defines_its_own(
+        engine: str, nothing_left_running: None) -> None:
+    """So it never searches the kernel's: a program that reads a kernel type it does
+    not define fails then, and runs with its definitions."""
+    program = PROGRAM_TEXT.replace("BEGIN {", 'BEGIN { printf("ready\\n");')
+    defined, lines = with_kernel_types(program, None)
+    assert lines > 0
+    ended = {}
+    for name, text in (("bare", program), ("defined", defined)):
+        session = Session(text, find_engine(engine), buffer_pages=8, strlen=64,
+                          own_types=True)
+        session.deadline = time.monotonic() + 60
+        try:
+            for line in session.lines():
+                if line and b'"ready\\n"' in line:
+                    session.request_stop()
+        finally:
+            ended[name] = session.close()
+    assert ended["defined"].engine_status == 0, ended["defined"].diagnostics
+    assert ended["bare"].engine_status != 0
+    assert any("Unknown struct/union: 'struct task_struct'" in d
+               for d in ended["bare"].diagnostics), ended["bare"].diagnostics
 
 
 def test_a_failure_in_the_program_is_located_in_the_text_as_generated() -> None:

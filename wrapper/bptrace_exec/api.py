@@ -206,7 +206,7 @@ def _live(profile: Profile, live: Live, hooks: Hooks) -> Trace:
         text, defined_lines = with_kernel_types(program.text, boot_id())
         session = Session(text, engine, buffer_pages=pages, strlen=program.strlen,
                           command=gated, drains=program.drains,
-                          handle_signals=live.handle_signals)
+                          handle_signals=live.handle_signals, own_types=defined_lines > 0)
         undo.callback(session.close)
         host = live.host or socket.gethostname()
         recorder = (Recorder(live.record, profile, engine, session.wall_offset_ns, host,

@@ -40,6 +40,7 @@ from typing import Any
 import pexpect
 import ptyprocess
 
+from bptrace_exec.codegen.kerneltypes import NO_TYPES_BTF
 from bptrace_exec.codegen.program import HEADER_END
 from bptrace_exec.errors import EngineFailure, EnvironmentProblem, UsageError
 from bptrace_exec.records import VERSION
@@ -48,6 +49,7 @@ from bptrace_exec.run.footprint import release_in_background
 from bptrace_exec.run.kerneltypes import SWITCH
 
 PROGRAM_NAME = "bptrace-exec-program.bt"
+BTF_NAME = "bptrace-exec-no-types.btf"
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
 PIPE_SIZE = 1 << 20  # room for bursts while the consumer renders
 READ_SIZE = 1 << 16
@@ -112,6 +114,15 @@ class Finished:
         """The signal that ended bpftrace, when it did not exit: then it printed no counts."""
         status = self.engine_status
         return -status if status is not None and status < 0 else None
+
+
+def _in_memory(name: str, data: bytes) -> int:
+    """A descriptor bpftrace inherits, of a file that lives in memory: nothing is left
+    behind, however this process ends."""
+    fd = os.memfd_create(name)
+    os.write(fd, data)
+    os.set_inheritable(fd, True)
+    return fd
 
 
 def _tie_to_parent() -> None:
@@ -279,16 +290,16 @@ class Session:
 
     def __init__(self, program_text: str, engine: Engine, *, buffer_pages: int, strlen: int,
                  command: GatedCommand | None = None, drains: bool = False,
-                 handle_signals: bool = False) -> None:
+                 handle_signals: bool = False, own_types: bool = False) -> None:
+        """`own_types`: the program defines every kernel type it reads
+        (run.kerneltypes), so bpftrace is handed BTF with none instead of the kernel's."""
         self.engine = engine
         self.command = command
         # wall clock minus the monotonic clock bpftrace's nsecs counts on; taken once
         self.wall_offset_ns = time.time_ns() - time.monotonic_ns()
         self.boot_id = boot_id()
-        # The program lives in memory: nothing is left behind, however this process ends.
-        self._program_fd = os.memfd_create(PROGRAM_NAME)
-        os.write(self._program_fd, program_text.encode())
-        os.set_inheritable(self._program_fd, True)
+        self._program_fd = _in_memory(PROGRAM_NAME, program_text.encode())
+        btf_fd = _in_memory(BTF_NAME, NO_TYPES_BTF) if own_types else None
         self._read_fd, write_fd = os.pipe()
         os.set_inheritable(write_fd, True)
         with contextlib.suppress(OSError):
@@ -298,15 +309,21 @@ class Session:
         if command is not None:
             argv.append(str(command.pid))
         env = {**os.environ, **engine.environment(buffer_pages, strlen)}
+        passed = [write_fd, self._program_fd]
+        if btf_fd is not None:
+            env["BPFTRACE_BTF"] = f"/dev/fd/{btf_fd}"
+            passed.append(btf_fd)
         try:
             self.child = _Spawn(engine.path, argv, env=env, echo=False, encoding=None,
-                                dimensions=(24, 500), pass_fds=(write_fd, self._program_fd),
+                                dimensions=(24, 500), pass_fds=tuple(passed),
                                 preexec_fn=_tie_to_parent)
         except (OSError, pexpect.ExceptionPexpect) as exc:
-            for fd in (write_fd, self._read_fd, self._program_fd):
+            for fd in (*passed, self._read_fd):
                 os.close(fd)
             raise EnvironmentProblem(f"cannot start {engine.path}: {exc}") from None
         os.close(write_fd)  # bpftrace holds the only writer: EOF means it is gone
+        if btf_fd is not None:
+            os.close(btf_fd)
         self._log = bytearray()
         self.deadline: float | None = None  # monotonic time at which to stop by itself
         self._stop_requested = False
