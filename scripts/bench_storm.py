@@ -52,16 +52,9 @@ from pathlib import Path
 TOP = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TOP / "wrapper"))
 
-from benchlib import (  # noqa: E402
-    bpf_run_times,
-    install,
-    machine,
-    stop,
-    tree_bpf,
-    tree_cpu,
-    workload,
-)
+from benchlib import bpf_run_times, install, machine, stop, usage, workload  # noqa: E402
 from bptrace_exec.codegen import generate  # noqa: E402
+from bptrace_exec.codegen.kerneltypes import NO_TYPES_BTF  # noqa: E402
 from bptrace_exec.run.engine import find_engine  # noqa: E402
 from bptrace_exec.run.kerneltypes import with_kernel_types  # noqa: E402
 from bptrace_exec.spec import load_profile, with_overrides  # noqa: E402
@@ -185,7 +178,7 @@ class Run:
     wall: float
     cpu: float  # the workload's
     own: float | None  # the tracer's processes'
-    bpf: float | None  # its BPF programs' runs, counted in the workload's CPU
+    bpf: float | None  # its BPF programs' runs (within the workload's CPU, for the most)
     rows: int | None
 
 
@@ -195,7 +188,7 @@ def timed(cmd: list[str], started: Started) -> tuple[float, float, float | None,
     process tree, and over the same time the tracer's own and its BPF programs' (within
     bpf_run_times())."""
     pid = started.pid
-    own_before, bpf_before = (tree_cpu(pid), tree_bpf(pid)) if pid else (0.0, 0.0)
+    own_before, bpf_before = usage(pid) if pid else (0.0, 0.0)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -204,7 +197,8 @@ def timed(cmd: list[str], started: Started) -> tuple[float, float, float | None,
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     if not pid:
         return wall, cpu, None, None
-    return wall, cpu, tree_cpu(pid) - own_before, tree_bpf(pid) - bpf_before
+    own, bpf = usage(pid)
+    return wall, cpu, own - own_before, bpf - bpf_before
 
 
 def main() -> int:
@@ -231,13 +225,19 @@ def main() -> int:
                     "bpftrace-stats": with_overrides(profile, stats=True),
                     "bpftrace-light": load_profile("exec-counts")}
         paths, envs = {}, {}
+        no_types = Path(tmp) / "no-types.btf"
         for kind, prof in programs.items():
             paths[kind] = str(Path(tmp) / f"{kind}.bt")
             program = generate(prof, engine.version_text)
-            # as bptrace-exec runs it: with this kernel's types defined
-            Path(paths[kind]).write_text(with_kernel_types(program.text, None)[0])
+            # as bptrace-exec runs it: with this kernel's types defined, and then BTF
+            # with none
+            text, defined_lines = with_kernel_types(program.text, None)
+            Path(paths[kind]).write_text(text)
             envs[kind] = engine.environment(4096 if engine.ring_shared else 1024,
                                             program.strlen)
+            if defined_lines:
+                no_types.write_bytes(NO_TYPES_BTF)
+                envs[kind]["BPFTRACE_BTF"] = str(no_types)
         for workers in args.workers.split(","):
             with bpf_run_times():
                 runs = measure(int(workers), configs, args, storm, paths, engine.path, envs,

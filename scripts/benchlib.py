@@ -9,6 +9,7 @@ import platform
 import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,54 +27,52 @@ STATS_SWITCH = Path("/proc/sys/kernel/bpf_stats_enabled")
 @contextlib.contextmanager
 def bpf_run_times() -> Iterator[None]:
     """The kernel times every BPF program's runs while inside (its fdinfo's run_time_ns);
-    as it was after."""
+    as it was after, also when the benchmark is told to end (SIGTERM, SIGHUP)."""
     before = STATS_SWITCH.read_text()
+    handlers = {s: signal.signal(s, lambda signum, _: sys.exit(128 + signum))
+                for s in (signal.SIGTERM, signal.SIGHUP)}
     STATS_SWITCH.write_text("1")
     try:
         yield
     finally:
         STATS_SWITCH.write_text(before)
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
 
 
-def tree(pid: int) -> list[int]:
-    """A process and its live descendants."""
-    parents: dict[int, int] = {}
+def usage(pid: int) -> tuple[float, float]:
+    """Of a process and its live descendants: the CPU seconds (user + system) they used,
+    and the seconds the kernel spent running the BPF programs they hold (within
+    bpf_run_times(); in whichever task hit them, the traced workload's for the most)."""
+    stats: dict[int, list[str]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             with contextlib.suppress(OSError):
                 text = Path(f"/proc/{entry}/stat").read_text()
-                parents[int(entry)] = int(text[text.rfind(")") + 2:].split()[1])
-    found, todo = [], [pid]
+                stats[int(entry)] = text[text.rfind(")") + 2:].split()
+    cpu, programs, todo = 0.0, {}, [pid]
     while todo:
         current = todo.pop()
-        found.append(current)
-        todo += [child for child, parent in parents.items() if parent == current]
-    return found
+        fields = stats.get(current)
+        if fields is None:
+            continue
+        cpu += (int(fields[11]) + int(fields[12])) / HZ
+        programs.update(_programs(current))
+        todo += [child for child, f in stats.items() if int(f[1]) == current]
+    return cpu, sum(programs.values()) / 1e9
 
 
-def tree_cpu(pid: int) -> float:
-    """CPU seconds (user + system) of a process and its live descendants."""
-    total = 0.0
-    for member in tree(pid):
-        with contextlib.suppress(OSError):
-            text = Path(f"/proc/{member}/stat").read_text()
-            fields = text[text.rfind(")") + 2:].split()
-            total += (int(fields[11]) + int(fields[12])) / HZ
-    return total
-
-
-def tree_bpf(pid: int) -> float:
-    """Seconds the kernel spent running the BPF programs a process tree holds (within
-    bpf_run_times()): time the traced workload's CPU time includes."""
-    total = 0
-    for member in tree(pid):
-        with contextlib.suppress(OSError):
-            for fd in os.listdir(f"/proc/{member}/fdinfo"):
-                with contextlib.suppress(OSError):
-                    info = Path(f"/proc/{member}/fdinfo/{fd}").read_text()
-                    if "run_time_ns:" in info:  # a program's (its links name it too)
-                        total += int(info.split("run_time_ns:")[1].split()[0])
-    return total / 1e9
+def _programs(pid: int) -> dict[int, int]:
+    """{program id: its run time so far, ns} of the BPF programs a process holds."""
+    out = {}
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fdinfo"):
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                info = Path(f"/proc/{pid}/fdinfo/{fd}").read_text()
+                if "run_time_ns:" in info:  # a program's (its links name it too)
+                    ident = int(info.split("prog_id:")[1].split()[0])
+                    out[ident] = int(info.split("run_time_ns:")[1].split()[0])
+    return out
 
 
 def stop(proc: subprocess.Popen[str], timeout: float = 60) -> None:

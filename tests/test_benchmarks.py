@@ -35,8 +35,8 @@ def test_bench_storm() -> None:
     # wall ratio, CPU per exec above no tracer, its own CPU per exec, its BPF programs'
     for kind in ("libbpf", "execsnoop.bt", "events-json", "events-pipe"):
         assert re.search(kind + r" +[\d.]+x +-?\d+ +\d+ +[1-9]\d* +\[40\]\n", text), text
-    for kind in ("stats", "stats-light"):
-        assert re.search(kind + r" +[\d.]+x +-?\d+ +\d+ +[1-9]\d*\n", text), text
+    for kind in ("stats", "stats-light"):  # a few us in the kernel: 0 on a fast machine
+        assert re.search(kind + r" +[\d.]+x +-?\d+ +\d+ +\d+\n", text), text
     assert re.search(r"none +1.00x +0 +n/a +n/a\n", text), text
 
 

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from bptrace_exec.codegen.kerneltypes import Btf, definitions
+import bptrace_exec
+from bptrace_exec.codegen.kerneltypes import NO_TYPES_BTF, Btf, definitions
 from bptrace_exec.run.cache import CacheDir
 from bptrace_exec.run.engine import find_engine
 from bptrace_exec.run.kerneltypes import (
@@ -135,12 +136,17 @@ def test_what_cannot_be_defined_is_left_to_bpftrace(btf: Btf) -> None:
     # members' alignment (struct bvec_iter: 20 bytes, a u64 first)
     assert definitions(btf, "((union sigval *)$x)->sival_int", []) is None
     assert definitions(btf, "((struct bio *)$x)->bi_iter.bi_sector", []) is None
-    # what only the kernel's BTF gives: a tracepoint's field followed to its struct, a
-    # cast to a kernel typedef; a word in brackets in a comment or a string is neither
-    assert definitions(btf, "$f = args->uservaddr->sa_family;", []) is None
+    # what only the kernel's BTF gives: a tracepoint's field followed to its struct (at
+    # once, or through a variable), a cast to a kernel typedef; a word in brackets in a
+    # comment or a string, or a condition's, is neither
+    assert definitions(btf, "$f = args->uservaddr->sa_family;", [FORMAT]) is None
+    assert definitions(btf, "$f = args.uservaddr->sa_family;", [FORMAT]) is None
+    assert definitions(btf, "$s = args->addr; $f = $s->sa_family;", [FORMAT]) is None
     assert definitions(btf, "$p = (pid_t)curtask->pid;", []) is None
-    assert definitions(btf, '$p = (uint32)curtask->pid; // (pid_t)\nprintf("(x)");',
-                       []) is not None
+    assert definitions(btf, '$p = (uint32)curtask->pid; // (sa_t)x ->sa_family\n'
+                            'printf("(x)y"); if (comm) { @[args->mode] = 1; }',
+                       [FORMAT]) is not None
+    assert "struct sockaddr {" in definitions(btf, "$n = sizeof(struct sockaddr);", [])
 
 
 @pytest.mark.root
@@ -166,6 +172,37 @@ def test_bpftrace_is_handed_no_kernel_type_when_the_program_defines_its_own(
     assert ended["bare"].engine_status != 0
     assert any("Unknown struct/union: 'struct task_struct'" in d
                for d in ended["bare"].diagnostics), ended["bare"].diagnostics
+
+
+@pytest.mark.root
+def test_every_program_generated_defines_its_kernel_types() -> None:
+    """Each runs without the kernel's BTF (no search of its types by bpftrace): a change
+    that made one need it would add half a second and more to its every start."""
+    goldens = sorted((Path(__file__).parent / "golden").glob("*.bt"))
+    assert len(goldens) > 20
+    assert [g.name for g in goldens if with_kernel_types(g.read_text(), None)[1] == 0] == []
+
+
+@pytest.mark.root
+def test_a_run_hands_bpftrace_btf_with_no_types(engine: str, monkeypatch: pytest.MonkeyPatch,
+                                                 nothing_left_running: None) -> None:
+    """As the tool runs a program: bpftrace holds a file in memory of NO_TYPES_BTF, named
+    by BPFTRACE_BTF; with the types left to bpftrace, it has none."""
+    handed = {}
+    for switch in ("", "bpftrace"):
+        monkeypatch.setenv(SWITCH, switch)
+        trace = bptrace_exec.trace("execve", command=["sh", "-c", "while :; do :; done"],
+                                   bpftrace=engine)
+        try:
+            assert trace.session is not None
+            pid = trace.session.child.pid
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            names = [e.split(b"=", 1)[1] for e in env if e.startswith(b"BPFTRACE_BTF=")]
+            handed[switch] = [Path(f"/proc/{pid}/{n.decode().removeprefix('/dev/')}")
+                              .read_bytes() for n in names]
+        finally:
+            trace.close()
+    assert handed == {"": [NO_TYPES_BTF], "bpftrace": []}
 
 
 def test_a_failure_in_the_program_is_located_in_the_text_as_generated() -> None:

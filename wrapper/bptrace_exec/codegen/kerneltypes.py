@@ -16,8 +16,9 @@ types, for the name of every cast and every `curtask` (0.17 s of each start).
 Pure: the caller reads BTF (/sys/kernel/btf/vmlinux) and the format files. Whatever
 falls outside this plan (a union, a packed struct, a bitfield or overlapping members
 named, two types of one name, a typedef that is not a number, a macro the program would
-expand, a tracepoint's field followed to a struct, a cast to a type not bpftrace's own)
-gives None: bpftrace then finds the types itself in the kernel's BTF, as slowly as ever.
+expand, a tracepoint's field followed to a struct, a member named of a type not defined
+here, a cast to a type not bpftrace's own) gives None: bpftrace then finds the types
+itself in the kernel's BTF, as slowly as ever.
 """
 
 from __future__ import annotations
@@ -42,17 +43,19 @@ _BPFTRACE_TYPES = {"s8": "signed char", "u8": "unsigned char", "s16": "short",
 _C_WORDS = {"const", "volatile", "unsigned", "signed", "char", "short", "int", "long",
             "bool", "_Bool", "void", "__data_loc"}
 _NAMED = re.compile(r"(?:->|\.)\s*([A-Za-z_]\w*)")
-_CAST = re.compile(r"\(\s*(?:struct|union)\s+(\w+)\s*\*")
+_TAGGED = re.compile(r"\b(?:struct|union)\s+(\w+)")
 # what only the kernel's BTF could give: a tracepoint's field followed (its struct is
 # in no format file), a cast to a name neither a struct's nor one of bpftrace's integers
-_BEYOND = re.compile(r"\bargs\s*->\s*\w+\s*(?:->|\.)\s*[A-Za-z_]|"
-                     r"\(\s*(?!u?int(?:8|16|32|64)\b)[A-Za-z_]\w*\s*\**\s*\)")
+_BEYOND = re.compile(r"\bargs\s*(?:->|\.)\s*\w+\s*(?:->|\.)\s*[A-Za-z_]|"
+                     r"\(\s*(?!u?int(?:8|16|32|64)\b)[A-Za-z_]\w*\s*\**\s*\)\s*[\w$@(]")
 _NOT_CODE = re.compile(r'//[^\n]*|/\*.*?\*/|"(?:[^"\\\n]|\\.)*"', re.S)
 
 
 # BTF with no type at all (its strings: the empty name)
 NO_TYPES_BTF = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, 0, 0, 1) + b"\0"
 _FIELD_TYPE = re.compile(r"^\s*field:([^;]+?)\s*[\w\[\]]+;", re.M)
+_MEMBER = re.compile(r"^  .*?\(?\**(\w+)\)?(?:\[\d+\])*;$", re.M)  # a definition's
+_FIELD_NAME = re.compile(r"^\s*field:[^;]*?(\w+)(?:\[\d*\])?;", re.M)
 
 
 class Unfit(Exception):
@@ -114,13 +117,20 @@ class Btf:
 def definitions(btf: Btf, program: str, formats: Iterable[str]) -> str | None:
     """The text to put before the program's first probe, or None (see above). `formats`:
     the format files of the tracepoints it attaches to."""
-    if _BEYOND.search(_NOT_CODE.sub(" ", program)):
+    code = _NOT_CODE.sub(" ", program)
+    if _BEYOND.search(code):
         return None
+    formats = list(formats)
     try:
-        return _Definer(btf, set(_NAMED.findall(program))).text(
-            ["task_struct", *_CAST.findall(program)], formats, program)
+        text = _Definer(btf, set(_NAMED.findall(program))).text(
+            ["task_struct", *_TAGGED.findall(code)], formats, program)
     except Unfit:
         return None
+    # every member the code names is one of these types' or a tracepoint's field: else
+    # it belongs to a type reached some other way ($v = args->ptr; $v->name)
+    fields = {name for fmt in formats for name in _FIELD_NAME.findall(fmt)}
+    members = set(_MEMBER.findall(text))
+    return text if set(_NAMED.findall(code)) <= members | fields else None
 
 
 class _Definer:

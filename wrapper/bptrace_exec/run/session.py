@@ -116,10 +116,11 @@ class Finished:
         return -status if status is not None and status < 0 else None
 
 
-def _in_memory(name: str, data: bytes) -> int:
-    """A descriptor bpftrace inherits, of a file that lives in memory: nothing is left
-    behind, however this process ends."""
+def _in_memory(name: str, data: bytes, opened: list[int]) -> int:
+    """A descriptor bpftrace inherits (added to `opened`), of a file that lives in
+    memory: nothing is left behind, however this process ends."""
     fd = os.memfd_create(name)
+    opened.append(fd)
     os.write(fd, data)
     os.set_inheritable(fd, True)
     return fd
@@ -135,7 +136,7 @@ def _tie_to_parent() -> None:
 
 
 class _Spawn(pexpect.spawn):  # type: ignore[misc]
-    """pexpect.spawn that lets one extra descriptor through to the child."""
+    """pexpect.spawn that lets the descriptors given through to the child."""
 
     def __init__(self, *args: Any, pass_fds: tuple[int, ...] = (), **kwargs: Any) -> None:
         self._pass_fds = pass_fds
@@ -298,32 +299,37 @@ class Session:
         # wall clock minus the monotonic clock bpftrace's nsecs counts on; taken once
         self.wall_offset_ns = time.time_ns() - time.monotonic_ns()
         self.boot_id = boot_id()
-        self._program_fd = _in_memory(PROGRAM_NAME, program_text.encode())
-        btf_fd = _in_memory(BTF_NAME, NO_TYPES_BTF) if own_types else None
-        self._read_fd, write_fd = os.pipe()
-        os.set_inheritable(write_fd, True)
-        with contextlib.suppress(OSError):
-            fcntl.fcntl(self._read_fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
-        argv = [*engine.flags(), "-f", "json", "-o", f"/dev/fd/{write_fd}",
-                f"/dev/fd/{self._program_fd}", str(os.getpid())]
-        if command is not None:
-            argv.append(str(command.pid))
-        env = {**os.environ, **engine.environment(buffer_pages, strlen)}
-        passed = [write_fd, self._program_fd]
-        if btf_fd is not None:
-            env["BPFTRACE_BTF"] = f"/dev/fd/{btf_fd}"
-            passed.append(btf_fd)
+        opened: list[int] = []  # closed here if the start fails at any step
         try:
-            self.child = _Spawn(engine.path, argv, env=env, echo=False, encoding=None,
-                                dimensions=(24, 500), pass_fds=tuple(passed),
-                                preexec_fn=_tie_to_parent)
-        except (OSError, pexpect.ExceptionPexpect) as exc:
-            for fd in (*passed, self._read_fd):
-                os.close(fd)
-            raise EnvironmentProblem(f"cannot start {engine.path}: {exc}") from None
+            self._program_fd = _in_memory(PROGRAM_NAME, program_text.encode(), opened)
+            btf_fd = _in_memory(BTF_NAME, NO_TYPES_BTF, opened) if own_types else None
+            self._read_fd, write_fd = os.pipe()
+            opened += [self._read_fd, write_fd]
+            os.set_inheritable(write_fd, True)
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(self._read_fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+            argv = [*engine.flags(), "-f", "json", "-o", f"/dev/fd/{write_fd}",
+                    f"/dev/fd/{self._program_fd}", str(os.getpid())]
+            if command is not None:
+                argv.append(str(command.pid))
+            env = {**os.environ, **engine.environment(buffer_pages, strlen)}
+            if btf_fd is not None:
+                env["BPFTRACE_BTF"] = f"/dev/fd/{btf_fd}"
+            try:
+                self.child = _Spawn(engine.path, argv, env=env, echo=False, encoding=None,
+                                    dimensions=(24, 500),
+                                    pass_fds=tuple(fd for fd in opened if fd != self._read_fd),
+                                    preexec_fn=_tie_to_parent)
+            except (OSError, pexpect.ExceptionPexpect) as exc:
+                raise EnvironmentProblem(f"cannot start {engine.path}: {exc}") from None
+        except BaseException:
+            for fd in opened:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            raise
         os.close(write_fd)  # bpftrace holds the only writer: EOF means it is gone
         if btf_fd is not None:
-            os.close(btf_fd)
+            os.close(btf_fd)  # bpftrace has its own
         self._log = bytearray()
         self.deadline: float | None = None  # monotonic time at which to stop by itself
         self._stop_requested = False
