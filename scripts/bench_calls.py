@@ -15,8 +15,8 @@ libbpf-tools' tcpconnect and tcpconnect.bt attach kprobes, which this kernel has
 the connect storm has no peer but strace. Printed as scripts/bench_storm.py prints
 (which this script shares): wall time relative to `none`, CPU per call above it (the
 workload's and the tracer's own), the tracer's own CPU per call, the time its BPF
-programs ran, rows received. Needs
-root and cc; every tracer is stopped by its pid after each run.
+programs ran, rows received. Needs root and cc; every tracer is stopped by its pid after
+each run.
 """
 
 from __future__ import annotations

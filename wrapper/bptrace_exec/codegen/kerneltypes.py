@@ -49,13 +49,12 @@ _TAGGED = re.compile(r"\b(?:struct|union)\s+(\w+)")
 _BEYOND = re.compile(r"\bargs\s*(?:->|\.)\s*\w+\s*(?:->|\.)\s*[A-Za-z_]|"
                      r"\(\s*(?!u?int(?:8|16|32|64)\b)[A-Za-z_]\w*\s*\**\s*\)\s*[\w$@(]")
 _NOT_CODE = re.compile(r'//[^\n]*|/\*.*?\*/|"(?:[^"\\\n]|\\.)*"', re.S)
-
+_FIELD_TYPE = re.compile(r"^\s*field:([^;]+?)\s*[\w\[\]]+;", re.M)
+_FIELD_NAME = re.compile(r"^\s*field:[^;]*?(\w+)(?:\[\d*\])?;", re.M)
+_MEMBER = re.compile(r"^  .*?\(?\**(\w+)\)?(?:\[\d+\])*;$", re.M)  # of a definition
 
 # BTF with no type at all (its strings: the empty name)
 NO_TYPES_BTF = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, 0, 0, 1) + b"\0"
-_FIELD_TYPE = re.compile(r"^\s*field:([^;]+?)\s*[\w\[\]]+;", re.M)
-_MEMBER = re.compile(r"^  .*?\(?\**(\w+)\)?(?:\[\d+\])*;$", re.M)  # a definition's
-_FIELD_NAME = re.compile(r"^\s*field:[^;]*?(\w+)(?:\[\d*\])?;", re.M)
 
 
 class Unfit(Exception):
