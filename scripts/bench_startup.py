@@ -18,7 +18,10 @@ For the syscall profiles the marker opens a file of its own name instead. Config
                     bpftrace's opensnoop.bt, bptrace-exec openat --json
 Rounds alternate the configurations (the order rotates each round); printed: the median
 and the range of each, and its ratio to execsnoop.bt's (opensnoop.bt's for opens). Then
---help and --emit script, end to end (medians of 9), and the package's import time.
+a whole traced command, `execve -- true` from launch to exit (its start-up, the command
+and the end of tracing: draining, and bpftrace detaching its probes); --help and --emit
+script, end to end (medians of 9, of `rounds` for the command); the package's import
+time.
 Needs root. Every process it starts is stopped by its pid after each round.
 """
 
@@ -119,6 +122,7 @@ def first_seen(config: str, marker: str, bpftrace: str) -> float:
 
 
 def timed(argv: list[str], rounds: int = 9) -> float:
+    """The median wall time of running argv to its end."""
     times = []
     for _ in range(rounds):
         start = time.monotonic()
@@ -162,6 +166,9 @@ def main() -> int:
                  f"{PEER_OF[config]}" if peer else "")
         print(f"{config:14} {statistics.median(values):7.3f}s  "
               f"[{min(values):.3f}..{max(values):.3f}]  {ratio}", flush=True)
+    whole = timed([*TOOL, "execve", "-q", "-o", os.devnull, "--bpftrace", args.bpftrace,
+                   "--", "true"], rounds=args.rounds)
+    print(f"a whole traced command (execve -- true): {whole:.3f}s", flush=True)
     print(f"--help: {timed([*TOOL, '--help']) * 1000:.0f} ms; --emit script: "
           f"{timed([*TOOL, 'execve', '--emit', 'script']) * 1000:.0f} ms; "
           f"import bptrace_exec.cli: {import_ms():.1f} ms (targets: under 150 ms)")

@@ -60,6 +60,7 @@ def test_bench_startup() -> None:
     for kind, peer in (("events", "execsnoop.bt"), ("command", "execsnoop.bt"),
                        ("stats", "execsnoop.bt"), ("openat", "opensnoop.bt")):
         assert re.search(kind + r" +[\d.]+s +\[[\d.]+\.\.[\d.]+\] +[\d.]+x " + peer, text), text
+    assert re.search(r"whole traced command \(execve -- true\): [\d.]+s", text), text
     assert re.search(r"--help: \d+ ms; --emit script: \d+ ms", text), text
 
 
