@@ -126,7 +126,7 @@ def timed(argv: list[str], rounds: int = 9) -> float:
     times = []
     for _ in range(rounds):
         start = time.monotonic()
-        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, cwd=TOP)
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, cwd=TOP, timeout=TIMEOUT)
         times.append(time.monotonic() - start)
     return statistics.median(times)
 

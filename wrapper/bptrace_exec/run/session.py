@@ -56,16 +56,19 @@ READ_SIZE = 1 << 16
 STOP_GRACE_S = 20.0  # how long bpftrace may take to drain and exit after SIGINT:
 # bpftrace 0.17 once took over 10 s to end on a loaded host
 TERM_AFTER_S = 3.0  # then SIGTERM, bpftrace's other clean stop, in case SIGINT was lost
+KILLED_WAIT_S = 10.0  # then SIGKILL, and at most this long for it to be gone
 COMMAND_GRACE_S = 3.0  # how long a COMMAND still running at the end has after SIGTERM
-# The longest wait for a line: a row held for the order of the calls (output.rows) is
-# shown at the first tick after its time is up
+# The longest wait for a line when records are few: a row held for the order of the
+# calls (output.rows) is shown at the first tick after its time is up
 TICK_S = 0.05
-# After a read that emptied the pipe, wait before the next, unless a signal comes or the
-# command ends: bpftrace writes a record at a time, and a reader woken for each costs both
-# processes a context switch per record; after the pause one read takes all that came
-# meanwhile. In a storm each wake costs the reader more than its records (its caches are
-# cold after the traced workload ran): after a read of BATCH_BYTES or more, BATCH_S (a
-# quarter less CPU than 0.02 s); after fewer, the few records are shown sooner.
+# After a read that emptied the pipe, wait before the next, unless a signal, a stop or the
+# command's end comes: bpftrace writes a record at a time, and a reader woken for each
+# costs both processes a context switch per record; after the pause one read takes all
+# that came meanwhile. In a storm each wake costs the reader more than its records (its
+# caches are cold after the traced workload ran): when BATCH_BYTES or more came since the
+# last pause, BATCH_S (a quarter less CPU than 0.02 s); after fewer, the few records are
+# shown sooner; after half the pipe's size, sooner too, so that bpftrace never waits for
+# room in it.
 BATCH_S = 0.1
 BRIEF_S = 0.02
 BATCH_BYTES = 1 << 12
@@ -146,7 +149,8 @@ class _Spawn(pexpect.spawn):  # type: ignore[misc]
     def __init__(self, *args: Any, pass_fds: tuple[int, ...] = (), **kwargs: Any) -> None:
         self._pass_fds = pass_fds
         super().__init__(*args, **kwargs)
-        # closed only once bpftrace has ended or been killed: no pause for it to end
+        # closed once bpftrace has ended (Session.close waits for it, killed or not): no
+        # pause for it to end
         self.ptyproc.delayafterclose = 0.0
 
     def _spawnpty(self, args: list[str], **kwargs: Any) -> ptyprocess.PtyProcess:
@@ -228,23 +232,23 @@ class GatedCommand:
         COMMAND_GRACE_S. Its status stays None then: it did not end on its own, and the
         run's exit status is the tracer's. Safe to call twice."""
         self._close_gate()
-        if self.pidfd >= 0:
-            os.close(self.pidfd)
-            self.pidfd = -1
-        if self._reaped or not self.released or self.poll() is not None:
-            if not self._reaped:
-                self._reaped, self.status = True, _shell_status(os.waitpid(self.pid, 0)[1])
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGTERM)
-        pidfd = os.pidfd_open(self.pid)
         try:
-            if not select.select([pidfd], [], [], COMMAND_GRACE_S)[0]:
+            if self._reaped or not self.released or self.poll() is not None:
+                if not self._reaped:
+                    self._reaped, self.status = True, _shell_status(os.waitpid(self.pid, 0)[1])
+                return
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGTERM)
+            if self.pidfd < 0:
+                self.pidfd = os.pidfd_open(self.pid)
+            if not select.select([self.pidfd], [], [], COMMAND_GRACE_S)[0]:
                 os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+            self._reaped = True
         finally:
-            os.close(pidfd)
-        os.waitpid(self.pid, 0)
-        self._reaped = True
+            if self.pidfd >= 0:
+                os.close(self.pidfd)
+                self.pidfd = -1
 
     def _close_gate(self) -> None:
         if self._gate >= 0:
@@ -322,6 +326,7 @@ class Session:
             os.set_inheritable(write_fd, True)
             with contextlib.suppress(OSError):
                 fcntl.fcntl(self._read_fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+            self._pipe_size = fcntl.fcntl(self._read_fd, fcntl.F_GETPIPE_SZ)
             argv = [*engine.flags(), "-f", "json", "-o", f"/dev/fd/{write_fd}",
                     f"/dev/fd/{self._program_fd}", str(os.getpid())]
             if command is not None:
@@ -372,7 +377,10 @@ class Session:
 
     def request_stop(self) -> None:
         """Ask bpftrace to stop; lines() goes on until everything it had is read."""
-        self._stop_requested = True
+        if not self._stop_requested:
+            self._stop_requested = True
+            with contextlib.suppress(OSError):  # a reader pausing (another thread) goes on
+                os.write(self._wake_w, b"!")
         self._continue_if_stopped()
         if self._drain_started is not None or self._stop_sent_at is not None:
             return
@@ -438,11 +446,15 @@ class Session:
         pending = b""
         json_open = True
         wait = 0.0  # the pause before the next read
+        came = 0  # bytes read since the last pause
         try:
             while json_open:
                 self._check_stop_conditions()
                 if wait and not self._stop_requested:
+                    if self.deadline is not None:
+                        wait = min(wait, max(0.0, self.deadline - time.monotonic()))
                     pause.select(wait)
+                    came = 0
                 wait = 0.0
                 for key, _ in sel.select(TICK_S):
                     if key.data == "wake":
@@ -458,8 +470,10 @@ class Session:
                         if not chunk:
                             json_open = False
                             break
-                        wait = (0.0 if len(chunk) == READ_SIZE else
-                                BATCH_S if len(chunk) >= BATCH_BYTES else BRIEF_S)
+                        came += len(chunk)
+                        if len(chunk) < READ_SIZE:  # the pipe is empty
+                            wait = (BATCH_S if BATCH_BYTES <= came < self._pipe_size // 2
+                                    else BRIEF_S)
                         pending += chunk
                         *complete, pending = pending.split(b"\n")
                         if self._drain_started is not None:
@@ -525,6 +539,10 @@ class Session:
             while self.child.isalive() and not self._forced:
                 self._escalate()
                 self._drain_log(TICK_S)
+            # killed: the kernel still detaches its probes before it is gone
+            killed_at = time.monotonic()
+            while self.child.isalive() and time.monotonic() - killed_at < KILLED_WAIT_S:
+                time.sleep(TICK_S)
         with contextlib.suppress(Exception):
             while self._read_log():
                 pass
