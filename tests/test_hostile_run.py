@@ -5,9 +5,11 @@ be and said to be unknown where it cannot, and the exit status says how the run 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -229,3 +231,31 @@ def test_arguments_that_could_not_be_read_are_flagged_not_shown_empty(
     assert failed["errno"] == "ENOENT" and failed["argv"] == ["", ""]
     assert failed["unreadable"] == ["/argv/0", "/argv/1"]
     assert all(e["unreadable"] == [] for e in run.execs() if e is not failed)
+
+
+def test_a_bpftrace_past_its_grace_is_killed_and_waited_for(
+        engine: str, monkeypatch: pytest.MonkeyPatch, nothing_left_running: None) -> None:
+    """A bpftrace that does not end within the grace for its stop is killed; the kernel
+    still detaches its probes before it is gone, and the run waits for that: how it ended
+    is known (the signal), and nothing is left behind."""
+    from bptrace_exec.run import session as session_module
+    from bptrace_exec.run.engine import find_engine
+
+    monkeypatch.setattr(session_module, "STOP_GRACE_S", 0.0)  # killed at once
+    text = (Path(__file__).parent / "golden" / "paths-cwd-exe.bt").read_text()
+    strlen = re.search(r"BPFTRACE_STRLEN=(\d+)", text)
+    assert strlen
+    session = session_module.Session(text, find_engine(engine), buffer_pages=64,
+                                     strlen=int(strlen.group(1)))
+    session.deadline = time.monotonic() + 60
+    lines = session.lines()
+    try:
+        for line in lines:
+            if line and b'"ready\\n"' in line:
+                break
+    finally:
+        lines.close()
+        finished = session.close()
+    assert finished.forced, finished
+    assert finished.engine_status is not None and finished.engine_status < 0, finished
+    assert not session.child.isalive()
