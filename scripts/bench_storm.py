@@ -226,6 +226,7 @@ def main() -> int:
                     "bpftrace-light": load_profile("exec-counts")}
         paths, envs = {}, {}
         no_types = Path(tmp) / "no-types.btf"
+        no_types.write_bytes(NO_TYPES_BTF)
         for kind, prof in programs.items():
             paths[kind] = str(Path(tmp) / f"{kind}.bt")
             program = generate(prof, engine.version_text)
@@ -236,7 +237,6 @@ def main() -> int:
             envs[kind] = engine.environment(4096 if engine.ring_shared else 1024,
                                             program.strlen)
             if defined_lines:
-                no_types.write_bytes(NO_TYPES_BTF)
                 envs[kind]["BPFTRACE_BTF"] = str(no_types)
         for workers in args.workers.split(","):
             with bpf_run_times():

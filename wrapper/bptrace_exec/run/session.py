@@ -372,6 +372,10 @@ class Session:
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._signal_received = signum
+        self._wake()
+
+    def _wake(self) -> None:
+        """A reader waiting in lines() (in another thread, or paused) goes on at once."""
         with contextlib.suppress(OSError):
             os.write(self._wake_w, b"!")
 
@@ -379,8 +383,7 @@ class Session:
         """Ask bpftrace to stop; lines() goes on until everything it had is read."""
         if not self._stop_requested:
             self._stop_requested = True
-            with contextlib.suppress(OSError):  # a reader pausing (another thread) goes on
-                os.write(self._wake_w, b"!")
+            self._wake()
         self._continue_if_stopped()
         if self._drain_started is not None or self._stop_sent_at is not None:
             return
