@@ -169,7 +169,7 @@ def test_a_reader_that_stops_reading_gets_the_loss_counted_exactly(engine: str,
     records = json_records(out.text())
     end = records[-1]
     shown = sum(r.get("event") == "exec" for r in records)
-    assert end["execs"] == shown and end["kernel_execs"] == BURST
+    assert end["execs"] == shown and end["kernel_execs"] == BURST, err.text()
     assert end["missing_execs"] == BURST - shown > 0
     assert end["lost_events"] > 0
     assert f"the kernel reported {BURST}: {BURST - shown} execs were lost" in err.text()

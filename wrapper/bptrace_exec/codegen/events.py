@@ -354,6 +354,12 @@ def _printed_elsewhere(profile: Profile) -> bool:
                                            or profile.context.parents)
 
 
+# The program's count of the records it printed, which user space holds up against what
+# reached it. Keyed by CPU: on 0.23 count() inserts a new key with BPF_NOEXIST, and of two
+# CPUs that insert the same key at once, one loses its increment.
+COUNTED = f"    @{TOTAL_MAP}[cpu] = count();  // printed at exit: user space reports any gap\n"
+
+
 def _exec_record(profile: Profile, ints: list[str]) -> str:
     """A successful exec's closing record: the readers have set $p (the path in the new
     image), $base and $len (its argv block's first bytes)."""
@@ -364,7 +370,7 @@ def _exec_record(profile: Profile, ints: list[str]) -> str:
         "comm": f"@{COMM_MAP}[$key]", "data": readers.byte_words("$base", "$len"),
         "text": readers.string_words(profile, "$p", "$plen"), **WHO_VALUES}
     return (printf(EXEC, values, 4)
-            + f"    @{TOTAL_MAP}[0] = count();  // printed at exit: user space reports any gap\n")
+            + COUNTED)
 
 
 def _closing(ints: list[str], probe_index: str, latency: str = "nsecs - $id",
@@ -373,7 +379,7 @@ def _closing(ints: list[str], probe_index: str, latency: str = "nsecs - $id",
         "probe": probe_index, "records": "$n", "ret": ret, "latency": latency,
         "pid": PID, "ppid": PPID, "uid": "(uint64)uid", "ints": ints, "comm": "comm"}
     return (printf(CALL, values, 4)
-            + f"    @{TOTAL_MAP}[0] = count();  // printed at exit: user space reports any gap\n")
+            + COUNTED)
 
 
 def process_exit_probe(profile: Profile, follow: bool) -> str:

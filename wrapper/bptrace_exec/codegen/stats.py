@@ -4,7 +4,8 @@ Nothing is printed per exec: each one costs a few map updates in the kernel and 
 in user space. bpftrace prints the maps at exit (and the interval probe prints them every
 N seconds, cumulatively, followed by a `stats` record that closes the snapshot):
 
-  @stat_execs[FAILED]        count, FAILED is 0 or 1
+  @stat_execs[FAILED | CPU << 1]   count, FAILED is 0 or 1; per CPU, as the program's
+                             own count is (codegen.events.COUNTED)
   @stat_errno[ERRNO]         count of failed execs by errno
   @stat_uid[UID], @stat_ppid[PPID], @stat_comm[COMM], @stat_program[PATH]   counts
   @stat_euid[EUID], @stat_tty[MKDEV(MAJOR, MINOR)]      counts, when asked for
@@ -86,7 +87,7 @@ def light_probes(profile: Profile, follow: bool) -> list[str]:
     """The light program's probes: one, plus what following a command takes."""
     by = profile.stats.by
     lines = [
-        "  @stat_execs[(uint64)0] = count();\n",
+        "  @stat_execs[(uint64)cpu << 1] = count();\n",
         *_task_counts(by),
         # the kernel's copy of the path, right after the environment in the new image
         f"  @stat_program[str(uptr(curtask->mm->env_end), {PATH_STRLEN})] = count();\n"
@@ -128,7 +129,7 @@ def full_probes(profile: Profile, follow: bool) -> list[str]:
                   f"  if ($key != {TID} && @call[$key].0) {{ @moved[{TID}] = $key; }}\n",
                   "A thread other than the leader that execs takes the leader's id.")
     lines = [
-        "    @stat_execs[(uint64)($ret < 0)] = count();\n",
+        "    @stat_execs[(uint64)($ret < 0) | (uint64)cpu << 1] = count();\n",
         "    if ($ret < 0) { @stat_errno[(uint64)(0 - $ret)] = count(); }\n"
         if "errno" in by else "",
         *_task_counts(by, "    ", word(2)),
