@@ -45,6 +45,10 @@ class CacheDir:
                 return None
         return None
 
+    def path(self, name: str) -> Path | None:
+        """Where a file kept here is, for a reader that takes a path (and checks it)."""
+        return None if self.base is None else self.base.joinpath(*self.parts, name)
+
     def write(self, name: str, text: str) -> bool:
         """Whether it was written (whole, or not at all)."""
         with self._folder(create=True) as fd:

@@ -45,6 +45,7 @@ from bptrace_exec.codegen.program import HEADER_END
 from bptrace_exec.errors import EngineFailure, EnvironmentProblem, UsageError
 from bptrace_exec.records import VERSION
 from bptrace_exec.run.engine import Engine
+from bptrace_exec.run.eventlist import kept_listing, narrow
 from bptrace_exec.run.footprint import release_in_background
 from bptrace_exec.run.kerneltypes import SWITCH
 
@@ -134,13 +135,21 @@ def _in_memory(name: str, data: bytes, opened: list[int]) -> int:
     return fd
 
 
-def _tie_to_parent() -> None:
+class _ChildSetup:
     """In bpftrace's process, before exec: default signal dispositions (an ignored SIGHUP,
-    as under nohup, would survive exec) and death with this process, however it ends."""
-    for sig in (*STOP_SIGNALS, signal.SIGPIPE):
-        signal.signal(sig, signal.SIG_DFL)
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    as under nohup, would survive exec), death with this process however it ends, and
+    the program's own list of tracepoints (run.eventlist)."""
+
+    def __init__(self, listing: Path | None) -> None:
+        self.listing = listing
+        self._libc = ctypes.CDLL(None, use_errno=True)  # loaded here, not after the fork
+
+    def __call__(self) -> None:
+        for sig in (*STOP_SIGNALS, signal.SIGPIPE):
+            signal.signal(sig, signal.SIG_DFL)
+        self._libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if self.listing is not None:
+            narrow(self.listing, self._libc)
 
 
 class _Spawn(pexpect.spawn):  # type: ignore[misc]
@@ -317,6 +326,7 @@ class Session:
         # wall clock minus the monotonic clock bpftrace's nsecs counts on; taken once
         self.wall_offset_ns = time.time_ns() - time.monotonic_ns()
         self.boot_id = boot_id()
+        listing = kept_listing(program_text)
         opened: list[int] = []  # closed here if the start fails at any step
         try:
             self._program_fd = _in_memory(PROGRAM_NAME, program_text.encode(), opened)
@@ -338,7 +348,7 @@ class Session:
                 self.child = _Spawn(engine.path, argv, env=env, echo=False, encoding=None,
                                     dimensions=(24, 500),
                                     pass_fds=tuple(fd for fd in opened if fd != self._read_fd),
-                                    preexec_fn=_tie_to_parent)
+                                    preexec_fn=_ChildSetup(listing))
             except (OSError, pexpect.ExceptionPexpect) as exc:
                 raise EnvironmentProblem(f"cannot start {engine.path}: {exc}") from None
         except BaseException:

@@ -1,0 +1,86 @@
+"""bpftrace's view of tracefs' `available_events`, narrowed to its program's tracepoints.
+
+bpftrace reads that list (2,300 lines here, which the kernel formats at every read) each
+time it checks a tracepoint of the program: 0.17 about 250 times for an exec profile's
+program, 0.23 about 80. Here that was 0.17 s of 0.85 until the first exec was shown on
+0.17, 0.06 s of 1.2 on 0.23. In a mount namespace of its own, bpftrace finds instead a
+file that lists the program's tracepoints alone. Everything else it sees is the host's,
+and the command a run follows is not in that namespace.
+
+It is an optimization only: where a step cannot be taken (no cache to keep the list in,
+no right to make a namespace, a program with a tracepoint named by a pattern) bpftrace
+reads the kernel's list as it otherwise would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import os
+import re
+import stat
+from pathlib import Path
+
+from bptrace_exec.run.cache import CacheDir
+from bptrace_exec.spec.tracepoint import TRACEFS_ROOTS
+
+_LITERAL = re.compile(r"^tracepoint:(\w+):(\w+)\s*[,{/\n]", re.M)
+_NAMED = re.compile(r"\b(?:tracepoint|tp):")
+KEPT = 32  # lists kept
+
+_CLONE_NEWNS = 0x20000
+_MS_BIND = 0x1000
+_MS_REC = 0x4000
+_MS_PRIVATE = 1 << 18
+
+
+def listing(program_text: str) -> str | None:
+    """The program's tracepoints as `available_events` lists them; None when one of them
+    is not named literally at the start of a line."""
+    found = _LITERAL.findall(program_text)
+    if not found or len(found) != len(_NAMED.findall(program_text)):
+        return None
+    return "".join(f"{group}:{event}\n" for group, event in dict.fromkeys(found))
+
+
+def kept_listing(program_text: str, cache: CacheDir | None = None) -> Path | None:
+    """The path of a file that holds the program's listing, written once, or None."""
+    text = listing(program_text)
+    if text is None:
+        return None
+    cache = cache or CacheDir.default("events")
+    name = hashlib.sha256(text.encode()).hexdigest()[:32]
+    if cache.read(name) != text:
+        if not cache.write(name, text):
+            return None
+        cache.keep_newest(KEPT)
+    return cache.path(name)
+
+
+def narrow(listing_path: Path, libc: ctypes.CDLL) -> None:
+    """In bpftrace's process before it execs (`libc` loaded before the fork): its own
+    mount namespace, where every tracefs list of events is the program's. A step that
+    fails leaves the host's list in view."""
+    if libc.unshare(_CLONE_NEWNS) != 0:
+        return
+    # nothing mounted here reaches the host
+    if libc.mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None) != 0:
+        return
+    # opened in this namespace: a bind mount takes only a source that is in it
+    try:
+        fd = os.open(listing_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+            return
+        source = f"/proc/self/fd/{fd}".encode()
+        for root in TRACEFS_ROOTS:
+            target = root / "available_events"
+            with contextlib.suppress(OSError):
+                if target.exists():
+                    libc.mount(source, bytes(target), None, _MS_BIND, None)
+    finally:
+        os.close(fd)
