@@ -41,10 +41,15 @@ def test_a_program_with_a_tracepoint_not_named_plainly_keeps_the_kernels_list(
 def test_the_listing_is_kept_once_and_found_by_its_path(tmp_path: Path) -> None:
     cache = CacheDir(tmp_path, "events")
     text = "tracepoint:sched:sched_process_exec\n{ }\n"
-    path = kept_listing(text, cache)
-    assert path is not None and path.read_text() == "sched:sched_process_exec\n"
-    assert kept_listing(text, cache) == path
+    kept = kept_listing(text, cache)
+    assert kept is not None and kept.path.read_text() == "sched:sched_process_exec\n"
+    assert (kept.device, kept.inode) == (kept.path.stat().st_dev, kept.path.stat().st_ino)
+    assert kept_listing(text, cache) == kept  # the same file, not written again
     assert kept_listing(text, CacheDir(None, "events")) is None  # no cache: no listing
+    kept.path.chmod(0o666)  # one that others may write is not used: written anew
+    again = kept_listing(text, cache)
+    assert again is not None and again.inode != kept.inode
+    assert again.path.stat().st_mode & 0o777 == 0o600
 
 
 def _children(pid: int) -> list[int]:
@@ -59,7 +64,7 @@ def _mount_ns(pid: int | str) -> str:
 @pytest.mark.parametrize("cache", ["kept", "none"])
 def test_bpftrace_sees_its_programs_tracepoints_alone_and_the_command_the_hosts(
         engine: str, tmp_path: Path, cache: str, nothing_left_running: None) -> None:
-    host_list = HOST_EVENTS.read_text()
+    host_count = len(HOST_EVENTS.read_text().splitlines())
     go = tmp_path / "go"
     env = dict(os.environ)
     if cache == "none":
@@ -82,9 +87,10 @@ def test_bpftrace_sees_its_programs_tracepoints_alone_and_the_command_the_hosts(
             assert _mount_ns(bpftrace) != _mount_ns("self")
             assert "syscalls:sys_enter_execve\n" in seen and len(seen.splitlines()) < 20
         else:
-            assert _mount_ns(bpftrace) == _mount_ns("self") and seen == host_list
+            assert _mount_ns(bpftrace) == _mount_ns("self") and len(seen.splitlines()) > 100
         assert _mount_ns(command) == _mount_ns("self")  # the command: the host's view
-        assert HOST_EVENTS.read_text() == host_list
+        host = HOST_EVENTS.read_text().splitlines()  # whole, but other tools may add some
+        assert len(host) >= host_count and "sched:sched_switch" in host
     finally:
         go.touch()
     assert tool.wait(timeout=120) == 0, err.text()

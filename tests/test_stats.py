@@ -197,3 +197,18 @@ def test_cgroup_breakdown_names_ids_found_on_the_machine() -> None:
     maps = {"stat_execs": {"0": 3}, "stat_cgroup": {"1": 1, "4242": 2}}
     stats = from_maps(maps, by=["cgroup"], duration_s=1.0, cgroup_names={4242: "/a.slice"})
     assert stats.breakdowns["cgroup"] == [("/a.slice", 2), ("cgroup id 1", 1)]
+
+
+def test_counts_kept_per_cpu_are_summed_and_old_recordings_read_alike() -> None:
+    """FAILED | CPU << 1 and the latency's figures per CPU (codegen.stats.PER_CPU)."""
+    per_cpu = {"stat_execs": {"0": 2, "5": 1, "6": 4}, "stat_latency_us": [],
+               "stat_latency_min": {"0": 300, "1": 0, "2": 200},
+               "stat_latency_max": {"0": 900, "2": 700}, "stat_latency_sum": {"0": 5, "2": 6}}
+    stats = from_maps(per_cpu, by=[], duration_s=1.0)
+    assert (stats.count, stats.failed) == (7, 1)
+    assert stats.latency is not None
+    assert (stats.latency.min_ns, stats.latency.max_ns, stats.latency.sum_ns) == (200, 900, 11)
+    older = {"stat_execs": {"0": 6, "1": 1}, "stat_latency_us": [],
+             "stat_latency_min": {"0": 200}, "stat_latency_max": {"0": 900},
+             "stat_latency_sum": {"0": 11}}
+    assert from_maps(older, by=[], duration_s=1.0) == stats

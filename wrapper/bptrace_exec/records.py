@@ -316,6 +316,8 @@ EXEC6 = Layout("exec", ("call", "str", "bytes"),
 LAYOUTS6 = tuple(EXEC6 if layout is EXEC else layout for layout in LAYOUTS)
 LAYOUTS5 = tuple(layout for layout in LAYOUTS6 if layout not in (SEG, PATH, ENV))  # neither yet
 LAYOUTS4 = tuple(layout for layout in LAYOUTS5 if layout is not WHO)  # no `who` yet
+# --- version 8: the records of 7; the stats' @stat_execs keyed FAILED | CPU << 1
+# (codegen.stats.PER_CPU), which a reader of 7 would take for failures on CPU 0 alone
 VERSIONS = {1: LEGACY, 2: LAYOUTS3, 3: LAYOUTS3, 4: LAYOUTS4, 5: LAYOUTS5, 6: LAYOUTS6,
-            7: LAYOUTS}
-VERSION = 7
+            7: LAYOUTS, 8: LAYOUTS}
+VERSION = 8

@@ -59,9 +59,9 @@ def oneliner(profile: Profile, bpftrace: str = "bpftrace") -> str:
     elif not profile.kind.new_image:
         program = call_text_program(profile)
     elif profile.stats.enabled and stats.light(profile):
-        program = "\n".join(stats.light_probes(profile, False))
+        program = "\n".join(stats.light_probes(profile, False, stats.PLAIN))
     elif profile.stats.enabled:
-        program = "\n".join(stats.full_probes(profile, False)
+        program = "\n".join(stats.full_probes(profile, False, stats.PLAIN)
                             + [end(["call", "moved"])])
     else:
         program = exec_text_program(profile)

@@ -252,7 +252,7 @@ def from_maps(maps: Mapping[str, object], *, by: Iterable[str], duration_s: floa
         good = {k: v for k, v in value.items() if isinstance(v, int) and not isinstance(v, bool)}
         unreadable += len(value) - len(good)
         if name in ("execs", "errno", "uid", "ppid", "euid", "tty", "cgroup"):
-            numeric = {k: v for k, v in good.items() if k.isdigit()}
+            numeric = {k: v for k, v in good.items() if k.isascii() and k.isdigit()}
             unreadable += len(good) - len(numeric)
             good = numeric
         return good
@@ -282,12 +282,12 @@ def from_maps(maps: Mapping[str, object], *, by: Iterable[str], duration_s: floa
         unreadable += sum(1 for b in hist if b not in readable and
                           not (isinstance(b, dict) and "min" not in b))
         buckets = tuple(Bucket(b["min"], b["max"], b["count"]) for b in readable)
-        scalar = {n: next(iter(counts(n).values()), 0)
-                  for n in ("latency_min", "latency_max", "latency_sum")}
-        latency = Latency(count=sum(b.count for b in buckets), min_ns=scalar["latency_min"],
-                          max_ns=scalar["latency_max"], sum_ns=scalar["latency_sum"],
-                          buckets=_trim(buckets))
-    # FAILED | CPU << 1 (codegen.stats); a recording made before the CPU was in it: FAILED
+        # per CPU (codegen.stats.PER_CPU); one value in a one-liner's or older recording
+        lows = [v for v in counts("latency_min").values() if v]
+        latency = Latency(count=sum(b.count for b in buckets), min_ns=min(lows, default=0),
+                          max_ns=max(counts("latency_max").values(), default=0),
+                          sum_ns=sum(counts("latency_sum").values()), buckets=_trim(buckets))
+    # FAILED | CPU << 1 (codegen.stats.PER_CPU); in a recording made before: FAILED
     return Stats(count=sum(by_failed.values()),
                  failed=sum(n for k, n in by_failed.items() if int(k) % 2),
                  duration_s=duration_s, breakdowns=breakdowns, latency=latency,

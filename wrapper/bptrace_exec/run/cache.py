@@ -45,9 +45,20 @@ class CacheDir:
                 return None
         return None
 
-    def path(self, name: str) -> Path | None:
-        """Where a file kept here is, for a reader that takes a path (and checks it)."""
-        return None if self.base is None else self.base.joinpath(*self.parts, name)
+    def located(self, name: str) -> tuple[Path, int, int] | None:
+        """Where a file kept here is, and its device and inode: for a reader that takes a
+        path, to check that it opened this file. None where it is not there or not safe."""
+        with self._folder(create=False) as fd:
+            if fd is None or self.base is None:
+                return None
+            try:
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except OSError:
+                return None
+            if not _own(st, stat.S_ISREG):
+                return None
+            return self.base.joinpath(*self.parts, name), st.st_dev, st.st_ino
+        return None
 
     def write(self, name: str, text: str) -> bool:
         """Whether it was written (whole, or not at all)."""

@@ -14,12 +14,11 @@ reads the kernel's list as it otherwise would.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import hashlib
 import os
 import re
-import stat
+from dataclasses import dataclass
 from pathlib import Path
 
 from bptrace_exec.run.cache import CacheDir
@@ -32,7 +31,7 @@ KEPT = 32  # lists kept
 _CLONE_NEWNS = 0x20000
 _MS_BIND = 0x1000
 _MS_REC = 0x4000
-_MS_PRIVATE = 1 << 18
+_MS_SLAVE = 1 << 19
 
 
 def listing(program_text: str) -> str | None:
@@ -44,8 +43,17 @@ def listing(program_text: str) -> str | None:
     return "".join(f"{group}:{event}\n" for group, event in dict.fromkeys(found))
 
 
-def kept_listing(program_text: str, cache: CacheDir | None = None) -> Path | None:
-    """The path of a file that holds the program's listing, written once, or None."""
+@dataclass(frozen=True)
+class Kept:
+    """A listing kept in the cache: where, and which file it is (as checked there)."""
+
+    path: Path
+    device: int
+    inode: int
+
+
+def kept_listing(program_text: str, cache: CacheDir | None = None) -> Kept | None:
+    """The program's listing, written once to the cache, or None."""
     text = listing(program_text)
     if text is None:
         return None
@@ -55,32 +63,39 @@ def kept_listing(program_text: str, cache: CacheDir | None = None) -> Path | Non
         if not cache.write(name, text):
             return None
         cache.keep_newest(KEPT)
-    return cache.path(name)
+    found = cache.located(name)
+    return Kept(*found) if found else None
 
 
-def narrow(listing_path: Path, libc: ctypes.CDLL) -> None:
-    """In bpftrace's process before it execs (`libc` loaded before the fork): its own
-    mount namespace, where every tracefs list of events is the program's. A step that
-    fails leaves the host's list in view."""
-    if libc.unshare(_CLONE_NEWNS) != 0:
-        return
-    # nothing mounted here reaches the host
-    if libc.mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None) != 0:
-        return
-    # opened in this namespace: a bind mount takes only a source that is in it
-    try:
-        fd = os.open(listing_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+class Narrow:
+    """What bpftrace's process does before it execs: its own mount namespace, where every
+    tracefs list of events is the program's. Set up here, so that after the fork nothing
+    is loaded or looked up; a step that fails leaves the host's list in view."""
+
+    def __init__(self, kept: Kept, libc: ctypes.CDLL) -> None:
+        self.kept = kept
+        self._unshare, self._mount = libc.unshare, libc.mount
+        self._targets = [bytes(root / "available_events") for root in TRACEFS_ROOTS]
+
+    def __call__(self) -> None:
+        if self._unshare(_CLONE_NEWNS) != 0:
             return
-        source = f"/proc/self/fd/{fd}".encode()
-        for root in TRACEFS_ROOTS:
-            target = root / "available_events"
-            with contextlib.suppress(OSError):
-                if target.exists():
-                    libc.mount(source, bytes(target), None, _MS_BIND, None)
-    finally:
-        os.close(fd)
+        # a slave: the host's mounts and unmounts still reach it, its own reach no one
+        if self._mount(None, b"/", None, _MS_REC | _MS_SLAVE, None) != 0:
+            return
+        # opened in this namespace: a bind mount takes only a source that is in it
+        try:
+            fd = os.open(self.kept.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+                         | os.O_CLOEXEC)
+        except OSError:
+            return
+        try:
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) != (self.kept.device, self.kept.inode):
+                return  # not the file that was checked
+            source = f"/proc/self/fd/{fd}".encode()
+            for target in self._targets:
+                if os.path.exists(target):
+                    self._mount(source, target, None, _MS_BIND, None)
+        finally:
+            os.close(fd)

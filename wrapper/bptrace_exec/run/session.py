@@ -45,7 +45,7 @@ from bptrace_exec.codegen.program import HEADER_END
 from bptrace_exec.errors import EngineFailure, EnvironmentProblem, UsageError
 from bptrace_exec.records import VERSION
 from bptrace_exec.run.engine import Engine
-from bptrace_exec.run.eventlist import kept_listing, narrow
+from bptrace_exec.run.eventlist import Kept, Narrow, kept_listing
 from bptrace_exec.run.footprint import release_in_background
 from bptrace_exec.run.kerneltypes import SWITCH
 
@@ -140,16 +140,18 @@ class _ChildSetup:
     as under nohup, would survive exec), death with this process however it ends, and
     the program's own list of tracepoints (run.eventlist)."""
 
-    def __init__(self, listing: Path | None) -> None:
-        self.listing = listing
-        self._libc = ctypes.CDLL(None, use_errno=True)  # loaded here, not after the fork
+    def __init__(self, kept: Kept | None) -> None:
+        # loaded and looked up here: after the fork, only calls
+        libc = ctypes.CDLL(None, use_errno=True)
+        self._prctl = libc.prctl
+        self._narrow = Narrow(kept, libc) if kept is not None else None
 
     def __call__(self) -> None:
         for sig in (*STOP_SIGNALS, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL)
-        self._libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if self.listing is not None:
-            narrow(self.listing, self._libc)
+        self._prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if self._narrow is not None:
+            self._narrow()
 
 
 class _Spawn(pexpect.spawn):  # type: ignore[misc]
@@ -326,7 +328,7 @@ class Session:
         # wall clock minus the monotonic clock bpftrace's nsecs counts on; taken once
         self.wall_offset_ns = time.time_ns() - time.monotonic_ns()
         self.boot_id = boot_id()
-        listing = kept_listing(program_text)
+        kept = kept_listing(program_text)
         opened: list[int] = []  # closed here if the start fails at any step
         try:
             self._program_fd = _in_memory(PROGRAM_NAME, program_text.encode(), opened)
@@ -348,7 +350,7 @@ class Session:
                 self.child = _Spawn(engine.path, argv, env=env, echo=False, encoding=None,
                                     dimensions=(24, 500),
                                     pass_fds=tuple(fd for fd in opened if fd != self._read_fd),
-                                    preexec_fn=_ChildSetup(listing))
+                                    preexec_fn=_ChildSetup(kept))
             except (OSError, pexpect.ExceptionPexpect) as exc:
                 raise EnvironmentProblem(f"cannot start {engine.path}: {exc}") from None
         except BaseException:
