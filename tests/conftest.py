@@ -122,6 +122,20 @@ def run_tool(*args: str, timeout: float = 120, output: Path | None = None,
     return ToolRun(proc.returncode, stdout, stderr, json_records(text))
 
 
+def children(pid: int) -> list[int]:
+    """A process's children, those of each of its threads."""
+    return [int(c) for task in Path(f"/proc/{pid}/task").iterdir()
+            for c in (task / "children").read_text().split()]
+
+
+def bpftrace_of(tool: int) -> int:
+    """The bpftrace the tool started: its child running bpftrace -f json (the other
+    child, if any, is the command it follows)."""
+    [engine] = [c for c in children(tool)
+                if b"\0-f\0json\0" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    return engine
+
+
 def json_records(text: str) -> list[dict[str, Any]]:
     """JSON lines as written, with the exact bytes of text that is not UTF-8 (b64) put
     back in place, as surrogateescape strings."""

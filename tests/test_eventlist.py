@@ -13,7 +13,7 @@ import pytest
 
 from bptrace_exec.run.cache import CacheDir
 from bptrace_exec.run.eventlist import kept_listing, listing
-from conftest import Lines, json_records, tool_command, wait_until
+from conftest import Lines, bpftrace_of, children, json_records, tool_command, wait_until
 
 HERE = Path(__file__).parent
 HOST_EVENTS = Path("/sys/kernel/tracing/available_events")
@@ -52,11 +52,6 @@ def test_the_listing_is_kept_once_and_found_by_its_path(tmp_path: Path) -> None:
     assert again.path.stat().st_mode & 0o777 == 0o600
 
 
-def _children(pid: int) -> list[int]:
-    return [int(c) for task in Path(f"/proc/{pid}/task").iterdir()
-            for c in (task / "children").read_text().split()]
-
-
 def _mount_ns(pid: int | str) -> str:
     return os.readlink(f"/proc/{pid}/ns/mnt")
 
@@ -78,9 +73,8 @@ def test_bpftrace_sees_its_programs_tracepoints_alone_and_the_command_the_hosts(
     out, err = Lines(tool.stdout), Lines(tool.stderr)
     try:
         err.wait_for(lambda line: line.startswith("Tracing"))
-        [bpftrace] = [c for c in _children(tool.pid)
-                      if b"\0-f\0json\0" in Path(f"/proc/{c}/cmdline").read_bytes()]
-        [command] = wait_until(lambda: [c for c in _children(tool.pid) if c != bpftrace],
+        bpftrace = bpftrace_of(tool.pid)
+        [command] = wait_until(lambda: [c for c in children(tool.pid) if c != bpftrace],
                                "the command, started")
         seen = Path(f"/proc/{bpftrace}/root{HOST_EVENTS}").read_text()
         if cache == "kept":

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bptrace_exec.run.footprint import file_ranges
-from conftest import json_records, started, tool_command
+from conftest import bpftrace_of, json_records, started, tool_command
 
 MAPS = """\
 55d0c0a00000-55d0c0b00000 r-xp 00000000 fe:00 2170883    /usr/bin/bpftrace
@@ -35,12 +35,6 @@ def _kb(pid: int, name: str, field: str) -> int:
     return int(line.split()[1])
 
 
-def _bpftrace_of(pid: int) -> int:
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    [child] = [int(c) for c in children]  # the tool starts one: its bpftrace
-    return child
-
-
 @pytest.mark.root
 @pytest.mark.skipif(tuple(map(int, os.uname().release.split(".")[:2])) < (5, 10),
                     reason="process_madvise(2) came with Linux 5.10")
@@ -54,7 +48,7 @@ def test_bpftrace_keeps_no_compiler_resident_once_tracing(engine: str, tmp_path:
     marker = f"bpx-footprint-{os.getpid()}"
     with started(tool_command("execve", "--json", "-o", str(out), "--bpftrace", engine)) as run:
         run.lines.wait_for(lambda line: line.startswith("Tracing"))
-        bpftrace = _bpftrace_of(run.proc.pid)
+        bpftrace = bpftrace_of(run.proc.pid)
         for _ in range(100):
             subprocess.run(["/bin/true", marker], check=True)
         assert _kb(bpftrace, "status", "VmHWM") > 60 * 1024  # it had the compiler

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Lines, json_records, run_tool, tool_command
+from conftest import Lines, bpftrace_of, json_records, run_tool, tool_command
 
 pytestmark = pytest.mark.root
 # Named `bpx-hostile` (the runs filter on it); execs /bin/true with a numbered marker, as
@@ -51,16 +51,6 @@ class Helper:
         assert self.proc.wait(timeout=60) == 0
 
 
-def _bpftrace_of(tool: int) -> int:
-    """The bpftrace the tool started: its child running bpftrace -f json (the other
-    child, if any, is the command it follows)."""
-    children = [int(c) for task in Path(f"/proc/{tool}/task").iterdir()
-                for c in (task / "children").read_text().split()]
-    [engine] = [c for c in children
-                if b"\0-f\0json\0" in Path(f"/proc/{c}/cmdline").read_bytes()]
-    return engine
-
-
 def _start(*args: str) -> tuple[subprocess.Popen[str], Lines, Lines]:
     tool = subprocess.Popen(tool_command(*args), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -83,7 +73,7 @@ def test_a_stopped_bpftrace_is_continued_and_nothing_is_lost(engine: str,
     helper = Helper()
     helper.execs(50)
     out.wait_for(lambda line: '"bpx-49"' in line)
-    engine_pid = _bpftrace_of(tool.pid)
+    engine_pid = bpftrace_of(tool.pid)
     os.kill(engine_pid, signal.SIGSTOP)
     try:
         helper.execs(100)  # made while bpftrace cannot read them
@@ -112,7 +102,7 @@ def test_a_killed_bpftrace_fails_the_run_with_its_loss_unknown(engine: str,
     tool, out, err = _start("execve", "--json", "--bpftrace", engine,
                             "--", sys.executable, "-c", helper)
     out.wait_for(lambda line: '"bpx-19"' in line)
-    os.kill(_bpftrace_of(tool.pid), signal.SIGKILL)
+    os.kill(bpftrace_of(tool.pid), signal.SIGKILL)
     assert tool.wait(timeout=60) == 1, err.text()
     records = json_records(out.text())
     assert _markers(records) == list(range(20))

@@ -69,15 +69,16 @@ tracepoint is enabled, so the host's other syscalls stay on the kernel's fast pa
 
 
 # How a program counts (per CPU, exactly) and a one-liner (plainly, as people read it).
+# (FAILED: 1 for a failed exec, else 0)
 PER_CPU = {
-    "execs": "@stat_execs[{} | (uint64)cpu << 1]++;",
+    "execs": "@stat_execs[FAILED | (uint64)cpu << 1]++;",
     "min": "if (!@stat_latency_min[cpu] || $lat < @stat_latency_min[cpu]) "
-           "{{ @stat_latency_min[cpu] = $lat; }}",
-    "max": "if ($lat > @stat_latency_max[cpu]) {{ @stat_latency_max[cpu] = $lat; }}",
+           "{ @stat_latency_min[cpu] = $lat; }",
+    "max": "if ($lat > @stat_latency_max[cpu]) { @stat_latency_max[cpu] = $lat; }",
     "sum": "@stat_latency_sum[cpu] += $lat;",
 }
 PLAIN = {
-    "execs": "@stat_execs[{}] = count();",
+    "execs": "@stat_execs[FAILED] = count();",
     "min": "@stat_latency_min[0] = min($lat);",
     "max": "@stat_latency_max[0] = max($lat);",
     "sum": "@stat_latency_sum[0] = sum($lat);",
@@ -111,7 +112,7 @@ def light_probes(profile: Profile, follow: bool, counts: Mapping[str, str] = PER
     """The light program's probes: one, plus what following a command takes."""
     by = profile.stats.by
     lines = [
-        "  " + counts["execs"].format("(uint64)0") + "\n",
+        "  " + counts["execs"].replace("FAILED", "(uint64)0") + "\n",
         *_task_counts(by),
         # the kernel's copy of the path, right after the environment in the new image
         f"  @stat_program[str(uptr(curtask->mm->env_end), {PATH_STRLEN})] = count();\n"
@@ -154,7 +155,7 @@ def full_probes(profile: Profile, follow: bool, counts: Mapping[str, str] = PER_
                   f"  if ($key != {TID} && @call[$key].0) {{ @moved[{TID}] = $key; }}\n",
                   "A thread other than the leader that execs takes the leader's id.")
     lines = [
-        "    " + counts["execs"].format("(uint64)($ret < 0)") + "\n",
+        "    " + counts["execs"].replace("FAILED", "(uint64)($ret < 0)") + "\n",
         "    if ($ret < 0) { @stat_errno[(uint64)(0 - $ret)] = count(); }\n"
         if "errno" in by else "",
         *_task_counts(by, "    ", word(2)),
@@ -169,7 +170,7 @@ def full_probes(profile: Profile, follow: bool, counts: Mapping[str, str] = PER_
     if profile.stats.latency:
         lines += [
             "    @stat_latency_us = hist($lat / 1000);\n",
-            *(f"    {counts[figure].format()}\n" for figure in ("min", "max", "sum")),
+            *(f"    {counts[figure]}\n" for figure in ("min", "max", "sum")),
         ]
     counted = "".join(lines)
     tests = [t for t in [result_test(profile.filters, "$ret < 0", "$ret == 0")] if t]
