@@ -229,6 +229,7 @@ def byte_words(base: str, length: str) -> list[str]:
 # length first found is one of the path's, not its NUL. Reads stop there: a read past
 # the stack's end faults, and a fault costs more than the rest of the exec's probes.
 PAGE = 4096
+PATH_CHUNKS_A_TURN = 2  # image_path's
 IMAGE_PATH = "curtask->mm->env_end"
 IMAGE_PATH_LENGTH = (f"$plen = ({PAGE} - ($p + 9) % {PAGE}) % {PAGE};\n"
                      f"$plen += {PAGE} * (*(uint8 *)uptr($p + $plen) != 0);\n")
@@ -254,14 +255,24 @@ def image_path(profile: Profile, slot: Slot, *, count_only: bool) -> str:
         # chunks 1.. of a path of $plen bytes: ceil($plen / step) - 1, none for ""
         return (f"    $p = {IMAGE_PATH};\n" + reindent(IMAGE_PATH_LENGTH, 4)
                 + f"    $n += ($plen - ($plen > 0)) / {step};\n")
+    # Two chunks a turn: with one, 0.23's verifier walked each turn some twenty times
+    # (0.4 M instructions, 0.1 s of its start); 0.17 takes either in the same time.
+    chunks = -(-PATH_MAX // step)
+    turns = -(-(chunks - 1) // PATH_CHUNKS_A_TURN)
     return (f"  $p = {IMAGE_PATH};\n" + reindent(IMAGE_PATH_LENGTH, 2)
-            + "  $i = (uint64)1;\n"
-            f"  while ($i < {-(-PATH_MAX // step)}) {{\n"
+            + "  $turn = (uint64)0;\n"
+            f"  while ($turn < {turns}) {{\n"
+            f"    $i = 1 + $turn * {PATH_CHUNKS_A_TURN};\n"
             f"    if ($i * {step} >= $plen) {{ break; }}\n"
+            f"    unroll ({PATH_CHUNKS_A_TURN}) {{\n"
+            f"      if ($i < {chunks} && $i * {step} < $plen) {{\n"
             + printf(STR, {"slot": str(slot.number), "chunk": "$i",
                            "next": f"$plen > ($i + 1) * {step}",
-                           "text": f"str(uptr($p + $i * {step}), {profile.kind.strlen})"}, 4)
-            + "    $i++;\n"
+                           "text": f"str(uptr($p + $i * {step}), {profile.kind.strlen})"}, 8)
+            + "      }\n"
+            "      $i++;\n"
+            "    }\n"
+            "    $turn++;\n"
             "  }\n")
 
 
