@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from bptrace_exec import api
 from bptrace_exec.errors import UsageError
 from bptrace_exec.records import VERSION
 from bptrace_exec.run.recording import FORMAT, read_recording
 from bptrace_exec.spec import load_profile, profile_from_dict, profile_to_dict, with_overrides
 from conftest import json_records, tool_command
 from expectations import check_all
+from stats_expectations import check_stats
 
 FIXTURES = Path(__file__).parent / "fixtures"
 WORKDIR = "/tmp/bptrace-exec-transcript"
@@ -37,7 +39,7 @@ VERSIONS = {1: ("driver-v0.17.0.jsonl", VERSION_1_PROFILE),
                 with_overrides(load_profile("execve"), cwd=True, exe=True))),
             7: ("driver7-v0.17.0.jsonl", profile_to_dict(
                 with_overrides(load_profile("execve"), cwd=True, exe=True)))}
-VERSIONS[8] = VERSIONS[7]  # the same records; only the stats' keys changed
+VERSIONS[8] = VERSIONS[9] = VERSIONS[7]  # the same records; only the stats' keys changed
 
 
 def recording(tmp_path: Path, version: int = VERSION, *, cut: int | None = None,
@@ -70,6 +72,22 @@ def test_recordings_of_every_version_replay_the_same_execs(tmp_path: Path, versi
     out = subprocess.run(tool_command("--replay", str(path), "--json", "-q"),
                          capture_output=True, text=True, check=True).stdout
     check_all([r for r in json_records(out) if r["event"] == "exec"], WORKDIR, version)
+
+
+@pytest.mark.parametrize("version,fixture", [(8, "stats8-v0.17.0.jsonl"),
+                                              (VERSION, "stats-v0.17.0.jsonl")])
+def test_stats_recordings_replay_their_exact_counts(tmp_path: Path, version: int,
+                                                    fixture: str) -> None:
+    """Version 8's maps counted by bpftrace's per-CPU aggregations, this version's by
+    (VALUE, CPU) in plain maps: a replay reads each as it was written."""
+    profile = profile_to_dict(with_overrides(load_profile("execve"), stats=True))
+    header = {"recording": f"{FORMAT}{version}", "bpftrace": "v0.17.0", "profile": profile,
+              "started": "2026-11-25T12:00:00.000000Z", "wall_offset_ns": 0}
+    path = tmp_path / "stats.rec"
+    path.write_bytes(json.dumps(header).encode() + b"\n" + (FIXTURES / fixture).read_bytes()
+                     + b'{"recording_end": {"elapsed_s": 2.0}}\n')
+    with api.replay(str(path)) as run:
+        check_stats(run.counts(), WORKDIR)
 
 
 def test_cut_recording_replays_to_its_last_whole_line(tmp_path: Path) -> None:

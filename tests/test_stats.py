@@ -28,7 +28,9 @@ from stats_expectations import check_stats, expected_errnos, expected_programs
 from workloads.stats_driver import STATS_COUNTS, resolve
 
 RET = {"ENOENT": -2, "EACCES": -13}
-FIXTURES = sorted((Path(__file__).parent / "fixtures").glob("stats-*.jsonl"))
+# stats-*: this version's programs; stats8-*: record version 8's, counted by
+# bpftrace's per-CPU aggregations, which recordings made then hold
+FIXTURES = sorted((Path(__file__).parent / "fixtures").glob("stats*-*.jsonl"))
 WORKDIR = "/tmp/bptrace-exec-transcript"
 
 
@@ -39,7 +41,8 @@ def stats_of(fixture: Path) -> Stats:
         if isinstance(record, MapData):
             maps[record.name] = record.value
     return from_maps(maps, by=BREAKDOWNS, duration_s=2.0,
-                     double_escaped_keys="v0.23" in fixture.name)
+                     double_escaped_keys="v0.23" in fixture.name,
+                     by_cpu=not fixture.name.startswith("stats8-"))
 
 
 @pytest.fixture(params=FIXTURES, ids=[f.stem for f in FIXTURES])
@@ -52,7 +55,8 @@ def test_kernel_counts_are_exact(stats: Stats) -> None:
 
 
 def test_both_versions_were_recorded() -> None:
-    assert {f.stem for f in FIXTURES} >= {"stats-v0.17.0", "stats-v0.23.2"}
+    assert {f.stem for f in FIXTURES} >= {"stats-v0.17.0", "stats-v0.23.2",
+                                          "stats8-v0.17.0", "stats8-v0.23.2"}
 
 
 def test_same_counts_from_json_lines(stats: Stats) -> None:
@@ -194,21 +198,50 @@ def test_export_dict_counts_other(stats: Stats) -> None:
 
 
 def test_cgroup_breakdown_names_ids_found_on_the_machine() -> None:
-    maps = {"stat_execs": {"0": 3}, "stat_cgroup": {"1": 1, "4242": 2}}
+    maps = {"stat_execs": {"0": 3}, "stat_cgroup": {"1,0": 1, "4242,0": 1, "4242,3": 1}}
     stats = from_maps(maps, by=["cgroup"], duration_s=1.0, cgroup_names={4242: "/a.slice"})
     assert stats.breakdowns["cgroup"] == [("/a.slice", 2), ("cgroup id 1", 1)]
 
 
 def test_counts_kept_per_cpu_are_summed_and_old_recordings_read_alike() -> None:
-    """FAILED | CPU << 1 and the latency's figures per CPU (codegen.stats.PER_CPU)."""
-    per_cpu = {"stat_execs": {"0": 2, "5": 1, "6": 4}, "stat_latency_us": [],
+    """FAILED | CPU << 1, the breakdowns by (VALUE, CPU), the latency's buckets and
+    figures per CPU (codegen.stats.PER_CPU); what recordings of before held: the same."""
+    per_cpu = {"stat_execs": {"0": 2, "5": 1, "6": 4},
+               "stat_errno": {"2,1": 1}, "stat_uid": {"0,0": 2, "0,3": 4, "1000,2": 1},
+               # a name with a comma; a tuple's number printed signed (u64 max)
+               "stat_comm": {"a,b,0": 3, "a,b,2": 1, "sh,3": 3},
+               "stat_ppid": {"-1,0": 7},
+               "stat_latency_log2_us": {"0,0": 1, "3,0": 2, "3,2": 3, "5,3": 1},
                "stat_latency_min": {"0": 300, "1": 0, "2": 200},
                "stat_latency_max": {"0": 900, "2": 700}, "stat_latency_sum": {"0": 5, "2": 6}}
-    stats = from_maps(per_cpu, by=[], duration_s=1.0)
-    assert (stats.count, stats.failed) == (7, 1)
+    by = ["errno", "uid", "comm", "ppid"]
+    stats = from_maps(per_cpu, by=by, duration_s=1.0)
+    assert (stats.count, stats.failed, stats.unreadable) == (7, 1, 0)
+    assert stats.breakdowns == {"errno": [("ENOENT", 1)], "uid": [("0", 6), ("1000", 1)],
+                                "comm": [("a,b", 4), ("sh", 3)],
+                                "ppid": [(str(2**64 - 1), 7)]}
     assert stats.latency is not None
     assert (stats.latency.min_ns, stats.latency.max_ns, stats.latency.sum_ns) == (200, 900, 11)
-    older = {"stat_execs": {"0": 6, "1": 1}, "stat_latency_us": [],
+    assert [(b.low_us, b.high_us, b.count) for b in stats.latency.buckets] == [
+        (0, 0, 1), (1, 1, 0), (2, 3, 0), (4, 7, 5), (8, 15, 0), (16, 31, 1)]
+    older = {"stat_execs": {"0": 6, "1": 1},
+             "stat_errno": {"2": 1}, "stat_uid": {"0": 6, "1000": 1},
+             "stat_comm": {"a,b": 4, "sh": 3}, "stat_ppid": {str(2**64 - 1): 7},
+             "stat_latency_us": [{"min": 0, "max": 0, "count": 1},
+                                 {"min": 1, "max": 1, "count": 0},
+                                 {"min": 2, "max": 3, "count": 0},
+                                 {"min": 4, "max": 7, "count": 5},
+                                 {"min": 8, "max": 15, "count": 0},
+                                 {"min": 16, "max": 31, "count": 1}],
              "stat_latency_min": {"0": 200}, "stat_latency_max": {"0": 900},
              "stat_latency_sum": {"0": 11}}
-    assert from_maps(older, by=[], duration_s=1.0) == stats
+    assert from_maps(older, by=by, duration_s=1.0, by_cpu=False) == stats
+
+
+def test_a_key_without_its_cpu_is_unreadable_not_miscounted() -> None:
+    maps = {"stat_execs": {"0": 2}, "stat_uid": {"0,1": 1, "0": 1, "0,x": 1},
+            "stat_latency_log2_us": {"3,0": 1, "99,0": 1, "3": 1}}
+    stats = from_maps(maps, by=["uid"], duration_s=1.0)
+    assert stats.breakdowns["uid"] == [("0", 1)]
+    assert stats.latency is not None and stats.latency.count == 1
+    assert stats.unreadable == 4

@@ -27,6 +27,7 @@ from bptrace_exec.output.report import title_for
 from bptrace_exec.output.tally import Stats, Tally, from_json_events, from_maps
 from bptrace_exec.output.text import exact_strings
 from bptrace_exec.pipeline import Run, Source, Summary
+from bptrace_exec.records import STATS_BY_CPU
 from bptrace_exec.run.cgroups import cgroup_names, check_cgroups
 from bptrace_exec.run.engine import find_engine
 from bptrace_exec.run.kerneltypes import with_kernel_types
@@ -285,12 +286,14 @@ class _Counter:
     def _from_maps(self, maps: dict[str, object]) -> Stats:
         run, source = self.trace.run, self.trace.run.source
         names = {}
+        by_cpu = source.version >= STATS_BY_CPU
         cgroups = maps.get("stat_cgroup")
         if isinstance(cgroups, dict) and source.names_cgroups:
-            names = cgroup_names({int(k) for k in cgroups if str(k).isdigit()})
+            ids = (str(k).rpartition(",")[0] if by_cpu else str(k) for k in cgroups)
+            names = cgroup_names({int(i) for i in ids if i.isascii() and i.isdigit()})
         return from_maps(maps, by=self.profile.stats.by, duration_s=run.elapsed,
                          double_escaped_keys=source.engine.double_escapes_map_keys,
-                         cgroup_names=names)
+                         by_cpu=by_cpu, cgroup_names=names)
 
     def final(self) -> Stats:
         return self._counted(self._from_maps(self.trace.run.maps) if self.kernel

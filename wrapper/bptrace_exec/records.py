@@ -277,6 +277,9 @@ DROP = Layout("drop", (), ())
 READY = "ready"
 SNAPSHOT_END = "stats"
 TOTAL_MAP = "total"  # @total: the calls the program reported, printed at exit
+# The stats program's latency histogram: its buckets, counted per CPU (codegen.stats),
+# since STATS_BY_CPU; hist()'s before, and in a one-liner
+LATENCY_LOG2_MAP, LATENCY_HIST_MAP = "stat_latency_log2_us", "stat_latency_us"
 
 # --- version 1: recordings made before, by exec and syscall programs of their own --------
 # In exec programs the filename was capture 0 and argv capture 1.
@@ -318,6 +321,9 @@ LAYOUTS5 = tuple(layout for layout in LAYOUTS6 if layout not in (SEG, PATH, ENV)
 LAYOUTS4 = tuple(layout for layout in LAYOUTS5 if layout is not WHO)  # no `who` yet
 # --- version 8: the records of 7; the stats' @stat_execs keyed FAILED | CPU << 1
 # (codegen.stats.PER_CPU), which a reader of 7 would take for failures on CPU 0 alone
+# --- version 9: the records of 7; the stats' breakdowns keyed (VALUE, CPU), and the
+# latency's buckets in LATENCY_LOG2_MAP
+STATS_BY_CPU = 9
 VERSIONS = {1: LEGACY, 2: LAYOUTS3, 3: LAYOUTS3, 4: LAYOUTS4, 5: LAYOUTS5, 6: LAYOUTS6,
-            7: LAYOUTS, 8: LAYOUTS}
-VERSION = 8
+            7: LAYOUTS, 8: LAYOUTS, 9: LAYOUTS}
+VERSION = 9

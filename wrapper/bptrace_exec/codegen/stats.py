@@ -5,20 +5,23 @@ in user space. bpftrace prints the maps at exit (and the interval probe prints t
 N seconds, cumulatively, followed by a `stats` record that closes the snapshot):
 
   @stat_execs[FAILED | CPU << 1]   count, FAILED is 0 or 1
-  @stat_errno[ERRNO]         count of failed execs by errno
-  @stat_uid[UID], @stat_ppid[PPID], @stat_comm[COMM], @stat_program[PATH]   counts
-  @stat_euid[EUID], @stat_tty[MKDEV(MAJOR, MINOR)]      counts, when asked for
-  @stat_cgroup[CGROUP_ID]    count per cgroup (v2), when asked for
-  @stat_latency_us           log2 histogram of entry-to-return latency, microseconds
+  @stat_errno[ERRNO, CPU]          count of failed execs by errno
+  @stat_uid[UID, CPU], @stat_ppid[PPID, CPU], @stat_comm[COMM, CPU],
+  @stat_program[PATH, CPU]         counts
+  @stat_euid[EUID, CPU], @stat_tty[MKDEV(MAJOR, MINOR), CPU]   counts, when asked for
+  @stat_cgroup[CGROUP_ID, CPU]     count per cgroup (v2), when asked for
+  @stat_latency_log2_us[BITS, CPU]   entry-to-return latency in microseconds, in
+                                   hist()'s buckets: by how many bits it has
   @stat_latency_min/max/sum[CPU]   exact, in nanoseconds
 
-The execs and the latency's figures are kept per CPU in plain maps (PER_CPU), not in
-bpftrace's per-CPU aggregations: the kernel allocates one of those for every key it may
-hold (65,536) on every CPU at start, 40 ms each here; and on 0.23, of two CPUs that insert
-the same key at once, one loses its increment. A one-liner, for people to read, counts
-as bpftrace's own tools do.
-
-Microseconds keep 0.17's 32-bit histogram bounds out of reach (2^31 us is 35 minutes).
+Every count is kept per CPU in a plain map (PER_CPU), each CPU adding to keys of its own,
+not in bpftrace's per-CPU aggregations (count(), hist()): the kernel allocates one of
+those for every key it may hold (65,536) on every CPU at start, 30-60 ms each here (the
+program with its eight was ready in 0.37 s, with plain maps 0.10); and on 0.23, of two
+CPUs that insert the same key at once, one loses its increment. A breakdown holds 65,536
+(VALUE, CPU) pairs, as bpftrace's maps hold keys: an exec past that is in the totals,
+and in a breakdown's "other". A one-liner, for people to read, counts as bpftrace's own
+tools do.
 
 The light program: when a profile counts successful execs only, by program, uid, ppid or
 cgroup, without latency, errno or the caller's name, everything it needs is there when
@@ -49,7 +52,7 @@ from bptrace_exec.codegen.program import (
     result_test,
 )
 from bptrace_exec.codegen.readers import word
-from bptrace_exec.records import SNAPSHOT_END
+from bptrace_exec.records import LATENCY_HIST_MAP, LATENCY_LOG2_MAP, SNAPSHOT_END
 from bptrace_exec.spec.model import EXEC_SYSCALLS, INTERVAL_RANGE, Profile
 
 # A map key is not a printf record: the program's path fits 0.17's stack whole (the
@@ -68,10 +71,22 @@ tracepoint is enabled, so the host's other syscalls stay on the kernel's fast pa
 """ + LAYOUT
 
 
+LOG2_US = """// hist()'s bucket of the microseconds: how many bits they have
+$us = $lat / 1000;
+$log2 = (uint64)($us > 0);
+if ($us >> 32) { $us >>= 32; $log2 += 32; }
+if ($us >> 16) { $us >>= 16; $log2 += 16; }
+if ($us >> 8) { $us >>= 8; $log2 += 8; }
+if ($us >> 4) { $us >>= 4; $log2 += 4; }
+if ($us >> 2) { $us >>= 2; $log2 += 2; }
+if ($us >> 1) { $log2 += 1; }
+"""
 # How a program counts (per CPU, exactly) and a one-liner (plainly, as people read it).
-# (FAILED: 1 for a failed exec, else 0)
+# (FAILED: 1 for a failed exec, else 0; NAME, VALUE: a breakdown's)
 PER_CPU = {
     "execs": "@stat_execs[FAILED | (uint64)cpu << 1]++;",
+    "count": "@stat_NAME[VALUE, (uint64)cpu]++;",
+    "latency": LOG2_US + f"@{LATENCY_LOG2_MAP}[$log2, (uint64)cpu]++;",
     "min": "if (!@stat_latency_min[cpu] || $lat < @stat_latency_min[cpu]) "
            "{ @stat_latency_min[cpu] = $lat; }",
     "max": "if ($lat > @stat_latency_max[cpu]) { @stat_latency_max[cpu] = $lat; }",
@@ -79,6 +94,9 @@ PER_CPU = {
 }
 PLAIN = {
     "execs": "@stat_execs[FAILED] = count();",
+    "count": "@stat_NAME[VALUE] = count();",
+    # Microseconds keep 0.17's 32-bit histogram bounds out of reach (2^31 us: 35 minutes).
+    "latency": f"@{LATENCY_HIST_MAP} = hist($lat / 1000);",
     "min": "@stat_latency_min[0] = min($lat);",
     "max": "@stat_latency_max[0] = max($lat);",
     "sum": "@stat_latency_sum[0] = sum($lat);",
@@ -113,34 +131,36 @@ def light_probes(profile: Profile, follow: bool, counts: Mapping[str, str] = PER
     by = profile.stats.by
     lines = [
         "  " + counts["execs"].replace("FAILED", "(uint64)0") + "\n",
-        *_task_counts(by),
+        *_task_counts(by, counts),
         # the kernel's copy of the path, right after the environment in the new image
-        f"  @stat_program[str(uptr(curtask->mm->env_end), {PATH_STRLEN})] = count();\n"
-        if "program" in by else "",
+        "  " + count_in(counts, "program", f"str(uptr(curtask->mm->env_end), {PATH_STRLEN})")
+        + "\n" if "program" in by else "",
     ]
     count = probe(["tracepoint:sched:sched_process_exec"],
                   predicate(profile.filters, follow, not_self=False)
                   + euid_test(profile.filters), "".join(lines),
                   "A program starts: the exec succeeded.")
     if not follow:
-        return [count, interval_probe(profile)]
+        return [count, interval_probe(profile, counts)]
     unfollow = probe(["tracepoint:sched:sched_process_exit"], [],
                      f"  $tid = {TID};\n  if (@follow[$tid]) {{ delete(@follow[$tid]); }}\n",
                      "A followed task ends: forget it.")
-    return [follow_probe(), count, interval_probe(profile), unfollow, end(["follow"])]
+    return [follow_probe(), count, interval_probe(profile, counts), unfollow, end(["follow"])]
 
 
-def _task_counts(by: tuple[str, ...], pad: str = "  ", comm: str = "") -> list[str]:
+def _task_counts(by: tuple[str, ...], counts: Mapping[str, str], pad: str = "  ",
+                 comm: str = "") -> list[str]:
     """The breakdowns read from the task itself, alike in both programs; the caller's
     name, kept at entry, only in the full one."""
-    return [
-        f"{pad}@stat_uid[(uint64)uid] = count();\n" if "uid" in by else "",
-        f"{pad}@stat_ppid[{PPID}] = count();\n" if "ppid" in by else "",
-        f"{pad}@stat_euid[(uint64){EUID}] = count();\n" if "euid" in by else "",
-        f"{pad}@stat_tty[{TTY_DEV}] = count();\n" if "tty" in by else "",
-        f"{pad}@stat_comm[{comm}] = count();\n" if comm and "comm" in by else "",
-        f"{pad}@stat_cgroup[cgroup] = count();\n" if "cgroup" in by else "",
-    ]
+    values = {"uid": "(uint64)uid", "ppid": PPID, "euid": f"(uint64){EUID}", "tty": TTY_DEV,
+              "comm": comm, "cgroup": "cgroup"}
+    return [f"{pad}{count_in(counts, name, value)}\n" for name, value in values.items()
+            if value and name in by]
+
+
+def count_in(counts: Mapping[str, str], name: str, value: str) -> str:
+    """The statement that counts an exec in breakdown `name`, under `value`."""
+    return counts["count"].replace("NAME", name).replace("VALUE", value)
 
 
 def full_probes(profile: Profile, follow: bool, counts: Mapping[str, str] = PER_CPU
@@ -156,9 +176,9 @@ def full_probes(profile: Profile, follow: bool, counts: Mapping[str, str] = PER_
                   "A thread other than the leader that execs takes the leader's id.")
     lines = [
         "    " + counts["execs"].replace("FAILED", "(uint64)($ret < 0)") + "\n",
-        "    if ($ret < 0) { @stat_errno[(uint64)(0 - $ret)] = count(); }\n"
+        f"    if ($ret < 0) {{ {count_in(counts, 'errno', '(uint64)(0 - $ret)')} }}\n"
         if "errno" in by else "",
-        *_task_counts(by, "    ", word(2)),
+        *_task_counts(by, counts, "    ", word(2)),
     ]
     paths = path_conditions(profile, "$path", PATH_STRLEN)
     path = ("    // the path: the kernel's copy in the new image, or the caller's on failure\n"
@@ -166,12 +186,10 @@ def full_probes(profile: Profile, follow: bool, counts: Mapping[str, str] = PER_
             "    if ($ret == 0) { $path = curtask->mm->env_end; }\n"
             if "program" in by or paths else "")
     if "program" in by:
-        lines.append(f"    @stat_program[str(uptr($path), {PATH_STRLEN})] = count();\n")
+        lines.append(f"    {count_in(counts, 'program', f'str(uptr($path), {PATH_STRLEN})')}\n")
     if profile.stats.latency:
-        lines += [
-            "    @stat_latency_us = hist($lat / 1000);\n",
-            *(f"    {counts[figure]}\n" for figure in ("min", "max", "sum")),
-        ]
+        lines += [f"    {line}\n" for figure in ("latency", "min", "max", "sum")
+                  for line in counts[figure].splitlines()]
     counted = "".join(lines)
     tests = [t for t in [result_test(profile.filters, "$ret < 0", "$ret == 0")] if t]
     if tests := tests + euid_test(profile.filters) + paths:
@@ -185,23 +203,24 @@ def full_probes(profile: Profile, follow: bool, counts: Mapping[str, str] = PER_
         "    $ret = args->ret;\n"
         f"    $lat = nsecs - {word(0)};\n"
         + path + counted + "    delete(@call[$key]);\n  }\n")
-    return [enter, image, exit_, interval_probe(profile)]
+    return [enter, image, exit_, interval_probe(profile, counts)]
 
 
-def stat_maps(profile: Profile) -> list[str]:
+def stat_maps(profile: Profile, counts: Mapping[str, str] = PER_CPU) -> list[str]:
     by = profile.stats.by
     maps = ["stat_execs"] + [f"stat_{b}" for b in by]
     if profile.stats.latency:
-        maps += ["stat_latency_us", "stat_latency_min", "stat_latency_max", "stat_latency_sum"]
+        histogram = LATENCY_LOG2_MAP if counts is PER_CPU else LATENCY_HIST_MAP
+        maps += [histogram, "stat_latency_min", "stat_latency_max", "stat_latency_sum"]
     return maps
 
 
-def interval_probe(profile: Profile) -> str:
+def interval_probe(profile: Profile, counts: Mapping[str, str] = PER_CPU) -> str:
     seconds = profile.stats.interval
     if not seconds:
         return ""
     int_literal(seconds, 1, INTERVAL_RANGE[1])
-    prints = "".join(f"  print(@{m});\n" for m in stat_maps(profile))
+    prints = "".join(f"  print(@{m});\n" for m in stat_maps(profile, counts))
     return probe([f"interval:s:{seconds}"], [], prints + f'  printf("{SNAPSHOT_END}\\n");\n',
                  "A report every interval: the maps as they are (cumulative), then an end "
                  "mark.")

@@ -13,7 +13,7 @@ from datetime import datetime
 from bptrace_exec.event import KILLED, Event, ProcContext, errno_name, tty_name
 from bptrace_exec.output.text import cut_path, decode_text
 from bptrace_exec.parse.decode import restore_bytes
-from bptrace_exec.records import PATHS
+from bptrace_exec.records import LATENCY_HIST_MAP, LATENCY_LOG2_MAP, PATHS
 from bptrace_exec.spec import types
 from bptrace_exec.spec.captures import EXIT_ARGS
 from bptrace_exec.spec.model import KINDS, Profile, kind_of
@@ -236,31 +236,52 @@ def _trim(buckets: tuple[Bucket, ...]) -> tuple[Bucket, ...]:
 
 # --- kernel maps: an exec profile's stats program (codegen.stats) ------------------------
 
+_U64 = (1 << 64) - 1
+_LOG2_BUCKETS = 65  # hist()'s, of values of 0 to 64 bits
+
+
+def _number(key: str) -> str | None:
+    """A number of a map key as its u64 (bpftrace prints a tuple's as signed)."""
+    digits = key[1:] if key.startswith("-") else key
+    return str(int(key) & _U64) if digits.isascii() and digits.isdigit() else None
+
+
 def from_maps(maps: Mapping[str, object], *, by: Iterable[str], duration_s: float,
-              double_escaped_keys: bool = False,
+              double_escaped_keys: bool = False, by_cpu: bool = True,
               cgroup_names: Mapping[int, str] | None = None) -> Stats:
     """The @stat_* maps of one snapshot; an absent map is an empty one (bpftrace skips them).
-    cgroup_names: cgroup ids -> paths, as found on this machine (others show their id)."""
+    by_cpu: the breakdowns are keyed (VALUE, CPU), as since records.STATS_BY_CPU (their
+    counts summed here), not by VALUE. cgroup_names: cgroup ids -> paths, as found on this
+    machine (others show their id)."""
     unreadable = 0
 
-    def counts(name: str) -> dict[str, int]:
+    def counts(name: str, keyed_by_cpu: bool = False, numeric: bool = True
+               ) -> dict[str, int]:
+        """Map `name`'s counts by key, summed over CPUs when `keyed_by_cpu`."""
         nonlocal unreadable
-        value = maps.get(f"stat_{name}", {})
+        value = maps.get(name, {})
         if not isinstance(value, dict):
             unreadable += 1
             return {}
-        good = {k: v for k, v in value.items() if isinstance(v, int) and not isinstance(v, bool)}
-        unreadable += len(value) - len(good)
-        if name in ("execs", "errno", "uid", "ppid", "euid", "tty", "cgroup"):
-            numeric = {k: v for k, v in good.items() if k.isascii() and k.isdigit()}
-            unreadable += len(good) - len(numeric)
-            good = numeric
+        good: dict[str, int] = {}
+        for raw, n in value.items():
+            key: str | None = raw
+            if keyed_by_cpu:  # "VALUE,CPU": a string VALUE may hold commas, not CPU
+                key, _, cpu = raw.rpartition(",")
+                if not cpu.isascii() or not cpu.isdigit():
+                    key = None
+            if numeric and key is not None:
+                key = _number(key)
+            if key is None or not isinstance(n, int) or isinstance(n, bool):
+                unreadable += 1
+            else:
+                good[key] = good.get(key, 0) + n
         return good
 
-    by_failed = counts("execs")
+    by_failed = counts("stat_execs")
     breakdowns: dict[str, list[tuple[str, int]]] = {}
     for name in by:
-        raw = counts(name)
+        raw = counts(f"stat_{name}", by_cpu, numeric=name not in ("program", "comm"))
         if name == "errno":
             keyed = {errno_name(-int(k)) or k: v for k, v in raw.items()}
         elif name in ("program", "comm"):
@@ -274,19 +295,27 @@ def from_maps(maps: Mapping[str, object], *, by: Iterable[str], duration_s: floa
             keyed = raw
         breakdowns[name] = _ordered(Counter(keyed))
     latency = None
-    hist = maps.get("stat_latency_us")
-    if isinstance(hist, list):
+    hist = maps.get(LATENCY_HIST_MAP)
+    buckets: tuple[Bucket, ...] | None = None
+    if LATENCY_LOG2_MAP in maps:
+        log2 = {int(k): n for k, n in counts(LATENCY_LOG2_MAP, True).items()}
+        unreadable += sum(1 for b in log2 if b >= _LOG2_BUCKETS)
+        # bucket N: the values of N bits
+        buckets = tuple(Bucket(*log2_bucket(1 << b >> 1), log2.get(b, 0)) for b in range(
+            max((b + 1 for b in log2 if b < _LOG2_BUCKETS), default=0)))
+    elif isinstance(hist, list):
         readable = [b for b in hist if isinstance(b, dict) and all(
             isinstance(b.get(k), int) for k in ("min", "max", "count"))]
         # 0.17's first bucket (values < 0, never used here) has no "min": not unreadable
         unreadable += sum(1 for b in hist if b not in readable and
                           not (isinstance(b, dict) and "min" not in b))
         buckets = tuple(Bucket(b["min"], b["max"], b["count"]) for b in readable)
+    if buckets is not None:
         # per CPU (codegen.stats.PER_CPU); one value in a one-liner's or older recording
-        lows = [v for v in counts("latency_min").values() if v]
+        lows = [v for v in counts("stat_latency_min").values() if v]
         latency = Latency(count=sum(b.count for b in buckets), min_ns=min(lows, default=0),
-                          max_ns=max(counts("latency_max").values(), default=0),
-                          sum_ns=sum(counts("latency_sum").values()), buckets=_trim(buckets))
+                          max_ns=max(counts("stat_latency_max").values(), default=0),
+                          sum_ns=sum(counts("stat_latency_sum").values()), buckets=_trim(buckets))
     # FAILED | CPU << 1 (codegen.stats.PER_CPU); in a recording made before: FAILED
     return Stats(count=sum(by_failed.values()),
                  failed=sum(n for k, n in by_failed.items() if int(k) % 2),
