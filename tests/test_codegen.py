@@ -170,7 +170,7 @@ def test_comment_text_cannot_close_the_comment() -> None:
 def test_every_record_printed_has_its_declared_layout() -> None:
     """The printf of each record in every golden program has the fields its layout
     declares (bptrace_exec.records), in order: the parser reads them by the same table."""
-    from bptrace_exec.records import DROP, FORMATS, LAYOUTS, MARK
+    from bptrace_exec.records import DROP, FORMATS, LAYOUTS, MARK, WORDS
 
     layouts = {layout.kind: layout for layout in (*LAYOUTS, MARK, DROP)}
     seen = set()
@@ -181,10 +181,12 @@ def test_every_record_printed_has_its_declared_layout() -> None:
                 continue
             layout, seen = layouts[kind], seen | {kind}
             head = ["%lu", "%lu"] if layout.keyed else []
-            fields = [FORMATS[f.type] for f in layout.fields]
-            repeated = [f.type for f in layout.fields if f.type in ("u64*", "i32x2*")]
+            types = [t for f in layout.fields  # bytes as WORDS numbers
+                     for t in [f.type] * (WORDS if f.type in ("words", "cwords") else 1)]
+            fields = [FORMATS[t] for t in types]
+            repeated = [t for t in types if t in ("u64*", "i32x2*")]
             if repeated:  # as many as the probe has (two in each, packed)
-                at = [f.type for f in layout.fields].index(repeated[0])
+                at = types.index(repeated[0])
                 count = len(conversions) - len(head) - len(fields) + 1
                 fields[at:at + 1] = ["%lu"] * count
             assert conversions == head + fields, (golden.name, fmt)

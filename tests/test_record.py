@@ -38,8 +38,10 @@ VERSIONS = {1: ("driver-v0.17.0.jsonl", VERSION_1_PROFILE),
             6: ("driver6-v0.17.0.jsonl", profile_to_dict(
                 with_overrides(load_profile("execve"), cwd=True, exe=True))),
             7: ("driver7-v0.17.0.jsonl", profile_to_dict(
+                with_overrides(load_profile("execve"), cwd=True, exe=True))),
+            9: ("driver9-v0.17.0.jsonl", profile_to_dict(
                 with_overrides(load_profile("execve"), cwd=True, exe=True)))}
-VERSIONS[8] = VERSIONS[9] = VERSIONS[7]  # the same records; only the stats' keys changed
+VERSIONS[8] = VERSIONS[7]  # the same records; only the stats' keys changed
 
 
 def recording(tmp_path: Path, version: int = VERSION, *, cut: int | None = None,

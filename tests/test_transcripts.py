@@ -104,4 +104,5 @@ def test_both_versions_were_recorded() -> None:
                                           "driver4-v0.17.0", "driver4-v0.23.2",
                                           "driver5-v0.17.0", "driver5-v0.23.2",
                                           "driver6-v0.17.0", "driver6-v0.23.2",
-                                          "driver7-v0.17.0", "driver7-v0.23.2"}
+                                          "driver7-v0.17.0", "driver7-v0.23.2",
+                                          "driver9-v0.17.0", "driver9-v0.23.2"}

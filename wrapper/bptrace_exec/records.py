@@ -216,7 +216,12 @@ def _f(spec: str) -> tuple[Field, ...]:
 
 FIRST = Layout("first", ("first",), _f("slot:u64 next:u8 text:text"))
 STR = Layout("str", ("str",), _f("slot:u64 chunk:u64 next:u8 text:text"))
-ELEM = Layout("elem", ("elem",), _f("slot:u64 item:u64 chunk:u64 next:u8 text:text"))
+# A failed exec's strings, read from the caller a chunk at a time, as words: a string
+# printed costs 0.17's verifier four times as many instructions (it reads the string,
+# zeroes the rest, then copies it byte by byte into the record), and the words are read
+# anyway to find the string's end.
+STR_WORDS = Layout("strw", ("str",), _f("slot:u64 chunk:u64 next:u8 text:cwords"))
+ELEM = Layout("elem", ("elem",), _f("slot:u64 item:u64 chunk:u64 next:u8 text:cwords"))
 BYTES = Layout("bytes", ("bytes",), _f("slot:u64 offset:u64 data:hex"))
 CALL = Layout("call", ("call",), _f("probe:u64 records:u64 ret:s64 latency:u64 pid:u64 ppid:u64 "
                                  "uid:u64 ints:u64* comm:text"))
@@ -260,7 +265,8 @@ ANC = Layout("anc", ("anc",), _f("depth:u64 pid:u64 comm:text"))
 CGRP = Layout("cgrp", ("cgrp",), _f("cgroup_id:u64 pidns:u64 mntns:u64 name:text"))
 UTS = Layout("uts", ("uts",), _f("hostname:text"))
 MARK = Layout("mark", ("mark",), _f("cpu:u64"), keyed=False)
-LAYOUTS = (FIRST, STR, ELEM, BYTES, CALL, EXEC, WHO, SEG, PATH, ENV, ANC, CGRP, UTS)
+LAYOUTS = (FIRST, STR, STR_WORDS, ELEM, BYTES, CALL, EXEC, WHO, SEG, PATH, ENV, ANC, CGRP,
+           UTS)
 # A string's `next` byte when it could not be read: it and the 24 bytes around it read as
 # zeros, as memory whose page is not present does (bpftrace shows a failed read as zeros).
 # A real "" has neighbours: the string before it, an allocation's header. No byte is 256.
@@ -310,20 +316,24 @@ LEGACY_TOTAL_MAPS = ("exec_total", "call_total")
 ELEM3 = Layout("elem", ("elem",), _f("slot:u64 item:u64 next:u8 text:text"),
                constants={"chunk": 0})
 LAYOUTS3 = (FIRST, STR, ELEM3, BYTES, CALL, ANC, CGRP, UTS)
+# --- versions 4 to 8: an exec's strings as text (not STR_WORDS)
+ELEM8 = Layout("elem", ("elem",), _f("slot:u64 item:u64 chunk:u64 next:u8 text:text"))
+LAYOUTS8 = tuple(ELEM8 if layout is ELEM else layout for layout in LAYOUTS
+                 if layout is not STR_WORDS)
 # --- versions 4 to 6: an exec record without who (5 and 6: a `who` record said it),
 # its argv bytes in hex and its path a string
 EXEC6 = Layout("exec", ("call", "str", "bytes"),
                _f("probe:u64 records:u64 latency:u64 pid:u64 ppid:u64 uid:u64 ints:u64* "
                   "length:u64 next:u8 comm:comm32 data:hexlen text:text"),
                constants=_EXEC_PARTS)
-LAYOUTS6 = tuple(EXEC6 if layout is EXEC else layout for layout in LAYOUTS)
+LAYOUTS6 = tuple(EXEC6 if layout is EXEC else layout for layout in LAYOUTS8)
 LAYOUTS5 = tuple(layout for layout in LAYOUTS6 if layout not in (SEG, PATH, ENV))  # neither yet
 LAYOUTS4 = tuple(layout for layout in LAYOUTS5 if layout is not WHO)  # no `who` yet
 # --- version 8: the records of 7; the stats' @stat_execs keyed FAILED | CPU << 1
 # (codegen.stats.PER_CPU), which a reader of 7 would take for failures on CPU 0 alone
-# --- version 9: the records of 7; the stats' breakdowns keyed (VALUE, CPU), and the
-# latency's buckets in LATENCY_LOG2_MAP
+# --- version 9: an exec's strings as words (STR_WORDS, ELEM); the stats' breakdowns
+# keyed (VALUE, CPU), and the latency's buckets in LATENCY_LOG2_MAP
 STATS_BY_CPU = 9
 VERSIONS = {1: LEGACY, 2: LAYOUTS3, 3: LAYOUTS3, 4: LAYOUTS4, 5: LAYOUTS5, 6: LAYOUTS6,
-            7: LAYOUTS, 8: LAYOUTS, 9: LAYOUTS}
+            7: LAYOUTS8, 8: LAYOUTS8, 9: LAYOUTS}
 VERSION = 9
