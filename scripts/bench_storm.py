@@ -2,10 +2,10 @@
 """Exec-storm overhead: what each tracer costs a workload of N fork+exec of /bin/true.
 
     scripts/bench_storm.py [--execs 3000] [--workers 1,2] [--rounds 5] [--bpftrace PATH]
-                           [--configs LIST]
+                           [--configs LIST] [--argv-bytes N]
 
 Configurations, interleaved round by round (the order rotates every round), each timing
-the same C workload (tests/workloads/exec_cases.c `storm N WORKERS`):
+the same C workload (tests/workloads/exec_cases.c `storm N WORKERS ARGV_BYTES`):
   none         no tracer
   libbpf       libbpf-tools' execsnoop (installed with apt-get when missing), stdout to a file
   execsnoop.bt bpftrace's own execsnoop.bt, stdout to a file
@@ -209,6 +209,9 @@ def main() -> int:
     ap.add_argument("--bpftrace")
     ap.add_argument("--configs", default="none,libbpf,execsnoop.bt,bpftrace,events-json,"
                                           "events-pipe,stats,stats-light,strace,perf")
+    ap.add_argument("--argv-bytes", type=int, default=0,
+                    help="each exec's arguments, about so many bytes in all (a compiler's "
+                         "command line: 1000 and more)")
     args = ap.parse_args()
     if os.geteuid() != 0 or not shutil.which("cc"):
         raise SystemExit("needs root and a C compiler")
@@ -216,8 +219,10 @@ def main() -> int:
     install({path: pkg for config, (path, pkg) in PACKAGES.items() if config in requested})
     engine = find_engine(args.bpftrace)
     configs = [c for c in requested if c not in PACKAGES or shutil.which(PACKAGES[c][0])]
+    argv = f" with {args.argv_bytes} bytes of argv" if args.argv_bytes else ""
     print(machine(engine.version_text,
-                  f"{args.execs} fork+exec of /bin/true, {args.rounds} rounds"), flush=True)
+                  f"{args.execs} fork+exec of /bin/true{argv}, {args.rounds} rounds"),
+          flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         storm = workload(tmp, "exec_cases")
         profile = load_profile("execve")
@@ -256,7 +261,8 @@ def measure(workers: int, configs: list[str], args: argparse.Namespace, workload
             with tracer(kind, programs, engine_path, envs.get(kind, {}), tmp,
                         workload) as started:
                 wall, cpu, own, bpf = timed([*started.prefix, workload, "storm",
-                                             str(args.execs), str(workers)], started)
+                                             str(args.execs), str(workers),
+                                             str(args.argv_bytes)], started)
             runs[kind].append(Run(wall, cpu, own, bpf,
                                   started.rows[0] if kind in ROW else None))
     return runs

@@ -6,7 +6,8 @@
  *   exec_cases hidden-argv        execve with argv's pointer array across a page that is
  *                                 mapped but not present: a tracer's read at entry sees
  *                                 the array end early, the kernel copies all of it
- *   exec_cases storm N [WORKERS]  WORKERS processes each fork+exec /bin/true N/WORKERS times
+ *   exec_cases storm N [WORKERS [ARGV_BYTES]]  WORKERS processes each fork+exec /bin/true
+ *                                 N/WORKERS times, with arguments of about ARGV_BYTES in all
  *   exec_cases unreadable-argv    fork; the child fails to exec a missing program, its
  *                                 arguments in a file mapping it never touched: their
  *                                 page is not present, and the kernel opens the path
@@ -141,10 +142,16 @@ static int exec_race(long n) {
     return 0;
 }
 
-static int storm(long n, int workers) {
+static int storm(long n, int workers, long argv_bytes) {
+    /* arguments of 30 bytes with their NULs, as a compiler's command line has them */
+    static char args[1024][30];
+    static char *argv[1026] = {"/bin/true"};
+    for (long i = 0; i < 1024 && 10 + 30 * i < argv_bytes; i++) {
+        snprintf(args[i], sizeof(args[i]), "arg%04ld-xxxxxxxxxxxxxxxxxxxxx", i);
+        argv[i + 1] = args[i];
+    }
     for (int w = 0; w < workers; w++) {
         if (fork() == 0) {
-            char *argv[] = {"/bin/true", NULL};
             for (long i = 0; i < n / workers; i++) {
                 pid_t pid = fork();
                 if (pid == 0) { execve("/bin/true", argv, environ); _exit(127); }
@@ -186,7 +193,8 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "unreadable-argv")) return unreadable_argv();
     if (!strcmp(argv[1], "exec-race") && argc >= 3) return exec_race(atol(argv[2]));
     if (!strcmp(argv[1], "storm") && argc >= 3)
-        return storm(atol(argv[2]), argc >= 4 ? atoi(argv[3]) : 1);
+        return storm(atol(argv[2]), argc >= 4 ? atoi(argv[3]) : 1,
+                     argc >= 5 ? atol(argv[4]) : 0);
     if (!strcmp(argv[1], "execveat") && argc >= 7)
         return exec_at(argv[2], atoi(argv[3]), argv[4], atoi(argv[5]), argv + 6);
     fprintf(stderr, "unknown case %s\n", argv[1]);

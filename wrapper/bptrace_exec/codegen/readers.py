@@ -11,8 +11,8 @@ closing record. Codegen.events puts the readers of a profile's arguments togethe
              its first chunk in the `exec` record, the rest (`str`) printed when the image
              starts and counted again at return (0.17's 512-byte stack holds the one or the
              other); failure: the caller's string, a chunk at a time
-  argv       success: the new image's argv block, every byte, its first BUF_CHUNK bytes
-             in the `exec` record, the rest (`bytes`) printed when the image starts;
+  argv       success: the new image's argv block, every byte, its first ARGV_CHUNK bytes
+             in the `exec` record, the rest (`bytesw`) printed when the image starts;
              failure: each string from the caller, up to FAILED_ARG_CHUNKS reads (`elem`);
              the caller's count and first string kept at entry, the string printed
              (`first`) only when the image's count says a `#!` script replaced it; its
@@ -28,8 +28,10 @@ from dataclasses import dataclass
 from bptrace_exec.codegen.btlang import int_literal
 from bptrace_exec.codegen.program import printf, reindent
 from bptrace_exec.records import (
+    ARGV_CHUNK,
     BUF_CHUNK,
     BYTES,
+    BYTES_WORDS,
     ELEM,
     FIRST,
     STR,
@@ -227,7 +229,7 @@ def script_first(profile: Profile, slot: Slot) -> str:
 
 
 def byte_words(base: str, length: str) -> list[str]:
-    """records.WORDS numbers: the `length` bytes at `base` (at most BUF_CHUNK), as
+    """records.WORDS numbers: the `length` bytes at `base` (at most ARGV_CHUNK), as
     little-endian words, the bytes past `length` zero (what follows argv is the
     environment). Masked with comparisons, not ternaries: each of those takes stack slots
     that 0.17's exec record has not, and 0.23 crashes on one nested in another. A word
@@ -294,12 +296,12 @@ def image_path(profile: Profile, slot: Slot, *, count_only: bool) -> str:
 
 def argv_chunks(profile: Profile) -> int:
     size = int(int_literal(profile.limits.argv_bytes, *ARGV_BYTES_RANGE))
-    return -(-size // BUF_CHUNK)
+    return -(-size // ARGV_CHUNK)
 
 
 def on_image(profile: Profile, slot: Slot) -> str:
     """What the new image gives when it starts, beyond what the `exec` record holds (the
-    path's first chunk, argv's first BUF_CHUNK bytes): statements indented by two."""
+    path's first chunk, argv's first ARGV_CHUNK bytes): statements indented by two."""
     if slot.read == "int":  # kept at entry, printed at return
         return ""
     if slot.read == "exec_path":
@@ -307,15 +309,19 @@ def on_image(profile: Profile, slot: Slot) -> str:
     assert slot.read == "argv", slot.read
 
     def block(length: str) -> str:
-        return printf(BYTES, {"slot": str(slot.number), "offset": f"$i * {BUF_CHUNK}",
-                              "data": f"buf(uptr($base + $i * {BUF_CHUNK}), {length})"}, 4)
-    return image_block(block, "arg", argv_chunks(profile), first=1)
+        at = f"$base + $i * {ARGV_CHUNK}"
+        whole = [f"*(uint64 *)uptr({at}{f' + {8 * k}' if k else ''})" for k in range(WORDS)]
+        return printf(BYTES_WORDS, {
+            "slot": str(slot.number), "offset": f"$i * {ARGV_CHUNK}", "length": length,
+            "data": whole if length == str(ARGV_CHUNK) else byte_words(at, length)}, 4)
+    return image_block(block, "arg", argv_chunks(profile), first=1, size=ARGV_CHUNK)
 
 
-def image_block(record: Callable[[str], str], area: str, chunks: int, first: int) -> str:
-    """The new image's block `area` (arg: argv, env: the environment), BUF_CHUNK bytes
-    at a time from chunk `first`, at most `chunks`: record(LENGTH) prints the chunk at
-    $i, $base + $i * BUF_CHUNK. Statements indented by two."""
+def image_block(record: Callable[[str], str], area: str, chunks: int, first: int,
+                size: int = BUF_CHUNK) -> str:
+    """The new image's block `area` (arg: argv, env: the environment), `size` bytes at a
+    time from chunk `first`, at most `chunks`: record(LENGTH) prints the chunk at $i,
+    $base + $i * `size`. Statements indented by two."""
     # whole chunks at a fixed size, then the last one: a length that varies in the loop
     # makes the verifier walk 0.23's program past its million instructions
     return (
@@ -323,13 +329,13 @@ def image_block(record: Callable[[str], str], area: str, chunks: int, first: int
         f"  $size = curtask->mm->{area}_end - $base;\n"
         f"  $i = (uint64){first};\n"
         f"  while ($i < {chunks}) {{\n"
-        f"    if (($i + 1) * {BUF_CHUNK} > $size) {{ break; }}\n"
-        + record(str(BUF_CHUNK))
+        f"    if (($i + 1) * {size} > $size) {{ break; }}\n"
+        + record(str(size))
         + "    $i++;\n"
         "  }\n"
-        f"  if ($i < {chunks} && $i * {BUF_CHUNK} < $size) {{\n"
-        f"    $len = $size - $i * {BUF_CHUNK};\n"
-        f"    if ($len > {BUF_CHUNK}) {{ $len = {BUF_CHUNK}; }}\n"
+        f"  if ($i < {chunks} && $i * {size} < $size) {{\n"
+        f"    $len = $size - $i * {size};\n"
+        f"    if ($len > {size}) {{ $len = {size}; }}\n"
         + record("$len")
         + "  }\n"
     )
@@ -337,7 +343,7 @@ def image_block(record: Callable[[str], str], area: str, chunks: int, first: int
 
 def image_chunks(area: str, chunks: int) -> str:
     """Statements (indented by two) that set $chunks to how many image_block prints
-    from chunk 0."""
+    from chunk 0 (of BUF_CHUNK bytes)."""
     return (f"  $chunks = (curtask->mm->{area}_end - curtask->mm->{area}_start"
             f" + {BUF_CHUNK - 1}) / {BUF_CHUNK};\n"
             f"  if ($chunks > {chunks}) {{ $chunks = {chunks}; }}\n")
@@ -372,8 +378,8 @@ def on_return(profile: Profile, slot: Slot, result: str) -> Read:
             "    $base = curtask->mm->arg_start;\n"
             "    $size = curtask->mm->arg_end - $base;\n"
             "    $len = $size;\n"
-            f"    if ($len > {BUF_CHUNK}) {{ $len = {BUF_CHUNK}; }}\n"
-            f"    $chunks = ($size + {BUF_CHUNK - 1}) / {BUF_CHUNK};\n"
+            f"    if ($len > {ARGV_CHUNK}) {{ $len = {ARGV_CHUNK}; }}\n"
+            f"    $chunks = ($size + {ARGV_CHUNK - 1}) / {ARGV_CHUNK};\n"
             f"    if ($chunks > {chunks}) {{ $chunks = {chunks}; }}\n"
             "    if ($chunks > 1) { $n += $chunks - 1; }\n"
             f"    $caller = {caller};\n"
