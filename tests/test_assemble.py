@@ -5,11 +5,21 @@ from __future__ import annotations
 
 import pytest
 
-from bptrace_exec.codegen.readers import BUF_CHUNK, FAILED_ARG_CHUNKS
+from bptrace_exec.codegen.readers import FAILED_ARG_CHUNKS
 from bptrace_exec.event import Event
 from bptrace_exec.parse.join import COMPLETE_WAIT_NS, Assembler
 from bptrace_exec.parse.values import ARGC_UNSURE, exec_name
-from bptrace_exec.records import BYTES, CALL, DROP, ELEM, EXEC, FIRST, STR, UNREADABLE_NEXT
+from bptrace_exec.records import (
+    ARGV_CHUNK,
+    BYTES_WORDS,
+    CALL,
+    DROP,
+    ELEM,
+    EXEC,
+    FIRST,
+    STR,
+    UNREADABLE_NEXT,
+)
 from bptrace_exec.spec import parse_profile, with_overrides
 from recordtext import record
 
@@ -47,15 +57,16 @@ def success(tid: int, ident: int, argv: list[bytes], *, caller_argc: int | None 
     block = b"".join(a + b"\0" for a in argv)
     caller = len(argv) if caller_argc is None else caller_argc
     recs = [record(FIRST, tid, ident, slot=ARGV, next=0, text=argv0)] if argv0 is not None else []
-    recs += [record(BYTES, tid, ident, slot=ARGV, offset=off, data=block[off:off + BUF_CHUNK])
-             for off in range(BUF_CHUNK, min(len(block), limit), BUF_CHUNK)]
+    recs += [record(BYTES_WORDS, tid, ident, slot=ARGV, offset=off,
+                    length=len(block[off:off + ARGV_CHUNK]), data=block[off:off + ARGV_CHUNK])
+             for off in range(ARGV_CHUNK, min(len(block), limit), ARGV_CHUNK)]
     (_, head, after), *rest = pieces(path)
     recs += [record(STR, tid, ident, slot=FILENAME, chunk=c, next=n, text=t) for c, t, n in rest]
     recs.append(record(EXEC, tid, ident, probe=probe, records=len(recs) + 1, latency=5000,
                        pid=tid, ppid=1, uid=0,
                        ints=[caller, len(argv), 0, len(block), dirfd, flags],
-                       length=min(len(block), BUF_CHUNK), next=after, comm=comm,
-                       data=block[:BUF_CHUNK], text=head))
+                       length=min(len(block), ARGV_CHUNK), next=after, comm=comm,
+                       data=block[:ARGV_CHUNK], text=head))
     return recs
 
 
@@ -135,7 +146,7 @@ def test_an_empty_argv_stays_empty() -> None:
 
 
 def test_argv_cut_by_the_byte_limit_is_flagged() -> None:
-    limit = 10 * BUF_CHUNK
+    limit = 10 * ARGV_CHUNK
     [e] = feed(new(), success(3, 9, [b"p", b"y" * 1000], limit=limit))
     argv = e["argv"]
     assert isinstance(argv, tuple)
@@ -372,5 +383,5 @@ def test_an_exec_in_its_call_at_the_stop_is_not_partial() -> None:
     assembler = Assembler(with_overrides(EXECVE, cwd=True), wall_offset_ns=0)
     assert assembler.feed(record(SEG, 4, 10, which=0, depth=1, offset=0, text=b"tmp"), 0) == []
     assert list(assembler.flush()) == [] and assembler.stats.unfinished == 0
-    assembler.feed(record(BYTES, 5, 10, slot=ARGV, offset=77, data=b"x"), 0)
+    assembler.feed(record(BYTES_WORDS, 5, 10, slot=ARGV, offset=80, length=1, data=b"x"), 0)
     assert list(assembler.flush()) == [] and assembler.stats.unfinished == 1

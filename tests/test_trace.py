@@ -155,6 +155,26 @@ def test_the_programs_path_is_exact_at_every_length(engine: str, exec_cases: str
     assert sorted(shown) == sorted([(p, False, False) for p in paths] * 2 + [(at, False, False)])
 
 
+def test_a_failed_exec_prints_nothing_past_its_strings(engine: str, tmp_path: Path,
+                                                        nothing_left_running: None) -> None:
+    """A failed exec's strings are read from the caller up to their NULs: what follows
+    (here env's own environment, after the argv it passes on) reaches no record, and no
+    recording keeps it."""
+    out, recording = tmp_path / "execs.jsonl", tmp_path / "run.rec"
+    secret = "bpx-secret-" + "s" * 60
+    run = run_tool("execve", "--json", "-o", str(out), "--record", str(recording),
+                   "--bpftrace", engine, "--", "env", "/nonexistent-bpx-prog", "last",
+                   output=out, env=dict(os.environ, BPX_SECRET=secret))
+    assert run.returncode == 127, run.stderr
+    [failed] = [e for e in run.execs() if e["filename"] == "/nonexistent-bpx-prog"]
+    assert failed["argv"] == ["/nonexistent-bpx-prog", "last"] and failed["errno"] == "ENOENT"
+    printed = [json.loads(line)["data"] for line in recording.read_text().splitlines()
+               if re.search(r'"data": "(elem|str) ', line)]
+    assert sorted(p.split()[-1] for p in printed) == ["/nonexistent-bpx-prog",
+                                                      "/nonexistent-bpx-prog", "last"]
+    assert secret[:20] not in recording.read_text()
+
+
 def test_burst_of_2000_execs_loses_none(engine: str, exec_cases: str, tmp_path: Path,
                                         nothing_left_running: None) -> None:
     out = tmp_path / "events.jsonl"

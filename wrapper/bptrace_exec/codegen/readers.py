@@ -35,7 +35,6 @@ from bptrace_exec.records import (
     ELEM,
     FIRST,
     STR,
-    STR_WORDS,
     UNREADABLE_NEXT,
     WORDS,
 )
@@ -155,23 +154,19 @@ def shows_images(profile: Profile) -> bool:
 ONES, HIGHS = "0x0101010101010101", "0x8080808080808080"  # (w - ONES) & ~w & HIGHS: a zero byte
 
 
-def read_words(pointer: str, count: int, indent: int, *, ended: bool) -> str:
-    """$w0.. : the `count` words at `pointer`, a string read printed as words; `ended`:
-    and $ended, non-zero when they hold a NUL. What follows a short string in the
-    caller's memory is anything, often its other arguments: a test of the bytes at a
-    read's end would take them for more of it. Written out word by word: a loop inside
-    the loop of reads makes the verifier walk 0.23's program past its million
-    instructions."""
+def ended(pointer: str, count: int, indent: int) -> str:
+    """$ended: non-zero when the `count` words at `pointer` hold a NUL. What follows a
+    short string in the caller's memory is anything, often its other arguments: a test of
+    the bytes at a read's end would take them for more of it. Written out word by word: a
+    loop inside the loop of reads makes the verifier walk 0.23's program past its million
+    instructions. (Printing these words instead of the string, read again by str(),
+    would halve what the verifier walks of a failed exec's return; but they hold the
+    caller's memory past the string's NUL, its environment among it, and masking that in
+    the kernel costs the verifier more than the string saves.)"""
     pad = " " * indent
-    return (f"{pad}$ended = (uint64)0;\n" if ended else "") + "".join(
-        f"{pad}$w{w} = *(uint64 *)uptr({pointer}{f' + {8 * w}' if w else ''});"
-        + (f" $ended = $ended | (($w{w} - {ONES}) & ~$w{w} & {HIGHS});" if ended else "")
-        + "\n" for w in range(count))
-
-
-def word_values(profile: Profile) -> list[str]:
-    """The words read_words() read, as a record's numbers."""
-    return [f"$w{w}" for w in range(words(profile))]
+    return f"{pad}$ended = (uint64)0;\n" + "".join(
+        f"{pad}$v = *(uint64 *)uptr({pointer} + {8 * w}); "
+        f"$ended = $ended | (($v - {ONES}) & ~$v & {HIGHS});\n" for w in range(count))
 
 
 def words(profile: Profile) -> int:
@@ -274,7 +269,8 @@ def image_path(profile: Profile, slot: Slot, *, count_only: bool) -> str:
         return (f"    $p = {IMAGE_PATH};\n" + reindent(IMAGE_PATH_LENGTH, 4)
                 + f"    $n += ($plen - ($plen > 0)) / {step};\n")
     # Two chunks a turn: with one, 0.23's verifier walked each turn some twenty times
-    # (0.4 M instructions, 0.1 s of its start); 0.17 takes either in the same time.
+    # (the probe 562,000 instructions, now 262,000: 0.1 s of its start); 0.17 takes
+    # either in the same time.
     chunks = -(-PATH_MAX // step)
     turns = -(-(chunks - 1) // PATH_CHUNKS_A_TURN)
     return (f"  $p = {IMAGE_PATH};\n" + reindent(IMAGE_PATH_LENGTH, 2)
@@ -393,16 +389,16 @@ def on_return(profile: Profile, slot: Slot, result: str) -> Read:
     def reads(part: int, indent: int) -> str:
         """The string's read `part` and, if it found no NUL, the ones after it."""
         pad = " " * indent
-        last = part + 1 == k
         text = (f"{pad}$q = $arg{f' + {part * step}' if part else ''};\n"
                 + next_byte(profile, "$q", indent)
-                + read_words("$q", words(profile), indent, ended=not last)
                 + printf(ELEM, {"slot": str(slot.number), "item": "$item", "chunk": str(part),
-                                "next": "$next", "text": word_values(profile)}, indent)
+                                "next": "$next",
+                                "text": f"str(uptr($q), {profile.kind.strlen})"}, indent)
                 + f"{pad}$n++;\n")
-        if last:
+        if part + 1 == k:
             return text
-        return text + f"{pad}if (!$ended) {{\n" + reads(part + 1, indent + 2) + f"{pad}}}\n"
+        return (text + ended("$q", words(profile), indent)
+                + f"{pad}if (!$ended) {{\n" + reads(part + 1, indent + 2) + f"{pad}}}\n")
 
     # A turn of the loop per string, its reads written out in it. The loop's only state
     # is its counter: state carried from one turn to the next (how far a string went)
@@ -427,18 +423,18 @@ def _string(profile: Profile, slot: Slot, size: int, pointer: str, *,
     end, counted in $n. `callers`: a path of the exec's, where a chunk that reads as ""
     among zeros says so (next_byte) and what follows the string is anything (ended)."""
     step = chunk(profile)
+    at = "$q" if callers else f"$p + $i * {step}"
+    record = (
+        (f"      $q = $p + $i * {step};\n" + next_byte(profile, "$q", 6) if callers else "")
+        + printf(STR, {"slot": str(slot.number), "chunk": "$i",
+                       "next": "$next" if callers
+                       else f"*(uint8 *)uptr($p + ($i + 1) * {step})",
+                       "text": f"str(uptr({at}), {profile.kind.strlen})"}, 6))
+    end = (f"*(uint8 *)uptr($p + $i * {step} - 1) == 0 ||\n"
+           f"          *(uint8 *)uptr($p + $i * {step}) == 0")
     if callers:
-        record = (f"      $q = $p + $i * {step};\n" + next_byte(profile, "$q", 6)
-                  + read_words("$q", words(profile), 6, ended=True)
-                  + printf(STR_WORDS, {"slot": str(slot.number), "chunk": "$i", "next": "$next",
-                                       "text": word_values(profile)}, 6))
+        record += ended("$q", words(profile), 6)
         end = "$ended"
-    else:
-        record = printf(STR, {"slot": str(slot.number), "chunk": "$i",
-                              "next": f"*(uint8 *)uptr($p + ($i + 1) * {step})",
-                              "text": f"str(uptr($p + $i * {step}), {profile.kind.strlen})"}, 6)
-        end = (f"*(uint8 *)uptr($p + $i * {step} - 1) == 0 ||\n"
-               f"          *(uint8 *)uptr($p + $i * {step}) == 0")
     return (
         f"    $p = {pointer};\n"
         "    $i = (uint64)0;\n"

@@ -82,11 +82,13 @@ if ($us >> 2) { $us >>= 2; $log2 += 2; }
 if ($us >> 1) { $log2 += 1; }
 """
 # How a program counts (per CPU, exactly) and a one-liner (plainly, as people read it).
-# (FAILED: 1 for a failed exec, else 0; NAME, VALUE: a breakdown's)
+# (FAILED: 1 for a failed exec, else 0; NAME, VALUE: a breakdown's; "histogram": the
+# latency's map)
 PER_CPU = {
     "execs": "@stat_execs[FAILED | (uint64)cpu << 1]++;",
     "count": "@stat_NAME[VALUE, (uint64)cpu]++;",
     "latency": LOG2_US + f"@{LATENCY_LOG2_MAP}[$log2, (uint64)cpu]++;",
+    "histogram": LATENCY_LOG2_MAP,
     "min": "if (!@stat_latency_min[cpu] || $lat < @stat_latency_min[cpu]) "
            "{ @stat_latency_min[cpu] = $lat; }",
     "max": "if ($lat > @stat_latency_max[cpu]) { @stat_latency_max[cpu] = $lat; }",
@@ -97,6 +99,7 @@ PLAIN = {
     "count": "@stat_NAME[VALUE] = count();",
     # Microseconds keep 0.17's 32-bit histogram bounds out of reach (2^31 us: 35 minutes).
     "latency": f"@{LATENCY_HIST_MAP} = hist($lat / 1000);",
+    "histogram": LATENCY_HIST_MAP,
     "min": "@stat_latency_min[0] = min($lat);",
     "max": "@stat_latency_max[0] = max($lat);",
     "sum": "@stat_latency_sum[0] = sum($lat);",
@@ -210,8 +213,8 @@ def stat_maps(profile: Profile, counts: Mapping[str, str] = PER_CPU) -> list[str
     by = profile.stats.by
     maps = ["stat_execs"] + [f"stat_{b}" for b in by]
     if profile.stats.latency:
-        histogram = LATENCY_LOG2_MAP if counts is PER_CPU else LATENCY_HIST_MAP
-        maps += [histogram, "stat_latency_min", "stat_latency_max", "stat_latency_sum"]
+        maps += [counts["histogram"], "stat_latency_min", "stat_latency_max",
+                 "stat_latency_sum"]
     return maps
 
 
