@@ -42,8 +42,8 @@ FORMATS = {
 }
 PACKED = {"u32x2": 32, "i32x2*": 32}  # the bits of each number packed, by type
 # A buf() read: 0.17 caps it at its string size (spec.model: 81), of which 0.23 keeps 4
-# for the length. The `env` records carry so many each (and an exec's argv did, in
-# recordings before version 9).
+# for the length. The `bytes` records of a socket address carry so many (and an exec's
+# argv and environment did, in recordings before version 9).
 BUF_CHUNK = 77
 # Bytes as little-endian words of 8, each a number: bpftrace formats a hex field (%rh) in
 # as long as the rest of a record (it builds a std::regex for each), and a string takes
@@ -260,13 +260,15 @@ PATHS = ("cwd", "exe")
 # no path at all (a kernel thread's program, a failed exec's).
 PATH_CUT, PATH_DELETED, PATH_UNKNOWN, PATH_NONE = 1, 2, 4, 8
 ENV = Layout("env", ("env",), _f("offset:u64 size:u64 data:hex"))
+# ... as words, ARGV_CHUNK bytes a record, as BYTES_WORDS
+ENV_WORDS = Layout("envw", ("env",), _f("offset:u64 size:u64 length:u64 data:words"))
 ENV_BYTES = 4096  # of the environment block read (context.env)
 ANC = Layout("anc", ("anc",), _f("depth:u64 pid:u64 comm:text"))
 CGRP = Layout("cgrp", ("cgrp",), _f("cgroup_id:u64 pidns:u64 mntns:u64 name:text"))
 UTS = Layout("uts", ("uts",), _f("hostname:text"))
 MARK = Layout("mark", ("mark",), _f("cpu:u64"), keyed=False)
-LAYOUTS = (FIRST, STR, ELEM, BYTES, BYTES_WORDS, CALL, EXEC, WHO, SEG, PATH, ENV, ANC, CGRP,
-           UTS)
+LAYOUTS = (FIRST, STR, ELEM, BYTES, BYTES_WORDS, CALL, EXEC, WHO, SEG, PATH, ENV_WORDS, ANC,
+           CGRP, UTS)
 # A string's `next` byte when it could not be read: it and the 24 bytes around it read as
 # zeros, as memory whose page is not present does (bpftrace shows a failed read as zeros).
 # A real "" has neighbours: the string before it, an allocation's header. No byte is 256.
@@ -316,9 +318,10 @@ LEGACY_TOTAL_MAPS = ("exec_total", "call_total")
 ELEM3 = Layout("elem", ("elem",), _f("slot:u64 item:u64 next:u8 text:text"),
                constants={"chunk": 0})
 LAYOUTS3 = (FIRST, STR, ELEM3, BYTES, CALL, ANC, CGRP, UTS)
-# --- versions 4 to 8: an exec's argv after the exec record's bytes in hex (no
-# BYTES_WORDS)
-LAYOUTS8 = tuple(layout for layout in LAYOUTS if layout is not BYTES_WORDS)
+# --- versions 4 to 8: an exec's argv after the exec record's bytes, and the new
+# program's environment, in hex (no BYTES_WORDS, ENV_WORDS)
+LAYOUTS8 = tuple(ENV if layout is ENV_WORDS else layout for layout in LAYOUTS
+                 if layout is not BYTES_WORDS)
 # --- versions 4 to 6: an exec record without who (5 and 6: a `who` record said it),
 # its argv bytes in hex and its path a string
 EXEC6 = Layout("exec", ("call", "str", "bytes"),
@@ -330,8 +333,8 @@ LAYOUTS5 = tuple(layout for layout in LAYOUTS6 if layout not in (SEG, PATH, ENV)
 LAYOUTS4 = tuple(layout for layout in LAYOUTS5 if layout is not WHO)  # no `who` yet
 # --- version 8: the records of 7; the stats' @stat_execs keyed FAILED | CPU << 1
 # (codegen.stats.PER_CPU), which a reader of 7 would take for failures on CPU 0 alone
-# --- version 9: an exec's argv as words (BYTES_WORDS), ARGV_CHUNK bytes of it in a
-# record (BUF_CHUNK before); the stats' breakdowns
+# --- version 9: an exec's argv and environment as words (BYTES_WORDS, ENV_WORDS),
+# ARGV_CHUNK bytes a record (BUF_CHUNK before); the stats' breakdowns
 # keyed (VALUE, CPU), and the latency's buckets in LATENCY_LOG2_MAP
 STATS_BY_CPU = 9
 VERSIONS = {1: LEGACY, 2: LAYOUTS3, 3: LAYOUTS3, 4: LAYOUTS4, 5: LAYOUTS5, 6: LAYOUTS6,

@@ -49,7 +49,16 @@ from bptrace_exec.codegen.program import (
     stop_probes,
 )
 from bptrace_exec.codegen.readers import Slot, word
-from bptrace_exec.records import BUF_CHUNK, CALL, DROP, ENV, ENV_BYTES, EXEC, KILLED_RET, TOTAL_MAP
+from bptrace_exec.records import (
+    ARGV_CHUNK,
+    CALL,
+    DROP,
+    ENV_BYTES,
+    ENV_WORDS,
+    EXEC,
+    KILLED_RET,
+    TOTAL_MAP,
+)
 from bptrace_exec.spec.captures import paths_read
 from bptrace_exec.spec.model import PROCESS_EXIT, Profile
 
@@ -206,7 +215,7 @@ def image_paths_probe(profile: Profile) -> list[str]:
                      image_tests(profile))]
 
 
-ENV_CHUNKS = -(-ENV_BYTES // BUF_CHUNK)
+ENV_CHUNKS = -(-ENV_BYTES // ARGV_CHUNK)
 
 
 def image_env_probe(profile: Profile) -> list[str]:
@@ -216,9 +225,8 @@ def image_env_probe(profile: Profile) -> list[str]:
         return []
 
     def block(length: str) -> str:
-        return printf(ENV, {"offset": f"$i * {BUF_CHUNK}", "size": "$size",
-                            "data": f"buf(uptr($base + $i * {BUF_CHUNK}), {length})"},
-                      4)
+        return printf(ENV_WORDS, {"offset": f"$i * {ARGV_CHUNK}", "size": "$size",
+                                  "length": length, "data": readers.chunk_words(length)}, 4)
     return [on_image(readers.image_block(block, "env", ENV_CHUNKS, first=0)
                      + readers.image_chunks("env", ENV_CHUNKS)
                      + f"  @{PRINTED_MAP}[$key] = @{PRINTED_MAP}[$key] + $chunks;\n",

@@ -29,7 +29,6 @@ from bptrace_exec.codegen.btlang import int_literal
 from bptrace_exec.codegen.program import printf, reindent
 from bptrace_exec.records import (
     ARGV_CHUNK,
-    BUF_CHUNK,
     BYTES,
     BYTES_WORDS,
     ELEM,
@@ -223,14 +222,19 @@ def script_first(profile: Profile, slot: Slot) -> str:
             + "  }\n")
 
 
-def byte_words(base: str, length: str) -> list[str]:
+def byte_words(base: str, length: str, *, read_past: bool = True) -> list[str]:
     """records.WORDS numbers: the `length` bytes at `base` (at most ARGV_CHUNK), as
     little-endian words, the bytes past `length` zero (what follows argv is the
     environment). Masked with comparisons, not ternaries: each of those takes stack slots
     that 0.17's exec record has not, and 0.23 crashes on one nested in another. A word
-    past the block reads as zeros where its page ends."""
+    past the block reads as zeros where its page ends; not `read_past`: a word wholly
+    past `length` is not read (the first is, again)."""
     tail = f"(((uint64)1 << ({length} % 8 * 8)) - 1)"  # the bytes of the last word
-    return [f"*(uint64 *)uptr({base}{f' + {8 * k}' if k else ''}) & "
+
+    def at(k: int) -> str:
+        offset = f"{8 * k}" if read_past else f"{8 * k} * ({length} > {8 * k})"
+        return f"{base} + {offset}" if k else base
+    return [f"*(uint64 *)uptr({at(k)}) & "
             f"((0 - (uint64)({length} > {8 * k + 7})) | "
             f"((0 - (uint64)({length} / 8 == {k})) & {tail}))" for k in range(WORDS)]
 
@@ -305,19 +309,27 @@ def on_image(profile: Profile, slot: Slot) -> str:
     assert slot.read == "argv", slot.read
 
     def block(length: str) -> str:
-        at = f"$base + $i * {ARGV_CHUNK}"
-        whole = [f"*(uint64 *)uptr({at}{f' + {8 * k}' if k else ''})" for k in range(WORDS)]
-        return printf(BYTES_WORDS, {
-            "slot": str(slot.number), "offset": f"$i * {ARGV_CHUNK}", "length": length,
-            "data": whole if length == str(ARGV_CHUNK) else byte_words(at, length)}, 4)
-    return image_block(block, "arg", argv_chunks(profile), first=1, size=ARGV_CHUNK)
+        return printf(BYTES_WORDS, {"slot": str(slot.number), "offset": f"$i * {ARGV_CHUNK}",
+                                    "length": length, "data": chunk_words(length)}, 4)
+    return image_block(block, "arg", argv_chunks(profile), first=1)
 
 
-def image_block(record: Callable[[str], str], area: str, chunks: int, first: int,
-                size: int = BUF_CHUNK) -> str:
-    """The new image's block `area` (arg: argv, env: the environment), `size` bytes at a
-    time from chunk `first`, at most `chunks`: record(LENGTH) prints the chunk at $i,
-    $base + $i * `size`. Statements indented by two."""
+def chunk_words(length: str) -> list[str]:
+    """records.WORDS numbers: the `length` bytes of image_block's chunk $i, a whole
+    chunk's read as they are. The last chunk's words wholly past `length` are not read
+    (the first again, masked to zero): past the environment lie only the path and the
+    stack's end, and a read past that faults."""
+    at = f"$base + $i * {ARGV_CHUNK}"
+    if length == str(ARGV_CHUNK):
+        return [f"*(uint64 *)uptr({at}{f' + {8 * k}' if k else ''})" for k in range(WORDS)]
+    return byte_words(at, length, read_past=False)
+
+
+def image_block(record: Callable[[str], str], area: str, chunks: int, first: int) -> str:
+    """The new image's block `area` (arg: argv, env: the environment), ARGV_CHUNK bytes
+    at a time from chunk `first`, at most `chunks`: record(LENGTH) prints the chunk at
+    $i, $base + $i * ARGV_CHUNK (chunk_words). Statements indented by two."""
+    size = ARGV_CHUNK
     # whole chunks at a fixed size, then the last one: a length that varies in the loop
     # makes the verifier walk 0.23's program past its million instructions
     return (
@@ -339,9 +351,9 @@ def image_block(record: Callable[[str], str], area: str, chunks: int, first: int
 
 def image_chunks(area: str, chunks: int) -> str:
     """Statements (indented by two) that set $chunks to how many image_block prints
-    from chunk 0 (of BUF_CHUNK bytes)."""
+    from chunk 0."""
     return (f"  $chunks = (curtask->mm->{area}_end - curtask->mm->{area}_start"
-            f" + {BUF_CHUNK - 1}) / {BUF_CHUNK};\n"
+            f" + {ARGV_CHUNK - 1}) / {ARGV_CHUNK};\n"
             f"  if ($chunks > {chunks}) {{ $chunks = {chunks}; }}\n")
 
 
