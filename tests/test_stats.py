@@ -199,7 +199,8 @@ def test_export_dict_counts_other(stats: Stats) -> None:
 
 def test_cgroup_breakdown_names_ids_found_on_the_machine() -> None:
     maps = {"stat_execs": {"0": 3}, "stat_cgroup": {"1,0": 1, "4242,0": 1, "4242,3": 1}}
-    stats = from_maps(maps, by=["cgroup"], duration_s=1.0, cgroup_names={4242: "/a.slice"})
+    stats = from_maps(maps, by=["cgroup"], duration_s=1.0,
+                      cgroup_names=lambda ids: {i: "/a.slice" for i in ids if i == 4242})
     assert stats.breakdowns["cgroup"] == [("/a.slice", 2), ("cgroup id 1", 1)]
 
 

@@ -285,15 +285,10 @@ class _Counter:
 
     def _from_maps(self, maps: dict[str, object]) -> Stats:
         run, source = self.trace.run, self.trace.run.source
-        names = {}
-        by_cpu = source.version >= STATS_BY_CPU
-        cgroups = maps.get("stat_cgroup")
-        if isinstance(cgroups, dict) and source.names_cgroups:
-            ids = (str(k).rpartition(",")[0] if by_cpu else str(k) for k in cgroups)
-            names = cgroup_names({int(i) for i in ids if i.isascii() and i.isdigit()})
         return from_maps(maps, by=self.profile.stats.by, duration_s=run.elapsed,
                          double_escaped_keys=source.engine.double_escapes_map_keys,
-                         by_cpu=by_cpu, cgroup_names=names)
+                         by_cpu=source.version >= STATS_BY_CPU,
+                         cgroup_names=cgroup_names if source.names_cgroups else None)
 
     def final(self) -> Stats:
         return self._counted(self._from_maps(self.trace.run.maps) if self.kernel

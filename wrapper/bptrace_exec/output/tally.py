@@ -248,7 +248,7 @@ def _number(key: str) -> str | None:
 
 def from_maps(maps: Mapping[str, object], *, by: Iterable[str], duration_s: float,
               double_escaped_keys: bool = False, by_cpu: bool = True,
-              cgroup_names: Mapping[int, str] | None = None) -> Stats:
+              cgroup_names: Callable[[set[int]], Mapping[int, str]] | None = None) -> Stats:
     """The @stat_* maps of one snapshot; an absent map is an empty one (bpftrace skips them).
     by_cpu: the breakdowns are keyed (VALUE, CPU), as since records.STATS_BY_CPU (their
     counts summed here), not by VALUE. cgroup_names: cgroup ids -> paths, as found on this
@@ -289,7 +289,7 @@ def from_maps(maps: Mapping[str, object], *, by: Iterable[str], duration_s: floa
         elif name == "tty":
             keyed = {tty_name(int(k)) or NO_TTY: v for k, v in raw.items()}
         elif name == "cgroup":
-            names = cgroup_names or {}
+            names = cgroup_names({int(k) for k in raw}) if cgroup_names else {}
             keyed = {names.get(int(k), f"cgroup id {k}"): v for k, v in raw.items()}
         else:
             keyed = raw
