@@ -17,7 +17,7 @@ N seconds, cumulatively, followed by a `stats` record that closes the snapshot):
 Every count is kept per CPU in a plain map (PER_CPU), each CPU adding to keys of its own,
 not in bpftrace's per-CPU aggregations (count(), hist()): the kernel allocates one of
 those for every key it may hold (65,536) on every CPU at start, 30-60 ms each here (the
-program with its eight was ready in 0.37 s, with plain maps 0.10); and on 0.23, of two
+program with its six was ready in 0.37 s, with plain maps 0.10); and on 0.23, of two
 CPUs that insert the same key at once, one loses its increment. A breakdown holds 65,536
 (VALUE, CPU) pairs, as bpftrace's maps hold keys: an exec past that is in the totals,
 and in a breakdown's "other". A one-liner, for people to read, counts as bpftrace's own
