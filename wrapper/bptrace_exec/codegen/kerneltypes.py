@@ -121,7 +121,7 @@ def definitions(btf: Btf, program: str, formats: Iterable[str]) -> str | None:
         return None
     formats = list(formats)
     try:
-        text = _Definer(btf, set(_NAMED.findall(program))).text(
+        text = _Definer(btf, set(_NAMED.findall(code))).text(
             ["task_struct", *_TAGGED.findall(code)], formats, program)
     except Unfit:
         return None
@@ -272,4 +272,4 @@ class _Definer:
             lines.append(f"  char __pad{at}[{size - at}];")
         for need in needs:
             self._define(need)
-        self.bodies.append(f"{self._tag(tid)} {{\n" + "\n".join(lines) + "\n};")
+        self.bodies.append("\n".join([f"{self._tag(tid)} {{", *lines, "};"]))
