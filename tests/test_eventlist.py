@@ -42,14 +42,14 @@ def test_the_listing_is_kept_once_and_found_by_its_path(tmp_path: Path) -> None:
     cache = CacheDir(tmp_path, "events")
     text = "tracepoint:sched:sched_process_exec\n{ }\n"
     kept = kept_listing(text, cache)
-    assert kept is not None and kept.path.read_text() == "sched:sched_process_exec\n"
-    assert (kept.device, kept.inode) == (kept.path.stat().st_dev, kept.path.stat().st_ino)
+    assert kept is not None and Path(kept.path).read_text() == "sched:sched_process_exec\n"
+    assert (kept.device, kept.inode) == (os.stat(kept.path).st_dev, os.stat(kept.path).st_ino)
     assert kept_listing(text, cache) == kept  # the same file, not written again
     assert kept_listing(text, CacheDir(None, "events")) is None  # no cache: no listing
-    kept.path.chmod(0o666)  # one that others may write is not used: written anew
+    os.chmod(kept.path, 0o666)  # one that others may write is not used: written anew
     again = kept_listing(text, cache)
     assert again is not None and again.inode != kept.inode
-    assert again.path.stat().st_mode & 0o777 == 0o600
+    assert os.stat(again.path).st_mode & 0o777 == 0o600
 
 
 def _mount_ns(pid: int | str) -> str:

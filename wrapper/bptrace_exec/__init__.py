@@ -8,9 +8,9 @@ The names below are imported when first used: `--help` needs none of them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from bptrace_exec.lazy import lazy_names
+
+TYPE_CHECKING = False  # typing itself is not loaded before bpftrace starts (run.prestart)
 
 __version__ = "0.1.0"
 

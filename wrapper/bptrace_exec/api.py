@@ -31,6 +31,7 @@ from bptrace_exec.records import STATS_BY_CPU
 from bptrace_exec.run.cgroups import cgroup_names, check_cgroups
 from bptrace_exec.run.engine import find_engine
 from bptrace_exec.run.kerneltypes import with_kernel_types
+from bptrace_exec.run.prestart import Early
 from bptrace_exec.run.recording import Recorder, ReplaySource, read_recording
 from bptrace_exec.run.session import (
     Finished,
@@ -160,6 +161,7 @@ class Live:
     command_output: str | None = None  # a file for the command's stdout and stderr
     handle_signals: bool = False  # SIGINT, SIGTERM, SIGHUP end the run cleanly (the CLI's)
     host: str | None = None  # the name of this host in what is written (default: hostname)
+    early: Early | None = None  # bpftrace started before the tool loaded (run.prestart)
 
 
 @dataclass(frozen=True)
@@ -207,7 +209,8 @@ def _live(profile: Profile, live: Live, hooks: Hooks) -> Trace:
         text, defined_lines = with_kernel_types(program.text, boot_id())
         session = Session(text, engine, buffer_pages=pages, strlen=program.strlen,
                           command=gated, drains=program.drains,
-                          handle_signals=live.handle_signals, own_types=defined_lines > 0)
+                          handle_signals=live.handle_signals, own_types=defined_lines > 0,
+                          early=live.early)
         undo.callback(session.close)
         host = live.host or socket.gethostname()
         recorder = (Recorder(live.record, profile, engine, session.wall_offset_ns, host,

@@ -15,7 +15,7 @@ from types import FrameType
 
 from bptrace_exec.errors import UserError
 from bptrace_exec.output.text import iso_time
-from bptrace_exec.run.session import STOP_SIGNALS
+from bptrace_exec.run.spawn import STOP_SIGNALS
 
 BACKOFF_S = (1, 2, 4, 8, 16, 32, 60)
 STEADY_S = 60.0  # a bpftrace that traced this long before dying starts the backoff afresh

@@ -48,9 +48,10 @@ from bptrace_exec.spec import Profile, available_profiles
 
 if TYPE_CHECKING:  # prometheus_client takes 80 ms to import: only metrics need it
     from bptrace_exec.output.metrics import RunState
+    from bptrace_exec.run.prestart import Early
 
 
-def run(args: argparse.Namespace, command: list[str]) -> int:
+def run(args: argparse.Namespace, command: list[str], early: Early | None = None) -> int:
     # a replay's profile is the recording's; the command line only says how it is shown
     profile = None if args.replay else profile_asked(args)
     exports = [(path, format_for(path, args.export_format)) for path in args.export or []]
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace, command: list[str]) -> int:
             stack.callback(serving.close)
             if not args.quiet:
                 stderr(f"bptrace-exec: serving metrics on {serving.url}")
-        return _Runs(args, profile, command, out, summary, serving, exports).run()
+        return _Runs(args, profile, command, out, summary, serving, exports, early).run()
 
 
 class _Runs:
@@ -78,8 +79,10 @@ class _Runs:
 
     def __init__(self, args: argparse.Namespace, profile: Profile | None,
                  command: list[str], out: Output, summary: Output | None,
-                 serving: Serving | None, exports: list[tuple[str, str]]) -> None:
+                 serving: Serving | None, exports: list[tuple[str, str]],
+                 early: Early | None) -> None:
         self.args, self.profile, self.command = args, profile, command
+        self.early = early  # taken by the first start, if it is that start
         self.out, self.summary, self.serving, self.exports = out, summary, serving, exports
         self.restarts = Restarts(restarting(args, command), stderr)
         if (args.tree or args.timeline) and self.restarts.enabled:
@@ -174,7 +177,7 @@ class _Runs:
             command=self.command or None, duration=self._left(), bpftrace=args.bpftrace,
             buffer_pages=args.buffer_pages, record=args.record,
             command_stdout_to_stderr=not args.output, command_output=args.command_output,
-            handle_signals=True, host=args.host))
+            handle_signals=True, host=args.host, early=self.early))
 
     def _left(self) -> float | None:
         """Of --duration (counted from the first start of tracing), for the next bpftrace."""

@@ -9,17 +9,16 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
-import secrets
 import stat
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class CacheDir:
-    def __init__(self, base: Path | None, *parts: str) -> None:
-        self.base = base  # ~/.cache: it may exist before this tool does
+    def __init__(self, base: str | os.PathLike[str] | None, *parts: str) -> None:
+        # ~/.cache: it may exist before this tool does
+        self.base = None if base is None else os.fspath(base)
         self.parts = ("bptrace-exec", *parts)
 
     @classmethod
@@ -29,7 +28,7 @@ class CacheDir:
         except KeyError:
             return cls(None)
         base = os.environ.get("XDG_CACHE_HOME") or os.path.join(home, ".cache")
-        return cls(Path(base) if os.path.isabs(base) else None, *parts)
+        return cls(base if os.path.isabs(base) else None, *parts)
 
     def read(self, name: str) -> str | None:
         with self._folder(create=False) as fd:
@@ -45,7 +44,7 @@ class CacheDir:
                 return None
         return None
 
-    def located(self, name: str) -> tuple[Path, int, int] | None:
+    def located(self, name: str) -> tuple[str, int, int] | None:
         """Where a file kept here is, and its device and inode: for a reader that takes a
         path, to check that it opened this file. None where it is not there or not safe."""
         with self._folder(create=False) as fd:
@@ -57,7 +56,7 @@ class CacheDir:
                 return None
             if not _own(st, stat.S_ISREG):
                 return None
-            return self.base.joinpath(*self.parts, name), st.st_dev, st.st_ino
+            return os.path.join(self.base, *self.parts, name), st.st_dev, st.st_ino
         return None
 
     def write(self, name: str, text: str) -> bool:
@@ -65,7 +64,7 @@ class CacheDir:
         with self._folder(create=True) as fd:
             if fd is None:
                 return False
-            staged = f".{name}.{secrets.token_hex(8)}"
+            staged = f".{name}.{os.urandom(8).hex()}"
             try:
                 file = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
                                0o600, dir_fd=fd)

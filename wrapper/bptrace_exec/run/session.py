@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import fcntl
 import os
 import re
 import select
@@ -45,14 +44,13 @@ from bptrace_exec.codegen.program import HEADER_END
 from bptrace_exec.errors import EngineFailure, EnvironmentProblem, UsageError
 from bptrace_exec.records import VERSION
 from bptrace_exec.run.engine import Engine
-from bptrace_exec.run.eventlist import Kept, Narrow, kept_listing
+from bptrace_exec.run.eventlist import kept_listing
 from bptrace_exec.run.footprint import release_in_background
 from bptrace_exec.run.kerneltypes import SWITCH
+from bptrace_exec.run.prestart import Early
+from bptrace_exec.run.spawn import STOP_SIGNALS, TERMINAL_SIZE, Start, spawn
 
-PROGRAM_NAME = "bptrace-exec-program.bt"
-BTF_NAME = "bptrace-exec-no-types.btf"
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
-PIPE_SIZE = 1 << 20  # room for bursts while the consumer renders
 READ_SIZE = 1 << 16
 STOP_GRACE_S = 20.0  # how long bpftrace may take to drain and exit after SIGINT:
 # bpftrace 0.17 once took over 10 s to end on a loaded host
@@ -75,8 +73,6 @@ BRIEF_S = 0.02
 BATCH_BYTES = 1 << 12
 TRACEFS = Path("/sys/kernel/tracing")
 DEBUGFS_TRACING = Path("/sys/kernel/debug/tracing")
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-PR_SET_PDEATHSIG = 1
 PR_SET_NAME, PR_GET_NAME = 15, 16
 DRAIN_WAIT_S = 2.0  # how long every CPU's mark may take before bpftrace is stopped anyway
 MARK_LINE = b'{"type": "printf", "data": "mark '
@@ -125,47 +121,18 @@ class Finished:
         return -status if status is not None and status < 0 else None
 
 
-def _in_memory(name: str, data: bytes, opened: list[int]) -> int:
-    """A descriptor bpftrace inherits (added to `opened`), of a file that lives in
-    memory: nothing is left behind, however this process ends."""
-    fd = os.memfd_create(name)
-    opened.append(fd)
-    os.write(fd, data)
-    os.set_inheritable(fd, True)
-    return fd
-
-
-class _ChildSetup:
-    """In bpftrace's process, before exec: default signal dispositions (an ignored SIGHUP,
-    as under nohup, would survive exec), death with this process however it ends, and
-    the program's own list of tracepoints (run.eventlist)."""
-
-    def __init__(self, kept: Kept | None) -> None:
-        # loaded and looked up here: after the fork, only calls
-        libc = ctypes.CDLL(None, use_errno=True)
-        self._prctl = libc.prctl
-        self._narrow = Narrow(kept, libc) if kept is not None else None
-
-    def __call__(self) -> None:
-        for sig in (*STOP_SIGNALS, signal.SIGPIPE):
-            signal.signal(sig, signal.SIG_DFL)
-        self._prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if self._narrow is not None:
-            self._narrow()
-
-
 class _Spawn(pexpect.spawn):  # type: ignore[misc]
-    """pexpect.spawn that lets the descriptors given through to the child."""
+    """pexpect.spawn of a bpftrace already started (run.spawn)."""
 
-    def __init__(self, *args: Any, pass_fds: tuple[int, ...] = (), **kwargs: Any) -> None:
-        self._pass_fds = pass_fds
+    def __init__(self, *args: Any, started: ptyprocess.PtyProcess, **kwargs: Any) -> None:
+        self._started = started
         super().__init__(*args, **kwargs)
         # closed once bpftrace has ended (Session.close waits for it, killed or not): no
         # pause for it to end
         self.ptyproc.delayafterclose = 0.0
 
     def _spawnpty(self, args: list[str], **kwargs: Any) -> ptyprocess.PtyProcess:
-        return ptyprocess.PtyProcess.spawn(args, pass_fds=self._pass_fds, **kwargs)
+        return self._started
 
 
 class GatedCommand:
@@ -320,47 +287,37 @@ class Session:
 
     def __init__(self, program_text: str, engine: Engine, *, buffer_pages: int, strlen: int,
                  command: GatedCommand | None = None, drains: bool = False,
-                 handle_signals: bool = False, own_types: bool = False) -> None:
+                 handle_signals: bool = False, own_types: bool = False,
+                 early: Early | None = None) -> None:
         """`own_types`: the program defines every kernel type it reads
-        (run.kerneltypes), so bpftrace is handed BTF with none instead of the kernel's."""
+        (run.kerneltypes), so bpftrace is handed BTF with none instead of the kernel's.
+        `early`: a bpftrace started before the tool had loaded, taken if it is this start
+        (run.prestart)."""
         self.engine = engine
         self.command = command
         # wall clock minus the monotonic clock bpftrace's nsecs counts on; taken once
         self.wall_offset_ns = time.time_ns() - time.monotonic_ns()
         self.boot_id = boot_id()
-        kept = kept_listing(program_text)
-        opened: list[int] = []  # closed here if the start fails at any step
+        start = Start(engine.path, engine.flags(), engine.environment(buffer_pages, strlen),
+                      program_text, NO_TYPES_BTF if own_types else None,
+                      kept_listing(program_text), os.getpid(),
+                      None if command is None else command.pid)
+        spawned = early.take(start) if early is not None else None
         try:
-            self._program_fd = _in_memory(PROGRAM_NAME, program_text.encode(), opened)
-            btf_fd = _in_memory(BTF_NAME, NO_TYPES_BTF, opened) if own_types else None
-            self._read_fd, write_fd = os.pipe()
-            opened += [self._read_fd, write_fd]
-            os.set_inheritable(write_fd, True)
-            with contextlib.suppress(OSError):
-                fcntl.fcntl(self._read_fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
-            self._pipe_size = fcntl.fcntl(self._read_fd, fcntl.F_GETPIPE_SZ)
-            argv = [*engine.flags(), "-f", "json", "-o", f"/dev/fd/{write_fd}",
-                    f"/dev/fd/{self._program_fd}", str(os.getpid())]
-            if command is not None:
-                argv.append(str(command.pid))
-            env = {**os.environ, **engine.environment(buffer_pages, strlen)}
-            if btf_fd is not None:
-                env["BPFTRACE_BTF"] = f"/dev/fd/{btf_fd}"
-            try:
-                self.child = _Spawn(engine.path, argv, env=env, echo=False, encoding=None,
-                                    dimensions=(24, 500),
-                                    pass_fds=tuple(fd for fd in opened if fd != self._read_fd),
-                                    preexec_fn=_ChildSetup(kept))
-            except (OSError, pexpect.ExceptionPexpect) as exc:
-                raise EnvironmentProblem(f"cannot start {engine.path}: {exc}") from None
+            spawned = spawned or spawn(start)
+        except OSError as exc:
+            raise EnvironmentProblem(f"cannot start {engine.path}: {exc.strerror}") from None
+        if early is not None:
+            early.keep(start)
+        self._program_fd, self._read_fd = spawned.program_fd, spawned.records
+        self._pipe_size = spawned.pipe_size
+        try:
+            self.child = _Spawn(engine.path, start.flags, echo=False, encoding=None,
+                                dimensions=TERMINAL_SIZE,
+                                started=ptyprocess.PtyProcess(spawned.pid, spawned.terminal))
         except BaseException:
-            for fd in opened:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+            spawned.end()
             raise
-        os.close(write_fd)  # bpftrace holds the only writer: EOF means it is gone
-        if btf_fd is not None:
-            os.close(btf_fd)  # bpftrace has its own
         self._log = bytearray()
         self.deadline: float | None = None  # monotonic time at which to stop by itself
         self._stop_requested = False

@@ -1,0 +1,128 @@
+"""bpftrace started while the tool loads (run.prestart): a command line's start is kept
+by its run, made at once by the next run of it, and taken only if it is the start that
+run makes; else ended by its PID. Counted by a bpftrace that logs each of its starts."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bptrace_exec.run.cache import CacheDir
+from bptrace_exec.run.prestart import prestart
+from bptrace_exec.run.spawn import Start
+from conftest import started, tool_command
+
+PROBES = Path(__file__).parent.parent / "probes"
+
+
+class Runs:
+    """Runs of one command line, each until it has shown an exec of the marker."""
+
+    def __init__(self, engine: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.log = tmp_path / "starts.log"
+        self.log.touch()
+        self.bpftrace = tmp_path / "bpftrace"
+        self.bpftrace.write_text(f'#!/bin/sh\necho "$*" >> {self.log}\nexec {engine} "$@"\n')
+        self.bpftrace.chmod(0o755)
+        self.marker = tmp_path / f"pre{os.getpid()}"
+        shutil.copy("/bin/true", self.marker)
+        self.profile = tmp_path / "exec.yaml"
+        shutil.copy(PROBES / "execve.yaml", self.profile)
+        self.out = tmp_path / "out.jsonl"
+        self.kept = tmp_path / "cache" / "bptrace-exec" / "starts"
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+        self.argv = [str(self.profile), "--json", "--bpftrace", str(self.bpftrace),
+                     "-o", str(self.out)]
+
+    def starts(self) -> int:
+        """Of a program (not of `bpftrace --version`)."""
+        return sum(" -f json " in line for line in self.log.read_text().splitlines())
+
+    def traced(self) -> int:
+        """How many times bpftrace was started for one run, which traced the marker."""
+        before = self.starts()
+        with started(tool_command(*self.argv)) as run:
+            run.lines.wait_for(lambda line: line.startswith("Tracing"))
+            subprocess.run([self.marker], check=True)
+        assert run.proc.returncode == 0, run.lines.text()
+        rows = [json.loads(line) for line in self.out.read_text().splitlines()]
+        assert [r["ret"] for r in rows if r.get("filename") == str(self.marker)] == [0]
+        return self.starts() - before
+
+
+@pytest.mark.root
+def test_a_command_line_run_again_takes_its_early_start_only_if_it_is_this_run_s(
+        engine: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        nothing_left_running: None) -> None:
+    runs = Runs(engine, tmp_path, monkeypatch)
+    assert runs.traced() == 1  # nothing kept: started once, when the tool had loaded
+    assert len(list(runs.kept.iterdir())) == 1
+    # a new description changes the program's header, not the command line: the early
+    # start is not this run's, so it is ended and the run starts its own
+    runs.profile.write_text(runs.profile.read_text().replace(
+        "description: Trace", "description: Follow"))
+    assert runs.traced() == 2
+    # that run kept its own start: the next takes it (an early start not taken would be
+    # ended, and a second one made, as above)
+    assert runs.traced() == 1
+    [kept] = [Start.from_text(f.read_text().partition("\n")[2], 0) for f in runs.kept.iterdir()]
+    assert kept is not None and "Follow every execve" in kept.program
+
+
+@pytest.mark.root
+def test_an_early_start_no_run_takes_is_ended_and_forgotten(
+        engine: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        nothing_left_running: None) -> None:
+    runs = Runs(engine, tmp_path, monkeypatch)
+    assert runs.traced() == 1
+    good = runs.profile.read_text()
+    runs.profile.write_text(good.replace("version: 1", "version: 7"))
+    failed = subprocess.run(tool_command(*runs.argv), capture_output=True, text=True,
+                            timeout=120)
+    assert failed.returncode == 2 and "version" in failed.stderr, failed.stderr
+    assert "Traceback" not in failed.stderr
+    assert runs.starts() == 2  # the early start, ended by the run that failed
+    assert [f.read_text() for f in runs.kept.iterdir()] == [""]  # forgotten
+    runs.profile.write_text(good)
+    assert runs.traced() == 1  # no early start: none was kept
+
+
+def test_a_kept_start_is_made_at_once_and_taken_as_it_is(tmp_path: Path) -> None:
+    """With a bpftrace stand-in that waits for input: the early process, with its
+    program and BTF in memory."""
+    cache = CacheDir(tmp_path, "starts")
+    argv = ["execve", "--json"]
+    early = prestart(argv, cache)
+    assert early is not None and early.spawned is None  # nothing kept yet
+    program = "BEGIN { printf(\"ready\\n\"); }\n"
+    start = Start("/bin/sh", ["-c", "read -r _"], {"PRESTART": "1"}, program,
+                  b"\x9f\xeb", None, os.getpid(), None)
+    early.keep(start)
+    again = prestart(argv, cache)
+    assert again is not None and again.spawned is not None and again.start == start
+    pid = again.spawned.pid
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    assert cmdline[:3] == [b"/bin/sh", b"-c", b"read -r _"]
+    assert cmdline[-2:] == [str(os.getpid()).encode(), b""]  # the tracer's PID: this one
+    assert os.read(os.open(f"/proc/{pid}/fd/{again.spawned.program_fd}", os.O_RDONLY),
+                   100) == program.encode()
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    assert b"PRESTART=1" in environ and any(e.startswith(b"BPFTRACE_BTF=/dev/fd/")
+                                            for e in environ)
+    other = Start(*[start.engine, start.flags, {"PRESTART": "2"}, program, start.btf,
+                    None, os.getpid(), None])
+    assert again.take(other) is None  # not this start: ended, and not taken again
+    assert not Path(f"/proc/{pid}").exists()
+    assert again.take(start) is None
+    third = prestart(argv, cache)
+    assert third is not None and third.spawned is not None
+    taken = third.take(start)
+    assert taken is not None and taken.pid != pid
+    taken.end()
+    assert not Path(f"/proc/{taken.pid}").exists()
+    assert prestart([*argv, "--", "make"], cache) is None  # a COMMAND's: never early
