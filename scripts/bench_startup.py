@@ -5,19 +5,23 @@ peers; and what answers without tracing (--help, --emit) costs.
     scripts/bench_startup.py [--rounds 9] [--bpftrace PATH] [--configs LIST]
 
 A marker (a copy of /bin/true under a name of its own) is exec'd every 10 ms from the
-moment each tracer is launched; the time is when the tracer's output first shows it.
-For the syscall profiles the marker opens a file of its own name instead. Configurations:
+moment each tracer is launched, with its count as argument; "shown" is when the tracer's
+output first shows it, "captured" when the marker it shows was exec'd: from then on the
+tracer misses nothing, whatever its output waits for (bptrace-exec holds rows 0.1 s to
+give them in the order of the calls). For the syscall profiles the marker opens a file
+of its own name and count instead. Configurations:
   libbpf            libbpf-tools' execsnoop (installed with apt-get when missing)
   execsnoop.bt      bpftrace's own execsnoop.bt
   events            bptrace-exec execve --json
   command           bptrace-exec execve --json -- MARKER (the command runs once tracing is
-                    ready: its row shows when it could start)
+                    ready: its row shows when it could start; captured: not known)
   stats             bptrace-exec execve --stats: to its "Tracing" status line (a report
                     shows no single exec), from when execs are counted
   opensnoop, opensnoop.bt, openat   the same for opens: libbpf-tools' opensnoop,
                     bpftrace's opensnoop.bt, bptrace-exec openat --json
 Rounds alternate the configurations (the order rotates each round); printed: the median
-and the range of each, and its ratio to execsnoop.bt's (opensnoop.bt's for opens). Then
+and the range of each, and its ratio to execsnoop.bt's (opensnoop.bt's for opens), shown
+and captured. Then
 a whole traced command, `execve -- true` from launch to exit (its start-up, the command
 and the end of tracing: draining, and bpftrace detaching its probes); --help and --emit
 script, end to end (medians of 9, of `rounds` for the command); the package's import
@@ -67,31 +71,35 @@ def command(config: str, marker: str, bpftrace: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def marking(act: Callable[[], None]) -> Iterator[None]:
-    """`act` every 10 ms in a thread, until the block ends."""
+def marking(act: Callable[[int], None]) -> Iterator[list[float]]:
+    """act(N) every 10 ms in a thread, until the block ends: when each N was acted."""
     done = threading.Event()
+    acted: list[float] = []
 
     def run() -> None:
         while not done.wait(0.01):
-            act()
+            acted.append(time.monotonic())
+            act(len(acted) - 1)
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     try:
-        yield
+        yield acted
     finally:
         done.set()
         thread.join()
 
 
-def first_seen(config: str, marker: str, bpftrace: str) -> float:
+def first_seen(config: str, marker: str, bpftrace: str) -> tuple[float, float | None]:
     """Seconds from launch until the tracer's output names the marker (stats: until its
-    status line)."""
+    status line), and until the marker it names was made (None: not known)."""
     stream = "stderr" if config == "stats" else "stdout"
     needle = "Tracing" if config == "stats" else os.path.basename(marker)
     if config in OPENS:
-        act: Callable[[], None] = lambda: os.close(os.open(marker, os.O_RDONLY))  # noqa: E731
+        def act(n: int) -> None:
+            os.close(os.open(f"{marker}.{n}", os.O_RDONLY | os.O_CREAT, 0o600))
     else:
-        act = lambda: subprocess.run([marker], check=False)  # noqa: E731
+        def act(n: int) -> None:
+            subprocess.run([marker, str(n)], check=False)
     start = time.monotonic()
     proc = subprocess.Popen(command(config, marker, bpftrace), cwd=TOP, text=True,
                             errors="replace", stdout=subprocess.PIPE if stream == "stdout"
@@ -99,16 +107,18 @@ def first_seen(config: str, marker: str, bpftrace: str) -> float:
                             if stream == "stderr" else subprocess.DEVNULL)
     pipe = proc.stdout if stream == "stdout" else proc.stderr
     assert pipe is not None
-    seen: list[float] = []
+    seen: list[tuple[float, int | None]] = []
+    count = re.compile(re.escape(needle) + r"""(?:"?,? ?"?|\.)(\d+)""")
 
     def read() -> None:
         for line in pipe:
             if needle in line and not seen:
-                seen.append(time.monotonic() - start)
+                found = count.search(line)
+                seen.append((time.monotonic() - start, int(found[1]) if found else None))
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
-        with marking(act):
+        with marking(act) as acted:
             deadline = start + TIMEOUT
             while not seen and time.monotonic() < deadline and proc.poll() is None:
                 time.sleep(0.002)
@@ -118,7 +128,10 @@ def first_seen(config: str, marker: str, bpftrace: str) -> float:
         pipe.close()
     if not seen:
         raise RuntimeError(f"{config} never showed {needle!r} (exit {proc.returncode})")
-    return seen[0]
+    shown, n = seen[0]
+    if config == "stats":
+        return shown, shown
+    return shown, acted[n] - start if n is not None and n < len(acted) else None
 
 
 def timed(argv: list[str], rounds: int = 9) -> float:
@@ -138,6 +151,17 @@ def import_ms() -> float:
     return int(match.group(1)) / 1000 if match else float("nan")
 
 
+def _median(values: list[float]) -> str:
+    return f"{statistics.median(values):.3f}s" if values else "-"
+
+
+def _ratio(times: dict[str, list[float]], config: str) -> str:
+    peer = times.get(PEER_OF.get(config, ""))
+    if not peer or not times[config]:
+        return ""
+    return f"{statistics.median(times[config]) / statistics.median(peer):.2f}x {PEER_OF[config]}"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=9)
@@ -152,20 +176,22 @@ def main() -> int:
     version = subprocess.run([args.bpftrace, "--version"], capture_output=True, text=True,
                              check=True).stdout.strip()
     print(machine(version.split()[-1], f"first call shown, {args.rounds} rounds"), flush=True)
-    times: dict[str, list[float]] = {c: [] for c in configs}
+    shown: dict[str, list[float]] = {c: [] for c in configs}
+    captured: dict[str, list[float]] = {c: [] for c in configs}
     with tempfile.TemporaryDirectory() as tmp:
         marker = str(Path(tmp) / f"bxm{os.getpid()}")  # a comm of its own, under 15 bytes
         shutil.copy("/bin/true", marker)
         for i in range(args.rounds):
             for config in configs[i % len(configs):] + configs[:i % len(configs)]:
-                times[config].append(first_seen(config, marker, args.bpftrace))
-    print(f"{'config':14} {'median':>8}  {'range':17} vs peer")
-    for config, values in times.items():
-        peer = times.get(PEER_OF.get(config, ""))
-        ratio = (f"{statistics.median(values) / statistics.median(peer):.2f}x "
-                 f"{PEER_OF[config]}" if peer else "")
-        print(f"{config:14} {statistics.median(values):7.3f}s  "
-              f"[{min(values):.3f}..{max(values):.3f}]  {ratio}", flush=True)
+                when, made = first_seen(config, marker, args.bpftrace)
+                shown[config].append(when)
+                if made is not None:
+                    captured[config].append(made)
+    print(f"{'config':14} {'shown':>7}  {'range':17} {'vs peer':20} {'captured':>8}  vs peer")
+    for config, values in shown.items():
+        print(f"{config:14} {statistics.median(values):6.3f}s  "
+              f"[{min(values):.3f}..{max(values):.3f}]  {_ratio(shown, config):20} "
+              f"{_median(captured[config]):>8}  {_ratio(captured, config)}", flush=True)
     whole = timed([*TOOL, "execve", "-q", "-o", os.devnull, "--bpftrace", args.bpftrace,
                    "--", "true"], rounds=args.rounds)
     print(f"a whole traced command (execve -- true): {whole:.3f}s", flush=True)
