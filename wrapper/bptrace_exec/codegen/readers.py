@@ -80,6 +80,11 @@ $cpu_user = $rt - $cpu_system;
 """
 
 
+def word_at(base: str, offset: str = "") -> str:
+    """The user-space word at `base` (+ `offset` bytes, an expression)."""
+    return f"*(uint64 *)uptr({base}{f' + {offset}' if offset else ''})"
+
+
 def word(n: int) -> str:
     """An element of the entry's tuple. Read where it is needed: a copy of the whole tuple
     on the stack does not fit 0.17's 512 bytes beside two string reads."""
@@ -164,7 +169,7 @@ def ended(pointer: str, count: int, indent: int) -> str:
     the kernel costs the verifier more than the string saves.)"""
     pad = " " * indent
     return f"{pad}$ended = (uint64)0;\n" + "".join(
-        f"{pad}$v = *(uint64 *)uptr({pointer} + {8 * w}); "
+        f"{pad}$v = {word_at(pointer, str(8 * w))}; "
         f"$ended = $ended | (($v - {ONES}) & ~$v & {HIGHS});\n" for w in range(count))
 
 
@@ -231,10 +236,11 @@ def byte_words(base: str, length: str, *, read_past: bool = True) -> list[str]:
     past `length` is not read (the first is, again)."""
     tail = f"(((uint64)1 << ({length} % 8 * 8)) - 1)"  # the bytes of the last word
 
-    def at(k: int) -> str:
-        offset = f"{8 * k}" if read_past else f"{8 * k} * ({length} > {8 * k})"
-        return f"{base} + {offset}" if k else base
-    return [f"*(uint64 *)uptr({at(k)}) & "
+    def offset(k: int) -> str:
+        if not k:
+            return ""
+        return f"{8 * k}" if read_past else f"{8 * k} * ({length} > {8 * k})"
+    return [f"{word_at(base, offset(k))} & "
             f"((0 - (uint64)({length} > {8 * k + 7})) | "
             f"((0 - (uint64)({length} / 8 == {k})) & {tail}))" for k in range(WORDS)]
 
@@ -257,8 +263,8 @@ def string_words(profile: Profile, base: str, length: str) -> list[str]:
     whatever follows its NUL (the parser keeps what comes before); a word wholly past
     the string's `length` (its NUL included) is not read: 0, from a read of the first."""
     assert chunk(profile) == 8 * WORDS, "a string read is the words printed"
-    return [f"*(uint64 *)uptr({base})"] + [
-        f"*(uint64 *)uptr({base} + {8 * k} * ({length} >= {8 * k})) & "
+    return [word_at(base)] + [
+        f"{word_at(base, f'{8 * k} * ({length} >= {8 * k})')} & "
         f"(0 - (uint64)({length} >= {8 * k}))" for k in range(1, WORDS)]
 
 
@@ -321,7 +327,7 @@ def chunk_words(length: str) -> list[str]:
     stack's end, and a read past that faults."""
     at = f"$base + $i * {ARGV_CHUNK}"
     if length == str(ARGV_CHUNK):
-        return [f"*(uint64 *)uptr({at}{f' + {8 * k}' if k else ''})" for k in range(WORDS)]
+        return [word_at(at, f"{8 * k}" if k else "") for k in range(WORDS)]
     return byte_words(at, length, read_past=False)
 
 
@@ -329,7 +335,6 @@ def image_block(record: Callable[[str], str], area: str, chunks: int, first: int
     """The new image's block `area` (arg: argv, env: the environment), ARGV_CHUNK bytes
     at a time from chunk `first`, at most `chunks`: record(LENGTH) prints the chunk at
     $i, $base + $i * ARGV_CHUNK (chunk_words). Statements indented by two."""
-    size = ARGV_CHUNK
     # whole chunks at a fixed size, then the last one: a length that varies in the loop
     # makes the verifier walk 0.23's program past its million instructions
     return (
@@ -337,13 +342,13 @@ def image_block(record: Callable[[str], str], area: str, chunks: int, first: int
         f"  $size = curtask->mm->{area}_end - $base;\n"
         f"  $i = (uint64){first};\n"
         f"  while ($i < {chunks}) {{\n"
-        f"    if (($i + 1) * {size} > $size) {{ break; }}\n"
-        + record(str(size))
+        f"    if (($i + 1) * {ARGV_CHUNK} > $size) {{ break; }}\n"
+        + record(str(ARGV_CHUNK))
         + "    $i++;\n"
         "  }\n"
-        f"  if ($i < {chunks} && $i * {size} < $size) {{\n"
-        f"    $len = $size - $i * {size};\n"
-        f"    if ($len > {size}) {{ $len = {size}; }}\n"
+        f"  if ($i < {chunks} && $i * {ARGV_CHUNK} < $size) {{\n"
+        f"    $len = $size - $i * {ARGV_CHUNK};\n"
+        f"    if ($len > {ARGV_CHUNK}) {{ $len = {ARGV_CHUNK}; }}\n"
         + record("$len")
         + "  }\n"
     )
@@ -474,7 +479,7 @@ def int_value(slot: Slot) -> str:
         return EXIT_FIELDS[source.field]
     if source is None or source.index is None:
         return word(slot.word)
-    return f"*(uint64 *)uptr({word(slot.word)} + {source.index * 8})"
+    return word_at(word(slot.word), str(source.index * 8))
 
 
 def slots(profile: Profile, probe: str, first_word: int) -> list[Slot]:
