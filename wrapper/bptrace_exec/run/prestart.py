@@ -5,8 +5,8 @@ A live run keeps its start (run.spawn.Start: program, bpftrace, environment) und
 command line and folder. The next run of that command line makes the same start at
 once, on the standard library alone (`bptrace_exec.__main__`); when the tool has
 loaded, the run makes its own Start as always, and takes the early process only if the
-two are equal. Else the early one is killed by its PID, and the run starts its own: a
-start kept is never used unchecked, so what runs is always what this run generated.
+two are equal. Else the early one is killed by its PID, unread, and the run starts its
+own: what a run reads always comes from the program it generated.
 A run that follows a COMMAND is not started early: its start names the command's PID.
 
 A bpftrace that is a script (a wrapper running some other binary) has its version asked
