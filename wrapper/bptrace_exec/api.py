@@ -194,7 +194,7 @@ def _live(profile: Profile, live: Live, hooks: Hooks) -> Trace:
         raise UsageError("--duration must be a positive number of seconds")
     check_environment()
     check_cgroups(profile.filters.cgroup)
-    engine = find_engine(live.bpftrace, live.early.version_of if live.early else None)
+    engine = find_engine(live.bpftrace)
     pages = live.buffer_pages or (4096 if engine.ring_shared else 1024)
     if pages < 1 or pages & (pages - 1) or pages > 1 << 16:
         raise UsageError(f"--buffer-pages {pages} is not a power of 2 between 1 and 65536")

@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from bptrace_exec.errors import EnvironmentProblem
@@ -72,11 +71,9 @@ def parse_version(text: str) -> tuple[int, int, int] | None:
     return major, minor, patch
 
 
-def find_engine(explicit: str | None = None,
-                asked: Callable[[str], subprocess.Popen[str] | None] | None = None) -> Engine:
-    """--bpftrace PATH, else $BPFTRACE, else bpftrace on PATH; checked by running it.
-    `asked`: the `PATH --version` already started for a path, if any (run.prestart)."""
-    return EngineProbe(explicit, asked).engine()
+def find_engine(explicit: str | None = None) -> Engine:
+    """--bpftrace PATH, else $BPFTRACE, else bpftrace on PATH; checked by running it."""
+    return EngineProbe(explicit).engine()
 
 
 class EngineProbe:
@@ -84,8 +81,7 @@ class EngineProbe:
     read by engine(): what the caller does meanwhile overlaps its 10-40 ms. A version
     seen before for the very same file (VersionCache) is not asked again."""
 
-    def __init__(self, explicit: str | None = None,
-                 asked: Callable[[str], subprocess.Popen[str] | None] | None = None) -> None:
+    def __init__(self, explicit: str | None = None) -> None:
         candidate = explicit or os.environ.get("BPFTRACE") or "bpftrace"
         origin = ("--bpftrace" if explicit else "$BPFTRACE" if os.environ.get("BPFTRACE")
                   else "PATH")
@@ -104,9 +100,6 @@ class EngineProbe:
         self.identity = VersionCache.identity(self.path)  # before it is asked
         self.known = self.cache.get(self.path, self.identity)
         if self.known is not None:
-            return
-        self.proc = asked(self.path) if asked is not None else None
-        if self.proc is not None:
             return
         try:
             self.proc = subprocess.Popen([self.path, "--version"], stdout=subprocess.PIPE,

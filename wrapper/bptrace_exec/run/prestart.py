@@ -8,17 +8,12 @@ loaded, the run makes its own Start as always, and takes the early process only 
 two are equal. Else the early one is killed by its PID, unread, and the run starts its
 own: what a run reads always comes from the program it generated.
 A run that follows a COMMAND is not started early: its start names the command's PID.
-
-A bpftrace that is a script (a wrapper running some other binary) has its version asked
-at every run (run.engine): for the early start's, that is asked at once too.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import subprocess
 import zlib
 
 from bptrace_exec import __version__
@@ -34,16 +29,6 @@ class Early:
     def __init__(self, cache: CacheDir, key: str, start: Start | None,
                  spawned: Spawned | None) -> None:
         self.cache, self.key, self.start, self.spawned = cache, key, start, spawned
-        # (engine, `engine --version`) for an engine that is a script
-        self.version: tuple[str, subprocess.Popen[str]] | None = None
-
-    def version_of(self, engine: str) -> subprocess.Popen[str] | None:
-        """`engine --version`, if it was started early; once only."""
-        version, self.version = self.version, None
-        if version is not None and version[0] != engine:
-            _end(version[1])
-            return None
-        return version[1] if version is not None else None
 
     @property
     def name(self) -> str:
@@ -72,9 +57,6 @@ class Early:
             self.spawned.end()
             self.spawned = None
             self.cache.write(self.name, "")
-        if self.version is not None:
-            _end(self.version[1])
-            self.version = None
 
 
 def prestart(argv: list[str], cache: CacheDir | None = None) -> Early | None:
@@ -92,22 +74,6 @@ def prestart(argv: list[str], cache: CacheDir | None = None) -> Early | None:
     if early.start is not None:
         try:
             early.spawned = spawn(early.start)
-            engine = early.start.engine
-            if _script(engine):
-                early.version = engine, subprocess.Popen(
-                    [engine, "--version"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                    text=True)
         except OSError:
             early.start = None
     return early
-
-
-def _script(path: str) -> bool:
-    with contextlib.suppress(OSError), open(path, "rb") as f:
-        return f.read(2) == b"#!"
-    return False
-
-
-def _end(proc: subprocess.Popen[str]) -> None:
-    proc.kill()
-    proc.communicate()
