@@ -4,6 +4,7 @@ run makes; else ended by its PID. Counted by a bpftrace that logs each of its st
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -14,8 +15,8 @@ import pytest
 
 from bptrace_exec.run.cache import CacheDir
 from bptrace_exec.run.prestart import prestart
-from bptrace_exec.run.spawn import Start
-from conftest import started, tool_command
+from bptrace_exec.run.spawn import Listing, Start, spawn
+from conftest import children, started, tool_command
 
 PROBES = Path(__file__).parent.parent / "probes"
 
@@ -99,30 +100,87 @@ def test_a_kept_start_is_made_at_once_and_taken_as_it_is(tmp_path: Path) -> None
     argv = ["execve", "--json"]
     early = prestart(argv, cache)
     assert early is not None and early.spawned is None  # nothing kept yet
-    program = "BEGIN { printf(\"ready\\n\"); }\n"
-    start = Start("/bin/sh", ["-c", "read -r _"], {"PRESTART": "1"}, program,
+    start = Start("/bin/sh", ["-c", "read -r _"], {"BPFTRACE_PRESTART": "1"}, PROGRAM,
                   b"\x9f\xeb", None, os.getpid(), None)
     early.keep(start)
     again = prestart(argv, cache)
-    assert again is not None and again.spawned is not None and again.start == start
-    pid = again.spawned.pid
-    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    assert cmdline[:3] == [b"/bin/sh", b"-c", b"read -r _"]
-    assert cmdline[-2:] == [str(os.getpid()).encode(), b""]  # the tracer's PID: this one
-    assert os.read(os.open(f"/proc/{pid}/fd/{again.spawned.program_fd}", os.O_RDONLY),
-                   100) == program.encode()
-    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    assert b"PRESTART=1" in environ and any(e.startswith(b"BPFTRACE_BTF=/dev/fd/")
-                                            for e in environ)
-    other = Start(*[start.engine, start.flags, {"PRESTART": "2"}, program, start.btf,
-                    None, os.getpid(), None])
-    assert again.take(other) is None  # not this start: ended, and not taken again
-    assert not Path(f"/proc/{pid}").exists()
-    assert again.take(start) is None
+    try:
+        assert again is not None and again.spawned is not None and again.start == start
+        pid = again.spawned.pid
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        assert cmdline[:3] == [b"/bin/sh", b"-c", b"read -r _"]
+        assert cmdline[-2:] == [str(os.getpid()).encode(), b""]  # the tracer's PID: this one
+        program = Path(f"/proc/{pid}/fd/{again.spawned.program_fd}").read_text()
+        assert program == PROGRAM
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert b"BPFTRACE_PRESTART=1" in environ
+        assert any(e.startswith(b"BPFTRACE_BTF=/dev/fd/") for e in environ)
+        other = Start(start.engine, start.flags, {"BPFTRACE_PRESTART": "2"}, PROGRAM,
+                      start.btf, None, os.getpid(), None)
+        assert again.take(other) is None  # not this start: ended, and not taken again
+        assert not Path(f"/proc/{pid}").exists()
+        assert again.take(start) is None
+    finally:
+        if again is not None:
+            again.discard()
+    early.keep(start)  # (the discard above forgot it)
     third = prestart(argv, cache)
-    assert third is not None and third.spawned is not None
+    assert third is not None
     taken = third.take(start)
     assert taken is not None and taken.pid != pid
     taken.end()
     assert not Path(f"/proc/{taken.pid}").exists()
     assert prestart([*argv, "--", "make"], cache) is None  # a COMMAND's: never early
+
+
+PROGRAM = 'BEGIN { printf("ready\\n"); }\n'
+
+
+def test_a_kept_start_that_could_do_harm_or_is_not_one_is_not_made(tmp_path: Path) -> None:
+    """What a start sets and runs is checked before it is made; whatever the kept file
+    holds, no error: the run starts bpftrace itself."""
+    cache = CacheDir(tmp_path, "starts")
+    argv = ["openat"]
+    writable = tmp_path / "sh"
+    shutil.copy("/bin/sh", writable)
+    writable.chmod(0o777)
+    harmful = [
+        Start("/bin/sh", ["-c", "read -r _"], {"LD_PRELOAD": "/tmp/x.so"}, PROGRAM, None,
+              None, 0, None),  # a variable that is not bpftrace's
+        Start(str(writable), ["-c", "read -r _"], {}, PROGRAM, None, None, 0,
+              None),  # a binary others may change
+        Start("sh", ["-c", "read -r _"], {}, PROGRAM, None, None, 0, None),  # not a path
+        Start("/bin/sh", ["-c", "read -r _"], {}, PROGRAM, None,
+              Listing("/etc/hostname", 1, 2, ("/etc/passwd",)), 0, None),  # bound elsewhere
+        Start("/bin/sh", ["-c", "read -r _"], {}, PROGRAM, None,
+              Listing("/x", 1, 2, ("/sys/kernel/\udcff/available_events",)), 0,
+              None),  # a name that is no bytes
+    ]
+    early = prestart(argv, cache)
+    assert early is not None
+    for start in harmful:
+        early.keep(start)
+        made = prestart(argv, cache)
+        assert made is not None and made.spawned is None, start.to_text()
+    name = early.name
+    for text in ("{", "[]", '{"engine": 1}', early.key + "\n{", early.key + "\n[]"):
+        assert cache.write(name, text)
+        made = prestart(argv, cache)
+        assert made is not None and made.spawned is None, text
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    here = os.getcwd()
+    os.chdir(gone)
+    try:
+        gone.rmdir()
+        assert prestart(argv, cache) is None  # a folder that is gone: no key for it
+    finally:
+        os.chdir(here)
+
+
+def test_a_start_that_cannot_exec_says_why_and_leaves_nothing(tmp_path: Path) -> None:
+    with pytest.raises(OSError) as failed:
+        spawn(Start(str(tmp_path / "nothing"), [], {}, PROGRAM, None, None, 0, None))
+    assert failed.value.errno == errno.ENOENT
+    assert failed.value.strerror == "No such file or directory"
+    assert not children(os.getpid())  # reaped

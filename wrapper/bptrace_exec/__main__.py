@@ -3,15 +3,20 @@
 
 import sys
 
+from bptrace_exec.errors import EXIT_INTERRUPTED
 from bptrace_exec.run.prestart import prestart
 
 
 def main() -> int:
-    early = prestart(sys.argv[1:])
+    early = None
     try:
+        early = prestart(sys.argv[1:])
         from bptrace_exec.cli import main as run_command_line
 
-        return run_command_line(early=early)
+        return run_command_line(prestarted=early)
+    except KeyboardInterrupt:  # before the command line took over its own
+        print("bptrace-exec: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     finally:
         if early is not None:
             early.discard()  # if no run took it

@@ -161,7 +161,7 @@ class Live:
     command_output: str | None = None  # a file for the command's stdout and stderr
     handle_signals: bool = False  # SIGINT, SIGTERM, SIGHUP end the run cleanly (the CLI's)
     host: str | None = None  # the name of this host in what is written (default: hostname)
-    early: Early | None = None  # bpftrace started before the tool loaded (run.prestart)
+    prestarted: Early | None = None  # bpftrace started before the tool loaded (run.prestart)
 
 
 @dataclass(frozen=True)
@@ -210,7 +210,7 @@ def _live(profile: Profile, live: Live, hooks: Hooks) -> Trace:
         session = Session(text, engine, buffer_pages=pages, strlen=program.strlen,
                           command=gated, drains=program.drains,
                           handle_signals=live.handle_signals, own_types=defined_lines > 0,
-                          early=live.early)
+                          prestarted=live.prestarted)
         undo.callback(session.close)
         host = live.host or socket.gethostname()
         recorder = (Recorder(live.record, profile, engine, session.wall_offset_ns, host,

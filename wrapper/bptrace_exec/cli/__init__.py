@@ -11,7 +11,7 @@ import difflib
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn
 
 from bptrace_exec import __version__
 from bptrace_exec.completion import SHELLS, completion
@@ -26,11 +26,9 @@ from bptrace_exec.errors import (
 from bptrace_exec.limits import FILTER_VALUES, JSON_LINE_BYTES, out_of_memory
 from bptrace_exec.options import DEFAULT_REFRESH_S, check_options
 from bptrace_exec.output.export import FORMATS
+from bptrace_exec.run.prestart import Early
 from bptrace_exec.spec.model import ARGV_BYTES_RANGE, MAX_ARGS_RANGE, TOP_RANGE
 from bptrace_exec.spec.profiles import PROFILE_SUFFIXES, available_profiles
-
-if TYPE_CHECKING:
-    from bptrace_exec.run.prestart import Early
 from bptrace_exec.spec.types import RESULT_TYPES, TYPES
 
 EXAMPLES_TEXT = """\
@@ -263,9 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None, early: Early | None = None) -> int:
-    """`early`: bpftrace as the last run of this command line started it (run.prestart),
-    for the run to take if it is its own start."""
+def main(argv: Sequence[str] | None = None, prestarted: Early | None = None) -> int:
+    """`prestarted`: bpftrace as the last run of this command line started it
+    (run.prestart), for the run to take if it is its own start."""
     args_in = list(sys.argv[1:] if argv is None else argv)
     command: list[str] = []
     if "--" in args_in:
@@ -291,7 +289,7 @@ def main(argv: Sequence[str] | None = None, early: Early | None = None) -> int:
             return emit(args, command)
         from bptrace_exec.cli.runs import run
 
-        return run(args, command, early)
+        return run(args, command, prestarted)
     except UserError as exc:
         print(f"bptrace-exec: {exc}", file=sys.stderr)
         return exc.exit_status

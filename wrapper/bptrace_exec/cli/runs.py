@@ -51,7 +51,8 @@ if TYPE_CHECKING:  # prometheus_client takes 80 ms to import: only metrics need 
     from bptrace_exec.run.prestart import Early
 
 
-def run(args: argparse.Namespace, command: list[str], early: Early | None = None) -> int:
+def run(args: argparse.Namespace, command: list[str],
+        prestarted: Early | None = None) -> int:
     # a replay's profile is the recording's; the command line only says how it is shown
     profile = None if args.replay else profile_asked(args)
     exports = [(path, format_for(path, args.export_format)) for path in args.export or []]
@@ -70,7 +71,8 @@ def run(args: argparse.Namespace, command: list[str], early: Early | None = None
             stack.callback(serving.close)
             if not args.quiet:
                 stderr(f"bptrace-exec: serving metrics on {serving.url}")
-        return _Runs(args, profile, command, out, summary, serving, exports, early).run()
+        return _Runs(args, profile, command, out, summary, serving, exports,
+                     prestarted).run()
 
 
 class _Runs:
@@ -80,9 +82,9 @@ class _Runs:
     def __init__(self, args: argparse.Namespace, profile: Profile | None,
                  command: list[str], out: Output, summary: Output | None,
                  serving: Serving | None, exports: list[tuple[str, str]],
-                 early: Early | None) -> None:
+                 prestarted: Early | None) -> None:
         self.args, self.profile, self.command = args, profile, command
-        self.early = early  # taken by the first start, if it is that start
+        self.prestarted = prestarted  # taken by the first start, if it is that start
         self.out, self.summary, self.serving, self.exports = out, summary, serving, exports
         self.restarts = Restarts(restarting(args, command), stderr)
         if (args.tree or args.timeline) and self.restarts.enabled:
@@ -177,7 +179,7 @@ class _Runs:
             command=self.command or None, duration=self._left(), bpftrace=args.bpftrace,
             buffer_pages=args.buffer_pages, record=args.record,
             command_stdout_to_stderr=not args.output, command_output=args.command_output,
-            handle_signals=True, host=args.host, early=self.early))
+            handle_signals=True, host=args.host, prestarted=self.prestarted))
 
     def _left(self) -> float | None:
         """Of --duration (counted from the first start of tracing), for the next bpftrace."""

@@ -48,7 +48,7 @@ from bptrace_exec.run.eventlist import kept_listing
 from bptrace_exec.run.footprint import release_in_background
 from bptrace_exec.run.kerneltypes import SWITCH
 from bptrace_exec.run.prestart import Early
-from bptrace_exec.run.spawn import STOP_SIGNALS, TERMINAL_SIZE, Start, spawn
+from bptrace_exec.run.spawn import STOP_SIGNALS, Start, spawn
 
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
 READ_SIZE = 1 << 16
@@ -121,7 +121,7 @@ class Finished:
         return -status if status is not None and status < 0 else None
 
 
-class _Spawn(pexpect.spawn):  # type: ignore[misc]
+class _Adopted(pexpect.spawn):  # type: ignore[misc]
     """pexpect.spawn of a bpftrace already started (run.spawn)."""
 
     def __init__(self, *args: Any, started: ptyprocess.PtyProcess, **kwargs: Any) -> None:
@@ -288,11 +288,11 @@ class Session:
     def __init__(self, program_text: str, engine: Engine, *, buffer_pages: int, strlen: int,
                  command: GatedCommand | None = None, drains: bool = False,
                  handle_signals: bool = False, own_types: bool = False,
-                 early: Early | None = None) -> None:
+                 prestarted: Early | None = None) -> None:
         """`own_types`: the program defines every kernel type it reads
         (run.kerneltypes), so bpftrace is handed BTF with none instead of the kernel's.
-        `early`: a bpftrace started before the tool had loaded, taken if it is this start
-        (run.prestart)."""
+        `prestarted`: a bpftrace started before the tool had loaded, taken if it is this
+        start (run.prestart)."""
         self.engine = engine
         self.command = command
         # wall clock minus the monotonic clock bpftrace's nsecs counts on; taken once
@@ -302,21 +302,24 @@ class Session:
                       program_text, NO_TYPES_BTF if own_types else None,
                       kept_listing(program_text), os.getpid(),
                       None if command is None else command.pid)
-        spawned = early.take(start) if early is not None else None
+        spawned = prestarted.take(start) if prestarted is not None else None
         try:
             spawned = spawned or spawn(start)
         except OSError as exc:
-            raise EnvironmentProblem(f"cannot start {engine.path}: {exc.strerror}") from None
-        if early is not None:
-            early.keep(start)
+            raise EnvironmentProblem(f"cannot start {engine.path}: "
+                                     f"{exc.strerror or exc}") from None
+        if prestarted is not None:
+            prestarted.keep(start)
         self._program_fd, self._read_fd = spawned.program_fd, spawned.records
         self._pipe_size = spawned.pipe_size
+        started = ptyprocess.PtyProcess(spawned.pid, spawned.terminal)  # holds the terminal
         try:
-            self.child = _Spawn(engine.path, start.flags, echo=False, encoding=None,
-                                dimensions=TERMINAL_SIZE,
-                                started=ptyprocess.PtyProcess(spawned.pid, spawned.terminal))
-        except BaseException:
-            spawned.end()
+            self.child = _Adopted(engine.path, start.flags, encoding=None, started=started)
+        except BaseException as exc:
+            spawned.end(terminal=False)
+            started.fileobj.close()
+            if isinstance(exc, pexpect.ExceptionPexpect):
+                raise EnvironmentProblem(f"cannot start {engine.path}: {exc}") from None
             raise
         self._log = bytearray()
         self.deadline: float | None = None  # monotonic time at which to stop by itself

@@ -25,6 +25,8 @@ PIPE_SIZE = 1 << 20  # room for bursts while the consumer renders
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 TERMINAL_SIZE = (24, 500)  # rows, columns: wide enough that no log line is wrapped
 PR_SET_PDEATHSIG = 1
+ENV_PREFIXES = ("BPFTRACE_", "MALLOC_")  # what a start sets in bpftrace's environment
+TRACEFS_PREFIX = "/sys/kernel/"  # where tracefs' lists of events are
 
 _CLONE_NEWNS = 0x20000
 _MS_BIND = 0x1000
@@ -96,10 +98,23 @@ class Start:
                         tracer, None)
         except (ValueError, TypeError, KeyError, IndexError):
             return None
-        fine = (isinstance(start.engine, str) and isinstance(start.program, str)
-                and isinstance(start.flags, list) and isinstance(start.env, dict)
-                and all(isinstance(s, str) for s in [*start.flags, *start.env.values()]))
-        return start if fine else None
+        return start if start._fine() else None
+
+    def _fine(self) -> bool:
+        """Of the types to_text writes; only bpftrace's and malloc's variables set; a
+        list bound over tracefs' lists of events only."""
+        listing = self.listing
+        return (isinstance(self.engine, str) and os.path.isabs(self.engine)
+                and isinstance(self.program, str) and isinstance(self.flags, list)
+                and all(isinstance(f, str) for f in self.flags)
+                and isinstance(self.env, dict)
+                and all(isinstance(k, str) and isinstance(v, str)
+                        and k.startswith(ENV_PREFIXES) for k, v in self.env.items())
+                and (listing is None or (
+                    isinstance(listing.path, str) and isinstance(listing.device, int)
+                    and isinstance(listing.inode, int)
+                    and all(isinstance(t, str) and t.startswith(TRACEFS_PREFIX)
+                            and t.endswith("/available_events") for t in listing.targets))))
 
 
 class Spawned:
@@ -113,14 +128,18 @@ class Spawned:
         self.pid, self.terminal, self.records = pid, terminal, records
         self.program_fd, self.pipe_size = program_fd, pipe_size
 
-    def end(self) -> None:
-        """Killed, waited for, its descriptors closed: for a start no run takes."""
+    def end(self, *, terminal: bool = True) -> None:
+        """Killed with its process group (it leads one: whatever a bpftrace script runs
+        goes too), waited for, its descriptors closed (not `terminal` once another object
+        holds it): for a start no run takes."""
         with contextlib.suppress(OSError):
-            os.kill(self.pid, signal.SIGKILL)
+            os.killpg(self.pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
             os.waitpid(self.pid, 0)
-        for fd in (self.terminal, self.records, self.program_fd):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        for fd in (self.terminal if terminal else -1, self.records, self.program_fd):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
 
 def spawn(start: Start) -> Spawned:
@@ -178,7 +197,7 @@ def _fork(argv: list[str], env: dict[str, str], kept: list[int],
         os.close(say)
         raise
     if pid == 0:
-        status = 0
+        said_why = b"1:"
         try:
             os.close(said)
             fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", *TERMINAL_SIZE, 0, 0))
@@ -191,24 +210,36 @@ def _fork(argv: list[str], env: dict[str, str], kept: list[int],
                 os.closerange(low + 1, high)
             setup(parent)
             os.execvpe(argv[0], argv, env)
-        except OSError as exc:
-            status = exc.errno or 1
-        except BaseException:
-            status = 1
+        except BaseException as exc:  # whatever it is: said, then this process is gone
+            errno = exc.errno if isinstance(exc, OSError) and exc.errno else 0
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            said_why = f"{errno}:{why or type(exc).__name__}".encode(errors="replace")
         finally:
-            os.write(say, str(status).encode())
-            os._exit(127)
+            try:
+                os.write(say, said_why)
+            finally:
+                os._exit(127)
     os.close(say)
     try:
-        failed = os.read(said, 64)
+        failed = os.read(said, 4096)
+    except BaseException:
+        _reap(pid, terminal)
+        raise
     finally:
         os.close(said)
     if failed:
-        os.close(terminal)
-        os.waitpid(pid, 0)
-        errno = int(failed) if failed.isdigit() else 1
-        raise OSError(errno, os.strerror(errno))
+        _reap(pid, terminal)
+        number, _, why = failed.decode(errors="replace").partition(":")
+        raise OSError(int(number) if number.isdigit() else 0, why)
     return pid, terminal
+
+
+def _reap(pid: int, terminal: int) -> None:
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(OSError):
+        os.waitpid(pid, 0)
+    os.close(terminal)
 
 
 class _ChildSetup:
