@@ -1,11 +1,11 @@
 """Running bpftrace: the stage with side effects.
 
-The program is handed over in memory (a memfd), so nothing is left on disk. bpftrace runs
-under pexpect on a pseudo-terminal, which carries its log messages (read
-here, shown to the user when they are real errors), while its JSON records go to a pipe of
-their own (`-o /dev/fd/N`), so no log line, colour code or `\\r` can mix into them.
-bpftrace is tied to this process (PR_SET_PDEATHSIG): if this process dies, even by
-SIGKILL, bpftrace goes with it.
+bpftrace is started by run.spawn (or taken from run.prestart): its program is handed over
+in memory (a memfd), so nothing is left on disk; it runs on a pseudo-terminal, adopted
+here by pexpect, which carries its log messages (read here, shown to the user when they
+are real errors), while its JSON records go to a pipe of their own (`-o /dev/fd/N`), so
+no log line, colour code or `\\r` can mix into them. bpftrace is tied to this process
+(PR_SET_PDEATHSIG): if this process dies, even by SIGKILL, bpftrace goes with it.
 
 A command to trace (`-- COMMAND`) is forked first and held at a gate until the probes
 are attached, so that its own exec is the first thing traced; its pid is handed to the
