@@ -9,6 +9,7 @@ import io
 import os
 import re
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -78,6 +79,25 @@ def test_a_trace_dropped_unread_stops_bpftrace(engine: str, nothing_left_running
     assert _alive(pid)
     del trace
     gc.collect()
+    assert not _alive(pid)
+
+
+def test_a_trace_that_ends_leaves_bpftrace_to_end_on_its_own(engine: str,
+                                                             nothing_left_running: None
+                                                             ) -> None:
+    """Once every CPU's mark is read, so are the counts bpftrace would print at exit:
+    the trace ends there, and bpftrace, asked to stop, detaches its probes and is reaped
+    in the background."""
+    trace = bptrace_exec.trace("execve", command=["/bin/true", "bpx-drained"],
+                               bpftrace=engine)
+    assert [e["argv"] for e in trace] == [(b"/bin/true", b"bpx-drained")]
+    assert trace.finished is not None and trace.finished.drained
+    assert trace.finished.engine_status is None  # not waited for
+    assert trace.summary.kernel_total == 1 and trace.summary.missing == 0
+    pid = _bpftrace_of(trace)
+    deadline = time.monotonic() + 30
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert not _alive(pid)
 
 

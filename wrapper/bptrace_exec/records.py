@@ -199,7 +199,10 @@ class Hostname(NamedTuple):
 
 
 class Mark(NamedTuple):
+    """Where a CPU's records end, once the reader has asked the program to stop."""
+
     cpu: int
+    total: int  # the calls its probes reported (TOTAL_MAP's count for it), final by then
 
 
 PARTS: dict[str, type[tuple]] = {  # type: ignore[type-arg]
@@ -266,7 +269,7 @@ ENV_BYTES = 4096  # of the environment block read (context.env)
 ANC = Layout("anc", ("anc",), _f("depth:u64 pid:u64 comm:text"))
 CGRP = Layout("cgrp", ("cgrp",), _f("cgroup_id:u64 pidns:u64 mntns:u64 name:text"))
 UTS = Layout("uts", ("uts",), _f("hostname:text"))
-MARK = Layout("mark", ("mark",), _f("cpu:u64"), keyed=False)
+MARK = Layout("mark", ("mark",), _f("cpu:u64 total:u64"), keyed=False)
 LAYOUTS = (FIRST, STR, ELEM, BYTES, BYTES_WORDS, CALL, EXEC, WHO, SEG, PATH, ENV_WORDS, ANC,
            CGRP, UTS)
 # A string's `next` byte when it could not be read: it and the 24 bytes around it read as
@@ -284,7 +287,8 @@ DROP = Layout("drop", (), ())
 # Records that are not part of a call: the program's start, the end of a stats snapshot.
 READY = "ready"
 SNAPSHOT_END = "stats"
-TOTAL_MAP = "total"  # @total: the calls the program reported, printed at exit
+# @total: the calls the program reported, by CPU: printed at exit, and in the marks
+TOTAL_MAP = "total"
 # The stats program's latency histogram: its buckets, counted per CPU (codegen.stats),
 # since STATS_BY_CPU; hist()'s before, and in a one-liner
 LATENCY_LOG2_MAP, LATENCY_HIST_MAP = "stat_latency_log2_us", "stat_latency_us"

@@ -365,7 +365,7 @@ def _printed_elsewhere(profile: Profile) -> bool:
 # The program's count of the records it printed, which user space holds up against what
 # reached it. Per CPU in a plain map, as the stats' (codegen.stats.PER_CPU): no per-CPU
 # aggregation allocated for 65,536 keys, and no increment lost on 0.23.
-COUNTED = f"    @{TOTAL_MAP}[cpu]++;  // printed at exit: user space reports any gap\n"
+COUNTED = f"    @{TOTAL_MAP}[cpu]++;  // marks and exit print it: user space reports any gap\n"
 
 
 def _exec_record(profile: Profile, ints: list[str]) -> str:

@@ -14,7 +14,16 @@ from dataclasses import dataclass
 from bptrace_exec import __version__
 from bptrace_exec.codegen.btlang import comment_text, int_literal, string_literal
 from bptrace_exec.event import HOST_PID_NS
-from bptrace_exec.records import ARITY, FORMATS, MARK, PACKED, PATHS, READY, Layout
+from bptrace_exec.records import (
+    ARITY,
+    FORMATS,
+    MARK,
+    PACKED,
+    PATHS,
+    READY,
+    TOTAL_MAP,
+    Layout,
+)
 from bptrace_exec.spec.model import Filters, Profile
 from bptrace_exec.spec.parse import PID_MAX, UID_MAX, argv_patterns
 
@@ -203,12 +212,15 @@ def stop_probes() -> str:
     from then on no call is reported and every CPU marks its place in the stream; once
     the mark of every CPU is read, every call reported before is read too (each CPU's
     records arrive in order), and bpftrace can be stopped (it drops what it reads after
-    its SIGINT)."""
+    its SIGINT). Each mark carries its CPU's count of calls reported, final once @stop
+    is seen there: the reader need not wait for bpftrace to print it at exit, after
+    detaching every probe."""
     asked = probe(["tracepoint:task:task_rename"], ["$1 != 0", f"{PID} == (uint64)$1"],
                   f"  {STOP} = 1;\n", "The reader asks for the end of the records: it renames "
                   "itself.")
-    mark = probe([f"profile:hz:{MARK_HZ}"], [STOP], printf(MARK, {"cpu": "(uint64)cpu"}),
-                 "After that, every CPU marks where its records end.")
+    marked = printf(MARK, {"cpu": "(uint64)cpu", "total": f"@{TOTAL_MAP}[cpu]"})
+    mark = probe([f"profile:hz:{MARK_HZ}"], [STOP], marked,
+                 "After that, every CPU marks where its records end, and its count.")
     return asked + "\n" + mark
 
 

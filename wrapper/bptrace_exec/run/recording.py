@@ -1,7 +1,9 @@
 """Recordings: the raw transcript of a run, replayable with no root and no bpftrace.
 
 A recording is JSON lines: a header (what is needed to decode the rest), every line
-bpftrace printed, unchanged, and a trailer written when the run ends:
+bpftrace printed, unchanged (but for its counts at exit: a run that ends once every CPU
+has marked its stream writes the counts the marks carried, as bpftrace prints them;
+run.session), and a trailer written when the run ends:
 
   {"recording": "bptrace-exec/3", "bpftrace": "v0.17.0", "profile": {...},
    "started": "2026-...Z", "wall_offset_ns": N, "host": NAME}

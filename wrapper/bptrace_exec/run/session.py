@@ -15,13 +15,16 @@ Stopping loses nothing that happened before the stop: bpftrace drops the records
 after its SIGINT, so a program that `drains` is first asked to stop reporting (this
 process renames itself, which the program watches) and to mark every CPU's stream; once
 a mark of every CPU has been read, so has every call reported before, and only then is
-bpftrace sent SIGINT (codegen.program.stop_probes).
+bpftrace sent SIGINT (codegen.program.stop_probes). The marks also carry the counts
+bpftrace would print at exit, after detaching its probes one by one (most of a second):
+the run ends then, and bpftrace ends on its own, reaped in the background.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import re
 import select
@@ -29,6 +32,7 @@ import selectors
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,7 +46,7 @@ import ptyprocess
 from bptrace_exec.codegen.kerneltypes import NO_TYPES_BTF
 from bptrace_exec.codegen.program import HEADER_END
 from bptrace_exec.errors import EngineFailure, EnvironmentProblem, UsageError
-from bptrace_exec.records import VERSION
+from bptrace_exec.records import TOTAL_MAP, VERSION
 from bptrace_exec.run.engine import Engine
 from bptrace_exec.run.eventlist import kept_listing
 from bptrace_exec.run.footprint import release_in_background
@@ -113,6 +117,9 @@ class Finished:
     diagnostics: list[str]  # bpftrace's log lines, harmless noise removed
     forced: bool = False  # bpftrace ignored SIGINT for STOP_GRACE_S and was killed
     resumed: bool = False  # bpftrace had been stopped (SIGSTOP) and was continued
+    # every record was read, counts included, and bpftrace left to end on its own: its
+    # status is not waited for (None)
+    drained: bool = False
 
     @property
     def killed(self) -> int | None:
@@ -332,7 +339,9 @@ class Session:
         self._drains = drains
         self._ready = False  # every probe attached: the program can be drained
         self._drain_started: float | None = None
-        self._marked: set[int] = set()
+        self._totals: dict[int, int] = {}  # each CPU's count, from its mark
+        self._drained = False
+        self._finished: Finished | None = None
         self._cpus = online_cpus()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
@@ -393,16 +402,21 @@ class Session:
 
     def _take_marks(self, lines: list[bytes]) -> list[bytes]:
         """The lines without the program's marks; once every CPU has marked its stream,
-        bpftrace has printed everything reported before the stop and is sent SIGINT."""
+        bpftrace has printed everything reported before the stop and is sent SIGINT, and
+        the marks' counts stand for the ones it prints at exit, as it prints them."""
         kept = []
         for line in lines:
             if line.startswith(MARK_LINE):
                 with contextlib.suppress(ValueError):
-                    self._marked.add(int(line[len(MARK_LINE):].split(b"\\n", 1)[0]))
+                    cpu, total = line[len(MARK_LINE):].split(b"\\n", 1)[0].split()
+                    self._totals[int(cpu)] = int(total)
             else:
                 kept.append(line)
-        if self._marked >= self._cpus:
+        if not self._drained and self._totals.keys() >= self._cpus:
+            self._drained = True
             self._send_stop()
+            counts = {str(cpu): n for cpu, n in sorted(self._totals.items()) if n}
+            kept.append(json.dumps({"type": "map", "data": {f"@{TOTAL_MAP}": counts}}).encode())
         return kept
 
     # --- output ----------------------------------------------------------------------
@@ -454,6 +468,8 @@ class Session:
                         if self._drain_started is not None:
                             complete = self._take_marks(complete)
                         yield from complete
+                        if self._drained:  # what follows the marks is more marks
+                            return
                 yield None
             if pending:
                 yield pending
@@ -506,8 +522,14 @@ class Session:
     def close(self, *, early: bool = False) -> Finished:
         """Stop whatever still runs and say how it ended. Safe to call twice. `early`: the
         consumer leaves before the end, which asks the stop."""
+        if self._finished is not None:
+            return self._finished
         self._stop_requested |= early
-        if self.child.isalive():
+        drained = self._drained and self.child.isalive()
+        if drained:
+            threading.Thread(target=self._reap, name="bptrace-exec reaper",
+                             daemon=True).start()
+        elif self.child.isalive():
             # Not a request: a bpftrace that closed its output may still be exiting (its
             # files close before it can be reaped), and must not count as asked to stop.
             self._send_stop()
@@ -518,14 +540,16 @@ class Session:
             killed_at = time.monotonic()
             while self.child.isalive() and time.monotonic() - killed_at < KILLED_WAIT_S:
                 time.sleep(TICK_S)
-        with contextlib.suppress(Exception):
-            while self._read_log():
-                pass
-        with contextlib.suppress(Exception):
-            self.child.close()
-        status = self.child.exitstatus
-        if status is None and self.child.signalstatus is not None:
-            status = -self.child.signalstatus
+        status = None
+        if not drained:
+            with contextlib.suppress(Exception):
+                while self._read_log():
+                    pass
+            with contextlib.suppress(Exception):
+                self.child.close()
+            status = self.child.exitstatus
+            if status is None and self.child.signalstatus is not None:
+                status = -self.child.signalstatus
         if self.command is not None:
             self.command.end()
         for sig, handler in self._old_handlers.items():
@@ -534,14 +558,26 @@ class Session:
         for fd in (self._read_fd, self._wake_r, self._wake_w, self._program_fd):
             with contextlib.suppress(OSError):
                 os.close(fd)
-        return Finished(
+        self._finished = Finished(
             requested=self._stop_requested,
             engine_status=status,
             command_status=self.command.status if self.command else None,
             diagnostics=self.diagnostics(),
             forced=self._forced,
             resumed=self._resumed,
+            drained=drained,
         )
+        return self._finished
+
+    def _reap(self) -> None:
+        """A drained bpftrace, sent SIGINT, ends as it would have while the run waited
+        (SIGTERM, then SIGKILL if it does not); then its terminal is closed. Were this
+        process to end first, bpftrace goes with it (PR_SET_PDEATHSIG)."""
+        with contextlib.suppress(Exception):
+            while self.child.isalive() and not self._forced:
+                self._escalate()
+                time.sleep(TICK_S)
+            self.child.close()
 
     def diagnostics(self) -> list[str]:
         text = self._log.decode("utf-8", "replace").replace("\r\n", "\n")
