@@ -94,7 +94,23 @@ def test_a_trace_that_ends_leaves_bpftrace_to_end_on_its_own(engine: str,
     assert trace.finished is not None and trace.finished.drained
     assert trace.finished.engine_status is None  # not waited for
     assert trace.summary.kernel_total == 1 and trace.summary.missing == 0
-    pid = _bpftrace_of(trace)
+    _ends(_bpftrace_of(trace))
+
+
+def test_stats_in_the_kernel_end_with_their_last_report(engine: str,
+                                                        nothing_left_running: None) -> None:
+    """Asked for the end, a stats program prints its counts at once: the run takes them,
+    not the ones bpftrace prints as it exits, after detaching every probe."""
+    with bptrace_exec.trace("execve", command=["sh", "-c", "/bin/true; /nope; :"],
+                            bpftrace=engine, stats=True) as trace:
+        stats = trace.counts()
+    assert stats.count == 3 and stats.failed == 1
+    assert trace.finished is not None and trace.finished.drained
+    _ends(_bpftrace_of(trace))
+
+
+def _ends(pid: int) -> None:
+    """bpftrace, left to end on its own, does."""
     deadline = time.monotonic() + 30
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -20,7 +20,13 @@ from bptrace_exec.event import Event
 from bptrace_exec.output.tree import process_of
 from bptrace_exec.parse.decode import Attached, Lost, MapData, Note, Printf, decode_line
 from bptrace_exec.parse.join import READY_RECORD, Assembler
-from bptrace_exec.records import LEGACY_TOTAL_MAPS, PATHS, SNAPSHOT_END, TOTAL_MAP
+from bptrace_exec.records import (
+    LAST_SNAPSHOT_END,
+    LEGACY_TOTAL_MAPS,
+    PATHS,
+    SNAPSHOT_END,
+    TOTAL_MAP,
+)
 from bptrace_exec.run.cgroups import CgroupPaths
 from bptrace_exec.run.engine import Engine
 from bptrace_exec.run.recording import Recorder
@@ -28,6 +34,7 @@ from bptrace_exec.spec.model import PROCESS_EXIT, Profile
 from bptrace_exec.spec.parse import argv_patterns, run_here
 
 SNAPSHOT_RECORD = SNAPSHOT_END.encode()
+LAST_SNAPSHOT_RECORD = LAST_SNAPSHOT_END.encode()
 
 
 class Source(Protocol):
@@ -230,6 +237,8 @@ class Run:
             if self.on_snapshot:
                 self.on_snapshot(self.maps)
             self.maps = {}
+            return []
+        if text == LAST_SNAPSHOT_RECORD:  # the maps are the last report's (any at exit too)
             return []
         return self.assembler.feed(text, now)
 

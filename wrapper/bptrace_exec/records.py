@@ -284,9 +284,12 @@ KILLED_RET = -(1 << 32)
 # only successful ones are asked for): its records are forgotten, not left to look lost.
 DROP = Layout("drop", (), ())
 
-# Records that are not part of a call: the program's start, the end of a stats snapshot.
+# Records that are not part of a call: the program's start, the end of a stats snapshot,
+# and of the last one, printed when the reader asks for the end (so its counts need not
+# wait for bpftrace's exit, after it has detached every probe).
 READY = "ready"
 SNAPSHOT_END = "stats"
+LAST_SNAPSHOT_END = "last"
 # @total: the calls the program reported, by CPU: printed at exit, and in the marks
 TOTAL_MAP = "total"
 # The stats program's latency histogram: its buckets, counted per CPU (codegen.stats),

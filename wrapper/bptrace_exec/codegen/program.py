@@ -50,7 +50,9 @@ EXIT_FAILED, EXIT_SUCCEEDED = "curtask->exit_code != 0", "curtask->exit_code == 
 class Program:
     text: str
     strlen: int  # bytes of one string read, given to bpftrace in its environment
-    drains: bool  # stops its records and marks every CPU's stream when $1 asks
+    # ends its output when $1 asks (reader_asks): marks every CPU's stream (events), or
+    # prints its counts (stats)
+    drains: bool
 
 
 def header(profile: Profile, version: str | None, follow: bool, *, details: tuple[str, ...],
@@ -215,13 +217,18 @@ def stop_probes() -> str:
     its SIGINT). Each mark carries its CPU's count of calls reported, final once @stop
     is seen there: the reader need not wait for bpftrace to print it at exit, after
     detaching every probe."""
-    asked = probe(["tracepoint:task:task_rename"], ["$1 != 0", f"{PID} == (uint64)$1"],
-                  f"  {STOP} = 1;\n", "The reader asks for the end of the records: it renames "
-                  "itself.")
+    asked = reader_asks(f"  {STOP} = 1;\n", "The reader asks for the end of the records: it "
+                        "renames itself.")
     marked = printf(MARK, {"cpu": "(uint64)cpu", "total": f"@{TOTAL_MAP}[cpu]"})
     mark = probe([f"profile:hz:{MARK_HZ}"], [STOP], marked,
                  "After that, every CPU marks where its records end, and its count.")
     return asked + "\n" + mark
+
+
+def reader_asks(body: str, comment: str) -> str:
+    """The probe of the reader's cue for the end: it renames itself ($1, its PID)."""
+    return probe(["tracepoint:task:task_rename"], ["$1 != 0", f"{PID} == (uint64)$1"], body,
+                 comment)
 
 
 def end(maps: list[str]) -> str:

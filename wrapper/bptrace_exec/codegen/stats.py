@@ -1,8 +1,9 @@
 """The stats program of an exec profile: counts and a latency histogram in bpftrace maps.
 
 Nothing is printed per exec: each one costs a few map updates in the kernel and nothing
-in user space. bpftrace prints the maps at exit (and the interval probe prints them every
-N seconds, cumulatively, followed by a `stats` record that closes the snapshot):
+in user space. The interval probe prints the maps every N seconds, cumulatively, followed
+by a `stats` record that closes the snapshot; the reader's cue for the end prints them
+once more, followed by a `last` record (and bpftrace prints them at exit):
 
   @stat_execs[FAILED | CPU << 1]   count, FAILED is 0 or 1
   @stat_errno[ERRNO, CPU]          count of failed execs by errno
@@ -49,18 +50,24 @@ from bptrace_exec.codegen.program import (
     header,
     predicate,
     probe,
+    reader_asks,
     result_test,
 )
 from bptrace_exec.codegen.readers import word
-from bptrace_exec.records import LATENCY_HIST_MAP, LATENCY_LOG2_MAP, SNAPSHOT_END
+from bptrace_exec.records import (
+    LAST_SNAPSHOT_END,
+    LATENCY_HIST_MAP,
+    LATENCY_LOG2_MAP,
+    SNAPSHOT_END,
+)
 from bptrace_exec.spec.model import EXEC_SYSCALLS, INTERVAL_RANGE, Profile
 
 # A map key is not a printf record: the program's path fits 0.17's stack whole (the
 # event program's strings are shorter, spec.model).
 PATH_STRLEN = 200
 
-LAYOUT = """Counts are kept in @stat_* maps and printed when bpftrace exits (and by the
-interval probe, if any); bptrace-exec turns them into a report. See
+LAYOUT = """Counts are kept in @stat_* maps and printed when the reader asks for the end
+(and by the interval probe, if any); bptrace-exec turns them into a report. See
 `pydoc bptrace_exec.codegen.stats` for the maps."""
 # comm is not among them: the caller's name is gone when the new program starts; caught
 # from task_rename beforehand, it took two maps and a probe on every thread exit, which
@@ -144,11 +151,11 @@ def light_probes(profile: Profile, follow: bool, counts: Mapping[str, str] = PER
                   + euid_test(profile.filters), "".join(lines),
                   "A program starts: the exec succeeded.")
     if not follow:
-        return [count, interval_probe(profile, counts)]
+        return [count, *report_probes(profile, counts)]
     unfollow = probe(["tracepoint:sched:sched_process_exit"], [],
                      f"  $tid = {TID};\n  if (@follow[$tid]) {{ delete(@follow[$tid]); }}\n",
                      "A followed task ends: forget it.")
-    return [follow_probe(), count, interval_probe(profile, counts), unfollow, end(["follow"])]
+    return [follow_probe(), count, *report_probes(profile, counts), unfollow, end(["follow"])]
 
 
 def _task_counts(by: tuple[str, ...], counts: Mapping[str, str], pad: str = "  ",
@@ -206,7 +213,7 @@ def full_probes(profile: Profile, follow: bool, counts: Mapping[str, str] = PER_
         "    $ret = args->ret;\n"
         f"    $lat = nsecs - {word(0)};\n"
         + path + counted + "    delete(@call[$key]);\n  }\n")
-    return [enter, image, exit_, interval_probe(profile, counts)]
+    return [enter, image, exit_, *report_probes(profile, counts)]
 
 
 def stat_maps(profile: Profile, counts: Mapping[str, str] = PER_CPU) -> list[str]:
@@ -218,12 +225,21 @@ def stat_maps(profile: Profile, counts: Mapping[str, str] = PER_CPU) -> list[str
     return maps
 
 
-def interval_probe(profile: Profile, counts: Mapping[str, str] = PER_CPU) -> str:
+def report_probes(profile: Profile, counts: Mapping[str, str] = PER_CPU) -> list[str]:
+    """A report every interval, if asked for, and the last one when the reader asks."""
+    last = reader_asks(snapshot(profile, counts, LAST_SNAPSHOT_END),
+                       "The reader asks for the end: the last report now, not at "
+                       "bpftrace's exit.")
     seconds = profile.stats.interval
     if not seconds:
-        return ""
+        return [last]
     int_literal(seconds, 1, INTERVAL_RANGE[1])
+    return [probe([f"interval:s:{seconds}"], [], snapshot(profile, counts, SNAPSHOT_END),
+                  "A report every interval: the maps as they are (cumulative), then an end "
+                  "mark."), last]
+
+
+def snapshot(profile: Profile, counts: Mapping[str, str], closing: str) -> str:
+    """The maps as they are, then the record that closes the snapshot."""
     prints = "".join(f"  print(@{m});\n" for m in stat_maps(profile, counts))
-    return probe([f"interval:s:{seconds}"], [], prints + f'  printf("{SNAPSHOT_END}\\n");\n',
-                 "A report every interval: the maps as they are (cumulative), then an end "
-                 "mark.")
+    return prints + f'  printf("{closing}\\n");\n'

@@ -17,7 +17,8 @@ process renames itself, which the program watches) and to mark every CPU's strea
 a mark of every CPU has been read, so has every call reported before, and only then is
 bpftrace sent SIGINT (codegen.program.stop_probes). The marks also carry the counts
 bpftrace would print at exit, after detaching its probes one by one (most of a second):
-the run ends then, and bpftrace ends on its own, reaped in the background.
+the run ends then, and bpftrace ends on its own, reaped in the background. A stats
+program, asked the same way, prints its last report (codegen.stats), and ends alike.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ import ptyprocess
 from bptrace_exec.codegen.kerneltypes import NO_TYPES_BTF
 from bptrace_exec.codegen.program import HEADER_END
 from bptrace_exec.errors import EngineFailure, EnvironmentProblem, UsageError
-from bptrace_exec.records import TOTAL_MAP, VERSION
+from bptrace_exec.records import LAST_SNAPSHOT_END, TOTAL_MAP, VERSION
 from bptrace_exec.run.engine import Engine
 from bptrace_exec.run.eventlist import kept_listing
 from bptrace_exec.run.footprint import release_in_background
@@ -80,6 +81,7 @@ DEBUGFS_TRACING = Path("/sys/kernel/debug/tracing")
 PR_SET_NAME, PR_GET_NAME = 15, 16
 DRAIN_WAIT_S = 2.0  # how long every CPU's mark may take before bpftrace is stopped anyway
 MARK_LINE = b'{"type": "printf", "data": "mark '
+LAST_LINE = b'{"type": "printf", "data": "%s\\n"}' % LAST_SNAPSHOT_END.encode()
 CPUS_ONLINE = Path("/sys/devices/system/cpu/online")
 
 # Start-up noise that every run prints and that means nothing here.
@@ -401,23 +403,29 @@ class Session:
         release_in_background(self.child.pid)  # the compiler's pages, no longer needed
 
     def _take_marks(self, lines: list[bytes]) -> list[bytes]:
-        """The lines without the program's marks; once every CPU has marked its stream,
-        bpftrace has printed everything reported before the stop and is sent SIGINT, and
-        the marks' counts stand for the ones it prints at exit, as it prints them."""
+        """The lines without the program's marks. Once every CPU has marked its stream,
+        bpftrace has printed everything reported before the stop, and the marks' counts
+        stand for the ones it prints at exit, as it prints them; once a stats program's
+        last report is printed, so is everything it counted: it is sent SIGINT then."""
         kept = []
         for line in lines:
             if line.startswith(MARK_LINE):
                 with contextlib.suppress(ValueError):
                     cpu, total = line[len(MARK_LINE):].split(b"\\n", 1)[0].split()
                     self._totals[int(cpu)] = int(total)
-            else:
-                kept.append(line)
+                continue
+            kept.append(line)
+            if line == LAST_LINE:
+                self._drain_done()
         if not self._drained and self._totals.keys() >= self._cpus:
-            self._drained = True
-            self._send_stop()
             counts = {str(cpu): n for cpu, n in sorted(self._totals.items()) if n}
             kept.append(json.dumps({"type": "map", "data": {f"@{TOTAL_MAP}": counts}}).encode())
+            self._drain_done()
         return kept
+
+    def _drain_done(self) -> None:
+        self._drained = True
+        self._send_stop()
 
     # --- output ----------------------------------------------------------------------
 
