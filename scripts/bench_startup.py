@@ -23,7 +23,8 @@ Rounds alternate the configurations (the order rotates each round); printed: the
 and the range of each, and its ratio to execsnoop.bt's (opensnoop.bt's for opens), shown
 and captured. Then
 a whole traced command, `execve -- true` from launch to exit (its start-up, the command
-and the end of tracing: draining, and bpftrace detaching its probes); --help and --emit
+and the end of tracing: the drain; bpftrace then detaches its probes on its own, after
+the tool has exited); --help and --emit
 script, end to end (medians of 9, of `rounds` for the command); the package's import
 time.
 Needs root. Every process it starts is stopped by its pid after each round.

@@ -208,7 +208,7 @@ def _live(profile: Profile, live: Live, hooks: Hooks) -> Trace:
             undo.callback(gated.end)
         text, defined_lines = with_kernel_types(program.text, boot_id())
         session = Session(text, engine, buffer_pages=pages, strlen=program.strlen,
-                          command=gated, drains=program.drains,
+                          command=gated, drains=True,
                           handle_signals=live.handle_signals, own_types=defined_lines > 0,
                           prestarted=live.prestarted)
         undo.callback(session.close)

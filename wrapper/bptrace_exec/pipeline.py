@@ -68,7 +68,7 @@ class Summary:
     events: int = 0
     dropped: int = 0  # events a filter that runs here did not keep (argv)
     exits: int | None = None  # of the events, ends of processes (None: not traced)
-    kernel_total: int | None = None  # the calls the program reported, printed at exit
+    kernel_total: int | None = None  # the calls the program reported (its @total)
     lost_records: int = 0  # records bpftrace said it lost (its buffer was full)
     incomplete: int = 0  # events shown with records missing
     unfinished: int = 0  # calls with no closing record: still in the call at the end
@@ -234,9 +234,10 @@ class Run:
                 self._on_ready()
             return []
         if text == SNAPSHOT_RECORD:
+            # the maps are cumulative: each print is as current as the last report's, which
+            # one of bpftrace 0.23's single buffer may come in the middle of
             if self.on_snapshot:
-                self.on_snapshot(self.maps)
-            self.maps = {}
+                self.on_snapshot(dict(self.maps))
             return []
         if text == LAST_SNAPSHOT_RECORD:  # the maps are the last report's (any at exit too)
             return []

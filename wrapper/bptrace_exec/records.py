@@ -203,6 +203,9 @@ class Mark(NamedTuple):
 
     cpu: int
     total: int  # the calls its probes reported (TOTAL_MAP's count for it), final by then
+    time: int  # nsecs: a mark made after the reader had one of every CPU came in a later
+    # read of bpftrace's buffers, after the losses it counted before (0.23 prints them
+    # between reads)
 
 
 PARTS: dict[str, type[tuple]] = {  # type: ignore[type-arg]
@@ -269,7 +272,7 @@ ENV_BYTES = 4096  # of the environment block read (context.env)
 ANC = Layout("anc", ("anc",), _f("depth:u64 pid:u64 comm:text"))
 CGRP = Layout("cgrp", ("cgrp",), _f("cgroup_id:u64 pidns:u64 mntns:u64 name:text"))
 UTS = Layout("uts", ("uts",), _f("hostname:text"))
-MARK = Layout("mark", ("mark",), _f("cpu:u64 total:u64"), keyed=False)
+MARK = Layout("mark", ("mark",), _f("cpu:u64 total:u64 time:u64"), keyed=False)
 LAYOUTS = (FIRST, STR, ELEM, BYTES, BYTES_WORDS, CALL, EXEC, WHO, SEG, PATH, ENV_WORDS, ANC,
            CGRP, UTS)
 # A string's `next` byte when it could not be read: it and the 24 bytes around it read as

@@ -30,5 +30,5 @@ def generate(profile: Profile, version: str | None = None, *, follow: bool = Fal
     """The bpftrace program for a profile, for bpftrace `version` (said in its header);
     `follow` restricts it to the command given as $2 and its descendants."""
     if counts_in_kernel(profile):
-        return Program(generate_stats(profile, version, follow), PATH_STRLEN, drains=True)
-    return Program(generate_events(profile, version, follow), profile.kind.strlen, drains=True)
+        return Program(generate_stats(profile, version, follow), PATH_STRLEN)
+    return Program(generate_events(profile, version, follow), profile.kind.strlen)

@@ -11,8 +11,9 @@ record alone (records.EXEC); what does not fit it is printed when the new image 
 (sched_process_exec), where its filters on the new program run too. The end of a process
 is one probe on sched_process_exit.
 
-@total counts the calls reported, in the kernel; bpftrace prints it at exit, so that
-user space can say exactly how many calls it did not receive.
+@total counts the calls reported, in the kernel; each CPU's stop mark carries its count
+(and bpftrace prints it at exit), so that user space can say exactly how many calls it
+did not receive.
 """
 
 from __future__ import annotations

@@ -50,9 +50,6 @@ EXIT_FAILED, EXIT_SUCCEEDED = "curtask->exit_code != 0", "curtask->exit_code == 
 class Program:
     text: str
     strlen: int  # bytes of one string read, given to bpftrace in its environment
-    # ends its output when $1 asks (reader_asks): marks every CPU's stream (events), or
-    # prints its counts (stats)
-    drains: bool
 
 
 def header(profile: Profile, version: str | None, follow: bool, *, details: tuple[str, ...],
@@ -219,16 +216,19 @@ def stop_probes() -> str:
     detaching every probe."""
     asked = reader_asks(f"  {STOP} = 1;\n", "The reader asks for the end of the records: it "
                         "renames itself.")
-    marked = printf(MARK, {"cpu": "(uint64)cpu", "total": f"@{TOTAL_MAP}[cpu]"})
+    marked = printf(MARK, {"cpu": "(uint64)cpu", "total": f"@{TOTAL_MAP}[cpu]", "time": "nsecs"})
     mark = probe([f"profile:hz:{MARK_HZ}"], [STOP], marked,
                  "After that, every CPU marks where its records end, and its count.")
     return asked + "\n" + mark
 
 
 def reader_asks(body: str, comment: str) -> str:
-    """The probe of the reader's cue for the end: it renames itself ($1, its PID)."""
-    return probe(["tracepoint:task:task_rename"], ["$1 != 0", f"{PID} == (uint64)$1"], body,
-                 comment)
+    """The probe of the reader's cue for the end, which every program has (its output
+    then ends: every CPU's stream marked, or the counts printed): the reader renames its
+    main thread, whose id is $1. Not any of its threads: a thread may name itself (Python
+    3.14 names each one it starts)."""
+    return probe(["tracepoint:task:task_rename"], ["$1 != 0", "(uint64)args->pid == (uint64)$1"],
+                 body, comment)
 
 
 def end(maps: list[str]) -> str:

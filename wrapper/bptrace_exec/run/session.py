@@ -114,7 +114,7 @@ class Finished:
     """How a session ended."""
 
     requested: bool  # we asked bpftrace to stop (signal, duration, command exit, consumer)
-    engine_status: int | None  # bpftrace's exit status, or -signal
+    engine_status: int | None  # bpftrace's exit status, or -signal; None: not waited for
     command_status: int | None  # the traced command's exit status, shell style (128+sig)
     diagnostics: list[str]  # bpftrace's log lines, harmless noise removed
     forced: bool = False  # bpftrace ignored SIGINT for STOP_GRACE_S and was killed
@@ -136,8 +136,8 @@ class _Adopted(pexpect.spawn):  # type: ignore[misc]
     def __init__(self, *args: Any, started: ptyprocess.PtyProcess, **kwargs: Any) -> None:
         self._started = started
         super().__init__(*args, **kwargs)
-        # closed once bpftrace has ended (Session.close waits for it, killed or not): no
-        # pause for it to end
+        # closed once bpftrace has ended (Session.close, or its reaper, waits for it,
+        # killed or not): no pause for it to end
         self.ptyproc.delayafterclose = 0.0
 
     def _spawnpty(self, args: list[str], **kwargs: Any) -> ptyprocess.PtyProcess:
@@ -257,12 +257,20 @@ def online_cpus() -> set[int]:
 
 
 def _rename_self() -> None:
-    """PR_SET_NAME to the name this process already has: the kernel's task_rename
-    tracepoint fires, and nothing else changes."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    name = ctypes.create_string_buffer(16)
-    libc.prctl(PR_GET_NAME, name, 0, 0, 0)
-    libc.prctl(PR_SET_NAME, name, 0, 0, 0)
+    """The main thread's name written back as it is, from whichever thread asks: the
+    kernel's task_rename tracepoint fires for the main thread (its id is the program's
+    $1), and nothing else changes."""
+    comm = f"/proc/self/task/{os.getpid()}/comm"
+    try:
+        with open(comm, "rb") as f:
+            name = f.read().rstrip(b"\n")
+        with open(comm, "wb") as f:
+            f.write(name)
+    except OSError:  # no /proc: the calling thread's own name, which the main thread's is
+        libc = ctypes.CDLL(None, use_errno=True)
+        buffer = ctypes.create_string_buffer(16)
+        libc.prctl(PR_GET_NAME, buffer, 0, 0, 0)
+        libc.prctl(PR_SET_NAME, buffer, 0, 0, 0)
 
 
 def _stopped(pid: int) -> bool:
@@ -342,6 +350,7 @@ class Session:
         self._ready = False  # every probe attached: the program can be drained
         self._drain_started: float | None = None
         self._totals: dict[int, int] = {}  # each CPU's count, from its mark
+        self._marked_at: int | None = None  # monotonic ns: when every CPU had marked
         self._drained = False
         self._finished: Finished | None = None
         self._cpus = online_cpus()
@@ -404,28 +413,39 @@ class Session:
 
     def _take_marks(self, lines: list[bytes]) -> list[bytes]:
         """The lines without the program's marks. Once every CPU has marked its stream,
-        bpftrace has printed everything reported before the stop, and the marks' counts
-        stand for the ones it prints at exit, as it prints them; once a stats program's
-        last report is printed, so is everything it counted: it is sent SIGINT then."""
-        kept = []
+        bpftrace has printed every call reported before the stop; once a mark made
+        after that is read too, so are the losses it counted meanwhile (0.23 prints them
+        between reads of its buffer, not in it), and the marks' counts stand for the
+        ones it prints at exit, as it prints them. Once a stats program's last report is
+        printed, so is everything it counted. Either way it is sent SIGINT then (_drained),
+        and what follows is not read."""
+        kept: list[bytes] = []
         for line in lines:
             if line.startswith(MARK_LINE):
                 with contextlib.suppress(ValueError):
-                    cpu, total = line[len(MARK_LINE):].split(b"\\n", 1)[0].split()
+                    cpu, total, made = line[len(MARK_LINE):].split(b"\\n", 1)[0].split()
                     self._totals[int(cpu)] = int(total)
+                    if self._marked_at is not None and int(made) > self._marked_at:
+                        return kept + self._drain_done(totals=True)
                 continue
             kept.append(line)
             if line == LAST_LINE:
-                self._drain_done()
-        if not self._drained and self._totals.keys() >= self._cpus:
-            counts = {str(cpu): n for cpu, n in sorted(self._totals.items()) if n}
-            kept.append(json.dumps({"type": "map", "data": {f"@{TOTAL_MAP}": counts}}).encode())
-            self._drain_done()
+                return kept + self._drain_done(totals=False)
+        if self._marked_at is None and self._totals.keys() >= self._cpus:
+            if online_cpus() == self._cpus:
+                self._marked_at = time.monotonic_ns()
+            else:  # a CPU came or went: bpftrace's own counts, at its exit
+                self._send_stop()
         return kept
 
-    def _drain_done(self) -> None:
+    def _drain_done(self, *, totals: bool) -> list[bytes]:
+        """The end of the output: SIGINT, and the counts the marks carried, if any."""
         self._drained = True
         self._send_stop()
+        counts = {str(cpu): n for cpu, n in sorted(self._totals.items()) if n}
+        if not totals or not counts:  # bpftrace prints no empty map
+            return []
+        return [json.dumps({"type": "map", "data": {f"@{TOTAL_MAP}": counts}}).encode()]
 
     # --- output ----------------------------------------------------------------------
 
@@ -535,9 +555,12 @@ class Session:
         self._stop_requested |= early
         drained = self._drained and self.child.isalive()
         if drained:
-            threading.Thread(target=self._reap, name="bptrace-exec reaper",
-                             daemon=True).start()
-        elif self.child.isalive():
+            try:
+                threading.Thread(target=self._reap, name="bptrace-exec reaper",
+                                 daemon=True).start()
+            except RuntimeError:  # no thread to be had: wait, as for any other end
+                drained = False
+        if not drained and self.child.isalive():
             # Not a request: a bpftrace that closed its output may still be exiting (its
             # files close before it can be reaped), and must not count as asked to stop.
             self._send_stop()
@@ -585,6 +608,7 @@ class Session:
             while self.child.isalive() and not self._forced:
                 self._escalate()
                 time.sleep(TICK_S)
+        with contextlib.suppress(Exception):
             self.child.close()
 
     def diagnostics(self) -> list[str]:
