@@ -17,8 +17,9 @@ process renames itself, which the program watches) and to mark every CPU's strea
 a mark of every CPU has been read, so has every call reported before, and only then is
 bpftrace sent SIGINT (codegen.program.stop_probes). The marks also carry the counts
 bpftrace would print at exit, after detaching its probes one by one (most of a second):
-the run ends then, and bpftrace ends on its own, reaped in the background. A stats
-program, asked the same way, prints its last report (codegen.stats), and ends alike.
+the run ends with them, sends bpftrace SIGINT and leaves it to end, reaped in the
+background. A stats program, asked the same way, prints its last report (codegen.stats),
+and its run ends alike.
 """
 
 from __future__ import annotations
@@ -266,7 +267,7 @@ def _rename_self() -> None:
             name = f.read().rstrip(b"\n")
         with open(comm, "wb") as f:
             f.write(name)
-    except OSError:  # no /proc: the calling thread's own name, which the main thread's is
+    except OSError:  # no /proc: the calling thread's, the cue if it is the main thread
         libc = ctypes.CDLL(None, use_errno=True)
         buffer = ctypes.create_string_buffer(16)
         libc.prctl(PR_GET_NAME, buffer, 0, 0, 0)
@@ -496,7 +497,7 @@ class Session:
                         if self._drain_started is not None:
                             complete = self._take_marks(complete)
                         yield from complete
-                        if self._drained:  # what follows the marks is more marks
+                        if self._drained:  # all the run needs has come
                             return
                 yield None
             if pending:
