@@ -4,11 +4,13 @@ stopped however a caller leaves a Trace (the end, a break, an exception, garbage
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import io
 import os
 import re
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -107,6 +109,34 @@ def test_stats_in_the_kernel_end_with_their_last_report(engine: str,
     assert stats.count == 3 and stats.failed == 1
     assert trace.finished is not None and trace.finished.drained
     _ends(_bpftrace_of(trace))
+
+
+def test_the_end_is_the_main_thread_s_rename_whichever_thread_asks(
+        engine: str, nothing_left_running: None) -> None:
+    """A thread of the tracer that names itself (Python 3.14 names each one it starts)
+    leaves the program reporting; a stop asked from another thread ends the trace, its
+    records and counts drained."""
+    trace = bptrace_exec.trace("execve", command=LOOP, bpftrace=engine, duration=60)
+    renamed, reported_after, events = 0, False, iter(trace)
+    for event in events:
+        if not renamed:
+            namer = threading.Thread(target=_name_this_thread)
+            namer.start()
+            namer.join()
+            renamed = time.time_ns()
+        elif event.time_ns > renamed:  # made after the rename: still reported
+            reported_after = True
+            threading.Thread(target=trace.stop).start()
+            break
+    for _event in events:  # the rest, up to the end the other thread asked for
+        pass
+    assert reported_after, "the thread's rename ended the program's reports"
+    assert trace.finished is not None and trace.finished.drained
+    assert trace.summary.missing == 0
+
+
+def _name_this_thread() -> None:
+    ctypes.CDLL(None).prctl(15, b"bpx-named", 0, 0, 0)  # PR_SET_NAME
 
 
 def _ends(pid: int) -> None:

@@ -234,8 +234,8 @@ class Run:
                 self._on_ready()
             return []
         if text == SNAPSHOT_RECORD:
-            # the maps are cumulative: each print is as current as the last report's, which
-            # one of bpftrace 0.23's single buffer may come in the middle of
+            # kept: the maps are cumulative, and 0.23's one buffer may put an interval's
+            # report in the middle of the last one
             if self.on_snapshot:
                 self.on_snapshot(dict(self.maps))
             return []
