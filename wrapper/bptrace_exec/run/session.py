@@ -565,13 +565,7 @@ class Session:
             # Not a request: a bpftrace that closed its output may still be exiting (its
             # files close before it can be reaped), and must not count as asked to stop.
             self._send_stop()
-            while self.child.isalive() and not self._forced:
-                self._escalate()
-                self._drain_log(TICK_S)
-            # killed: the kernel still detaches its probes before it is gone
-            killed_at = time.monotonic()
-            while self.child.isalive() and time.monotonic() - killed_at < KILLED_WAIT_S:
-                time.sleep(TICK_S)
+            self._wait_for_end()
         status = None
         if not drained:
             with contextlib.suppress(Exception):
@@ -601,14 +595,22 @@ class Session:
         )
         return self._finished
 
+    def _wait_for_end(self) -> None:
+        """Until bpftrace, sent SIGINT, has ended: SIGTERM, then SIGKILL if it does not."""
+        while self.child.isalive() and not self._forced:
+            self._escalate()
+            self._drain_log(TICK_S)
+        # killed: the kernel still detaches its probes before it is gone
+        killed_at = time.monotonic()
+        while self.child.isalive() and time.monotonic() - killed_at < KILLED_WAIT_S:
+            time.sleep(TICK_S)
+
     def _reap(self) -> None:
-        """A drained bpftrace, sent SIGINT, ends as it would have while the run waited
-        (SIGTERM, then SIGKILL if it does not); then its terminal is closed. Were this
-        process to end first, bpftrace goes with it (PR_SET_PDEATHSIG)."""
+        """A drained bpftrace ends as it would have while the run waited, then its
+        terminal is closed. Were this process to end first, bpftrace goes with it
+        (PR_SET_PDEATHSIG)."""
         with contextlib.suppress(Exception):
-            while self.child.isalive() and not self._forced:
-                self._escalate()
-                time.sleep(TICK_S)
+            self._wait_for_end()
         with contextlib.suppress(Exception):
             self.child.close()
 
