@@ -48,7 +48,7 @@ import ptyprocess
 from bptrace_exec.codegen.kerneltypes import NO_TYPES_BTF
 from bptrace_exec.codegen.program import HEADER_END
 from bptrace_exec.errors import EngineFailure, EnvironmentProblem, UsageError
-from bptrace_exec.records import LAST_SNAPSHOT_END, TOTAL_MAP, VERSION
+from bptrace_exec.records import LAST_SNAPSHOT_END, TOTAL_MAP, VERSION, Mark
 from bptrace_exec.run.engine import Engine
 from bptrace_exec.run.eventlist import kept_listing
 from bptrace_exec.run.footprint import release_in_background
@@ -423,10 +423,10 @@ class Session:
         kept: list[bytes] = []
         for line in lines:
             if line.startswith(MARK_LINE):
-                with contextlib.suppress(ValueError):
-                    cpu, total, made = line[len(MARK_LINE):].split(b"\\n", 1)[0].split()
-                    self._totals[int(cpu)] = int(total)
-                    if self._marked_at is not None and int(made) > self._marked_at:
+                with contextlib.suppress(ValueError, TypeError):
+                    mark = Mark(*map(int, line[len(MARK_LINE):].split(b"\\n", 1)[0].split()))
+                    self._totals[mark.cpu] = mark.total
+                    if self._marked_at is not None and mark.time > self._marked_at:
                         return kept + self._drain_done(totals=True)
                 continue
             kept.append(line)
