@@ -15,7 +15,7 @@ from bptrace_exec.errors import SpecError, UsageError
 from bptrace_exec.output.render import Renderer
 from bptrace_exec.parse.join import Assembler
 from bptrace_exec.parse.values import join_chunks
-from bptrace_exec.records import ANC, CALL, CGRP, STR, UTS
+from bptrace_exec.records import ANC, CALL, CALL_STR, CALL_WHO, CGRP, STR, UTS
 from bptrace_exec.spec import profile_from_dict, profile_to_dict
 from bptrace_exec.spec import types as argtypes
 from bptrace_exec.spec.overrides import adhoc_profile, apply_where
@@ -170,6 +170,30 @@ def test_records_join_in_any_order_and_strings_are_exact() -> None:
     as_json = Renderer(profile).to_dict(event)
     assert as_json["args"] == {"dfd": -100, "path": path.decode(),
                                "flags": "O_RDONLY|O_CLOEXEC", "mode": "0"}
+
+
+def test_a_call_closes_with_who_made_it_and_its_strings_first_chunk() -> None:
+    openat = shipped("openat")
+    asm = Assembler(openat, wall_offset_ns=0)
+    path = b"/etc/" + b"p" * 200  # two chunks: the closing record holds the first
+    who = {"gid": 5, "euid": 1000, "egid": 6, "loginuid": 1000, "sessionid": 3,
+           "tty": (136 << 20) + 2, "started": 111, "execs": 2, "parent_started": 99,
+           "parent_execs": 1}
+    flags = os.O_RDONLY
+    [event] = asm.feed(record(STR, 7, 100, slot=1, chunk=1, next=0, text=path[CHUNK:]), 1) \
+        or asm.feed(record(CALL_STR, 7, 100, probe=0, records=2, ret=3, latency=50, pid=7,
+                           ppid=1, uid=1000, slot=1, next=path[CHUNK], ints=[5, flags, 0],
+                           comm=b" my cat ", text=path[:CHUNK], **who), 2)
+    assert event.values == {"dfd": 5, "path": path, "flags": flags, "mode": 0}
+    assert (event.comm, event.ret, event.uid, event.truncated) == (b" my cat ", 3, 1000, set())
+    assert event.who is not None and event.who.tty == "pts/2"
+    assert (event.who.euid, event.who.loginuid) == (1000, 1000)
+    assert event.who.exec_id.endswith(":7:111:2")
+    kill = Assembler(shipped("kill"), wall_offset_ns=0)
+    [sent] = kill.feed(record(CALL_WHO, 8, 100, probe=0, records=1, ret=-3, latency=9, pid=8,
+                              ppid=1, uid=0, ints=[4242, 9], comm=b"kill", **who), 1)
+    assert (sent.ret, sent.errno, sent.comm, sent.values["target"]) == (-3, "ESRCH", b"kill", 4242)
+    assert sent.who is not None and sent.who.sessionid == 3
 
 
 def test_a_call_with_records_lost_is_shown_incomplete_on_expiry() -> None:

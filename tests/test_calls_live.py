@@ -57,6 +57,31 @@ def test_openat_paths_flags_and_results(engine: str, tmp_path: Path,
     assert all(c["syscall"] in ("openat", "openat2") and c["latency_ns"] > 0 for c in calls)
 
 
+def test_a_call_is_one_record_and_a_string_as_many_chunks_as_it_has(
+        engine: str, tmp_path: Path, nothing_left_running: None) -> None:
+    """Paths around the 127-byte chunk: each exact, and no record more than its chunks
+    (bytes past a string's NUL are anything, and were once read as more of it): the
+    closing record holds who and the first chunk, a `str` record each further one."""
+    base = str(tmp_path / "d")
+    os.mkdir(base)
+    paths = [base + "/" + "x" * (length - len(base) - 1) for length in
+             (len(base) + 2, 126, 127, 128, 200, 254, 255)]
+    rec = tmp_path / "openat.rec"
+    script = "import os, sys\nfor p in sys.argv[1:]: os.close(os.open(p, os.O_CREAT | os.O_RDONLY))"
+    run = run_tool("openat", "--json", "--record", str(rec), "--bpftrace", engine, "--",
+                   sys.executable, "-c", script, *paths)
+    assert run.returncode == 0, run.stderr
+    calls = [r for r in run.records if r.get("event") == "call"]
+    shown = [c["args"]["path"] for c in calls]
+    assert [p for p in shown if p in paths] == paths
+    assert all(c["truncated"] == [] and not c["incomplete"] for c in calls)
+    printed = [json.loads(line)["data"].split(" ", 1)[0] for line in rec.read_text().splitlines()
+               if '"printf"' in line]
+    chunks = sum(max(1, -(-len(p.encode()) // 127)) for p in shown)
+    assert printed.count("calls") == len(calls) and printed.count("str") == chunks - len(calls)
+    assert not {"call", "who"} & set(printed)
+
+
 def test_connect_addresses_v4_v6_and_unix(engine: str, tmp_path: Path,
                                           nothing_left_running: None) -> None:
     calls, facts, _ = traced(engine, tmp_path, "connect")

@@ -248,6 +248,19 @@ EXEC = Layout("exec", ("call", "str", "bytes", "who"),
                  "execs/parent_execs:u32x2 records/tty:u32x2 length/next:u32x2 ints:i32x2* "
                  "data:words text:cwords comm:comm32"),
               constants=_EXEC_PARTS)
+# Every other call's closing record (a syscall's, a process's end, but a failed exec's:
+# 0.17's stack has no room for who beside its strings), with who made it, packed as in
+# the `exec` record: one record for a call of numbers. The caller's name is the rest.
+_WHO_PACKED = ("started:u64 parent_started:u64 pid/ppid:u32x2 uid/gid:u32x2 euid/egid:u32x2 "
+               "loginuid/sessionid:u32x2 execs/parent_execs:u32x2 records/tty:u32x2 ")
+CALL_WHO = Layout("callw", ("call", "who"),
+                  _f("probe:u64 ret:s64 latency:u64 " + _WHO_PACKED + "ints:u64* comm:text"))
+# ... with a string argument's first chunk (STR chunk 0: one record for most calls with
+# a string), the caller's name padded before it (FORMATS["comm32"]).
+CALL_STR = Layout("calls", ("call", "who", "str"),
+                  _f("probe:u64 ret:s64 latency:u64 " + _WHO_PACKED
+                     + "slot/next:u32x2 ints:u64* comm:comm32 text:text"),
+                  constants={"str.chunk": 0})
 # The closing record's numbers, argument by argument in the profile's order: one for a
 # number argument; for argv, these four.
 ARGV_INTS = ("caller_argc", "argc", "more", "size")
@@ -273,8 +286,9 @@ ANC = Layout("anc", ("anc",), _f("depth:u64 pid:u64 comm:text"))
 CGRP = Layout("cgrp", ("cgrp",), _f("cgroup_id:u64 pidns:u64 mntns:u64 name:text"))
 UTS = Layout("uts", ("uts",), _f("hostname:text"))
 MARK = Layout("mark", ("mark",), _f("cpu:u64 total:u64 time:u64"), keyed=False)
-LAYOUTS = (FIRST, STR, ELEM, BYTES, BYTES_WORDS, CALL, EXEC, WHO, SEG, PATH, ENV_WORDS, ANC,
-           CGRP, UTS)
+LAYOUTS9 = (FIRST, STR, ELEM, BYTES, BYTES_WORDS, CALL, EXEC, WHO, SEG, PATH, ENV_WORDS, ANC,
+            CGRP, UTS)
+LAYOUTS = (*LAYOUTS9, CALL_WHO, CALL_STR)
 # A string's `next` byte when it could not be read: it and the 24 bytes around it read as
 # zeros, as memory whose page is not present does (bpftrace shows a failed read as zeros).
 # A real "" has neighbours: the string before it, an allocation's header. No byte is 256.
@@ -330,7 +344,7 @@ ELEM3 = Layout("elem", ("elem",), _f("slot:u64 item:u64 next:u8 text:text"),
 LAYOUTS3 = (FIRST, STR, ELEM3, BYTES, CALL, ANC, CGRP, UTS)
 # --- versions 4 to 8: an exec's argv after the exec record's bytes, and the new
 # program's environment, in hex (no BYTES_WORDS, ENV_WORDS)
-LAYOUTS8 = tuple(ENV if layout is ENV_WORDS else layout for layout in LAYOUTS
+LAYOUTS8 = tuple(ENV if layout is ENV_WORDS else layout for layout in LAYOUTS9
                  if layout is not BYTES_WORDS)
 # --- versions 4 to 6: an exec record without who (5 and 6: a `who` record said it),
 # its argv bytes in hex and its path a string
@@ -347,6 +361,7 @@ LAYOUTS4 = tuple(layout for layout in LAYOUTS5 if layout is not WHO)  # no `who`
 # ARGV_CHUNK bytes a record (BUF_CHUNK before); the stats' breakdowns
 # keyed (VALUE, CPU), and the latency's buckets in LATENCY_LOG2_MAP
 STATS_BY_CPU = 9
+# --- version 10: other calls than execs close with who (CALL_WHO, CALL_STR)
 VERSIONS = {1: LEGACY, 2: LAYOUTS3, 3: LAYOUTS3, 4: LAYOUTS4, 5: LAYOUTS5, 6: LAYOUTS6,
-            7: LAYOUTS8, 8: LAYOUTS8, 9: LAYOUTS}
-VERSION = 9
+            7: LAYOUTS8, 8: LAYOUTS8, 9: LAYOUTS9, 10: LAYOUTS}
+VERSION = 10

@@ -3,9 +3,12 @@
 At entry a probe keeps, in one tuple per thread, the entry time, the probe's index and
 each argument's word (an exec also keeps its caller's name, which the new program's
 replaces, and argv[0], in maps of their own); at return the filters on arguments run,
-the arguments are read (codegen.readers), and the call is printed as its argument and
-context records (`who` first), then a `call` record that says how many records the call
-has (records.CALL). A successful exec closes with an `exec` record instead, which holds
+the arguments are read (codegen.readers), and the call is printed as a closing record
+that says how many records the call has, with who made it and a string's first chunk
+(records.CALL_WHO, CALL_STR), and its other records: most calls are that record alone.
+A failed exec prints `who` and its arguments, then a `call` record (records.CALL): its
+return has no room for more on 0.17's stack. A successful exec closes with an `exec`
+record instead, which holds
 the first bytes of its path and argv and who runs the new image, so that most are that
 record alone (records.EXEC); what does not fit it is printed when the new image starts
 (sched_process_exec), where its filters on the new program run too. The end of a process
@@ -53,6 +56,8 @@ from bptrace_exec.codegen.readers import Slot, word
 from bptrace_exec.records import (
     ARGV_CHUNK,
     CALL,
+    CALL_STR,
+    CALL_WHO,
     DROP,
     ENV_BYTES,
     ENV_WORDS,
@@ -67,8 +72,9 @@ SCRATCH = "call"
 COMM_MAP = "comm"
 FIELDS = """Every record's fields:
 `pydoc bptrace_exec.records`; how each argument is read: `pydoc bptrace_exec.codegen.readers`."""
-LAYOUT = """Each call is its argument and context records, then a `call` record, all keyed
-by (TID, ID); bptrace-exec joins them into one event. """ + FIELDS
+LAYOUT = """Each call is a closing record with who made it, `calls` (it holds the first
+chunk of a string argument) or `callw`, and its other argument and context records, all
+keyed by (TID, ID); bptrace-exec joins them into one event. """ + FIELDS
 EXEC_LAYOUT = """Each exec is its argument and context records, then an `exec` record if it
 succeeded (most are that record alone), else a `call` record; all keyed by
 (TID, ID); bptrace-exec joins them into one event. """ + FIELDS
@@ -310,12 +316,14 @@ def _return_body(profile: Profile, name: str, result: str) -> str:
     if execs and result != "success":  # on the path the caller passed
         path = next(s for s in slots if s.read == "exec_path")
         conditions += path_conditions(profile, word(path.word))
-    reads = [readers.on_return(profile, s, result) for s in slots]
+    # a string's first chunk in the closing record: most calls are that record alone
+    folded = None if execs else next((s for s in slots if s.read == "str"), None)
+    reads = [readers.on_return(profile, s, result, in_closing=s is folded) for s in slots]
     # who, first: after the loops that read arguments the verifier would check it once for
     # every state they end in
     paths = paths_read(profile)
-    if not execs:
-        who = who_record(4) + paths_records(profile, paths)
+    if not execs:  # in the closing record
+        who = paths_records(profile, paths)
     elif result == "success":  # in the exec record
         who = ""
     else:  # a failed exec ran no program
@@ -328,11 +336,16 @@ def _return_body(profile: Profile, name: str, result: str) -> str:
     else:
         context = context_records(profile)
     ints = [i for r in reads for i in r.ints]
-    closing = (_exec_record(profile, ints) if result == "success" else
-               KILLED_CHECK + _closing(ints, word(1), ret="$ret"))
+    if result == "success":
+        closing = _exec_record(profile, ints)
+    elif execs:
+        closing = KILLED_CHECK + _closing(ints, word(1), ret="$ret")
+    else:
+        closing = KILLED_CHECK + _closing_who(profile, ints, word(1), ret="$ret", string=folded)
     return (setup + f"  if ({' && '.join(conditions)}) {{\n"
             "    $n = (uint64)1;\n" + who
             + "".join(r.statements for r in reads) + context + closing
+            + "".join(r.after for r in reads)
             + (f"  }} else if ($id) {{\n{drop}" if drop else "")
             + "  }\n" + forget)
 
@@ -391,6 +404,20 @@ def _closing(ints: list[str], probe_index: str, latency: str = "nsecs - $id",
             + COUNTED)
 
 
+def _closing_who(profile: Profile, ints: list[str], probe_index: str,
+                 latency: str = "nsecs - $id", ret: str = "$ret",
+                 string: Slot | None = None) -> str:
+    """The closing record of a call other than an exec, with who made it, and the first
+    chunk of `string` when there is one (records.CALL_WHO, CALL_STR)."""
+    values: dict[str, str | list[str]] = {
+        "probe": probe_index, "records": "$n", "ret": ret, "latency": latency,
+        "pid": PID, "ppid": PPID, "uid": "(uint64)uid", "ints": ints, "comm": "comm",
+        **WHO_VALUES}
+    if string is None:
+        return printf(CALL_WHO, values, 4) + COUNTED
+    return printf(CALL_STR, {**values, **readers.string_closing(profile, string)}, 4) + COUNTED
+
+
 def process_exit_probe(profile: Profile, follow: bool) -> str:
     """One record per process that ends: RET is its shell-style status (128 + signal when
     killed), the latency its lifetime. It runs for every thread exit: the filters and
@@ -413,9 +440,10 @@ def process_exit_probe(profile: Profile, follow: bool) -> str:
         "    $n = (uint64)1;\n"
         "    $ret = (int64)(($code >> 8) & 0xff);\n"
         "    if ($code & 0x7f) { $ret = (int64)(128 + ($code & 0x7f)); }\n"
-        + who_record(4) + paths_records(profile, paths_read(profile)) + context_records(profile)
-        + _closing([f"$a{s.number}" for s in slots], str(profile.probes.index(PROCESS_EXIT)),
-                   "nsecs - curtask->group_leader->start_time", ret="$ret")
+        + paths_records(profile, paths_read(profile)) + context_records(profile)
+        + _closing_who(profile, [f"$a{s.number}" for s in slots],
+                       str(profile.probes.index(PROCESS_EXIT)),
+                       "nsecs - curtask->group_leader->start_time", ret="$ret")
         + "  }\n" + unfollow,
         "The last thread of a process ends: the process's exit.")
 

@@ -105,10 +105,13 @@ class Slot:
 
 @dataclass(frozen=True)
 class Read:
-    """What a reader adds to a return probe: statements, and the closing record's numbers."""
+    """What a reader adds to a return probe: statements, the closing record's numbers,
+    and statements after it (a string's chunks, printed once the record that counts
+    them is: 0.17's 512-byte stack has no room for both records' strings at once)."""
 
     statements: str
     ints: list[str]
+    after: str = ""
 
 
 def entry_words(slot: Slot) -> list[str]:
@@ -362,15 +365,17 @@ def image_chunks(area: str, chunks: int) -> str:
             f"  if ($chunks > {chunks}) {{ $chunks = {chunks}; }}\n")
 
 
-def on_return(profile: Profile, slot: Slot, result: str) -> Read:
+def on_return(profile: Profile, slot: Slot, result: str, *, in_closing: bool = False) -> Read:
     """Statements (indented by four) that read an argument at return and count their
-    records in $n; `result` is "success" or "failure" for an exec's, else "any"."""
+    records in $n; `result` is "success" or "failure" for an exec's, else "any".
+    `in_closing`: a string whose first chunk the closing record holds (string_closing)."""
     c = word(slot.word)
     if slot.read == "int":
         return Read("", [f"$a{slot.number}" if held(slot) else int_value(slot)])
     if slot.read == "str":
-        size = int(int_literal(profile.limits.string_bytes, *STRING_BYTES_RANGE))
-        return Read(_string(profile, slot, size, c), [])
+        first = int(in_closing)
+        return Read(string_count(profile, slot, c, first), [],
+                    string_chunks(profile, slot, first))
     if slot.read == "sockaddr":
         return Read(
             f"    $p = {c};\n"
@@ -382,7 +387,7 @@ def on_return(profile: Profile, slot: Slot, result: str) -> Read:
     if slot.read == "exec_path" and result == "success":  # chunk 0 in the exec record
         return Read(image_path(profile, slot, count_only=True), [])
     if slot.read == "exec_path":
-        return Read(_string(profile, slot, PATH_MAX, c, callers=True), [])
+        return Read(_caller_path(profile, slot, PATH_MAX, c), [])
     assert slot.read == "argv", slot.read
     caller = word(slot.word + 1)
     if result == "success":
@@ -433,31 +438,85 @@ def on_return(profile: Profile, slot: Slot, result: str) -> Read:
         [caller, "$item", "*(uint64 *)uptr($argv + $item * 8) != 0", "0"])
 
 
-def _string(profile: Profile, slot: Slot, size: int, pointer: str, *,
-            callers: bool = False) -> str:
-    """The caller's string at `pointer`, a chunk at a time, each with the byte after it
-    (user space tells a string of exactly one chunk from a longer one by it), to its
-    end, counted in $n. `callers`: a path of the exec's, where a chunk that reads as ""
-    among zeros says so (next_byte) and what follows the string is anything (ended)."""
+def string_chunks_max(profile: Profile) -> int:
+    size = int(int_literal(profile.limits.string_bytes, *STRING_BYTES_RANGE))
+    return -(-size // chunk(profile))
+
+
+# The first NUL's place in its word, from haszero's flags ($t): the lowest flag alone
+# (t & -t; a flag above it may be false, the lowest never is) is 0x80 in byte j, and
+# times 0x0001020304050607 puts j in the top byte. No comparison: the verifier would
+# walk what follows once for each outcome.
+FIRST_NUL = "$z = ((($t & (0 - $t)) >> 7) * 0x0001020304050607) >> 56;\n"
+
+
+def string_count(profile: Profile, slot: Slot, pointer: str, first: int) -> str:
+    """Statements (indented by four) that count the chunks of the caller's string at
+    `pointer`, to its NUL, into $cN (N: the slot), and in $n those from `first` (the
+    records string_chunks prints), its pointer in $sN. Read a word at a
+    time from the word it starts in (one read never spans two pages): the bytes after
+    its NUL are the caller's memory, anything, and each chunk printed past it would be a
+    record for nothing."""
+    n, most = slot.number, string_chunks_max(profile)
+    return (
+        f"    $s{n} = {pointer};\n"
+        f"    $w = $s{n} - $s{n} % 8;\n"
+        f"    $v = {word_at('$w')} | (((uint64)1 << ($s{n} % 8 * 8)) - 1);  // not before it\n"
+        f"    $t = ($v - {ONES}) & ~$v & {HIGHS};\n"
+        "    $k = (uint64)0;\n"
+        f"    while ($k < {most * chunk(profile) // 8 + 1}) {{\n"
+        "      if ($t) { break; }\n"
+        "      $k++;\n"
+        f"      $v = {word_at('$w', '$k * 8')};\n"
+        f"      $t = ($v - {ONES}) & ~$v & {HIGHS};\n"
+        "    }\n"
+        f"    {FIRST_NUL}"
+        f"    $c{n} = ($k * 8 + $z - $s{n} % 8 + {chunk(profile) - 1}) / {chunk(profile)};\n"
+        f"    if ($c{n} == 0) {{ $c{n} = 1; }}  // \"\" is a chunk\n"
+        f"    if ($c{n} > {most}) {{ $c{n} = {most}; }}\n"
+        f"    $n += $c{n}{f' - {first}' if first else ''};\n")
+
+
+def string_chunks(profile: Profile, slot: Slot, first: int) -> str:
+    """Statements (indented by four) that print string_count's chunks from `first`, each
+    with the byte after it (user space tells a string of exactly one chunk from a longer
+    one by it)."""
+    n, step = slot.number, chunk(profile)
+    return (
+        f"    $i = (uint64){first};\n"
+        f"    while ($i < {string_chunks_max(profile)}) {{\n"
+        f"      if ($i >= $c{n}) {{ break; }}\n"
+        + printf(STR, {"slot": str(n), "chunk": "$i",
+                       "next": f"*(uint8 *)uptr($s{n} + ($i + 1) * {step})",
+                       "text": f"str(uptr($s{n} + $i * {step}), {profile.kind.strlen})"}, 6)
+        + "      $i++;\n"
+        "    }\n")
+
+
+def string_closing(profile: Profile, slot: Slot) -> dict[str, str]:
+    """A string's first chunk, for the closing record (records.CALL_STR), once
+    string_count has read its pointer."""
+    n = slot.number
+    return {"slot": str(n), "next": f"*(uint8 *)uptr($s{n} + {chunk(profile)})",
+            "text": f"str(uptr($s{n}), {profile.kind.strlen})"}
+
+
+def _caller_path(profile: Profile, slot: Slot, size: int, pointer: str) -> str:
+    """A path of a failed exec's, from the caller, a chunk at a time, each with the byte
+    after it, to its end, counted in $n: a chunk that reads as "" among zeros says so
+    (next_byte), and what follows the string is anything (ended)."""
     step = chunk(profile)
-    at = "$q" if callers else f"$p + $i * {step}"
     record = (
-        (f"      $q = $p + $i * {step};\n" + next_byte(profile, "$q", 6) if callers else "")
-        + printf(STR, {"slot": str(slot.number), "chunk": "$i",
-                       "next": "$next" if callers
-                       else f"*(uint8 *)uptr($p + ($i + 1) * {step})",
-                       "text": f"str(uptr({at}), {profile.kind.strlen})"}, 6))
-    end = (f"*(uint8 *)uptr($p + $i * {step} - 1) == 0 ||\n"
-           f"          *(uint8 *)uptr($p + $i * {step}) == 0")
-    if callers:
-        record += ended("$q", words(profile), 6)
-        end = "$ended"
+        f"      $q = $p + $i * {step};\n" + next_byte(profile, "$q", 6)
+        + printf(STR, {"slot": str(slot.number), "chunk": "$i", "next": "$next",
+                       "text": f"str(uptr($q), {profile.kind.strlen})"}, 6)
+        + ended("$q", words(profile), 6))
     return (
         f"    $p = {pointer};\n"
         "    $i = (uint64)0;\n"
         f"    while ($i < {-(-size // step)}) {{\n"
         + record
-        + f"      $i++;\n      if ({end}) {{ break; }}\n"
+        + "      $i++;\n      if ($ended) { break; }\n"
         + "    }\n"
         "    $n += $i;\n"
     )
