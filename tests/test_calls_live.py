@@ -57,6 +57,32 @@ def test_openat_paths_flags_and_results(engine: str, tmp_path: Path,
     assert all(c["syscall"] in ("openat", "openat2") and c["latency_ns"] > 0 for c in calls)
 
 
+def printed_kinds(recording: Path) -> list[str]:
+    """The kind of each record a recording's program printed."""
+    return [json.loads(line)["data"].split(" ", 1)[0]
+            for line in recording.read_text().splitlines() if '"printf"' in line]
+
+
+def chunks(text: str) -> int:
+    return max(1, -(-len(text.encode()) // 127))  # "" is one
+
+
+# Each name starting at each place in a word, after NULs in the same word
+OPENS = """\
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.open.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+for at in range(8):
+    for name in sys.argv[1:]:
+        buf = ctypes.create_string_buffer(16 + len(name) + 1)
+        ctypes.memmove(ctypes.addressof(buf) + 8 + at, name.encode(), len(name))
+        fd = libc.open(ctypes.addressof(buf) + 8 + at, os.O_CREAT | os.O_RDONLY, 0o600)
+        if fd < 0:
+            sys.exit(f"open: {os.strerror(ctypes.get_errno())}")
+        os.close(fd)
+"""
+
+
 def test_a_call_is_one_record_and_a_string_as_many_chunks_as_it_has(
         engine: str, tmp_path: Path, nothing_left_running: None) -> None:
     """Paths around the 127-byte chunk: each exact, and no record more than its chunks
@@ -67,19 +93,63 @@ def test_a_call_is_one_record_and_a_string_as_many_chunks_as_it_has(
     paths = [base + "/" + "x" * (length - len(base) - 1) for length in
              (len(base) + 2, 126, 127, 128, 200, 254, 255)]
     rec = tmp_path / "openat.rec"
-    script = "import os, sys\nfor p in sys.argv[1:]: os.close(os.open(p, os.O_CREAT | os.O_RDONLY))"
     run = run_tool("openat", "--json", "--record", str(rec), "--bpftrace", engine, "--",
-                   sys.executable, "-c", script, *paths)
+                   sys.executable, "-c", OPENS, *paths)
     assert run.returncode == 0, run.stderr
     calls = [r for r in run.records if r.get("event") == "call"]
     shown = [c["args"]["path"] for c in calls]
-    assert [p for p in shown if p in paths] == paths
+    assert [p for p in shown if p in paths] == paths * 8
     assert all(c["truncated"] == [] and not c["incomplete"] for c in calls)
-    printed = [json.loads(line)["data"].split(" ", 1)[0] for line in rec.read_text().splitlines()
-               if '"printf"' in line]
-    chunks = sum(max(1, -(-len(p.encode()) // 127)) for p in shown)
-    assert printed.count("calls") == len(calls) and printed.count("str") == chunks - len(calls)
+    printed = printed_kinds(rec)
+    assert printed.count("calls") == len(calls)
+    assert printed.count("str") == sum(chunks(p) for p in shown) - len(calls)
     assert not {"call", "who"} & set(printed)
+
+
+RENAMES = """\
+import ctypes, os, platform, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_void_p, ctypes.c_int,
+                         ctypes.c_void_p, ctypes.c_uint]
+RENAMEAT2 = {"x86_64": 316, "aarch64": 276}[platform.machine()]  # glibc's wrapper: renameat
+for at in range(8):  # as OPENS
+    for old, new in zip(sys.argv[1::2], sys.argv[2::2]):
+        names = [ctypes.create_string_buffer(16 + len(n) + 1) for n in (old, new)]
+        for buf, name in zip(names, (old, new)):
+            ctypes.memmove(ctypes.addressof(buf) + 8 + at, name.encode(), len(name))
+        os.close(os.open(old, os.O_CREAT | os.O_WRONLY))
+        if libc.syscall(RENAMEAT2, -100, ctypes.addressof(names[0]) + 8 + at, -100,
+                        ctypes.addressof(names[1]) + 8 + at, 0) != 0:
+            sys.exit(f"renameat2: {os.strerror(ctypes.get_errno())}")
+        os.unlink(new)
+"""
+
+
+def test_two_strings_each_exact_wherever_they_start(engine: str, tmp_path: Path,
+                                                    nothing_left_running: None) -> None:
+    """Two strings, each starting at every place in a word, with NULs before it in that
+    word, and context records: each string's chunks as `str` records, the closing record
+    with who (0.17's stack has no room for a string's chunk in it beside all that)."""
+    base = str(tmp_path / "r")
+    os.mkdir(base)
+    names = [base + "/" + c * (length - len(base) - 1)
+             for length, c in ((len(base) + 2, "a"), (130, "b"), (127, "c"), (255, "d"),
+                               (128, "e"), (126, "f"))]
+    rec = tmp_path / "rename.rec"
+    run = run_tool("--syscall", "renameat2", "--arg", "olddfd:fd", "--arg", "oldname:str",
+                   "--arg", "newdfd:fd", "--arg", "newname:str", "--arg", "flags:hex",
+                   "--parents", "2", "--context", "--json", "--record", str(rec),
+                   "--bpftrace", engine, "--",
+                   sys.executable, "-c", RENAMES, *names)
+    assert run.returncode == 0, run.stderr
+    calls = [r for r in run.records if r.get("event") == "call"]
+    pairs = list(zip(names[::2], names[1::2], strict=True))
+    assert [(c["args"]["oldname"], c["args"]["newname"]) for c in calls] == pairs * 8
+    assert all(c["ret"] == 0 and c["truncated"] == [] and not c["incomplete"] for c in calls)
+    assert all(len(c["parents"]) == 2 and c["context"]["hostname"] for c in calls)
+    printed = printed_kinds(rec)
+    assert printed.count("callw") == len(calls) == 24 and "calls" not in printed
+    assert printed.count("str") == sum(chunks(a) + chunks(b) for a, b in pairs) * 8
 
 
 def test_connect_addresses_v4_v6_and_unix(engine: str, tmp_path: Path,

@@ -59,8 +59,8 @@ LIGHT = CASES["stats-light"][0]
 
 
 def _call_cases() -> dict[str, tuple[Profile, bool]]:
-    from bptrace_exec.spec.overrides import apply_where
-    from calls_fixtures import shipped
+    from bptrace_exec.spec.overrides import adhoc_profile, apply_where
+    from calls_fixtures import lookup, shipped
 
     cases = {f"call-{n}": (shipped(n), False) for n in ("openat", "connect", "clone", "kill",
                                                          "exit")}
@@ -73,6 +73,12 @@ def _call_cases() -> dict[str, tuple[Profile, bool]]:
     cases["call-kill-context"] = (with_overrides(
         shipped("kill"), in_container=False, parents=4,
         context=True), False)
+    cases["call-openat-context"] = (with_overrides(shipped("openat"), parents=3, context=True),
+                                    False)
+    # two strings: the first's first chunk in the closing record, the other's in `str`
+    cases["call-renameat2"] = (adhoc_profile(
+        ["renameat2"], ["olddfd:fd", "oldname:str", "newdfd:fd", "newname:str", "flags:hex"],
+        lookup=lookup), False)
     return cases
 
 

@@ -5,9 +5,9 @@ A record is one printf line: its kind, then, for a record of a call, TID and ID 
 calling thread's id and the entry time, which join the records of one call whatever CPU
 each came from), then its fields. At most one field takes the rest of the line (a text,
 or bytes in hex), and it comes last; a field before it has a width the record says
-(bytes as many as `length`, a comm). Each record fills a part of a call (`PARTS`), an
-`exec` record several; the closing one says how many records the call has, which is
-when it is complete.
+(bytes as many as `length`, a comm). Each record fills a part of a call (`PARTS`), a
+closing one several (who made the call, the first bytes of its strings); the closing
+one says how many records the call has, which is when it is complete.
 """
 
 from __future__ import annotations
@@ -242,31 +242,29 @@ _EXEC_PARTS = {"ret": 0, "str.slot": EXEC_PATH_SLOT, "str.chunk": 0,
 # 0.17's stack): one record for most execs, where bpftrace spends more on each record
 # than on all its numbers. Every number packed fits its 32 bits (an exec count, the
 # kernel's u64, counts the execs of one line of processes).
+_CALLER = ("started:u64 parent_started:u64 pid/ppid:u32x2 uid/gid:u32x2 euid/egid:u32x2 "
+           "loginuid/sessionid:u32x2 execs/parent_execs:u32x2 records/tty:u32x2 ")
 EXEC = Layout("exec", ("call", "str", "bytes", "who"),
-              _f("probe:u64 latency:u64 started:u64 parent_started:u64 pid/ppid:u32x2 "
-                 "uid/gid:u32x2 euid/egid:u32x2 loginuid/sessionid:u32x2 "
-                 "execs/parent_execs:u32x2 records/tty:u32x2 length/next:u32x2 ints:i32x2* "
+              _f("probe:u64 latency:u64 " + _CALLER + "length/next:u32x2 ints:i32x2* "
                  "data:words text:cwords comm:comm32"),
               constants=_EXEC_PARTS)
-# Every other call's closing record (a syscall's, a process's end, but a failed exec's:
+# Every other call's closing record (a syscall's, a process's end; not a failed exec's:
 # 0.17's stack has no room for who beside its strings), with who made it, packed as in
 # the `exec` record: one record for a call of numbers. The caller's name is the rest.
-_WHO_PACKED = ("started:u64 parent_started:u64 pid/ppid:u32x2 uid/gid:u32x2 euid/egid:u32x2 "
-               "loginuid/sessionid:u32x2 execs/parent_execs:u32x2 records/tty:u32x2 ")
 CALL_WHO = Layout("callw", ("call", "who"),
-                  _f("probe:u64 ret:s64 latency:u64 " + _WHO_PACKED + "ints:u64* comm:text"))
-# ... with a string argument's first chunk (STR chunk 0: one record for most calls with
-# a string), the caller's name padded before it (FORMATS["comm32"]).
+                  _f("probe:u64 ret:s64 latency:u64 " + _CALLER + "ints:u64* comm:text"))
+# ... with the first string argument's first chunk (STR chunk 0: one record for most
+# calls with a string), the caller's name padded before it (FORMATS["comm32"]).
 CALL_STR = Layout("calls", ("call", "who", "str"),
-                  _f("probe:u64 ret:s64 latency:u64 " + _WHO_PACKED
+                  _f("probe:u64 ret:s64 latency:u64 " + _CALLER
                      + "slot/next:u32x2 ints:u64* comm:comm32 text:text"),
                   constants={"str.chunk": 0})
 # The closing record's numbers, argument by argument in the profile's order: one for a
 # number argument; for argv, these four.
 ARGV_INTS = ("caller_argc", "argc", "more", "size")
 INTS = {"int": 1, "argv": len(ARGV_INTS)}
-# Every call's but a successful exec's (in its exec record): 0.17's stack has no room for
-# it in the call records, beside their strings.
+# A failed exec's (the others' are in their closing record): 0.17's stack has no room for
+# it in its call record, beside the strings it reads.
 WHO = Layout("who", ("who",), tuple(Field(name, "u64") for name in Who._fields))
 SEG = Layout("seg", ("seg",), _f("which:u64 depth:u64 offset:u64 text:text"))
 PATH = Layout("path", ("path",), _f("which:u64 flags:u64"))

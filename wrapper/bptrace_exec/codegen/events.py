@@ -8,11 +8,11 @@ that says how many records the call has, with who made it and a string's first c
 (records.CALL_WHO, CALL_STR), and its other records: most calls are that record alone.
 A failed exec prints `who` and its arguments, then a `call` record (records.CALL): its
 return has no room for more on 0.17's stack. A successful exec closes with an `exec`
-record instead, which holds
-the first bytes of its path and argv and who runs the new image, so that most are that
-record alone (records.EXEC); what does not fit it is printed when the new image starts
-(sched_process_exec), where its filters on the new program run too. The end of a process
-is one probe on sched_process_exit.
+record instead, which holds the first bytes of its path and argv and who runs the new
+image, so that most are that record alone (records.EXEC); what does not fit it is
+printed when the new image starts (sched_process_exec), where its filters on the new
+program run too. The end of a process is one probe on sched_process_exit, which closes
+with `callw`.
 
 @total counts the calls reported, in the kernel; each CPU's stop mark carries its count
 (and bpftrace prints it at exit), so that user space can say exactly how many calls it
@@ -76,8 +76,9 @@ LAYOUT = """Each call is a closing record with who made it, `calls` (it holds th
 chunk of a string argument) or `callw`, and its other argument and context records, all
 keyed by (TID, ID); bptrace-exec joins them into one event. """ + FIELDS
 EXEC_LAYOUT = """Each exec is its argument and context records, then an `exec` record if it
-succeeded (most are that record alone), else a `call` record; all keyed by
-(TID, ID); bptrace-exec joins them into one event. """ + FIELDS
+succeeded (most are that record alone), else a `call` record (with exits, a process's
+end is a `callw` record and its context records); all keyed by (TID, ID); bptrace-exec
+joins them into one event. """ + FIELDS
 BASE_WORDS = 2  # the entry time, the probe's index
 
 
@@ -316,11 +317,11 @@ def _return_body(profile: Profile, name: str, result: str) -> str:
     if execs and result != "success":  # on the path the caller passed
         path = next(s for s in slots if s.read == "exec_path")
         conditions += path_conditions(profile, word(path.word))
-    # a string's first chunk in the closing record: most calls are that record alone
-    folded = None if execs else next((s for s in slots if s.read == "str"), None)
-    reads = [readers.on_return(profile, s, result, in_closing=s is folded) for s in slots]
-    # who, first: after the loops that read arguments the verifier would check it once for
-    # every state they end in
+    in_closing = None if execs else _string_in_closing(profile, slots)
+    reads = [readers.on_return(profile, s, result, in_closing=s is in_closing) for s in slots]
+    # A failed exec's who, first: after its loops that read arguments the verifier would
+    # check it once for every state they end in. A syscall's loops end in one state (a
+    # string's count), and its who is in the closing record.
     paths = paths_read(profile)
     if not execs:  # in the closing record
         who = paths_records(profile, paths)
@@ -341,13 +342,33 @@ def _return_body(profile: Profile, name: str, result: str) -> str:
     elif execs:
         closing = KILLED_CHECK + _closing(ints, word(1), ret="$ret")
     else:
-        closing = KILLED_CHECK + _closing_who(profile, ints, word(1), ret="$ret", string=folded)
+        closing = KILLED_CHECK + _closing(ints, word(1), ret="$ret", profile=profile,
+                                          string=in_closing)
     return (setup + f"  if ({' && '.join(conditions)}) {{\n"
             "    $n = (uint64)1;\n" + who
             + "".join(r.statements for r in reads) + context + closing
             + "".join(r.after for r in reads)
             + (f"  }} else if ($id) {{\n{drop}" if drop else "")
             + "  }\n" + forget)
+
+
+# The numbers a closing record holds beside a string's first chunk, at most: 0.17's
+# 512-byte stack holds that record, with who, and the loop of the string's other chunks,
+# and no more (measured: four numbers overflow it, openat has three).
+INTS_BESIDE_STRING = 3
+
+
+def _string_in_closing(profile: Profile, slots: list[Slot]) -> Slot | None:
+    """The string whose first chunk the closing record holds: the only one a call reads,
+    when its return prints nothing else of its own (no other string or address, no
+    context, no path) and has at most INTS_BESIDE_STRING numbers, so that most calls
+    are that record alone."""
+    reads = [s for s in slots if s.read != "int"]
+    if (len(reads) != 1 or reads[0].read != "str" or paths_read(profile)
+            or profile.context.parents or profile.context.container
+            or len(slots) - 1 > INTS_BESIDE_STRING):
+        return None
+    return reads[0]
 
 
 # SIGKILL pending when the call fails: its caller is being killed (a signal, or a sibling
@@ -396,26 +417,22 @@ def _exec_record(profile: Profile, ints: list[str]) -> str:
 
 
 def _closing(ints: list[str], probe_index: str, latency: str = "nsecs - $id",
-             ret: str = "$ret") -> str:
+             ret: str = "$ret", *, profile: Profile | None = None,
+             string: Slot | None = None) -> str:
+    """A call's closing record: a failed exec's (records.CALL), or, given the `profile`,
+    any other call's, with who made it and the first chunk of `string` when there is
+    one (records.CALL_WHO, CALL_STR)."""
     values: dict[str, str | list[str]] = {
         "probe": probe_index, "records": "$n", "ret": ret, "latency": latency,
         "pid": PID, "ppid": PPID, "uid": "(uint64)uid", "ints": ints, "comm": "comm"}
-    return (printf(CALL, values, 4)
-            + COUNTED)
-
-
-def _closing_who(profile: Profile, ints: list[str], probe_index: str,
-                 latency: str = "nsecs - $id", ret: str = "$ret",
-                 string: Slot | None = None) -> str:
-    """The closing record of a call other than an exec, with who made it, and the first
-    chunk of `string` when there is one (records.CALL_WHO, CALL_STR)."""
-    values: dict[str, str | list[str]] = {
-        "probe": probe_index, "records": "$n", "ret": ret, "latency": latency,
-        "pid": PID, "ppid": PPID, "uid": "(uint64)uid", "ints": ints, "comm": "comm",
-        **WHO_VALUES}
-    if string is None:
-        return printf(CALL_WHO, values, 4) + COUNTED
-    return printf(CALL_STR, {**values, **readers.string_closing(profile, string)}, 4) + COUNTED
+    if profile is None:
+        layout = CALL
+    elif string is None:
+        layout, values = CALL_WHO, {**values, **WHO_VALUES}
+    else:
+        layout = CALL_STR
+        values = {**values, **WHO_VALUES, **readers.string_closing(profile, string)}
+    return printf(layout, values, 4) + COUNTED
 
 
 def process_exit_probe(profile: Profile, follow: bool) -> str:
@@ -441,9 +458,8 @@ def process_exit_probe(profile: Profile, follow: bool) -> str:
         "    $ret = (int64)(($code >> 8) & 0xff);\n"
         "    if ($code & 0x7f) { $ret = (int64)(128 + ($code & 0x7f)); }\n"
         + paths_records(profile, paths_read(profile)) + context_records(profile)
-        + _closing_who(profile, [f"$a{s.number}" for s in slots],
-                       str(profile.probes.index(PROCESS_EXIT)),
-                       "nsecs - curtask->group_leader->start_time", ret="$ret")
+        + _closing([f"$a{s.number}" for s in slots], str(profile.probes.index(PROCESS_EXIT)),
+                   "nsecs - curtask->group_leader->start_time", ret="$ret", profile=profile)
         + "  }\n" + unfollow,
         "The last thread of a process ends: the process's exit.")
 

@@ -5,7 +5,9 @@ closing record. Codegen.events puts the readers of a profile's arguments togethe
   int        the word kept at entry (or the word it points to), a number of the closing
              record; 0 from a probe without it when it is padded (spec.model.Arg)
   str        the string at the pointer kept at entry, read at return a string size at a
-             time (`str` records): the kernel has faulted the caller's pages in by then
+             time: the kernel has faulted the caller's pages in by then; its length
+             found first, the first string's first chunk in the closing record (`calls`),
+             the other chunks `str` records printed after it
   sockaddr   the address's bytes (`bytes` record), its length kept at entry too
   exec_path  success: the kernel's copy, right after the environment in the new image,
              its first chunk in the `exec` record, the rest (`str`) printed when the image
@@ -373,9 +375,8 @@ def on_return(profile: Profile, slot: Slot, result: str, *, in_closing: bool = F
     if slot.read == "int":
         return Read("", [f"$a{slot.number}" if held(slot) else int_value(slot)])
     if slot.read == "str":
-        first = int(in_closing)
-        return Read(string_count(profile, slot, c, first), [],
-                    string_chunks(profile, slot, first))
+        return Read(string_count(profile, slot, c, in_closing), [],
+                    string_chunks(profile, slot, in_closing))
     if slot.read == "sockaddr":
         return Read(
             f"    $p = {c};\n"
@@ -439,51 +440,52 @@ def on_return(profile: Profile, slot: Slot, result: str, *, in_closing: bool = F
 
 
 def string_chunks_max(profile: Profile) -> int:
+    """The chunks of a syscall's string argument read at most (its limits.string_bytes)."""
     size = int(int_literal(profile.limits.string_bytes, *STRING_BYTES_RANGE))
     return -(-size // chunk(profile))
 
 
-# The first NUL's place in its word, from haszero's flags ($t): the lowest flag alone
-# (t & -t; a flag above it may be false, the lowest never is) is 0x80 in byte j, and
+# The first NUL's place in its word, from haszero's flags ($nul): the lowest flag alone
+# (x & -x; a flag above it may be false, the lowest never is) is 0x80 in byte j, and
 # times 0x0001020304050607 puts j in the top byte. No comparison: the verifier would
 # walk what follows once for each outcome.
-FIRST_NUL = "$z = ((($t & (0 - $t)) >> 7) * 0x0001020304050607) >> 56;\n"
+FIRST_NUL = "$z = ((($nul & (0 - $nul)) >> 7) * 0x0001020304050607) >> 56;\n"
 
 
-def string_count(profile: Profile, slot: Slot, pointer: str, first: int) -> str:
+def string_count(profile: Profile, slot: Slot, pointer: str, in_closing: bool) -> str:
     """Statements (indented by four) that count the chunks of the caller's string at
-    `pointer`, to its NUL, into $cN (N: the slot), and in $n those from `first` (the
-    records string_chunks prints), its pointer in $sN. Read a word at a
-    time from the word it starts in (one read never spans two pages): the bytes after
-    its NUL are the caller's memory, anything, and each chunk printed past it would be a
-    record for nothing."""
-    n, most = slot.number, string_chunks_max(profile)
+    `pointer`, to its NUL, into $cN (N: the slot), its pointer in $sN, and in $n the
+    `str` records string_chunks prints (all but the first chunk when `in_closing`).
+    Read a word at a time from the word it starts in (one read never spans two pages):
+    the bytes after its NUL are the caller's memory, anything, and each chunk printed
+    past it would be a record for nothing."""
+    n, most, step = slot.number, string_chunks_max(profile), chunk(profile)
     return (
         f"    $s{n} = {pointer};\n"
-        f"    $w = $s{n} - $s{n} % 8;\n"
-        f"    $v = {word_at('$w')} | (((uint64)1 << ($s{n} % 8 * 8)) - 1);  // not before it\n"
-        f"    $t = ($v - {ONES}) & ~$v & {HIGHS};\n"
-        "    $k = (uint64)0;\n"
-        f"    while ($k < {most * chunk(profile) // 8 + 1}) {{\n"
-        "      if ($t) { break; }\n"
-        "      $k++;\n"
-        f"      $v = {word_at('$w', '$k * 8')};\n"
-        f"      $t = ($v - {ONES}) & ~$v & {HIGHS};\n"
+        f"    $at = $s{n} - $s{n} % 8;\n"
+        f"    $v = {word_at('$at')} | (((uint64)1 << ($s{n} % 8 * 8)) - 1);  // not before it\n"
+        f"    $nul = ($v - {ONES}) & ~$v & {HIGHS};\n"
+        "    $word = (uint64)0;\n"
+        f"    while ($word < {most * step // 8 + 1}) {{\n"
+        "      if ($nul) { break; }\n"
+        "      $word++;\n"
+        f"      $v = {word_at('$at', '$word * 8')};\n"
+        f"      $nul = ($v - {ONES}) & ~$v & {HIGHS};\n"
         "    }\n"
         f"    {FIRST_NUL}"
-        f"    $c{n} = ($k * 8 + $z - $s{n} % 8 + {chunk(profile) - 1}) / {chunk(profile)};\n"
+        f"    $c{n} = ($word * 8 + $z - $s{n} % 8 + {step - 1}) / {step};\n"
         f"    if ($c{n} == 0) {{ $c{n} = 1; }}  // \"\" is a chunk\n"
         f"    if ($c{n} > {most}) {{ $c{n} = {most}; }}\n"
-        f"    $n += $c{n}{f' - {first}' if first else ''};\n")
+        f"    $n += $c{n}{' - 1' if in_closing else ''};\n")
 
 
-def string_chunks(profile: Profile, slot: Slot, first: int) -> str:
-    """Statements (indented by four) that print string_count's chunks from `first`, each
-    with the byte after it (user space tells a string of exactly one chunk from a longer
-    one by it)."""
+def string_chunks(profile: Profile, slot: Slot, in_closing: bool) -> str:
+    """Statements (indented by four) that print string_count's chunks, from the second
+    when `in_closing`, each with the byte after it (user space tells a string of exactly
+    one chunk from a longer one by it)."""
     n, step = slot.number, chunk(profile)
     return (
-        f"    $i = (uint64){first};\n"
+        f"    $i = (uint64){int(in_closing)};\n"
         f"    while ($i < {string_chunks_max(profile)}) {{\n"
         f"      if ($i >= $c{n}) {{ break; }}\n"
         + printf(STR, {"slot": str(n), "chunk": "$i",
