@@ -233,7 +233,7 @@ def test_records_without_a_closing_one_are_counted_at_the_end() -> None:
 
 def test_malformed_and_unknown_records_are_counted() -> None:
     a = new()
-    feed(a, [b"call 1 2 x", b"bytes 1 2 1 0 zz", b"novel 1 2 3", b"first 1",
+    feed(a, [b"call 1 2 x", b"bytesw 1 2 1 0 zz", b"novel 1 2 3", b"first 1",
              b"nospace", b"call 1 3 0 1 0 5 1 1 0 1",  # too few numbers
              b"call 1 4 7 1 0 5 1 1 0 1 1 0 0 sh",  # no probe 7
              b"str 1 5 0 x 0 text"])  # not a number

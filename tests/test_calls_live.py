@@ -161,6 +161,8 @@ def test_connect_addresses_v4_v6_and_unix(engine: str, tmp_path: Path,
             None) in addresses
     assert ({"family": "AF_INET6", "address": "::1", "port": ports["::1"]}, None) in addresses
     assert ({"family": "AF_UNIX", "path": facts["unix_path"]}, "ENOENT") in addresses
+    assert len(facts["long_unix_path"]) == 100
+    assert ({"family": "AF_UNIX", "path": facts["long_unix_path"]}, "ENOENT") in addresses
 
 
 def test_clone_child_and_thread(engine: str, tmp_path: Path, nothing_left_running: None) -> None:

@@ -57,8 +57,11 @@ for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
 facts["ports"] = ports
 unix = socket.socket(socket.AF_UNIX)
 facts["unix_path"] = os.path.join(workdir, "no-such-socket")
-with contextlib.suppress(OSError):  # ENOENT: what the connect profile must show
-    unix.connect(facts["unix_path"])
+# and one of 100 bytes: an address longer than one record's 80
+facts["long_unix_path"] = os.path.join(workdir, "n" * (99 - len(workdir)))
+for path in (facts["unix_path"], facts["long_unix_path"]):
+    with contextlib.suppress(OSError):  # ENOENT: what the connect profile must show
+        unix.connect(path)
 
 # clone and kill
 child = os.fork()

@@ -286,7 +286,7 @@ UTS = Layout("uts", ("uts",), _f("hostname:text"))
 MARK = Layout("mark", ("mark",), _f("cpu:u64 total:u64 time:u64"), keyed=False)
 LAYOUTS9 = (FIRST, STR, ELEM, BYTES, BYTES_WORDS, CALL, EXEC, WHO, SEG, PATH, ENV_WORDS, ANC,
             CGRP, UTS)
-LAYOUTS = (*LAYOUTS9, CALL_WHO, CALL_STR)
+LAYOUTS = (*(layout for layout in LAYOUTS9 if layout is not BYTES), CALL_WHO, CALL_STR)
 # A string's `next` byte when it could not be read: it and the 24 bytes around it read as
 # zeros, as memory whose page is not present does (bpftrace shows a failed read as zeros).
 # A real "" has neighbours: the string before it, an allocation's header. No byte is 256.
@@ -359,7 +359,8 @@ LAYOUTS4 = tuple(layout for layout in LAYOUTS5 if layout is not WHO)  # no `who`
 # ARGV_CHUNK bytes a record (BUF_CHUNK before); the stats' breakdowns
 # keyed (VALUE, CPU), and the latency's buckets in LATENCY_LOG2_MAP
 STATS_BY_CPU = 9
-# --- version 10: other calls than execs close with who (CALL_WHO, CALL_STR)
+# --- version 10: other calls than execs close with who (CALL_WHO, CALL_STR); a socket
+# address is words (BYTES_WORDS), not hex (BYTES)
 VERSIONS = {1: LEGACY, 2: LAYOUTS3, 3: LAYOUTS3, 4: LAYOUTS4, 5: LAYOUTS5, 6: LAYOUTS6,
             7: LAYOUTS8, 8: LAYOUTS8, 9: LAYOUTS9, 10: LAYOUTS}
 VERSION = 10

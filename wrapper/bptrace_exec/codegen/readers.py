@@ -8,7 +8,8 @@ closing record. Codegen.events puts the readers of a profile's arguments togethe
              time: the kernel has faulted the caller's pages in by then; its length
              found first, the first string's first chunk in the closing record (`calls`),
              the other chunks `str` records printed after it
-  sockaddr   the address's bytes (`bytes` record), its length kept at entry too
+  sockaddr   the address's bytes as words (`bytesw` records), its length kept at entry
+             too
   exec_path  success: the kernel's copy, right after the environment in the new image,
              its first chunk in the `exec` record, the rest (`str`) printed when the image
              starts and counted again at return (0.17's 512-byte stack holds the one or the
@@ -31,7 +32,6 @@ from bptrace_exec.codegen.btlang import int_literal
 from bptrace_exec.codegen.program import printf, reindent
 from bptrace_exec.records import (
     ARGV_CHUNK,
-    BYTES,
     BYTES_WORDS,
     ELEM,
     FIRST,
@@ -378,13 +378,7 @@ def on_return(profile: Profile, slot: Slot, result: str, *, in_closing: bool = F
         return Read(string_count(profile, slot, c, in_closing), [],
                     string_chunks(profile, slot, in_closing))
     if slot.read == "sockaddr":
-        return Read(
-            f"    $p = {c};\n"
-            f"    $len = {word(slot.word + 1)};\n"
-            f"    if ($len > {SOCKADDR_MAX}) {{ $len = {SOCKADDR_MAX}; }}\n"
-            + printf(BYTES, {"slot": str(slot.number), "offset": "0",
-                             "data": "buf(uptr($p), $len)"}, 4)
-            + "    $n++;\n", [])
+        return Read(sockaddr(slot, c), [])
     if slot.read == "exec_path" and result == "success":  # chunk 0 in the exec record
         return Read(image_path(profile, slot, count_only=True), [])
     if slot.read == "exec_path":
@@ -437,6 +431,25 @@ def on_return(profile: Profile, slot: Slot, result: str, *, in_closing: bool = F
         + "      $item++;\n"
         "    }\n",
         [caller, "$item", "*(uint64 *)uptr($argv + $item * 8) != 0", "0"])
+
+
+def sockaddr(slot: Slot, pointer: str) -> str:
+    """Statements (indented by four) that print the address at `pointer` as words,
+    ARGV_CHUNK bytes a record (`bytesw`: one for an IPv4 or IPv6 address), and count
+    them in $n; none for an address of no bytes."""
+    def block(offset: int) -> str:
+        return printf(BYTES_WORDS, {
+            "slot": str(slot.number), "offset": str(offset), "length": "$len",
+            "data": byte_words(f"$p + {offset}" if offset else "$p", "$len",
+                               read_past=False)}, 6)
+    return (f"    $p = {pointer};\n"
+            f"    $size = {word(slot.word + 1)};\n"
+            f"    if ($size > {SOCKADDR_MAX}) {{ $size = {SOCKADDR_MAX}; }}\n"
+            + "".join(f"    if ($size > {offset}) {{\n"
+                      f"      $len = $size{f' - {offset}' if offset else ''};\n"
+                      f"      if ($len > {ARGV_CHUNK}) {{ $len = {ARGV_CHUNK}; }}\n"
+                      + block(offset) + "      $n++;\n    }\n"
+                      for offset in range(0, SOCKADDR_MAX, ARGV_CHUNK)))
 
 
 def string_chunks_max(profile: Profile) -> int:
