@@ -15,7 +15,16 @@ from bptrace_exec.errors import SpecError, UsageError
 from bptrace_exec.output.render import Renderer
 from bptrace_exec.parse.join import Assembler
 from bptrace_exec.parse.values import join_chunks
-from bptrace_exec.records import ANC, CALL, CALL_STR, CALL_WHO, CGRP, STR, UTS
+from bptrace_exec.records import (
+    ANC,
+    BYTES_WORDS,
+    CALL,
+    CALL_STR,
+    CALL_WHO,
+    CGRP,
+    STR,
+    UTS,
+)
 from bptrace_exec.spec import profile_from_dict, profile_to_dict
 from bptrace_exec.spec import types as argtypes
 from bptrace_exec.spec.overrides import adhoc_profile, apply_where
@@ -180,10 +189,11 @@ def test_a_call_closes_with_who_made_it_and_its_strings_first_chunk() -> None:
            "tty": (136 << 20) + 2, "started": 111, "execs": 2, "parent_started": 99,
            "parent_execs": 1}
     flags = os.O_RDONLY
-    [event] = asm.feed(record(STR, 7, 100, slot=1, chunk=1, next=0, text=path[CHUNK:]), 1) \
-        or asm.feed(record(CALL_STR, 7, 100, probe=0, records=2, ret=3, latency=50, pid=7,
-                           ppid=1, uid=1000, slot=1, next=path[CHUNK], ints=[5, flags, 0],
-                           comm=b" my cat ", text=path[:CHUNK], **who), 2)
+    # the chunk after the first comes first: it is printed after the closing record
+    assert asm.feed(record(STR, 7, 100, slot=1, chunk=1, next=0, text=path[CHUNK:]), 1) == []
+    [event] = asm.feed(record(CALL_STR, 7, 100, probe=0, records=2, ret=3, latency=50, pid=7,
+                              ppid=1, uid=1000, slot=1, next=path[CHUNK], ints=[5, flags, 0],
+                              comm=b" my cat ", text=path[:CHUNK], **who), 2)
     assert event.values == {"dfd": 5, "path": path, "flags": flags, "mode": 0}
     assert (event.comm, event.ret, event.uid, event.truncated) == (b" my cat ", 3, 1000, set())
     assert event.who is not None and event.who.tty == "pts/2"
@@ -194,6 +204,21 @@ def test_a_call_closes_with_who_made_it_and_its_strings_first_chunk() -> None:
                               ppid=1, uid=0, ints=[4242, 9], comm=b"kill", **who), 1)
     assert (sent.ret, sent.errno, sent.comm, sent.values["target"]) == (-3, "ESRCH", b"kill", 4242)
     assert sent.who is not None and sent.who.sessionid == 3
+
+
+def test_an_address_comes_in_records_of_words() -> None:
+    """A unix socket path of 100 bytes: two `bytesw` records, 80 bytes and the rest."""
+    asm = Assembler(shipped("connect"), wall_offset_ns=0)
+    path = b"/run/" + b"s" * 95
+    raw = struct.pack("<H", socket.AF_UNIX) + path
+    for offset in (0, 80):
+        data = raw[offset:offset + 80]
+        assert asm.feed(record(BYTES_WORDS, 7, 100, slot=1, offset=offset, length=len(data),
+                               data=data), offset) == []
+    [event] = asm.feed(record(CALL_WHO, 7, 100, probe=0, records=3, ret=-2, latency=9, pid=7,
+                              ppid=1, uid=0, ints=[3], comm=b"nc"), 2)
+    assert Renderer(shipped("connect")).to_dict(event)["args"]["address"] == {
+        "family": "AF_UNIX", "path": path.decode()}
 
 
 def test_a_call_with_records_lost_is_shown_incomplete_on_expiry() -> None:

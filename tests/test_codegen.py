@@ -75,7 +75,7 @@ def _call_cases() -> dict[str, tuple[Profile, bool]]:
         context=True), False)
     cases["call-openat-context"] = (with_overrides(shipped("openat"), parents=3, context=True),
                                     False)
-    # two strings: the first's first chunk in the closing record, the other's in `str`
+    # two strings: both in `str` records, the closing record with who alone (`callw`)
     cases["call-renameat2"] = (adhoc_profile(
         ["renameat2"], ["olddfd:fd", "oldname:str", "newdfd:fd", "newname:str", "flags:hex"],
         lookup=lookup), False)

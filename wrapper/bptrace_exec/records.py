@@ -42,15 +42,15 @@ FORMATS = {
 }
 PACKED = {"u32x2": 32, "i32x2*": 32}  # the bits of each number packed, by type
 # A buf() read: 0.17 caps it at its string size (spec.model: 81), of which 0.23 keeps 4
-# for the length. The `bytes` records of a socket address carry so many (and an exec's
-# argv and environment did, in recordings before version 9).
+# for the length. The `bytes` records of recordings before version 10 carry so many
+# (an exec's argv and environment before version 9, a socket address's before 10).
 BUF_CHUNK = 77
 # Bytes as little-endian words of 8, each a number: bpftrace formats a hex field (%rh) in
 # as long as the rest of a record (it builds a std::regex for each), and a string takes
 # its size twice on the stack; numbers cost almost nothing. Ten: a chunk of argv
 # (ARGV_CHUNK), or a string read of the exec kind (80 bytes).
 WORDS = 10
-ARGV_CHUNK = 8 * WORDS  # bytes of the new image's argv block in a record (exec, bytesw)
+ARGV_CHUNK = 8 * WORDS  # bytes of argv in the exec record, and in each `bytesw` record
 REST = ("text", "hex")
 ARITY = {"comm32": 2}  # fields printed from one value more than once
 
@@ -226,8 +226,9 @@ FIRST = Layout("first", ("first",), _f("slot:u64 next:u8 text:text"))
 STR = Layout("str", ("str",), _f("slot:u64 chunk:u64 next:u8 text:text"))
 ELEM = Layout("elem", ("elem",), _f("slot:u64 item:u64 chunk:u64 next:u8 text:text"))
 BYTES = Layout("bytes", ("bytes",), _f("slot:u64 offset:u64 data:hex"))
-# The new image's argv block after the `exec` record's bytes, ARGV_CHUNK bytes a record
-# as words: bpftrace formats a hex field in as long as the rest of a record.
+# The new image's argv block after the `exec` record's bytes, or a socket address,
+# ARGV_CHUNK bytes a record as words: bpftrace formats a hex field in as long as the
+# rest of a record. (BYTES: recordings before version 10.)
 BYTES_WORDS = Layout("bytesw", ("bytes",), _f("slot:u64 offset:u64 length:u64 data:words"))
 CALL = Layout("call", ("call",), _f("probe:u64 records:u64 ret:s64 latency:u64 pid:u64 ppid:u64 "
                                  "uid:u64 ints:u64* comm:text"))
@@ -253,8 +254,9 @@ EXEC = Layout("exec", ("call", "str", "bytes", "who"),
 # the `exec` record: one record for a call of numbers. The caller's name is the rest.
 CALL_WHO = Layout("callw", ("call", "who"),
                   _f("probe:u64 ret:s64 latency:u64 " + _CALLER + "ints:u64* comm:text"))
-# ... with the first string argument's first chunk (STR chunk 0: one record for most
-# calls with a string), the caller's name padded before it (FORMATS["comm32"]).
+# ... with the first chunk of the one string a call reads (STR chunk 0: one record for
+# most such calls; codegen.events says which calls have room for it), the caller's name
+# padded before it (FORMATS["comm32"]).
 CALL_STR = Layout("calls", ("call", "who", "str"),
                   _f("probe:u64 ret:s64 latency:u64 " + _CALLER
                      + "slot/next:u32x2 ints:u64* comm:comm32 text:text"),

@@ -317,8 +317,9 @@ def _return_body(profile: Profile, name: str, result: str) -> str:
     if execs and result != "success":  # on the path the caller passed
         path = next(s for s in slots if s.read == "exec_path")
         conditions += path_conditions(profile, word(path.word))
-    in_closing = None if execs else _string_in_closing(profile, slots)
-    reads = [readers.on_return(profile, s, result, in_closing=s is in_closing) for s in slots]
+    closing_string = None if execs else _closing_string(profile, slots)
+    reads = [readers.on_return(profile, s, result, in_closing=s is closing_string)
+             for s in slots]
     # A failed exec's who, first: after its loops that read arguments the verifier would
     # check it once for every state they end in. A syscall's loops end in one state (a
     # string's count), and its who is in the closing record.
@@ -340,10 +341,11 @@ def _return_body(profile: Profile, name: str, result: str) -> str:
     if result == "success":
         closing = _exec_record(profile, ints)
     elif execs:
-        closing = KILLED_CHECK + _closing(ints, word(1), ret="$ret")
+        closing = KILLED_CHECK + _closing(ints, word(1), ret="$ret", who=False)
     else:
-        closing = KILLED_CHECK + _closing(ints, word(1), ret="$ret", profile=profile,
-                                          string=in_closing)
+        closing = KILLED_CHECK + _closing(
+            ints, word(1), ret="$ret",
+            string=readers.string_closing(profile, closing_string) if closing_string else None)
     return (setup + f"  if ({' && '.join(conditions)}) {{\n"
             "    $n = (uint64)1;\n" + who
             + "".join(r.statements for r in reads) + context + closing
@@ -354,19 +356,23 @@ def _return_body(profile: Profile, name: str, result: str) -> str:
 
 # The numbers a closing record holds beside a string's first chunk, at most: 0.17's
 # 512-byte stack holds that record, with who, and the loop of the string's other chunks,
-# and no more (measured: four numbers overflow it, openat has three).
+# and no more (measured on openat's probes, whose entry keeps six words: a fourth number
+# overflowed it, of the entry's or a word it points to).
 INTS_BESIDE_STRING = 3
 
 
-def _string_in_closing(profile: Profile, slots: list[Slot]) -> Slot | None:
+def _closing_string(profile: Profile, slots: list[Slot]) -> Slot | None:
     """The string whose first chunk the closing record holds: the only one a call reads,
     when its return prints nothing else of its own (no other string or address, no
-    context, no path) and has at most INTS_BESIDE_STRING numbers, so that most calls
-    are that record alone."""
+    context, no path) and has at most INTS_BESIDE_STRING numbers, from an entry that
+    keeps no more words than openat's (0.17 copies the entry's tuple on the stack for
+    each number held), so that most calls are that record alone."""
     reads = [s for s in slots if s.read != "int"]
+    widest = max(len(_words(profile, p, "$id")) for p in profile.calls)
     if (len(reads) != 1 or reads[0].read != "str" or paths_read(profile)
             or profile.context.parents or profile.context.container
-            or len(slots) - 1 > INTS_BESIDE_STRING):
+            or len(slots) - 1 > INTS_BESIDE_STRING
+            or widest > BASE_WORDS + 1 + INTS_BESIDE_STRING):
         return None
     return reads[0]
 
@@ -417,21 +423,20 @@ def _exec_record(profile: Profile, ints: list[str]) -> str:
 
 
 def _closing(ints: list[str], probe_index: str, latency: str = "nsecs - $id",
-             ret: str = "$ret", *, profile: Profile | None = None,
-             string: Slot | None = None) -> str:
-    """A call's closing record: a failed exec's (records.CALL), or, given the `profile`,
-    any other call's, with who made it and the first chunk of `string` when there is
-    one (records.CALL_WHO, CALL_STR)."""
+             ret: str = "$ret", *, who: bool = True,
+             string: dict[str, str] | None = None) -> str:
+    """A call's closing record: with who made it (records.CALL_WHO), and a string's
+    first chunk when given (readers.string_closing: CALL_STR); a failed exec's without
+    (CALL: its who is a record of its own)."""
     values: dict[str, str | list[str]] = {
         "probe": probe_index, "records": "$n", "ret": ret, "latency": latency,
         "pid": PID, "ppid": PPID, "uid": "(uint64)uid", "ints": ints, "comm": "comm"}
-    if profile is None:
+    if not who:
         layout = CALL
     elif string is None:
         layout, values = CALL_WHO, {**values, **WHO_VALUES}
     else:
-        layout = CALL_STR
-        values = {**values, **WHO_VALUES, **readers.string_closing(profile, string)}
+        layout, values = CALL_STR, {**values, **WHO_VALUES, **string}
     return printf(layout, values, 4) + COUNTED
 
 
@@ -459,7 +464,7 @@ def process_exit_probe(profile: Profile, follow: bool) -> str:
         "    if ($code & 0x7f) { $ret = (int64)(128 + ($code & 0x7f)); }\n"
         + paths_records(profile, paths_read(profile)) + context_records(profile)
         + _closing([f"$a{s.number}" for s in slots], str(profile.probes.index(PROCESS_EXIT)),
-                   "nsecs - curtask->group_leader->start_time", ret="$ret", profile=profile)
+                   "nsecs - curtask->group_leader->start_time", ret="$ret")
         + "  }\n" + unfollow,
         "The last thread of a process ends: the process's exit.")
 

@@ -6,8 +6,9 @@ closing record. Codegen.events puts the readers of a profile's arguments togethe
              record; 0 from a probe without it when it is padded (spec.model.Arg)
   str        the string at the pointer kept at entry, read at return a string size at a
              time: the kernel has faulted the caller's pages in by then; its length
-             found first, the first string's first chunk in the closing record (`calls`),
-             the other chunks `str` records printed after it
+             found first, its chunks `str` records printed after the closing record,
+             but for the first of a call's only string when there is room for it in
+             that record (`calls`; codegen.events)
   sockaddr   the address's bytes as words (`bytesw` records), its length kept at entry
              too
   exec_path  success: the kernel's copy, right after the environment in the new image,
@@ -436,7 +437,10 @@ def on_return(profile: Profile, slot: Slot, result: str, *, in_closing: bool = F
 def sockaddr(slot: Slot, pointer: str) -> str:
     """Statements (indented by four) that print the address at `pointer` as words,
     ARGV_CHUNK bytes a record (`bytesw`: one for an IPv4 or IPv6 address), and count
-    them in $n; none for an address of no bytes."""
+    them in $n; none for an address of no bytes. Its last word is read whole, up to 7
+    bytes past its end (masked): where those lie on a page not present, the word reads
+    as zeros, the address's last bytes with it. That takes an address ending within 7
+    bytes of a mapping's end; a buf() read would take hex, ten times slower to format."""
     def block(offset: int) -> str:
         return printf(BYTES_WORDS, {
             "slot": str(slot.number), "offset": str(offset), "length": "$len",
