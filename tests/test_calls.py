@@ -19,6 +19,7 @@ from bptrace_exec.records import (
     ANC,
     BYTES_WORDS,
     CALL,
+    CALL_ADDR,
     CALL_STR,
     CALL_WHO,
     CGRP,
@@ -207,18 +208,25 @@ def test_a_call_closes_with_who_made_it_and_its_strings_first_chunk() -> None:
 
 
 def test_an_address_comes_in_records_of_words() -> None:
-    """A unix socket path of 100 bytes: two `bytesw` records, 80 bytes and the rest."""
-    asm = Assembler(shipped("connect"), wall_offset_ns=0)
+    """A unix socket path of 100 bytes: its first 80 in the closing record, the rest in
+    a `bytesw` record printed after it; an IPv4 address, the closing record alone."""
+    connect = shipped("connect")
+    asm = Assembler(connect, wall_offset_ns=0)
     path = b"/run/" + b"s" * 95
     raw = struct.pack("<H", socket.AF_UNIX) + path
-    for offset in (0, 80):
-        data = raw[offset:offset + 80]
-        assert asm.feed(record(BYTES_WORDS, 7, 100, slot=1, offset=offset, length=len(data),
-                               data=data), offset) == []
-    [event] = asm.feed(record(CALL_WHO, 7, 100, probe=0, records=3, ret=-2, latency=9, pid=7,
-                              ppid=1, uid=0, ints=[3], comm=b"nc"), 2)
-    assert Renderer(shipped("connect")).to_dict(event)["args"]["address"] == {
+    assert asm.feed(record(CALL_ADDR, 7, 100, probe=0, records=2, ret=-2, latency=9, pid=7,
+                           ppid=1, uid=0, slot=1, length=80, ints=[3], data=raw[:80],
+                           comm=b"nc"), 1) == []
+    [event] = asm.feed(record(BYTES_WORDS, 7, 100, slot=1, offset=80, length=len(raw) - 80,
+                              data=raw[80:]), 2)
+    assert Renderer(connect).to_dict(event)["args"]["address"] == {
         "family": "AF_UNIX", "path": path.decode()}
+    v4 = _sockaddr_in("127.0.0.1", 8080)
+    [event] = asm.feed(record(CALL_ADDR, 8, 100, probe=0, records=1, ret=0, latency=9, pid=8,
+                              ppid=1, uid=0, slot=1, length=len(v4), ints=[3], data=v4,
+                              comm=b"curl"), 3)
+    assert Renderer(connect).to_dict(event)["args"]["address"] == {
+        "family": "AF_INET", "address": "127.0.0.1", "port": 8080}
 
 
 def test_a_call_with_records_lost_is_shown_incomplete_on_expiry() -> None:

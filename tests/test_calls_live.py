@@ -158,8 +158,15 @@ def test_two_strings_each_exact_wherever_they_start(engine: str, tmp_path: Path,
 
 def test_connect_addresses_v4_v6_and_unix(engine: str, tmp_path: Path,
                                           nothing_left_running: None) -> None:
-    calls, facts, _ = traced(engine, tmp_path, "connect")
+    rec = tmp_path / "connect.rec"
+    calls, facts, _ = traced(engine, tmp_path, "connect", "--record", str(rec))
     addresses = [(c["args"]["address"], c["errno"]) for c in calls]
+    # one record a connect, the first 80 bytes of its address in it; the 100-byte path's
+    # (and maybe the other's) rest in a record of its own
+    printed = printed_kinds(rec)
+    assert printed.count("calla") == len(calls) and not any(c["incomplete"] for c in calls)
+    for size, (path, errno) in facts["sized_unix_paths"].items():
+        assert ({"family": "AF_UNIX", "path": path}, errno) in addresses, size
     ports = facts["ports"]
     assert ({"family": "AF_INET", "address": "127.0.0.1", "port": ports["127.0.0.1"]},
             None) in addresses

@@ -3,7 +3,8 @@
 usage: syscall_driver.py WORKDIR FACTS_FILE
 
 openat: a long non-ASCII path (several 127-byte chunks), a missing file, a created one.
-connect: listeners on 127.0.0.1 and ::1 opened here, and a unix socket that does not exist.
+connect: listeners on 127.0.0.1 and ::1 opened here, unix sockets that do not exist (a
+path of 100 bytes; addresses of 80, 81 and 129 bytes, the last refused).
 clone: a forked child (clone with SIGCHLD) and a thread (CLONE_THREAD).
 kill: SIGUSR1 to the child, and signal 0 to a pid that does not exist.
 unlinkat: the created file.
@@ -12,10 +13,13 @@ unlinkat: the created file.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import json
 import os
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
@@ -62,6 +66,17 @@ facts["long_unix_path"] = os.path.join(workdir, "n" * (99 - len(workdir)))
 for path in (facts["unix_path"], facts["long_unix_path"]):
     with contextlib.suppress(OSError):  # ENOENT: what the connect profile must show
         unix.connect(path)
+# addresses of 80, 81 and 129 bytes as the caller says (129: more than the kernel takes,
+# EINVAL), of a path with no NUL in them: what shows is what the length covers, 128 at most
+libc = ctypes.CDLL(None, use_errno=True)
+libc.connect.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint]
+sized = {}
+for size in (80, 81, 129):
+    name = b"/" + bytes([ord("a") + size % 26]) * 200
+    address = ctypes.create_string_buffer(struct.pack("<H", socket.AF_UNIX) + name)
+    libc.connect(unix.fileno(), ctypes.addressof(address), size)
+    sized[size] = (name[:min(size, 128) - 2].decode(), errno.errorcode[ctypes.get_errno()])
+facts["sized_unix_paths"] = sized
 
 # clone and kill
 child = os.fork()

@@ -6,8 +6,8 @@ calling thread's id and the entry time, which join the records of one call whate
 each came from), then its fields. At most one field takes the rest of the line (a text,
 or bytes in hex), and it comes last; a field before it has a width the record says
 (bytes as many as `length`, a comm). Each record fills a part of a call (`PARTS`), a
-closing one several (who made the call, the first bytes of its strings); the closing
-one says how many records the call has, which is when it is complete.
+closing one several (who made the call, the first bytes of a string or an address); the
+closing one says how many records the call has, which is when it is complete.
 """
 
 from __future__ import annotations
@@ -226,9 +226,10 @@ FIRST = Layout("first", ("first",), _f("slot:u64 next:u8 text:text"))
 STR = Layout("str", ("str",), _f("slot:u64 chunk:u64 next:u8 text:text"))
 ELEM = Layout("elem", ("elem",), _f("slot:u64 item:u64 chunk:u64 next:u8 text:text"))
 BYTES = Layout("bytes", ("bytes",), _f("slot:u64 offset:u64 data:hex"))
-# The new image's argv block after the `exec` record's bytes, or a socket address,
-# ARGV_CHUNK bytes a record as words: bpftrace formats a hex field in as long as the
-# rest of a record. (BYTES: recordings before version 10.)
+# The new image's argv block after the `exec` record's bytes, or a socket address's
+# bytes after those a closing record holds (CALL_ADDR), ARGV_CHUNK bytes a record as
+# words: bpftrace formats a hex field in as long as the rest of a record. (BYTES:
+# recordings before version 10.)
 BYTES_WORDS = Layout("bytesw", ("bytes",), _f("slot:u64 offset:u64 length:u64 data:words"))
 CALL = Layout("call", ("call",), _f("probe:u64 records:u64 ret:s64 latency:u64 pid:u64 ppid:u64 "
                                  "uid:u64 ints:u64* comm:text"))
@@ -261,6 +262,12 @@ CALL_STR = Layout("calls", ("call", "who", "str"),
                   _f("probe:u64 ret:s64 latency:u64 " + _CALLER
                      + "slot/next:u32x2 ints:u64* comm:comm32 text:text"),
                   constants={"str.chunk": 0})
+# ... with the first ARGV_CHUNK bytes of the one address a call reads (BYTES_WORDS from
+# offset 0: one record for an IPv4 or IPv6 address).
+CALL_ADDR = Layout("calla", ("call", "who", "bytes"),
+                   _f("probe:u64 ret:s64 latency:u64 " + _CALLER
+                      + "slot/length:u32x2 ints:u64* data:words comm:text"),
+                   constants={"bytes.offset": 0})
 # The closing record's numbers, argument by argument in the profile's order: one for a
 # number argument; for argv, these four.
 ARGV_INTS = ("caller_argc", "argc", "more", "size")
@@ -288,7 +295,8 @@ UTS = Layout("uts", ("uts",), _f("hostname:text"))
 MARK = Layout("mark", ("mark",), _f("cpu:u64 total:u64 time:u64"), keyed=False)
 LAYOUTS9 = (FIRST, STR, ELEM, BYTES, BYTES_WORDS, CALL, EXEC, WHO, SEG, PATH, ENV_WORDS, ANC,
             CGRP, UTS)
-LAYOUTS = (*(layout for layout in LAYOUTS9 if layout is not BYTES), CALL_WHO, CALL_STR)
+LAYOUTS = (*(layout for layout in LAYOUTS9 if layout is not BYTES), CALL_WHO, CALL_STR,
+           CALL_ADDR)
 # A string's `next` byte when it could not be read: it and the 24 bytes around it read as
 # zeros, as memory whose page is not present does (bpftrace shows a failed read as zeros).
 # A real "" has neighbours: the string before it, an allocation's header. No byte is 256.
@@ -361,8 +369,8 @@ LAYOUTS4 = tuple(layout for layout in LAYOUTS5 if layout is not WHO)  # no `who`
 # ARGV_CHUNK bytes a record (BUF_CHUNK before); the stats' breakdowns
 # keyed (VALUE, CPU), and the latency's buckets in LATENCY_LOG2_MAP
 STATS_BY_CPU = 9
-# --- version 10: other calls than execs close with who (CALL_WHO, CALL_STR); a socket
-# address is words (BYTES_WORDS), not hex (BYTES)
+# --- version 10: other calls than execs close with who (CALL_WHO, CALL_STR,
+# CALL_ADDR); a socket address is words (BYTES_WORDS), not hex (BYTES)
 VERSIONS = {1: LEGACY, 2: LAYOUTS3, 3: LAYOUTS3, 4: LAYOUTS4, 5: LAYOUTS5, 6: LAYOUTS6,
             7: LAYOUTS8, 8: LAYOUTS8, 9: LAYOUTS9, 10: LAYOUTS}
 VERSION = 10

@@ -4,8 +4,9 @@ At entry a probe keeps, in one tuple per thread, the entry time, the probe's ind
 each argument's word (an exec also keeps its caller's name, which the new program's
 replaces, and argv[0], in maps of their own); at return the filters on arguments run,
 the arguments are read (codegen.readers), and the call is printed as a closing record
-that says how many records the call has, with who made it and a string's first chunk
-(records.CALL_WHO, CALL_STR), and its other records: most calls are that record alone.
+that says how many records the call has, with who made it and the first bytes of a
+string or an address (records.CALL_WHO, CALL_STR, CALL_ADDR), and its other records:
+most calls are that record alone.
 A failed exec prints `who` and its arguments, then a `call` record (records.CALL): its
 return has no room for more on 0.17's stack. A successful exec closes with an `exec`
 record instead, which holds the first bytes of its path and argv and who runs the new
@@ -56,6 +57,7 @@ from bptrace_exec.codegen.readers import Slot, word
 from bptrace_exec.records import (
     ARGV_CHUNK,
     CALL,
+    CALL_ADDR,
     CALL_STR,
     CALL_WHO,
     DROP,
@@ -64,6 +66,7 @@ from bptrace_exec.records import (
     EXEC,
     KILLED_RET,
     TOTAL_MAP,
+    Layout,
 )
 from bptrace_exec.spec.captures import paths_read
 from bptrace_exec.spec.model import PROCESS_EXIT, Profile
@@ -72,9 +75,9 @@ SCRATCH = "call"
 COMM_MAP = "comm"
 FIELDS = """Every record's fields:
 `pydoc bptrace_exec.records`; how each argument is read: `pydoc bptrace_exec.codegen.readers`."""
-LAYOUT = """Each call is a closing record with who made it, `calls` (it holds the first
-chunk of a string argument) or `callw`, and its other argument and context records, all
-keyed by (TID, ID); bptrace-exec joins them into one event. """ + FIELDS
+LAYOUT = """Each call is a closing record with who made it, `callw`, or `calls` or `calla`
+(they hold the first bytes of a string or an address), and its other argument and context
+records, all keyed by (TID, ID); bptrace-exec joins them into one event. """ + FIELDS
 EXEC_LAYOUT = """Each exec is its argument and context records, then an `exec` record if it
 succeeded (most are that record alone), else a `call` record (with exits, a process's
 end is a `callw` record and its context records); all keyed by (TID, ID); bptrace-exec
@@ -317,8 +320,8 @@ def _return_body(profile: Profile, name: str, result: str) -> str:
     if execs and result != "success":  # on the path the caller passed
         path = next(s for s in slots if s.read == "exec_path")
         conditions += path_conditions(profile, word(path.word))
-    closing_string = None if execs else _closing_string(profile, slots)
-    reads = [readers.on_return(profile, s, result, in_closing=s is closing_string)
+    in_closing = None if execs else _read_in_closing(profile, slots)
+    reads = [readers.on_return(profile, s, result, in_closing=s is in_closing)
              for s in slots]
     # A failed exec's who, first: after its loops that read arguments the verifier would
     # check it once for every state they end in. A syscall's loops end in one state (a
@@ -344,8 +347,7 @@ def _return_body(profile: Profile, name: str, result: str) -> str:
         closing = KILLED_CHECK + _closing(ints, word(1), ret="$ret", who=False)
     else:
         closing = KILLED_CHECK + _closing(
-            ints, word(1), ret="$ret",
-            string=readers.string_closing(profile, closing_string) if closing_string else None)
+            ints, word(1), ret="$ret", holds=_held(profile, in_closing) if in_closing else None)
     return (setup + f"  if ({' && '.join(conditions)}) {{\n"
             "    $n = (uint64)1;\n" + who
             + "".join(r.statements for r in reads) + context + closing
@@ -354,27 +356,34 @@ def _return_body(profile: Profile, name: str, result: str) -> str:
             + "  }\n" + forget)
 
 
-# The numbers a closing record holds beside a string's first chunk, at most: 0.17's
-# 512-byte stack holds that record, with who, and the loop of the string's other chunks,
-# and no more (measured on openat's probes, whose entry keeps six words: a fourth number
-# overflowed it, of the entry's or a word it points to).
-INTS_BESIDE_STRING = 3
+# The numbers a closing record holds beside a string's first chunk or an address's,
+# at most: 0.17's 512-byte stack holds that record, with who, and the loop of the
+# string's other chunks, and no more (measured on openat's probes, whose entry keeps six
+# words: a fourth number overflowed it, of the entry's or a word it points to).
+INTS_BESIDE_READ = 3
 
 
-def _closing_string(profile: Profile, slots: list[Slot]) -> Slot | None:
-    """The string whose first chunk the closing record holds: the only one a call reads,
-    when its return prints nothing else of its own (no other string or address, no
-    context, no path) and has at most INTS_BESIDE_STRING numbers, from an entry that
-    keeps no more words than openat's (0.17 copies the entry's tuple on the stack for
-    each number held), so that most calls are that record alone."""
+def _read_in_closing(profile: Profile, slots: list[Slot]) -> Slot | None:
+    """The string or address whose first bytes the closing record holds: the only one a
+    call reads, when its return prints nothing else of its own (no context, no path) and
+    has at most INTS_BESIDE_READ numbers, from an entry that keeps no more words than
+    openat's (0.17 copies the entry's tuple on the stack for each number held), so that
+    most calls are that record alone."""
     reads = [s for s in slots if s.read != "int"]
     widest = max(len(_words(profile, p, "$id")) for p in profile.calls)
-    if (len(reads) != 1 or reads[0].read != "str" or paths_read(profile)
+    if (len(reads) != 1 or reads[0].read not in ("str", "sockaddr") or paths_read(profile)
             or profile.context.parents or profile.context.container
-            or len(slots) - 1 > INTS_BESIDE_STRING
-            or widest > BASE_WORDS + 1 + INTS_BESIDE_STRING):
+            or len(slots) - 1 > INTS_BESIDE_READ
+            or widest > BASE_WORDS + 1 + INTS_BESIDE_READ):
         return None
     return reads[0]
+
+
+def _held(profile: Profile, slot: Slot) -> tuple[Layout, dict[str, str | list[str]]]:
+    """The closing record that holds the first bytes of `slot`, and their values."""
+    if slot.read == "str":
+        return CALL_STR, readers.string_closing(profile, slot)
+    return CALL_ADDR, readers.sockaddr_closing(slot)
 
 
 # SIGKILL pending when the call fails: its caller is being killed (a signal, or a sibling
@@ -424,19 +433,19 @@ def _exec_record(profile: Profile, ints: list[str]) -> str:
 
 def _closing(ints: list[str], probe_index: str, latency: str = "nsecs - $id",
              ret: str = "$ret", *, who: bool = True,
-             string: dict[str, str] | None = None) -> str:
-    """A call's closing record: with who made it (records.CALL_WHO), and a string's
-    first chunk when given (readers.string_closing: CALL_STR); a failed exec's without
-    (CALL: its who is a record of its own)."""
+             holds: tuple[Layout, dict[str, str | list[str]]] | None = None) -> str:
+    """A call's closing record: with who made it (records.CALL_WHO), or the record that
+    also `holds` the first bytes of a string or an address (_held); a failed exec's
+    without (CALL: its who is a record of its own)."""
     values: dict[str, str | list[str]] = {
         "probe": probe_index, "records": "$n", "ret": ret, "latency": latency,
         "pid": PID, "ppid": PPID, "uid": "(uint64)uid", "ints": ints, "comm": "comm"}
     if not who:
         layout = CALL
-    elif string is None:
+    elif holds is None:
         layout, values = CALL_WHO, {**values, **WHO_VALUES}
     else:
-        layout, values = CALL_STR, {**values, **WHO_VALUES, **string}
+        layout, values = holds[0], {**values, **WHO_VALUES, **holds[1]}
     return printf(layout, values, 4) + COUNTED
 
 

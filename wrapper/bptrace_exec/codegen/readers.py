@@ -9,8 +9,9 @@ closing record. Codegen.events puts the readers of a profile's arguments togethe
              found first, its chunks `str` records printed after the closing record,
              but for the first of a call's only string when there is room for it in
              that record (`calls`; codegen.events)
-  sockaddr   the address's bytes as words (`bytesw` records), its length kept at entry
-             too
+  sockaddr   the address's bytes as words (`bytesw` records; the first in the closing
+             record when there is room, as for a string: `calla`), its length kept at
+             entry too
   exec_path  success: the kernel's copy, right after the environment in the new image,
              its first chunk in the `exec` record, the rest (`str`) printed when the image
              starts and counted again at return (0.17's 512-byte stack holds the one or the
@@ -371,7 +372,8 @@ def image_chunks(area: str, chunks: int) -> str:
 def on_return(profile: Profile, slot: Slot, result: str, *, in_closing: bool = False) -> Read:
     """Statements (indented by four) that read an argument at return and count their
     records in $n; `result` is "success" or "failure" for an exec's, else "any".
-    `in_closing`: a string whose first chunk the closing record holds (string_closing)."""
+    `in_closing`: a string or an address whose first bytes the closing record holds
+    (string_closing, sockaddr_closing)."""
     c = word(slot.word)
     if slot.read == "int":
         return Read("", [f"$a{slot.number}" if held(slot) else int_value(slot)])
@@ -379,7 +381,7 @@ def on_return(profile: Profile, slot: Slot, result: str, *, in_closing: bool = F
         return Read(string_count(profile, slot, c, in_closing), [],
                     string_chunks(profile, slot, in_closing))
     if slot.read == "sockaddr":
-        return Read(sockaddr(slot, c), [])
+        return sockaddr(slot, c, in_closing)
     if slot.read == "exec_path" and result == "success":  # chunk 0 in the exec record
         return Read(image_path(profile, slot, count_only=True), [])
     if slot.read == "exec_path":
@@ -434,26 +436,42 @@ def on_return(profile: Profile, slot: Slot, result: str, *, in_closing: bool = F
         [caller, "$item", "*(uint64 *)uptr($argv + $item * 8) != 0", "0"])
 
 
-def sockaddr(slot: Slot, pointer: str) -> str:
-    """Statements (indented by four) that print the address at `pointer` as words,
-    ARGV_CHUNK bytes a record (`bytesw`: one for an IPv4 or IPv6 address), and count
-    them in $n; none for an address of no bytes. Its last word is read whole, up to 7
-    bytes past its end (masked): where those lie on a page not present, the word reads
-    as zeros, the address's last bytes with it. That takes an address ending within 7
-    bytes of a mapping's end; a buf() read would take hex, ten times slower to format."""
+def sockaddr(slot: Slot, pointer: str, in_closing: bool) -> Read:
+    """Reads the address at `pointer` into $aN and its length into $sizeN (N: the slot),
+    printed as words, ARGV_CHUNK bytes a record (`bytesw`), counted in $n: the first in
+    the closing record when `in_closing` (sockaddr_closing: an IPv4 or IPv6 address is
+    then that record alone), the others after it; no `bytesw` for an address of no
+    bytes. Its last word is read whole, up to 7 bytes past its end (masked): where those
+    lie on a page not present, the word reads as zeros, the address's last bytes with
+    it. That takes an address ending within 7 bytes of a mapping's end; a buf() read
+    would take hex, ten times slower to format."""
+    n = slot.number
+
     def block(offset: int) -> str:
         return printf(BYTES_WORDS, {
-            "slot": str(slot.number), "offset": str(offset), "length": "$len",
-            "data": byte_words(f"$p + {offset}" if offset else "$p", "$len",
+            "slot": str(n), "offset": str(offset), "length": "$len",
+            "data": byte_words(f"$a{n} + {offset}" if offset else f"$a{n}", "$len",
                                read_past=False)}, 6)
-    return (f"    $p = {pointer};\n"
-            f"    $size = {word(slot.word + 1)};\n"
-            f"    if ($size > {SOCKADDR_MAX}) {{ $size = {SOCKADDR_MAX}; }}\n"
-            + "".join(f"    if ($size > {offset}) {{\n"
-                      f"      $len = $size{f' - {offset}' if offset else ''};\n"
-                      f"      if ($len > {ARGV_CHUNK}) {{ $len = {ARGV_CHUNK}; }}\n"
-                      + block(offset) + "      $n++;\n    }\n"
-                      for offset in range(0, SOCKADDR_MAX, ARGV_CHUNK)))
+
+    def length(offset: int, pad: str) -> str:
+        return (f"{pad}$len = $size{n}{f' - {offset}' if offset else ''};\n"
+                f"{pad}if ($len > {ARGV_CHUNK}) {{ $len = {ARGV_CHUNK}; }}\n")
+    offsets = range(ARGV_CHUNK if in_closing else 0, SOCKADDR_MAX, ARGV_CHUNK)
+    return Read(f"    $a{n} = {pointer};\n"
+                f"    $size{n} = {word(slot.word + 1)};\n"
+                f"    if ($size{n} > {SOCKADDR_MAX}) {{ $size{n} = {SOCKADDR_MAX}; }}\n"
+                + (length(0, "    ") if in_closing else "")
+                + "".join(f"    $n += (uint64)($size{n} > {offset});\n" for offset in offsets),
+                [],
+                "".join(f"    if ($size{n} > {offset}) {{\n" + length(offset, "      ")
+                        + block(offset) + "    }\n" for offset in offsets))
+
+
+def sockaddr_closing(slot: Slot) -> dict[str, str | list[str]]:
+    """An address's first ARGV_CHUNK bytes, for the closing record (records.CALL_ADDR),
+    once sockaddr has read it and set $len."""
+    return {"slot": str(slot.number), "length": "$len",
+            "data": byte_words(f"$a{slot.number}", "$len", read_past=False)}
 
 
 def string_chunks_max(profile: Profile) -> int:
@@ -471,16 +489,16 @@ FIRST_NUL = "$z = ((($nul & (0 - $nul)) >> 7) * 0x0001020304050607) >> 56;\n"
 
 def string_count(profile: Profile, slot: Slot, pointer: str, in_closing: bool) -> str:
     """Statements (indented by four) that count the chunks of the caller's string at
-    `pointer`, to its NUL, into $cN (N: the slot), its pointer in $sN, and in $n the
+    `pointer`, to its NUL, into $cN (N: the slot), its pointer in $aN, and in $n the
     `str` records string_chunks prints (all but the first chunk when `in_closing`).
     Read a word at a time from the word it starts in (one read never spans two pages):
     the bytes after its NUL are the caller's memory, anything, and each chunk printed
     past it would be a record for nothing."""
     n, most, step = slot.number, string_chunks_max(profile), chunk(profile)
     return (
-        f"    $s{n} = {pointer};\n"
-        f"    $at = $s{n} - $s{n} % 8;\n"
-        f"    $v = {word_at('$at')} | (((uint64)1 << ($s{n} % 8 * 8)) - 1);  // not before it\n"
+        f"    $a{n} = {pointer};\n"
+        f"    $at = $a{n} - $a{n} % 8;\n"
+        f"    $v = {word_at('$at')} | (((uint64)1 << ($a{n} % 8 * 8)) - 1);  // not before it\n"
         f"    $nul = ($v - {ONES}) & ~$v & {HIGHS};\n"
         "    $word = (uint64)0;\n"
         f"    while ($word < {most * step // 8 + 1}) {{\n"
@@ -490,7 +508,7 @@ def string_count(profile: Profile, slot: Slot, pointer: str, in_closing: bool) -
         f"      $nul = ($v - {ONES}) & ~$v & {HIGHS};\n"
         "    }\n"
         f"    {FIRST_NUL}"
-        f"    $c{n} = ($word * 8 + $z - $s{n} % 8 + {step - 1}) / {step};\n"
+        f"    $c{n} = ($word * 8 + $z - $a{n} % 8 + {step - 1}) / {step};\n"
         f"    if ($c{n} == 0) {{ $c{n} = 1; }}  // \"\" is a chunk\n"
         f"    if ($c{n} > {most}) {{ $c{n} = {most}; }}\n"
         f"    $n += $c{n}{' - 1' if in_closing else ''};\n")
@@ -506,18 +524,18 @@ def string_chunks(profile: Profile, slot: Slot, in_closing: bool) -> str:
         f"    while ($i < {string_chunks_max(profile)}) {{\n"
         f"      if ($i >= $c{n}) {{ break; }}\n"
         + printf(STR, {"slot": str(n), "chunk": "$i",
-                       "next": f"*(uint8 *)uptr($s{n} + ($i + 1) * {step})",
-                       "text": f"str(uptr($s{n} + $i * {step}), {profile.kind.strlen})"}, 6)
+                       "next": f"*(uint8 *)uptr($a{n} + ($i + 1) * {step})",
+                       "text": f"str(uptr($a{n} + $i * {step}), {profile.kind.strlen})"}, 6)
         + "      $i++;\n"
         "    }\n")
 
 
-def string_closing(profile: Profile, slot: Slot) -> dict[str, str]:
+def string_closing(profile: Profile, slot: Slot) -> dict[str, str | list[str]]:
     """A string's first chunk, for the closing record (records.CALL_STR), once
     string_count has read its pointer."""
     n = slot.number
-    return {"slot": str(n), "next": f"*(uint8 *)uptr($s{n} + {chunk(profile)})",
-            "text": f"str(uptr($s{n}), {profile.kind.strlen})"}
+    return {"slot": str(n), "next": f"*(uint8 *)uptr($a{n} + {chunk(profile)})",
+            "text": f"str(uptr($a{n}), {profile.kind.strlen})"}
 
 
 def _caller_path(profile: Profile, slot: Slot, size: int, pointer: str) -> str:
