@@ -24,9 +24,9 @@ from bptrace_exec.records import (
 from bptrace_exec.spec.model import PARENTS_RANGE, Profile
 
 CONTAINER_RECORDS = 2  # cgrp and uts
-# records.Who's fields, of the current task: in a closing record (`callw`, `calls`, a
-# successful exec's `exec`: after an exec the task has the new program's credentials),
-# or a failed exec's `who` record.
+# records.Who's fields, of the current task: in a closing record (`callw`, `calls`,
+# `calla`, a successful exec's `exec`: after an exec the task has the new program's
+# credentials), or a failed exec's `who` record.
 WHO_VALUES = {
     "gid": "(uint64)curtask->cred->gid.val", "euid": f"(uint64){EUID}",
     "egid": "(uint64)curtask->cred->egid.val", "loginuid": "(uint64)curtask->loginuid.val",

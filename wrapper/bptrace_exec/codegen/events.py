@@ -324,8 +324,8 @@ def _return_body(profile: Profile, name: str, result: str) -> str:
     reads = [readers.on_return(profile, s, result, in_closing=s is in_closing)
              for s in slots]
     # A failed exec's who, first: after its loops that read arguments the verifier would
-    # check it once for every state they end in. A syscall's loops end in one state (a
-    # string's count), and its who is in the closing record.
+    # check it once for every state they end in. A syscall's who is in its closing
+    # record: its strings' counting loops end in states the verifier finds alike.
     paths = paths_read(profile)
     if not execs:  # in the closing record
         who = paths_records(profile, paths)

@@ -110,8 +110,8 @@ class Slot:
 @dataclass(frozen=True)
 class Read:
     """What a reader adds to a return probe: statements, the closing record's numbers,
-    and statements after it (a string's chunks, printed once the record that counts
-    them is: 0.17's 512-byte stack has no room for both records' strings at once)."""
+    and statements after it (a string's chunks, an address's words, printed once the
+    record that counts them is: 0.17's 512-byte stack has no room for both at once)."""
 
     statements: str
     ints: list[str]
