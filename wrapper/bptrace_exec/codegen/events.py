@@ -130,12 +130,16 @@ def _words(profile: Profile, name: str, time: str) -> list[str]:
     return words + [w for s in _slots(profile, name) for w in readers.entry_words(s)]
 
 
+def entry_width(profile: Profile) -> int:
+    """The words of the entry's tuple: the widest probe's (entry_tuple)."""
+    return max(len(_words(profile, p, "$id")) for p in profile.calls)
+
+
 def entry_tuple(profile: Profile, name: str, time: str = "$id") -> str:
     """The entry's tuple: one map for every probe, so each padded to the widest (bpftrace
     wants one type)."""
-    width = max(len(_words(profile, p, time)) for p in profile.calls)
     words = _words(profile, name, time)
-    return f"({', '.join(words + ['(uint64)0'] * (width - len(words)))})"
+    return f"({', '.join(words + ['(uint64)0'] * (entry_width(profile) - len(words)))})"
 
 
 def entry_probe(profile: Profile, index: int, follow: bool) -> str:
@@ -370,11 +374,10 @@ def _read_in_closing(profile: Profile, slots: list[Slot]) -> Slot | None:
     openat's (0.17 copies the entry's tuple on the stack for each number held), so that
     most calls are that record alone."""
     reads = [s for s in slots if s.read != "int"]
-    widest = max(len(_words(profile, p, "$id")) for p in profile.calls)
     if (len(reads) != 1 or reads[0].read not in ("str", "sockaddr") or paths_read(profile)
             or profile.context.parents or profile.context.container
             or len(slots) - 1 > INTS_BESIDE_READ
-            or widest > BASE_WORDS + 1 + INTS_BESIDE_READ):
+            or entry_width(profile) > BASE_WORDS + 1 + INTS_BESIDE_READ):
         return None
     return reads[0]
 
