@@ -279,8 +279,8 @@ def test_oneliner_runs_under_plain_bpftrace(engine: str, profile: str, tmp_path:
                           capture_output=True, text=True, check=True).stdout
     proc = subprocess.Popen(shlex.split(line), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
-    assert proc.stdout is not None
-    lines = Lines(proc.stdout)
+    assert proc.stdout is not None and proc.stderr is not None
+    lines, log = Lines(proc.stdout), Lines(proc.stderr)  # neither pipe may fill up
     try:
         lines.wait_for(lambda ln: ln.startswith("PID"))  # BEGIN: every probe is attached
         work = tmp_path / "work"
@@ -296,8 +296,7 @@ def test_oneliner_runs_under_plain_bpftrace(engine: str, profile: str, tmp_path:
     finally:
         os.killpg(proc.pid, 2)
         proc.wait(timeout=30)
-    assert proc.stderr is not None
-    out, err = lines.text(), proc.stderr.read()
+    out, err = lines.text(), log.text()
     mine = [ln for ln in out.splitlines() if ln.split()[:1] == [str(facts["pid"])]]
     assert any(expected in ln for ln in mine), (out[-2000:], err[-2000:])
     if profile == "openat":  # O_WRONLY|O_CREAT|O_TRUNC|O_CLOEXEC
