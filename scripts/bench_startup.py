@@ -24,10 +24,9 @@ and the range of each, and its ratio to execsnoop.bt's (opensnoop.bt's for opens
 and captured. Then
 a whole traced command, `execve -- true` from launch to exit (its start-up, the command
 and the end of tracing: the drain; bpftrace then detaches its probes on its own, after
-the tool has exited); --help and --emit
-script, end to end (medians of 9, of `rounds` for the command; measured before the
-rounds, on a machine no tracer of the benchmark is busy on); the package's import
-time.
+the tool has exited), the median of `rounds` runs after the rounds; --help and --emit
+script, end to end, medians of 9, measured before the rounds, when no tracer of the
+benchmark is busy; the package's import time.
 Needs root. Every process it starts is stopped by its pid after each round.
 """
 
