@@ -78,3 +78,16 @@ def test_bench_memory() -> None:
     for label in (r"during the storm \(at the end\)", "peak"):
         assert re.search(label + r" vs execsnoop.bt: events [\d.]+x, stats [\d.]+x, "
                          r"serve [\d.]+x, libbpf [\d.]+x", text), text
+
+
+@pytest.mark.root
+def test_bench_compile() -> None:
+    text = bench("bench_compile.py", "--rounds", "1", "--profile", "openat")
+    ms = r" +\d+ms +\[\d+\.\.\d+\]"
+    for config in ("whole program", "execsnoop.bt", "with the kernel's BTF",
+                   "types found by bpftrace"):
+        assert re.search("\n" + re.escape(config) + ms + " +\n", text), text
+    # each probe left out in turn: its cost, or that the others need it
+    less = re.findall(r"^less (\S.*?)(?:" + ms + r" +-?\d+ms| +n/a +needed)$", text, re.M)
+    assert "BEGIN" in less and "syscalls:sys_enter_openat" in less, text
+    assert any(name.startswith("syscalls:sys_exit_openat") for name in less), text
