@@ -13,6 +13,9 @@ of its own name and count instead. Configurations:
   libbpf            libbpf-tools' execsnoop (installed with apt-get when missing)
   execsnoop.bt      bpftrace's own execsnoop.bt
   events            bptrace-exec execve --json
+  succeeded         bptrace-exec execve --json --succeeded: only execs that started a
+                    program, whose return reads nothing (a failed exec's is most of the
+                    program's compile and check)
   command           bptrace-exec execve --json -- MARKER (the command runs once tracing is
                     ready: its row shows when it could start; captured: not known)
   stats             bptrace-exec execve --stats: to its "Tracing" status line (a report
@@ -50,9 +53,11 @@ from benchlib import TOP, install, machine, stop  # this checkout's bptrace_exec
 
 TOOL = [sys.executable, "-m", "bptrace_exec"]
 TIMEOUT = 60
-CONFIGS = "libbpf,execsnoop.bt,events,command,stats,opensnoop,opensnoop.bt,openat"
-PEER_OF = {"libbpf": "execsnoop.bt", "events": "execsnoop.bt", "command": "execsnoop.bt",
-           "stats": "execsnoop.bt", "opensnoop": "opensnoop.bt", "openat": "opensnoop.bt"}
+CONFIGS = ("libbpf,execsnoop.bt,events,succeeded,command,stats,opensnoop,opensnoop.bt,"
+           "openat")
+PEER_OF = {"libbpf": "execsnoop.bt", "events": "execsnoop.bt", "succeeded": "execsnoop.bt",
+           "command": "execsnoop.bt", "stats": "execsnoop.bt", "opensnoop": "opensnoop.bt",
+           "openat": "opensnoop.bt"}
 OPENS = ("opensnoop", "opensnoop.bt", "openat")
 
 
@@ -65,6 +70,7 @@ def command(config: str, marker: str, bpftrace: str) -> list[str]:
         "opensnoop": [*line, "/usr/sbin/opensnoop"],
         "opensnoop.bt": [*line, bpftrace, "/usr/sbin/opensnoop.bt"],
         "events": [*TOOL, "execve", "--json", "--bpftrace", bpftrace],
+        "succeeded": [*TOOL, "execve", "--json", "--succeeded", "--bpftrace", bpftrace],
         "command": [*TOOL, "execve", "--json", "--bpftrace", bpftrace, "--", marker],
         "stats": [*TOOL, "execve", "--stats", "--bpftrace", bpftrace],
         "openat": [*TOOL, "openat", "--json", "--bpftrace", bpftrace],

@@ -59,8 +59,8 @@ def test_bench_startup() -> None:
         assert re.search(kind + r" +[\d.]+s +\[[\d.]+\.\.[\d.]+\]", text), text
     # shown, and captured: when the marker it showed was made (a command's: not known)
     shown = r" +[\d.]+s +\[[\d.]+\.\.[\d.]+\] +[\d.]+x "
-    for kind, peer in (("events", "execsnoop.bt"), ("stats", "execsnoop.bt"),
-                       ("openat", "opensnoop.bt")):
+    for kind, peer in (("events", "execsnoop.bt"), ("succeeded", "execsnoop.bt"),
+                       ("stats", "execsnoop.bt"), ("openat", "opensnoop.bt")):
         assert re.search(kind + shown + peer + r" +[\d.]+s +[\d.]+x " + peer + "\n", text), text
     assert re.search("command" + shown + r"execsnoop.bt +- +\n", text), text
     assert re.search(r"whole traced command \(execve -- true\): [\d.]+s", text), text
