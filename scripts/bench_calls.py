@@ -36,7 +36,7 @@ TOP = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TOP / "wrapper"))
 
 from bench_storm import TOOL, Run, Started, report, timed, wait_for  # noqa: E402
-from benchlib import bpf_run_times, install, machine, stop, workload  # noqa: E402
+from benchlib import PEER_TOOLS, bpf_run_times, install, machine, stop, workload  # noqa: E402
 from bptrace_exec.run.engine import find_engine  # noqa: E402
 
 STORMS = {"open": ("openat", ["none", "opensnoop", "opensnoop.bt", "bptrace-exec", "strace"]),
@@ -56,9 +56,9 @@ def tracer(kind: str, syscall: str, engine: str, out: Path, marker: bytes,
     out.unlink(missing_ok=True)
     stderr = subprocess.DEVNULL
     if kind == "opensnoop":  # line-buffered, as on a terminal
-        cmd = ["stdbuf", "-oL", "/usr/sbin/opensnoop"]
+        cmd = ["stdbuf", "-oL", PEER_TOOLS["opensnoop"]]
     elif kind == "opensnoop.bt":
-        cmd = ["stdbuf", "-oL", engine, "/usr/sbin/opensnoop.bt"]
+        cmd = ["stdbuf", "-oL", engine, PEER_TOOLS["opensnoop.bt"]]
     else:
         cmd = [*TOOL, syscall, "--json", "-o", str(out), "--bpftrace", engine]
         stderr = subprocess.PIPE
@@ -100,7 +100,7 @@ def main() -> int:
     args = ap.parse_args()
     if os.geteuid() != 0 or not shutil.which("cc"):
         raise SystemExit("needs root and a C compiler")
-    install({"strace": "strace", "/usr/sbin/opensnoop": "libbpf-tools"})
+    install({"strace": "strace", PEER_TOOLS["opensnoop"]: "libbpf-tools"})
     engine = find_engine(args.bpftrace)
     print(machine(engine.version_text, f"{args.calls} calls a storm, {args.rounds} rounds"),
           flush=True)
@@ -111,7 +111,7 @@ def main() -> int:
         for storm in args.storms.split(","):
             syscall, configs = STORMS[storm]
             configs = [c for c in configs if c != "opensnoop"
-                       or shutil.which("/usr/sbin/opensnoop")]
+                       or shutil.which(PEER_TOOLS["opensnoop"])]
             command = ([storm_workload, "open", str(args.calls), str(target)]
                        if storm == "open" else [storm_workload, "connect", str(args.calls)])
             poke = [*command[:2], "1", *command[3:]]

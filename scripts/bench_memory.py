@@ -36,9 +36,9 @@ import urllib.request
 from pathlib import Path
 
 TOP = Path(__file__).resolve().parents[1]
-from benchlib import install, stop  # noqa: E402  (runs this checkout's tool)
+from benchlib import PEER_TOOLS, install, stop  # noqa: E402  (runs this checkout's tool)
 
-PEERS = {"execsnoop.bt": ["/usr/sbin/execsnoop.bt"], "libbpf": ["/usr/sbin/execsnoop"]}
+PEERS = {"execsnoop.bt": [PEER_TOOLS["execsnoop.bt"]], "libbpf": [PEER_TOOLS["execsnoop"]]}
 
 
 def rss_kb(pid: int) -> int:
@@ -168,7 +168,7 @@ def main() -> int:
         raise SystemExit("needs root and a C compiler")
     modes = args.modes.split(",")
     if "libbpf" in modes:
-        install({"/usr/sbin/execsnoop": "libbpf-tools"})
+        install({PEER_TOOLS["execsnoop"]: "libbpf-tools"})
     version = subprocess.run([args.bpftrace or "bpftrace", "--version"], capture_output=True,
                              text=True, check=False).stdout.strip()
     print(f"# {platform.machine()}, {os.cpu_count()} cpus, kernel {platform.release()}, "

@@ -49,26 +49,25 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from benchlib import TOP, install, machine, stop  # this checkout's bptrace_exec
+from benchlib import PEER_TOOLS, TOP, install, machine, stop  # this checkout's bptrace_exec
 
 TOOL = [sys.executable, "-m", "bptrace_exec"]
 TIMEOUT = 60
 CONFIGS = ("libbpf,execsnoop.bt,events,succeeded,command,stats,opensnoop,opensnoop.bt,"
            "openat")
-PEER_OF = {"libbpf": "execsnoop.bt", "events": "execsnoop.bt", "succeeded": "execsnoop.bt",
-           "command": "execsnoop.bt", "stats": "execsnoop.bt", "opensnoop": "opensnoop.bt",
-           "openat": "opensnoop.bt"}
 OPENS = ("opensnoop", "opensnoop.bt", "openat")
+PEER_OF = {c: "opensnoop.bt" if c in OPENS else "execsnoop.bt"  # bpftrace's own tools
+           for c in CONFIGS.split(",") if not c.endswith(".bt")}
 
 
 def command(config: str, marker: str, bpftrace: str) -> list[str]:
     # line-buffered as on a terminal: else the peers' rows wait in stdio
     line = ["stdbuf", "-oL"]
     return {
-        "libbpf": [*line, "/usr/sbin/execsnoop"],
-        "execsnoop.bt": [*line, bpftrace, "/usr/sbin/execsnoop.bt"],
-        "opensnoop": [*line, "/usr/sbin/opensnoop"],
-        "opensnoop.bt": [*line, bpftrace, "/usr/sbin/opensnoop.bt"],
+        "libbpf": [*line, PEER_TOOLS["execsnoop"]],
+        "execsnoop.bt": [*line, bpftrace, PEER_TOOLS["execsnoop.bt"]],
+        "opensnoop": [*line, PEER_TOOLS["opensnoop"]],
+        "opensnoop.bt": [*line, bpftrace, PEER_TOOLS["opensnoop.bt"]],
         "events": [*TOOL, "execve", "--json", "--bpftrace", bpftrace],
         "succeeded": [*TOOL, "execve", "--json", "--succeeded", "--bpftrace", bpftrace],
         "command": [*TOOL, "execve", "--json", "--bpftrace", bpftrace, "--", marker],
@@ -179,7 +178,7 @@ def main() -> int:
         raise SystemExit("needs root")
     configs = args.configs.split(",")
     if {"libbpf", "opensnoop"} & set(configs):
-        install({"/usr/sbin/execsnoop": "libbpf-tools"})
+        install({PEER_TOOLS["execsnoop"]: "libbpf-tools"})
     version = subprocess.run([args.bpftrace, "--version"], capture_output=True, text=True,
                              check=True).stdout.strip()
     print(machine(version.split()[-1], f"first call shown, {args.rounds} rounds"), flush=True)

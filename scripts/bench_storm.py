@@ -52,7 +52,7 @@ from pathlib import Path
 TOP = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TOP / "wrapper"))
 
-from benchlib import bpf_run_times, install, machine, stop, usage, workload  # noqa: E402
+from benchlib import PEER_TOOLS, bpf_run_times, install, machine, stop, usage, workload  # noqa: E402
 from bptrace_exec.codegen import generate  # noqa: E402
 from bptrace_exec.codegen.kerneltypes import NO_TYPES_BTF  # noqa: E402
 from bptrace_exec.run.engine import find_engine  # noqa: E402
@@ -62,8 +62,7 @@ from bptrace_exec.spec import load_profile, with_overrides  # noqa: E402
 TOOL = [sys.executable, "-m", "bptrace_exec"]
 START_TIMEOUT = 120
 PACKAGES = {"strace": ("strace", "strace"), "perf": ("perf", "linux-perf"),
-            "libbpf": ("/usr/sbin/execsnoop", "libbpf-tools")}
-EXECSNOOP_BT = "/usr/sbin/execsnoop.bt"
+            "libbpf": (PEER_TOOLS["execsnoop"], "libbpf-tools")}
 WRAPPERS = {"none": [], "strace": ["strace", "-f", "-e", "trace=execve", "-o", "/dev/null"],
             "perf": ["perf", "trace", "-e", "execve", "-o", "/dev/null", "--"]}
 JSON_KINDS = {"events-json": [], "events-cwd": ["--cwd"], "events-exe": ["--exe"],
@@ -138,8 +137,8 @@ def tracer(kind: str, programs: dict[str, str], engine_path: str, env: dict[str,
     if kind in ("libbpf", "execsnoop.bt"):
         # line-buffered, as on a terminal: else rows wait in stdio, and some are lost at
         # the stop
-        cmd = ["stdbuf", "-oL", *(["/usr/sbin/execsnoop"] if kind == "libbpf" else
-                                  [engine_path, EXECSNOOP_BT])]
+        cmd = ["stdbuf", "-oL", *([PEER_TOOLS["execsnoop"]] if kind == "libbpf" else
+                                  [engine_path, PEER_TOOLS["execsnoop.bt"]])]
         with out.open("wb") as sink:
             proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.DEVNULL, text=True)
         wait_for_rows(out, ROW[kind], workload)
@@ -239,8 +238,7 @@ def main() -> int:
             # with none
             text, defined_lines = with_kernel_types(program.text, None)
             Path(paths[kind]).write_text(text)
-            envs[kind] = engine.environment(4096 if engine.ring_shared else 1024,
-                                            program.strlen)
+            envs[kind] = engine.environment(engine.buffer_pages, program.strlen)
             if defined_lines:
                 envs[kind]["BPFTRACE_BTF"] = str(no_types)
         for workers in args.workers.split(","):

@@ -21,6 +21,9 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     p for p in (str(TOP / "wrapper"), os.environ.get("PYTHONPATH", "")) if p)
 
 
+# the peers measured beside the tool: libbpf-tools' and bpftrace's own, as Debian installs them
+PEER_TOOLS = {name: f"/usr/sbin/{name}"
+              for name in ("execsnoop", "execsnoop.bt", "opensnoop", "opensnoop.bt")}
 STATS_SWITCH = Path("/proc/sys/kernel/bpf_stats_enabled")
 
 

@@ -195,7 +195,7 @@ def _live(profile: Profile, live: Live, hooks: Hooks) -> Trace:
     check_environment()
     check_cgroups(profile.filters.cgroup)
     engine = find_engine(live.bpftrace)
-    pages = live.buffer_pages or (4096 if engine.ring_shared else 1024)
+    pages = live.buffer_pages or engine.buffer_pages
     if pages < 1 or pages & (pages - 1) or pages > 1 << 16:
         raise UsageError(f"--buffer-pages {pages} is not a power of 2 between 1 and 65536")
     program = generate(profile, engine.version_text, follow=bool(live.command))

@@ -90,6 +90,13 @@ def header(profile: Profile, version: str | None, follow: bool, *, details: tupl
     return "\n".join(lines) + "\n"
 
 
+def header_length(text: str) -> int:
+    """Where a program's text after its header comment starts (0: it has none): the
+    kernel types are defined there (run.kerneltypes), before the first probe."""
+    end = text.find(f"\n{HEADER_END}\n")
+    return end + len(HEADER_END) + 2 if end >= 0 else 0
+
+
 def describe_filters(f: Filters, follow: bool, unit: str,
                      in_user_space: tuple[str, ...] = ()) -> str:
     parts = []

@@ -36,6 +36,12 @@ class Engine:
         return self.version >= (0, 23, 0)
 
     @property
+    def buffer_pages(self) -> int:
+        """Pages of bpftrace's output buffer unless asked otherwise: 0.23's one ring takes
+        every CPU's records."""
+        return 4096 if self.ring_shared else 1024
+
+    @property
     def double_escapes_map_keys(self) -> bool:
         """0.22 and 0.23 JSON-escape string map keys twice."""
         return (0, 22, 0) <= self.version < (0, 24, 0)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bptrace_exec.codegen import kerneltypes as codegen_kerneltypes
 from bptrace_exec.codegen.kerneltypes import Btf, Unfit, definitions
-from bptrace_exec.codegen.program import HEADER_END
+from bptrace_exec.codegen.program import header_length
 from bptrace_exec.run.cache import CacheDir
 from bptrace_exec.spec.tracepoint import TRACEFS_ROOTS
 
@@ -40,9 +40,8 @@ def with_kernel_types(text: str, boot: str | None, cache: CacheDir | None = None
     """The program to run, and how many lines were put in before its first probe (0:
     none, as when there is no BTF here or the program needs what cannot be defined).
     `boot`: this boot's id (None: nothing is kept)."""
-    header_end = f"\n{HEADER_END}\n"  # the definitions follow the header comment
-    end = text.find(header_end)
-    if os.environ.get(SWITCH) == "bpftrace" or end < 0:
+    end = header_length(text)  # the definitions follow the header comment
+    if os.environ.get(SWITCH) == "bpftrace" or not end:
         return text, 0
     cache = cache or CacheDir.default("kerneltypes")
     name = _name(text, boot)
@@ -53,7 +52,6 @@ def with_kernel_types(text: str, boot: str | None, cache: CacheDir | None = None
             cache.keep_newest(KEPT)
     if kept == UNFIT:
         return text, 0
-    end += len(header_end)
     return text[:end] + kept + text[end:], kept.count("\n")
 
 

@@ -295,6 +295,16 @@ def boot_id() -> str | None:
         return None
 
 
+def run_start(program_text: str, engine: Engine, *, buffer_pages: int, strlen: int,
+              own_types: bool, command: int | None = None) -> Start:
+    """How a run starts bpftrace on a program; this process reads its records.
+    `own_types`: the program defines every kernel type it reads (run.kerneltypes), so
+    bpftrace is handed BTF with none instead of the kernel's."""
+    return Start(engine.path, engine.flags(), engine.environment(buffer_pages, strlen),
+                 program_text, NO_TYPES_BTF if own_types else None,
+                 kept_listing(program_text), os.getpid(), command)
+
+
 class Session:
     """One bpftrace run, a pipeline.Source. Iterate `lines()` for its JSON output; it
     always ends clean."""
@@ -307,19 +317,15 @@ class Session:
                  command: GatedCommand | None = None, drains: bool = False,
                  handle_signals: bool = False, own_types: bool = False,
                  prestarted: Early | None = None) -> None:
-        """`own_types`: the program defines every kernel type it reads
-        (run.kerneltypes), so bpftrace is handed BTF with none instead of the kernel's.
-        `prestarted`: a bpftrace started before the tool had loaded, taken if it is this
-        start (run.prestart)."""
+        """`own_types`: as run_start's. `prestarted`: a bpftrace started before the tool
+        had loaded, taken if it is this start (run.prestart)."""
         self.engine = engine
         self.command = command
         # wall clock minus the monotonic clock bpftrace's nsecs counts on; taken once
         self.wall_offset_ns = time.time_ns() - time.monotonic_ns()
         self.boot_id = boot_id()
-        start = Start(engine.path, engine.flags(), engine.environment(buffer_pages, strlen),
-                      program_text, NO_TYPES_BTF if own_types else None,
-                      kept_listing(program_text), os.getpid(),
-                      None if command is None else command.pid)
+        start = run_start(program_text, engine, buffer_pages=buffer_pages, strlen=strlen,
+                          own_types=own_types, command=None if command is None else command.pid)
         spawned = prestarted.take(start) if prestarted is not None else None
         try:
             spawned = spawned or spawn(start)
