@@ -14,8 +14,8 @@ of its own name and count instead. Configurations:
   execsnoop.bt      bpftrace's own execsnoop.bt
   events            bptrace-exec execve --json
   succeeded         bptrace-exec execve --json --succeeded: only execs that started a
-                    program, whose return reads nothing (a failed exec's is most of the
-                    program's compile and check)
+                    program, whose return reads nothing (a failed exec's is the
+                    largest part of the program's compile and check)
   command           bptrace-exec execve --json -- MARKER (the command runs once tracing is
                     ready: its row shows when it could start; captured: not known)
   stats             bptrace-exec execve --stats: to its "Tracing" status line (a report
