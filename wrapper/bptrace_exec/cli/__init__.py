@@ -7,7 +7,6 @@ the library.
 from __future__ import annotations
 
 import argparse
-import difflib
 import os
 import sys
 from collections.abc import Sequence
@@ -92,6 +91,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse, with a suggestion for an option mistyped."""
 
     def error(self, message: str) -> NoReturn:
+        import difflib  # only for a command line in error
+
         unknown = message.partition("unrecognized arguments: ")[2].split()
         known = [o for a in self._actions for o in a.option_strings]
         for word in unknown:

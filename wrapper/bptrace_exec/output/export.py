@@ -21,17 +21,16 @@ Schemas (stable; `schema` / the CSV header say which):
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import os
-import tempfile
 from collections.abc import Mapping
-from datetime import datetime, timezone
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
+# csv, datetime and tempfile are imported where they are used: the command line's parser
+# imports this module for FORMATS, and --help and --emit need none of them
 from bptrace_exec.errors import ExportError, UsageError
 from bptrace_exec.output.report import bucket_text, share, title_of
 from bptrace_exec.output.text import json_line
@@ -73,6 +72,8 @@ def check_writable(path: str) -> None:
 
 def to_dict(stats: Stats, *, top: int, title: str,
             labels: Labels = NO_LABELS) -> dict[str, object]:
+    from datetime import datetime, timezone
+
     out: dict[str, object] = {
         "schema": SCHEMA,
         "generated": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -109,6 +110,8 @@ _INDENTED = json.JSONEncoder(indent=2, ensure_ascii=False)
 
 
 def to_csv(stats: Stats, *, top: int, title: str, labels: Labels = NO_LABELS) -> str:
+    import csv
+
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["section", "key", "count", "share"])
@@ -200,6 +203,8 @@ def write_text(path: str, text: str, what: str = "the export",
                hint: str = "the report above is complete; free space or choose another "
                            "--export path") -> None:
     """Written beside the target and renamed over it: a reader never sees half of it."""
+    import tempfile
+
     check_writable(path)
     target = Path(path)
     try:

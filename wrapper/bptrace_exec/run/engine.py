@@ -10,11 +10,14 @@ import json
 import os
 import re
 import shutil
-import subprocess
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bptrace_exec.errors import EnvironmentProblem
 from bptrace_exec.run.cache import CacheDir
+
+if TYPE_CHECKING:  # imported when a version is asked: one kept is not (--emit, --help)
+    import subprocess
 
 MIN_VERSION = (0, 17, 0)
 MAP_KEYS = 65536  # in-flight execs and followed tasks; a full map would drop execs silently
@@ -107,6 +110,8 @@ class EngineProbe:
         self.known = self.cache.get(self.path, self.identity)
         if self.known is not None:
             return
+        import subprocess
+
         try:
             self.proc = subprocess.Popen([self.path, "--version"], stdout=subprocess.PIPE,
                                          stderr=subprocess.PIPE, text=True)
@@ -121,6 +126,8 @@ class EngineProbe:
         if self.known is not None:
             return Engine(path=self.path, version=self.known)
         assert self.proc is not None
+        import subprocess
+
         try:
             stdout, stderr = self.proc.communicate(timeout=30)
         except subprocess.TimeoutExpired as exc:

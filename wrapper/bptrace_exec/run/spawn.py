@@ -4,20 +4,23 @@ own, tracefs' list of events narrowed to the program's (run.eventlist), and deat
 this process however it ends.
 
 Light, on the standard library's bare modules: a start is also made before the rest of
-the tool has loaded (run.prestart).
+the tool has loaded (run.prestart). ctypes and pty are imported when a start is made:
+--help and --emit make none.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import fcntl
 import json
 import os
-import pty
 import signal
 import struct
 import termios
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import ctypes
 
 PROGRAM_NAME = "bptrace-exec-program.bt"
 BTF_NAME = "bptrace-exec-no-types.btf"
@@ -188,6 +191,8 @@ def _fork(argv: list[str], env: dict[str, str], kept: list[int],
           setup: _ChildSetup) -> tuple[int, int]:
     """(PID, the terminal's side of this process) of argv run on a terminal of its own,
     with the `kept` descriptors and no other; once it has exec'd."""
+    import pty
+
     said, say = os.pipe()  # the child's errno, if it could not exec; closed by the exec
     parent = os.getpid()
     try:
@@ -248,7 +253,8 @@ class _ChildSetup:
     the program's own list of tracepoints."""
 
     def __init__(self, listing: Listing | None) -> None:
-        # loaded and looked up here: after the fork, only calls
+        import ctypes  # loaded and looked up here: after the fork, only calls
+
         libc = ctypes.CDLL(None, use_errno=True)
         self._prctl = libc.prctl
         self._narrow = _Narrow(listing, libc) if listing is not None else None

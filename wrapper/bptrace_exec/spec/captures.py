@@ -14,7 +14,6 @@ An exec profile's arguments are given (spec.model.EXEC_ARGS, spec.types.EXEC_TYP
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 from typing import Any
 
@@ -128,6 +127,8 @@ def check_syscall(name: str, where: str, lookup: FieldLookup) -> None:
         raise SpecError(where, f"{name!r} is not a syscall name",
                         hint="use the name without sys_, e.g. openat")
     if lookup(name) is None:
+        import difflib  # only for a name in error
+
         close = difflib.get_close_matches(name, available_syscalls(), n=4)
         raise SpecError(where, f"this kernel has no tracepoint syscalls:sys_enter_{name}",
                         hint=("did you mean: " + ", ".join(close)) if close else

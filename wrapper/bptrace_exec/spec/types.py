@@ -17,10 +17,8 @@ execve and execveat an exec profile: they are its arguments, and no other probe'
 from __future__ import annotations
 
 import errno
-import ipaddress
 import os
 import signal
-import socket
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -103,23 +101,30 @@ def fd_text(value: int) -> str:
     return "AT_FDCWD" if value == AT_FDCWD else str(value)
 
 
+# Linux's address families; socket and ipaddress are imported only for the addresses shown,
+# as --help and --emit import this module for its types alone
+AF_UNSPEC, AF_UNIX, AF_INET, AF_INET6 = 0, 1, 2, 10
+
+
 def sockaddr_text(raw: bytes) -> str:
     """AF_INET 1.2.3.4:80, AF_INET6 [::1]:80, AF_UNIX /path or @abstract, else the family."""
+    import ipaddress
+
     if len(raw) < 2:
         return "(none)" if not raw else f"? {raw.hex()}"
     family = int.from_bytes(raw[:2], "little")
-    if family == socket.AF_INET and len(raw) >= 8:
+    if family == AF_INET and len(raw) >= 8:
         port = struct.unpack("!H", raw[2:4])[0]
         return f"{ipaddress.IPv4Address(raw[4:8])}:{port}"
-    if family == socket.AF_INET6 and len(raw) >= 24:
+    if family == AF_INET6 and len(raw) >= 24:
         port = struct.unpack("!H", raw[2:4])[0]
         return f"[{ipaddress.IPv6Address(raw[8:24])}]:{port}"
-    if family == socket.AF_UNIX:
+    if family == AF_UNIX:
         path = raw[2:]
         if path[:1] == b"\0":  # abstract: the name is every byte of the given length
             return "@" + path[1:].decode("utf-8", "backslashreplace")
         return path.split(b"\0", 1)[0].decode("utf-8", "backslashreplace") or "(unnamed)"
-    if family == socket.AF_UNSPEC:
+    if family == AF_UNSPEC:
         return "AF_UNSPEC"
     return f"family {family}"
 
@@ -129,15 +134,17 @@ def sockaddr_parts(raw: bytes) -> dict[str, object]:
     family = int.from_bytes(raw[:2], "little") if len(raw) >= 2 else None
     out: dict[str, object] = {"family": _family_name(family)}
     text = sockaddr_text(raw)
-    if family in (socket.AF_INET, socket.AF_INET6) and text.rfind(":") > 0:
+    if family in (AF_INET, AF_INET6) and text.rfind(":") > 0:
         host, _, port = text.rpartition(":")
         out.update(address=host.strip("[]"), port=int(port))
-    elif family == socket.AF_UNIX:
+    elif family == AF_UNIX:
         out["path"] = text
     return out
 
 
 def _family_name(family: int | None) -> str | None:
+    import socket
+
     if family is None:
         return None
     try:
