@@ -1,12 +1,15 @@
 """bpftrace started while the tool loads (run.prestart): a command line's start is kept
 by its run, made at once by the next run of it, and taken only if it is the start that
-run makes; else ended by its PID. Counted by a bpftrace that logs each of its starts."""
+run makes; else ended by its PID. Counted by a bpftrace that logs each of its starts.
+A run that follows a COMMAND keeps its start under its options: the next forks its own
+command at its gate (run.gate) and starts bpftrace on that PID."""
 
 from __future__ import annotations
 
 import errno
 import json
 import os
+import select
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,9 +17,10 @@ from pathlib import Path
 import pytest
 
 from bptrace_exec.run.cache import CacheDir
+from bptrace_exec.run.gate import GatedCommand
 from bptrace_exec.run.prestart import prestart
 from bptrace_exec.run.spawn import Listing, Start, spawn
-from conftest import children, started, tool_command
+from conftest import children, run_tool, started, tool_command
 
 PROBES = Path(__file__).parent.parent / "probes"
 
@@ -43,6 +47,15 @@ class Runs:
     def starts(self) -> int:
         """Of a program (not of `bpftrace --version`)."""
         return sum(" -f json " in line for line in self.log.read_text().splitlines())
+
+    def followed(self, *command: str) -> int:
+        """How many times bpftrace was started for one run of `-- COMMAND`, which traced
+        the command's exec, once."""
+        before = self.starts()
+        done = run_tool(*self.argv, "--", *command, output=self.out)
+        assert done.returncode == 0, done.stderr
+        assert [(e["argv"], e["ret"]) for e in done.execs()] == [(list(command), 0)]
+        return self.starts() - before
 
     def traced(self) -> int:
         """How many times bpftrace was started for one run, which traced the marker."""
@@ -130,10 +143,78 @@ def test_a_kept_start_is_made_at_once_and_taken_as_it_is(tmp_path: Path) -> None
     assert taken is not None and taken.pid != pid
     taken.end()
     assert not Path(f"/proc/{taken.pid}").exists()
-    assert prestart([*argv, "--", "make"], cache) is None  # a COMMAND's: never early
+    assert prestart([*argv, "--"], cache) is None  # no COMMAND after --: an error to come
 
 
 PROGRAM = 'BEGIN { printf("ready\\n"); }\n'
+
+
+@pytest.mark.root
+def test_a_command_run_with_the_same_options_takes_the_early_start_with_its_own_command(
+        engine: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        nothing_left_running: None) -> None:
+    runs = Runs(engine, tmp_path, monkeypatch)
+    assert runs.followed(str(runs.marker)) == 1  # nothing kept
+    assert runs.followed(str(runs.marker), "another", "command") == 1  # the early start
+    runs.profile.write_text(runs.profile.read_text().replace(
+        "description: Trace", "description: Follow"))
+    assert runs.followed(str(runs.marker), "x") == 2  # its own bpftrace, the early command
+    # a run that fails never releases the command forked for it: it is never exec'd
+    runs.profile.write_text(runs.profile.read_text().replace("version: 1", "version: 7"))
+    never = tmp_path / "never"
+    failed = run_tool(*runs.argv, "--", "/usr/bin/touch", str(never))
+    assert failed.returncode == 2 and "version" in failed.stderr, failed.stderr
+    assert "Traceback" not in failed.stderr and not never.exists()
+
+
+def test_a_command_s_kept_start_forks_its_command_at_the_gate_and_names_its_pid(
+        tmp_path: Path) -> None:
+    """With a bpftrace stand-in that waits for input: the start is kept under the options
+    alone, with how the command's output goes; the next run with those options forks its
+    own command, held at its gate, and the early process has its PID as $2. A command
+    that is not the run's own is ended at its gate, never exec'd."""
+    cache = CacheDir(tmp_path, "starts")
+    options = ["execve", "--json"]
+    first = prestart([*options, "--", "make"], cache)
+    assert first is not None and first.gate is None and first.spawned is None
+    start = Start("/bin/sh", ["-c", "read -r _"], {}, PROGRAM, None, None, os.getpid(), 1)
+    kept = GatedCommand(["/bin/true"], stdout_to_stderr=True)
+    kept.end()  # never released
+    first.keep(start, kept)
+    done = tmp_path / "done"
+    touch = ["/usr/bin/touch", str(done)]
+    again = prestart([*options, "--", *touch], cache)
+    try:
+        assert again is not None and again.gate is not None and again.spawned is not None
+        gate = again.gate.pid
+        assert again.gate.argv == touch and again.gate.stdout_to_stderr
+        cmdline = Path(f"/proc/{again.spawned.pid}/cmdline").read_bytes().split(b"\0")
+        assert cmdline[-3:] == [str(os.getpid()).encode(), str(gate).encode(), b""]
+        assert again.gated(touch, stdout_to_stderr=False, output=None) is None  # not it
+        assert not Path(f"/proc/{gate}").exists() and not done.exists()
+        assert again.gated(touch, stdout_to_stderr=True, output=None) is None  # once
+    finally:
+        if again is not None:
+            again.discard()
+    first.keep(start, kept)  # (the discard above forgot it)
+    third = prestart([*options, "--", *touch], cache)
+    assert third is not None and third.spawned is not None
+    command = third.gated(touch, stdout_to_stderr=True, output=None)
+    assert command is not None
+    command.release()
+    assert select.select([command.pidfd], [], [], 30)[0]  # it has ended
+    assert command.poll() == 0 and done.exists()
+    command.end()
+    third.discard()
+    assert not children(os.getpid())
+    # a command writing to a file of its own keeps no start: the file is opened as the
+    # command is forked, which the next run would do before checking its command line
+    other = prestart([*options, "--output", "x", "--", "make"], cache)
+    assert other is not None
+    writes = GatedCommand(["/bin/true"], stdout_to_stderr=True, output=str(tmp_path / "out"))
+    writes.end()
+    other.keep(start, writes)
+    assert not cache.read(other.name)
 
 
 def test_a_kept_start_that_could_do_harm_or_is_not_one_is_not_made(tmp_path: Path) -> None:

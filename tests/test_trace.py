@@ -378,7 +378,8 @@ def test_golden_programs_load_and_run(engine: str, golden: Path,
                                       nothing_left_running: None) -> None:
     """Every golden file, run as it is by the real bpftrace: attached, BEGIN ran, clean exit."""
     from bptrace_exec.run.engine import find_engine
-    from bptrace_exec.run.session import GatedCommand, Session
+    from bptrace_exec.run.gate import GatedCommand
+    from bptrace_exec.run.session import Session
 
     command = GatedCommand(["/bin/true"], stdout_to_stderr=True) \
         if "COMMAND_PID" in golden.read_text() else None

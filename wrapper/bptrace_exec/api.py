@@ -30,12 +30,12 @@ from bptrace_exec.pipeline import Run, Source, Summary
 from bptrace_exec.records import STATS_BY_CPU
 from bptrace_exec.run.cgroups import cgroup_names, check_cgroups
 from bptrace_exec.run.engine import find_engine
+from bptrace_exec.run.gate import GatedCommand
 from bptrace_exec.run.kerneltypes import with_kernel_types
 from bptrace_exec.run.prestart import Early
 from bptrace_exec.run.recording import Recorder, ReplaySource, read_recording
 from bptrace_exec.run.session import (
     Finished,
-    GatedCommand,
     Session,
     boot_id,
     check_environment,
@@ -202,9 +202,11 @@ def _live(profile: Profile, live: Live, hooks: Hooks) -> Trace:
     with contextlib.ExitStack() as undo:  # whatever was started, if a later step fails
         gated = None
         if live.command:
-            gated = GatedCommand(list(live.command),
-                                 stdout_to_stderr=live.command_stdout_to_stderr,
-                                 output=live.command_output)
+            argv, out = list(live.command), live.command_output
+            to_stderr = live.command_stdout_to_stderr
+            if live.prestarted is not None:  # forked as the tool started, if it is this one
+                gated = live.prestarted.gated(argv, stdout_to_stderr=to_stderr, output=out)
+            gated = gated or GatedCommand(argv, stdout_to_stderr=to_stderr, output=out)
             undo.callback(gated.end)
         text, defined_lines = with_kernel_types(program.text, boot_id())
         session = Session(text, engine, buffer_pages=pages, strlen=program.strlen,

@@ -8,8 +8,8 @@ no log line, colour code or `\\r` can mix into them. bpftrace is tied to this pr
 (PR_SET_PDEATHSIG): if this process dies, even by SIGKILL, bpftrace goes with it.
 
 A command to trace (`-- COMMAND`) is forked first and held at a gate until the probes
-are attached, so that its own exec is the first thing traced; its pid is handed to the
-program as $2 (this process's is $1), never pasted into the program text.
+are attached (run.gate), so that its own exec is the first thing traced; its pid is
+handed to the program as $2 (this process's is $1), never pasted into the program text.
 
 Stopping loses nothing that happened before the stop: bpftrace drops the records it reads
 after its SIGINT, so a program that `drains` is first asked to stop reporting (this
@@ -31,7 +31,6 @@ import os
 import re
 import select
 import selectors
-import shutil
 import signal
 import subprocess
 import threading
@@ -47,11 +46,12 @@ import ptyprocess
 
 from bptrace_exec.codegen.kerneltypes import NO_TYPES_BTF
 from bptrace_exec.codegen.program import HEADER_END
-from bptrace_exec.errors import EngineFailure, EnvironmentProblem, UsageError
+from bptrace_exec.errors import EngineFailure, EnvironmentProblem
 from bptrace_exec.records import LAST_SNAPSHOT_END, TOTAL_MAP, VERSION, Mark
 from bptrace_exec.run.engine import Engine
 from bptrace_exec.run.eventlist import kept_listing
 from bptrace_exec.run.footprint import release_in_background
+from bptrace_exec.run.gate import GatedCommand
 from bptrace_exec.run.kerneltypes import SWITCH
 from bptrace_exec.run.prestart import Early
 from bptrace_exec.run.spawn import STOP_SIGNALS, Start, spawn
@@ -62,7 +62,6 @@ STOP_GRACE_S = 20.0  # how long bpftrace may take to drain and exit after SIGINT
 # bpftrace 0.17 once took over 10 s to end on a loaded host
 TERM_AFTER_S = 3.0  # then SIGTERM, bpftrace's other clean stop, in case SIGINT was lost
 KILLED_WAIT_S = 10.0  # then SIGKILL, and at most this long for it to be gone
-COMMAND_GRACE_S = 3.0  # how long a COMMAND still running at the end has after SIGTERM
 # The longest wait for a line when records are few: a row held for the order of the
 # calls (output.rows) is shown at the first tick after its time is up
 TICK_S = 0.05
@@ -145,105 +144,6 @@ class _Adopted(pexpect.spawn):  # type: ignore[misc]
         return self._started
 
 
-class GatedCommand:
-    """A command forked now and exec'd only when released."""
-
-    def __init__(self, argv: list[str], *, stdout_to_stderr: bool,
-                 output: str | None = None) -> None:
-        path = shutil.which(argv[0])
-        if path is None:
-            raise UsageError(f"command not found: {argv[0]}",
-                             hint="give a program on PATH or a path to one after --")
-        try:  # the command's stdout and stderr, apart from what the tracer writes
-            out_fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
-                             0o644) if output else -1
-        except OSError as exc:
-            raise UsageError(f"cannot write {output}: {exc.strerror}",
-                             hint="--command-output names a file to create") from None
-        fds = [out_fd] if out_fd >= 0 else []
-        try:
-            read_end, self._gate = os.pipe()
-            fds += [read_end, self._gate]
-            self.pid = os.fork()
-        except OSError as exc:
-            for fd in fds:
-                os.close(fd)
-            raise EnvironmentProblem(f"cannot start {argv[0]}: {exc.strerror}") from None
-        if self.pid == 0:  # the child: wait at the gate, then become the command
-            said = 2  # where an exec failure is said: the tracer's stderr
-            try:
-                os.close(self._gate)
-                for sig in STOP_SIGNALS:
-                    signal.signal(sig, signal.SIG_DFL)
-                if out_fd >= 0:
-                    said = os.dup(2)  # closed by the exec
-                    os.dup2(out_fd, 1)
-                    os.dup2(out_fd, 2)
-                elif stdout_to_stderr:
-                    os.dup2(2, 1)
-                if os.read(read_end, 1) == b"":
-                    os._exit(127)  # the tracer gave up before starting it
-                os.close(read_end)
-                os.execv(path, argv)
-            except OSError as exc:
-                os.write(said, f"bptrace-exec: cannot run {argv[0]}: {exc.strerror}\n".encode())
-                os._exit(126)
-            finally:
-                os._exit(127)
-        os.close(read_end)
-        if out_fd >= 0:
-            os.close(out_fd)
-        try:  # readable once it has ended: a reader waiting for records sees that at once
-            self.pidfd = os.pidfd_open(self.pid)
-        except OSError:
-            self.pidfd = -1
-        self.status: int | None = None  # once it has ended on its own, shell style
-        self.released = False
-        self._reaped = False
-
-    def release(self) -> None:
-        if self._gate >= 0:
-            os.write(self._gate, b"go")
-            self.released = True
-            self._close_gate()
-
-    def poll(self) -> int | None:
-        if not self._reaped:
-            pid, raw = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self._reaped, self.status = True, _shell_status(raw)
-        return self.status
-
-    def end(self) -> None:
-        """The trace is over: a command never released exits at the closed gate; one
-        still running gets SIGTERM, as under timeout(1), and SIGKILL after
-        COMMAND_GRACE_S. Its status stays None then: it did not end on its own, and the
-        run's exit status is the tracer's. Safe to call twice."""
-        self._close_gate()
-        try:
-            if self._reaped or not self.released or self.poll() is not None:
-                if not self._reaped:
-                    self._reaped, self.status = True, _shell_status(os.waitpid(self.pid, 0)[1])
-                return
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGTERM)
-            if self.pidfd < 0:
-                self.pidfd = os.pidfd_open(self.pid)
-            if not select.select([self.pidfd], [], [], COMMAND_GRACE_S)[0]:
-                os.kill(self.pid, signal.SIGKILL)
-            os.waitpid(self.pid, 0)
-            self._reaped = True
-        finally:
-            if self.pidfd >= 0:
-                os.close(self.pidfd)
-                self.pidfd = -1
-
-    def _close_gate(self) -> None:
-        if self._gate >= 0:
-            os.close(self._gate)
-            self._gate = -1
-
-
 def online_cpus() -> set[int]:
     """The CPUs bpftrace reads a buffer of (and the program marks), e.g. "0-3,6"."""
     try:
@@ -281,10 +181,6 @@ def _stopped(pid: int) -> bool:
     except OSError:
         return False
     return stat[stat.rfind(b")") + 2:][:1] in (b"T", b"t")
-
-
-def _shell_status(raw: int) -> int:
-    return 128 + os.WTERMSIG(raw) if os.WIFSIGNALED(raw) else os.WEXITSTATUS(raw)
 
 
 def boot_id() -> str | None:
@@ -333,7 +229,7 @@ class Session:
             raise EnvironmentProblem(f"cannot start {engine.path}: "
                                      f"{exc.strerror or exc}") from None
         if prestarted is not None:
-            prestarted.keep(start)
+            prestarted.keep(start, command)
         self._program_fd, self._read_fd = spawned.program_fd, spawned.records
         self._pipe_size = spawned.pipe_size
         started = ptyprocess.PtyProcess(spawned.pid, spawned.terminal)  # holds the terminal

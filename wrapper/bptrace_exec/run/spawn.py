@@ -17,8 +17,8 @@ import os
 import signal
 import struct
 import termios
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # typing itself is not loaded for this: the early start waits for it
 if TYPE_CHECKING:
     import ctypes
 
