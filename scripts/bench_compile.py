@@ -55,6 +55,8 @@ def probes(text: str, untyped: str) -> tuple[str, list[tuple[str, str]]]:
     its text). `untyped`: the program as generated, before its kernel types were
     defined after its header (run.kerneltypes)."""
     head_end = header_length(untyped) + len(text) - len(untyped)
+    if text.startswith("config = ", head_end):  # bpftrace's settings, for 0.22+
+        head_end = text.index("\n", head_end) + 1
     blocks, start = [], head_end
     for end in _PROBE_END.finditer(text, head_end):
         block = text[start:end.end()]

@@ -10,6 +10,7 @@ import pytest
 
 from bptrace_exec.codegen import generate
 from bptrace_exec.codegen.btlang import comment_text, int_literal, string_literal
+from bptrace_exec.codegen.program import header_length
 from bptrace_exec.spec import (
     Filters,
     Profile,
@@ -95,6 +96,18 @@ def test_golden(name: str, request: pytest.FixtureRequest) -> None:
     assert path.exists(), "run pytest --update-goldens to create it"
     assert text == path.read_text()
     assert generate(profile, follow=follow).text == text, "generation is deterministic"
+
+
+@pytest.mark.parametrize("version", ["v0.17.0", "v0.21.3", "v0.22.0", "v0.23.2", None])
+def test_bpftrace_0_22_and_later_keep_values_on_the_stack_not_in_scratch_maps(
+        version: str | None) -> None:
+    """0.22+ would keep every value over 32 bytes in a scratch map (a lookup each, which
+    LLVM compiles and the verifier walks): its settings follow the header, where the
+    kernel types' definitions go before them (a config block must follow C)."""
+    for profile, follow in (CASES["default"], CASES["stats"], CASES["call-openat"]):
+        text = generate(profile, version, follow=follow).text
+        settings = text[header_length(text):].startswith("config = { on_stack_limit = 256 }\n")
+        assert settings == (version in ("v0.22.0", "v0.23.2")), version
 
 
 @pytest.mark.parametrize("change", [

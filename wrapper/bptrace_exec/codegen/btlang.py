@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import string
+
+_VERSION = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
 
 # Bytes written as themselves inside a bpftrace string literal; everything else becomes a
 # three-digit octal escape, which both 0.17 and 0.23 read and which never runs on into a
@@ -31,3 +34,12 @@ def comment_text(value: str) -> str:
     opening another (in case a lexer nests them)."""
     printable = "".join(c if c.isprintable() else "?" for c in value)
     return printable.replace("*/", "*\\/").replace("/*", "/\\*")
+
+
+def parse_version(text: str) -> tuple[int, int, int] | None:
+    """A bpftrace version, from `bpftrace --version` or what a header says (v0.23.2)."""
+    match = _VERSION.search(text)
+    if not match:
+        return None
+    major, minor, patch = (int(g) for g in match.groups())
+    return major, minor, patch

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from bptrace_exec.codegen.btlang import parse_version
 from bptrace_exec.errors import EnvironmentProblem
 from bptrace_exec.run.cache import CacheDir
 
@@ -21,7 +21,6 @@ if TYPE_CHECKING:  # imported when a version is asked: one kept is not (--emit, 
 
 MIN_VERSION = (0, 17, 0)
 MAP_KEYS = 65536  # in-flight execs and followed tasks; a full map would drop execs silently
-_VERSION_RE = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
 
 
 @dataclass(frozen=True)
@@ -70,14 +69,6 @@ class Engine:
         # 0.23 warns about every user-space read; the warnings are about the generated
         # program, which the test suite checks on every version instead.
         return ["--no-warnings"]
-
-
-def parse_version(text: str) -> tuple[int, int, int] | None:
-    match = _VERSION_RE.search(text)
-    if not match:
-        return None
-    major, minor, patch = (int(g) for g in match.groups())
-    return major, minor, patch
 
 
 def find_engine(explicit: str | None = None) -> Engine:

@@ -25,9 +25,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO
 
+from bptrace_exec.codegen.btlang import parse_version
 from bptrace_exec.errors import UsageError
 from bptrace_exec.records import VERSION, VERSIONS
-from bptrace_exec.run.engine import Engine, parse_version
+from bptrace_exec.run.engine import Engine
 from bptrace_exec.spec import Profile, profile_from_dict, profile_to_dict
 
 FORMAT = "bptrace-exec/"
