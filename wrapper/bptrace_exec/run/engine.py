@@ -1,7 +1,8 @@
 """Which bpftrace runs the program, and what its version needs from us.
 
-The program text is the same for every supported version; what differs is how a version
-is told its string size, whether it floods stderr with warnings, and its event buffer.
+The program text is the same for every supported version but for one line of settings
+for 0.22+ (codegen.program.ON_STACK_LIMIT); what differs here is how a version is told
+its string size, whether it floods stderr with warnings, and its event buffer.
 """
 
 from __future__ import annotations
