@@ -11,6 +11,7 @@ import json
 import os
 import select
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -158,13 +159,16 @@ def test_a_command_run_with_the_same_options_takes_the_early_start_with_its_own_
     assert runs.followed(str(runs.marker), "another", "command") == 1  # the early start
     runs.profile.write_text(runs.profile.read_text().replace(
         "description: Trace", "description: Follow"))
-    assert runs.followed(str(runs.marker), "x") == 2  # its own bpftrace, the early command
+    # the early bpftrace is not this run's, ended; the early command is, taken
+    assert runs.followed(str(runs.marker), "x") == 2
     # a run that fails never releases the command forked for it: it is never exec'd
     runs.profile.write_text(runs.profile.read_text().replace("version: 1", "version: 7"))
     never = tmp_path / "never"
+    before = runs.starts()
     failed = run_tool(*runs.argv, "--", "/usr/bin/touch", str(never))
     assert failed.returncode == 2 and "version" in failed.stderr, failed.stderr
     assert "Traceback" not in failed.stderr and not never.exists()
+    assert runs.starts() == before + 1  # the early start was made, with its command
 
 
 def test_a_command_s_kept_start_forks_its_command_at_the_gate_and_names_its_pid(
@@ -188,28 +192,33 @@ def test_a_command_s_kept_start_forks_its_command_at_the_gate_and_names_its_pid(
         assert again is not None and again.gate is not None and again.spawned is not None
         gate = again.gate.pid
         assert again.gate.argv == touch and again.gate.stdout_to_stderr
-        cmdline = Path(f"/proc/{again.spawned.pid}/cmdline").read_bytes().split(b"\0")
+        engine = again.spawned.pid
+        cmdline = Path(f"/proc/{engine}/cmdline").read_bytes().split(b"\0")
         assert cmdline[-3:] == [str(os.getpid()).encode(), str(gate).encode(), b""]
         assert again.gated(touch, stdout_to_stderr=False, output=None) is None  # not it
         assert not Path(f"/proc/{gate}").exists() and not done.exists()
+        # nor the bpftrace that names it: the run's own start cannot be that one
+        assert again.spawned is None and not Path(f"/proc/{engine}").exists()
         assert again.gated(touch, stdout_to_stderr=True, output=None) is None  # once
     finally:
         if again is not None:
-            again.discard()
-    first.keep(start, kept)  # (the discard above forgot it)
+            again.discard()  # nothing left of it to end: the start stays kept
     third = prestart([*options, "--", *touch], cache)
-    assert third is not None and third.spawned is not None
-    command = third.gated(touch, stdout_to_stderr=True, output=None)
-    assert command is not None
-    command.release()
-    assert select.select([command.pidfd], [], [], 30)[0]  # it has ended
-    assert command.poll() == 0 and done.exists()
-    command.end()
-    third.discard()
+    try:
+        assert third is not None and third.spawned is not None
+        command = third.gated(touch, stdout_to_stderr=True, output=None)
+        assert command is not None
+        command.release()
+        assert select.select([command.pidfd], [], [], 30)[0]  # it has ended
+        assert command.poll() == 0 and done.exists()
+        command.end()
+    finally:
+        if third is not None:
+            third.discard()
     assert not children(os.getpid())
     # a command writing to a file of its own keeps no start: the file is opened as the
     # command is forked, which the next run would do before checking its command line
-    other = prestart([*options, "--output", "x", "--", "make"], cache)
+    other = prestart([*options, "--command-output", "out", "--", "make"], cache)
     assert other is not None
     writes = GatedCommand(["/bin/true"], stdout_to_stderr=True, output=str(tmp_path / "out"))
     writes.end()
@@ -265,3 +274,28 @@ def test_a_start_that_cannot_exec_says_why_and_leaves_nothing(tmp_path: Path) ->
     assert failed.value.errno == errno.ENOENT
     assert failed.value.strerror == "No such file or directory"
     assert not children(os.getpid())  # reaped
+
+
+def test_a_gated_command_runs_with_default_signals_and_may_die_at_its_gate(
+        tmp_path: Path) -> None:
+    """Python ignores SIGPIPE: a command forked from it would inherit that across exec,
+    and a shell loop writing into `head -1` would never end. A command that died before
+    its release (Ctrl-C reaches the whole terminal's group) is released without error,
+    its end reported."""
+    out = tmp_path / "out"
+    command = GatedCommand(["/bin/sh", "-c", "grep SigIgn /proc/self/status"],
+                           stdout_to_stderr=False, output=str(out))
+    command.release()
+    assert select.select([command.pidfd], [], [], 30)[0]
+    assert command.poll() == 0
+    ignored = int(out.read_text().split()[1], 16)
+    assert not ignored & (1 << (13 - 1) | 1 << (25 - 1)), out.read_text()  # SIGPIPE, SIGXFSZ
+    command.end()
+    dead = GatedCommand(["/bin/true"], stdout_to_stderr=True)
+    os.kill(dead.pid, signal.SIGKILL)
+    assert select.select([dead.pidfd], [], [], 30)[0]
+    dead.release()  # no BrokenPipeError
+    assert dead.poll() == 128 + signal.SIGKILL
+    dead.end()
+    assert not children(os.getpid())
+

@@ -1,5 +1,6 @@
-"""The command: bpftrace is started as the last run of this command line started it
-(run.prestart), then the tool loads and reads the command line (cli)."""
+"""The command: bpftrace is started as the last run of this command line started it, and
+a COMMAND to trace forked at its gate (run.prestart), then the tool loads and reads the
+command line (cli)."""
 
 import sys
 

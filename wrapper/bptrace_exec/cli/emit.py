@@ -26,8 +26,8 @@ def emit(args: argparse.Namespace, command: list[str]) -> int:
         try:
             profile = profile_asked(args)
         finally:  # the probe ended, whatever the profile
-            with contextlib.suppress(UserError):  # the program is the same for every
-                version = probe.engine().version_text  # version; its header names it
+            with contextlib.suppress(UserError):  # no bpftrace: the program for none in
+                version = probe.engine().version_text  # particular (no 0.22+ settings)
         text = generate(profile, version, follow=bool(command)).text
     with Output(args.output) as out:
         out.write(text)

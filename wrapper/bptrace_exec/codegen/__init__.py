@@ -1,4 +1,5 @@
-"""Profile -> bpftrace program text, the same for every supported bpftrace version.
+"""Profile -> bpftrace program text, the same for every supported bpftrace version but
+for a line of settings on 0.22+ (program.ON_STACK_LIMIT).
 
 program: what every program shares (header, filters, start, follow, stop, end, printf);
 events: the event program, any probe: records per call (records.py), joined again by
@@ -27,7 +28,8 @@ def counts_in_kernel(profile: Profile) -> bool:
 
 
 def generate(profile: Profile, version: str | None = None, *, follow: bool = False) -> Program:
-    """The bpftrace program for a profile, for bpftrace `version` (said in its header);
+    """The bpftrace program for a profile, for bpftrace `version` (said in its header, and
+    0.22+ given its settings);
     `follow` restricts it to the command given as $2 and its descendants."""
     if counts_in_kernel(profile):
         return Program(generate_stats(profile, version, follow), PATH_STRLEN)

@@ -61,7 +61,8 @@ class Program:
 def header(profile: Profile, version: str | None, follow: bool, *, details: tuple[str, ...],
            layout: str, filters: str | None = None, strlen: int | None = None) -> str:
     """The comment every program starts with: what it traces, how it was made, how to run
-    it. `details` are lines of its own kind (arguments, limits)."""
+    it; then bpftrace's settings, for the versions that have them. `details` are lines of
+    its own kind (arguments, limits)."""
     what = " and ".join(profile.probes)
     description = profile.description or f"Trace {what}, one record per call."
     made_for = f" for bpftrace {version}" if version else ""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import select
-import shutil
 import signal
 
 from bptrace_exec.errors import EnvironmentProblem, UsageError
@@ -24,6 +23,8 @@ class GatedCommand:
 
     def __init__(self, argv: list[str], *, stdout_to_stderr: bool,
                  output: str | None = None) -> None:
+        import shutil  # here: the early start (run.prestart) imports this module first
+
         self.argv, self.stdout_to_stderr, self.output = list(argv), stdout_to_stderr, output
         path = shutil.which(argv[0])
         if path is None:
@@ -48,7 +49,9 @@ class GatedCommand:
             said = 2  # where an exec failure is said: the tracer's stderr
             try:
                 os.close(self._gate)
-                for sig in STOP_SIGNALS:
+                # Python ignores SIGPIPE and SIGXFSZ, and an ignored signal stays
+                # ignored across exec: `while :; do echo y; done | head -1` would never end
+                for sig in (*STOP_SIGNALS, signal.SIGPIPE, signal.SIGXFSZ):
                     signal.signal(sig, signal.SIG_DFL)
                 if out_fd >= 0:
                     said = os.dup(2)  # closed by the exec
@@ -78,7 +81,8 @@ class GatedCommand:
 
     def release(self) -> None:
         if self._gate >= 0:
-            os.write(self._gate, b"go")
+            with contextlib.suppress(BrokenPipeError):  # it died at the gate: poll() says so
+                os.write(self._gate, b"go")
             self.released = True
             self._close_gate()
 

@@ -62,17 +62,22 @@ class Early:
 
     def gated(self, argv: list[str], *, stdout_to_stderr: bool,
               output: str | None) -> GatedCommand | None:
-        """The early COMMAND if it is the one these would fork; else it is ended. Once."""
+        """The early COMMAND if it is the one these would fork; else it is ended, and so is
+        the early bpftrace, which names it. Once."""
         gate, self.gate = self.gate, None
         if gate is not None and not gate.same(argv, stdout_to_stderr=stdout_to_stderr,
                                               output=output):
             gate.end()  # never released: it exits at its closed gate
+            if self.spawned is not None:
+                self.spawned.end()
+                self.spawned = None
             return None
         return gate
 
     def keep(self, start: Start, command: GatedCommand | None = None) -> None:
-        """For the next run of this command line; written again when it is the same, so
-        that the starts kept are those of the command lines last run."""
+        """For the next run of this command line (of these options, with a COMMAND, and
+        how the command's output goes); written again when it is the same, so that the
+        starts kept are those of the command lines last run."""
         if command is not None and command.output is not None:
             return
         gate = "" if command is None else "\n" + json.dumps(
