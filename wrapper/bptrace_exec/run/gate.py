@@ -13,7 +13,7 @@ import select
 import signal
 
 from bptrace_exec.errors import EnvironmentProblem, UsageError
-from bptrace_exec.run.spawn import STOP_SIGNALS
+from bptrace_exec.run.spawn import CHILD_DEFAULTS
 
 COMMAND_GRACE_S = 3.0  # how long a COMMAND still running at the end has after SIGTERM
 
@@ -49,9 +49,7 @@ class GatedCommand:
             said = 2  # where an exec failure is said: the tracer's stderr
             try:
                 os.close(self._gate)
-                # Python ignores SIGPIPE and SIGXFSZ, and an ignored signal stays
-                # ignored across exec: `while :; do echo y; done | head -1` would never end
-                for sig in (*STOP_SIGNALS, signal.SIGPIPE, signal.SIGXFSZ):
+                for sig in CHILD_DEFAULTS:
                     signal.signal(sig, signal.SIG_DFL)
                 if out_fd >= 0:
                     said = os.dup(2)  # closed by the exec

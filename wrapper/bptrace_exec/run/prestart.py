@@ -103,7 +103,8 @@ def prestart(argv: list[str], cache: CacheDir | None = None) -> Early | None:
     COMMAND after --, a folder that is gone)."""
     options, command = argv, None
     if "--" in argv:  # as the command line is read: the first one
-        options, command = argv[:argv.index("--")], argv[argv.index("--") + 1:]
+        split = argv.index("--")
+        options, command = argv[:split], argv[split + 1:]
         if not command:
             return None
     try:

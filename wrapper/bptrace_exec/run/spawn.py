@@ -26,6 +26,10 @@ PROGRAM_NAME = "bptrace-exec-program.bt"
 BTF_NAME = "bptrace-exec-no-types.btf"
 PIPE_SIZE = 1 << 20  # room for bursts while the consumer renders
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# At their defaults in every child this process execs (bpftrace, a traced COMMAND): the
+# tool handles the stop signals, Python ignores SIGPIPE and SIGXFSZ, and an exec keeps
+# what is ignored (`while :; do echo y; done | head -1` would never end)
+CHILD_DEFAULTS = (*STOP_SIGNALS, signal.SIGPIPE, signal.SIGXFSZ)
 TERMINAL_SIZE = (24, 500)  # rows, columns: wide enough that no log line is wrapped
 PR_SET_PDEATHSIG = 1
 ENV_PREFIXES = ("BPFTRACE_", "MALLOC_")  # what a start sets in bpftrace's environment
@@ -260,7 +264,7 @@ class _ChildSetup:
         self._narrow = _Narrow(listing, libc) if listing is not None else None
 
     def __call__(self, parent: int) -> None:
-        for sig in (*STOP_SIGNALS, signal.SIGPIPE):
+        for sig in CHILD_DEFAULTS:
             signal.signal(sig, signal.SIG_DFL)
         self._prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         if os.getppid() != parent:  # it ended before the line above: so does this
