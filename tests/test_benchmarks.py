@@ -67,7 +67,8 @@ def test_bench_startup() -> None:
         assert re.search(kind + shown + peer + r" +[\d.]+s +[\d.]+x " + peer + "\n", text), text
     assert re.search("command" + shown + r"execsnoop.bt +- +\n", text), text
     assert re.search(r"whole traced command \(execve -- true\): [\d.]+s", text), text
-    assert re.search(r"--help: \d+ ms; --emit script: \d+ ms", text), text
+    answer = r"\d+ ms \(CPU \d+ ms\)"  # wall, and the CPU time it took
+    assert re.search(f"--help: {answer}; --emit script: {answer}", text), text
 
 
 @pytest.mark.root

@@ -4,6 +4,7 @@ shown, on a busy machine, and nothing is counted as lost that the kernel did not
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -87,3 +88,39 @@ def test_a_call_just_before_the_stop_is_never_lost(engine: str, kind: str, busy_
         unit = "execs" if kind == "execve" else "calls"
         assert records[-1]["event"] == "end" and records[-1][f"missing_{unit}"] == 0, err
         assert time.monotonic() - started < 10
+
+
+def test_a_stop_as_bpftrace_starts_is_an_interruption(engine: str, tmp_path: Path,
+                                                      nothing_left_running: None) -> None:
+    """Ctrl-C before every probe is attached: bpftrace may die of the SIGINT it is sent
+    (before it sets its handler) or stop as it loads the program; either way nothing was
+    traced, and the run says it was interrupted (130), not that bpftrace failed."""
+    before_ready = 0
+    for attempt in range(3):  # a stop that came after the probes were attached: again
+        # a cache of its own: no bpftrace started early, before the run's own handlers
+        tool = subprocess.Popen(tool_command("execve", "--bpftrace", engine),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / str(attempt))})
+        while tool.poll() is None and not _tracing_bpftrace(tool.pid):
+            time.sleep(0.005)  # forked long before its probes are attached
+        tool.send_signal(signal.SIGINT)
+        _, err = tool.communicate(timeout=60)
+        if err.startswith("Tracing"):
+            assert tool.returncode == 0, err
+            continue
+        before_ready += 1
+        assert tool.returncode == 130, err
+        assert "interrupted" in err and "Traceback" not in err, err
+        assert "bpftrace" not in err, err  # no failure of bpftrace's is reported
+    assert before_ready, "every stop came after the probes were attached"
+
+
+def _tracing_bpftrace(tool: int) -> bool:
+    """Whether the tool has forked the bpftrace that traces (not the one asked its
+    version)."""
+    try:
+        children = Path(f"/proc/{tool}/task/{tool}/children").read_text().split()
+        return any(b"json" in Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+                   for child in children)
+    except OSError:  # one of them ended meanwhile: asked again
+        return False

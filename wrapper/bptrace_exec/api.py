@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bptrace_exec.codegen import Program, counts_in_kernel, generate
-from bptrace_exec.errors import UsageError
+from bptrace_exec.errors import StoppedStarting, UsageError
 from bptrace_exec.event import Event
 from bptrace_exec.output.report import title_for
 from bptrace_exec.output.tally import Stats, Tally, from_json_events, from_maps
@@ -82,6 +82,8 @@ class Trace:
         finally:
             self.close()
         finished = self.finished
+        if finished is not None and finished.requested and not self.run.ready:
+            raise StoppedStarting()
         if finished is not None and (not finished.requested or finished.killed is not None):
             assert self.program is not None
             raise explain_failure(finished, self.program.text, tracing=self.run.ready,

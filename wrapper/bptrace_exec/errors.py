@@ -59,6 +59,17 @@ class EngineFailure(UserError):
     exit_status = EXIT_RUNTIME
 
 
+class StoppedStarting(EngineFailure):
+    """Asked to stop (Ctrl-C, SIGTERM) before every probe was attached: bpftrace may have
+    ended by the SIGINT it was sent, or before its program was loaded; nothing was
+    traced, and that is no failure of bpftrace's."""
+
+    exit_status = EXIT_INTERRUPTED
+
+    def __init__(self) -> None:
+        super().__init__("interrupted before tracing started")
+
+
 class ExportError(UserError):
     exit_status = EXIT_EXPORT
 

@@ -125,10 +125,16 @@ def check_options(args: argparse.Namespace, parser: argparse.ArgumentParser,
              ("--command-output", args.command_output), ("--timeline", args.timeline),
              *(("--export", path) for path in args.export or []),
              ("--summary", args.summary if args.summary not in SUMMARY_PLACES else None)]
+    read = {os.path.realpath(path): option for option, path in
+            [("--replay", args.replay), *(("--from", p) for p in args.from_file or [])]
+            if path and path != "-"}
     seen: dict[str, str] = {}
     for option, path in files:
         if path:
             real = os.path.realpath(path)
+            if real in read:  # opened for writing before it is read: it would be lost
+                raise UsageError(f"{option} would write over {path}, which {read[real]} "
+                                 "reads", hint=f"give {option} another file")
             if real in seen:
                 raise UsageError(f"{seen[real]} and {option} both write {path}",
                                  hint="give each its own file")

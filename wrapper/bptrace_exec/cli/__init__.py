@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from bptrace_exec import __version__
+from bptrace_exec.cli.output import stderr
 from bptrace_exec.completion import SHELLS, completion
 from bptrace_exec.errors import (
     COMMAND_STATUS,
@@ -20,6 +21,7 @@ from bptrace_exec.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_STATUSES,
+    OutputError,
     UserError,
 )
 from bptrace_exec.limits import FILTER_VALUES, JSON_LINE_BYTES, out_of_memory
@@ -274,6 +276,11 @@ def main(argv: Sequence[str] | None = None, prestarted: Early | None = None) -> 
             build_parser().error("nothing after --: give the COMMAND to run and trace")
     parser = build_parser()
     args = parser.parse_args(args_in)
+    if sys.stdout is None and not args.output:  # started with it closed (`>&-`)
+        closed = OutputError("stdout is closed: nothing can be written there",
+                             hint="give -o FILE, or run it with a stdout")
+        stderr(f"bptrace-exec: {closed}")
+        return closed.exit_status
     if args.print_completion:
         sys.stdout.write(completion(parser, args.print_completion))
         return EXIT_OK
@@ -292,11 +299,11 @@ def main(argv: Sequence[str] | None = None, prestarted: Early | None = None) -> 
 
         return run(args, command, prestarted)
     except UserError as exc:
-        print(f"bptrace-exec: {exc}", file=sys.stderr)
+        stderr(f"bptrace-exec: {exc}")
         return exc.exit_status
     except KeyboardInterrupt:
-        print("bptrace-exec: interrupted", file=sys.stderr)
+        stderr("bptrace-exec: interrupted")
         return EXIT_INTERRUPTED
     except MemoryError:  # where input is read, the error says which; elsewhere, this
-        print(f"bptrace-exec: {out_of_memory()}", file=sys.stderr)
+        stderr(f"bptrace-exec: {out_of_memory()}")
         return EXIT_ENVIRONMENT

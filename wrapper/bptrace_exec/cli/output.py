@@ -10,12 +10,28 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Literal, TextIO
 
-from bptrace_exec.errors import OutputError, UsageError
+from bptrace_exec.errors import OutputError
 from bptrace_exec.options import SUMMARY_PLACES
 
 
 def stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    """A line on stderr; none once it cannot be written (`2>&1 | head`: the run goes
+    on, its records are what matters), nor where the tool started without a stderr."""
+    if sys.stderr is None:
+        return
+    try:
+        print(message, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        to_devnull(sys.stderr)
+
+
+def to_devnull(stream: TextIO) -> None:
+    """What is still buffered for a stream whose reader is gone goes to /dev/null, so
+    that no flush at exit fails again."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
 
 
 def _buffered(stream: TextIO) -> TextIO:
@@ -54,7 +70,8 @@ class Output:
         try:
             return open(self.path, mode, encoding="utf-8")  # noqa: SIM115
         except OSError as exc:
-            raise UsageError(f"cannot write {self.path}: {exc.strerror}") from None
+            raise OutputError(f"cannot write {self.path}: {exc.strerror}",
+                              hint="give -o a file in a folder you can write") from None
 
     @classmethod
     def reopen_on_signal(cls) -> Callable[[], object]:
@@ -119,13 +136,9 @@ class Output:
             raise self._failed(exc) from None
 
     def _reader_gone(self) -> None:
-        """The reader closed the pipe (`| head`): what is still buffered goes to
-        /dev/null, so that no flush at exit fails again."""
+        """The reader closed the pipe (`| head`)."""
         self.closed = True
-        with contextlib.suppress(OSError, ValueError):
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, self.stream.fileno())
-            os.close(devnull)
+        to_devnull(self.stream)
 
     def _failed(self, exc: OSError) -> OutputError:
         self.closed = True
@@ -137,8 +150,8 @@ class Output:
 @contextlib.contextmanager
 def summary_output(where: str, out: Output) -> Iterator[Output | None]:
     """Where --json's lost and end lines go (--summary)."""
-    if where in SUMMARY_PLACES and where != "stderr":
-        yield out if where == "stream" else None
+    if where in SUMMARY_PLACES and where != "stderr" or (where == "stderr" and not sys.stderr):
+        yield out if where == "stream" else None  # none: no stderr to write to
         return
     with Output(None if where == "stderr" else where,
                 sys.stderr if where == "stderr" else None) as summary:

@@ -132,6 +132,8 @@ class _Runs:
             break
         if not self.trace.profile.stats.enabled:
             say_summary(self.summary_now(), self.trace.host, self._json_out(), self.plain)
+        if self.trace.recorder is not None and self.trace.recorder.failed is not None:
+            raise self.trace.recorder.failed  # what it traced was shown, and said
         finished = self.trace.finished
         if finished is not None and finished.command_status is not None:
             return finished.command_status

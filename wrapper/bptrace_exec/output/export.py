@@ -60,10 +60,14 @@ def format_for(path: str, explicit: str | None) -> str:
 def check_writable(path: str) -> None:
     """Before tracing starts: a run must not end in an export that cannot be written."""
     target = Path(path)
-    if target.exists() and not target.is_file():
+    try:
+        exists, folder = target.exists(), target.resolve().parent
+    except (OSError, RuntimeError) as exc:  # a name too long; a loop of links
+        raise ExportError(f"cannot write {path}: {getattr(exc, 'strerror', None) or exc}",
+                          hint="give the path of a file to create or replace") from None
+    if exists and not target.is_file():
         raise ExportError(f"cannot export to {path}: it exists and is not a regular file",
                           hint="give the path of a file to create or replace")
-    folder = target.resolve().parent
     if not folder.is_dir():
         raise ExportError(f"cannot write {path}: folder {folder} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK):

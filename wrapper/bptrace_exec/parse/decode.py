@@ -82,7 +82,7 @@ def decode_line(line: bytes) -> Record | None:
     try:
         obj = _DECODER.decode(stripped.decode("utf-8", "surrogateescape"))
         kind, data = obj["type"], obj.get("data")
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError, RecursionError):  # RecursionError: deep nesting
         return Note("garbled", _preview(stripped))
     if kind == "printf" and isinstance(data, str):
         if not data.endswith("\n"):  # every format the programs print ends with one

@@ -18,6 +18,7 @@ versions replay too.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import IO
 
 from bptrace_exec.codegen.btlang import parse_version
-from bptrace_exec.errors import UsageError
+from bptrace_exec.errors import OutputError, UsageError
 from bptrace_exec.records import VERSION, VERSIONS
 from bptrace_exec.run.engine import Engine
 from bptrace_exec.spec import Profile, profile_from_dict, profile_to_dict
@@ -51,22 +52,34 @@ class Recorder:
                           "started": started.replace("+00:00", "Z"),
                           "wall_offset_ns": wall_offset_ns, "host": host,
                           "boot_id": boot_id})
+        if self.failed is not None:  # before anything was traced: the run does not start
+            raise self.failed
 
     def _write_json(self, obj: object) -> None:
         self.write(json.dumps(obj, ensure_ascii=True).encode())
 
+    # A write that failed (a full disk): the recording ends there, the run goes on (what
+    # it traces is still shown), and ends with this error
+    failed: OutputError | None = None
+
     def write(self, line: bytes) -> None:
+        if self.failed is not None:
+            return
         try:
             self.file.write(line + b"\n")
             self.file.flush()
         except OSError as exc:
-            raise UsageError(f"cannot write the recording {self.path}: {exc.strerror}",
-                             hint="what was written so far replays with --replay") from None
+            self.failed = OutputError(
+                f"cannot write the recording {self.path}: {exc.strerror}",
+                hint="what was written before replays with --replay")
+            with contextlib.suppress(OSError):
+                self.file.close()
 
     def close(self) -> None:
         if not self.file.closed:
             self._write_json({"recording_end": {"elapsed_s": round(self.elapsed_s, 6)}})
-            self.file.close()
+            with contextlib.suppress(OSError):
+                self.file.close()
 
 
 @dataclass
@@ -104,7 +117,7 @@ def read_recording(path: str) -> Recording:
         assert all(v is None or isinstance(v, str) for v in (host, boot))
         # wall clock minus boot-time clock: the epoch to 2100, whatever the uptime
         assert 0 <= offset < 4_102_444_800 * 10**9
-    except (IndexError, ValueError, KeyError, TypeError, AssertionError):
+    except (IndexError, ValueError, KeyError, TypeError, AssertionError, RecursionError):
         raise UsageError(f"{path} is not a bptrace-exec recording",
                          hint="make one with --record FILE") from None
     elapsed = None
@@ -112,7 +125,7 @@ def read_recording(path: str) -> Recording:
     if body and body[-1].startswith(b'{"recording_end"'):
         try:
             elapsed = float(json.loads(body[-1])["recording_end"]["elapsed_s"])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             elapsed = None
         body = body[:-1]
     return Recording(path=path, profile=profile, engine=Engine("(recorded)", version),

@@ -5,7 +5,8 @@ in memory (a memfd), so nothing is left on disk; it runs on a pseudo-terminal, a
 here by pexpect, which carries its log messages (read here, shown to the user when they
 are real errors), while its JSON records go to a pipe of their own (`-o /dev/fd/N`), so
 no log line, colour code or `\\r` can mix into them. bpftrace is tied to this process
-(PR_SET_PDEATHSIG): if this process dies, even by SIGKILL, bpftrace goes with it.
+(PR_SET_PDEATHSIG): if this process dies, even by SIGKILL, bpftrace goes with it (a
+trace started in another thread than the main one: at its next record, unread).
 
 A command to trace (`-- COMMAND`) is forked first and held at a gate until the probes
 are attached (run.gate), so that its own exec is the first thing traced; its pid is

@@ -186,7 +186,9 @@ def _in_memory(name: str, data: bytes, opened: list[int]) -> int:
     memory: nothing is left behind, however this process ends."""
     fd = os.memfd_create(name)
     opened.append(fd)
-    os.write(fd, data)
+    view = memoryview(data)
+    while view:  # a write may be short (a file-size limit): never a program cut
+        view = view[os.write(fd, view):]
     os.set_inheritable(fd, True)
     return fd
 
@@ -253,20 +255,26 @@ def _reap(pid: int, terminal: int) -> None:
 
 class _ChildSetup:
     """In bpftrace's process, before exec: default signal dispositions (an ignored SIGHUP,
-    as under nohup, would survive exec), death with this process however it ends, and
+    as under nohup, would survive exec), death with this process however it ends (else,
+    forked by another thread, its next write after this process is gone ends it), and
     the program's own list of tracepoints."""
 
     def __init__(self, listing: Listing | None) -> None:
         import ctypes  # loaded and looked up here: after the fork, only calls
+        import threading
 
         libc = ctypes.CDLL(None, use_errno=True)
         self._prctl = libc.prctl
         self._narrow = _Narrow(listing, libc) if listing is not None else None
+        # The kernel's "parent" is the thread that forks: a library's caller may start a
+        # trace in a thread that ends before it does (Trace.close() ends bpftrace then)
+        self._with_parent = threading.current_thread() is threading.main_thread()
 
     def __call__(self, parent: int) -> None:
         for sig in CHILD_DEFAULTS:
             signal.signal(sig, signal.SIG_DFL)
-        self._prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if self._with_parent:
+            self._prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         if os.getppid() != parent:  # it ended before the line above: so does this
             os._exit(1)
         if self._narrow is not None:

@@ -36,11 +36,17 @@ def available_profiles() -> list[str]:
 
 def resolve_profile(arg: str) -> Path:
     path = Path(arg)
-    if path.suffix in PROFILE_SUFFIXES or os.sep in arg or path.is_file():
-        if not path.is_file():
-            raise UsageError(f"profile file not found: {arg}",
-                             hint="give a path to a YAML profile or the name of a shipped one")
-        return path
+    hint = "give a path to a YAML profile or the name of a shipped one"
+    try:
+        if path.suffix in PROFILE_SUFFIXES or os.sep in arg or path.is_file():
+            if path.is_dir():
+                raise UsageError(f"{arg} is a folder, not a profile", hint=hint)
+            if not path.exists():  # a pipe (/dev/fd/N) is read as a file is
+                raise UsageError(f"profile file not found: {arg}", hint=hint)
+            return path
+    except OSError as exc:  # a name too long
+        raise UsageError(f"cannot read the profile {arg}: {exc.strerror or exc}",
+                         hint=hint) from None
     for d in shipped_profile_dirs():
         for suffix in PROFILE_SUFFIXES:
             candidate = d / f"{arg}{suffix}"
