@@ -142,3 +142,38 @@ def test_a_program_larger_than_the_file_size_limit_is_never_cut(
                          capture_output=True, text=True, timeout=120, preexec_fn=limited)
     assert run.returncode == 3, run.stderr  # where it was cut, bpftrace refused it (1)
     assert "File too large" in run.stderr and "Traceback" not in run.stderr
+
+
+@pytest.mark.root
+def test_root_without_the_capabilities_to_trace_is_told_so(
+        engine: str, nothing_left_running: None) -> None:
+    """As in a container that is not privileged: root, but no CAP_SYS_ADMIN (nor CAP_BPF
+    and CAP_PERFMON); bpftrace's own error was status 1 and a bug report asked for."""
+    dropped = ["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--"]
+    run = subprocess.run([*dropped, *tool_command("execve", "--bpftrace", engine,
+                                                  "--duration", "1")],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 3, run.stderr
+    assert "CAP_BPF" in run.stderr and "Traceback" not in run.stderr
+    kept = ["setpriv", "--bounding-set=-all,+bpf,+perfmon", "--inh-caps=-all", "--"]
+    run = subprocess.run([*kept, *tool_command("execve", "--bpftrace", engine,
+                                               "--duration", "1", "-q")],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr  # those two are enough
+
+
+@pytest.mark.root
+def test_values_that_name_the_wrong_thing_say_what_it_is(tmp_path: Path,
+                                                         nothing_left_running: None) -> None:
+    script = tmp_path / "script.sh"
+    script.write_text("#!/bin/sh\n")  # not executable
+    for args, status, said in (
+            (["--bpftrace", str(tmp_path)], 3, f"{tmp_path} is a folder"),
+            (["--bpftrace", str(script)], 3, f"{script} is not executable"),
+            (["--", str(tmp_path)], 2, f"{tmp_path} is a folder"),
+            (["--", str(script)], 2, f"{script} is not executable"),
+            (["--buffer-pages", "0"], 2, "not a power of 2 between 1 and 65536"),
+            (["--duration", "1e18"], 2, "at most 10,000,000")):
+        run = run_tool("execve", *args)
+        assert run.returncode == status, (args, run.stderr)
+        assert said in run.stderr and "Traceback" not in run.stderr, run.stderr

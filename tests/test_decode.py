@@ -78,6 +78,8 @@ def test_blank_lines_are_skipped(line: bytes) -> None:
     (b'{"type": "value", "data": [1, 2]}', "value"),
     (b'{"type": "printf", "data": "cut', "garbled"),
     (b'{"type": "printf", "data": "no newline"}', "garbled"),
+    (b'{"type": "lost_events", "data": {"events": -5}}', "garbled"),  # edited, not lost
+    (b"[" * 100_000 + b"]" * 100_000, "garbled"),  # past Python's recursion limit
     (b"ERROR: something", "garbled"),
     (b'["not", "an", "object"]', "garbled"),
     (b'{"data": 1}', "garbled"),

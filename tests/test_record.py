@@ -109,9 +109,7 @@ def test_cut_recording_replays_to_its_last_whole_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("content", [b"", b"not json\n", b'{"recording": "other/9"}\n',
-                                     b'{"recording": "bptrace-exec/1"}\n',
-                                     b'{"recording": "bptrace-exec/99", "bpftrace": "v0.17.0",'
-                                     b' "profile": {"version": 1}, "wall_offset_ns": 0}\n'])
+                                     b'{"recording": "bptrace-exec/1"}\n'])
 def test_not_a_recording(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "x.rec"
     path.write_bytes(content)
@@ -119,6 +117,33 @@ def test_not_a_recording(tmp_path: Path, content: bytes) -> None:
         read_recording(str(path))
 
 
+def test_a_recording_this_version_cannot_read_says_why(tmp_path: Path) -> None:
+    path, _ = recording(tmp_path)
+    header, _, rest = path.read_bytes().partition(b"\n")
+    later = tmp_path / "later.rec"
+    later.write_bytes(header.replace(f"{FORMAT}{VERSION}".encode(), f"{FORMAT}99".encode())
+                      + b"\n" + rest)
+    with pytest.raises(UsageError, match="recording of format 99, which this version does "
+                                         "not read"):
+        read_recording(str(later))
+    # its profile, edited: the recording is named, not the profile it was made from
+    edited = tmp_path / "edited.rec"
+    edited.write_bytes(header.replace(b'"max_args": 64', b'"max_args": 999999')
+                       + b"\n" + rest)
+    with pytest.raises(UsageError, match=f"^{edited}: the profile it was recorded with is "
+                                         "not valid: 999999 is out of range"):
+        read_recording(str(edited))
+
+
 def test_missing_recording_file() -> None:
     with pytest.raises(UsageError, match="cannot read the recording"):
         read_recording("/nonexistent/run.rec")
+
+
+def test_blank_lines_after_the_end_are_no_cut(tmp_path: Path) -> None:
+    path, _ = recording(tmp_path)
+    path.write_bytes(path.read_bytes() + b"\n\n")  # as an editor may leave it
+    assert read_recording(str(path)).elapsed_s == 1.5
+    out = subprocess.run(tool_command("--replay", str(path), "--json"), capture_output=True,
+                         text=True, check=True)
+    assert "cut short" not in out.stderr and "garbled" not in out.stderr, out.stderr

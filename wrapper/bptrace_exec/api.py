@@ -189,15 +189,18 @@ def trace(profile: str | os.PathLike[str] | Profile = "execve", *, live: Live = 
 
 
 _LIVE = tuple(f.name for f in dataclasses.fields(Live))
+MAX_DURATION_S = 10 ** 7
 
 
 def _live(profile: Profile, live: Live, hooks: Hooks) -> Trace:
-    if live.duration is not None and not 0 < live.duration <= 10 ** 7:
-        raise UsageError("--duration must be a positive number of seconds")
+    if live.duration is not None and not 0 < live.duration <= MAX_DURATION_S:
+        raise UsageError(f"--duration must be a positive number of seconds, at most "
+                         f"{MAX_DURATION_S:,} (about 115 days)",
+                         hint="leave it out to trace until Ctrl-C")
     check_environment()
     check_cgroups(profile.filters.cgroup)
     engine = find_engine(live.bpftrace)
-    pages = live.buffer_pages or engine.buffer_pages
+    pages = engine.buffer_pages if live.buffer_pages is None else live.buffer_pages
     if pages < 1 or pages & (pages - 1) or pages > 1 << 16:
         raise UsageError(f"--buffer-pages {pages} is not a power of 2 between 1 and 65536")
     program = generate(profile, engine.version_text, follow=bool(live.command))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 # (status, meaning): --help and the README's table are written from these.
 EXIT_OK = 0
 EXIT_RUNTIME = 1
@@ -78,3 +80,15 @@ class OutputError(UserError):
     """Rows or a report that could not be written where they were asked to go."""
 
     exit_status = EXIT_EXPORT
+
+
+def not_a_program(name: str) -> str:
+    """For a program not found: what a path names instead (": /tmp is a folder"), if
+    anything."""
+    if os.sep not in name:
+        return ""
+    if os.path.isdir(name):
+        return f": {name} is a folder"
+    if os.path.exists(name):
+        return f": {name} is not executable"
+    return ""

@@ -116,7 +116,8 @@ def check_options(args: argparse.Namespace, parser: argparse.ArgumentParser,
     for dest, (applies, why, *instead) in RULES.items():
         if getattr(args, dest) != unset[dest] and not applies(mode):
             helps = instead and applies(dataclasses.replace(mode, stats=True, json=True))
-            raise UsageError(f"{names[dest]} does nothing {mode.name}: {why}",
+            where = dataclasses.replace(mode, tree=False) if dest == "tree" else mode
+            raise UsageError(f"{names[dest]} does nothing {where.name}: {why}",
                              hint=instead[0] if helps else f"drop {names[dest]}")
     if args.export_format and len(args.export or []) != 1:
         raise UsageError("--export-format is the format of one --export PATH",
@@ -143,9 +144,9 @@ def check_options(args: argparse.Namespace, parser: argparse.ArgumentParser,
         raise UsageError("--command-output does nothing without a -- COMMAND: it is where "
                          "the COMMAND writes", hint="add -- COMMAND, or drop --command-output")
     if args.restart and (command or args.record):
+        why = "a COMMAND runs once" if command else "a recording is one bpftrace's transcript"
         raise UsageError(f"--restart and {'-- COMMAND' if command else '--record'} cannot be "
-                         "used together: a COMMAND runs once, a recording is one "
-                         "bpftrace's transcript", hint="drop --restart")
+                         f"used together: {why}", hint="drop --restart")
     if command and not (mode.live or args.emit == "script"):
         raise UsageError(f"a COMMAND runs and is traced live: it does nothing {mode.name}",
                          hint="drop -- COMMAND")

@@ -28,7 +28,12 @@ from bptrace_exec.limits import FILTER_VALUES, JSON_LINE_BYTES, out_of_memory
 from bptrace_exec.options import DEFAULT_REFRESH_S, check_options
 from bptrace_exec.output.export import FORMATS
 from bptrace_exec.run.prestart import Early
-from bptrace_exec.spec.model import ARGV_BYTES_RANGE, MAX_ARGS_RANGE, TOP_RANGE
+from bptrace_exec.spec.model import (
+    ARGV_BYTES_RANGE,
+    INTERVAL_RANGE,
+    MAX_ARGS_RANGE,
+    TOP_RANGE,
+)
 from bptrace_exec.spec.profiles import PROFILE_SUFFIXES, available_profiles
 from bptrace_exec.spec.types import RESULT_TYPES, TYPES
 
@@ -216,7 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"rows per table in the report ({TOP_RANGE[0]}-{TOP_RANGE[1]}, "
                         "default 10)")
     s.add_argument("--interval", type=int, metavar="SECONDS",
-                   help="also report every SECONDS, counts since the start (1-86400)")
+                   help="also report every SECONDS, counts since the start "
+                        f"({INTERVAL_RANGE[0]}-{INTERVAL_RANGE[1]}; 0, the default: only "
+                        "at the end)")
     s.add_argument("--export", action="append", metavar="PATH",
                    help="write the report to PATH too (implies --stats; repeatable); the "
                         "format comes from the extension: " + ", ".join(FORMATS))

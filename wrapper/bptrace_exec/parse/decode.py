@@ -93,6 +93,8 @@ def decode_line(line: bytes) -> Record | None:
             return Note("garbled", _preview(stripped))
     if kind == "lost_events":
         count = data.get("events") if isinstance(data, dict) else None
+        if isinstance(count, int) and count < 0:  # no bpftrace counts that way
+            return Note("garbled", _preview(stripped))
         # Watchpoint code can report lost events as a bare string: still a loss.
         return Lost(count if isinstance(count, int) else 1)
     if kind == "attached_probes" and isinstance(data, dict):

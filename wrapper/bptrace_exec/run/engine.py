@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bptrace_exec.codegen.btlang import parse_version
-from bptrace_exec.errors import EnvironmentProblem
+from bptrace_exec.errors import EnvironmentProblem, not_a_program
 from bptrace_exec.run.cache import CacheDir
 
 if TYPE_CHECKING:  # imported when a version is asked: one kept is not (--emit, --help)
@@ -93,7 +93,8 @@ class EngineProbe:
         self.known: tuple[int, int, int] | None = None
         if self.path is None:
             self.failure = EnvironmentProblem(
-                f"bpftrace not found (looked for {candidate!r} via {origin})",
+                f"bpftrace not found (looked for {candidate!r} via {origin})"
+                + not_a_program(candidate),
                 hint="install it with `apt-get install -y bpftrace`, or point --bpftrace or "
                      "$BPFTRACE at the binary")
             return

@@ -12,7 +12,7 @@ import os
 import select
 import signal
 
-from bptrace_exec.errors import EnvironmentProblem, UsageError
+from bptrace_exec.errors import EnvironmentProblem, UsageError, not_a_program
 from bptrace_exec.run.spawn import CHILD_DEFAULTS
 
 COMMAND_GRACE_S = 3.0  # how long a COMMAND still running at the end has after SIGTERM
@@ -28,7 +28,7 @@ class GatedCommand:
         self.argv, self.stdout_to_stderr, self.output = list(argv), stdout_to_stderr, output
         path = shutil.which(argv[0])
         if path is None:
-            raise UsageError(f"command not found: {argv[0]}",
+            raise UsageError(f"command not found: {argv[0]}{not_a_program(argv[0])}",
                              hint="give a program on PATH or a path to one after --")
         try:  # the command's stdout and stderr, apart from what the tracer writes
             out_fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import IO
 
 from bptrace_exec.codegen.btlang import parse_version
-from bptrace_exec.errors import OutputError, UsageError
+from bptrace_exec.errors import OutputError, SpecError, UsageError
 from bptrace_exec.records import VERSION, VERSIONS
 from bptrace_exec.run.engine import Engine
 from bptrace_exec.spec import Profile, profile_from_dict, profile_to_dict
@@ -107,10 +107,19 @@ def read_recording(path: str) -> Recording:
         header = json.loads(lines[0])
         assert isinstance(header, dict) and str(header.get("recording")).startswith(FORMAT)
         layouts = int(str(header["recording"])[len(FORMAT):])
-        assert layouts in VERSIONS
+        if layouts not in VERSIONS:
+            raise UsageError(f"{path} is a recording of format {layouts}, which this version "
+                             f"does not read (formats {min(VERSIONS)}-{max(VERSIONS)})",
+                             hint="replay it with the bptrace-exec that made it")
         version = parse_version(str(header["bpftrace"]))
         assert version is not None
-        profile = profile_from_dict(header["profile"])
+        try:
+            profile = profile_from_dict(header["profile"])
+        except SpecError as exc:  # its `where` is the profile's file, not the recording
+            detail = exc.message.removeprefix(f"{exc.where}: ") if exc.where else exc.message
+            raise UsageError(f"{path}: the profile it was recorded with is not valid: "
+                             f"{detail}", hint="replay a recording as --record wrote it"
+                             ) from None
         offset = int(header["wall_offset_ns"])
         host = header.get("host")
         boot = header.get("boot_id")
@@ -122,6 +131,8 @@ def read_recording(path: str) -> Recording:
                          hint="make one with --record FILE") from None
     elapsed = None
     body = lines[1:]
+    while body and not body[-1].strip():  # blank lines after the end (an editor's)
+        body.pop()
     if body and body[-1].startswith(b'{"recording_end"'):
         try:
             elapsed = float(json.loads(body[-1])["recording_end"]["elapsed_s"])

@@ -99,6 +99,13 @@ def check_environment() -> None:
         raise EnvironmentProblem("tracing needs root: bpftrace loads programs into the kernel",
                                  hint="run it with sudo, or use --emit script to see the "
                                       "program without running it")
+    if not _may_trace():
+        raise EnvironmentProblem(
+            "tracing needs CAP_SYS_ADMIN, or CAP_BPF and CAP_PERFMON, which this root "
+            "process has not (a container's, or a service's bounding set, drops them)",
+            hint="run it with those capabilities: a privileged container (`docker run "
+                 "--privileged`, or `--cap-add SYS_ADMIN`), a unit without "
+                 "CapabilityBoundingSet= narrowing them")
     if not (TRACEFS / "events").is_dir() and not (DEBUGFS_TRACING / "events").is_dir():
         # Mounting it is what a user would be told to do; doing it saves them the step.
         with contextlib.suppress(OSError):
@@ -108,6 +115,20 @@ def check_environment() -> None:
             raise EnvironmentProblem(
                 f"tracefs is not mounted at {TRACEFS}, so no tracepoint can be found",
                 hint=f"mount it: `mount -t tracefs nodev {TRACEFS}`")
+
+
+CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
+
+
+def _may_trace() -> bool:
+    """Whether this process's effective capabilities let bpftrace load its programs
+    (true where they cannot be read: bpftrace is the judge then)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        caps = int(status.split("CapEff:", 1)[1].split()[0], 16)
+    except (OSError, IndexError, ValueError):
+        return True
+    return bool(caps >> CAP_SYS_ADMIN & 1 or caps >> CAP_BPF & caps >> CAP_PERFMON & 1)
 
 
 @dataclass
@@ -221,27 +242,6 @@ class Session:
         # wall clock minus the monotonic clock bpftrace's nsecs counts on; taken once
         self.wall_offset_ns = time.time_ns() - time.monotonic_ns()
         self.boot_id = boot_id()
-        start = run_start(program_text, engine, buffer_pages=buffer_pages, strlen=strlen,
-                          own_types=own_types, command=None if command is None else command.pid)
-        spawned = prestarted.take(start) if prestarted is not None else None
-        try:
-            spawned = spawned or spawn(start)
-        except OSError as exc:
-            raise EnvironmentProblem(f"cannot start {engine.path}: "
-                                     f"{exc.strerror or exc}") from None
-        if prestarted is not None:
-            prestarted.keep(start, command)
-        self._program_fd, self._read_fd = spawned.program_fd, spawned.records
-        self._pipe_size = spawned.pipe_size
-        started = ptyprocess.PtyProcess(spawned.pid, spawned.terminal)  # holds the terminal
-        try:
-            self.child = _Adopted(engine.path, start.flags, encoding=None, started=started)
-        except BaseException as exc:
-            spawned.end(terminal=False)
-            started.fileobj.close()
-            if isinstance(exc, pexpect.ExceptionPexpect):
-                raise EnvironmentProblem(f"cannot start {engine.path}: {exc}") from None
-            raise
         self._log = bytearray()
         self.deadline: float | None = None  # monotonic time at which to stop by itself
         self._stop_requested = False
@@ -260,9 +260,50 @@ class Session:
         self._cpus = online_cpus()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
-        # A library user's program keeps its own signal handling: Ctrl-C raises there.
+        # Before bpftrace starts: a stop asked as it starts is seen by lines(), never a
+        # KeyboardInterrupt halfway through it. A library user's program keeps its own
+        # signal handling: Ctrl-C raises there.
         self._old_handlers = ({s: signal.signal(s, self._on_signal) for s in STOP_SIGNALS}
                               if handle_signals else {})
+        spawned, held = None, False  # held: its terminal, by `started`
+        try:
+            start = run_start(program_text, engine, buffer_pages=buffer_pages,
+                              strlen=strlen, own_types=own_types,
+                              command=None if command is None else command.pid)
+            spawned = prestarted.take(start) if prestarted is not None else None
+            try:
+                spawned = spawned or spawn(start)
+            except OSError as exc:
+                raise EnvironmentProblem(f"cannot start {engine.path}: "
+                                         f"{exc.strerror or exc}") from None
+            if prestarted is not None:
+                prestarted.keep(start, command)
+            self._program_fd, self._read_fd = spawned.program_fd, spawned.records
+            self._pipe_size = spawned.pipe_size
+            started = ptyprocess.PtyProcess(spawned.pid, spawned.terminal)
+            held = True
+            try:
+                self.child = _Adopted(engine.path, start.flags, encoding=None,
+                                      started=started)
+            except BaseException:
+                started.fileobj.close()
+                raise
+        except BaseException as exc:  # nothing started is left behind
+            if spawned is not None:
+                spawned.end(terminal=not held)
+            self._restore()
+            if isinstance(exc, pexpect.ExceptionPexpect):
+                raise EnvironmentProblem(f"cannot start {engine.path}: {exc}") from None
+            raise
+
+    def _restore(self) -> None:
+        """The signal handlers as they were; this session's pipes closed."""
+        for sig, handler in self._old_handlers.items():
+            signal.signal(sig, handler)
+        self._old_handlers = {}
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     # --- control ---------------------------------------------------------------------
 
@@ -481,10 +522,8 @@ class Session:
                 status = -self.child.signalstatus
         if self.command is not None:
             self.command.end()
-        for sig, handler in self._old_handlers.items():
-            signal.signal(sig, handler)
-        self._old_handlers = {}
-        for fd in (self._read_fd, self._wake_r, self._wake_w, self._program_fd):
+        self._restore()
+        for fd in (self._read_fd, self._program_fd):
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._finished = Finished(
