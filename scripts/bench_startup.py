@@ -141,7 +141,7 @@ def first_seen(config: str, marker: str, bpftrace: str) -> tuple[float, float | 
     return shown, acted[n] - start if n is not None and n < len(acted) else None
 
 
-def timed(argv: list[str], rounds: int = 9) -> str:
+def timed(argv: list[str], rounds: int = 9) -> tuple[float, float]:
     """The median wall time of running argv to its end, and the median CPU time (user +
     system) it took: what a busy machine's wait for a CPU adds to the first, not to the
     second."""
@@ -153,8 +153,12 @@ def timed(argv: list[str], rounds: int = 9) -> str:
         walls.append(time.monotonic() - start)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpus.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
-    return (f"{statistics.median(walls) * 1000:.0f} ms (CPU "
-            f"{statistics.median(cpus) * 1000:.0f} ms)")
+    return statistics.median(walls), statistics.median(cpus)
+
+
+def answered(argv: list[str]) -> str:
+    wall, cpu = timed(argv)
+    return f"{wall * 1000:.0f} ms (CPU {cpu * 1000:.0f} ms)"
 
 
 def import_ms() -> float:
@@ -191,8 +195,8 @@ def main() -> int:
     print(machine(version.split()[-1], f"first call shown, {args.rounds} rounds"), flush=True)
     # before any tracer runs: the tool leaves a bpftrace detaching its probes after it
     # exits, up to a second of CPU that would be counted against these
-    answers = (f"--help: {timed([*TOOL, '--help'])}; --emit script: "
-               f"{timed([*TOOL, 'execve', '--emit', 'script'])}; "
+    answers = (f"--help: {answered([*TOOL, '--help'])}; --emit script: "
+               f"{answered([*TOOL, 'execve', '--emit', 'script'])}; "
                f"import bptrace_exec.cli: {import_ms():.1f} ms (targets: under 150 ms; "
                "measured before the rounds)")
     shown: dict[str, list[float]] = {c: [] for c in configs}
@@ -211,8 +215,8 @@ def main() -> int:
         print(f"{config:14} {statistics.median(values):6.3f}s  "
               f"[{min(values):.3f}..{max(values):.3f}]  {_ratio(shown, config):20} "
               f"{_median(captured[config]):>8}  {_ratio(captured, config)}", flush=True)
-    whole = timed([*TOOL, "execve", "-q", "-o", os.devnull, "--bpftrace", args.bpftrace,
-                   "--", "true"], rounds=args.rounds)
+    whole, _ = timed([*TOOL, "execve", "-q", "-o", os.devnull, "--bpftrace", args.bpftrace,
+                      "--", "true"], rounds=args.rounds)
     print(f"a whole traced command (execve -- true): {whole:.3f}s", flush=True)
     print(answers, flush=True)
     return 0

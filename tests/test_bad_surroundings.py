@@ -78,11 +78,30 @@ def test_a_recording_nested_beyond_reason_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.root
 def test_a_recording_that_cannot_be_written_is_an_output_error(
-        engine: str, nothing_left_running: None) -> None:
+        engine: str, tmp_path: Path, nothing_left_running: None) -> None:
     run = run_tool("execve", "--bpftrace", engine, "--record", "/dev/full", "--", "true")
-    assert run.returncode == 4, run.stderr
+    assert run.returncode == 4, run.stderr  # its first line: nothing is traced
     assert "cannot write the recording /dev/full" in run.stderr
     assert "Traceback" not in run.stderr
+    # its disk full as the run goes (a file-size limit past the program's size): the
+    # recording ends there, every exec is still shown, and the summary is said
+    record = tmp_path / "run.rec"
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 16, 1 << 16))
+
+    execs = 400
+    run = run_tool("execve", "--bpftrace", engine, "--json", "--record", str(record), "--",
+                   "sh", "-c", f"for i in $(seq {execs}); do /bin/true bpx-full; done",
+                   preexec_fn=limited)
+    assert run.returncode == 4, run.stderr
+    assert f"cannot write the recording {record}" in run.stderr, run.stderr
+    shown = [r for r in run.records if r.get("argv") == ["/bin/true", "bpx-full"]]
+    assert len(shown) == execs, run.stderr
+    assert run.records[-1]["event"] == "end", run.stdout[-500:]
+    replayed = run_tool("--replay", str(record), "--json")
+    kept = [r for r in replayed.records if r.get("argv") == ["/bin/true", "bpx-full"]]
+    assert len(kept) < execs and "cut short" in replayed.stderr, replayed.stderr
 
 
 IGNORING_SIGCHLD = """

@@ -117,3 +117,20 @@ def test_served_counts_go_on_across_a_restart(engine: str, markers: Path,
                             "bptrace_exec_up": 1}
         os.kill(proc.pid, signal.SIGINT)
         assert proc.wait(timeout=60) == 0, lines.text()
+
+
+def test_a_stop_as_a_restarted_bpftrace_starts_ends_the_run_as_usual(
+        engine: str, tmp_path: Path, nothing_left_running: None) -> None:
+    """A service stopped (SIGTERM) while its bpftrace is started again: the run traced
+    before, and ends as a stop between bpftraces does (0), not as interrupted."""
+    out = tmp_path / "execs.jsonl"
+    with started(tool_command("--json", "-o", str(out), "--restart", "--uid", "4245",
+                              "--bpftrace", engine, "--duration", "300")) as (proc, lines):
+        lines.wait_for(lambda line: line.startswith("Tracing"))
+        first = engine_of(proc.pid)
+        os.kill(first, signal.SIGKILL)
+        wait_until(lambda: [c for c in children(proc.pid) if c != first],
+                   "the bpftrace started again")  # forked long before its probes attach
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, lines.text()
+    assert json_records(out.read_text())[-1]["event"] == "end"

@@ -101,7 +101,12 @@ def test_a_stop_as_bpftrace_starts_is_an_interruption(engine: str, tmp_path: Pat
         tool = subprocess.Popen(tool_command("execve", "--bpftrace", engine),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / str(attempt))})
+        deadline = time.monotonic() + 60
         while tool.poll() is None and not _tracing_bpftrace(tool.pid):
+            if time.monotonic() > deadline:
+                tool.kill()
+                tool.communicate()
+                pytest.fail("the tool's bpftrace was never seen")
             time.sleep(0.005)  # forked long before its probes are attached
         tool.send_signal(signal.SIGINT)
         _, err = tool.communicate(timeout=60)

@@ -15,11 +15,12 @@ EXIT_STATUSES = (
     (EXIT_OK, "traced and stopped cleanly (Ctrl-C, SIGTERM, --duration, closed output)"),
     (EXIT_RUNTIME, "bpftrace refused the program, or died or was killed while tracing"),
     (EXIT_USAGE, "bad command line or profile; nothing was run"),
-    (EXIT_ENVIRONMENT, "environment: not root, no usable bpftrace, no tracefs, not "
-                       "enough memory, --serve's port taken"),
+    (EXIT_ENVIRONMENT, "environment: not root, or root without the capabilities to "
+                       "trace, no usable bpftrace, no tracefs, not enough memory, "
+                       "--serve's port taken"),
     (EXIT_EXPORT, "an output could not be written: an --export file (the report was "
-                  "printed), a --timeline file, -o FILE or stdout (a full disk, an I/O "
-                  "error)"),
+                  "printed), a --timeline file, the --record file (what was traced was "
+                  "shown), -o FILE or stdout (a full disk, an I/O error)"),
     (EXIT_INTERRUPTED, "interrupted before tracing started"),
 )
 COMMAND_STATUS = "with -- COMMAND: COMMAND's own exit status (128+signal if killed)"

@@ -222,8 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "default 10)")
     s.add_argument("--interval", type=int, metavar="SECONDS",
                    help="also report every SECONDS, counts since the start "
-                        f"({INTERVAL_RANGE[0]}-{INTERVAL_RANGE[1]}; 0, the default: only "
-                        "at the end)")
+                        f"({INTERVAL_RANGE[0]}-{INTERVAL_RANGE[1]}; 0: only at the end, "
+                        f"the default but with --serve: {DEFAULT_REFRESH_S})")
     s.add_argument("--export", action="append", metavar="PATH",
                    help="write the report to PATH too (implies --stats; repeatable); the "
                         "format comes from the extension: " + ", ".join(FORMATS))

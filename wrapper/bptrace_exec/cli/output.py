@@ -15,14 +15,16 @@ from bptrace_exec.options import SUMMARY_PLACES
 
 
 def stderr(message: str) -> None:
-    """A line on stderr; none once it cannot be written (`2>&1 | head`: the run goes
-    on, its records are what matters), nor where the tool started without a stderr."""
+    """A line on stderr; none once its reader is gone (`2>&1 | head -1`), nor where the
+    tool started without a stderr; a write that fails otherwise loses that line only."""
     if sys.stderr is None:
         return
     try:
         print(message, file=sys.stderr, flush=True)
-    except (OSError, ValueError):
+    except (BrokenPipeError, ValueError):
         to_devnull(sys.stderr)
+    except OSError:
+        pass
 
 
 def to_devnull(stream: TextIO) -> None:
@@ -71,7 +73,7 @@ class Output:
             return open(self.path, mode, encoding="utf-8")  # noqa: SIM115
         except OSError as exc:
             raise OutputError(f"cannot write {self.path}: {exc.strerror}",
-                              hint="give -o a file in a folder you can write") from None
+                              hint="give a file in a folder you can write") from None
 
     @classmethod
     def reopen_on_signal(cls) -> Callable[[], object]:

@@ -28,6 +28,7 @@ from bptrace_exec.errors import (
     EXIT_OK,
     EngineFailure,
     EnvironmentProblem,
+    StoppedStarting,
     UsageError,
     UserError,
 )
@@ -156,8 +157,9 @@ class _Runs:
                 self._counted(self.base)
         elif self.ended is not None:
             say_summary(self.summary_now(), self.trace.host, self._json_out(), self.plain)
-        if self.restarts.stopped:
-            return EXIT_OK
+        if self.restarts.stopped or (isinstance(failure, StoppedStarting)
+                                     and self.restarts.gap is not None):
+            return EXIT_OK  # asked to stop between bpftraces, or as a later one started
         raise failure
 
     def summary_now(self) -> Summary:

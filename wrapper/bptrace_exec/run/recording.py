@@ -43,7 +43,8 @@ class Recorder:
         try:
             self.file: IO[bytes] = open(path, "wb")  # noqa: SIM115 (closed in close())
         except OSError as exc:
-            raise UsageError(f"cannot write the recording {path}: {exc.strerror}") from None
+            raise OutputError(f"cannot write the recording {path}: {exc.strerror}",
+                              hint="give a file in a folder you can write") from None
         self.path = path
         self.elapsed_s = 0.0  # set by the run when it ends; written in the trailer
         started = datetime.now(timezone.utc).isoformat(timespec="microseconds")

@@ -260,13 +260,14 @@ class Session:
         self._cpus = online_cpus()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
-        # Before bpftrace starts: a stop asked as it starts is seen by lines(), never a
-        # KeyboardInterrupt halfway through it. A library user's program keeps its own
-        # signal handling: Ctrl-C raises there.
-        self._old_handlers = ({s: signal.signal(s, self._on_signal) for s in STOP_SIGNALS}
-                              if handle_signals else {})
+        self._old_handlers: dict[int, Any] = {}
         spawned, held = None, False  # held: its terminal, by `started`
         try:
+            # Before bpftrace starts: a stop asked as it starts is seen by lines(), never
+            # a KeyboardInterrupt halfway through it. A library user's program keeps its
+            # own signal handling: Ctrl-C raises there.
+            for sig in STOP_SIGNALS if handle_signals else ():
+                self._old_handlers[sig] = signal.signal(sig, self._on_signal)
             start = run_start(program_text, engine, buffer_pages=buffer_pages,
                               strlen=strlen, own_types=own_types,
                               command=None if command is None else command.pid)
