@@ -13,7 +13,9 @@ EXIT_EXPORT = 4
 EXIT_INTERRUPTED = 130
 EXIT_STATUSES = (
     (EXIT_OK, "traced and stopped cleanly (Ctrl-C, SIGTERM, --duration, closed output)"),
-    (EXIT_RUNTIME, "bpftrace refused the program, or died or was killed while tracing"),
+    (EXIT_RUNTIME, "bpftrace refused the program, or died or was killed while tracing "
+                   "(its messages are shown; what was traced is kept, and the end line "
+                   "says what is unknown)"),
     (EXIT_USAGE, "bad command line or profile; nothing was run"),
     (EXIT_ENVIRONMENT, "environment: not root, or root without the capabilities to "
                        "trace, no usable bpftrace, no tracefs, not enough memory, "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 from collections.abc import Sequence
 from typing import NoReturn
 
@@ -90,8 +91,8 @@ the captured arguments by type (flags and signals by name, addresses as ip:port)
 the return value or its errno name.
 """
 EXAMPLES = EXAMPLES_TEXT.format(exit_statuses="exit status:\n" + "".join(
-    f"  {status:<4} {meaning}\n" for status, meaning in EXIT_STATUSES)
-    + f"  N    {COMMAND_STATUS}\n")
+    textwrap.fill(meaning, 88, initial_indent=f"  {status:<4} ", subsequent_indent=" " * 7)
+    + "\n" for status, meaning in [*EXIT_STATUSES, ("N", COMMAND_STATUS)]))
 
 
 class _Parser(argparse.ArgumentParser):
