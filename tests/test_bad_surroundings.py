@@ -196,3 +196,11 @@ def test_values_that_name_the_wrong_thing_say_what_it_is(tmp_path: Path,
         run = run_tool("execve", *args)
         assert run.returncode == status, (args, run.stderr)
         assert said in run.stderr and "Traceback" not in run.stderr, run.stderr
+
+
+def test_an_empty_name_is_refused_not_taken_for_none() -> None:
+    """`-o ''` wrote to stdout, `--bpftrace ''` ran PATH's bpftrace: as if not given."""
+    for option in ("-o", "--bpftrace", "--replay", "--record", "--timeline"):
+        run = run_tool("execve", option, "")
+        assert run.returncode == 2, (option, run.stderr)
+        assert f"{option} was given an empty name" in run.stderr, run.stderr

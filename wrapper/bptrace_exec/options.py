@@ -126,6 +126,11 @@ def check_options(args: argparse.Namespace, parser: argparse.ArgumentParser,
              ("--command-output", args.command_output), ("--timeline", args.timeline),
              *(("--export", path) for path in args.export or []),
              ("--summary", args.summary if args.summary not in SUMMARY_PLACES else None)]
+    named = [*files, ("--bpftrace", args.bpftrace), ("--replay", args.replay)]
+    empty = next((option for option, path in named if path == ""), None)
+    if empty:  # else taken as not given: stdout for -o, PATH's bpftrace
+        raise UsageError(f"{empty} was given an empty name", hint=f"name a file after "
+                         f"{empty}, or leave {empty} out")
     read = {os.path.realpath(path): option for option, path in
             [("--replay", args.replay), *(("--from", p) for p in args.from_file or [])]
             if path and path != "-"}
