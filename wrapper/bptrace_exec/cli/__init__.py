@@ -284,20 +284,18 @@ def main(argv: Sequence[str] | None = None, prestarted: Early | None = None) -> 
             build_parser().error("nothing after --: give the COMMAND to run and trace")
     parser = build_parser()
     args = parser.parse_args(args_in)
-    if sys.stdout is None and not args.output:  # started with it closed (`>&-`)
-        closed = OutputError("stdout is closed: nothing can be written there",
-                             hint="give -o FILE, or run it with a stdout")
-        stderr(f"bptrace-exec: {closed}")
-        return closed.exit_status
-    if args.print_completion:
-        sys.stdout.write(completion(parser, args.print_completion))
-        return EXIT_OK
     files = args.from_file or []
     if args.profile is None and len(files) > 1 and (
             files[-1].endswith(PROFILE_SUFFIXES)
             or (files[-1] in available_profiles() and not os.path.exists(files[-1]))):
         args.profile = files.pop()  # `--from a.jsonl PROFILE`: --from took it as a file
     try:
+        if sys.stdout is None and not args.output:  # started with it closed (`>&-`)
+            raise OutputError("stdout is closed: nothing can be written there",
+                              hint="give -o FILE, or run it with a stdout")
+        if args.print_completion:
+            sys.stdout.write(completion(parser, args.print_completion))
+            return EXIT_OK
         check_options(args, parser, command)
         if args.emit:  # what it needs only: no bpftrace runs
             from bptrace_exec.cli.emit import emit

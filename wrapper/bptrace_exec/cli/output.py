@@ -152,8 +152,11 @@ class Output:
 @contextlib.contextmanager
 def summary_output(where: str, out: Output) -> Iterator[Output | None]:
     """Where --json's lost and end lines go (--summary)."""
-    if where in SUMMARY_PLACES and where != "stderr" or (where == "stderr" and not sys.stderr):
-        yield out if where == "stream" else None  # none: no stderr to write to
+    if where == "stderr" and sys.stderr is None:  # started without one: nowhere
+        yield None
+        return
+    if where in SUMMARY_PLACES and where != "stderr":
+        yield out if where == "stream" else None
         return
     with Output(None if where == "stderr" else where,
                 sys.stderr if where == "stderr" else None) as summary:
