@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import IN_CI, json_records, tool_command
+from conftest import IN_CI, bpftrace_of, json_records, tool_command, wait_until
 
 pytestmark = pytest.mark.root
 RUNS = 20 if IN_CI else 3
@@ -101,13 +101,9 @@ def test_a_stop_as_bpftrace_starts_is_an_interruption(engine: str, tmp_path: Pat
         tool = subprocess.Popen(tool_command("execve", "--bpftrace", engine),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / str(attempt))})
-        deadline = time.monotonic() + 60
-        while tool.poll() is None and not _tracing_bpftrace(tool.pid):
-            if time.monotonic() > deadline:
-                tool.kill()
-                tool.communicate()
-                pytest.fail("the tool's bpftrace was never seen")
-            time.sleep(0.005)  # forked long before its probes are attached
+        # forked long before its probes are attached
+        wait_until(lambda tool=tool: tool.poll() is not None or bpftrace_of(tool.pid),
+                   "the tool's bpftrace")
         tool.send_signal(signal.SIGINT)
         _, err = tool.communicate(timeout=60)
         if err.startswith("Tracing"):
@@ -119,13 +115,3 @@ def test_a_stop_as_bpftrace_starts_is_an_interruption(engine: str, tmp_path: Pat
         assert "bpftrace" not in err, err  # no failure of bpftrace's is reported
     assert before_ready, "every stop came after the probes were attached"
 
-
-def _tracing_bpftrace(tool: int) -> bool:
-    """Whether the tool has forked the bpftrace that traces (not the one asked its
-    version)."""
-    try:
-        children = Path(f"/proc/{tool}/task/{tool}/children").read_text().split()
-        return any(b"json" in Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
-                   for child in children)
-    except OSError:  # one of them ended meanwhile: asked again
-        return False
