@@ -71,9 +71,10 @@ TICK_S = 0.05
 # costs both processes a context switch per record; after the pause one read takes all
 # that came meanwhile. In a storm each wake costs the reader more than its records (its
 # caches are cold after the traced workload ran): when BATCH_BYTES or more came since the
-# last pause, BATCH_S (a quarter less CPU than 0.02 s); after fewer, the few records are
-# shown sooner; after half the pipe's size, sooner too, so that bpftrace never waits for
-# room in it.
+# last pause and between the two before, BATCH_S (a quarter less CPU than 0.02 s); after
+# fewer, the few records are shown sooner, and so is a lone burst (the calls made while
+# the probes were attached, which bpftrace reads once they all are; a build's first
+# jobs); after half the pipe's size, sooner too, so that bpftrace never waits for room.
 BATCH_S = 0.1
 BRIEF_S = 0.02
 BATCH_BYTES = 1 << 12
@@ -91,6 +92,13 @@ _HARMLESS = (
     re.compile(r"^Attaching \d+ probes?\.\.\.$"),
     re.compile(r"BPFTRACE_STRLEN is deprecated"),
 )
+
+
+def pause_after(came: int, came_before: int, pipe_size: int) -> float:
+    """The pause after a read that emptied the pipe: `came` bytes since the last pause,
+    `came_before` between the two before."""
+    storm = min(came, came_before) >= BATCH_BYTES and came < pipe_size // 2
+    return BATCH_S if storm else BRIEF_S
 
 
 def check_environment() -> None:
@@ -410,6 +418,7 @@ class Session:
         json_open = True
         wait = 0.0  # the pause before the next read
         came = 0  # bytes read since the last pause
+        came_before = 0  # between the two pauses before
         try:
             while json_open:
                 self._check_stop_conditions()
@@ -417,7 +426,7 @@ class Session:
                     if self.deadline is not None:
                         wait = min(wait, max(0.0, self.deadline - time.monotonic()))
                     pause.select(wait)
-                    came = 0
+                    came_before, came = came, 0
                 wait = 0.0
                 for key, _ in sel.select(TICK_S):
                     if key.data == "wake":
@@ -435,8 +444,7 @@ class Session:
                             break
                         came += len(chunk)
                         if len(chunk) < READ_SIZE:  # the pipe is empty
-                            wait = (BATCH_S if BATCH_BYTES <= came < self._pipe_size // 2
-                                    else BRIEF_S)
+                            wait = pause_after(came, came_before, self._pipe_size)
                         pending += chunk
                         *complete, pending = pending.split(b"\n")
                         if self._drain_started is not None:
