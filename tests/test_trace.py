@@ -155,6 +155,26 @@ def test_the_programs_path_is_exact_at_every_length(engine: str, exec_cases: str
     assert sorted(shown) == sorted([(p, False, False) for p in paths] * 2 + [(at, False, False)])
 
 
+def test_argv_is_exact_at_every_length(engine: str, tmp_path: Path,
+                                      nothing_left_running: None) -> None:
+    """A successful exec's argv block at every size through its first three 80-byte
+    reads: each word read is masked to the block's end, where the environment starts
+    (here a variable that must never show); the block's last byte not UTF-8."""
+    sizes = range(2, 245)  # of the block: argv[0] alone, its NUL included
+    script = ("import subprocess, sys\n"
+              "for n in range(int(sys.argv[1]), int(sys.argv[2])):\n"
+              "    subprocess.run([b'x' * (n - 2) + b'\\xfe'], executable='/bin/true',\n"
+              "                   env={'LEAK': 'y' * 99}, check=True)\n")
+    out = tmp_path / "events.jsonl"
+    run = run_tool("--json", "-o", str(out), "--bpftrace", engine, "--", sys.executable,
+                   "-c", script, str(sizes.start), str(sizes.stop), output=out)
+    assert run.returncode == 0, run.stderr
+    shown = sorted((len(as_bytes(e["argv"][0])) + 1, as_bytes(e["argv"][0]),
+                    len(e["argv"]), e["argv_truncated"], e["incomplete"])
+                   for e in run.execs() if e["argv"][0].startswith(("x", "\udcfe")))
+    assert shown == [(n, b"x" * (n - 2) + b"\xfe", 1, False, False) for n in sizes]
+
+
 def test_a_failed_exec_prints_nothing_past_its_strings(engine: str, tmp_path: Path,
                                                         nothing_left_running: None) -> None:
     """A failed exec's strings are read from the caller up to their NULs: what follows

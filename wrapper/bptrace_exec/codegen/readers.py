@@ -245,8 +245,8 @@ def script_first(profile: Profile, slot: Slot) -> str:
 def byte_words(base: str, length: str, *, read_past: bool = True) -> list[str]:
     """records.WORDS numbers: the `length` bytes at `base` (at most ARGV_CHUNK), as
     little-endian words, the bytes past `length` zero (what follows argv is the
-    environment). Masked with comparisons, not ternaries: each of those takes stack slots
-    that 0.17's exec record has not, and 0.23 crashes on one nested in another. A word
+    environment). Masked by sums (at_least), not ternaries: each of those takes stack
+    slots that 0.17's exec record has not, and 0.23 crashes on one nested in another. A word
     past the block reads as zeros where its page ends; not `read_past`: a word wholly
     past `length` is not read (the first is, again)."""
     tail = f"(((uint64)1 << ({length} % 8 * 8)) - 1)"  # the bytes of the last word
@@ -254,10 +254,20 @@ def byte_words(base: str, length: str, *, read_past: bool = True) -> list[str]:
     def offset(k: int) -> str:
         if not k:
             return ""
-        return f"{8 * k}" if read_past else f"{8 * k} * ({length} > {8 * k})"
+        return f"{8 * k}" if read_past else f"{8 * k} * {at_least(length, 8 * k + 1)}"
     return [f"{word_at(base, offset(k))} & "
-            f"((0 - (uint64)({length} > {8 * k + 7})) | "
-            f"((0 - (uint64)({length} / 8 == {k})) & {tail}))" for k in range(WORDS)]
+            f"((0 - {at_least(length, 8 * k + 8)}) | "
+            f"((0 - ({at_least(length, 8 * k)} - {at_least(length, 8 * k + 8)})) & {tail}))"
+            for k in range(WORDS)]
+
+
+def at_least(value: str, bound: int) -> str:
+    """1 if `value` (under 2**32) is `bound` or more, else 0, with no branch: the carry
+    into bit 32. A comparison is a branch as LLVM writes it, and the verifier walks what
+    follows once for each side of every one: the ten words of a successful exec's
+    `exec` record, masked by comparisons, cost its return 40 ms of the verifier's time
+    at each start on 0.17, 3 without them."""
+    return f"(({value} + {(1 << 32) - bound:#x}) >> 32)" if bound else "1"
 
 
 # The new image's path is the first string exec lays down, at the top of the new stack:
@@ -279,8 +289,8 @@ def string_words(profile: Profile, base: str, length: str) -> list[str]:
     the string's `length` (its NUL included) is not read: 0, from a read of the first."""
     assert chunk(profile) == 8 * WORDS, "a string read is the words printed"
     return [word_at(base)] + [
-        f"{word_at(base, f'{8 * k} * ({length} >= {8 * k})')} & "
-        f"(0 - (uint64)({length} >= {8 * k}))" for k in range(1, WORDS)]
+        f"{word_at(base, f'{8 * k} * {at_least(length, 8 * k)}')} & "
+        f"(0 - {at_least(length, 8 * k)})" for k in range(1, WORDS)]
 
 
 def image_path(profile: Profile, slot: Slot, *, count_only: bool) -> str:
