@@ -8,8 +8,9 @@ import pytest
 from bptrace_exec.codegen.readers import FAILED_ARG_CHUNKS
 from bptrace_exec.event import Event
 from bptrace_exec.parse.join import COMPLETE_WAIT_NS, Assembler
-from bptrace_exec.parse.values import ARGC_UNSURE, exec_name
+from bptrace_exec.parse.values import exec_name
 from bptrace_exec.records import (
+    ARGC_UNSURE,
     ARGV_CHUNK,
     BYTES_WORDS,
     CALL,

@@ -301,6 +301,10 @@ LAYOUTS = (*(layout for layout in LAYOUTS9 if layout is not BYTES), CALL_WHO, CA
 # zeros, as memory whose page is not present does (bpftrace shows a failed read as zeros).
 # A real "" has neighbours: the string before it, an allocation's header. No byte is 256.
 UNREADABLE_NEXT = 256
+# An exec's caller_argc: counted at entry up to ARGC_COUNT_LIMIT, plus ARGC_UNSURE when
+# the NULL that ended the count was read where a page not present reads as zeros.
+ARGC_COUNT_LIMIT = 1024
+ARGC_UNSURE = 4096
 # The closing record's ret when the caller was being killed as its call failed (SIGKILL
 # pending: a signal, or a sibling thread's exec): what the kernel had, often a restart
 # code, reached no one. No call returns it (errors are -1..-4095).

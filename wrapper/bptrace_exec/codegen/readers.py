@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from bptrace_exec.codegen.btlang import int_literal
 from bptrace_exec.codegen.program import printf, reindent
 from bptrace_exec.records import (
+    ARGC_COUNT_LIMIT,
+    ARGC_UNSURE,
     ARGV_CHUNK,
     BYTES_WORDS,
     ELEM,
@@ -55,8 +57,6 @@ from bptrace_exec.spec.model import (
 
 FAILED_ARG_CHUNKS = 3  # string reads of each argument of a failed exec (80 bytes each)
 PATH_MAX = 4096
-ARGC_COUNT_LIMIT = 1024  # the caller's argc is counted up to here
-ARGC_UNSURE = 4096  # added to the caller's count when the end of argv was not read for sure
 SOCKADDR_MAX = 128  # sizeof(struct sockaddr_storage)
 # exit_code as wait(2) sees it: status << 8 when it exited, the signal (| 0x80 with a
 # core dump) when one killed it

@@ -13,13 +13,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bptrace_exec.event import Value
-from bptrace_exec.records import INTS, UNREADABLE_NEXT, Closing, Who
+from bptrace_exec.records import (
+    ARGC_COUNT_LIMIT,
+    ARGC_UNSURE,
+    INTS,
+    UNREADABLE_NEXT,
+    Closing,
+    Who,
+)
 from bptrace_exec.spec import types
 from bptrace_exec.spec.captures import carried
 from bptrace_exec.spec.model import Profile
 
-ARGC_COUNT_LIMIT = 1024  # codegen.readers: the caller's argc is counted up to here
-ARGC_UNSURE = 4096  # added to the caller's count when it is not sure
 NONE_CUT: frozenset[str] = frozenset()
 DIRFD = "exec_dirfd"  # the type of the number an exec's path is relative to (execveat's)
 
