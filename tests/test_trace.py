@@ -20,7 +20,7 @@ import pytest
 from bptrace_exec.limits import FILTER_STRING_BYTES, FILTER_VALUES
 from bptrace_exec.spec.model import ARGV_BYTES_RANGE
 from bptrace_exec.spec.types import STR_FILTER_MAX
-from conftest import ROOT, run_tool, tool_command
+from conftest import ROOT, run_tool, tool_command, wait_until
 from expectations import as_bytes, check_all, check_hidden_argv
 
 pytestmark = pytest.mark.root
@@ -354,6 +354,31 @@ def test_a_command_outliving_the_trace_is_ended(engine: str,
     assert run.returncode == 0, run.stderr
     assert "got-term" in run.stderr
     assert any(r.get("argv") == ["/bin/true"] for r in run.records)
+
+
+def test_what_a_command_started_ends_with_it(engine: str,
+                                            nothing_left_running: None) -> None:
+    """A command still running at the end takes what it started with it, as under
+    timeout(1), which signals the command's process group: a job in the background, and
+    one that ignores SIGTERM (SIGKILL after the grace)."""
+    run = run_tool("--bpftrace", engine, "--duration", "2", "--json", "--", "sh", "-c",
+                   "sleep 300 & (trap '' TERM; exec sleep 301) & wait", timeout=90)
+    jobs = [int(r["pid"]) for r in run.execs() if r["argv"][0] == "sleep" and r["ret"] == 0]
+    try:
+        assert run.returncode == 0, run.stderr
+        assert len(jobs) == 2, run.records
+        wait_until(lambda: not any(map(_running, jobs)), "the command's jobs ended")
+    finally:
+        for pid in filter(_running, jobs):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _running(pid: int) -> bool:
+    """Alive, not a zombie left for its new parent to reap."""
+    try:
+        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
 
 
 def test_closed_pipe_ends_the_run(engine: str, nothing_left_running: None) -> None:

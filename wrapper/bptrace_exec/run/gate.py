@@ -11,6 +11,7 @@ import contextlib
 import os
 import select
 import signal
+import time
 
 from bptrace_exec.errors import EnvironmentProblem, UsageError, not_a_program
 from bptrace_exec.run.spawn import CHILD_DEFAULTS
@@ -93,21 +94,31 @@ class GatedCommand:
 
     def end(self) -> None:
         """The trace is over: a command never released exits at the closed gate; one
-        still running gets SIGTERM, as under timeout(1), and SIGKILL after
-        COMMAND_GRACE_S. Its status stays None then: it did not end on its own, and the
-        run's exit status is the tracer's. Safe to call twice."""
+        still running gets SIGTERM with every process below it, as under timeout(1),
+        which signals the command's process group (a build's jobs, a pipeline's stages
+        would go on untraced), and SIGKILL after COMMAND_GRACE_S, all that are left. Its
+        status stays None then: it did not end on its own, and the run's exit status is
+        the tracer's. Safe to call twice."""
         self._close_gate()
         try:
             if self._reaped or not self.released or self.poll() is not None:
                 if not self._reaped:
                     self._reaped, self.status = True, shell_status(os.waitpid(self.pid, 0)[1])
                 return
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGTERM)
             if self.pidfd < 0:
                 self.pidfd = os.pidfd_open(self.pid)
-            if not select.select([self.pidfd], [], [], COMMAND_GRACE_S)[0]:
-                os.kill(self.pid, signal.SIGKILL)
+            below = _pidfds(descendants(self.pid))
+            try:
+                everyone = [self.pidfd, *below]
+                _signal(everyone, signal.SIGTERM)
+                deadline = time.monotonic() + COMMAND_GRACE_S
+                while left := [fd for fd in everyone if not _ended(fd)]:
+                    if not select.select(left, [], [], max(0.0, deadline - time.monotonic()))[0]:
+                        _signal(left, signal.SIGKILL)
+                        break
+            finally:
+                for fd in below:
+                    os.close(fd)
             os.waitpid(self.pid, 0)
             self._reaped = True
         finally:
@@ -124,6 +135,55 @@ class GatedCommand:
         """Whether it is the command these would fork, and still at its gate."""
         return (self._gate >= 0 and not self._reaped and self.argv == list(argv)
                 and self.stdout_to_stderr == stdout_to_stderr and self.output == output)
+
+
+def descendants(pid: int) -> list[tuple[int, bytes]]:
+    """The processes below `pid` now, by their parents in /proc, each with its start time
+    (which tells it from a later process given the same PID)."""
+    below: dict[int, list[tuple[int, bytes]]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit() and (stat := _stat(int(name))) is not None:
+            below.setdefault(int(stat[1]), []).append((int(name), stat[19]))
+    found, todo = [], [pid]
+    while todo:
+        children = below.get(todo.pop(), [])
+        found += children
+        todo += [child for child, _ in children]
+    return found
+
+
+def _stat(pid: int) -> list[bytes] | None:
+    """/proc/PID/stat's fields after the command's name: [state, ppid, ...]."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _pidfds(processes: list[tuple[int, bytes]]) -> list[int]:
+    """A pidfd for each process still the one found (gone: none)."""
+    fds = []
+    for pid, started in processes:
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:
+            continue
+        if (stat := _stat(pid)) is not None and stat[19] == started:
+            fds.append(fd)
+        else:
+            os.close(fd)
+    return fds
+
+
+def _signal(pidfds: list[int], sig: int) -> None:
+    for fd in pidfds:
+        with contextlib.suppress(ProcessLookupError):
+            signal.pidfd_send_signal(fd, sig)
+
+
+def _ended(pidfd: int) -> bool:
+    return bool(select.select([pidfd], [], [], 0)[0])
 
 
 def shell_status(raw: int) -> int:
