@@ -61,11 +61,27 @@ def test_not_root_is_a_clear_error(monkeypatch: pytest.MonkeyPatch,
     (["nosuchprofile"], "no profile named"),
     (["--"], "nothing after --"),
     (["--emit", "program"], "invalid choice"),
+    (["--uid", "0", "--where", "uid=65534"], "--uid and --where uid=... both filter on uid"),
+    (["--comm", "make", "--where", "comm=sh"], "--comm and --where comm=..."),
 ])
 def test_usage_errors(args: list[str], words: str) -> None:
     out = run(*args)
     assert out.returncode == 2, out.stderr
     assert words in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("args,filters", [
+    (["--exits", "--where", "status=1"], "status in [1]"),
+    (["--exits", "--where", "signal=SIGKILL"], "signal in [9]"),
+    (["process", "--where", "core=1"], "core in [1]"),
+    (["--where", "uid=0", "--comm", "sh"], "comm in [sh]; uid in [0]"),
+])
+def test_where_filters_what_the_options_trace(args: list[str], filters: str) -> None:
+    """--where on the fields of the exits --exits adds (they were not known to it yet,
+    and refused), and beside the options on other names."""
+    out = run(*args, "--emit", "script")
+    assert out.returncode == 0, out.stderr
+    assert f"Filters, applied in the kernel: {filters}." in out.stdout
 
 
 def test_bad_profile_names_file_and_line(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from bptrace_exec.errors import UsageError
 from bptrace_exec.options import DEFAULT_REFRESH_S
 from bptrace_exec.run.cgroups import container_cgroups
 from bptrace_exec.spec import Profile, load_profile, with_overrides
-from bptrace_exec.spec.overrides import adhoc_profile, apply_where
+from bptrace_exec.spec.overrides import BASE_FILTERS, adhoc_profile, apply_where
 from bptrace_exec.spec.tracepoint import UNKNOWN, syscall_fields
 
 
@@ -24,8 +24,6 @@ def profile_asked(args: argparse.Namespace) -> Profile:
                          hint="add --syscall NAME, or put them in the profile's YAML")
     else:
         profile = load_profile(args.profile or "execve")
-    if args.where:
-        profile = apply_where(profile, args.where)
     cgroups = list(args.cgroup or [])
     for container in args.container or []:
         cgroups += container_cgroups(container)
@@ -36,12 +34,27 @@ def profile_asked(args: argparse.Namespace) -> Profile:
                "(/sys/kernel/tracing needs root): the profile's syscalls and arguments were "
                "not checked against this kernel")
     profile = with_overrides(profile, **_changes(args, cgroups))
+    if args.where:  # after --exits, whose fields (status, signal, core) it may filter on
+        _refuse_twice(args)
+        profile = apply_where(profile, args.where)
     # served, or to carry counts across a restart: refreshed, though no report is asked
     args.silent_refresh = not profile.stats.interval and profile.stats.enabled and bool(
         args.serve or args.restart)
     if args.silent_refresh:
         profile = with_overrides(profile, interval=DEFAULT_REFRESH_S)
     return profile
+
+
+def _refuse_twice(args: argparse.Namespace) -> None:
+    """An option and --where on the same name: which was meant, the values of both or
+    those of one, is not for the tool to guess (the option was dropped)."""
+    for name in BASE_FILTERS:
+        given = getattr(args, name, None)
+        if given and any(item.partition("=")[0].strip() == name for item in args.where):
+            raise UsageError(f"--{name} and --where {name}=... both filter on {name}",
+                             hint=f"give every value to one of them (a call passes on any): "
+                                  f"--{name} A --{name} B, or --where {name}=A --where "
+                                  f"{name}=B")
 
 
 def _changes(args: argparse.Namespace, cgroups: list[str] | None = None) -> dict[str, object]:
