@@ -70,6 +70,8 @@ def test_shipped_profiles_validate_against_the_kernel_format(name: str) -> None:
     ("probes: [openat]\nargs: {a: {type: sockaddr, from: filename}}\n", "p.yaml:3",
      "holds the address's length"),
     ("probes: [nosuchcall]\n", "p.yaml:2", "no tracepoint syscalls:sys_enter_nosuchcall"),
+    ("probes: [exit_group]\n", "p.yaml:2", "exit_group never returns"),
+    ("probes: [openat, exit]\n", "p.yaml:2", "exit never returns"),
     ("probes: [openat, execve]\n", "p.yaml:2", "cannot share a profile"),
     ("probes: [execve]\nargs: {x: int}\n", "p.yaml:3", "arguments are filename and argv"),
     ("probes: [kill]\nargs: {sig: signal}\nfilters: {args: {sig: [SIGNOPE]}}\n", "p.yaml:4",

@@ -120,12 +120,20 @@ def fields_of(probe: str, lookup: FieldLookup) -> tuple[Field, ...] | None | tup
     return PROCESS_EXIT_FIELDS if probe == PROCESS_EXIT else lookup(probe)
 
 
+# Syscalls that end their caller: their sys_exit tracepoint never fires.
+NO_RETURN = frozenset({"exit", "exit_group"})
+
+
 def check_syscall(name: str, where: str, lookup: FieldLookup) -> None:
     if name == PROCESS_EXIT:
         return
     if not NAME.fullmatch(name):
         raise SpecError(where, f"{name!r} is not a syscall name",
                         hint="use the name without sys_, e.g. openat")
+    if name in NO_RETURN:  # a call is shown at its return: none would ever be
+        raise SpecError(where, f"{name} never returns, so no call of it would be shown",
+                        hint="`bptrace-exec exit` shows how each process ended (its "
+                             "status or signal), `bptrace-exec process` its execs too")
     if lookup(name) is None:
         import difflib  # only for a name in error
 
