@@ -14,7 +14,8 @@ import pexpect
 
 from bptrace_exec.event import Event
 from bptrace_exec.output.render import CUT_MARK, PLAIN, RED
-from bptrace_exec.output.rows import WINDOW_NS, Rows
+from bptrace_exec.output.rows import WINDOW_NS, Rows, can_fold
+from bptrace_exec.spec.model import Filters
 from conftest import json_records, tool_command
 from test_record import recording
 
@@ -80,6 +81,13 @@ def test_only_the_same_search_folds() -> None:
     not_a_search = [exec_event(1, 7, b"/a/x", (b"x",), -7), exec_event(2, 7, b"/b/x", (b"x",))]
     for events in (other_thread, other_argv, other_name, not_a_search):
         assert [tried for _, tried in shown(Rows(), events)] == [0, 0]
+
+
+def test_no_fold_where_a_filter_may_drop_the_searchs_end() -> None:
+    assert can_fold(Filters()) and can_fold(Filters(comm=("sh",), uid=(0,), succeeded=True))
+    for dropping in (Filters(failed=True), Filters(euid=(1000,)), Filters(exe=("/usr/*",)),
+                     Filters(args=(("filename", (b"/usr/local/bin/true",)),))):
+        assert not can_fold(dropping), dropping
 
 
 def test_a_table_on_a_terminal(tmp_path: Path) -> None:

@@ -612,6 +612,16 @@ def test_a_path_search_is_one_row(engine: str, nothing_left_running: None) -> No
     assert len(run_tool("--json", *args).execs()) == 4
 
 
+def test_a_search_whose_end_is_filtered_out_is_not_folded(engine: str,
+                                                          nothing_left_running: None) -> None:
+    """--failed drops the exec that ended the search, not the attempts before: folded,
+    the last attempt said `ENOENT ... [tried 1]`, as a program not found says."""
+    script = "PATH=/nonexistent1:/nonexistent2:/usr/bin:/bin; exec true bpx-search"
+    run = run_tool("--failed", "-q", "--bpftrace", engine, "--", "sh", "-c", script)
+    rows = [ln for ln in run.stdout.splitlines() if ln.endswith(" bpx-search")]
+    assert [ln.split()[5] for ln in rows] == ["ENOENT", "ENOENT"], run.stdout
+
+
 def test_command_output_kept_apart(engine: str, tmp_path: Path,
                                    nothing_left_running: None) -> None:
     out = tmp_path / "command.txt"

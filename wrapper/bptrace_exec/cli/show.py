@@ -21,7 +21,7 @@ from bptrace_exec.output.export import (
 )
 from bptrace_exec.output.render import Renderer, Terminal
 from bptrace_exec.output.report import render_report
-from bptrace_exec.output.rows import Row, Rows
+from bptrace_exec.output.rows import Row, Rows, can_fold
 from bptrace_exec.output.tally import Stats
 from bptrace_exec.output.text import iso_time, json_line
 from bptrace_exec.pipeline import Summary
@@ -39,7 +39,7 @@ def show_events(trace: api.Trace, out: Output, hooks: api.Hooks, *, all_attempts
     events: Iterable[Event] = trace if also is None else _seen(trace, also)
     as_json = trace.profile.output_format == "json"
     # JSON lines keep every attempt of a search: a reader of them sees each call
-    rows = Rows(fold=not (all_attempts or as_json))
+    rows = Rows(fold=not (all_attempts or as_json) and can_fold(trace.profile.filters))
 
     def line(row: Row) -> str:
         return (json_line(render.to_dict(row.event)) if as_json

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from itertools import count
 
 from bptrace_exec.event import Event
+from bptrace_exec.spec.model import Filters
 
 WINDOW_NS = 100_000_000  # how late a call's records may come, and still be in order
 # errnos on which execvp goes on to the next PATH directory
@@ -77,6 +78,16 @@ class Rows:
             return False
         later.tried += row.tried + 1
         return True
+
+
+def can_fold(filters: Filters) -> bool:
+    """Whether a search's attempts may fold into the row of its last: not where a filter
+    may drop the exec that ended it and keep the failures before (failed calls only, the
+    program's path, the effective uid a set-uid program takes, the executable): the last
+    failure shown, with `tried N`, would say the search failed where it found its
+    program."""
+    return not (filters.failed or filters.euid or filters.exe
+                or any(name == "filename" for name, _ in filters.args))
 
 
 def _searched(e: Event) -> bool:
