@@ -61,6 +61,15 @@ def serving(engine: str, host: str, uid: int) -> Iterator[str]:
         yield url
 
 
+def test_a_port_the_kernel_chose_is_said_when_quiet(engine: str,
+                                                   nothing_left_running: None) -> None:
+    """-q silences the status lines, not the one way to learn which port was bound."""
+    with started(tool_command("execve", "--serve", "127.0.0.1:0", "-q", "--bpftrace", engine,
+                              "--duration", "600")) as (_, lines):
+        url = lines.wait_for(lambda line: "serving metrics on" in line).split()[-1]
+        assert "bptrace_exec_" in wait_until(lambda: fetch(url), "metrics served")
+
+
 def query(prometheus: str, promql: str) -> dict[str, float]:
     """An instant query through Prometheus's HTTP API: host label -> value."""
     reply = json.loads(fetch(f"{prometheus}/api/v1/query?" +

@@ -70,7 +70,7 @@ def run(args: argparse.Namespace, command: list[str],
             assert profile is not None
             serving = Serving(address, profile, args.host or socket.gethostname())
             stack.callback(serving.close)
-            if not args.quiet:
+            if not args.quiet or not address.port:  # a port of the kernel's: said always
                 stderr(f"bptrace-exec: serving metrics on {serving.url}")
         return _Runs(args, profile, command, out, summary, serving, exports,
                      prestarted).run()
