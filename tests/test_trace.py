@@ -20,7 +20,7 @@ import pytest
 from bptrace_exec.limits import FILTER_STRING_BYTES, FILTER_VALUES
 from bptrace_exec.spec.model import ARGV_BYTES_RANGE
 from bptrace_exec.spec.types import STR_FILTER_MAX
-from conftest import ROOT, run_tool, tool_command, wait_until
+from conftest import ROOT, bpftrace_of, run_tool, tool_command, wait_until
 from expectations import as_bytes, check_all, check_hidden_argv
 
 pytestmark = pytest.mark.root
@@ -479,6 +479,17 @@ def test_bpftrace_dying_mid_run_is_explained_and_rows_kept(engine: str,
     assert proc.returncode == 1
     assert "bpftrace was killed by signal 9" in stderr and "Traceback" not in stderr
     assert '"before-death"' in stdout
+
+
+def test_bpftrace_dying_in_a_stats_run_says_what_is_lost(engine: str,
+                                                        nothing_left_running: None) -> None:
+    """The counts were in its maps: no row above holds them, and no end line says null."""
+    proc = _start(engine, "--stats", "--comm", "bpx-die")
+    os.kill(bpftrace_of(proc.pid), signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert "the counts it held since its last report are lost" in stderr, stderr
+    assert "shown above" not in stderr and "Traceback" not in stderr
 
 
 def test_a_stats_run_reports_on_sigterm(engine: str, nothing_left_running: None) -> None:

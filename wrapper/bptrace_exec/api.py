@@ -87,7 +87,8 @@ class Trace:
         if finished is not None and (not finished.requested or finished.killed is not None):
             assert self.program is not None
             raise explain_failure(finished, self.program.text, tracing=self.run.ready,
-                                  defined_lines=self.defined_lines)
+                                  defined_lines=self.defined_lines,
+                                  counting=self.profile.stats.enabled)
 
     def close(self) -> Finished | None:
         """Stop bpftrace (if it runs) and say how it ended. Safe to call twice."""

@@ -572,14 +572,19 @@ class Session:
 
 
 def explain_failure(finished: Finished, program_text: str, *, tracing: bool,
-                    defined_lines: int = 0) -> EngineFailure:
+                    defined_lines: int = 0, counting: bool = False) -> EngineFailure:
     """bpftrace stopped without being asked, or was killed: say why in plain words.
     `tracing`: its probes were attached, so the program itself was accepted;
     `defined_lines`: the kernel types' definitions put in the text it ran
-    (run.kerneltypes), after the header comment."""
+    (run.kerneltypes), after the header comment; `counting`: its maps held the run's
+    counts (stats), printed only when asked."""
     if tracing and finished.killed is not None:
         how = ("did not stop when asked and was killed" if finished.forced
                else f"was killed by signal {finished.killed} while tracing")
+        if counting:
+            return EngineFailure(f"bpftrace {how}: the counts it held since its last report "
+                                 "are lost", hint="with --interval N, a report every N "
+                                 "seconds keeps what was counted until then")
         return EngineFailure(f"bpftrace {how}: the records it still held are lost, and how "
                              "many calls the kernel saw is unknown",
                              hint="what was traced before is shown above; the end line's "
