@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -379,6 +380,21 @@ def _running(pid: int) -> bool:
         return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
     except FileNotFoundError:
         return False
+
+
+def test_the_commands_lifetime_counts_from_its_gate(engine: str,
+                                                    nothing_left_running: None) -> None:
+    """The command is forked before bpftrace starts and held at its gate: its lifetime
+    counts from its exec as the gate opens, not from that fork (it measured the tool's
+    start-up with it)."""
+    run = run_tool("process", "--json", "--bpftrace", engine, "--", "sh", "-c", "sleep 0.1")
+    [made] = [r for r in run.execs() if r["argv"][:1] == ["sh"]]
+    ends = {r["pid"]: r for r in run.records if r.get("event") == "exit"}
+    [slept] = [r for r in run.execs() if r["argv"][:1] == ["sleep"]]
+    ran = datetime.fromisoformat(ends[made["pid"]]["time"]) - datetime.fromisoformat(
+        made["time"])  # its exec's entry to its end: microseconds
+    assert ends[slept["pid"]]["lifetime_ns"] < ends[made["pid"]]["lifetime_ns"] <= \
+        ran / timedelta(microseconds=1) * 1000 + 1000, (made, ends)
 
 
 def test_closed_pipe_ends_the_run(engine: str, nothing_left_running: None) -> None:

@@ -452,6 +452,9 @@ def _closing(ints: list[str], probe_index: str, latency: str = "nsecs - $id",
     return printf(layout, values, 4) + COUNTED
 
 
+STARTED = "curtask->group_leader->start_time"  # the process's fork
+
+
 def process_exit_probe(profile: Profile, follow: bool) -> str:
     """One record per process that ends: RET is its shell-style status (128 + signal when
     killed), the latency its lifetime. It runs for every thread exit: the filters and
@@ -475,8 +478,11 @@ def process_exit_probe(profile: Profile, follow: bool) -> str:
         "    $ret = (int64)(($code >> 8) & 0xff);\n"
         "    if ($code & 0x7f) { $ret = (int64)(128 + ($code & 0x7f)); }\n"
         + paths_records(profile, paths_read(profile)) + context_records(profile)
+        + (f"    $start = {STARTED};\n"  # the command's: when its gate opened
+           "    if ((uint64)@follow[$key] > $start) { $start = (uint64)@follow[$key]; }\n"
+           if follow else "")
         + _closing([f"$a{s.number}" for s in slots], str(profile.probes.index(PROCESS_EXIT)),
-                   "nsecs - curtask->group_leader->start_time", ret="$ret")
+                   f"nsecs - {'$start' if follow else STARTED}", ret="$ret")
         + "  }\n" + unfollow,
         "The last thread of a process ends: the process's exit.")
 

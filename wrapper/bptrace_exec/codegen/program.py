@@ -193,8 +193,13 @@ def probe(attach: list[str], clauses: list[str], body: str, why: str = "") -> st
     return comment + ",\n".join(attach) + "\n" + slashed(clauses) + "{\n" + body + "}\n"
 
 
+# @follow's value for the command at its gate (1: a process it started); its first exec
+# puts the time there, which its end's lifetime counts from (events.process_exit_probe)
+GATED = 2
+
+
 def begin(follow: bool) -> str:
-    seed = "  @follow[(uint64)$2] = 1;\n" if follow else ""
+    seed = f"  @follow[(uint64)$2] = {GATED};\n" if follow else ""
     # The ready record tells user space that every probe is attached and BEGIN has run.
     return probe(["BEGIN"], [], f'{seed}  printf("{READY}\\n");\n')
 
@@ -210,8 +215,11 @@ def follow_probe() -> str:
         probe(["tracepoint:sched:sched_process_exec"], [],
               "  $old = (uint64)args->old_pid;\n"
               f"  if ($old != {TID} && @follow[$old]) {{\n"
-              f"    @follow[{TID}] = 1;\n    delete(@follow[$old]);\n  }}\n",
-              "A thread that execs takes its leader's id (the current task's, now).")))
+              f"    @follow[{TID}] = @follow[$old];\n    delete(@follow[$old]);\n  }}\n"
+              f"  if (@follow[{TID}] == {GATED}) {{ @follow[{TID}] = nsecs; }}\n",
+              "A thread that execs takes its leader's id (the current task's, now).\n"
+              "The command's first exec is as its gate opens: its lifetime counts from\n"
+              "there, not from its fork before bpftrace started.")))
 
 
 def guarded(test: str, body: str) -> str:
