@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_tool, tool_command
+from test_record import recording
 
 
 def test_an_output_that_is_an_input_is_refused_before_it_is_opened(tmp_path: Path) -> None:
@@ -204,3 +205,11 @@ def test_an_empty_name_is_refused_not_taken_for_none() -> None:
         run = run_tool("execve", option, "")
         assert run.returncode == 2, (option, run.stderr)
         assert f"{option} was given an empty name" in run.stderr, run.stderr
+
+
+def test_a_full_disk_names_the_option_that_named_the_file(tmp_path: Path) -> None:
+    rec, _ = recording(tmp_path)
+    for option in ("-o", "--summary"):
+        run = run_tool("--replay", str(rec), "--json", option, "/dev/full")
+        assert run.returncode == 4, run.stderr
+        assert f"write elsewhere with {option} FILE" in run.stderr, run.stderr

@@ -409,6 +409,28 @@ def test_closed_pipe_ends_the_run(engine: str, nothing_left_running: None) -> No
     assert b"Traceback" not in stderr and b"BrokenPipe" not in stderr
 
 
+def test_a_reader_gone_ends_the_run_with_nothing_to_write(engine: str,
+                                                         nothing_left_running: None) -> None:
+    """`| head -3` leaves while the command sleeps, with no row to write that would find
+    it gone: the run ends (0) and ends the command, which would else exit 5 in its time."""
+    tool = subprocess.Popen(tool_command("--bpftrace", engine, "-q", "--", "sh", "-c",
+                                         "for i in 1 2 3 4; do /bin/true; done; "
+                                         "sleep 300; exit 5"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert tool.stdout is not None
+    try:
+        head = subprocess.run(["head", "-3"], stdin=tool.stdout, capture_output=True,
+                              timeout=60)
+        tool.stdout.close()
+        _, stderr = tool.communicate(timeout=120)
+    finally:
+        if tool.poll() is None:  # it missed the reader's end: SIGTERM ends its command
+            tool.terminate()
+            tool.wait(timeout=60)
+    assert len(head.stdout.splitlines()) == 3
+    assert tool.returncode == 0, stderr
+
+
 def test_killed_tool_takes_bpftrace_with_it(engine: str, nothing_left_running: None) -> None:
     proc = _start(engine, "--comm", "bpx-none")
     children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -54,8 +55,9 @@ class Output:
     """Where records go (-o FILE, else stdout); a closed reader (`| head`) ends the run
     cleanly, once."""
 
-    def __init__(self, path: str | None, stream: TextIO | None = None) -> None:
-        self.path = path
+    def __init__(self, path: str | None, stream: TextIO | None = None, *,
+                 option: str = "-o") -> None:
+        self.path, self.option = path, option  # the option that names the path
         self.stream: TextIO = stream or _buffered(sys.stdout)
         self.closed = False
 
@@ -137,6 +139,21 @@ class Output:
         except OSError as exc:
             raise self._failed(exc) from None
 
+    def reader_left(self) -> bool:
+        """Whether the pipe or socket written to has lost its reader (`| head`), or the
+        terminal hung up, seen without a write: a run with nothing to show for a while
+        would learn it only at its next row, and its command run on meanwhile."""
+        if self.closed or self.path:
+            return self.closed
+        try:
+            poll = select.poll()
+            poll.register(self.stream.fileno(), 0)  # an error or a hang-up is always said
+            if poll.poll(0):
+                self._reader_gone()
+        except (OSError, ValueError):  # no descriptor to ask (a stream in memory)
+            pass
+        return self.closed
+
     def _reader_gone(self) -> None:
         """The reader closed the pipe (`| head`)."""
         self.closed = True
@@ -145,7 +162,7 @@ class Output:
     def _failed(self, exc: OSError) -> OutputError:
         self.closed = True
         return OutputError(f"cannot write {self.path or 'the output'}: {exc.strerror or exc}",
-                           hint="free space, or write elsewhere with -o FILE")
+                           hint=f"free space, or write elsewhere with {self.option} FILE")
 
 
 
@@ -159,5 +176,5 @@ def summary_output(where: str, out: Output) -> Iterator[Output | None]:
         yield out if where == "stream" else None
         return
     with Output(None if where == "stderr" else where,
-                sys.stderr if where == "stderr" else None) as summary:
+                sys.stderr if where == "stderr" else None, option="--summary") as summary:
         yield summary

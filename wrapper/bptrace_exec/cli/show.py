@@ -59,7 +59,12 @@ def show_events(trace: api.Trace, out: Output, hooks: api.Hooks, *, all_attempts
             out.write(render.header())
     trace.run.on_ready = ready
     wall_offset_ns = trace.run.source.wall_offset_ns  # the clock the calls' times are on
-    trace.run.on_tick = lambda: show(rows.ready(time.monotonic_ns() + wall_offset_ns))
+
+    def tick() -> None:
+        show(rows.ready(time.monotonic_ns() + wall_offset_ns))
+        if out.reader_left():
+            trace.stop()
+    trace.run.on_tick = tick
     try:
         for event in events:
             show(rows.add(event), flush=False)
