@@ -53,7 +53,12 @@ def resolve_profile(arg: str) -> Path:
             if candidate.is_file():
                 return candidate
     names = ", ".join(available_profiles()) or "none found"
-    raise UsageError(f"no profile named {arg!r}", hint=f"shipped profiles: {names}")
+    hint = f"shipped profiles: {names}"
+    import shutil  # only for a name in error
+
+    if shutil.which(arg):  # `bptrace-exec make`: a command to trace, without its --
+        hint = f"to trace the command {arg}, put it after --: bptrace-exec -- {arg} ...; {hint}"
+    raise UsageError(f"no profile named {arg!r}", hint=hint)
 
 
 def load_profile(arg: str | os.PathLike[str]) -> Profile:
