@@ -215,6 +215,7 @@ def test_command_exit_status_and_output_kept_apart(engine: str, tmp_path: Path,
     assert "out" in run.stderr.splitlines()  # the command's stdout: not in the records
     assert all(line.startswith("{") for line in run.stdout.splitlines())
     assert [e["argv"] for e in run.execs()] == [["sh", "-c", "echo out; exit 7"]]
+    assert "bptrace-exec: 1 exec traced in " in run.stderr, run.stderr
 
 
 def test_only_descendants_of_the_command_are_traced(engine: str, tmp_path: Path,

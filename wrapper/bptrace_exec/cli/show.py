@@ -127,7 +127,7 @@ def say_summary(s: Summary, host: str | None, json_out: Output | None,
                                   f"missing_{unit}": s.missing, "lost_events": s.lost_records,
                                   f"incomplete_{unit}": s.incomplete,
                                   f"partial_{unit}": s.unfinished}))
-    text = " and ".join(f"{n} {name}" for name, n in shown.items()) + \
+    text = " and ".join(f"{n} {name if n != 1 else name[:-1]}" for name, n in shown.items()) + \
         f" traced in {s.elapsed_s:.1f} s"
     if s.dropped:
         text += f" ({s.dropped} more not matching the filters run here)"
