@@ -98,6 +98,7 @@ RULES: dict[str, tuple[Rule, str] | tuple[Rule, str, str]] = {
 }
 SOURCES = ("emit", "replay", "from_file")  # one at most
 SUMMARY_PLACES = ("stream", "stderr", "none")  # --summary's words; else a file
+OTHER_PICTURES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".pdf"})
 
 
 def check_options(args: argparse.Namespace, parser: argparse.ArgumentParser,
@@ -145,6 +146,10 @@ def check_options(args: argparse.Namespace, parser: argparse.ArgumentParser,
                 raise UsageError(f"{seen[real]} and {option} both write {path}",
                                  hint="give each its own file")
             seen[real] = option
+    suffix = os.path.splitext(args.timeline or "")[1].lower()
+    if suffix in OTHER_PICTURES:  # an SVG under another picture's name opens as neither
+        raise UsageError(f"--timeline draws SVG, not {suffix[1:].upper()}: {args.timeline}",
+                         hint="name a FILE.svg, which a browser shows")
     if args.command_output and not command:
         raise UsageError("--command-output does nothing without a -- COMMAND: it is where "
                          "the COMMAND writes", hint="add -- COMMAND, or drop --command-output")
