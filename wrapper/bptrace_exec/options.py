@@ -146,6 +146,11 @@ def check_options(args: argparse.Namespace, parser: argparse.ArgumentParser,
                 raise UsageError(f"{seen[real]} and {option} both write {path}",
                                  hint="give each its own file")
             seen[real] = option
+    if args.host is not None and not (args.host.strip() and args.host.isprintable()):
+        # written as it is into every report's title, JSON line and metric label
+        raise UsageError(f"--host {args.host!r}: a host's name is printable text, not "
+                         "empty", hint="for instance --host web-1; leave it out for the "
+                                       "hostname")
     suffix = os.path.splitext(args.timeline or "")[1].lower()
     if suffix in OTHER_PICTURES:  # an SVG under another picture's name opens as neither
         raise UsageError(f"--timeline draws SVG, not {suffix[1:].upper()}: {args.timeline}",
