@@ -448,7 +448,7 @@ def test_exit_stats_from_json_lines_count_non_zero_status_as_failed() -> None:
 
     lines = [{"event": "exit", "syscall": "process_exit", "ret": r, "lifetime_ns": 5,
               "status": r % 128, "signal": "SIGKILL" if r > 128 else "0"} for r in (0, 1, 137)]
-    stats = from_json_events(lines, by=["syscall", "signal"])
+    stats = from_json_events(lines, by_kind=lambda _kind: ["syscall", "signal"])
     assert stats.failed == 2 and stats.unit == "exits"
     assert dict(stats.breakdowns["signal"]) == {"0": 2, "SIGKILL": 1}
     from bptrace_exec.output.report import render_report
@@ -520,7 +520,9 @@ def test_stats_from_a_stream_of_execs_and_exits_count_the_execs() -> None:
     exec_line = {**exit_line, "event": "exec", "syscall": "execve", "argv": ["x"],
                  "filename": "/x", "latency_ns": 5}
     lines = [json.dumps(o) for o in (exit_line, exec_line, exit_line)]
-    stats, skipped = stats_from_json(iter(lines), by=["syscall"])
+    stats, counted, skipped = stats_from_json(iter(lines))
     assert (stats.unit, stats.count, skipped) == ("execs", 1, 0)
-    exits, skipped = stats_from_json(iter([json.dumps(exit_line)]), by=["syscall"])
+    assert counted is not None and counted.name == "execve"
+    exits, counted, skipped = stats_from_json(iter([json.dumps(exit_line)]))
     assert (exits.unit, exits.count, skipped) == ("exits", 1, 0)
+    assert counted is not None and counted.name == "exit"

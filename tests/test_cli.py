@@ -245,6 +245,101 @@ def test_stats_from_json_lines_written_by_the_tool(tmp_path: Path) -> None:
     assert "1 line(s)" in out.stderr  # only the line that is not JSON
 
 
+# JSON lines as --json writes them (trimmed): openat's calls, execs, a process's exit
+OPEN_LINE = ('{"event":"call","time":"2026-12-07T13:11:5%d.000000Z","host":"vm",'
+             '"syscall":"openat","pid":7,"ppid":1,"uid":0,"tid":7,"comm":"cat",'
+             '"args":{"dfd":-100,"path":"/etc/%s","flags":"O_RDONLY","mode":"0"},'
+             '"ret":%d,"errno":%s,"killed":false,"latency_ns":5440}')
+EXEC_LINE = ('{"event":"exec","time":"2026-12-07T13:11:5%d.000000Z","host":"vm",'
+             '"syscall":"execve","pid":8,"ppid":1,"uid":0,"tid":8,"comm":"sh",'
+             '"filename":"/bin/true","argv":["true"],"ret":0,"errno":null,"killed":false,'
+             '"latency_ns":188953}')
+EXIT_LINE = ('{"event":"exit","time":"2026-12-07T13:11:5%d.000000Z","host":"vm",'
+             '"syscall":"process_exit","pid":8,"ppid":1,"uid":0,"tid":8,"comm":"true",'
+             '"status":0,"signal":"0","core":0,"ret":0,"errno":null,"killed":false,'
+             '"lifetime_ns":986833}')
+END_LINE = '{"event":"end","time":"2026-12-07T13:11:59.000000Z","host":"vm","calls":0}'
+
+
+def test_from_with_no_profile_reports_by_the_profile_its_events_are_of(tmp_path: Path
+                                                                        ) -> None:
+    opens = tmp_path / "open.jsonl"
+    opens.write_text("\n".join([OPEN_LINE % (0, "hostname", 3, "null"),
+                                OPEN_LINE % (2, "nope", -2, '"ENOENT"'), END_LINE]) + "\n")
+    chosen = run("--stats", "--from", str(opens))
+    named = run("openat", "--stats", "--from", str(opens))
+    assert chosen.returncode == 0 and chosen.stderr == "", chosen.stderr
+    assert chosen.stdout == named.stdout
+    assert "calls 2 (1.0/s over 2.0 s) · failed 1 (50.0%)" in chosen.stdout
+    assert "By path (top 2 of 2)" in chosen.stdout and "Programs" not in chosen.stdout
+    report = json.loads(run("--stats", "--from", str(opens), "--json").stdout)
+    assert report["profile"] == "openat" and report["calls"] == 2
+    assert {r["key"] for r in report["breakdowns"]["path"]["top"]} == {"/etc/hostname",
+                                                                      "/etc/nope"}
+    # a process stream that starts with an exit (of a process older than the trace) is
+    # execve's, its execs counted; exits alone are the exit profile's
+    stream = tmp_path / "process.jsonl"
+    stream.write_text("\n".join([EXIT_LINE % 0, EXEC_LINE % 1, EXIT_LINE % 2]) + "\n")
+    execs = json.loads(run("--stats", "--from", str(stream), "--json").stdout)
+    assert (execs["profile"], execs["execs"], execs["duration_s"]) == ("execve", 1, 2.0)
+    exits = tmp_path / "exit.jsonl"
+    exits.write_text(EXIT_LINE % 0 + "\n")
+    assert json.loads(run("--stats", "--from", str(exits), "--json").stdout)[
+        "profile"] == "exit"
+
+
+def test_from_refuses_events_of_another_profile_than_the_report(tmp_path: Path) -> None:
+    """A report counts one profile's events: execs and openat's calls together would
+    count one kind while the other's times stretched its span."""
+    execs, opens = tmp_path / "execs.jsonl", tmp_path / "opens.jsonl"
+    execs.write_text(EXEC_LINE % 0 + "\n" + EXEC_LINE % 1 + "\n")
+    opens.write_text(END_LINE + "\n" + OPEN_LINE % (9, "x", 3, "null") + "\n")
+    both = run("--stats", "--from", str(execs), str(opens))
+    assert both.returncode == 2 and both.stdout == "", both.stderr
+    assert f"{opens}:2: a call of openat, after an exec at {execs}:1: a report counts " \
+           "the events of one profile" in both.stderr
+    other_way = run("--stats", "--from", str(opens), str(execs))
+    assert other_way.returncode == 2 and f"{execs}:1: an exec, after a call of openat at " \
+        f"{opens}:2" in other_way.stderr
+    named = run("execve", "--stats", "--from", str(opens))
+    assert named.returncode == 2 and f"{opens}:2: a call of openat, which profile execve " \
+        "does not trace" in named.stderr
+    unshipped = tmp_path / "read.jsonl"
+    unshipped.write_text(OPEN_LINE.replace("openat", "read") % (0, "x", 3, "null") + "\n")
+    adhoc = run("--stats", "--from", str(unshipped))
+    assert adhoc.returncode == 2 and "a call of read, which no shipped profile traces" in \
+        adhoc.stderr and "--syscall read" in adhoc.stderr
+    for out in (both, other_way, named, adhoc):
+        assert "Traceback" not in out.stderr
+
+
+def test_from_a_recording_says_to_replay_it(tmp_path: Path) -> None:
+    from test_record import recording
+
+    rec, _ = recording(tmp_path)
+    out = run("--stats", "--from", str(rec))
+    assert out.returncode == 2 and out.stdout == "", out.stderr
+    assert f"{rec}:1: a recording (made with --record)" in out.stderr
+    assert f"hint: report on it with --replay {rec} --stats" in out.stderr
+
+
+def test_from_files_with_no_events_say_so(tmp_path: Path) -> None:
+    ended = tmp_path / "ended.jsonl"  # a trace that saw nothing: its end line only
+    ended.write_text(END_LINE + "\nnot json\n")
+    for files, said in ((["/dev/null"], "no exec, call or exit events in /dev/null: nothing "
+                                        "to report"),
+                        ([str(ended)], f"no exec, call or exit events in {ended}: nothing to "
+                                       "report (1 line(s) were not exec, call or exit "
+                                       "records)")):
+        out = run("--stats", "--from", *files)
+        assert out.returncode == 2 and out.stdout == "", out.stderr
+        assert said in out.stderr and "Traceback" not in out.stderr
+    execs = tmp_path / "exits.jsonl"
+    execs.write_text(EXIT_LINE % 0 + "\n")
+    none = run("execve", "--stats", "--from", str(execs))
+    assert none.returncode == 2 and f"no execs in {execs}: nothing to report" in none.stderr
+
+
 def test_a_mistyped_option_gets_a_suggestion() -> None:
     out = run("--jsn")
     assert out.returncode == 2 and "did you mean --json?" in out.stderr
@@ -309,7 +404,8 @@ def test_every_export_is_written(tmp_path: Path) -> None:
 def test_bad_input_and_full_disks_are_explained_without_a_traceback(tmp_path: Path) -> None:
     lines = tmp_path / "odd.jsonl"
     lines.write_text('{"event":"exec","argv":["x"],"ret":"x","filename":"/x"}\n'
-                     + "[" * 100_000 + "\n")
+                     + "[" * 100_000 + "\n"
+                     + '{"event":"exec","argv":["x"],"ret":0,"filename":"/x"}\n')
     odd = run("--stats", "--from", str(lines))
     assert odd.returncode == 0 and "2 line(s)" in odd.stderr, odd.stderr
     deep = tmp_path / "deep.yaml"

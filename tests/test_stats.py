@@ -68,7 +68,7 @@ def test_same_counts_from_json_lines(stats: Stats) -> None:
                            "comm": "python", "uid": 0, "ppid": 1, "ret": RET.get(errno, 0),
                            "errno": errno, "latency_ns": 5000 * (i + 1), "argv": ["x"],
                            "time": f"2026-01-01T00:00:0{i}.000000Z"})
-    offline = from_json_events(events, by=BREAKDOWNS)
+    offline = from_json_events(events, by_kind=lambda _kind: BREAKDOWNS)
     programs = dict(stats.breakdowns["program"])
     for path, count in dict(offline.breakdowns["program"]).items():
         assert programs[path] == count

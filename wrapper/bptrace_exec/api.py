@@ -16,15 +16,23 @@ import json
 import os
 import socket
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from bptrace_exec.codegen import Program, counts_in_kernel, generate
-from bptrace_exec.errors import StoppedStarting, UsageError
+from bptrace_exec.errors import StoppedStarting, UsageError, UserError
 from bptrace_exec.event import Event
 from bptrace_exec.output.report import title_for
-from bptrace_exec.output.tally import Stats, Tally, from_json_events, from_maps
+from bptrace_exec.output.tally import (
+    Stats,
+    Tally,
+    event_kind,
+    event_text,
+    from_json_events,
+    from_maps,
+    writes,
+)
 from bptrace_exec.output.text import exact_strings
 from bptrace_exec.pipeline import Run, Source, Summary
 from bptrace_exec.records import STATS_BY_CPU
@@ -41,7 +49,14 @@ from bptrace_exec.run.session import (
     check_environment,
     explain_failure,
 )
-from bptrace_exec.spec import Profile, load_profile, with_overrides
+from bptrace_exec.spec import (
+    PROCESS_EXIT,
+    ProbeKind,
+    Profile,
+    available_profiles,
+    load_profile,
+    with_overrides,
+)
 
 Say = Callable[[str], None]
 
@@ -306,12 +321,21 @@ class _Counter:
                              else self.tally.result(self.trace.run.elapsed))
 
 
-def stats_from_json(lines: Iterable[str], *, by: Iterable[str]) -> tuple[Stats, int]:
-    """Counts from JSON lines written earlier with --json; and how many lines were not
-    events (the end and lost lines --json writes beside them are not counted as such).
-    Each line is counted as it is read: memory grows with the distinct keys, not the
-    lines."""
+def stats_from_json(lines: Iterable[str], *, profile: Profile | None = None,
+                    shipped: Callable[[str], Profile] = load_profile,
+                    where: Callable[[], tuple[str, int]] = lambda: ("", 0),
+                    ) -> tuple[Stats, Profile | None, int]:
+    """Counts from JSON lines written earlier with --json, under `profile`'s breakdowns,
+    or (None) the shipped profile's that writes their events (`shipped`: one by its name,
+    as the caller would change it); the profile counted by (None: there were no events);
+    and how many lines were not events (the end and lost lines --json writes beside them
+    are not counted as such). Each line is counted as it is read: memory grows with the
+    distinct keys, not the lines. `where`: the file and line number being read, which
+    the errors name. A recording, and events no one profile writes together (execs and
+    calls, calls of two profiles), are UsageErrors: a report counts one trace's kind."""
     skipped = 0
+    chosen = profile
+    first: tuple[Mapping[str, object], str] | None = None  # the first event, and where
 
     def events() -> Iterator[dict[str, object]]:
         nonlocal skipped
@@ -324,16 +348,81 @@ def stats_from_json(lines: Iterable[str], *, by: Iterable[str]) -> tuple[Stats, 
             if (isinstance(obj, dict) and (obj.get("event", "exec") == "exec" and "argv" in obj
                                           or obj.get("event") in ("call", "exit"))
                     and _numbers_are(obj)):
+                checked(obj)
                 yield exact_strings(obj)
+            elif isinstance(obj, dict) and "recording" in obj and isinstance(
+                    obj.get("profile"), dict):  # a recording's header
+                path, number = where()
+                raise UsageError(f"{path}:{number}: a recording (made with --record), not "
+                                 "the JSON lines --json writes",
+                                 hint=f"report on it with --replay {path} --stats")
             elif not (isinstance(obj, dict) and obj.get("event") in ("lost", "gap", "end")):
                 skipped += 1
+
+    def checked(e: Mapping[str, object]) -> None:
+        """That `e` is of the profile reported: when none was given, the one that writes
+        the first event but an exit (which a stream of execs holds too)."""
+        nonlocal chosen, first
+        path, number = where()
+        here = f"{path}:{number}"
+        if first is None:
+            first = (e, here)
+        if chosen is None and event_kind(e).name != PROCESS_EXIT:
+            chosen = _profile_writing(e, shipped, here)
+            if not writes(chosen, first[0]):  # exits came first, which it does not write
+                raise _mixed(e, here, *first)
+        if chosen is None or writes(chosen, e):
+            return
+        if profile is not None:
+            raise UsageError(f"{here}: {event_text(e)}, which profile {profile.name} does "
+                             "not trace", hint="name the profile that traced it before "
+                             "--from, or none: then its events choose it")
+        raise _mixed(e, here, *first)
+
+    def by_kind(kind: ProbeKind) -> tuple[str, ...]:
+        counted = chosen if chosen is not None and (
+            kind.name != PROCESS_EXIT or chosen.kind.name == PROCESS_EXIT) else \
+            shipped("exit")  # exits so far: counted if nothing else comes
+        by = counted.stats.by
+        return (*by, *(() if "host" in by else ("host",)))
+
     # and by host, when the lines name theirs (--host): several hosts' files merged
-    by = tuple(by)
-    stats = from_json_events(events(), by=(*by, *(() if "host" in by else ("host",))))
-    if not stats.breakdowns.get("host"):
+    stats = from_json_events(events(), by_kind=by_kind)
+    if chosen is None and first is not None:  # exits only
+        chosen = shipped("exit")
+    if chosen is not None and stats.unit != chosen.kind.unit:  # an exec profile's, of exits
+        stats = Tally((), chosen.kind.unit).result(stats.duration_s)  # none of its own
+    if not stats.breakdowns.get("host") and chosen is not None:
         stats = dataclasses.replace(stats, breakdowns={
-            k: v for k, v in stats.breakdowns.items() if k != "host" or k in by})
-    return stats, skipped  # read to the end: `skipped` is known
+            k: v for k, v in stats.breakdowns.items() if k != "host" or k in chosen.stats.by})
+    return stats, chosen, skipped  # read to the end: `skipped` is known
+
+
+def _mixed(e: Mapping[str, object], where: str, first: Mapping[str, object],
+           first_where: str) -> UsageError:
+    return UsageError(f"{where}: {event_text(e)}, after {event_text(first)} at "
+                      f"{first_where}: a report counts the events of one profile, and no "
+                      "profile traces both", hint="report on each profile's files apart")
+
+
+def _profile_writing(e: Mapping[str, object], shipped: Callable[[str], Profile],
+                     where: str) -> Profile:
+    """The shipped profile that writes event `e`: execve an exec's (process and
+    exec-counts write them too), else the first by name that traces its call."""
+    kind = event_kind(e)
+    if kind.new_image:
+        return shipped("execve")
+    if kind.name == PROCESS_EXIT:
+        return shipped("exit")
+    for name in available_profiles():
+        with contextlib.suppress(UserError):  # one of $BPTRACE_EXEC_PATH that is broken
+            found = shipped(name)
+            if writes(found, e):
+                return found
+    raise UsageError(f"{where}: {event_text(e)}, which no shipped profile traces: which "
+                     "profile wrote it is not known",
+                     hint=f"name the profile before --from (ad hoc: --syscall "
+                          f"{e.get('syscall')} --arg ...)")
 
 
 def _numbers_are(obj: dict[str, object]) -> bool:

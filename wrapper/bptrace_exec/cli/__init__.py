@@ -238,7 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--from", dest="from_file", metavar="FILE", nargs="+",
                    help="report on JSON lines written earlier with --json, one file or "
                         "several (merged, by host when they name theirs; no root needed; "
-                        f"a line of {JSON_LINE_BYTES.text} at most)")
+                        f"a line of {JSON_LINE_BYTES.text} at most), as PROFILE, else as "
+                        "the profile that writes their events")
     rr = p.add_argument_group("record and replay")
     rr.add_argument("--record", metavar="FILE",
                     help="keep the raw transcript of the run in FILE")

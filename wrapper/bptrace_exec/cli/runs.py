@@ -54,15 +54,16 @@ if TYPE_CHECKING:  # prometheus_client takes 80 ms to import: only metrics need 
 
 def run(args: argparse.Namespace, command: list[str],
         prestarted: Early | None = None) -> int:
-    # a replay's profile is the recording's; the command line only says how it is shown
-    profile = None if args.replay else profile_asked(args)
+    # a replay's profile is the recording's, and --from's with none named its events';
+    # the command line only says how it is shown
+    profile = None if args.replay or _from_events(args) else profile_asked(args)
     exports = [(path, format_for(path, args.export_format)) for path in args.export or []]
     for path in [*(p for p, _ in exports), *([args.timeline] if args.timeline else [])]:
         check_writable(path)
     address = parse_address(args.serve) if args.serve else None
     with Output(args.output) as out, summary_output(args.summary, out) as summary, \
             contextlib.ExitStack() as stack:
-        if profile is not None and args.from_file:
+        if args.from_file:
             return _stats_from_file(args, profile, out, exports)
         stack.callback(Output.reopen_on_signal())
         serving = None
@@ -288,35 +289,55 @@ def restarting(args: argparse.Namespace, command: list[str]) -> bool:
                 and not args.replay)
 
 
-def _stats_from_file(args: argparse.Namespace, profile: Profile, out: Output,
+def _from_events(args: argparse.Namespace) -> bool:
+    """`--stats --from FILE` with no profile named: the events choose it."""
+    return bool(args.from_file) and args.profile is None and not args.syscall
+
+
+def _stats_from_file(args: argparse.Namespace, profile: Profile | None, out: Output,
                      exports: list[tuple[str, str]]) -> int:
     """`--stats --from FILE...`: one report from JSON lines written earlier, by one host or
-    many (then with a host breakdown); no root needed."""
+    many (then with a host breakdown), by the profile named or else by the one that
+    writes their events; no root needed."""
     files = args.from_file
-    reading = ""
+    reading, number = "", 0
 
     def lines() -> Iterator[str]:
-        nonlocal reading
+        nonlocal reading, number
         for path in files:
             reading = path
             try:
                 with open(path, "rb") as f:
-                    yield from bounded_lines(f, path)
+                    number = 0
+                    for line in bounded_lines(f, path):
+                        number += 1
+                        yield line
             except OSError as exc:
                 named = path in available_profiles() and not os.path.exists(path)
                 raise UsageError(f"cannot read {path}: {exc.strerror}", hint=(
                     f"to report as profile {path}, name it before --from" if named
                     else "")) from None
+
+    def shipped(name: str) -> Profile:  # with this command line's changes
+        return profile_asked(argparse.Namespace(**{**vars(args), "profile": name}))
     try:
-        stats, skipped = api.stats_from_json(lines(), by=profile.stats.by)
+        stats, counted, skipped = api.stats_from_json(
+            lines(), profile=profile, shipped=shipped, where=lambda: (reading, number))
     except MemoryError:
         raise out_of_memory(reading) from None
+    not_events = (f" ({skipped} line(s) were not exec, call or exit records)"
+                  if skipped else "")
+    if counted is None or not stats.count:
+        what = counted.kind.unit if counted is not None else "exec, call or exit events"
+        raise UsageError(f"no {what} in {', '.join(files)}: nothing to report{not_events}",
+                         hint="--from reads the JSON lines --json wrote (a trace that saw "
+                              "nothing wrote only its end line)")
     title = f"bptrace-exec stats: {', '.join(files)}{on(args.host)}"
     labels = {"host": args.host} if args.host else {}
-    labels["profile"] = profile.name
-    report(out, stats, profile, title, labels)
+    labels["profile"] = counted.name
+    report(out, stats, counted, title, labels)
     if skipped:
         stderr(f"bptrace-exec: {skipped} line(s) of {', '.join(files)} were not exec, call "
                "or exit records and were skipped")
-    export_all(exports, stats, profile, title, labels)
+    export_all(exports, stats, counted, title, labels)
     return EXIT_OK

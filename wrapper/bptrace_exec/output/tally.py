@@ -16,7 +16,7 @@ from bptrace_exec.parse.decode import restore_bytes
 from bptrace_exec.records import LATENCY_HIST_MAP, LATENCY_LOG2_MAP, PATHS
 from bptrace_exec.spec import types
 from bptrace_exec.spec.captures import EXIT_ARGS
-from bptrace_exec.spec.model import KINDS, Profile, kind_of
+from bptrace_exec.spec.model import KINDS, PROCESS_EXIT, ProbeKind, Profile
 
 NO_TTY = "(none)"  # the key of callers with no controlling terminal
 # the arguments JSON lines hold as fields of their own (an exec's, an exit's)
@@ -334,18 +334,21 @@ def _key_text(raw: str, double_escaped: bool) -> str:
 
 # --- JSON lines written earlier with --json (--stats --from) ----------------------------
 
-def from_json_events(events: Iterable[Mapping[str, object]], *, by: Iterable[str],
+def from_json_events(events: Iterable[Mapping[str, object]], *,
+                     by_kind: Callable[[ProbeKind], Iterable[str]],
                      duration_s: float | None = None) -> Stats:
-    """The same summary from exec, call or exit objects of `--json` output: of the execs
-    when there are any (a stream of execs and exits), else of what there is."""
+    """The same summary from exec, call or exit objects of `--json` output, each kind
+    counted under the breakdowns `by_kind` gives it (asked as its first event is counted):
+    of the execs when there are any (a stream of execs and exits), else of what there is.
+    The time span is of every event: one trace's (stats_from_json refuses a mix of
+    traces of different profiles)."""
     tallies: dict[str, Tally] = {}
     first = last = None
     for e in events:
-        kind = (KINDS["exec"] if e.get("event", "exec") == "exec"
-                else kind_of(str(e.get("syscall", ""))))
+        kind = event_kind(e)
         tally = tallies.get(kind.unit)
         if tally is None:
-            tally = tallies[kind.unit] = Tally(by, kind.unit)
+            tally = tallies[kind.unit] = Tally(by_kind(kind), kind.unit)
         killed = e.get(KILLED) is True  # then "ret" is null
         failed = killed or kind.failed(int(e.get("ret", 0)))  # type: ignore[call-overload]
         values = {"comm": e.get("comm"), "uid": e.get("uid"), "ppid": e.get("ppid"),
@@ -373,8 +376,33 @@ def from_json_events(events: Iterable[Mapping[str, object]], *, by: Iterable[str
         last = stamp if last is None else max(last, stamp)
     if duration_s is None:
         duration_s = _span_s(first, last)
-    chosen = tallies.get("execs") or next(iter(tallies.values()), None) or Tally(by, "execs")
+    chosen = tallies.get("execs") or next(iter(tallies.values()), None) or Tally(
+        by_kind(KINDS["exec"]), "execs")
     return chosen.result(duration_s)
+
+
+def event_kind(e: Mapping[str, object]) -> ProbeKind:
+    """What a JSON event is of, by its "event" (lines written before it had one: execs)."""
+    name = e.get("event", "exec")
+    return next((k for k in KINDS.values() if k.event == name), KINDS["syscall"])
+
+
+def writes(profile: Profile, e: Mapping[str, object]) -> bool:
+    """Whether `profile`'s --json may have written event `e`: an exec profile's stream
+    holds the ends of processes too (process, --exits), which its report does not count."""
+    kind = event_kind(e)
+    if kind.name == PROCESS_EXIT:
+        return PROCESS_EXIT in profile.probes or profile.kind.new_image
+    if kind.new_image:
+        return profile.kind.new_image
+    return e.get("syscall") in profile.calls
+
+
+def event_text(e: Mapping[str, object]) -> str:
+    """An event as an error names it: "an exec", "an exit", "a call of openat"."""
+    kind = event_kind(e)
+    return f"a call of {e.get('syscall')}" if kind.name == "syscall" else \
+        f"an {kind.event}"
 
 
 def _json_key(value: object) -> object:
