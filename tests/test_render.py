@@ -98,6 +98,34 @@ def test_table_columns_line_up() -> None:
     assert row.endswith("/bin/x               ls -l")
 
 
+def test_what_context_adds_to_process_lines_up_before_program_and_args() -> None:
+    """process lists its columns; --parents, --cwd and --exe add theirs before PROGRAM and
+    ARGS, whose width varies, as execve --exits's defaults place them: after ARGS, every
+    row put them where its ARGS ended, and an exit's marker after them."""
+    from bptrace_exec import profile_of
+
+    process = Renderer(profile_of("process", parents=1, cwd=True, exe=True))
+    execve = Renderer(profile_of("execve", exits=True, parents=1, cwd=True, exe=True))
+    header = process.header()
+    titles = header.split()
+    assert titles[titles.index("LAT(ms)") + 1:] == ["PARENTS", "CWD", "EXE", "PROGRAM",
+                                                    "ARGS"]
+    assert [t for t in titles if t != "SYSCALL"] == execve.header().split()
+    seen = {"cwd": b"/srv/www", "exe": b"/usr/bin/ls", "parents": ((1, b"init"),)}
+    started = process.row(event((b"ls", b"-l", b"a long argument"), filename=b"/bin/ls",
+                                **seen))
+    ended = process.row(Event(
+        time_ns=1_764_000_000_223_456_789, syscall="process_exit", pid=10, tid=10, ppid=1,
+        uid=0, comm=b"ls", ret=2, latency_ns=9_234_567,
+        values={"status": 2, "signal": 0, "core": 0, "filename": None, "argv": None},
+        **seen))  # type: ignore[arg-type]
+    for row in (started, ended):
+        assert row.index("init(1)") == header.index("PARENTS"), row
+        assert row.index("/srv/www") == header.index("CWD"), row
+        assert row.index("/usr/bin/ls") == header.index("EXE"), row
+    assert started.endswith("ls -l 'a long argument'") and ended.endswith("- [exit 2]")
+
+
 def test_execveat_dirfd_and_flags_are_numbers_and_null_for_an_execve() -> None:
     execve = RENDER.to_dict(event((b"true",), filename=b"/bin/true"))
     assert execve["dirfd"] is None and execve["flags"] is None

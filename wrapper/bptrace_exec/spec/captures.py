@@ -308,7 +308,14 @@ def columns_with_context(columns: tuple[str, ...], probes: tuple[str, ...],
         (("parents",) if new.parents and not old.parents else ()) + \
         tuple(w for w in PATHS if getattr(new, w) and not getattr(old, w)) + \
         (("env",) if new.env and not old.env else ())
-    return kept + tuple(c for c in added if c not in kept)
+    # before the columns the kind's defaults put after the context, when they end the
+    # row (an exec's filename and argv, of any width): the new ones line up, as there
+    last = kind_of(probes[0]).columns
+    last = last[last.index("@parents") + 1:]
+    at = len(kept)
+    while at and kept[at - 1] in last:
+        at -= 1
+    return kept[:at] + tuple(c for c in added if c not in kept) + kept[at:]
 
 
 def check_columns(values: tuple[str, ...], args: tuple[Arg, ...], context: Context,
