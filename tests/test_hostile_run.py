@@ -92,15 +92,16 @@ def test_a_stopped_bpftrace_is_continued_and_nothing_is_lost(engine: str,
 
 
 def test_a_killed_bpftrace_fails_the_run_with_its_loss_unknown(engine: str,
-                                                               nothing_left_running: None
-                                                               ) -> None:
+                                                               nothing_left_running: None,
+                                                               tmp_path: Path) -> None:
     helper = ("import os, sys, time\n"
               "for i in range(20):\n"
               "    pid = os.fork()\n"
               "    if pid == 0: os.execv('/bin/true', ['/bin/true', f'bpx-{i}'])\n"
               "    os.waitpid(pid, 0)\n"
               "time.sleep(600)\n")
-    tool, out, err = _start("execve", "--json", "--bpftrace", engine,
+    rec = tmp_path / "killed.rec"
+    tool, out, err = _start("execve", "--json", "--bpftrace", engine, "--record", str(rec),
                             "--", sys.executable, "-c", helper)
     out.wait_for(lambda line: '"bpx-19"' in line)
     os.kill(bpftrace_of(tool.pid), signal.SIGKILL)
@@ -113,6 +114,15 @@ def test_a_killed_bpftrace_fails_the_run_with_its_loss_unknown(engine: str,
     assert "killed by signal 9 while tracing" in stderr
     assert "how many execs the kernel saw is unknown" in stderr
     assert "Traceback" not in stderr
+    # its replay says what the live run said, at the time it said it (within the moment
+    # between the recording's end and the end line)
+    replayed = run_tool("--replay", str(rec), "--json")
+    assert replayed.returncode == 0, replayed.stderr
+    end = replayed.records[-1]
+    assert end == {**records[-1], "time": end["time"]}
+    assert 0 <= (_ns(records[-1]["time"]) - _ns(end["time"])) < 10**9
+    assert "how many execs the kernel saw is unknown (bpftrace was killed)" in \
+        replayed.stderr
     # the command it followed (sleeping for 600 s) was ended with it: nothing_left_running
 
 
@@ -258,3 +268,11 @@ def test_a_bpftrace_past_its_grace_is_killed_and_waited_for(
     assert finished.forced, finished
     assert finished.engine_status is not None and finished.engine_status < 0, finished
     assert not session.child.isalive()
+
+
+def _ns(iso: object) -> int:
+    """An ISO time as --json writes it, in ns since the epoch."""
+    from datetime import datetime
+
+    moment = datetime.fromisoformat(str(iso).replace("Z", "+00:00"))
+    return int(moment.timestamp()) * 10**9 + moment.microsecond * 1000

@@ -135,6 +135,41 @@ def test_a_recording_this_version_cannot_read_says_why(tmp_path: Path) -> None:
         read_recording(str(edited))
 
 
+def test_a_replay_of_a_killed_run_says_what_the_live_run_said(tmp_path: Path) -> None:
+    """A bpftrace killed while tracing printed no count: its trailer says so, and the
+    replay's end line and summary say "unknown" as the live run did (not 0 missing), at
+    the recorded time of the end. Recordings made before the trailer said it (or cut
+    short) tell it by the count they lack."""
+    path, _ = recording(tmp_path, trailer=False)
+    uncounted = b"".join(line for line in path.read_bytes().splitlines(keepends=True)
+                         if b'"@total"' not in line)
+    ended_ns = 1_764_072_000_123_456_000
+    killed, before, cut = (tmp_path / n for n in ("killed.rec", "before.rec", "cut.rec"))
+    killed.write_bytes(uncounted + json.dumps({"recording_end": {
+        "elapsed_s": 3.2, "ended_ns": ended_ns, "counted": False}}).encode() + b"\n")
+    before.write_bytes(uncounted + b'{"recording_end": {"elapsed_s": 3.2}}\n')
+    cut.write_bytes(uncounted)
+    for rec in (killed, before, cut):
+        out = subprocess.run(tool_command("--replay", str(rec), "--json"),
+                             capture_output=True, text=True, timeout=60, check=False)
+        assert out.returncode == 0, out.stderr
+        end = json_records(out.stdout)[-1]
+        assert (end["event"], end["execs"], end["kernel_execs"], end["missing_execs"]) == (
+            "end", 25, None, None), end
+        assert "25 execs traced in" in out.stderr
+        assert "how many execs the kernel saw is unknown (bpftrace was killed)" in out.stderr
+    assert end["time"] != "2025-11-25T12:00:00.123456Z"
+    replayed = subprocess.run(tool_command("--replay", str(killed), "--json"),
+                              capture_output=True, text=True, timeout=60, check=False)
+    assert json_records(replayed.stdout)[-1]["time"] == "2025-11-25T12:00:00.123456Z"
+    counted, _ = recording(tmp_path)  # its @total, and a trailer of an earlier version
+    whole = subprocess.run(tool_command("--replay", str(counted), "--json"),
+                           capture_output=True, text=True, timeout=60, check=False)
+    end = json_records(whole.stdout)[-1]
+    assert (end["kernel_execs"], end["missing_execs"]) == (25, 0)
+    assert "unknown" not in whole.stderr
+
+
 def test_missing_recording_file() -> None:
     with pytest.raises(UsageError, match="cannot read the recording"):
         read_recording("/nonexistent/run.rec")

@@ -35,13 +35,13 @@ from bptrace_exec.output.tally import (
 )
 from bptrace_exec.output.text import exact_strings
 from bptrace_exec.pipeline import Run, Source, Summary
-from bptrace_exec.records import STATS_BY_CPU
+from bptrace_exec.records import STATS_BY_CPU, TOTAL_PRINTED
 from bptrace_exec.run.cgroups import cgroup_names, check_cgroups
 from bptrace_exec.run.engine import find_engine
 from bptrace_exec.run.gate import GatedCommand
 from bptrace_exec.run.kerneltypes import with_kernel_types
 from bptrace_exec.run.prestart import Early
-from bptrace_exec.run.recording import Recorder, ReplaySource, read_recording
+from bptrace_exec.run.recording import Recorder, Recording, ReplaySource, read_recording
 from bptrace_exec.run.session import (
     Finished,
     Session,
@@ -116,21 +116,36 @@ class Trace:
             finally:
                 if self.recorder is not None:
                     self.recorder.elapsed_s = self.run.elapsed
+                    self.recorder.counted = self.finished is not None and \
+                        self.finished.killed is None
                     self.recorder.close()
             if self.finished.resumed:
                 self.warn("bptrace-exec: bpftrace had been stopped by a signal and was "
                           "continued to end the trace; what its buffer could not hold "
                           "meanwhile is counted as lost")
-            self._account(self.finished)
+            self._account(counted=self.finished.killed is None)
+        elif isinstance(self.run.source, ReplaySource):
+            self._account_replay(self.run.source.recording)
         return self.finished
 
-    def _account(self, finished: Finished) -> None:
+    def _account(self, *, counted: bool) -> None:
         """A bpftrace that ended as asked printed its count of calls (none: it saw none);
         one that was killed did not, and how many it saw is unknown."""
         summary = self.summary
-        summary.counted = finished.killed is None
+        summary.counted = counted
         if summary.counted and summary.kernel_total is None and not self.kernel_counts:
             summary.kernel_total = 0
+
+    def _account_replay(self, recording: Recording) -> None:
+        """As the live run said: its trailer says if bpftrace was killed; in one made
+        before it did, or cut short, no count came although events did."""
+        summary = self.summary
+        counted = recording.counted
+        if counted is None:
+            counted = summary.kernel_total is not None or self.kernel_counts or \
+                not summary.events + summary.dropped or recording.version < TOTAL_PRINTED
+        self._account(counted=counted)
+        summary.ended_ns = recording.ended_ns
 
     def counts(self, on_report: Callable[[Stats], None] | None = None) -> Stats:
         """Run to the end counting, instead of giving events: in the kernel for an exec

@@ -79,6 +79,7 @@ class Summary:
     # bpftrace ended as asked and printed its counts; False: it was killed, and how many
     # calls the kernel saw is unknown
     counted: bool = True
+    ended_ns: int | None = None  # when it ended, wall clock; None: now (a replay: recorded)
 
     @property
     def missing(self) -> int | None:
@@ -102,7 +103,8 @@ class Summary:
             unfinished=self.unfinished + later.unfinished,
             unreadable=self.unreadable + later.unreadable, notes=self.notes + later.notes,
             first_note=self.first_note or later.first_note,
-            elapsed_s=self.elapsed_s + later.elapsed_s, counted=both)
+            elapsed_s=self.elapsed_s + later.elapsed_s, counted=both,
+            ended_ns=later.ended_ns)
 
 
 def _globs(patterns: tuple[str, ...]) -> list[re.Pattern[bytes]]:

@@ -321,6 +321,7 @@ SNAPSHOT_END = "stats"
 LAST_SNAPSHOT_END = "last"
 # @total: the calls the program reported, by CPU: printed at exit, and in the marks
 TOTAL_MAP = "total"
+TOTAL_PRINTED = 2  # the first version whose every program prints it at exit (1's: some)
 # The stats program's latency histogram: its buckets, counted per CPU (codegen.stats),
 # since STATS_BY_CPU; hist()'s before, and in a one-liner
 LATENCY_LOG2_MAP, LATENCY_HIST_MAP = "stat_latency_log2_us", "stat_latency_us"

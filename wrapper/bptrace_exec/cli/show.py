@@ -121,7 +121,8 @@ def say_summary(s: Summary, host: str | None, json_out: Output | None,
     shown = {s.unit: s.events} if s.exits is None else {s.unit: s.events - s.exits,
                                                         "exits": s.exits}
     if json_out is not None:
-        json_out.write(json_line({"event": "end", "time": iso_time(time.time_ns()),
+        ended_ns = s.ended_ns if s.ended_ns is not None else time.time_ns()
+        json_out.write(json_line({"event": "end", "time": iso_time(ended_ns),
                                   **host_field(host), **shown, f"dropped_{unit}": s.dropped,
                                   f"kernel_{unit}": s.kernel_total,
                                   f"missing_{unit}": s.missing, "lost_events": s.lost_records,

@@ -8,8 +8,11 @@ run.session), and a trailer written when the run ends:
   {"recording": "bptrace-exec/3", "bpftrace": "v0.17.0", "profile": {...},
    "started": "2026-...Z", "wall_offset_ns": N, "host": NAME}
   ...bpftrace's lines...
-  {"recording_end": {"elapsed_s": 12.3}}
+  {"recording_end": {"elapsed_s": 12.3, "ended_ns": N, "counted": true}}
 
+"ended_ns" is when the run ended (wall clock, ns), "counted" false when bpftrace was
+killed and its count of calls is unknown; recordings made before had neither (then a
+replay takes the counts as unknown when events came and no count did).
 A recording cut short (a killed run, a full disk) has no trailer; it replays up to its
 last whole line, with a warning. The number in "bptrace-exec/N" is the version of the
 record layouts the program printed (bptrace_exec.records): recordings made by earlier
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -47,6 +51,7 @@ class Recorder:
                               hint="give a file in a folder you can write") from None
         self.path = path
         self.elapsed_s = 0.0  # set by the run when it ends; written in the trailer
+        self.counted = True  # set false by the run when bpftrace was killed: in the trailer
         started = datetime.now(timezone.utc).isoformat(timespec="microseconds")
         self._write_json({"recording": f"{FORMAT}{VERSION}", "bpftrace": engine.version_text,
                           "profile": profile_to_dict(profile),
@@ -78,7 +83,9 @@ class Recorder:
 
     def close(self) -> None:
         if not self.file.closed:
-            self._write_json({"recording_end": {"elapsed_s": round(self.elapsed_s, 6)}})
+            self._write_json({"recording_end": {"elapsed_s": round(self.elapsed_s, 6),
+                                                "ended_ns": time.time_ns(),
+                                                "counted": self.counted}})
             with contextlib.suppress(OSError):
                 self.file.close()
 
@@ -95,6 +102,8 @@ class Recording:
     version: int  # of the record layouts
     host: str | None = None  # where it was made (--host); None: recorded before it was kept
     boot_id: str | None = None  # the host's boot; None: recorded before it was kept
+    ended_ns: int | None = None  # when the run ended; None: cut short, or not kept then
+    counted: bool | None = None  # bpftrace's count of calls known; None: not said then
 
 
 def read_recording(path: str) -> Recording:
@@ -130,20 +139,24 @@ def read_recording(path: str) -> Recording:
     except (IndexError, ValueError, KeyError, TypeError, AssertionError, RecursionError):
         raise UsageError(f"{path} is not a bptrace-exec recording",
                          hint="make one with --record FILE") from None
-    elapsed = None
+    elapsed = ended = counted = None
     body = lines[1:]
     while body and not body[-1].strip():  # blank lines after the end (an editor's)
         body.pop()
     if body and body[-1].startswith(b'{"recording_end"'):
         try:
-            elapsed = float(json.loads(body[-1])["recording_end"]["elapsed_s"])
-        except (ValueError, KeyError, TypeError, RecursionError):
+            end = json.loads(body[-1])["recording_end"]
+            elapsed = float(end["elapsed_s"])
+            ended, counted = end.get("ended_ns"), end.get("counted")
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             elapsed = None
         body = body[:-1]
     return Recording(path=path, profile=profile, engine=Engine("(recorded)", version),
                      wall_offset_ns=offset, started=str(header.get("started", "")),
                      lines=body, elapsed_s=elapsed, version=layouts, host=host,
-                     boot_id=boot)
+                     boot_id=boot,
+                     ended_ns=ended if isinstance(ended, int) and ended > 0 else None,
+                     counted=counted if isinstance(counted, bool) else None)
 
 
 class ReplaySource:
