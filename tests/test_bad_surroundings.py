@@ -83,6 +83,7 @@ def test_a_recording_that_cannot_be_written_is_an_output_error(
     run = run_tool("execve", "--bpftrace", engine, "--record", "/dev/full", "--", "true")
     assert run.returncode == 4, run.stderr  # its first line: nothing is traced
     assert "cannot write the recording /dev/full" in run.stderr
+    assert "nothing was recorded" in run.stderr and "replays" not in run.stderr
     assert "Traceback" not in run.stderr
     # its disk full as the run goes (a file-size limit past the program's size): the
     # recording ends there, every exec is still shown, and the summary is said

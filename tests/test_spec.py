@@ -348,6 +348,8 @@ def test_exits_in_an_exec_profile() -> None:
         with_overrides(execve, exits=True, stats=True)
     with pytest.raises(UsageError, match="not both"):
         oneliner(process)
+    with pytest.raises(UsageError, match="a one-liner shows no environment"):
+        oneliner(with_overrides(execve, env=("PATH",)))
 
 
 def test_arguments_may_share_a_name_with_the_identity() -> None:

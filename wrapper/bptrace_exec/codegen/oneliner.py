@@ -51,6 +51,9 @@ def oneliner(profile: Profile, bpftrace: str = "bpftrace") -> str:
                          "takes the records of a full program",
                          hint="use --emit script, or drop " + ", ".join(
                              f"--{w} and --where {w}=" for w in paths))
+    if profile.context.env:
+        raise UsageError("a one-liner shows no environment: reading it takes the records "
+                         "of a full program", hint="use --emit script, or drop --env")
     if profile.exits:
         raise UsageError("a one-liner traces execs or the ends of processes, not both",
                          hint="one for each: --emit oneliner of execve, and of exit")

@@ -59,6 +59,7 @@ class Recorder:
                           "wall_offset_ns": wall_offset_ns, "host": host,
                           "boot_id": boot_id})
         if self.failed is not None:  # before anything was traced: the run does not start
+            self.failed.hint = "nothing was recorded: give a file on a disk with room"
             raise self.failed
 
     def _write_json(self, obj: object) -> None:
