@@ -96,7 +96,7 @@ def test_help_and_emit_import_only_what_they_need() -> None:
     assert "bptrace_exec.cli" in help_
     assert not help_ & {"bptrace_exec.api", "bptrace_exec.codegen", "yaml",
                         "bptrace_exec.pipeline", "bptrace_exec.spec.parse", "subprocess",
-                        *unused}
+                        "bptrace_exec.records", *unused}  # the layouts: 13 ms of 80
     emit = imported("execve", "--emit", "script")
     assert {"bptrace_exec.codegen", "bptrace_exec.spec.parse"} <= emit
     assert not emit & {"bptrace_exec.api", "bptrace_exec.pipeline", "bptrace_exec.parse",

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bptrace_exec.errors import UsageError
-from bptrace_exec.records import PATHS
+from bptrace_exec.spec.model import PATHS
 
 DEFAULT_REFRESH_S = 5  # --interval, when serving
 

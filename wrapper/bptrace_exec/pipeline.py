@@ -23,14 +23,13 @@ from bptrace_exec.parse.join import READY_RECORD, Assembler
 from bptrace_exec.records import (
     LAST_SNAPSHOT_END,
     LEGACY_TOTAL_MAPS,
-    PATHS,
     SNAPSHOT_END,
     TOTAL_MAP,
 )
 from bptrace_exec.run.cgroups import CgroupPaths
 from bptrace_exec.run.engine import Engine
 from bptrace_exec.run.recording import Recorder
-from bptrace_exec.spec.model import PROCESS_EXIT, Profile
+from bptrace_exec.spec.model import PATHS, PROCESS_EXIT, Profile
 from bptrace_exec.spec.parse import argv_patterns, run_here
 
 SNAPSHOT_RECORD = SNAPSHOT_END.encode()

@@ -153,7 +153,7 @@ class Who(NamedTuple):
 
 class Segment(NamedTuple):
     """A piece of one name of a path walked in the kernel from its end up (`which`: the
-    working directory or the program's file, records.PATHS), up to a string read long."""
+    working directory or the program's file, spec.model.PATHS), up to a string read long."""
 
     which: int
     depth: int  # the walk's step: 1 for the last name, more up the path (mounts take steps)
@@ -277,9 +277,6 @@ INTS = {"int": 1, "argv": len(ARGV_INTS)}
 WHO = Layout("who", ("who",), tuple(Field(name, "u64") for name in Who._fields))
 SEG = Layout("seg", ("seg",), _f("which:u64 depth:u64 offset:u64 text:text"))
 PATH = Layout("path", ("path",), _f("which:u64 flags:u64"))
-# The paths a profile's context may ask for, by `which`: the caller's working directory,
-# the file its process runs (mm->exe_file).
-PATHS = ("cwd", "exe")
 # A walk's flags: it stopped at its step limit (the path's top is missing); its last
 # name was unlinked (shown as the kernel's d_path shows it: " (deleted)"); a mount that
 # is not laid out as expected (a kernel whose struct mount differs: the path stops there);

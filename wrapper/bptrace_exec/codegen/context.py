@@ -16,12 +16,11 @@ from bptrace_exec.records import (
     PATH_DELETED,
     PATH_NONE,
     PATH_UNKNOWN,
-    PATHS,
     SEG,
     UTS,
     WHO,
 )
-from bptrace_exec.spec.model import PARENTS_RANGE, Profile
+from bptrace_exec.spec.model import PARENTS_RANGE, PATHS, Profile
 
 CONTAINER_RECORDS = 2  # cgrp and uts
 # records.Who's fields, of the current task: in a closing record (`callw`, `calls`,

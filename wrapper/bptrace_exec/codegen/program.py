@@ -19,12 +19,11 @@ from bptrace_exec.records import (
     FORMATS,
     MARK,
     PACKED,
-    PATHS,
     READY,
     TOTAL_MAP,
     Layout,
 )
-from bptrace_exec.spec.model import Filters, Profile
+from bptrace_exec.spec.model import PATHS, Filters, Profile
 from bptrace_exec.spec.parse import PID_MAX, UID_MAX, argv_patterns
 
 # Global ids: 0.23's pid/tid builtins are namespaced when bpftrace runs in a pid namespace.

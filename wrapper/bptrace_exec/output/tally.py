@@ -13,10 +13,10 @@ from datetime import datetime
 from bptrace_exec.event import KILLED, Event, ProcContext, errno_name, tty_name
 from bptrace_exec.output.text import cut_path, decode_text
 from bptrace_exec.parse.decode import restore_bytes
-from bptrace_exec.records import LATENCY_HIST_MAP, LATENCY_LOG2_MAP, PATHS
+from bptrace_exec.records import LATENCY_HIST_MAP, LATENCY_LOG2_MAP
 from bptrace_exec.spec import types
 from bptrace_exec.spec.captures import EXIT_ARGS
-from bptrace_exec.spec.model import KINDS, PROCESS_EXIT, ProbeKind, Profile
+from bptrace_exec.spec.model import KINDS, PATHS, PROCESS_EXIT, ProbeKind, Profile
 
 NO_TTY = "(none)"  # the key of callers with no controlling terminal
 # the arguments JSON lines hold as fields of their own (an exec's, an exit's)

@@ -22,14 +22,13 @@ from bptrace_exec.records import (
     PATH_DELETED,
     PATH_NONE,
     PATH_UNKNOWN,
-    PATHS,
     READY,
     VERSION,
     Closing,
     Who,
 )
 from bptrace_exec.spec.captures import as_recorded, string_read
-from bptrace_exec.spec.model import Profile
+from bptrace_exec.spec.model import PATHS, Profile
 
 COMPLETE_WAIT_NS = 1_000_000_000  # how long a closed call waits for its missing records
 ORPHAN_WAIT_NS = 60_000_000_000  # records with no closing one (lost, or still in the call)

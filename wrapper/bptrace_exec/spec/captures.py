@@ -21,9 +21,9 @@ import yaml
 
 from bptrace_exec.errors import SpecError
 from bptrace_exec.limits import FILTER_STRING_BYTES, FILTER_VALUES, check
-from bptrace_exec.records import PATHS
 from bptrace_exec.spec import types
 from bptrace_exec.spec.model import (
+    PATHS,
     PROCESS_EXIT,
     Arg,
     ArgSource,
@@ -335,7 +335,7 @@ def check_columns(values: tuple[str, ...], args: tuple[Arg, ...], context: Conte
 
 
 def paths_read(profile: Profile) -> tuple[str, ...]:
-    """The paths (records.PATHS) the programs read: those the context shows, and those a
+    """The paths (spec.model.PATHS) the programs read: those the context shows, and those a
     column, a filter or a breakdown needs."""
     wanted = (getattr(profile.context, which) or getattr(profile.filters, which)
               or which in profile.columns or profile.stats.enabled and which in profile.stats.by

@@ -130,6 +130,11 @@ class StatsSpec:
     latency: bool = True  # keep the latency histogram
 
 
+# The paths a profile's context may ask for: the caller's working directory, the file its
+# process runs (mm->exe_file); a path record's `which` is the index here (records.PATH).
+PATHS = ("cwd", "exe")
+
+
 @dataclass(frozen=True)
 class Context:
     """Process context shown with every event."""

@@ -13,9 +13,8 @@ from typing import Any
 
 from bptrace_exec.errors import SpecError, UsageError
 from bptrace_exec.limits import FILTER_VALUES, check
-from bptrace_exec.records import PATHS
 from bptrace_exec.spec import captures, types
-from bptrace_exec.spec.model import PARENTS_RANGE, PROCESS_EXIT, Arg, Profile
+from bptrace_exec.spec.model import PARENTS_RANGE, PATHS, PROCESS_EXIT, Arg, Profile
 from bptrace_exec.spec.parse import (
     FILTER_ITEMS,
     LIMIT_RANGES,

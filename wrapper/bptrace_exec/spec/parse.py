@@ -13,7 +13,6 @@ import yaml
 
 from bptrace_exec.errors import SpecError
 from bptrace_exec.limits import PROFILE_BYTES, out_of_memory, too_large
-from bptrace_exec.records import PATHS
 from bptrace_exec.spec import captures, types
 from bptrace_exec.spec.model import (
     ARGV_BYTES_RANGE,
@@ -21,6 +20,7 @@ from bptrace_exec.spec.model import (
     INTERVAL_RANGE,
     MAX_ARGS_RANGE,
     PARENTS_RANGE,
+    PATHS,
     PROCESS_EXIT,
     STRING_BYTES_RANGE,
     TOP_RANGE,
