@@ -28,9 +28,9 @@ from bptrace_exec.records import (
 )
 from bptrace_exec.spec import profile_from_dict, profile_to_dict
 from bptrace_exec.spec import types as argtypes
-from bptrace_exec.spec.overrides import adhoc_profile, apply_where
+from bptrace_exec.spec.overrides import adhoc_profile, apply_where, with_exits
 from bptrace_exec.spec.tracepoint import parse_format
-from calls_fixtures import FORMATS, lookup, parse, shipped
+from calls_fixtures import FORMATS, ROOT, lookup, parse, shipped
 from recordtext import record
 
 CHUNK = 127  # a syscall profile's string read, less its NUL
@@ -292,6 +292,25 @@ def test_where_filters_base_fields_and_arguments() -> None:
         with pytest.raises(UsageError) as err:
             apply_where(shipped("kill"), [bad])
         assert words in str(err.value)
+
+
+def test_filters_on_an_end_take_only_what_an_end_can_hold() -> None:
+    """A status past 255 or a core flag past 1 would match nothing: refused, on the
+    command line and in a profile, for the exit profile and for execve's --exits."""
+    exits = apply_where(shipped("exit"), ["status=255", "core=1", "status=0"])
+    assert exits.filters.args == (("status", (255, 0)), ("core", (1,)))
+    for base in (shipped("exit"), with_exits(shipped("execve"))):
+        for bad, words in [("status=256", "256 is not an exit status (0-255)"),
+                           ("status=-1", "-1 is not an exit status (0-255)"),
+                           ("core=2", "2 is not a core flag (0-1)")]:
+            with pytest.raises(UsageError) as err:
+                apply_where(base, [bad])
+            assert words in str(err.value)
+    text = (ROOT / "probes" / "exit.yaml").read_text().replace(
+        "    signal: []", "    status: [0, 300]")
+    with pytest.raises(SpecError) as spec_err:
+        parse(text)
+    assert "filter on status: 300 is not an exit status (0-255)" in str(spec_err.value)
 
 
 # --- process context --------------------------------------------------------------------

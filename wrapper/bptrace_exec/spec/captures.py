@@ -57,6 +57,8 @@ RESERVED = frozenset(BASE_COLUMNS + BASE_BREAKDOWNS + PARENT_COLUMNS + CONTAINER
 PROCESS_EXIT_FIELDS = (Field("status", "int"), Field("signal", "int"), Field("core", "int"),
                        Field("cpu_user_ns", "u64"), Field("cpu_system_ns", "u64"))
 EXIT_SINCE = {"cpu_user_ns": 6, "cpu_system_ns": 6}  # the record version that added them
+# What an end can hold (the signal's range is its type's): a filter outside matches nothing
+EXIT_RANGES = {"status": ("an exit status", 0, 255), "core": ("a core flag", 0, 1)}
 
 
 # The end of a process in an exec profile's stream: its fields, the signal shown by name
@@ -267,10 +269,24 @@ def filter_values(arg: Arg, node: yaml.Node, source: str) -> tuple[Any, ...]:
     out = []
     for item in items:
         try:
-            out.append(arg_type.filter_value(scalar(item, source)))
+            out.append(filter_value(arg, scalar(item, source)))
         except types.FilterValueError as exc:
             raise SpecError(at(source, item), f"filter on {arg.name}: {exc}") from None
     return tuple(out)
+
+
+def filter_value(arg: Arg, raw: object) -> Any:
+    """What the kernel compares `arg` with for `raw`, a value a user wrote; FilterValueError
+    for one it cannot have."""
+    arg_type = types.of(arg.type)
+    assert arg_type.filter_value is not None
+    value = arg_type.filter_value(raw)
+    source = arg.source(PROCESS_EXIT)
+    bounds = EXIT_RANGES.get(source.field) if source else None
+    if bounds and isinstance(value, int) and not bounds[1] <= value <= bounds[2]:
+        what, low, high = bounds
+        raise types.FilterValueError(f"{value} is not {what} ({low}-{high})")
+    return value
 
 
 def check_string_filters(filters: tuple[tuple[str, tuple[Any, ...]], ...],

@@ -128,7 +128,7 @@ def _arg_value(item: str, arg: Arg, value: str, known: str) -> Any:
         with contextlib.suppress(ValueError):  # else a name: SIGTERM, O_CREAT, AT_FDCWD
             raw = int(value, 8 if arg_type.name == "octal" else 0)
     try:
-        return arg_type.filter_value(raw)
+        return captures.filter_value(arg, raw)
     except types.FilterValueError as exc:
         raise SpecError("", f"--where {item!r}: {exc}") from None
 
