@@ -140,7 +140,8 @@ class Decoder:
 
     def _new_image_argv(self, p: Parts, slot: int, caller_argc: int, argc: int, size: int,
                         path: Value) -> tuple[list[bytes], bool]:
-        block = _block(p.blocks.get(slot, {}))
+        # read a record at a time: what is past the limit asked for is not shown
+        block = _block(p.blocks.get(slot, {}))[:self.profile.limits.argv_bytes]
         whole = len(block) >= size
         argv = block[:size].split(b"\0")
         if whole:
