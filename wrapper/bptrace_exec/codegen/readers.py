@@ -152,11 +152,20 @@ def next_byte(profile: Profile, pointer: str, indent: int) -> str:
             + f"{pad}$next = $next * ($zeros ^ 1) + {UNREADABLE_NEXT} * $zeros;\n")
 
 
-# $zeros -> 1 if it is 0, else 0, with no branch: a branch here made the verifier walk
-# what follows twice, in each turn of the loops that read a failed exec's strings (a
-# comparison is one, as LLVM writes it: this sum is not taken for one by 0.17's LLVM)
+def at_least(value: str, bound: int) -> str:
+    """1 if `value` (under 2**32) is `bound` or more, else 0, with no branch: the carry
+    into bit 32. A comparison is a branch as LLVM writes it, and the verifier walks what
+    follows once for each side of every one: the ten words of a successful exec's
+    `exec` record, masked by comparisons, cost its return 40 ms of the verifier's time
+    at each start on 0.17, 3 without them."""
+    return f"(({value} + {(1 << 32) - bound:#x}) >> 32)" if bound else "1"
+
+
+# $zeros -> 1 if it is 0, else 0, with no branch (at_least): a branch here made the
+# verifier walk what follows twice, in each turn of the loops that read a failed exec's
+# strings
 ALL_ZERO = ("$zeros = ($zeros | ($zeros >> 32)) & 0xffffffff;",
-            "$zeros = (($zeros + 0xffffffff) >> 32) ^ 1;  "
+            f"$zeros = {at_least('$zeros', 1)} ^ 1;  "
             "// \"\" among zeros: its page is not present")
 
 
@@ -259,15 +268,6 @@ def byte_words(base: str, length: str, *, read_past: bool = True) -> list[str]:
             f"((0 - {at_least(length, 8 * k + 8)}) | "
             f"((0 - ({at_least(length, 8 * k)} - {at_least(length, 8 * k + 8)})) & {tail}))"
             for k in range(WORDS)]
-
-
-def at_least(value: str, bound: int) -> str:
-    """1 if `value` (under 2**32) is `bound` or more, else 0, with no branch: the carry
-    into bit 32. A comparison is a branch as LLVM writes it, and the verifier walks what
-    follows once for each side of every one: the ten words of a successful exec's
-    `exec` record, masked by comparisons, cost its return 40 ms of the verifier's time
-    at each start on 0.17, 3 without them."""
-    return f"(({value} + {(1 << 32) - bound:#x}) >> 32)" if bound else "1"
 
 
 # The new image's path is the first string exec lays down, at the top of the new stack:
