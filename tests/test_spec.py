@@ -350,6 +350,11 @@ def test_exits_in_an_exec_profile() -> None:
         oneliner(process)
     with pytest.raises(UsageError, match="a one-liner shows no environment"):
         oneliner(with_overrides(execve, env=("PATH",)))
+    # it reads 64 bytes of argv: limits it cannot keep are refused, not dropped
+    for limit in ({"max_args": 8}, {"argv_bytes": 1000}):
+        with pytest.raises(UsageError, match="shows the first 64 bytes of argv"):
+            oneliner(with_overrides(execve, **limit))
+    assert "bpftrace -e" in oneliner(with_overrides(execve, max_args=64, argv_bytes=4096))
 
 
 def test_arguments_may_share_a_name_with_the_identity() -> None:

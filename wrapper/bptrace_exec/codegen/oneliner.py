@@ -33,7 +33,7 @@ from bptrace_exec.codegen.readers import word
 from bptrace_exec.errors import UsageError
 from bptrace_exec.spec import types
 from bptrace_exec.spec.captures import paths_read
-from bptrace_exec.spec.model import Profile
+from bptrace_exec.spec.model import Limits, Profile
 from bptrace_exec.spec.parse import run_here
 
 TEXT_STRLEN = 64
@@ -54,6 +54,11 @@ def oneliner(profile: Profile, bpftrace: str = "bpftrace") -> str:
     if profile.context.env:
         raise UsageError("a one-liner shows no environment: reading it takes the records "
                          "of a full program", hint="use --emit script, or drop --env")
+    limits = profile.limits
+    if profile.kind.new_image and limits != Limits(string_bytes=limits.string_bytes):
+        raise UsageError(f"a one-liner shows the first {TEXT_STRLEN} bytes of argv, whatever "
+                         "the limits", hint="use --emit script, or drop --max-args and "
+                         "--argv-bytes (limits in the profile)")
     if profile.exits:
         raise UsageError("a one-liner traces execs or the ends of processes, not both",
                          hint="one for each: --emit oneliner of execve, and of exit")
