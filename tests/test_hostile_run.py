@@ -276,3 +276,24 @@ def _ns(iso: object) -> int:
 
     moment = datetime.fromisoformat(str(iso).replace("Z", "+00:00"))
     return int(moment.timestamp()) * 10**9 + moment.microsecond * 1000
+
+
+def test_a_bpftrace_that_never_attaches_is_stopped_in_a_run_given_a_duration(
+        engine: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        nothing_left_running: None) -> None:
+    """--duration counts from the moment every probe is attached: a bpftrace that never
+    gets there is stopped a while after that moment would have come (a minute; a second
+    here), a failure that says so, and the run ends."""
+    from bptrace_exec import api, pipeline
+    from bptrace_exec.errors import EXIT_RUNTIME, EngineFailure
+
+    hangs = tmp_path / "hanging-bpftrace"
+    hangs.write_text(f'#!/bin/sh\ncase "$1" in --version|-V) exec {engine} "$@";; esac\n'
+                     "exec sleep 600\n")
+    hangs.chmod(0o755)
+    monkeypatch.setattr(pipeline, "START_WAIT_S", 1.0)
+    with pytest.raises(EngineFailure) as failure, \
+            api.trace("execve", duration=1, bpftrace=str(hangs)) as run:
+        assert list(run) == []
+    assert failure.value.exit_status == EXIT_RUNTIME
+    assert "bpftrace had not attached its probes 2 s after it was started" in str(failure.value)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bptrace_exec.codegen import Program, counts_in_kernel, generate
-from bptrace_exec.errors import StoppedStarting, UsageError, UserError
+from bptrace_exec.errors import EngineFailure, StoppedStarting, UsageError, UserError
 from bptrace_exec.event import Event
 from bptrace_exec.output.report import title_for
 from bptrace_exec.output.tally import (
@@ -97,6 +97,12 @@ class Trace:
         finally:
             self.close()
         finished = self.finished
+        if finished is not None and finished.requested and self.run.start_timed_out:
+            waited = round((self.run.start_deadline or 0) - self.run.started)
+            raise EngineFailure(f"bpftrace had not attached its probes {waited:g} s after it "
+                                "was started (--duration, and a minute to start): stopped",
+                                hint="see how long it takes to start without --duration "
+                                     "(Ctrl-C ends it)")
         if finished is not None and finished.requested and not self.run.ready:
             raise StoppedStarting()
         if finished is not None and (not finished.requested or finished.killed is not None):

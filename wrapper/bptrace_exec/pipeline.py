@@ -34,6 +34,10 @@ from bptrace_exec.spec.parse import argv_patterns, run_here
 
 SNAPSHOT_RECORD = SNAPSHOT_END.encode()
 LAST_SNAPSHOT_RECORD = LAST_SNAPSHOT_END.encode()
+# --duration counts from the moment every probe is attached; a bpftrace that has not got
+# there this long after that time would have passed is stopped, so that a run given a
+# duration ends (a compile takes seconds, on a busy machine tens)
+START_WAIT_S = 60.0
 
 
 class Source(Protocol):
@@ -190,8 +194,17 @@ class Run:
         self.ready = False
         self.attached = 0  # probes bpftrace attached
         self.started = time.monotonic()
+        # the time by which bpftrace must be ready (None: whenever)
+        self.start_deadline = self.started + duration + START_WAIT_S if duration else None
+        self.source.deadline = self.start_deadline
         self.cgroup_paths = CgroupPaths() if source.names_cgroups else None
         self.kept = Kept.of(profile)
+
+    @property
+    def start_timed_out(self) -> bool:
+        """Whether bpftrace, not ready, was stopped for --duration's sake."""
+        return (not self.ready and self.start_deadline is not None
+                and time.monotonic() >= self.start_deadline)
 
     @property
     def elapsed(self) -> float:
