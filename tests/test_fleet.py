@@ -76,6 +76,21 @@ def test_files_of_several_hosts_merge_into_one_report(tmp_path: Path) -> None:
     assert "Hosts (top 3 of 3)" in table
 
 
+def test_lines_that_name_no_host_are_counted_under_none_beside_those_that_do(
+        tmp_path: Path) -> None:
+    rec, _ = recording(tmp_path)
+    named, unnamed = tmp_path / "named.jsonl", tmp_path / "unnamed.jsonl"
+    assert run("--replay", str(rec), "--json", "--host", "web-1", "-o", str(named))[0] == 0
+    assert run("--replay", str(rec), "--json", "-o", str(unnamed))[0] == 0
+    status, out, err = run("--stats", "--json", "--from", str(named), str(unnamed))
+    assert status == 0, err
+    both = json.loads(out)
+    hosts = {h["key"]: h["count"] for h in both["breakdowns"]["host"]["top"]}
+    assert hosts == {"web-1": both["execs"] // 2, "(none)": both["execs"] // 2}
+    alone = json.loads(run("--stats", "--json", "--from", str(unnamed))[1])
+    assert "host" not in alone["breakdowns"]  # no line names one: not a report by host
+
+
 def test_a_file_missing_among_several_is_named(tmp_path: Path) -> None:
     rec, _ = recording(tmp_path)
     good = tmp_path / "good.jsonl"

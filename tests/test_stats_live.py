@@ -154,3 +154,36 @@ def test_light_stats_count_what_the_syscall_tracepoints_count(
     assert light["execs"] == full["execs"] == sum(want.values()) + 1
     assert sorted(light["breakdowns"]) == ["ppid", "program", "uid"]
     assert "Programs (top 3 of 3)" in stdout["light"] and "Latency" not in stdout["light"]
+
+
+def test_every_call_is_in_every_breakdown_those_without_a_value_under_none(
+        engine: str, tmp_path: Path, nothing_left_running: None) -> None:
+    """fork has no flags: its calls are counted under "(none)", so that the flags'
+    shares add up to the calls, live and from the JSON lines of the same calls alike."""
+    forker = ("import ctypes, os\n"
+              "libc = ctypes.CDLL(None, use_errno=True)\n"
+              "for _ in range(2):\n"
+              "    pid = libc.syscall(57)  # fork(2) itself: glibc's fork() calls clone\n"
+              "    if pid == 0:\n"
+              "        os._exit(0)\n"
+              "    os.waitpid(pid, 0)\n"
+              "pid = os.fork()\n"
+              "if pid == 0:\n"
+              "    os._exit(0)\n"
+              "os.waitpid(pid, 0)\n")
+    live, events = tmp_path / "live.json", tmp_path / "events.jsonl"
+    run = run_tool("clone", "--stats", "--export", str(live), "--bpftrace", engine, "--",
+                   sys.executable, "-c", forker)
+    assert run.returncode == 0, run.stderr
+    traced = run_tool("clone", "--json", "-o", str(events), "--bpftrace", engine, "--",
+                      sys.executable, "-c", forker, output=events)
+    assert traced.returncode == 0, traced.stderr
+    offline = run_tool("--stats", "--from", str(events), "--export", str(tmp_path / "o.json"))
+    assert offline.returncode == 0, offline.stderr
+    for report in (json.loads(live.read_text()), json.loads((tmp_path / "o.json").read_text())):
+        flags = report["breakdowns"]["flags"]
+        counted = {r["key"]: r["count"] for r in flags["top"]}
+        syscalls = {r["key"]: r["count"] for r in report["breakdowns"]["syscall"]["top"]}
+        assert sum(counted.values()) + flags["other"] == report["calls"], report
+        assert counted["(none)"] == syscalls["fork"] == 2, report
+    assert "(none)" in run.stdout.split("By flags", 1)[1]

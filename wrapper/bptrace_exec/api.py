@@ -25,6 +25,7 @@ from bptrace_exec.errors import EngineFailure, StoppedStarting, UsageError, User
 from bptrace_exec.event import Event
 from bptrace_exec.output.report import title_for
 from bptrace_exec.output.tally import (
+    NO_VALUE,
     Stats,
     Tally,
     event_kind,
@@ -413,10 +414,15 @@ def stats_from_json(lines: Iterable[str], *, profile: Profile | None = None,
         chosen = shipped("exit")
     if chosen is not None and stats.unit != chosen.kind.unit:  # an exec profile's, of exits
         stats = Tally((), chosen.kind.unit).result(stats.duration_s)  # none of its own
-    if not stats.breakdowns.get("host") and chosen is not None:
+    if _no_host_named(stats) and chosen is not None:
         stats = dataclasses.replace(stats, breakdowns={
             k: v for k, v in stats.breakdowns.items() if k != "host" or k in chosen.stats.by})
     return stats, chosen, skipped  # read to the end: `skipped` is known
+
+
+def _no_host_named(stats: Stats) -> bool:
+    """Whether no line named its host: then a report is not by host."""
+    return all(key == NO_VALUE for key, _ in stats.breakdowns.get("host", []))
 
 
 def _mixed(e: Mapping[str, object], where: str, first: Mapping[str, object],

@@ -18,7 +18,9 @@ from bptrace_exec.spec import types
 from bptrace_exec.spec.captures import EXIT_ARGS
 from bptrace_exec.spec.model import KINDS, PATHS, PROCESS_EXIT, ProbeKind, Profile
 
-NO_TTY = "(none)"  # the key of callers with no controlling terminal
+NO_VALUE = "(none)"  # the key of events without a value: a fork's flags, no terminal
+NO_TTY = NO_VALUE  # the key of callers with no controlling terminal
+OF_FAILED = "errno"  # the breakdown of failed calls alone: a success has no key there
 # the arguments JSON lines hold as fields of their own (an exec's, an exit's)
 TOP_LEVEL_ARGS = (*(g.name for g in KINDS["exec"].given_args), *(n for n, _ in EXIT_ARGS))
 
@@ -72,7 +74,7 @@ class Stats:
 
     def total_of(self, breakdown: str) -> int:
         """What a breakdown's shares are of: errnos are of the failed calls."""
-        return (self.failed or 0) if breakdown == "errno" else self.count
+        return (self.failed or 0) if breakdown == OF_FAILED else self.count
 
 
 class Tally:
@@ -83,27 +85,31 @@ class Tally:
         self.unit = unit
         self.count = self.failed = 0
         self.latency = LatencyTally()
-        self._keys: list[tuple[Counter[str], Callable[[Event], object]]] | None = None
+        self._keys: list[tuple[Counter[str], Callable[[Event], object], str | None]] | None \
+            = None
 
     def add(self, values: Mapping[str, object], *, failed: bool, latency_ns: int) -> None:
         self.count += 1
         self.failed += failed
         for name, counter in self.counters.items():
-            value = values.get(name)
-            if value is not None:
-                counter[str(value)] += 1
+            counted = _counted_key(name, values.get(name))
+            if counted is not None:
+                counter[counted] += 1
         self.latency.add(latency_ns)
 
     def add_event(self, profile: Profile, e: Event) -> None:
         if self._keys is None:  # what each breakdown reads of an event, found once
             keys = breakdown_keys(profile)
-            self._keys = [(counter, keys[name]) for name, counter in self.counters.items()]
+            self._keys = [(counter, keys[name], _missing_key(name))
+                          for name, counter in self.counters.items()]
         self.count += 1
         self.failed += profile.kind.failed(e.ret)
-        for counter, key in self._keys:
+        for counter, key, missing in self._keys:
             value = key(e)
             if value is not None:
                 counter[str(value)] += 1
+            elif missing is not None:
+                counter[missing] += 1
         self.latency.add(e.latency_ns)
 
     def result(self, duration_s: float) -> Stats:
@@ -112,9 +118,19 @@ class Tally:
                      latency=self.latency.result(), unit=self.unit)
 
 
+def _missing_key(breakdown: str) -> str | None:
+    """What an event without a value is counted under: "(none)", so that a breakdown's
+    shares add up to its total; errnos are of failed calls alone (a success has none)."""
+    return None if breakdown == OF_FAILED else NO_VALUE
+
+
+def _counted_key(breakdown: str, value: object) -> str | None:
+    return _missing_key(breakdown) if value is None else str(value)
+
+
 def breakdown_keys(profile: Profile) -> dict[str, Callable[[Event], object]]:
     """What an event is counted under, by breakdown: each argument as the table shows it
-    (a string as it is, a list joined by spaces); None: not counted there."""
+    (a string as it is, a list joined by spaces); None: it has none (_missing_key)."""
     def context(read: Callable[[ProcContext], object]) -> Callable[[Event], object]:
         return lambda e: read(e.context) if e.context else None
 
@@ -123,7 +139,7 @@ def breakdown_keys(profile: Profile) -> dict[str, Callable[[Event], object]]:
         "uid": lambda e: e.uid, "ppid": lambda e: e.ppid, "errno": lambda e: e.outcome,
         "euid": lambda e: e.who.euid if e.who else None,
         "tty": lambda e: (e.who.tty or NO_TTY) if e.who else None,
-        "container": context(lambda c: c.container[1][:12] if c.container else "(none)"),
+        "container": context(lambda c: c.container[1][:12] if c.container else NO_VALUE),
         "cgroup": context(lambda c: c.path or c.cgroup or "/"),
         "hostname": context(lambda c: c.hostname),
         "cwd": lambda e: _path_key(e.cwd, "cwd" in e.truncated),
