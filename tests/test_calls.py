@@ -138,6 +138,21 @@ def test_flags_and_signals_by_name() -> None:
     assert show("octal", 0o640) == "0640" and show("octal", 0) == "0"
 
 
+def test_every_signal_shown_by_name_is_a_filter_value_of_that_signal() -> None:
+    """--where signal=NAME takes what the table shows: SIGRTMIN+2 too, and SIGRTMAX-N
+    as `kill -l` says it."""
+    signal_type = argtypes.TYPES["signal"]
+    assert signal_type.filter_value is not None
+    for number in range(1, signal.SIGRTMAX + 1):
+        shown = signal_type.show(number)
+        if not shown.isdigit():  # 32 and 33 are glibc's own: numbers
+            assert signal_type.filter_value(shown) == number, shown
+    assert signal_type.filter_value("rtmax-1") == signal.SIGRTMAX - 1
+    for beyond in ("SIGRTMIN+31", "SIGRTMAX-31"):
+        with pytest.raises(argtypes.FilterValueError, match="SIGRTMIN\\+0 to SIGRTMIN\\+30"):
+            signal_type.filter_value(beyond)
+
+
 def _sockaddr_in(host: str, port: int) -> bytes:
     return struct.pack("<H", socket.AF_INET) + struct.pack("!H", port) + \
         socket.inet_aton(host) + b"\0" * 8

@@ -96,6 +96,19 @@ def signal_name(value: int) -> str:
         return str(value)
 
 
+def _realtime_signal(name: str) -> int | None:
+    """SIGRTMIN+N and SIGRTMAX-N, as signal_name and `kill -l` name them; None: neither."""
+    for base, sign in (("SIGRTMIN+", 1), ("SIGRTMAX-", -1)):
+        offset = name.removeprefix(base)
+        if offset != name and offset.isascii() and offset.isdigit():
+            number = int(signal.SIGRTMIN if sign > 0 else signal.SIGRTMAX) + sign * int(offset)
+            if not signal.SIGRTMIN <= number <= signal.SIGRTMAX:
+                raise FilterValueError(f"{name} is not a real-time signal: SIGRTMIN+0 to "
+                                       f"SIGRTMIN+{signal.SIGRTMAX - signal.SIGRTMIN}")
+            return number
+    return None
+
+
 def fd_text(value: int) -> str:
     value = signed(value, 32)
     return "AT_FDCWD" if value == AT_FDCWD else str(value)
@@ -176,11 +189,15 @@ def _int32_filter(value: object) -> int:
 def _signal_filter(value: object) -> int:
     if isinstance(value, str):
         name = value.upper() if value.upper().startswith("SIG") else "SIG" + value.upper()
-        try:
-            return int(signal.Signals[name])
-        except KeyError:
-            raise FilterValueError(f"unknown signal {value!r} (e.g. SIGTERM, KILL, 9)") from None
-    number = _int_filter(value)
+        number = _realtime_signal(name)
+        if number is None:
+            try:
+                return int(signal.Signals[name])
+            except KeyError:
+                raise FilterValueError(f"unknown signal {value!r} (e.g. SIGTERM, KILL, 9, "
+                                       "SIGRTMIN+2)") from None
+    else:
+        number = _int_filter(value)
     if not 0 <= number <= signal.SIGRTMAX:
         raise FilterValueError(f"{number} is not a signal number (0-{signal.SIGRTMAX})")
     return number
