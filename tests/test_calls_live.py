@@ -204,6 +204,27 @@ def test_filters_on_arguments_run_in_the_kernel(engine: str, tmp_path: Path,
     assert [c["args"]["target"] for c in signals] == [facts["child"]]
 
 
+def test_a_flag_of_several_bits_keeps_the_opens_that_have_them_all(
+        engine: str, tmp_path: Path, nothing_left_running: None) -> None:
+    """O_TMPFILE is O_DIRECTORY and a bit of its own, O_SYNC O_DSYNC and one: a filter on
+    either keeps the opens that have every bit, not a directory's or an O_DSYNC's."""
+    opener = ("import os, sys\n"
+              "folder = sys.argv[1]\n"
+              "for flags in (os.O_RDONLY | os.O_DIRECTORY, os.O_RDWR | os.O_TMPFILE,\n"
+              "              os.O_WRONLY | os.O_CREAT | os.O_DSYNC,\n"
+              "              os.O_WRONLY | os.O_CREAT | os.O_SYNC):\n"
+              "    os.close(os.open(folder if flags & os.O_DIRECTORY else\n"
+              "                     os.path.join(folder, str(flags)), flags, 0o600))\n")
+    for flag, kept in (("O_TMPFILE", "O_RDWR|O_TMPFILE"), ("O_SYNC", "O_WRONLY|O_SYNC|O_CREAT")):
+        kept += "|O_CLOEXEC"  # as Python opens every file
+        run = run_tool("openat", "--json", "--where", f"path={tmp_path}*", "--where",
+                       f"flags={flag}", "--bpftrace", engine, "--", sys.executable, "-c",
+                       opener, str(tmp_path))
+        assert run.returncode == 0, run.stderr
+        calls = [r for r in run.records if r.get("event") == "call"]
+        assert [c["args"]["flags"] for c in calls] == [kept], calls
+
+
 def test_result_filters_keep_failed_or_successful_calls(engine: str, tmp_path: Path,
                                                        nothing_left_running: None) -> None:
     work = tmp_path / "work"

@@ -1,9 +1,10 @@
 """Filters on arguments, as conditions on their values at return: numbers equal (as the
-C type is wide), flags "any of these set", strings exact or by prefix (`*`). An exec's
-path is compared at return too: a successful one's as the kernel copied it into the new
-image, a failed one's in the caller's memory, which the kernel has faulted in by then
-(at entry a fresh child's literal often reads as ""); its argv, matched by a glob, is
-filtered in user space (spec.parse.argv_patterns).
+C type is wide), flags "any of these set" (a flag of several bits, O_SYNC, is set when
+all of them are), strings exact or by prefix (`*`). An exec's path is compared at return
+too: a successful one's as the kernel copied it into the new image, a failed one's in the
+caller's memory, which the kernel has faulted in by then (at entry a fresh child's literal
+often reads as ""); its argv, matched by a glob, is filtered in user space
+(spec.parse.argv_patterns).
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ def condition(slot: Slot, values: tuple[object, ...], strlen: int) -> str:
             bit = int(v)  # type: ignore[call-overload]
             if arg_type.name == "open_flags" and bit in (0, 1, 2):
                 alts.append(f"({var} & 3) == {bit}")
+            elif bit & (bit - 1):  # O_TMPFILE holds O_DIRECTORY: every bit, not any
+                alts.append(f"({var} & {_unsigned(bit, 64)}) == {_unsigned(bit, 64)}")
             else:
                 alts.append(f"({var} & {_unsigned(bit, 64)}) != 0")
         else:
