@@ -3,6 +3,7 @@ own server (Prometheus text, or OpenMetrics when the scraper asks for it)."""
 
 from __future__ import annotations
 
+import errno
 import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -61,11 +62,11 @@ class Serving:
             self._server: Any
             self._server, self._thread = start_http_server(address.port, address.host,
                                                            registry)
-        except socket.gaierror as exc:
-            raise UsageError(f"--serve {address.host}:{address.port}: {exc.strerror}",
-                             hint="give an address of this host (127.0.0.1, ::1, 0.0.0.0) "
-                                  "or a name it resolves") from None
-        except OSError as exc:
+        except OSError as exc:  # a name not found (gaierror), an address not here, a port taken
+            if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+                raise UsageError(f"--serve {address.host}:{address.port}: {exc.strerror}",
+                                 hint="give an address of this host (127.0.0.1, ::1, "
+                                      "0.0.0.0) or a name it resolves") from None
             raise EnvironmentProblem(
                 f"cannot serve metrics on {address.url_host}:{address.port}: "
                 f"{exc.strerror or exc}",
