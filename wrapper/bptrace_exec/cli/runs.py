@@ -61,18 +61,21 @@ def run(args: argparse.Namespace, command: list[str],
     for path in [*(p for p, _ in exports), *([args.timeline] if args.timeline else [])]:
         check_writable(path)
     address = parse_address(args.serve) if args.serve else None
-    with Output(args.output) as out, summary_output(args.summary, out) as summary, \
-            contextlib.ExitStack() as stack:
-        if args.from_file:
-            return _stats_from_file(args, profile, out, exports)
-        stack.callback(Output.reopen_on_signal())
+    with contextlib.ExitStack() as stack:
         serving = None
-        if address:  # before bpftrace starts: a port taken ends the run before it begins
+        # before bpftrace starts and -o empties its file: a port taken, an address not of
+        # this host, end the run before it begins
+        if address:
             assert profile is not None
             serving = Serving(address, profile, args.host or socket.gethostname())
             stack.callback(serving.close)
-            if not args.quiet or not address.port:  # a port of the kernel's: said always
-                stderr(f"bptrace-exec: serving metrics on {serving.url}")
+        out = stack.enter_context(Output(args.output))
+        summary = stack.enter_context(summary_output(args.summary, out))
+        if args.from_file:
+            return _stats_from_file(args, profile, out, exports)
+        stack.callback(Output.reopen_on_signal())
+        if address and serving and (not args.quiet or not address.port):
+            stderr(f"bptrace-exec: serving metrics on {serving.url}")  # a kernel's port: always
         return _Runs(args, profile, command, out, summary, serving, exports,
                      prestarted).run()
 
