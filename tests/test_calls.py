@@ -505,6 +505,8 @@ def test_columns_option_on_a_shipped_profile() -> None:
                                                                            "path")
     with pytest.raises(SpecError, match="unknown column 'nope'"):
         apply_columns(shipped("openat"), "time,nope")
+    with pytest.raises(SpecError, match="column 'comm' is listed twice"):
+        apply_columns(shipped("openat"), "comm,time,comm")
 
 
 def test_unchecked_arguments_are_said_when_the_formats_cannot_be_read(

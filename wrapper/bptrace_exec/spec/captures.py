@@ -346,8 +346,10 @@ def check_columns(values: tuple[str, ...], args: tuple[Arg, ...], context: Conte
         if value not in valid:
             raise SpecError(where, f"unknown column {value!r}", hint="columns: "
                             + ", ".join(valid))
-    if len(set(values)) != len(values):
-        raise SpecError(where, "a column is listed twice")
+    twice = next((v for n, v in enumerate(values) if v in values[:n]), None)
+    if twice is not None:
+        raise SpecError(where, f"column {twice!r} is listed twice",
+                        hint="list each column once")
 
 
 def paths_read(profile: Profile) -> tuple[str, ...]:
