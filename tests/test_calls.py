@@ -173,6 +173,23 @@ def test_socket_addresses() -> None:
     assert argtypes.sockaddr_text(struct.pack("<H", 99)) == "family 99"
 
 
+def test_addresses_read_as_ss_and_strace_write_them_in_the_table_and_json() -> None:
+    """An IPv4-mapped address with its IPv4 dotted, a link-local one with its scope, a
+    family known by name: the same in the table as in JSON (and --from's reports)."""
+    def v6(host: str, scope: int) -> bytes:
+        return (struct.pack("<H", socket.AF_INET6) + struct.pack("!H", 9) + b"\0" * 4
+                + socket.inet_pton(socket.AF_INET6, host) + struct.pack("<I", scope))
+    assert argtypes.sockaddr_text(v6("::ffff:127.0.0.1", 0)) == "[::ffff:127.0.0.1]:9"
+    assert argtypes.sockaddr_parts(v6("::ffff:127.0.0.1", 0))["address"] == \
+        "::ffff:127.0.0.1"
+    assert argtypes.sockaddr_text(v6("fe80::1", 2)) == "[fe80::1%2]:9"
+    assert argtypes.sockaddr_parts(v6("fe80::1", 2)) == {
+        "family": "AF_INET6", "address": "fe80::1%2", "port": 9}
+    netlink = struct.pack("<HHII", socket.AF_NETLINK, 0, 0, 0)
+    assert argtypes.sockaddr_text(netlink) == argtypes.sockaddr_parts(netlink)["family"] \
+        == "AF_NETLINK"
+
+
 # --- assembly and rendering -------------------------------------------------------------
 
 def closing(probe: int, records: int, ret: int, ints: list[int], *, tid: int = 7,

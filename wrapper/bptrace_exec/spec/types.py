@@ -122,6 +122,7 @@ AF_UNSPEC, AF_UNIX, AF_INET, AF_INET6 = 0, 1, 2, 10
 def sockaddr_text(raw: bytes) -> str:
     """AF_INET 1.2.3.4:80, AF_INET6 [::1]:80, AF_UNIX /path or @abstract, else the family."""
     import ipaddress
+    import socket
 
     if len(raw) < 2:
         return "(none)" if not raw else f"? {raw.hex()}"
@@ -131,15 +132,17 @@ def sockaddr_text(raw: bytes) -> str:
         return f"{ipaddress.IPv4Address(raw[4:8])}:{port}"
     if family == AF_INET6 and len(raw) >= 24:
         port = struct.unpack("!H", raw[2:4])[0]
-        return f"[{ipaddress.IPv6Address(raw[8:24])}]:{port}"
+        # as ss and strace write it: ::ffff:127.0.0.1, fe80::1%2 (the interface's index)
+        scope = int.from_bytes(raw[24:28], "little") if len(raw) >= 28 else 0
+        host = socket.inet_ntop(socket.AF_INET6, raw[8:24]) + (f"%{scope}" if scope else "")
+        return f"[{host}]:{port}"
     if family == AF_UNIX:
         path = raw[2:]
         if path[:1] == b"\0":  # abstract: the name is every byte of the given length
             return "@" + path[1:].decode("utf-8", "backslashreplace")
         return path.split(b"\0", 1)[0].decode("utf-8", "backslashreplace") or "(unnamed)"
-    if family == AF_UNSPEC:
-        return "AF_UNSPEC"
-    return f"family {family}"
+    name = _family_name(family) or ""
+    return f"family {family}" if name.isdigit() else name  # AF_UNSPEC, AF_NETLINK, ...
 
 
 def sockaddr_parts(raw: bytes) -> dict[str, object]:
