@@ -127,6 +127,23 @@ def test_promtool_accepts_the_export() -> None:
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+@pytest.mark.skipif(not shutil.which("promtool"), reason="promtool: scripts/setup --test")
+def test_breakdowns_named_as_labels_prometheus_keeps_are_labelled_by_name() -> None:
+    """An argument called le or __x would make a label promtool refuses (and with it the
+    whole export, or scrape): it is by_le, by___x, as host and profile are."""
+    names = ("le", "quantile", "__x", "host")
+    stats = Stats(count=1, failed=0, duration_s=1.0,
+                  breakdowns={name: [("7", 1)] for name in names})
+    text = to_prometheus(stats, top=3, title="t", labels=LABELS)
+    check = subprocess.run(["promtool", "check", "metrics"], input=text, text=True,
+                           capture_output=True, timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
+    got = {f.name: f for f in text_string_to_metric_families(text)}
+    for name in names:
+        [sample, _] = got[f"bptrace_exec_execs_by_{name}"].samples
+        assert sample.labels[f"by_{name}"] == "7" and sample.value == 1
+
+
 def test_keys_that_read_alike_are_one_series() -> None:
     """The byte 0xff and the text `\\xff` are one label value: one series, their sum."""
     byte = b"/tmp/\xff".decode("utf-8", "surrogateescape")

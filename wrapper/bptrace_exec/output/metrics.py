@@ -4,8 +4,9 @@ a textfile (--export FILE.prom), rendered by prometheus_client.
 Every series carries the labels `host` and `profile` (when known). Names (stable):
   bptrace_exec_{unit}_total                 counter: execs, calls or exits
   bptrace_exec_failed_{unit}_total          counter; absent when failures are not counted
-  bptrace_exec_{unit}_by_{name}_total       counter per key of a breakdown ({name}="KEY"):
-                                            `top` keys at most, the rest under "(other)"
+  bptrace_exec_{unit}_by_{name}_total       counter per key of a breakdown ({name}="KEY";
+                                            by_{name} for host, profile, le, quantile and
+                                            __*): `top` keys at most, the rest under "(other)"
   bptrace_exec_latency_seconds              histogram, log2 buckets of 1 us to 71 min
   bptrace_exec_lost_events_total            counter: records bpftrace lost (buffer full)
   bptrace_exec_missing_total                counter: calls the kernel saw that were never
@@ -37,6 +38,9 @@ from bptrace_exec.output.tally import Latency, Stats
 
 PREFIX = "bptrace_exec_"
 OTHER = "(other)"
+# label names Prometheus keeps for itself: a breakdown of that name is labelled by_NAME
+# (an argument called `le`, or `__x`, which the text format refuses)
+RESERVED_LABELS = ("le", "quantile")
 # le of each bucket, in microseconds: log2 buckets, always all of them, so that a
 # histogram keeps the same series from one scrape to the next
 LADDER_US = tuple(1 << k for k in range(33))
@@ -99,7 +103,8 @@ def families(stats: Stats, keys: Keys, labels: Mapping[str, str],
         out.append(counter(f"failed_{unit}_total", f"{what} that returned an error.",
                            stats.failed))
     for name, rows in stats.breakdowns.items():
-        label = f"by_{name}" if name in labels else name
+        label = f"by_{name}" if name in labels or name in RESERVED_LABELS or \
+            name.startswith("__") else name
         metric = CounterMetricFamily(
             f"{PREFIX}{unit}_by_{name}_total",
             f"{what} per {name}: {keys.top} keys at most, the rest under {OTHER}.",
