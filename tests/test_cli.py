@@ -67,6 +67,10 @@ def test_not_root_is_a_clear_error(monkeypatch: pytest.MonkeyPatch,
     (["--emit", "program"], "invalid choice"),
     (["--uid", "0", "--where", "uid=65534"], "--uid and --where uid=... both filter on uid"),
     (["--comm", "make", "--where", "comm=sh"], "--comm and --where comm=..."),
+    (["--stats", "--export-format", "csv"],
+     "0 given\n  hint: add --export PATH, or drop --export-format csv"),
+    (["--export", "a.x", "--export", "b.y", "--export-format", "csv"],
+     "2 given\n  hint: give each --export PATH the extension of its format"),
 ])
 def test_usage_errors(args: list[str], words: str) -> None:
     out = run(*args)

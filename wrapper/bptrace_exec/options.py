@@ -121,8 +121,11 @@ def check_options(args: argparse.Namespace, parser: argparse.ArgumentParser,
             raise UsageError(f"{names[dest]} does nothing {where.name}: {why}",
                              hint=instead[0] if helps else f"drop {names[dest]}")
     if args.export_format and len(args.export or []) != 1:
-        raise UsageError("--export-format is the format of one --export PATH",
-                         hint="give each --export PATH the extension of its format")
+        raise UsageError(f"--export-format is the format of one --export PATH: "
+                         f"{len(args.export or [])} given",
+                         hint=f"add --export PATH, or drop --export-format {args.export_format}"
+                         if not args.export else
+                         "give each --export PATH the extension of its format")
     files = [("-o", args.output), ("--record", args.record),
              ("--command-output", args.command_output), ("--timeline", args.timeline),
              *(("--export", path) for path in args.export or []),
