@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,7 +18,15 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from conftest import json_records, run_tool, started, tool_command, wait_until
+from conftest import (
+    TEST_MARK,
+    json_records,
+    marked_processes,
+    run_tool,
+    started,
+    tool_command,
+    wait_until,
+)
 
 pytestmark = pytest.mark.root
 
@@ -280,6 +289,31 @@ def test_the_tree_of_a_command(engine: str, markers: Path,
     text = run_tool("--tree", "--bpftrace", engine, "--", "sh", "-c", script).stdout
     assert text.splitlines()[0].split() == ["PID", "LIFE(ms)", "END", "COMMAND"]
     assert "\u2717 sh -c" in text and "SIGKILL" in text and f"\u2514\u2500 {marker} 2" in text
+
+
+def test_the_tree_places_a_subshell_that_never_exec_d(engine: str, tmp_path: Path,
+                                                      nothing_left_running: None) -> None:
+    """A background subshell still running when its shell ends: it neither exec'd nor
+    ended while traced, its child did; the child is shown under it, a `(sh)` under the
+    shell, not as a root of its own."""
+    started = tmp_path / "started"
+    os.mkfifo(started)
+    script = (f"(sh -c 'echo > {started}; exec sleep 60'; true) >/dev/null 2>&1 & "
+              f"read x < {started}")
+    run = run_tool("--tree", "--json", "--bpftrace", engine, "--", "sh", "-c", script)
+    [tree] = [r for r in run.records if r["event"] == "tree"]
+    for pid in marked_processes(os.environ[TEST_MARK]):  # the subshell and its child
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert run.returncode == 0, run.stderr
+    [root] = tree["processes"]
+    assert len(root["children"]) == 1, tree
+    assert root["argv"] == ["sh", "-c", script]
+    [subshell] = root["children"]
+    assert (subshell["argv"], subshell["comm"], subshell["status"]) == (None, "sh", None)
+    [child] = subshell["children"]
+    assert child["argv"] in (["sh", "-c", f"echo > {started}; exec sleep 60"],
+                             ["sleep", "60"])
 
 
 def test_a_command_whose_thread_execs_is_followed_to_its_end(

@@ -66,3 +66,26 @@ def test_a_process_first_seen_at_its_end() -> None:
     [child] = sh.children
     assert (child.argv, child.exec_id, child.end()) == (None, "b00t:11:200:3", "exit 0")
     assert tree.lines([sh])[2].endswith("\u2514\u2500 (sh)")
+
+
+def test_a_subshell_never_seen_is_placed_under_the_process_that_forked_it() -> None:
+    """`sh -c '(sleep 9; true) & sh -c "(sleep 9; true) &"'`, still running: neither
+    subshell exec'd or ended, their sleeps did; each is a `(sh)` under its shell. The
+    exec of bptrace-exec's child names a parent no process of the run can have forked."""
+    events = [
+        event("execve", 10, 1, 100, 3, 5, 2, argv=(b"sh", b"-c", b"x")),  # from image 2
+        event("execve", 12, 11, 300, 4, 200, 3, argv=(b"sleep", b"9")),  # subshell 11's
+        event("execve", 13, 10, 400, 4, 100, 3, argv=(b"sh", b"-c", b"y")),
+        event("execve", 15, 14, 600, 5, 500, 4, argv=(b"sleep", b"9")),  # subshell 14's
+    ]
+    for e in events:
+        e.values["filename"] = b"/usr/bin/" + e.values["argv"][0]  # type: ignore[index]
+    [sh] = tree.build(events)
+    subshell, inner = sh.children
+    assert (subshell.pid, subshell.end(), subshell.exec_id) == (11, "running", "b00t:11:200:3")
+    assert [c.argv for c in subshell.children] == [(b"sleep", b"9")]
+    [subshell2] = inner.children
+    assert subshell2.pid == 14 and [c.pid for c in subshell2.children] == [15]
+    text = tree.lines([sh])
+    assert [line.split(None, 3)[3] for line in text[2:4]] == [
+        "\u251c\u2500 (sh)", "\u2502  \u2514\u2500 sleep 9"]

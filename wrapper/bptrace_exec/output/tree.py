@@ -35,6 +35,14 @@ class Proc:
     began_ns: int | None = None
     ended_ns: int | None = None
     children: list[Proc] = field(default_factory=list)
+    forked_comm: bytes = b""  # its name when first seen: its parent's, unless it exec'd
+    parent_image: int = 0  # the N of its parent's exec_id, when it was forked
+    # the N of each exec_id it had, and the name it had then (b"": not known)
+    images: dict[int, bytes] = field(default_factory=dict)
+
+    @property
+    def boot(self) -> str:
+        return self.key.split(":", 1)[0]
 
     @property
     def start(self) -> int:
@@ -52,6 +60,15 @@ class Proc:
 
 def process_of(exec_id: str) -> str:
     return exec_id.rsplit(":", 1)[0]
+
+
+def image_of(exec_id: str) -> int:
+    return int(exec_id.rsplit(":", 1)[1])
+
+
+def _comm_of(filename: object) -> bytes:
+    """The name the kernel gives a program it execs: its path's last part, cut."""
+    return filename.rsplit(b"/", 1)[-1][:15] if isinstance(filename, bytes) else b""
 
 
 class Tree:
@@ -74,10 +91,14 @@ class Tree:
         if proc is None:
             proc = self.procs[key] = Proc(key, e.pid, e.comm,
                                           process_of(e.who.parent_exec_id),
+                                          forked_comm=e.comm,
+                                          parent_image=image_of(e.who.parent_exec_id),
                                           exec_id=e.who.exec_id)
+        proc.images.setdefault(image_of(e.who.exec_id), b"")
         if e.syscall == PROCESS_EXIT:
             proc.lifetime_ns, proc.comm = e.latency_ns, e.comm
             proc.ended_ns = e.time_ns
+            proc.images[image_of(e.who.exec_id)] = e.comm
             if proc.began_ns is None:
                 proc.began_ns = e.time_ns - e.latency_ns
             status, signal = e.values.get("status"), e.values.get("signal")
@@ -87,23 +108,71 @@ class Tree:
             argv = e.values.get("argv")
             proc.argv = argv if isinstance(argv, tuple) else proc.argv
             proc.exec_id = e.who.exec_id
+            proc.images[image_of(e.who.exec_id)] = _comm_of(e.values.get("filename"))
             if proc.began_ns is None:
                 proc.began_ns = e.time_ns
             proc.failed_execs = 0  # the attempts of a PATH search that found its program
         else:
             proc.failed_execs += 1
+            proc.images[image_of(e.who.exec_id)] = e.comm
 
     def roots(self) -> list[Proc]:
         """Processes whose parent is not among them, each one's children in the order
         they started."""
-        for proc in self.procs.values():
+        procs = with_unseen_parents(self.procs)
+        for proc in procs.values():
             proc.children = []
         roots: list[Proc] = []
-        for proc in sorted(self.procs.values(), key=lambda p: p.start):
-            parent = self.procs.get(proc.parent)
+        for proc in sorted(procs.values(), key=lambda p: p.start):
+            parent = procs.get(proc.parent)
             (parent.children if parent is not None and parent is not proc else roots
              ).append(proc)
         return roots
+
+
+def with_unseen_parents(procs: dict[str, Proc]) -> dict[str, Proc]:
+    """`procs` and the processes that forked some of them but neither exec'd nor ended
+    while traced (a subshell still running at the end: `sh -c '(sleep 9; true) &'`),
+    each as `(comm)` under the nearest process it must descend from: it ran the program
+    of its parent's exec_id, so it descends from one of the processes started before it
+    that had that program (by the same name, if known): it goes under the one all of
+    those are under. A parent that none of them can have forked (bptrace-exec, a
+    COMMAND's) stays out."""
+    known = dict(procs)
+    by_image: dict[tuple[str, int], list[Proc]] = {}  # who had each program, by boot
+    for proc in procs.values():
+        for image in proc.images:
+            by_image.setdefault((proc.boot, image), []).append(proc)
+    unseen = {p.parent: p for p in sorted(procs.values(), key=lambda p: -p.start)
+              if p.parent not in procs}  # each by its first child
+    for key, child in sorted(unseen.items(), key=lambda kv: int(kv[0].rsplit(":", 1)[1])):
+        image = child.parent_image
+        proc = Proc(key, int(key.split(":")[1]), child.forked_comm, "",
+                    exec_id=f"{key}:{image}",
+                    images={image: child.forked_comm})
+        could = [p for p in by_image.get((proc.boot, image), [])
+                 if p.start < proc.start and p.images[image] in (b"", proc.comm)]
+        if (parent := _nearest_common(could, known)) is not None:
+            proc.parent = parent.key
+            known[key] = proc
+            by_image.setdefault((proc.boot, image), []).append(proc)
+    return known
+
+
+def _nearest_common(procs: list[Proc], known: dict[str, Proc]) -> Proc | None:
+    """The deepest process that each of `procs` is or is under."""
+    def line(p: Proc) -> dict[str, None]:  # itself, then its ancestors, in order
+        up: dict[str, None] = {}
+        while p.key not in up:
+            up[p.key] = None
+            if (parent := known.get(p.parent)) is None:
+                break
+            p = parent
+        return up
+    if not procs:
+        return None
+    others = [line(q) for q in procs[1:]]
+    return next((known[k] for k in line(procs[0]) if all(k in o for o in others)), None)
 
 
 def build(events: Iterable[Event]) -> list[Proc]:
