@@ -147,3 +147,18 @@ def test_the_rules_cover_every_option() -> None:
                  "quiet", "print_completion"}
     dests = {a.dest for a in build_parser()._actions}
     assert dests - selectors == set(RULES)
+
+
+@pytest.mark.parametrize("dest", ["parents", "show_context", "cwd", "exe", "env"])
+def test_what_only_rows_show_is_refused_with_a_tree_unless_recorded(
+        dest: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tree shows each process's program and end: the caller's ancestors, context,
+    paths and environment would be read in the kernel and shown nowhere. A recording
+    keeps them for the rows of its replay."""
+    monkeypatch.setenv("BPFTRACE", NO_BPFTRACE)
+    _, given = option(dest, tmp_path)
+    status, _, stderr, _ = outcome(["--tree", *given], tmp_path)
+    assert status == 2 and f"{given[0]} does nothing when tracing --tree" in stderr, stderr
+    assert "add --record FILE" in stderr
+    kept = outcome(["--tree", *given, "--record", str(tmp_path / "r.rec")], tmp_path)
+    assert NO_BPFTRACE in kept[2]  # past every check

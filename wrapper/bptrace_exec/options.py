@@ -26,6 +26,7 @@ class Mode:
     stats: bool  # a report, not rows
     json: bool
     tree: bool = False  # rows drawn as a process tree at the end
+    record: bool = False  # the transcript kept, for rows replayed later
 
     @property
     def name(self) -> str:
@@ -39,7 +40,7 @@ def mode_of(args: argparse.Namespace) -> Mode:
     return Mode(live=not (args.emit or args.replay or args.from_file), emit=bool(args.emit),
                 replay=bool(args.replay), from_file=bool(args.from_file),
                 stats=bool(args.stats or args.export or args.from_file or args.serve),
-                json=args.json, tree=args.tree)
+                json=args.json, tree=args.tree, record=bool(args.record))
 
 
 Rule = Callable[[Mode], bool]
@@ -48,6 +49,11 @@ ROWS: Rule = lambda m: not m.stats and not m.emit  # noqa: E731
 REPORT: Rule = lambda m: m.stats and not m.emit  # noqa: E731
 TABLE: Rule = lambda m: ROWS(m) and not m.json and not m.tree  # noqa: E731
 ROW_READS: Rule = lambda m: TRACING(m) and not m.stats  # noqa: E731  (read for rows only)
+# read for rows and shown in them: not in a tree, unless kept for a replay's rows
+ROW_COLUMNS: Rule = lambda m: ROW_READS(m) and (not m.tree or m.record)  # noqa: E731
+TREE_HINT = "drop it, or add --record FILE to keep it for the rows of a --replay"
+# what an `instead` hint adds: a report or JSON lines; a recording, replayed as rows
+HELPS: tuple[dict[str, bool], ...] = ({"stats": True, "json": True}, {"record": True})
 FILTERS = "filters run in the kernel while tracing; a recording or a JSON file holds " \
           "what was kept then"
 
@@ -56,14 +62,15 @@ RULES: dict[str, tuple[Rule, str] | tuple[Rule, str, str]] = {
     **{dest: (TRACING, FILTERS) for dest in (
         "comm", "uid", "pid", "ppid", "failed", "succeeded", "where", "cgroup", "container",
         "in_container")},
-    "parents": (ROW_READS, "ancestors are read for rows, when tracing"),
+    "parents": (ROW_COLUMNS, "ancestors are read for rows, when tracing", TREE_HINT),
     "tree": (ROWS, "it shows the events of a run as a tree, at its end"),
     "timeline": (ROWS, "it draws the events of a run, at its end"),
     "exits": (ROW_READS, "it adds the ends of processes to what is traced for rows (a "
               "recording holds what was traced; the exit profile counts exits)"),
-    "show_context": (ROW_READS, "the context is read for rows, when tracing"),
-    **{dest: (ROW_READS, "paths are read for rows, when tracing") for dest in PATHS},
-    "env": (ROW_READS, "the environment is read for rows, when tracing"),
+    "show_context": (ROW_COLUMNS, "the context is read for rows, when tracing", TREE_HINT),
+    **{dest: (ROW_COLUMNS, "paths are read for rows, when tracing", TREE_HINT)
+       for dest in PATHS},
+    "env": (ROW_COLUMNS, "the environment is read for rows, when tracing", TREE_HINT),
     "profile": (lambda m: not m.replay, "a recording replays the profile it was made with"),
     "syscall": (lambda m: not m.replay, "a recording replays the profile it was made with"),
     "arg": (TRACING, "it describes what to trace"),
@@ -116,7 +123,8 @@ def check_options(args: argparse.Namespace, parser: argparse.ArgumentParser,
     unset = vars(parser.parse_args([]))
     for dest, (applies, why, *instead) in RULES.items():
         if getattr(args, dest) != unset[dest] and not applies(mode):
-            helps = instead and applies(dataclasses.replace(mode, stats=True, json=True))
+            helps = instead and any(applies(dataclasses.replace(mode, **fix))
+                                    for fix in HELPS)
             where = dataclasses.replace(mode, tree=False) if dest == "tree" else mode
             raise UsageError(f"{names[dest]} does nothing {where.name}: {why}",
                              hint=instead[0] if helps else f"drop {names[dest]}")
