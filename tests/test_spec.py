@@ -182,6 +182,16 @@ def test_filter_values_out_of_the_arguments_range_are_refused(where: str) -> Non
     assert apply_where(load_profile("kill"), ["target=4294967295"])  # -1, read unsigned
 
 
+@pytest.mark.parametrize(("where", "error"), [
+    ("pid=-1", "--where pid=-1: -1 is out of range"),
+    ("uid=4294967295", "--where uid=4294967295: 4294967295 is out of range"),
+    ("comm=averyveryverylongname", "--where comm=averyveryverylongname: command name")])
+def test_a_where_value_refused_is_named_as_it_was_given(where: str, error: str) -> None:
+    with pytest.raises(SpecError) as refused:
+        apply_where(load_profile("execve"), [where])
+    assert str(refused.value).startswith(error), refused.value
+
+
 # --- limits: each refused with the file, the line, the limit and its reason -------------
 
 def _list(values: list[str]) -> str:
@@ -259,7 +269,7 @@ def test_command_line_filters_have_the_same_limits() -> None:
             with_overrides(base, **{key: [*values, values[0]]})
     with pytest.raises(SpecError, match=rf"^--where path=\.\.\.: {OVER} values"):
         apply_where(base, [f"path=/p{i}" for i in range(OVER)])
-    with pytest.raises(SpecError, match=f"^--uid: {OVER} values"):  # as --where uid=... is
+    with pytest.raises(SpecError, match=rf"^--where uid=\.\.\.: {OVER} values"):
         apply_where(base, [f"uid={i}" for i in range(OVER)])
     longest = "path=/" + "x" * (STR_FILTER_MAX - 1)
     count = FILTER_STRING_BYTES.most // STR_FILTER_MAX + 1

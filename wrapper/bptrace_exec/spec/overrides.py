@@ -98,7 +98,7 @@ def apply_where(profile: Profile, items: list[str]) -> Profile:
         else:
             raise UsageError(f"--where {item!r}: nothing called {name!r} to filter on",
                              hint=f"filter on: {known}")
-    checked, _ = validate_overrides(base, {})
+    checked, _ = validate_overrides(base, {}, ("--where {name}=...", "--where {name}={value}"))
     for name, values in [*paths.items(), *on_args.items()]:
         check(FILTER_VALUES, len(values), "", f"--where {name}=...")
     kept = tuple((n, v) for n, v in profile.filters.args if n not in on_args)
@@ -221,15 +221,18 @@ def with_exits(profile: Profile) -> Profile:
     return profile_from_dict(data)
 
 
-def validate_overrides(filters: dict[str, Any], limits: dict[str, Any]
+def validate_overrides(filters: dict[str, Any], limits: dict[str, Any],
+                       given: tuple[str, str] = ("--{name}", "--{name} {value}")
                        ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The same checks as the YAML fields, for values from the command line."""
+    """The same checks as the YAML fields, for values from the command line, named in
+    an error as they were `given`: all of a filter's, or one value."""
     out_f: dict[str, Any] = {}
     for key, values in filters.items():
         if key in ("failed", "succeeded"):
             out_f[key] = bool(values)
             continue
-        check(FILTER_VALUES, len(values), "", f"--{key}")
-        out_f[key] = tuple(FILTER_ITEMS[key](v, f"--{key} {v}") for v in values)
+        check(FILTER_VALUES, len(values), "", given[0].format(name=key))
+        out_f[key] = tuple(FILTER_ITEMS[key](v, given[1].format(name=key, value=v))
+                           for v in values)
     out_l = {k: LIMIT_RANGES[k](v, f"--{k.replace('_', '-')}") for k, v in limits.items()}
     return out_f, out_l
