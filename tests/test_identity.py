@@ -291,6 +291,19 @@ def test_the_tree_of_a_command(engine: str, markers: Path,
     assert "\u2717 sh -c" in text and "SIGKILL" in text and f"\u2514\u2500 {marker} 2" in text
 
 
+def test_an_end_a_filter_dropped_is_unknown_in_the_tree(engine: str, markers: Path,
+                                                        nothing_left_running: None) -> None:
+    """--comm sh keeps the shell's exec of the marker, not the marker's end (its name is
+    the marker's by then): the tree cannot say it was running at the end."""
+    marker = markers / "marker"
+    shutil.copy("/bin/true", marker)
+    run = run_tool("--tree", "--comm", "sh", "--bpftrace", engine, "--", "sh", "-c",
+                   f"{marker}; exit 0")
+    assert run.returncode == 0, run.stderr
+    [line] = [line for line in run.stdout.splitlines() if line.endswith(f"\u2500 {marker}")]
+    assert line.split()[1:3] == ["-", "unknown"], run.stdout
+
+
 def test_the_tree_places_a_subshell_that_never_exec_d(engine: str, tmp_path: Path,
                                                       nothing_left_running: None) -> None:
     """A background subshell still running when its shell ends: it neither exec'd nor

@@ -46,6 +46,7 @@ from bptrace_exec.output.text import json_line
 from bptrace_exec.pipeline import Summary
 from bptrace_exec.restarts import Restarts
 from bptrace_exec.spec import Profile, available_profiles
+from bptrace_exec.spec.model import Filters
 
 if TYPE_CHECKING:  # prometheus_client takes 80 ms to import: only metrics need it
     from bptrace_exec.output.metrics import RunState
@@ -258,7 +259,8 @@ class _Runs:
             raise UsageError(f"--{'tree' if args.tree else 'timeline'} needs the ends of "
                              f"processes, which {args.replay} does not hold",
                              hint="record with the process profile (or --exits)")
-        processes = tree.Tree()
+        # a filter may drop a process's end and keep its exec (--comm: the name changes)
+        processes = tree.Tree(filtered=self.trace.profile.filters != Filters())
         try:
             if args.tree:
                 show_tree(self.trace, self.out, self.hooks, processes, wide=args.wide)

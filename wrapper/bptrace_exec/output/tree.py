@@ -37,6 +37,7 @@ class Proc:
     children: list[Proc] = field(default_factory=list)
     forked_comm: bytes = b""  # its name when first seen: its parent's, unless it exec'd
     parent_image: int = 0  # the N of its parent's exec_id, when it was forked
+    ends_kept: bool = True  # False: the run's filters may have dropped its end
     # the N of each exec_id it had, and the name it had then (b"": not known)
     images: dict[int, bytes] = field(default_factory=dict)
 
@@ -55,7 +56,9 @@ class Proc:
     def end(self) -> str:
         if self.signal:
             return signal_name(self.signal)
-        return "running" if self.status is None else f"exit {self.status}"
+        if self.status is None:
+            return "running" if self.ends_kept else "unknown"
+        return f"exit {self.status}"
 
 
 def process_of(exec_id: str) -> str:
@@ -77,7 +80,8 @@ class Tree:
     placed. A process first seen at its end is placed under the parent it had then (the
     one it was reparented to, if its own had ended)."""
 
-    def __init__(self) -> None:
+    def __init__(self, filtered: bool = False) -> None:
+        self.filtered = filtered  # a process's end may be filtered out, not just untraced
         self.procs: dict[str, Proc] = {}
         self.first_ns = self.last_ns = 0  # the events' times: the run as traced
 
@@ -93,7 +97,8 @@ class Tree:
                                           process_of(e.who.parent_exec_id),
                                           forked_comm=e.comm,
                                           parent_image=image_of(e.who.parent_exec_id),
-                                          exec_id=e.who.exec_id)
+                                          exec_id=e.who.exec_id,
+                                          ends_kept=not self.filtered)
         proc.images.setdefault(image_of(e.who.exec_id), b"")
         if e.syscall == PROCESS_EXIT:
             proc.lifetime_ns, proc.comm = e.latency_ns, e.comm
@@ -148,7 +153,7 @@ def with_unseen_parents(procs: dict[str, Proc]) -> dict[str, Proc]:
     for key, child in sorted(unseen.items(), key=lambda kv: int(kv[0].rsplit(":", 1)[1])):
         image = child.parent_image
         proc = Proc(key, int(key.split(":")[1]), child.forked_comm, "",
-                    exec_id=f"{key}:{image}",
+                    exec_id=f"{key}:{image}", ends_kept=child.ends_kept,
                     images={image: child.forked_comm})
         could = [p for p in by_image.get((proc.boot, image), [])
                  if p.start < proc.start and p.images[image] in (b"", proc.comm)]
