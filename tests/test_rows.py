@@ -8,16 +8,20 @@ import os
 import re
 import subprocess
 import sys
+import unicodedata
 from pathlib import Path
 
 import pexpect
 
 from bptrace_exec.event import Event
-from bptrace_exec.output.render import CUT_MARK, PLAIN, RED
+from bptrace_exec.output import tree
+from bptrace_exec.output.render import CUT_MARK, PLAIN, RED, Renderer, Terminal
 from bptrace_exec.output.rows import WINDOW_NS, Rows, can_fold
+from bptrace_exec.spec import load_profile
 from bptrace_exec.spec.model import Filters
 from conftest import json_records, tool_command
 from test_record import recording
+from test_tree import event as tree_event
 
 
 def exec_event(at_ms: int, tid: int, path: bytes, argv: tuple[bytes, ...], ret: int = 0
@@ -116,3 +120,26 @@ def test_a_table_on_a_terminal(tmp_path: Path) -> None:
     assert not any("\x1b[" in ln for ln in table("--color", "never"))
     whole = table("--wide", NO_COLOR="1")
     assert any(len(ln) > 80 for ln in whole) and not any(ln.endswith(CUT_MARK) for ln in whole)
+
+
+def test_a_row_of_wide_characters_fits_the_terminal() -> None:
+    """East Asian characters take two columns, combining ones none: a row is cut to the
+    columns it takes on the terminal, not to its count of characters."""
+    wide = "日本語".encode() * 20
+    combined = "e\u0301".encode() * 80  # é as two characters, one column
+    renderer = Renderer(load_profile("execve"), Terminal(width=120))
+    for argv in ((b"echo", wide), (b"echo", combined)):
+        row = renderer.row(exec_event(1, 7, b"/bin/echo", argv))
+        # a wide character that would end on the last column is cut too
+        assert 119 <= columns(row) <= 120 and row.endswith(CUT_MARK), row
+    short = renderer.row(exec_event(1, 7, b"/bin/echo", (b"echo", "e\u0301".encode() * 2)))
+    assert not short.endswith(CUT_MARK)
+    [root] = tree.build([tree_event("execve", 10, 1, 100, 3, 5, 2, argv=(b"echo", wide))])
+    header, line = tree.lines([root], 40)
+    assert 39 <= columns(line) <= 40 and line.endswith(CUT_MARK), line
+
+
+def columns(line: str) -> int:
+    """The terminal columns a line takes, as a terminal counts them."""
+    return sum(0 if unicodedata.combining(ch) else
+               2 if unicodedata.east_asian_width(ch) == "W" else 1 for ch in line)

@@ -12,7 +12,7 @@ from typing import Any
 
 from bptrace_exec.event import KILLED, Event, Identity
 from bptrace_exec.output.columns import LOST, UNREADABLE, columns_for, privilege
-from bptrace_exec.output.text import decode_text, iso_time
+from bptrace_exec.output.text import decode_text, fit, iso_time
 from bptrace_exec.spec import types
 from bptrace_exec.spec.captures import carried, paths_read
 from bptrace_exec.spec.model import Arg, ProbeKind, Profile, kind_of
@@ -65,9 +65,7 @@ class Renderer:
         for column, cell in zip(self.columns, cells, strict=True):
             out.append(cell.rjust(column.width) if column.right else cell.ljust(column.width))
         line = " ".join(out).rstrip()
-        width = self.terminal.width
-        if width and len(line) > width:
-            line = line[:width - 1] + CUT_MARK
+        line = fit(line, self.terminal.width, CUT_MARK)
         if failed and self.terminal.colour and self._result is not None:
             # where RET stands in this row: cells wider than their column push it on
             start = sum(len(cell) + 1 for cell in out[:self._result])

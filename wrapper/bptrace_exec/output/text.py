@@ -43,6 +43,29 @@ def _plain(text: str) -> bool:
     return text.isascii() and text.isprintable()
 
 
+def _columns(ch: str) -> int:
+    """How many terminal columns a safe character takes: 2 for East Asian wide ones, 0
+    for those that combine with the one before."""
+    if unicodedata.combining(ch) or unicodedata.category(ch) == "Me":
+        return 0
+    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+
+
+def fit(line: str, width: int | None, mark: str) -> str:
+    """`line` (safe text) as it fits in `width` terminal columns: cut, ending in `mark`
+    (one column), when it is wider; whole when `width` is None."""
+    if not width or len(line) <= width and line.isascii():
+        return line
+    if sum(_columns(ch) for ch in line) <= width:
+        return line
+    used = 0
+    for i, ch in enumerate(line):
+        used += _columns(ch)
+        if used > width - 1:
+            return line[:i] + mark
+    return line  # not reached: the line is wider than width - 1
+
+
 def _escape_char(ch: str) -> str:
     code = ord(ch)
     if 0xDC80 <= code <= 0xDCFF:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from bptrace_exec.event import Event
 from bptrace_exec.output.render import CUT_MARK
-from bptrace_exec.output.text import decode_text, safe_text, shell_quote
+from bptrace_exec.output.text import decode_text, fit, safe_text, shell_quote
 from bptrace_exec.spec.model import PROCESS_EXIT
 from bptrace_exec.spec.types import signal_name
 
@@ -192,7 +192,7 @@ def lines(roots: list[Proc], width: int | None = None) -> list[str]:
     cut to `width` (None: whole). A failure (a status, a signal, a failed exec) is
     marked with ✗."""
     def cut(line: str) -> str:
-        return line[:width - 1] + CUT_MARK if width and len(line) > width else line
+        return fit(line, width, CUT_MARK)
     out = [cut(HEADER)]
 
     def walk(proc: Proc, lead: str, branch: str) -> None:
