@@ -89,3 +89,13 @@ def test_a_subshell_never_seen_is_placed_under_the_process_that_forked_it() -> N
     text = tree.lines([sh])
     assert [line.split(None, 3)[3] for line in text[2:4]] == [
         "\u251c\u2500 (sh)", "\u2502  \u2514\u2500 sleep 9"]
+
+
+def test_a_process_still_running_is_named_as_its_program() -> None:
+    """Its exec's comm is the caller's (sh, before the exec): the process is named by
+    the program it runs, as the kernel names it (the path's last part, 15 bytes)."""
+    running = event("execve", 10, 1, 100, 3, 5, 2, argv=(b"x",))
+    running.values["filename"] = b"/usr/lib/gcc/x86_64-linux-gnu/12/collect2-wrapper"
+    [proc] = tree.build([running])
+    assert proc.comm == b"collect2-wrappe"
+    assert tree.to_dicts([proc])[0]["comm"] == "collect2-wrappe"

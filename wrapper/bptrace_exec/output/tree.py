@@ -113,7 +113,9 @@ class Tree:
             argv = e.values.get("argv")
             proc.argv = argv if isinstance(argv, tuple) else proc.argv
             proc.exec_id = e.who.exec_id
-            proc.images[image_of(e.who.exec_id)] = _comm_of(e.values.get("filename"))
+            name = _comm_of(e.values.get("filename"))
+            proc.images[image_of(e.who.exec_id)] = name
+            proc.comm = name or proc.comm  # the new program's, not its caller's
             if proc.began_ns is None:
                 proc.began_ns = e.time_ns
             proc.failed_execs = 0  # the attempts of a PATH search that found its program
