@@ -218,6 +218,21 @@ def test_command_exit_status_and_output_kept_apart(engine: str, tmp_path: Path,
     assert "bptrace-exec: 1 exec traced in " in run.stderr, run.stderr
 
 
+def test_a_command_that_cannot_be_run(engine: str, tmp_path: Path,
+                                     nothing_left_running: None) -> None:
+    """An executable file the kernel cannot run (no #! line): its exec fails once traced,
+    the status is a shell's 126, and --help's table of statuses says so."""
+    script = tmp_path / "no-interpreter"
+    script.write_text("echo hi\n")
+    script.chmod(0o755)
+    run = run_tool("--json", "--bpftrace", engine, "--", str(script))
+    assert run.returncode == 126, run.stderr
+    assert f"cannot run {script}: Exec format error" in run.stderr
+    assert [e["errno"] for e in run.execs()] == ["ENOEXEC"]
+    statuses = run_tool("--help").stdout.split("exit status:")[1]
+    assert "126 if it could not be run" in " ".join(statuses.split())
+
+
 def test_only_descendants_of_the_command_are_traced(engine: str, tmp_path: Path,
                                                     nothing_left_running: None) -> None:
     outsider = subprocess.Popen(["sh", "-c", "for i in $(seq 200); do /bin/true outsider; "

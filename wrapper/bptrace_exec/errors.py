@@ -25,7 +25,10 @@ EXIT_STATUSES = (
                   "shown), -o FILE or stdout (a full disk, an I/O error)"),
     (EXIT_INTERRUPTED, "interrupted before tracing started"),
 )
-COMMAND_STATUS = "with -- COMMAND: COMMAND's own exit status (128+signal if killed)"
+EXIT_CANNOT_RUN = 126  # the command's exec failed, as a shell says it
+COMMAND_STATUS = (f"with -- COMMAND: COMMAND's own exit status (128+signal if killed; "
+                  f"{EXIT_CANNOT_RUN} if it could not be run: its exec failed, said on "
+                  "stderr)")
 
 
 class UserError(Exception):

@@ -13,7 +13,7 @@ import select
 import signal
 import time
 
-from bptrace_exec.errors import EnvironmentProblem, UsageError, not_a_program
+from bptrace_exec.errors import EXIT_CANNOT_RUN, EnvironmentProblem, UsageError, not_a_program
 from bptrace_exec.run.spawn import CHILD_DEFAULTS
 
 COMMAND_GRACE_S = 3.0  # how long a COMMAND still running at the end has after SIGTERM
@@ -64,7 +64,7 @@ class GatedCommand:
                 os.execv(path, argv)
             except OSError as exc:
                 os.write(said, f"bptrace-exec: cannot run {argv[0]}: {exc.strerror}\n".encode())
-                os._exit(126)
+                os._exit(EXIT_CANNOT_RUN)
             finally:
                 os._exit(127)
         os.close(read_end)
