@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bptrace_exec.event import Event
 from bptrace_exec.output import tree
+from bptrace_exec.output.timeline import svg
 from bptrace_exec.parse.join import identity
 from bptrace_exec.records import Who
 
@@ -99,3 +100,19 @@ def test_a_process_still_running_is_named_as_its_program() -> None:
     [proc] = tree.build([running])
     assert proc.comm == b"collect2-wrappe"
     assert tree.to_dicts([proc])[0]["comm"] == "collect2-wrappe"
+
+
+def test_an_argv_cut_by_the_limits_is_marked() -> None:
+    """--max-args 5 keeps `/bin/echo 1 2 3 4` of 31 arguments: the tree, its JSON and
+    the timeline say it is not the whole command line, as the table does."""
+    cut = event("execve", 10, 1, 100, 3, 5, 2, argv=(b"/bin/echo", b"1", b"2", b"3", b"4"))
+    cut.truncated = frozenset({"argv"})
+    whole = event("execve", 11, 10, 200, 3, 100, 3, argv=(b"/bin/true",))
+    [root] = tree.build([cut, whole])
+    assert [line.split(None, 3)[3] for line in tree.lines([root])[1:]] == [
+        "/bin/echo 1 2 3 4 [...]", "\u2514\u2500 /bin/true"]
+    as_json = tree.to_dicts([root])[0]
+    assert as_json["argv_truncated"] is True
+    assert as_json["children"][0]["argv_truncated"] is False  # type: ignore[index]
+    root.began_ns, root.children[0].began_ns = 1, 2
+    assert "/bin/echo 1 2 3 4 [...]\npid 10" in svg([root], 0, 10, "t")

@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from html import escape  # & < > and quotes: what text in SVG needs
 
-from bptrace_exec.output.text import iso_time, safe_str, safe_text, shell_quote
-from bptrace_exec.output.tree import Proc
+from bptrace_exec.output.text import iso_time, safe_str
+from bptrace_exec.output.tree import Proc, command_line
 
 WIDTH = 1400  # px: the time axis and the margins
 MARGIN, TOP = 12, 64  # left and right margin; the title, legend and axis above the bars
@@ -52,11 +52,6 @@ def _duration(ns: int) -> str:
     return f"{ns / 1e9:.3g} s" if ns >= 1_000_000_000 else f"{ns / 1e6:.3g} ms"
 
 
-def _command(p: Proc) -> str:
-    return (" ".join(shell_quote(a) for a in p.argv) if p.argv is not None
-            else f"({safe_text(p.comm)})")
-
-
 def svg(roots: list[Proc], first_ns: int, last_ns: int, title: str) -> str:
     """The picture of the processes under `roots` over the run's events, first_ns to
     last_ns (wall clock): one that started before is drawn from first_ns, one still
@@ -94,7 +89,7 @@ def svg(roots: list[Proc], first_ns: int, last_ns: int, title: str) -> str:
         y, left = TOP + i * row, x(max(p.began_ns, start))
         width = max(1.0, x(now_ns if p.ended_ns is None else p.ended_ns) - left)
         colour = ENDS[ended_as(p)][0]
-        command = _command(p)
+        command = command_line(p)
         label = command if len(command) <= LABEL else command[:LABEL - 1] + "\u2026"
         life = "-" if p.lifetime_ns is None else _duration(p.lifetime_ns)
         tip = f"{command}\npid {p.pid}, {life}, {p.end()}" + (

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from bptrace_exec.event import Event
+from bptrace_exec.output.columns import CUT
 from bptrace_exec.output.render import CUT_MARK
 from bptrace_exec.output.text import decode_text, fit, safe_text, shell_quote
 from bptrace_exec.spec.model import PROCESS_EXIT
@@ -26,6 +27,7 @@ class Proc:
     comm: bytes
     parent: str  # its parent's key
     argv: tuple[bytes, ...] | None = None  # what it ran last; None: no exec traced
+    argv_cut: bool = False  # that argv was cut by the limits (--max-args, --argv-bytes)
     exec_id: str = ""  # of that program (or its forked image)
     lifetime_ns: int | None = None  # None: no end traced (running at the end)
     status: int | None = None
@@ -59,6 +61,14 @@ class Proc:
         if self.status is None:
             return "running" if self.ends_kept else "unknown"
         return f"exit {self.status}"
+
+
+def command_line(p: Proc) -> str:
+    """What the process ran last, as bash reads it back (marked when cut), else its
+    name."""
+    if p.argv is None:
+        return f"({safe_text(p.comm)})"
+    return " ".join([shell_quote(a) for a in p.argv] + ([CUT] if p.argv_cut else []))
 
 
 def process_of(exec_id: str) -> str:
@@ -112,6 +122,7 @@ class Tree:
         elif e.ret == 0 and not e.killed:
             argv = e.values.get("argv")
             proc.argv = argv if isinstance(argv, tuple) else proc.argv
+            proc.argv_cut = "argv" in e.truncated
             proc.exec_id = e.who.exec_id
             name = _comm_of(e.values.get("filename"))
             proc.images[image_of(e.who.exec_id)] = name
@@ -199,8 +210,7 @@ def lines(roots: list[Proc], width: int | None = None) -> list[str]:
 
     def walk(proc: Proc, lead: str, branch: str) -> None:
         life = "-" if proc.lifetime_ns is None else f"{proc.lifetime_ns / 1e6:.1f}"
-        command = (" ".join(shell_quote(a) for a in proc.argv) if proc.argv is not None
-                   else f"({safe_text(proc.comm)})")
+        command = command_line(proc)
         if proc.failed_execs:
             command += f" [{proc.failed_execs} failed exec{'s' * (proc.failed_execs > 1)}]"
         mark = "\u2717 " if proc.failed else "  "
@@ -218,6 +228,7 @@ def to_dicts(roots: list[Proc]) -> list[dict[str, object]]:
     """The tree as JSON: each process with its children, nested."""
     return [{"pid": p.pid, "exec_id": p.exec_id, "comm": decode_text(p.comm),
              "argv": None if p.argv is None else [decode_text(a) for a in p.argv],
+             "argv_truncated": p.argv_cut,
              "lifetime_ns": p.lifetime_ns, "status": p.status,
              "signal": signal_name(p.signal) if p.signal else None,
              "failed_execs": p.failed_execs, "children": to_dicts(p.children)}
