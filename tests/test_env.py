@@ -85,6 +85,20 @@ def test_only_the_names_asked_for(engine: str, tmp_path: Path,
     assert "ENV" in table.stdout.splitlines()[0]
 
 
+@pytest.mark.root
+def test_the_end_of_a_process_has_no_environment(engine: str,
+                                                 nothing_left_running: None) -> None:
+    """--exits: an exit line starts no program, whatever its status: env is null, as a
+    failed exec's is (an empty object would say the program had none of the names)."""
+    run = run_tool("process", "--env", "A", "--json", "--bpftrace", engine, "--",
+                   "env", "-i", "A=1", "/bin/sh", "-c", "/bin/false; exit 0")
+    assert run.returncode == 0, run.stderr
+    ends = [r for r in run.records if r["event"] == "exit"]
+    assert len(ends) == 2 and all(e["env"] is None for e in ends), ends
+    [sh] = [e for e in run.execs() if e["filename"] == "/bin/sh"]
+    assert sh["env"] == {"A": "1"}
+
+
 def test_env_is_for_the_programs_an_exec_starts() -> None:
     with pytest.raises(SpecError, match="the program an exec"):
         with_overrides(load_profile("openat"), env=["PATH"])

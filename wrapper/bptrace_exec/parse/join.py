@@ -28,7 +28,7 @@ from bptrace_exec.records import (
     Who,
 )
 from bptrace_exec.spec.captures import as_recorded, string_read
-from bptrace_exec.spec.model import PATHS, Profile
+from bptrace_exec.spec.model import PATHS, PROCESS_EXIT, Profile
 
 COMPLETE_WAIT_NS = 1_000_000_000  # how long a closed call waits for its missing records
 ORPHAN_WAIT_NS = 60_000_000_000  # records with no closing one (lost, or still in the call)
@@ -64,6 +64,8 @@ class Assembler:
              "_closing": closing, "_Who": Who})
         self.decoder = Decoder(captured, string_read(profile, version))
         self.env_names = {n.encode("utf-8", "surrogateescape") for n in profile.context.env}
+        # the probes whose success starts a program (not a process's end: no environment)
+        self.starts = {i for i, name in enumerate(profile.probes) if name != PROCESS_EXIT}
         self.pending: dict[tuple[bytes, bytes], Parts] = {}
         self.dropped: dict[tuple[bytes, bytes], int] = {}  # drops that came first, by time
         self.stats = JoinStats()
@@ -147,7 +149,7 @@ class Assembler:
                 if cut:
                     truncated |= {path_name}
         env = None
-        if self.env_names and c.ret == 0:  # a new program's: its block, or an empty one
+        if self.env_names and c.ret == 0 and c.probe in self.starts:  # its block, or none
             env, cut = environment(p.env, p.env_size, self.env_names)
             if cut:
                 truncated |= {"env"}
