@@ -116,3 +116,19 @@ def test_an_argv_cut_by_the_limits_is_marked() -> None:
     assert as_json["children"][0]["argv_truncated"] is False  # type: ignore[index]
     root.began_ns, root.children[0].began_ns = 1, 2
     assert "/bin/echo 1 2 3 4 [...]\npid 10" in svg([root], 0, 10, "t")
+
+
+def test_a_core_dump_is_said() -> None:
+    """Killed by SIGSEGV with a core dumped, as a shell says it: in the row of its end
+    and in the tree; killed without one, the signal alone."""
+    from bptrace_exec.output.render import ended
+
+    dumped = event("process_exit", 10, 1, 100, 3, 5, 2, signal=11, life=1)
+    dumped.values["core"] = 1
+    killed = event("process_exit", 11, 1, 200, 3, 5, 2, signal=9, life=1)
+    killed.values["core"] = 0
+    assert [ended(e) for e in (dumped, killed)] == [
+        "killed by SIGSEGV, core dumped", "killed by SIGKILL"]
+    roots = tree.build([dumped, killed])
+    assert [p.end() for p in roots] == ["SIGSEGV core", "SIGKILL"]
+    assert [p["core"] for p in tree.to_dicts(roots)] == [True, False]

@@ -138,10 +138,12 @@ class _Shape:
 
 
 def ended(e: Event) -> str:
-    """How a process ended, for its row: "exit 3", "killed by SIGKILL"."""
+    """How a process ended, for its row: "exit 3", "killed by SIGKILL", "killed by
+    SIGSEGV, core dumped" (as a shell says it)."""
     signal, status = e.values.get("signal"), e.values.get("status")
     if isinstance(signal, int) and signal:
-        return f"killed by {types.signal_name(signal)}"
+        return f"killed by {types.signal_name(signal)}" + (
+            ", core dumped" if e.values.get("core") else "")
     return f"exit {status if isinstance(status, int) else '?'}"
 
 

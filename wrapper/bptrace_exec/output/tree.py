@@ -32,6 +32,7 @@ class Proc:
     lifetime_ns: int | None = None  # None: no end traced (running at the end)
     status: int | None = None
     signal: int = 0
+    core: bool = False  # it dumped core as the signal killed it
     failed_execs: int = 0
     # wall clock, ns: its first program traced started (else: the process did), it ended
     began_ns: int | None = None
@@ -57,7 +58,7 @@ class Proc:
 
     def end(self) -> str:
         if self.signal:
-            return signal_name(self.signal)
+            return signal_name(self.signal) + " core" * self.core
         if self.status is None:
             return "running" if self.ends_kept else "unknown"
         return f"exit {self.status}"
@@ -119,6 +120,7 @@ class Tree:
             status, signal = e.values.get("status"), e.values.get("signal")
             proc.status = status if isinstance(status, int) else None
             proc.signal = signal if isinstance(signal, int) else 0
+            proc.core = bool(e.values.get("core"))
         elif e.ret == 0 and not e.killed:
             argv = e.values.get("argv")
             proc.argv = argv if isinstance(argv, tuple) else proc.argv
@@ -230,6 +232,6 @@ def to_dicts(roots: list[Proc]) -> list[dict[str, object]]:
              "argv": None if p.argv is None else [decode_text(a) for a in p.argv],
              "argv_truncated": p.argv_cut,
              "lifetime_ns": p.lifetime_ns, "status": p.status,
-             "signal": signal_name(p.signal) if p.signal else None,
+             "signal": signal_name(p.signal) if p.signal else None, "core": p.core,
              "failed_execs": p.failed_execs, "children": to_dicts(p.children)}
             for p in roots]
