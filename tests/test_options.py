@@ -162,3 +162,18 @@ def test_what_only_rows_show_is_refused_with_a_tree_unless_recorded(
     assert "add --record FILE" in stderr
     kept = outcome(["--tree", *given, "--record", str(tmp_path / "r.rec")], tmp_path)
     assert NO_BPFTRACE in kept[2]  # past every check
+
+
+def test_a_star_before_the_end_of_a_filter_is_said(tmp_path: Path) -> None:
+    """A * before the end of a name, path or string filter matches a * (a name or a path
+    may hold one): compiled as given, with a warning that it is no glob; one at the end,
+    a prefix, is not warned of."""
+    for argv, filter_ in ((["openat", "--where", "path=/etc/*.conf"], "path='/etc/*.conf'"),
+                          (["--comm", "*sh"], "comm='*sh'"),
+                          (["--where", "cwd=/srv/*/logs"], "cwd='/srv/*/logs'")):
+        status, program, stderr, _ = outcome([*argv, "--emit", "script"], tmp_path)
+        assert status == 0 and f"warning: the filter {filter_} matches that text" in stderr
+        assert "is no glob" in stderr and program.startswith("#!")
+    status, _, stderr, _ = outcome(["--comm", "sh*", "--where", "cwd=/srv/*", "--emit",
+                                    "script"], tmp_path)
+    assert status == 0 and "warning" not in stderr

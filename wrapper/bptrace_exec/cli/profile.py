@@ -8,7 +8,7 @@ from bptrace_exec.cli.output import stderr
 from bptrace_exec.errors import UsageError
 from bptrace_exec.options import DEFAULT_REFRESH_S
 from bptrace_exec.run.cgroups import container_cgroups
-from bptrace_exec.spec import Profile, load_profile, with_overrides
+from bptrace_exec.spec import Profile, load_profile, types, with_overrides
 from bptrace_exec.spec.overrides import BASE_FILTERS, adhoc_profile, apply_where
 from bptrace_exec.spec.tracepoint import UNKNOWN, syscall_fields
 
@@ -37,12 +37,28 @@ def profile_asked(args: argparse.Namespace) -> Profile:
     if args.where:  # after --exits, whose fields (status, signal, core) it may filter on
         _refuse_twice(args)
         profile = apply_where(profile, args.where)
+    globs = any(types.of(a.type).read == "argv" for a in profile.args)
+    for name, value in literal_stars(profile):
+        stderr(f"bptrace-exec: warning: the filter {name}={value!r} matches that text, * "
+               "included: a * before the end is no glob, only one at the end makes a prefix"
+               + ("; argv takes globs (--where argv=PATTERN)" if globs else ""))
     # served, or to carry counts across a restart: refreshed, though no report is asked
     args.silent_refresh = not profile.stats.interval and profile.stats.enabled and bool(
         args.serve or args.restart)
     if args.silent_refresh:
         profile = with_overrides(profile, interval=DEFAULT_REFRESH_S)
     return profile
+
+
+def literal_stars(profile: Profile) -> list[tuple[str, str]]:
+    """The filters on text whose value has a * before its end: compared as they are, *
+    and all (a name or path may hold one), where a glob was likely meant (/etc/*.conf)."""
+    f = profile.filters
+    texts = {a.name for a in profile.args if types.of(a.type).read in ("str", "exec_path")}
+    given = [*(("comm", v) for v in f.comm), *(("cwd", v) for v in f.cwd),
+             *(("exe", v) for v in f.exe),
+             *((n, str(v)) for n, values in f.args if n in texts for v in values)]
+    return [(name, value) for name, value in given if "*" in value.removesuffix("*")]
 
 
 def _refuse_twice(args: argparse.Namespace) -> None:
