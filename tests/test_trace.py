@@ -145,8 +145,10 @@ def test_the_programs_path_is_exact_at_every_length(engine: str, exec_cases: str
     execveat = [exec_cases, "execveat", short_dir, str(fd), relative[len(short_dir) + 1:],
                 "0", "at", "bpx-len"]
     out = short_dir.decode() + "/events.jsonl"
-    run = run_tool("--json", "-o", out, "--bpftrace", engine, "--", sys.executable, "-c",
-                   script, *map(os.fsdecode, [*paths, "--at", *execveat]), output=Path(out))
+    # argv of the longest path, then bpx-len: 4,104 bytes, past the default 4,096 shown
+    run = run_tool("--json", "-o", out, "--argv-bytes", "4200", "--bpftrace", engine, "--",
+                   sys.executable, "-c", script,
+                   *map(os.fsdecode, [*paths, "--at", *execveat]), output=Path(out))
     assert run.returncode == 0, run.stderr
     shown = [(as_bytes(e["filename"]), e["filename_truncated"], e["incomplete"])
              for e in run.execs() if e["argv"][1:] == ["bpx-len"]]
