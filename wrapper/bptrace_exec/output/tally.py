@@ -19,7 +19,6 @@ from bptrace_exec.spec.captures import EXIT_ARGS
 from bptrace_exec.spec.model import KINDS, PATHS, PROCESS_EXIT, ProbeKind, Profile
 
 NO_VALUE = "(none)"  # the key of events without a value: a fork's flags, no terminal
-NO_TTY = NO_VALUE  # the key of callers with no controlling terminal
 OF_FAILED = "errno"  # the breakdown of failed calls alone: a success has no key there
 # the arguments JSON lines hold as fields of their own (an exec's, an exit's)
 TOP_LEVEL_ARGS = (*(g.name for g in KINDS["exec"].given_args), *(n for n, _ in EXIT_ARGS))
@@ -138,7 +137,7 @@ def breakdown_keys(profile: Profile) -> dict[str, Callable[[Event], object]]:
         "syscall": lambda e: e.syscall, "comm": lambda e: decode_text(e.comm),
         "uid": lambda e: e.uid, "ppid": lambda e: e.ppid, "errno": lambda e: e.outcome,
         "euid": lambda e: e.who.euid if e.who else None,
-        "tty": lambda e: (e.who.tty or NO_TTY) if e.who else None,
+        "tty": lambda e: (e.who.tty or NO_VALUE) if e.who else None,
         "container": context(lambda c: c.container[1][:12] if c.container else NO_VALUE),
         "cgroup": context(lambda c: c.path or c.cgroup or "/"),
         "hostname": context(lambda c: c.hostname),
@@ -303,7 +302,7 @@ def from_maps(maps: Mapping[str, object], *, by: Iterable[str], duration_s: floa
         elif name in ("program", "comm"):
             keyed = {_key_text(k, double_escaped_keys): v for k, v in raw.items()}
         elif name == "tty":
-            keyed = {tty_name(int(k)) or NO_TTY: v for k, v in raw.items()}
+            keyed = {tty_name(int(k)) or NO_VALUE: v for k, v in raw.items()}
         elif name == "cgroup":
             names = cgroup_names({int(k) for k in raw}) if cgroup_names else {}
             keyed = {names.get(int(k), f"cgroup id {k}"): v for k, v in raw.items()}
@@ -370,7 +369,7 @@ def from_json_events(events: Iterable[Mapping[str, object]], *,
         values = {"comm": e.get("comm"), "uid": e.get("uid"), "ppid": e.get("ppid"),
                   # identity: read since record version 5 (exec_id null before)
                   "euid": e.get("euid"),
-                  "tty": (e.get("tty") or NO_TTY) if e.get("exec_id") is not None else None,
+                  "tty": (e.get("tty") or NO_VALUE) if e.get("exec_id") is not None else None,
                   "errno": KILLED if killed else e.get("errno") if failed else None,
                   "syscall": e.get("syscall"), "host": e.get("host")}
         for which in PATHS:  # read with --cwd, --exe

@@ -98,9 +98,9 @@ def apply_where(profile: Profile, items: list[str]) -> Profile:
         else:
             raise UsageError(f"--where {item!r}: nothing called {name!r} to filter on",
                              hint=f"filter on: {known}")
-    checked, _ = validate_overrides(base, {}, ("--where {name}=...", "--where {name}={value}"))
+    checked, _ = validate_overrides(base, {}, WHERE_GIVEN)
     for name, values in [*paths.items(), *on_args.items()]:
-        check(FILTER_VALUES, len(values), "", f"--where {name}=...")
+        check(FILTER_VALUES, len(values), "", WHERE_GIVEN[0].format(name=name))
     kept = tuple((n, v) for n, v in profile.filters.args if n not in on_args)
     args = kept + tuple((n, tuple(v)) for n, v in on_args.items())
     captures.check_string_filters(args, profile.args, "")
@@ -219,6 +219,10 @@ def with_exits(profile: Profile) -> Profile:
     data = profile_to_dict(profile)
     data["probes"].append(PROCESS_EXIT)
     return profile_from_dict(data)
+
+
+# how --where names a filter in an error: all its values, or one
+WHERE_GIVEN = ("--where {name}=...", "--where {name}={value}")
 
 
 def validate_overrides(filters: dict[str, Any], limits: dict[str, Any],
