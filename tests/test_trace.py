@@ -670,15 +670,19 @@ def test_argv_bytes_at_its_documented_extremes_loads(engine: str, argv_bytes: st
 
 def test_a_path_search_is_one_row(engine: str, nothing_left_running: None) -> None:
     """dash tries each PATH directory with its own execve: the table shows the exec that
-    ended the search, with the attempts before it counted; --all-attempts and JSON show
-    each one."""
+    ended the search, with the attempts before it counted, and so does its summary (the
+    count of execs is the kernel's); --all-attempts and JSON show each one."""
     script = "PATH=/nonexistent1:/nonexistent2:/usr/bin:/bin; exec true bpx-search"
-    args = ("-q", "--bpftrace", engine, "--", "sh", "-c", script)
-    folded = [ln for ln in run_tool(*args).stdout.splitlines() if "bpx-search" in ln]
+    args = ("--bpftrace", engine, "--", "sh", "-c", script)
+    run = run_tool(*args)
+    folded = [ln for ln in run.stdout.splitlines() if "bpx-search" in ln]
     assert len(folded) == 2 and folded[1].endswith("true bpx-search [tried 2]"), folded
-    every = [ln for ln in run_tool("--all-attempts", *args).stdout.splitlines()
-             if ln.endswith(" bpx-search")]
+    assert "4 execs (2 of them failed tries of a PATH search, as [tried N]) traced" in \
+        run.stderr, run.stderr
+    each = run_tool("--all-attempts", *args)
+    every = [ln for ln in each.stdout.splitlines() if ln.endswith(" bpx-search")]
     assert [ln.split()[5] for ln in every] == ["ENOENT", "ENOENT", "0"], every
+    assert "4 execs traced" in each.stderr, each.stderr
     assert len(run_tool("--json", *args).execs()) == 4
 
 

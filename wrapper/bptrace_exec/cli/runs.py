@@ -19,6 +19,7 @@ from bptrace_exec.cli.show import (
     host_field,
     lost,
     report,
+    rows_for,
     say_notes,
     say_summary,
     show_events,
@@ -99,6 +100,7 @@ class _Runs:
         self.ended: Summary | None = None  # of the bpftrace runs that died
         self.base: Stats | None = None  # their counts, as last reported
         self.last: Stats | None = None  # this bpftrace's, as last reported
+        self.folded = 0  # failed attempts of PATH searches the table showed as [tried N]
         self.tracing_since: float | None = None
         self.hooks = api.Hooks(say=self._ready, warn=stderr,
                                on_lost=lambda n: lost(n, summary, self.trace))
@@ -137,7 +139,8 @@ class _Runs:
                 return self._end(exc)
             break
         if not self.trace.profile.stats.enabled:
-            say_summary(self.summary_now(), self.trace.host, self._json_out(), self.plain)
+            say_summary(self.summary_now(), self.trace.host, self._json_out(), self.plain,
+                        self.folded)
         if self.trace.recorder is not None and self.trace.recorder.failed is not None:
             raise self.trace.recorder.failed  # what it traced was shown, and said
         finished = self.trace.finished
@@ -161,7 +164,8 @@ class _Runs:
             if self.restarts.enabled and self.base is not None:
                 self._counted(self.base)
         elif self.ended is not None:
-            say_summary(self.summary_now(), self.trace.host, self._json_out(), self.plain)
+            say_summary(self.summary_now(), self.trace.host, self._json_out(), self.plain,
+                        self.folded)
         if self.restarts.stopped or (isinstance(failure, StoppedStarting)
                                      and self.restarts.gap is not None):
             return EXIT_OK  # asked to stop between bpftraces, or as a later one started
@@ -261,18 +265,21 @@ class _Runs:
                              hint="record with the process profile (or --exits)")
         # a filter may drop a process's end and keep its exec (--comm: the name changes)
         processes = tree.Tree(filtered=self.trace.profile.filters != Filters())
+        rows = rows_for(self.trace.profile, all_attempts=args.all_attempts)
         try:
             if args.tree:
                 show_tree(self.trace, self.out, self.hooks, processes, wide=args.wide)
             else:
-                show_events(self.trace, self.out, self.hooks, all_attempts=args.all_attempts,
-                             wide=args.wide, color=args.color, header=not self.restarts.count,
+                show_events(self.trace, self.out, self.hooks, rows, wide=args.wide,
+                             color=args.color, header=not self.restarts.count,
                              also=processes.add if args.timeline else None)
         except BaseException:  # bpftrace failing still draws what it traced, if it can
             if args.timeline:
                 with contextlib.suppress(UserError):
                     self._draw(processes)
             raise
+        finally:
+            self.folded += rows.folded
         if args.timeline:
             self._draw(processes)
 

@@ -30,7 +30,14 @@ from bptrace_exec.spec import Profile
 if TYPE_CHECKING:  # prometheus_client takes 80 ms to import: only metrics need it
     from bptrace_exec.output.metrics import Keys, RunState
 
-def show_events(trace: api.Trace, out: Output, hooks: api.Hooks, *, all_attempts: bool,
+def rows_for(profile: Profile, *, all_attempts: bool) -> Rows:
+    """Where a run's events wait to be shown in order; the table folds a PATH search
+    (JSON lines keep every attempt: a reader of them sees each call)."""
+    as_json = profile.output_format == "json"
+    return Rows(fold=not (all_attempts or as_json) and can_fold(profile.filters))
+
+
+def show_events(trace: api.Trace, out: Output, hooks: api.Hooks, rows: Rows, *,
                  wide: bool, color: str, header: bool = True,
                  also: Callable[[Event], None] | None = None) -> None:
     """The events as table rows or JSON lines, by time of call; `header`: the table's (not
@@ -38,8 +45,6 @@ def show_events(trace: api.Trace, out: Output, hooks: api.Hooks, *, all_attempts
     render = Renderer(trace.profile, terminal(out, wide=wide, color=color), trace.host)
     events: Iterable[Event] = trace if also is None else _seen(trace, also)
     as_json = trace.profile.output_format == "json"
-    # JSON lines keep every attempt of a search: a reader of them sees each call
-    rows = Rows(fold=not (all_attempts or as_json) and can_fold(trace.profile.filters))
 
     def line(row: Row) -> str:
         return (json_line(render.to_dict(row.event)) if as_json
@@ -113,9 +118,10 @@ def host_field(host: str | None) -> dict[str, str]:
 
 
 def say_summary(s: Summary, host: str | None, json_out: Output | None,
-                 hooks: api.Hooks) -> None:
+                 hooks: api.Hooks, folded: int = 0) -> None:
     """The run's summary at its end; also when its bpftrace died while tracing (what it
-    traced, and what is unknown), not when it was refused before tracing."""
+    traced, and what is unknown), not when it was refused before tracing. `folded`:
+    the table's PATH-search attempts shown in the row of their search's last."""
     # with the ends of processes in the stream, the accounting is of both: "events"
     unit = s.unit if s.exits is None else "events"
     shown = {s.unit: s.events} if s.exits is None else {s.unit: s.events - s.exits,
@@ -128,8 +134,10 @@ def say_summary(s: Summary, host: str | None, json_out: Output | None,
                                   f"missing_{unit}": s.missing, "lost_events": s.lost_records,
                                   f"incomplete_{unit}": s.incomplete,
                                   f"partial_{unit}": s.unfinished}))
-    text = " and ".join(f"{n} {name if n != 1 else name[:-1]}" for name, n in shown.items()) + \
-        f" traced in {s.elapsed_s:.1f} s"
+    said = [f"{n} {name if n != 1 else name[:-1]}" for name, n in shown.items()]
+    if folded:  # else the count looks too high for the rows
+        said[0] += f" ({folded} of them failed tries of a PATH search, as [tried N])"
+    text = " and ".join(said) + f" traced in {s.elapsed_s:.1f} s"
     if s.dropped:
         text += f" ({s.dropped} more not matching the filters run here)"
     if s.missing is None:

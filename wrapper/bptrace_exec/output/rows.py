@@ -37,6 +37,7 @@ class Rows:
     _by_tid: dict[int, list[Row]] = field(default_factory=dict)  # held, by thread, to fold
     _order: count[int] = field(default_factory=count)
     _latest_ns: int = 0
+    folded: int = 0  # attempts folded into a later row, so far
 
     def add(self, event: Event) -> list[Row]:
         row = Row(event)
@@ -77,6 +78,7 @@ class Rows:
         if not _same_search(e, later.event):
             return False
         later.tried += row.tried + 1
+        self.folded += 1
         return True
 
 
