@@ -45,6 +45,8 @@ CASES = {
     "process-follow": (parse_profile(
         (GOLDEN.parents[1] / "probes" / "process.yaml").read_text(),
         source="probes/process.yaml", name="process"), True),
+    "process-filename": (dataclasses.replace(with_overrides(BASE, exits=True), filters=Filters(
+        args=(("filename", ("/usr/bin/make",)),))), False),
     "succeeded-only": (dataclasses.replace(BASE, filters=Filters(succeeded=True)), False),
     "paths-cwd-exe": (with_overrides(BASE, cwd=True, exe=True), False),
     "env-path-ld-preload": (with_overrides(BASE, env=["PATH", "LD_PRELOAD"]), False),

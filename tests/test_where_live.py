@@ -77,3 +77,24 @@ def test_a_filter_on_the_path_sees_literals_a_fresh_child_passes(
     assert run.returncode == 0, run.stderr
     assert [e["filename"] for e in run.execs()] == ["/bin/true"] * 50
     assert run.end()["missing_execs"] == 0
+
+
+@pytest.mark.parametrize("where", ["filename={markers}/plain*", "argv=two"])
+def test_an_end_is_shown_as_its_last_program_was(engine: str, where: str,
+                                                 programs: dict[str, Path], markers: Path,
+                                                 nothing_left_running: None) -> None:
+    """With the ends of processes, a filter on the program drops the end of a process
+    whose last program it refused, in the kernel (the path) as here (argv): the ends
+    shown are those of the processes shown, not every one on the host. The shell execs
+    plain-b last: its end is shown when plain-b is."""
+    script = (f"{programs['plain-a']} one; /bin/echo x > /dev/null; "
+              f"exec {programs['plain-b']} two")
+    run = run_tool("--json", "--exits", "--where", where.format(markers=markers),
+                   "--bpftrace", engine, "--", "sh", "-c", script)
+    assert run.returncode == 0, run.stderr
+    execs = {e["pid"]: Path(str(e["filename"])).name for e in run.execs()}
+    ended = sorted(r["pid"] for r in run.records if r.get("event") == "exit")  # type: ignore[type-var]
+    assert sorted(execs.values()) == (["plain-a", "plain-b"] if "filename" in where
+                                      else ["plain-b"]), run.records
+    assert ended == sorted(execs), run.records  # type: ignore[type-var]
+    assert run.end()["missing_events"] == 0

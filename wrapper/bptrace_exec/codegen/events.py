@@ -88,7 +88,8 @@ BASE_WORDS = 2  # the entry time, the probe's index
 def generate_events(profile: Profile, version: str | None, follow: bool) -> str:
     execs = profile.kind.new_image
     maps = ([SCRATCH] + _image_maps(profile)
-            + (["moved"] if execs else []) + (["follow"] if follow else []) + ["stop"])
+            + (["moved"] if execs else []) + (["follow"] if follow else [])
+            + ([REFUSED_MAP] if _refuses_ends(profile) else []) + ["stop"])
     if profile.kind.attach == "process_end":
         body = [process_exit_probe(profile, follow)]
         maps.remove(SCRATCH)
@@ -179,6 +180,15 @@ def image_tests(profile: Profile) -> list[str]:
     return euid_test(profile.filters) + path_conditions(profile, "curtask->mm->env_end")
 
 
+# Processes whose last program the filters on the new program refused: their ends are
+# not shown either, as bptrace-exec does with the filters it runs itself (pipeline.Kept)
+REFUSED_MAP = "refused"
+
+
+def _refuses_ends(profile: Profile) -> bool:
+    return profile.exits and profile.kind.new_image and bool(image_tests(profile))
+
+
 def image_probe(profile: Profile) -> str:
     slots = _slots(profile, profile.probes[0])
     reads = "" if profile.filters.failed else "".join(readers.on_image(profile, s)
@@ -188,6 +198,9 @@ def image_probe(profile: Profile) -> str:
         refused = ((printf(DROP, {}, 4) if _entry_paths(profile) else "")
                    + "".join(f"    delete(@{m}[$key]);\n"
                              for m in [SCRATCH, *_image_maps(profile)]))
+        if _refuses_ends(profile):
+            refused += f"    @{REFUSED_MAP}[{PID}] = 1;\n"
+            reads = f"  if (@{REFUSED_MAP}[{PID}]) {{ delete(@{REFUSED_MAP}[{PID}]); }}\n" + reads
         reads = (f"  if (!({' && '.join(tests)})) {{\n{refused}  }}"
                  + (f" else {{\n{reindent(reads, 2)}  }}\n" if reads else "\n"))
     # with filters on the new program, the return takes only an exec whose image this
@@ -467,6 +480,10 @@ def process_exit_probe(profile: Profile, follow: bool) -> str:
         conditions.append(test)
     conditions += arg_conditions(profile, PROCESS_EXIT, slots) + euid_test(profile.filters)
     unfollow = "  if (@follow[$key]) { delete(@follow[$key]); }\n" if follow else ""
+    if _refuses_ends(profile):
+        conditions.append(f"!@{REFUSED_MAP}[{PID}]")
+        unfollow += (f"  if (@{REFUSED_MAP}[{PID}] && curtask->signal->live.counter == 0) "
+                     f"{{ delete(@{REFUSED_MAP}[{PID}]); }}\n")
     return probe(
         ["tracepoint:sched:sched_process_exit"], [],
         f"  $key = {TID};\n  $id = nsecs;\n  $code = (uint64)curtask->exit_code;\n"
