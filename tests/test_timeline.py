@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bptrace_exec.output.timeline import ENDS, svg
+from bptrace_exec.output.timeline import ENDS, TOP, svg
 from bptrace_exec.output.tree import Proc
 from conftest import run_tool
 
@@ -128,3 +128,30 @@ def test_the_axis_is_the_run_traced() -> None:
     widths = [float(r.get("width") or 0) for r in rects]  # type: ignore[union-attr]
     assert left[0] == min(left) and widths[0] > 1000  # 50 of the 60 ms
     assert 200 < widths[1] < 250 and 650 < widths[2] < 700  # 10 ms, to the end at 60
+
+
+def test_a_subshell_never_seen_and_an_end_unknown() -> None:
+    """A `(sh)` placed by tree.with_unseen_parents (it neither exec'd nor ended while
+    traced) is drawn from its first child's start, its child under it; a process whose
+    end the filters may have dropped is not drawn as running."""
+    sh = proc(1, [b"sh", b"-c", b"(sleep 9; true) &"], 0, 100)
+    subshell = Proc("b:2:2", 2, b"sh", "b:1:1")  # no exec, no end, no start seen
+    subshell.children = [proc(3, [b"sleep", b"9"], 30, None)]
+    unknown = proc(4, [b"cat"], 40, None)
+    unknown.ends_kept = False
+    sh.children = [subshell, unknown]
+    picture = ET.fromstring(svg([sh], 0, 120 * MS, "run"))
+    groups = picture.findall(f"{SVG}g")
+    tips = [g.findtext(f"{SVG}title") or "" for g in groups]
+    assert [t.split("\n")[0] for t in tips] == ["sh -c '(sleep 9; true) &'", "(sh)", "sleep 9",
+                                                "cat"]
+    assert "not traced itself" in tips[1] and tips[3].endswith("unknown")
+    rects = [g.find(f"{SVG}rect") for g in groups]
+    left = [float(r.get("x") or 0) for r in rects]  # type: ignore[union-attr]
+    assert left[1] == left[2] > left[0]  # from its child's start, 30 ms
+    colours = [r.get("fill") for r in rects]  # type: ignore[union-attr]
+    assert colours[1:] == [ENDS[e][0] for e in ("running", "running", "unknown")]
+    # the lines from each bar to its children's: sh to (sh) and cat, (sh) to sleep
+    links = [ln for ln in picture.findall(f"{SVG}line") if ln.get("stroke") == "#bdbdbd"]
+    assert sorted(float(ln.get("y2") or 0) for ln in links) == [
+        TOP + 16 * row + 8 for row in (1, 2, 3)]  # rows of 16 px, to each one's middle

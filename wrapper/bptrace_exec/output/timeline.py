@@ -17,7 +17,8 @@ LABEL = 90  # characters of a bar's label; the tooltip has all of it
 CHAR = 0.62  # a monospace character's width, in font sizes
 # How a process ended: its bar's colour, and its name in the legend.
 ENDS = {"ok": ("#7cb342", "exit 0"), "failed": ("#e53935", "exit status, or a failed exec"),
-        "killed": ("#fb8c00", "killed by a signal"), "running": ("#90a4ae", "running at the end")}
+        "killed": ("#fb8c00", "killed by a signal"), "running": ("#90a4ae", "running at the end"),
+        "unknown": ("#d7ccc8", "end unknown (filtered)")}
 STEPS = (1, 2, 5)  # tick steps, times a power of ten
 
 
@@ -25,7 +26,7 @@ def ended_as(p: Proc) -> str:
     if p.signal:
         return "killed"
     if p.status is None:
-        return "running"
+        return "running" if p.ends_kept else "unknown"
     return "failed" if p.failed else "ok"
 
 
@@ -36,6 +37,18 @@ def _rows(roots: list[Proc]) -> Iterator[Proc]:
         p = stack.pop()
         yield p
         stack.extend(reversed(p.children))
+
+
+def _began(roots: list[Proc]) -> dict[int, int]:
+    """When each process's bar begins (by id): its first program traced, else its start;
+    one never seen itself (tree.with_unseen_parents' `(sh)`) from its first child's."""
+    began: dict[int, int] = {}
+    for p in reversed(list(_rows(roots))):  # children before their parent
+        ns = p.began_ns if p.began_ns is not None else min(
+            (began[id(c)] for c in p.children if id(c) in began), default=None)
+        if ns is not None:
+            began[id(p)] = ns
+    return began
 
 
 def _tick_ns(span_ns: int) -> int:
@@ -56,7 +69,8 @@ def svg(roots: list[Proc], first_ns: int, last_ns: int, title: str) -> str:
     """The picture of the processes under `roots` over the run's events, first_ns to
     last_ns (wall clock): one that started before is drawn from first_ns, one still
     running to last_ns."""
-    rows = [p for p in _rows(roots) if p.began_ns is not None]
+    began = _began(roots)
+    rows = [p for p in _rows(roots) if id(p) in began]
     row = 16 if len(rows) <= 500 else 10  # thousands stay a scroll, not a poster
     start, end = first_ns, max(last_ns, first_ns + 1)
     now_ns = end
@@ -73,8 +87,8 @@ def svg(roots: list[Proc], first_ns: int, last_ns: int, title: str) -> str:
            f'{len(rows)} processes in {_duration(end - start)} from '
            f'{iso_time(start)}</text>']
     for i, (colour, meaning) in enumerate(ENDS.values()):
-        out.append(f'<rect x="{MARGIN + 260 * i}" y="24" width="10" height="10" '
-                   f'fill="{colour}"/><text x="{MARGIN + 260 * i + 14}" y="33" '
+        out.append(f'<rect x="{MARGIN + 250 * i}" y="24" width="10" height="10" '
+                   f'fill="{colour}"/><text x="{MARGIN + 250 * i + 14}" y="33" '
                    f'font-size="11">{escape(meaning)}</text>')
     step = _tick_ns(end - start)
     for k in range(int((end - start) // step) + 1):
@@ -85,18 +99,19 @@ def svg(roots: list[Proc], first_ns: int, last_ns: int, title: str) -> str:
                    f'font-size="10" fill="#616161">{_duration(k * step)}</text>')
     place = {id(p): i for i, p in enumerate(rows)}
     for i, p in enumerate(rows):
-        assert p.began_ns is not None
-        y, left = TOP + i * row, x(max(p.began_ns, start))
+        y, left = TOP + i * row, x(max(began[id(p)], start))
         width = max(1.0, x(now_ns if p.ended_ns is None else p.ended_ns) - left)
         colour = ENDS[ended_as(p)][0]
         command = command_line(p)
         label = command if len(command) <= LABEL else command[:LABEL - 1] + "\u2026"
         life = "-" if p.lifetime_ns is None else _duration(p.lifetime_ns)
         tip = f"{command}\npid {p.pid}, {life}, {p.end()}" + (
-            f", {p.failed_execs} failed exec(s)" if p.failed_execs else "")
+            f", {p.failed_execs} failed exec(s)" if p.failed_execs else "") + (
+            ", not traced itself: it forked the processes under it" if p.began_ns is None
+            else "")
         for child in p.children:  # where each child began, from this bar
-            if id(child) in place and child.began_ns is not None:
-                cx = x(max(child.began_ns, start))
+            if id(child) in place:
+                cx = x(max(began[id(child)], start))
                 cy = TOP + place[id(child)] * row + row / 2
                 out.append(f'<line x1="{cx:.1f}" y1="{y + row - 2}" x2="{cx:.1f}" '
                            f'y2="{cy:.1f}" stroke="#bdbdbd"/>')
