@@ -3,6 +3,7 @@ terminal."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -143,3 +144,16 @@ def columns(line: str) -> int:
     """The terminal columns a line takes, as a terminal counts them."""
     return sum(0 if unicodedata.combining(ch) else
                2 if unicodedata.east_asian_width(ch) == "W" else 1 for ch in line)
+
+
+def test_wide_characters_keep_the_columns_in_line() -> None:
+    """A program named in East Asian characters (its comm, its path) pads its cells to
+    the columns they take: ARGS starts at the same column on every row."""
+    renderer = Renderer(load_profile("execve"))
+    named = "日本語".encode()
+    rows = [renderer.header(), renderer.row(exec_event(1, 7, b"/bin/echo", (b"echo", b"x"))),
+            renderer.row(dataclasses.replace(
+                exec_event(2, 8, b"/opt/" + named, (named, b"x")), comm=named))]
+    starts = [columns(row[:row.rindex(args)])
+              for row, args in zip(rows, ("ARGS", "echo x", "'日本語' x"), strict=True)]
+    assert len(set(starts)) == 1, rows

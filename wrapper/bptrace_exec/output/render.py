@@ -12,7 +12,7 @@ from typing import Any
 
 from bptrace_exec.event import KILLED, Event, Identity
 from bptrace_exec.output.columns import LOST, UNREADABLE, columns_for, privilege
-from bptrace_exec.output.text import decode_text, fit, iso_time
+from bptrace_exec.output.text import decode_text, fit, iso_time, pad
 from bptrace_exec.spec import types
 from bptrace_exec.spec.captures import carried, paths_read
 from bptrace_exec.spec.model import Arg, ProbeKind, Profile, kind_of
@@ -63,7 +63,7 @@ class Renderer:
     def _line(self, cells: list[str], *, failed: bool) -> str:
         out = []
         for column, cell in zip(self.columns, cells, strict=True):
-            out.append(cell.rjust(column.width) if column.right else cell.ljust(column.width))
+            out.append(pad(cell, column.width, right=column.right))
         line = " ".join(out).rstrip()
         line = fit(line, self.terminal.width, CUT_MARK)
         if failed and self.terminal.colour and self._result is not None:

@@ -51,6 +51,15 @@ def _columns(ch: str) -> int:
     return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
 
 
+def pad(cell: str, width: int, *, right: bool = False) -> str:
+    """`cell` (safe text) padded with spaces to `width` terminal columns: a wide
+    character takes two, as ljust/rjust do not count it."""
+    room = width - (len(cell) if cell.isascii() else sum(_columns(ch) for ch in cell))
+    if room <= 0:
+        return cell
+    return " " * room + cell if right else cell + " " * room
+
+
 def fit(line: str, width: int | None, mark: str) -> str:
     """`line` (safe text) as it fits in `width` terminal columns: cut, ending in `mark`
     (one column), when it is wider; whole when `width` is None."""
