@@ -246,3 +246,15 @@ def test_a_key_without_its_cpu_is_unreadable_not_miscounted() -> None:
     assert stats.breakdowns["uid"] == [("0", 1)]
     assert stats.latency is not None and stats.latency.count == 1
     assert stats.unreadable == 4
+
+
+def test_a_rate_over_a_short_span_says_its_span(stats: Stats) -> None:
+    """A file of a few events spans milliseconds: the rate says over how many, not
+    "over 0.0 s"; one event (no span) has no rate."""
+    def first_line(duration_s: float) -> str:
+        return render_report(dataclasses.replace(stats, duration_s=duration_s), top=3,
+                             title="t").splitlines()[1]
+    count = stats.count
+    assert f"({count / 2:.1f}/s over 2.0 s)" in first_line(2.0)
+    assert f"({count / 0.0312:,.0f}/s over 31.2 ms)" in first_line(0.0312)
+    assert "/s" not in first_line(0.0) and first_line(0.0).startswith(f"execs {count:,}")

@@ -60,11 +60,21 @@ def share(count: int, total: int) -> str:
     return f"{100 * count / total:.1f}%" if total else "-"
 
 
+def _rate(stats: Stats) -> str:
+    """Per second, over what span: a short one (a few events of a file) to the
+    precision it has; none over no time at all (one event)."""
+    d = stats.duration_s
+    if d <= 0:
+        return ""
+    return f" ({stats.rate:.1f}/s over {d:.1f} s)" if d >= 1 else \
+        f" ({stats.rate:,.0f}/s over {d * 1000:.3g} ms)"
+
+
 def render_report(stats: Stats, *, top: int, title: str) -> str:
     from tabulate import tabulate  # only reports need it; it costs 15 ms to import
 
     out = [title,
-           f"{stats.unit} {stats.count:,} ({stats.rate:.1f}/s over {stats.duration_s:.1f} s)"
+           f"{stats.unit} {stats.count:,}{_rate(stats)}"
            + (f" · failed {stats.failed:,} ({share(stats.failed, stats.count)})"
               if stats.failed is not None else "")
            + (f" · {len(stats.breakdowns['program']):,} distinct programs"
