@@ -258,3 +258,20 @@ def test_a_rate_over_a_short_span_says_its_span(stats: Stats) -> None:
     assert f"({count / 2:.1f}/s over 2.0 s)" in first_line(2.0)
     assert f"({count / 0.0312:,.0f}/s over 31.2 ms)" in first_line(0.0312)
     assert "/s" not in first_line(0.0) and first_line(0.0).startswith(f"execs {count:,}")
+
+
+def test_every_form_sums_the_keys_beyond_top_as_other(stats: Stats) -> None:
+    """--top 2: the report, Markdown and CSV give the rest of each breakdown as one
+    "(other)" row, as the metrics and JSON do, so that what is shown adds up."""
+    many = {n: rows for n, rows in stats.breakdowns.items() if len(rows) > 2}
+    assert many, stats.breakdowns  # the fixtures' programs and errnos are more than two
+    rows = list(csv.reader(io.StringIO(to_csv(stats, top=2, title="t"))))
+    report = render_report(stats, top=2, title="t")
+    markdown = to_markdown(stats, top=2, title="t")
+    for name, counted in many.items():
+        mine = [(k, int(c)) for section, k, c, _ in rows if section == name]
+        rest = sum(c for _, c in counted[2:])
+        assert mine == [*counted[:2], ("(other)", rest)]
+        assert to_dict(stats, top=2, title="t")["breakdowns"][name]["other"] == rest  # type: ignore[index]
+    assert report.count("(other)") == markdown.count("| (other)") == len(many)
+    assert re.search(r"^\(other\) +[\d,]+ +[\d.]+%$", report, re.M), report

@@ -12,7 +12,8 @@ Schemas (stable; `schema` / the CSV header say which):
          "sum_ns", "p50_us"/"p90_us"/"p99_us": [low, high], "buckets": [{"low_us",
          "high_us", "count"}]}}
   csv   section,key,count,share; sections: total (execs, failed if counted, distinct_<name>,
-         duration_ms), <breakdown name> (one row per key), latency_bucket_us
+         duration_ms), <breakdown name> (a row per top key, then "(other)": the
+         rest), latency_bucket_us
          ("low-high"), latency_ns (min, max, sum)
   md    the report's tables as GitHub Markdown
   prom  the metrics --serve serves (bptrace_exec.output.metrics), written by
@@ -125,9 +126,9 @@ def to_csv(stats: Stats, *, top: int, title: str, labels: Labels = NO_LABELS) ->
     w.writerow(["total", "duration_ms", round(stats.duration_s * 1000), ""])
     for name, rows in stats.breakdowns.items():
         w.writerow(["total", f"distinct_{name}", len(rows), ""])
-    for name, rows in stats.breakdowns.items():
+    for name in stats.breakdowns:
         total = stats.total_of(name)
-        for key, count in rows[:top]:
+        for key, count in stats.top(name, top):
             w.writerow([name, key, count, share(count, total)])
     if stats.latency:
         for b in stats.latency.buckets:
@@ -146,10 +147,10 @@ def to_markdown(stats: Stats, *, top: int, title: str, labels: Labels = NO_LABEL
                      ["duration", f"{stats.duration_s:.1f} s"],
                      ["rate", f"{stats.rate:.1f}/s"]], headers=["total", "value"],
                     tablefmt="github")]
-    for name, rows in stats.breakdowns.items():
+    for name in stats.breakdowns:
         total = stats.total_of(name)
         out += ["", f"## {title_of(name, stats.unit)}", "",
-                tabulate([[_md_escape(k), c, share(c, total)] for k, c in rows[:top]],
+                tabulate([[_md_escape(k), c, share(c, total)] for k, c in stats.top(name, top)],
                          headers=[name, "count", "share"], tablefmt="github")]
     if stats.latency and stats.latency.count:
         out += ["", "## Latency", "",

@@ -34,10 +34,9 @@ from prometheus_client.core import (
     Metric,
 )
 
-from bptrace_exec.output.tally import Latency, Stats
+from bptrace_exec.output.tally import OTHER, Latency, Stats
 
 PREFIX = "bptrace_exec_"
-OTHER = "(other)"
 # label names Prometheus keeps for itself: a breakdown of that name is labelled by_NAME
 # (an argument called `le`, or `__x`, which the text format refuses)
 RESERVED_LABELS = ("le", "quantile")

@@ -81,8 +81,8 @@ def render_report(stats: Stats, *, top: int, title: str) -> str:
               if "program" in stats.breakdowns else "")]
     for name, rows in stats.breakdowns.items():
         total = stats.total_of(name)
-        shown = rows[:top]
-        out += ["", f"{title_of(name, stats.unit)} (top {len(shown)} of {len(rows)})"]
+        shown = stats.top(name, top)
+        out += ["", f"{title_of(name, stats.unit)} (top {min(top, len(rows))} of {len(rows)})"]
         if not shown:
             out.append("  (none)")
             continue

@@ -19,6 +19,7 @@ from bptrace_exec.spec.captures import EXIT_ARGS
 from bptrace_exec.spec.model import KINDS, PATHS, PROCESS_EXIT, ProbeKind, Profile
 
 NO_VALUE = "(none)"  # the key of events without a value: a fork's flags, no terminal
+OTHER = "(other)"  # the key of the rest: what a breakdown counted beyond its top keys
 OF_FAILED = "errno"  # the breakdown of failed calls alone: a success has no key there
 # the arguments JSON lines hold as fields of their own (an exec's, an exit's)
 TOP_LEVEL_ARGS = (*(g.name for g in KINDS["exec"].given_args), *(n for n, _ in EXIT_ARGS))
@@ -70,6 +71,13 @@ class Stats:
     @property
     def rate(self) -> float:
         return self.count / self.duration_s if self.duration_s > 0 else 0.0
+
+    def top(self, breakdown: str, top: int) -> list[tuple[str, int]]:
+        """The breakdown's `top` keys, and OTHER with the sum of the rest if any: the
+        counts shown add up to what was counted."""
+        rows = self.breakdowns[breakdown]
+        rest = sum(c for _, c in rows[top:])
+        return rows[:top] + ([(OTHER, rest)] if len(rows) > top else [])
 
     def total_of(self, breakdown: str) -> int:
         """What a breakdown's shares are of: errnos are of the failed calls."""
