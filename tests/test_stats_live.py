@@ -187,3 +187,17 @@ def test_every_call_is_in_every_breakdown_those_without_a_value_under_none(
         assert sum(counted.values()) + flags["other"] == report["calls"], report
         assert counted["(none)"] == syscalls["fork"] == 2, report
     assert "(none)" in run.stdout.split("By flags", 1)[1]
+
+
+def test_exports_are_written_at_every_interval(engine: str, tmp_path: Path,
+                                               nothing_left_running: None) -> None:
+    """--interval with --export rewrites the file at each report, as a textfile
+    collector needs it: the command waits until the file counts its exec, which it can
+    only do while the run goes on (up to a minute, else it exits 9)."""
+    export = tmp_path / "live.prom"
+    wait = (f"/bin/true bpx-live; i=0; until grep -q '/bin/true' {export} 2>/dev/null; "
+            "do i=$((i+1)); [ $i -gt 600 ] && exit 9; sleep 0.1; done")
+    run = run_tool("--stats", "--interval", "1", "--export", str(export),
+                   "--bpftrace", engine, "--", "sh", "-c", wait)
+    assert run.returncode == 0, run.stderr
+    assert 'program="/bin/true"} 1.0' in export.read_text()

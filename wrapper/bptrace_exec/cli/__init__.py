@@ -226,8 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
                         f"({INTERVAL_RANGE[0]}-{INTERVAL_RANGE[1]}; 0: only at the end, "
                         f"the default but with --serve: {DEFAULT_REFRESH_S})")
     s.add_argument("--export", action="append", metavar="PATH",
-                   help="write the report to PATH too (implies --stats; repeatable); the "
-                        "format comes from the extension: " + ", ".join(FORMATS))
+                   help="write the report to PATH too, at the end and at every --interval "
+                        "(implies --stats; repeatable); the format comes from the "
+                        "extension: " + ", ".join(FORMATS))
     s.add_argument("--export-format", choices=sorted(set(FORMATS.values())),
                    help="the export format, whatever PATH's extension")
     s.add_argument("--serve", metavar="[ADDR:]PORT",

@@ -29,6 +29,7 @@ from bptrace_exec.errors import (
     EXIT_OK,
     EngineFailure,
     EnvironmentProblem,
+    ExportError,
     StoppedStarting,
     UsageError,
     UserError,
@@ -237,6 +238,14 @@ class _Runs:
                 self.serving.update(total, self._state(up=True))
             elif not getattr(self.args, "silent_refresh", False):
                 report(self.out, total, self.trace.profile, self._title(), self._labels())
+            if self.exports:  # a textfile collector reads them while the run goes on
+                try:
+                    export_all(self.exports, total, self.trace.profile, self._title(),
+                               self._labels(), self._state(up=True),
+                               self.serving.keys if self.serving is not None else None)
+                except ExportError as exc:  # the end tries again, and fails the run then
+                    stderr(f"bptrace-exec: {exc.message}; tracing goes on, and the next "
+                           "refresh writes it again")
         self._counted(merged(self.base, self.trace.counts(refreshed)))
 
     def _counted(self, stats: Stats) -> None:
