@@ -156,6 +156,31 @@ def test_two_strings_each_exact_wherever_they_start(engine: str, tmp_path: Path,
     assert printed.count("str") == sum(chunks(a) + chunks(b) for a, b in pairs) * 8
 
 
+NULLS = ("import ctypes\n"
+         "libc = ctypes.CDLL(None, use_errno=True)\n"
+         "libc.syscall(257, -100, None, 0)  # openat(AT_FDCWD, NULL, 0)\n"
+         "libc.syscall(257, -100, b'', 0)\n"
+         "libc.syscall(316, -100, None, -100, b'/nonexistent/bpx-null', 0)  # renameat2\n")
+
+
+def test_a_null_string_is_no_string(engine: str, nothing_left_running: None) -> None:
+    """A NULL pointer for a string, in the closing record (openat's path) or in a record
+    of its own (renameat2's first): null in JSON, NULL in the table as strace shows it;
+    "" is the empty string."""
+    run = run_tool("openat", "--json", "--bpftrace", engine, "--", sys.executable, "-c", NULLS)
+    assert run.returncode == 0, run.stderr
+    calls = [r["args"] for r in run.records if r.get("event") == "call"]
+    assert [c["path"] for c in calls if c["path"] in (None, "")] == [None, ""]
+    adhoc = run_tool("--syscall", "renameat2", "--arg", "olddfd:fd", "--arg", "oldname:str",
+                     "--arg", "newdfd:fd", "--arg", "newname:str", "--json",
+                     "--bpftrace", engine, "--", sys.executable, "-c", NULLS)
+    [renamed] = [r for r in adhoc.records if r.get("event") == "call"]
+    assert (renamed["args"]["oldname"], renamed["args"]["newname"], renamed["errno"]) == (
+        None, "/nonexistent/bpx-null", "EFAULT")
+    table = run_tool("openat", "--bpftrace", engine, "--", sys.executable, "-c", NULLS)
+    assert [ln.split()[5] for ln in table.stdout.splitlines() if "EFAULT" in ln] == ["NULL"]
+
+
 def test_connect_addresses_v4_v6_and_unix(engine: str, tmp_path: Path,
                                           nothing_left_running: None) -> None:
     rec = tmp_path / "connect.rec"

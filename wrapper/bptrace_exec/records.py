@@ -298,6 +298,8 @@ LAYOUTS = (*(layout for layout in LAYOUTS9 if layout is not BYTES), CALL_WHO, CA
 # zeros, as memory whose page is not present does (bpftrace shows a failed read as zeros).
 # A real "" has neighbours: the string before it, an allocation's header. No byte is 256.
 UNREADABLE_NEXT = 256
+# A string's `next` byte when its pointer is NULL (strace's NULL): no string at all.
+NULL_NEXT = 512
 # An exec's caller_argc: counted at entry up to ARGC_COUNT_LIMIT, plus ARGC_UNSURE when
 # the NULL that ended the count was read where a page not present reads as zeros.
 ARGC_COUNT_LIMIT = 1024

@@ -39,6 +39,7 @@ from bptrace_exec.records import (
     BYTES_WORDS,
     ELEM,
     FIRST,
+    NULL_NEXT,
     STR,
     UNREADABLE_NEXT,
     WORDS,
@@ -542,7 +543,8 @@ def string_chunks(profile: Profile, slot: Slot, in_closing: bool) -> str:
         f"    while ($i < {string_chunks_max(profile)}) {{\n"
         f"      if ($i >= $c{n}) {{ break; }}\n"
         + printf(STR, {"slot": str(n), "chunk": "$i",
-                       "next": f"*(uint8 *)uptr($a{n} + ($i + 1) * {step})",
+                       "next": f"*(uint8 *)uptr($a{n} + ($i + 1) * {step})"
+                               + ("" if in_closing else if_null(n)),
                        "text": f"str(uptr($a{n} + $i * {step}), {profile.kind.strlen})"}, 6)
         + "      $i++;\n"
         "    }\n")
@@ -552,8 +554,14 @@ def string_closing(profile: Profile, slot: Slot) -> dict[str, str | list[str]]:
     """A string's first chunk, for the closing record (records.CALL_STR), once
     string_count has read its pointer."""
     n = slot.number
-    return {"slot": str(n), "next": f"*(uint8 *)uptr($a{n} + {chunk(profile)})",
+    return {"slot": str(n), "next": f"*(uint8 *)uptr($a{n} + {chunk(profile)}){if_null(n)}",
             "text": f"str(uptr($a{n}), {profile.kind.strlen})"}
+
+
+def if_null(n: int) -> str:
+    """What a string's first `next` byte adds when its pointer $aN is NULL: a NULL
+    is shown as none (null), not as ""."""
+    return f" + {NULL_NEXT} * ($a{n} == 0)"
 
 
 def _caller_path(profile: Profile, slot: Slot, size: int, pointer: str) -> str:

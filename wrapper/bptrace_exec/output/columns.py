@@ -19,6 +19,7 @@ from bptrace_exec.spec import types
 from bptrace_exec.spec.model import Arg, Profile
 
 CUT, LOST, UNREADABLE, NONE = "[...]", "[records lost]", "[unreadable]", "-"
+NULL = "NULL"  # a string argument's NULL pointer, as strace shows it
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ def _shown(arg: Arg) -> Callable[[Value, bool], str]:
 
     def cell(value: Value, cut: bool) -> str:
         if value is None:
-            return NONE
+            return NULL if read == "str" else NONE
         if read == "argv":
             assert isinstance(value, tuple)
             return " ".join([shell_quote(a) for a in value] + ([CUT] if cut else []))

@@ -17,6 +17,7 @@ from bptrace_exec.records import (
     ARGC_COUNT_LIMIT,
     ARGC_UNSURE,
     INTS,
+    NULL_NEXT,
     UNREADABLE_NEXT,
     Closing,
     Who,
@@ -101,8 +102,11 @@ class Decoder:
             if read == "int":
                 value = closing.ints[at]
             elif read == "str":
-                value, was_cut = join_chunks(p.pieces.get(slot, {}), self.chunk,
+                chunks = p.pieces.get(slot, {})
+                value, was_cut = join_chunks(chunks, self.chunk,
                                              self.profile.limits.string_bytes)
+                if chunks.get(0, (b"", 0))[1] == NULL_NEXT:
+                    value = None  # a NULL pointer
             elif read == "exec_path":
                 chunks = p.pieces.get(slot, {})
                 value, was_cut = join_chunks(chunks, self.chunk)
