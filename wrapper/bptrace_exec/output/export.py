@@ -91,7 +91,7 @@ def to_dict(stats: Stats, *, top: int, title: str,
         shown = rows[:top]
         breakdowns[name] = {
             "distinct": len(rows),
-            "other": sum(c for _, c in rows[top:]),
+            "other": stats.rest(name, top),
             "top": [{"key": k, "count": c, "share": round(c / total, 6) if total else 0.0}
                     for k, c in shown],
         }

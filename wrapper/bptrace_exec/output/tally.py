@@ -76,8 +76,11 @@ class Stats:
         """The breakdown's `top` keys, and OTHER with the sum of the rest if any: the
         counts shown add up to what was counted."""
         rows = self.breakdowns[breakdown]
-        rest = sum(c for _, c in rows[top:])
-        return rows[:top] + ([(OTHER, rest)] if len(rows) > top else [])
+        return rows[:top] + ([(OTHER, self.rest(breakdown, top))] if len(rows) > top else [])
+
+    def rest(self, breakdown: str, top: int) -> int:
+        """What the breakdown counted beyond its `top` keys."""
+        return sum(c for _, c in self.breakdowns[breakdown][top:])
 
     def total_of(self, breakdown: str) -> int:
         """What a breakdown's shares are of: errnos are of the failed calls."""
