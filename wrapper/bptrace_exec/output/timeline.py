@@ -39,11 +39,12 @@ def _rows(roots: list[Proc]) -> Iterator[Proc]:
         stack.extend(reversed(p.children))
 
 
-def _began(roots: list[Proc]) -> dict[int, int]:
-    """When each process's bar begins (by id): its first program traced, else its start;
-    one never seen itself (tree.with_unseen_parents' `(sh)`) from its first child's."""
+def _began(ordered: list[Proc]) -> dict[int, int]:
+    """When each process's bar begins (by id), of processes each before its children:
+    its first program traced, else its start; one never seen itself
+    (tree.with_unseen_parents' `(sh)`) from its first child's."""
     began: dict[int, int] = {}
-    for p in reversed(list(_rows(roots))):  # children before their parent
+    for p in reversed(ordered):  # children before their parent
         ns = p.began_ns if p.began_ns is not None else min(
             (began[id(c)] for c in p.children if id(c) in began), default=None)
         if ns is not None:
@@ -69,8 +70,9 @@ def svg(roots: list[Proc], first_ns: int, last_ns: int, title: str) -> str:
     """The picture of the processes under `roots` over the run's events, first_ns to
     last_ns (wall clock): one that started before is drawn from first_ns, one still
     running to last_ns."""
-    began = _began(roots)
-    rows = [p for p in _rows(roots) if id(p) in began]
+    ordered = list(_rows(roots))
+    began = _began(ordered)
+    rows = [p for p in ordered if id(p) in began]
     row = 16 if len(rows) <= 500 else 10  # thousands stay a scroll, not a poster
     start, end = first_ns, max(last_ns, first_ns + 1)
     now_ns = end
