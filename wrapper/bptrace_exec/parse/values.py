@@ -105,12 +105,12 @@ class Decoder:
                 chunks = p.pieces.get(slot, {})
                 value, was_cut = join_chunks(chunks, self.chunk,
                                              self.profile.limits.string_bytes)
-                if chunks.get(0, (b"", 0))[1] == NULL_NEXT:
+                if first_next(chunks) == NULL_NEXT:
                     value = None  # a NULL pointer
             elif read == "exec_path":
                 chunks = p.pieces.get(slot, {})
                 value, was_cut = join_chunks(chunks, self.chunk)
-                if chunks.get(0, (b"", 0))[1] == UNREADABLE_NEXT:
+                if first_next(chunks) == UNREADABLE_NEXT:
                     unreadable.append(name)
                 dirfd = self.dirfds[closing.probe]
                 if closing.ret != 0 and dirfd is not None:  # the caller's name, not the image's
@@ -120,7 +120,7 @@ class Decoder:
             elif read == "argv":
                 value, was_cut = self._argv(p, closing, slot, closing.ints[at:at + 4], values)
                 unreadable += [f"{name}/{i}" for i, chunks in sorted(p.elems.get(slot, {}).items())
-                               if chunks.get(0, (b"", 0))[1] == UNREADABLE_NEXT
+                               if first_next(chunks) == UNREADABLE_NEXT
                                and closing.ret != 0]
             else:
                 value = None  # this probe has no such argument
@@ -196,6 +196,12 @@ def exec_name(name: bytes, dirfd: int) -> bytes:
     if fd == types.AT_FDCWD or name.startswith(b"/"):
         return name
     return b"/dev/fd/%d/%s" % (fd, name) if name else b"/dev/fd/%d" % fd
+
+
+def first_next(chunks: dict[int, tuple[bytes, int]]) -> int:
+    """The `next` of a string's first chunk (0 when it did not come), where the program
+    marks a string it could not read (UNREADABLE_NEXT) or a NULL pointer (NULL_NEXT)."""
+    return chunks[0][1] if 0 in chunks else 0
 
 
 def join_chunks(chunks: dict[int, tuple[bytes, int]], chunk: int,
