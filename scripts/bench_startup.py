@@ -29,7 +29,8 @@ a whole traced command, `execve -- true` from launch to exit (its start-up, the 
 and the end of tracing: the drain; bpftrace then detaches its probes on its own, after
 the tool has exited), the median of `rounds` runs after the rounds; --help and --emit
 script, end to end, medians of 9, measured before the rounds, when no tracer of the
-benchmark is busy; the package's import time.
+benchmark is busy, with the package byte-compiled as an install leaves it; the package's
+import time.
 Needs root. Every process it starts is stopped by its pid after each round.
 """
 
@@ -50,7 +51,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from benchlib import PEER_TOOLS, TOP, install, machine, stop  # this checkout's bptrace_exec
+# this checkout's bptrace_exec
+from benchlib import PEER_TOOLS, TOP, byte_compiled, install, machine, stop
 
 TOOL = [sys.executable, "-m", "bptrace_exec"]
 TIMEOUT = 60
@@ -193,6 +195,7 @@ def main() -> int:
     version = subprocess.run([args.bpftrace, "--version"], capture_output=True, text=True,
                              check=True).stdout.strip()
     print(machine(version.split()[-1], f"first call shown, {args.rounds} rounds"), flush=True)
+    byte_compiled()
     # before any tracer runs: the tool leaves a bpftrace detaching its probes after it
     # exits, up to a second of CPU that would be counted against these
     answers = (f"--help: {answered([*TOOL, '--help'])}; --emit script: "

@@ -88,6 +88,15 @@ def stop(proc: subprocess.Popen[str], timeout: float = 60) -> None:
         proc.wait()
 
 
+def byte_compiled() -> None:
+    """This checkout's modules compiled as an install leaves them: with
+    PYTHONDONTWRITEBYTECODE set, each run of a module changed since its last .pyc would
+    compile its source again, a cost no installed copy pays."""
+    import compileall
+
+    compileall.compile_dir(str(TOP / "wrapper"), quiet=1)
+
+
 def install(packages: dict[str, str]) -> None:
     """{program path: Debian package}: installs the packages of those missing."""
     missing = [pkg for path, pkg in packages.items() if not shutil.which(path)]
