@@ -181,6 +181,23 @@ def test_a_null_string_is_no_string(engine: str, nothing_left_running: None) -> 
     assert [ln.split()[5] for ln in table.stdout.splitlines() if "EFAULT" in ln] == ["NULL"]
 
 
+NULL_ADDRESS = ("import ctypes, socket\n"
+                "libc = ctypes.CDLL(None, use_errno=True)\n"
+                "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                "libc.connect(s.fileno(), None, 16)\n"
+                "libc.connect(s.fileno(), bytes(16), 16)  # AF_UNSPEC: dissolves an association\n")
+
+
+def test_a_null_address_is_no_address(engine: str, nothing_left_running: None) -> None:
+    """connect(fd, NULL, 16) has no address; it read as AF_UNSPEC, its page's zeros,
+    which a real AF_UNSPEC address is."""
+    run = run_tool("connect", "--json", "--bpftrace", engine, "--", sys.executable, "-c",
+                   NULL_ADDRESS)
+    assert run.returncode == 0, run.stderr
+    calls = [(r["args"]["address"], r["errno"]) for r in run.records if r.get("event") == "call"]
+    assert calls[-2:] == [({"family": None}, "EFAULT"), ({"family": "AF_UNSPEC"}, None)]
+
+
 def test_connect_addresses_v4_v6_and_unix(engine: str, tmp_path: Path,
                                           nothing_left_running: None) -> None:
     rec = tmp_path / "connect.rec"

@@ -460,10 +460,10 @@ def sockaddr(slot: Slot, pointer: str, in_closing: bool) -> Read:
     printed as words, ARGV_CHUNK bytes a record (`bytesw`), counted in $n: the first in
     the closing record when `in_closing` (sockaddr_closing: an IPv4 or IPv6 address is
     then that record alone), the others after it; no `bytesw` for an address of no
-    bytes. Its last word is read whole, up to 7 bytes past its end (masked): where those
-    lie on a page not present, the word reads as zeros, the address's last bytes with
-    it. That takes an address ending within 7 bytes of a mapping's end; a buf() read
-    would take hex, ten times slower to format."""
+    bytes, as a NULL one is. Its last word is read whole, up to 7 bytes past its end
+    (masked): where those lie on a page not present, the word reads as zeros, the
+    address's last bytes with it. That takes an address ending within 7 bytes of a
+    mapping's end; a buf() read would take hex, ten times slower to format."""
     n = slot.number
 
     def block(offset: int) -> str:
@@ -477,7 +477,9 @@ def sockaddr(slot: Slot, pointer: str, in_closing: bool) -> Read:
                 f"{pad}if ($len > {ARGV_CHUNK}) {{ $len = {ARGV_CHUNK}; }}\n")
     offsets = range(ARGV_CHUNK if in_closing else 0, SOCKADDR_MAX, ARGV_CHUNK)
     return Read(f"    $a{n} = {pointer};\n"
-                f"    $size{n} = {word(slot.word + 1)};\n"
+                # a NULL address has no bytes, whatever its length says (its page reads
+                # as zeros: AF_UNSPEC)
+                f"    $size{n} = {word(slot.word + 1)} * ($a{n} != 0);\n"
                 f"    if ($size{n} > {SOCKADDR_MAX}) {{ $size{n} = {SOCKADDR_MAX}; }}\n"
                 + (length(0, "    ") if in_closing else "")
                 + "".join(f"    $n += (uint64)($size{n} > {offset});\n" for offset in offsets),
