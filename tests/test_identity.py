@@ -256,8 +256,11 @@ def test_execs_and_exits_in_one_stream(engine: str, tmp_path: Path, markers: Pat
     # the tree of the recorded run: the shell, and under it every other process once
     drawn = subprocess.run(tool_command("--replay", str(rec), "--tree", "--json"),
                            capture_output=True, text=True, check=True, timeout=60).stdout
-    [root] = json.loads(drawn.splitlines()[0])["processes"]
+    tree, *after = map(json.loads, drawn.splitlines())
+    [root] = tree["processes"]
     assert root["status"] == 3 and len(root["children"]) == len(exits) - 1
+    # drawn at the recorded run's end, not at the replay's
+    assert [r["time"] for r in after if r["event"] == "end"] == [tree["time"]]
     assert len(by_pid) == len(exits)  # each process ended once
 
 

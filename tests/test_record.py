@@ -108,6 +108,22 @@ def test_cut_recording_replays_to_its_last_whole_line(tmp_path: Path) -> None:
     assert all(r in full for r in execs if '"incomplete":false' in r)
 
 
+def test_a_replay_says_when_records_were_lost_by_the_recorded_calls(tmp_path: Path) -> None:
+    """bpftrace's report of lost records has no time: a replay's is the last call's
+    before it, not the day it is replayed."""
+    path, _ = recording(tmp_path)
+    lines = path.read_bytes().split(b"\n")
+    middle = len(lines) // 2
+    lines.insert(middle, b'{"type": "lost_events", "data": {"events": 7}}')
+    path.write_bytes(b"\n".join(lines))
+    out = subprocess.run(tool_command("--replay", str(path), "--json", "-q"),
+                         capture_output=True, text=True, check=True).stdout
+    records = json_records(out)
+    [lost] = [r for r in records if r["event"] == "lost"]
+    times = sorted(r["time"] for r in records if r["event"] == "exec")
+    assert lost["count"] == 7 and times[0] <= lost["time"] <= times[-1]
+
+
 @pytest.mark.parametrize("content", [b"", b"not json\n", b'{"recording": "other/9"}\n',
                                      b'{"recording": "bptrace-exec/1"}\n'])
 def test_not_a_recording(tmp_path: Path, content: bytes) -> None:

@@ -28,7 +28,7 @@ from bptrace_exec.records import (
 )
 from bptrace_exec.run.cgroups import CgroupPaths
 from bptrace_exec.run.engine import Engine
-from bptrace_exec.run.recording import Recorder
+from bptrace_exec.run.recording import Recorder, ReplaySource
 from bptrace_exec.spec.model import PATHS, PROCESS_EXIT, Profile
 from bptrace_exec.spec.parse import argv_patterns, run_here
 
@@ -199,12 +199,20 @@ class Run:
         self.source.deadline = self.start_deadline
         self.cgroup_paths = CgroupPaths() if source.names_cgroups else None
         self.kept = Kept.of(profile)
+        self.last_ns: int | None = None  # when the last call given was made, wall clock
 
     @property
     def start_timed_out(self) -> bool:
         """Whether bpftrace, not ready, was stopped for --duration's sake."""
         return (not self.ready and self.start_deadline is not None
                 and time.monotonic() >= self.start_deadline)
+
+    def wall_ns(self) -> int:
+        """Now, on the wall clock; in a replay, whose lines keep no time of their own,
+        its recorded end, or before it when the last call it gave was made."""
+        if not isinstance(self.source, ReplaySource):
+            return time.time_ns()
+        return self.summary.ended_ns or self.last_ns or time.time_ns()
 
     @property
     def elapsed(self) -> float:
@@ -283,6 +291,7 @@ class Run:
                 event.context = dataclasses.replace(
                     event.context, path=self.cgroup_paths.path(event.context.cgroup_id))
             self.summary.events += 1
+            self.last_ns = event.time_ns
             if event.syscall == PROCESS_EXIT and self.summary.exits is not None:
                 self.summary.exits += 1
             yield event

@@ -93,7 +93,7 @@ def show_tree(trace: api.Trace, out: Output, hooks: api.Hooks, processes: tree.T
     finally:
         roots = processes.roots()
         if trace.profile.output_format == "json":
-            out.write(json_line({"event": "tree", "time": iso_time(time.time_ns()),
+            out.write(json_line({"event": "tree", "time": iso_time(trace.run.wall_ns()),
                                  **host_field(trace.host), "processes": tree.to_dicts(roots)}))
         else:
             width = terminal(out, wide=wide, color="never").width
@@ -109,7 +109,7 @@ def lost(count: int, out: Output | None, trace: api.Trace) -> None:
            "raise --buffer-pages")
     profile = trace.profile
     if out is not None and profile.output_format == "json" and not profile.stats.enabled:
-        out.write(json_line({"event": "lost", "time": iso_time(time.time_ns()),
+        out.write(json_line({"event": "lost", "time": iso_time(trace.run.wall_ns()),
                              **host_field(trace.host), "count": count}))
 
 
