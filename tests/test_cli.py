@@ -523,7 +523,7 @@ def test_memory_running_out_while_reading_is_explained(
         tmp_path: Path) -> None:
     """Within the limits, memory can still be short (ulimit -v): exit status 3 with what
     was being read, not a traceback."""
-    from bptrace_exec.cli import runs
+    from bptrace_exec.cli import fromfiles
     from bptrace_exec.spec import yamlcheck
 
     def short(*_args: object) -> object:
@@ -537,6 +537,7 @@ def test_memory_running_out_while_reading_is_explained(
     assert "ulimit -v" in err and "Traceback" not in err
     src = tmp_path / "events.jsonl"
     src.write_text("{}\n")
-    monkeypatch.setattr(runs, "bounded_lines", short)
-    assert main(["--stats", "--from", str(src)]) == EXIT_ENVIRONMENT
-    assert f"out of memory while reading {src}" in capsys.readouterr().err
+    monkeypatch.setattr(fromfiles, "bounded_lines", short)
+    for drawn in ("--stats", "--tree"):
+        assert main([drawn, "--from", str(src)]) == EXIT_ENVIRONMENT
+        assert f"out of memory while reading {src}" in capsys.readouterr().err

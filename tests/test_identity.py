@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -261,6 +262,26 @@ def test_execs_and_exits_in_one_stream(engine: str, tmp_path: Path, markers: Pat
     assert root["status"] == 3 and len(root["children"]) == len(exits) - 1
     # drawn at the recorded run's end, not at the replay's
     assert [r["time"] for r in after if r["event"] == "end"] == [tree["time"]]
+    # the same from the JSON lines of the run, as a tree, in text and JSON, and a timeline
+    lines = tmp_path / "run.jsonl"
+    subprocess.run(tool_command("--replay", str(rec), "--json", "-o", str(lines)), check=True,
+                   timeout=60)
+    for shown in (["--json"], []):
+        replayed, drawn_again = (subprocess.run(
+            tool_command(*source, "--tree", *shown), capture_output=True, text=True,
+            check=True, timeout=60).stdout for source in (["--replay", str(rec)],
+                                                          ["--from", str(lines)]))
+        assert drawn_again.splitlines() == replayed.splitlines()[:len(drawn_again.splitlines())]
+        assert len(drawn_again.splitlines()) == (1 if shown else len(exits) + 1)
+    pictures = [tmp_path / "replayed.svg", tmp_path / "from.svg"]
+    for source, picture in zip((["--replay", str(rec)], ["--from", str(lines)]), pictures,
+                               strict=True):
+        subprocess.run(tool_command(*source, "--timeline", str(picture)), check=True,
+                       capture_output=True, timeout=60)
+    # the same bars, of the same processes (their places within 0.1 px: JSON's times are
+    # to the microsecond)
+    bars = [re.findall(r"<title>(.*?)</title>", p.read_text(), re.S) for p in pictures]
+    assert bars[0] == bars[1] and len(bars[0]) == len(exits)
     assert len(by_pid) == len(exits)  # each process ended once
 
 

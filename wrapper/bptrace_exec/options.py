@@ -27,6 +27,7 @@ class Mode:
     json: bool
     tree: bool = False  # rows drawn as a process tree at the end
     record: bool = False  # the transcript kept, for rows replayed later
+    timeline: bool = False  # the processes drawn as a picture
 
     @property
     def name(self) -> str:
@@ -39,15 +40,20 @@ class Mode:
 def mode_of(args: argparse.Namespace) -> Mode:
     return Mode(live=not (args.emit or args.replay or args.from_file), emit=bool(args.emit),
                 replay=bool(args.replay), from_file=bool(args.from_file),
-                stats=bool(args.stats or args.export or args.from_file or args.serve),
-                json=args.json, tree=args.tree, record=bool(args.record))
+                # --from reports, unless it draws (--tree, --timeline)
+                stats=bool(args.stats or args.export or args.serve or args.from_file
+                           and not (args.tree or args.timeline)),
+                json=args.json, tree=args.tree, record=bool(args.record),
+                timeline=bool(args.timeline))
 
 
 Rule = Callable[[Mode], bool]
 TRACING: Rule = lambda m: m.live or m.emit  # noqa: E731  (what the program does)
 ROWS: Rule = lambda m: not m.stats and not m.emit  # noqa: E731
 REPORT: Rule = lambda m: m.stats and not m.emit  # noqa: E731
-TABLE: Rule = lambda m: ROWS(m) and not m.json and not m.tree  # noqa: E731
+TABLE: Rule = lambda m: ROWS(m) and not m.json and not m.tree and not m.from_file  # noqa: E731
+# --from's drawing: a tree, or only a timeline (which shows nothing)
+SHOWN: Rule = lambda m: not m.from_file or m.stats or m.tree  # noqa: E731
 ROW_READS: Rule = lambda m: TRACING(m) and not m.stats  # noqa: E731  (read for rows only)
 # read for rows and shown in them: not in a tree, unless kept for a replay's rows
 ROW_COLUMNS: Rule = lambda m: ROW_READS(m) and (not m.tree or m.record)  # noqa: E731
@@ -71,27 +77,29 @@ RULES: dict[str, tuple[Rule, str] | tuple[Rule, str, str]] = {
     **{dest: (ROW_COLUMNS, "paths are read for rows, when tracing", TREE_HINT)
        for dest in PATHS},
     "env": (ROW_COLUMNS, "the environment is read for rows, when tracing", TREE_HINT),
-    "profile": (lambda m: not m.replay, "a recording replays the profile it was made with"),
-    "syscall": (lambda m: not m.replay, "a recording replays the profile it was made with"),
+    **{dest: (lambda m: not m.replay and (m.stats or not m.from_file),
+              "a recording replays the profile it was made with, and --from draws the "
+              "processes its files hold") for dest in ("profile", "syscall")},
     "arg": (TRACING, "it describes what to trace"),
     "result": (lambda m: TABLE(m) and not m.replay, "it says how the table shows the "
                "return value (JSON has the number)"),
     "columns": (TABLE, "it chooses the table's columns (JSON lines have every field)"),
-    "json": (lambda m: not m.emit, "--emit prints a bpftrace program"),
-    "wide": (lambda m: ROWS(m) and not m.json, "it is for the table (or tree) on a "
-             "terminal"),
+    "json": (lambda m: not m.emit and SHOWN(m), "--emit prints a bpftrace program, and "
+             "--from --timeline alone prints nothing", "add --tree"),
+    "wide": (lambda m: ROWS(m) and not m.json and SHOWN(m), "it is for the table (or tree) "
+             "on a terminal"),
     "color": (TABLE, "it colours the table"),
     "all_attempts": (TABLE, "JSON lines and reports count every attempt; the table folds "
                      "them"),
-    "summary": (lambda m: ROWS(m) and m.json, "it places the lost and end lines of --json",
-                "add --json"),
+    "summary": (lambda m: ROWS(m) and m.json and not m.from_file,
+                "it places the lost and end lines of --json", "add --json"),
     "top": (REPORT, "it sizes the tables of the --stats report", "add --stats"),
     "interval": (lambda m: m.stats and (m.live or m.emit),
                  "it reports a live run every SECONDS", "add --stats"),
     "export": (lambda m: not m.emit, "it writes the report of a run"),
     "serve": (lambda m: m.live, "it serves the counts of a live run"),
-    "host": (lambda m: not m.emit and (m.json or m.stats or m.live),
-             "it names the host in JSON lines, reports, metrics and recordings",
+    "host": (lambda m: not m.emit and (m.json or m.stats or m.live or m.timeline),
+             "it names the host in JSON lines, reports, metrics, recordings and timelines",
              "add --json"),
     "export_format": (lambda m: not m.emit, "it is --export's format"),
     "record": (lambda m: m.live, "it keeps the transcript of a live run"),

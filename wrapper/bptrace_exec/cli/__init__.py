@@ -157,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = p.add_argument_group("process context")
     c.add_argument("--tree", action="store_true",
                    help="with an exec profile: at the end, the tree of the processes that ran "
-                        "instead of rows (implies --exits; with --json, as one object)")
+                        "instead of rows (implies --exits; with --json, as one object); of "
+                        "JSON lines with --from")
     c.add_argument("--timeline", metavar="FILE.svg",
                    help="with an exec profile: at the end, the run as a picture, one bar per "
                         "process from its program to its end (implies --exits)")
@@ -240,7 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="report on JSON lines written earlier with --json, one file or "
                         "several (merged, by host when they name theirs; no root needed; "
                         f"a line of {JSON_LINE_BYTES.text} at most), as PROFILE, else as "
-                        "the profile that writes their events")
+                        "the profile that writes their events; with --tree or --timeline, "
+                        "draw the processes of lines written with --exits")
     rr = p.add_argument_group("record and replay")
     rr.add_argument("--record", metavar="FILE",
                     help="keep the raw transcript of the run in FILE")

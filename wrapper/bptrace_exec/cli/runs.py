@@ -1,20 +1,20 @@
 """A run asked for on the command line: the profile with its overrides, then one
-bpftrace, several with --restart, an --emit, a replay, or a report of files."""
+bpftrace, several with --restart, an --emit, a replay, or --from's files (cli.fromfiles)."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import socket
 import time
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from bptrace_exec import __version__, api
+from bptrace_exec.cli import fromfiles
 from bptrace_exec.cli.output import Output, stderr, summary_output
 from bptrace_exec.cli.profile import profile_asked
 from bptrace_exec.cli.show import (
+    draw_timeline,
     export_all,
     host_field,
     lost,
@@ -34,12 +34,10 @@ from bptrace_exec.errors import (
     UsageError,
     UserError,
 )
-from bptrace_exec.limits import bounded_lines, out_of_memory
-from bptrace_exec.output import timeline, tree
+from bptrace_exec.output import tree
 from bptrace_exec.output.export import (
     check_writable,
     format_for,
-    write_text,
 )
 from bptrace_exec.output.report import on
 from bptrace_exec.output.serve import Serving, parse_address
@@ -47,7 +45,7 @@ from bptrace_exec.output.tally import Stats, merged
 from bptrace_exec.output.text import json_line
 from bptrace_exec.pipeline import Summary
 from bptrace_exec.restarts import Restarts
-from bptrace_exec.spec import Profile, available_profiles
+from bptrace_exec.spec import Profile
 from bptrace_exec.spec.model import Filters
 
 if TYPE_CHECKING:  # prometheus_client takes 80 ms to import: only metrics need it
@@ -75,7 +73,8 @@ def run(args: argparse.Namespace, command: list[str],
         out = stack.enter_context(Output(args.output))
         summary = stack.enter_context(summary_output(args.summary, out))
         if args.from_file:
-            return _stats_from_file(args, profile, out, exports)
+            return (fromfiles.draw_files(args, out) if args.tree or args.timeline
+                    else fromfiles.report_files(args, profile, out, exports))
         stack.callback(Output.reopen_on_signal())
         if address and serving and (not args.quiet or not address.port):
             stderr(f"bptrace-exec: serving metrics on {serving.url}")  # a kernel's port: always
@@ -285,22 +284,12 @@ class _Runs:
         except BaseException:  # bpftrace failing still draws what it traced, if it can
             if args.timeline:
                 with contextlib.suppress(UserError):
-                    self._draw(processes)
+                    draw_timeline(self.args.timeline, processes, self.trace.host)
             raise
         finally:
             self.folded += rows.folded
         if args.timeline:
-            self._draw(processes)
-
-    def _draw(self, processes: tree.Tree) -> None:
-        """--timeline's picture of what was traced, if anything was."""
-        if not processes.procs:
-            stderr(f"bptrace-exec: no process traced: {self.args.timeline} not written")
-            return
-        write_text(self.args.timeline, timeline.svg(
-            processes.roots(), processes.first_ns, processes.last_ns,
-            f"bptrace-exec timeline{on(self.trace.host)}"), "the timeline",
-            "what was traced is above; free space or choose another --timeline path")
+            draw_timeline(self.args.timeline, processes, self.trace.host)
 
 
 def restarting(args: argparse.Namespace, command: list[str]) -> bool:
@@ -313,52 +302,3 @@ def restarting(args: argparse.Namespace, command: list[str]) -> bool:
 def _from_events(args: argparse.Namespace) -> bool:
     """`--stats --from FILE` with no profile named: the events choose it."""
     return bool(args.from_file) and args.profile is None and not args.syscall
-
-
-def _stats_from_file(args: argparse.Namespace, profile: Profile | None, out: Output,
-                     exports: list[tuple[str, str]]) -> int:
-    """`--stats --from FILE...`: one report from JSON lines written earlier, by one host or
-    many (then with a host breakdown), by the profile named or else by the one that
-    writes their events; no root needed."""
-    files = args.from_file
-    reading, number = "", 0
-
-    def lines() -> Iterator[str]:
-        nonlocal reading, number
-        for path in files:
-            reading = path
-            try:
-                with open(path, "rb") as f:
-                    number = 0
-                    for line in bounded_lines(f, path):
-                        number += 1
-                        yield line
-            except OSError as exc:
-                named = path in available_profiles() and not os.path.exists(path)
-                raise UsageError(f"cannot read {path}: {exc.strerror}", hint=(
-                    f"to report as profile {path}, name it before --from" if named
-                    else "")) from None
-
-    def shipped(name: str) -> Profile:  # with this command line's changes
-        return profile_asked(argparse.Namespace(**{**vars(args), "profile": name}))
-    try:
-        stats, counted, skipped = api.stats_from_json(
-            lines(), profile=profile, shipped=shipped, where=lambda: (reading, number))
-    except MemoryError:
-        raise out_of_memory(reading) from None
-    not_events = (f" ({skipped} line(s) were not exec, call or exit records)"
-                  if skipped else "")
-    if counted is None or not stats.count:
-        what = counted.kind.unit if counted is not None else "exec, call or exit events"
-        raise UsageError(f"no {what} in {', '.join(files)}: nothing to report{not_events}",
-                         hint="--from reads the JSON lines --json wrote (a trace that saw "
-                              "nothing wrote only its end line)")
-    title = f"bptrace-exec stats: {', '.join(files)}{on(args.host)}"
-    labels = {"host": args.host} if args.host else {}
-    labels["profile"] = counted.name
-    report(out, stats, counted, title, labels)
-    if skipped:
-        stderr(f"bptrace-exec: {skipped} line(s) of {', '.join(files)} were not exec, call "
-               "or exit records and were skipped")
-    export_all(exports, stats, counted, title, labels)
-    return EXIT_OK

@@ -13,14 +13,15 @@ from typing import TYPE_CHECKING
 from bptrace_exec import api
 from bptrace_exec.cli.output import Output, stderr
 from bptrace_exec.event import Event
-from bptrace_exec.output import tree
+from bptrace_exec.output import timeline, tree
 from bptrace_exec.output.export import (
     NO_LABELS,
     to_dict,
     write_export,
+    write_text,
 )
 from bptrace_exec.output.render import Renderer, Terminal
-from bptrace_exec.output.report import render_report
+from bptrace_exec.output.report import on, render_report
 from bptrace_exec.output.rows import Row, Rows, can_fold
 from bptrace_exec.output.tally import Stats
 from bptrace_exec.output.text import iso_time, json_line
@@ -91,16 +92,32 @@ def show_tree(trace: api.Trace, out: Output, hooks: api.Hooks, processes: tree.T
         for event in trace:
             processes.add(event)
     finally:
-        roots = processes.roots()
-        if trace.profile.output_format == "json":
-            out.write(json_line({"event": "tree", "time": iso_time(trace.run.wall_ns()),
-                                 **host_field(trace.host), "processes": tree.to_dicts(roots)}))
-        else:
-            width = terminal(out, wide=wide, color="never").width
-            for line in tree.lines(roots, width):
-                out.write(line, flush=False)
-            out.flush()
+        write_tree(out, processes, as_json=trace.profile.output_format == "json",
+                   time_ns=trace.run.wall_ns(), host=trace.host, wide=wide)
 
+
+def write_tree(out: Output, processes: tree.Tree, *, as_json: bool, time_ns: int,
+               host: str | None, wide: bool) -> None:
+    """The tree as text, or as one JSON line made at `time_ns`."""
+    roots = processes.roots()
+    if as_json:
+        out.write(json_line({"event": "tree", "time": iso_time(time_ns), **host_field(host),
+                             "processes": tree.to_dicts(roots)}))
+        return
+    width = terminal(out, wide=wide, color="never").width
+    for line in tree.lines(roots, width):
+        out.write(line, flush=False)
+    out.flush()
+
+
+def draw_timeline(path: str, processes: tree.Tree, host: str | None) -> None:
+    """--timeline's picture of the processes, if there are any."""
+    if not processes.procs:
+        stderr(f"bptrace-exec: no process traced: {path} not written")
+        return
+    write_text(path, timeline.svg(processes.roots(), processes.first_ns, processes.last_ns,
+                                  f"bptrace-exec timeline{on(host)}"), "the timeline",
+               "what was traced is above; free space or choose another --timeline path")
 
 
 def lost(count: int, out: Output | None, trace: api.Trace) -> None:
