@@ -91,8 +91,10 @@ def test_from_draws_only_what_holds_the_ends_of_processes(tmp_path: Path) -> Non
            "core": 0, "ret": 3, "killed": False, "lifetime_ns": 5, "exec_id": "b:7:9:2",
            "parent_exec_id": "b:1:1:1", "gid": 0, "euid": 0, "egid": 0, "loginuid": None,
            "sessionid": None, "tty": None}
-    lines.write_text(f"{json.dumps(end)}\nnot json\n{json.dumps({**end, 'pid': 'x'})}\n")
+    call = {"event": "call", "syscall": "openat"}
+    lines.write_text(f"{json.dumps(end)}\nnot json\n{json.dumps({**end, 'pid': 'x'})}\n"
+                     f"{json.dumps(call)}\n" + '{"event": "end", "time": "x"}\n')
     drawn = subprocess.run(tool_command("--from", str(lines), "--tree"),
                            capture_output=True, text=True)
     assert drawn.returncode == 0 and "exit 3" in drawn.stdout
-    assert "2 line(s)" in drawn.stderr and "skipped" in drawn.stderr
+    assert "3 line(s)" in drawn.stderr and "skipped" in drawn.stderr

@@ -61,6 +61,7 @@ examples:
   bptrace-exec execve --export execs.prom --duration 60   # Prometheus textfile
   bptrace-exec exec-counts --duration 60 # programs started, counted at the lowest cost
   bptrace-exec --stats --from execs.jsonl   # report on JSON lines written earlier
+  bptrace-exec --from run.jsonl --tree   # the tree of lines written with --exits
   bptrace-exec execve --record run.rec   # trace, and keep the raw transcript
   bptrace-exec --replay run.rec --json   # render a recording again, as JSON lines
   bptrace-exec ./my-profile.yaml         # a profile of your own

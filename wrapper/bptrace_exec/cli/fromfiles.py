@@ -50,7 +50,7 @@ class Files:
 
 
 def report_files(args: argparse.Namespace, profile: Profile | None, out: Output,
-           exports: list[tuple[str, str]]) -> int:
+                 exports: list[tuple[str, str]]) -> int:
     """`--stats --from FILE...`: one report from JSON lines written earlier, by one host or
     many (then with a host breakdown), by the profile named or else by the one that
     writes their events."""
@@ -97,13 +97,15 @@ def draw_files(args: argparse.Namespace, out: Output) -> int:
                 skipped += bool(line.strip())
                 continue
             if event is None:
-                if isinstance(obj, dict) and "recording" in obj:
+                said = obj.get("event") if isinstance(obj, dict) else None
+                if isinstance(obj, dict) and isinstance(obj.get("profile"), dict):
                     raise UsageError(f"{files.reading}:{files.number}: a recording (made "
                                      "with --record), not the JSON lines --json writes",
                                      hint=f"draw it with --replay {files.reading}")
-                if isinstance(obj, dict) and obj.get("event") == "end":
+                if said == "end":
                     with contextlib.suppress(ValueError):
                         ended_ns = parse_time(obj.get("time"))
+                skipped += said not in ("end", "lost", "gap", "tree")  # a call's, say
                 continue
             processes.add(event)
             ends += event.syscall == PROCESS_EXIT
