@@ -94,7 +94,8 @@ def byte_compiled() -> None:
     compile its source again, a cost no installed copy pays."""
     import compileall
 
-    compileall.compile_dir(str(TOP / "wrapper"), quiet=1)
+    if not compileall.compile_dir(str(TOP / "wrapper"), quiet=1):
+        raise SystemExit(f"cannot byte-compile {TOP / 'wrapper'}")
 
 
 def install(packages: dict[str, str]) -> None:

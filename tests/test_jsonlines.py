@@ -55,14 +55,18 @@ def test_other_lines_are_no_event(line: dict[str, object]) -> None:
                                          ({"time": "noon"}, "noon"),
                                          ({"time": "2026-12-07T22:33:32"}, "zone"),
                                          ({"event": "exit", "signal": "SIGNOPE"}, "SIGNOPE"),
-                                         ({"argv": "sh"}, "a list")])
+                                         ({"argv": "sh"}, "a list"),
+                                         ({"time": "9999-12-31T23:59:59-01:00"}, "since 1970"),
+                                         ({"exec_id": "b:7:x:2"}, "an exec id"),
+                                         ({"exec_id": "b:7:9:2", "parent_exec_id": ""},
+                                          "an exec id")])
 def test_a_line_that_only_looks_like_one_says_what_is_wrong(change: dict[str, object],
                                                             said: str) -> None:
     line: dict[str, object] = {
         "event": "exec", "time": "2026-12-07T22:33:31.998405Z", "syscall": "execve",
         "pid": 6846, "ppid": 6845, "uid": 0, "tid": 6846, "comm": "sh", "filename": "/bin/sh",
         "argv": ["sh"], "ret": 0, "killed": False, "latency_ns": 5, "lifetime_ns": 9,
-        "exec_id": None}
+        "exec_id": None, "gid": 0, "euid": 0, "egid": 0}
     assert event_of(line) is not None
     with pytest.raises(NotAnEvent, match=said):
         event_of({**line, **change})

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -73,7 +74,7 @@ def option(dest: str, tmp: Path) -> tuple[list[str], list[str]]:
         "command_output": ([], ["--command-output", str(tmp / "out.txt")]),
         "bpftrace": ([], ["--bpftrace", NO_BPFTRACE]),
         "host": ([], ["--host", "web-1"]), "serve": ([], ["--serve", "127.0.0.1:0"]),
-        "restart": ([], ["--restart"]),
+        "restart": ([], ["--restart"]), "output": ([], ["-o", str(tmp / "o.txt")]),
     }[dest]
 
 
@@ -84,10 +85,24 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
     rec, _ = recording(tmp)
     jsonl = tmp / "events.jsonl"
     assert main(["--replay", str(rec), "--json", "-q", "-o", str(jsonl)]) == 0
+    # an exec and its process's end, as --json --exits writes them, to draw
+    ended = tmp / "ended.jsonl"
+    ended.write_text("\n".join(json.dumps({
+        "event": event, "time": "2026-12-07T22:33:32.007709Z", "syscall": syscall,
+        "pid": 7, "ppid": 1, "uid": 0, "tid": 7, "gid": 0, "euid": 0, "egid": 0,
+        "loginuid": None, "sessionid": None, "tty": None, "comm": "sh", **values,
+        "killed": False, "latency_ns": 5, "lifetime_ns": 9, "exec_id": "b:7:9:2",
+        "parent_exec_id": "b:1:1:1"}) for event, syscall, values in (
+            ("exec", "execve", {"filename": "/bin/sh", "argv": ["sh", "-c", "exit 3"],
+                                "ret": 0}),
+            ("exit", "process_exit", {"status": 3, "signal": "0", "core": 0, "ret": 3}))
+    ) + "\n")
     return {"events": [], "stats": ["--stats"], "replay": ["--replay", str(rec)],
             "replay --stats": ["--replay", str(rec), "--stats"],
             "from": ["--stats", "--from", str(jsonl)], "emit": ["--emit", "script"],
-            "emit --stats": ["--emit", "script", "--stats"]}
+            "emit --stats": ["--emit", "script", "--stats"],
+            "from --tree": ["--from", str(ended), "--tree"],
+            "from --timeline": ["--from", str(ended)]}
 
 
 def outcome(argv: list[str], tmp: Path) -> tuple[int, str, str, dict[str, bytes]]:
@@ -104,7 +119,7 @@ def outcome(argv: list[str], tmp: Path) -> tuple[int, str, str, dict[str, bytes]
 
 
 @pytest.mark.parametrize("mode", ["events", "stats", "replay", "replay --stats", "from",
-                                  "emit", "emit --stats"])
+                                  "emit", "emit --stats", "from --tree", "from --timeline"])
 @pytest.mark.parametrize("dest", sorted(RULES))
 def test_each_option_does_what_it_says_or_is_refused(dest: str, mode: str,
                                                      sources: dict[str, list[str]],
@@ -115,6 +130,8 @@ def test_each_option_does_what_it_says_or_is_refused(dest: str, mode: str,
     if mode == "from" and dest == "profile":  # one that traces the file's execs
         given = ["exec-counts"]
     base = sources[mode] + needs
+    if mode == "from --timeline":  # where outcome() sees it written
+        base += ["--timeline", str(tmp_path / "drawn.svg")]
     with_it = outcome(base + given, tmp_path)
     if needs and "does nothing" in outcome(base, tmp_path)[2]:
         assert with_it[0] == 2  # what it needs is refused there already
@@ -127,8 +144,9 @@ def test_each_option_does_what_it_says_or_is_refused(dest: str, mode: str,
     if mode == "from" and dest == "syscall":  # an ad-hoc profile of openat, on execs
         assert status == 2 and "which profile openat does not trace" in stderr, stderr
         return
-    if dest in HOST_BOUND or dest in RECORDING_BOUND and mode.startswith("replay"):
-        return
+    if dest in HOST_BOUND or dest in RECORDING_BOUND and (mode.startswith("replay")
+                                                          or mode == f"from --{dest}"):
+        return  # (in a mode of its own, it is given twice)
     assert status != 2, f"{given} {mode}: refused for another reason: {stderr}"
     if dest in LIVE_ONLY or dest in DATA_BOUND or dest in TERMINAL:
         return  # their effect is a live run's, checked by the live tests named above
@@ -143,8 +161,8 @@ def test_each_option_does_what_it_says_or_is_refused(dest: str, mode: str,
 
 
 def test_the_rules_cover_every_option() -> None:
-    selectors = {"help", "version", "emit", "replay", "from_file", "stats", "output",
-                 "quiet", "print_completion"}
+    selectors = {"help", "version", "emit", "replay", "from_file", "stats", "quiet",
+                 "print_completion"}
     dests = {a.dest for a in build_parser()._actions}
     assert dests - selectors == set(RULES)
 

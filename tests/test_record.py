@@ -110,7 +110,7 @@ def test_cut_recording_replays_to_its_last_whole_line(tmp_path: Path) -> None:
 
 def test_a_replay_says_when_records_were_lost_by_the_recorded_calls(tmp_path: Path) -> None:
     """bpftrace's report of lost records has no time: a replay's is the last call's
-    before it, not the day it is replayed."""
+    before it, not the day it is replayed; nor is its end's."""
     path, _ = recording(tmp_path)
     lines = path.read_bytes().split(b"\n")
     middle = len(lines) // 2
@@ -122,6 +122,9 @@ def test_a_replay_says_when_records_were_lost_by_the_recorded_calls(tmp_path: Pa
     [lost] = [r for r in records if r["event"] == "lost"]
     times = sorted(r["time"] for r in records if r["event"] == "exec")
     assert lost["count"] == 7 and times[0] <= lost["time"] <= times[-1]
+    # a trailer without the end's time (cut short, or before it was kept): after the last call
+    [end] = [r for r in records if r["event"] == "end"]
+    assert times[0] <= end["time"] <= times[-1]
 
 
 @pytest.mark.parametrize("content", [b"", b"not json\n", b'{"recording": "other/9"}\n',

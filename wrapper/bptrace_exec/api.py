@@ -152,7 +152,8 @@ class Trace:
             counted = summary.kernel_total is not None or self.kernel_counts or \
                 not summary.events + summary.dropped or recording.version < TOTAL_PRINTED
         self._account(counted=counted)
-        summary.ended_ns = recording.ended_ns
+        # cut short, or made before its end was kept: it ended after its last call
+        summary.ended_ns = recording.ended_ns or self.run.wall_ns()
 
     def counts(self, on_report: Callable[[Stats], None] | None = None) -> Stats:
         """Run to the end counting, instead of giving events: in the kernel for an exec

@@ -33,16 +33,16 @@ class Mode:
     def name(self) -> str:
         source = ("with --emit" if self.emit else "with --replay" if self.replay
                   else "with --from" if self.from_file else "when tracing")
-        return source + (" --stats" if self.stats and not self.from_file else "") + (
+        return source + (" --stats" if self.stats else "") + (
             " --tree" if self.tree else "")
 
 
 def mode_of(args: argparse.Namespace) -> Mode:
+    drawing = bool(args.from_file and (args.tree or args.timeline))  # else --from reports
     return Mode(live=not (args.emit or args.replay or args.from_file), emit=bool(args.emit),
                 replay=bool(args.replay), from_file=bool(args.from_file),
-                # --from reports, unless it draws (--tree, --timeline)
-                stats=bool(args.stats or args.export or args.serve or args.from_file
-                           and not (args.tree or args.timeline)),
+                stats=bool(args.stats or not drawing and (args.export or args.serve
+                                                          or args.from_file)),
                 json=args.json, tree=args.tree, record=bool(args.record),
                 timeline=bool(args.timeline))
 
@@ -96,7 +96,8 @@ RULES: dict[str, tuple[Rule, str] | tuple[Rule, str, str]] = {
     "top": (REPORT, "it sizes the tables of the --stats report", "add --stats"),
     "interval": (lambda m: m.stats and (m.live or m.emit),
                  "it reports a live run every SECONDS", "add --stats"),
-    "export": (lambda m: not m.emit, "it writes the report of a run"),
+    "export": (lambda m: not m.emit and (m.stats or not m.from_file),
+               "it writes the report of a run"),
     "serve": (lambda m: m.live, "it serves the counts of a live run"),
     "host": (lambda m: not m.emit and (m.json or m.stats or m.live or m.timeline),
              "it names the host in JSON lines, reports, metrics, recordings and timelines",
@@ -110,6 +111,7 @@ RULES: dict[str, tuple[Rule, str] | tuple[Rule, str, str]] = {
     "argv_bytes": (ROW_READS, "it limits the arguments rows show"),
     "buffer_pages": (lambda m: m.live, "it sizes bpftrace's buffer for a live run"),
     "bpftrace": (TRACING, "no bpftrace runs"),
+    "output": (SHOWN, "--from --timeline alone writes its picture only", "add --tree"),
 }
 SOURCES = ("emit", "replay", "from_file")  # one at most
 SUMMARY_PLACES = ("stream", "stderr", "none")  # --summary's words; else a file

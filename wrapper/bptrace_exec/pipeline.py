@@ -209,10 +209,12 @@ class Run:
 
     def wall_ns(self) -> int:
         """Now, on the wall clock; in a replay, whose lines keep no time of their own,
-        its recorded end, or before it when the last call it gave was made."""
+        its recorded end, or before it when the last call it gave was made (or the run
+        started)."""
         if not isinstance(self.source, ReplaySource):
             return time.time_ns()
-        return self.summary.ended_ns or self.last_ns or time.time_ns()
+        return (self.summary.ended_ns or self.last_ns or self.source.recording.started_ns
+                or 0)
 
     @property
     def elapsed(self) -> float:

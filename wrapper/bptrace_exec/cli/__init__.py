@@ -162,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "JSON lines with --from")
     c.add_argument("--timeline", metavar="FILE.svg",
                    help="with an exec profile: at the end, the run as a picture, one bar per "
-                        "process from its program to its end (implies --exits)")
+                        "process from its program to its end (implies --exits); of JSON "
+                        "lines with --from")
     c.add_argument("--exits", action="store_true",
                    help="with an exec profile: the end of every process too, in the same "
                         "stream (its status or signal, its lifetime, the exec_id of the last "

@@ -87,7 +87,8 @@ def draw_files(args: argparse.Namespace, out: Output) -> int:
     drawn them, the tree made at the time of their `end` line (else of their last event)."""
     files = Files(args.from_file)
     processes = tree.Tree()
-    ends, skipped, host, ended_ns = 0, 0, args.host, None
+    ends, skipped, ended_ns = 0, 0, None
+    hosts: set[str | None] = set()
     try:
         for line in files.lines():
             try:
@@ -108,14 +109,17 @@ def draw_files(args: argparse.Namespace, out: Output) -> int:
                 skipped += said not in ("end", "lost", "gap", "tree")  # a call's, say
                 continue
             processes.add(event)
-            ends += event.syscall == PROCESS_EXIT
-            host = host or (obj.get("host") if isinstance(obj.get("host"), str) else None)
+            # placed: of an exec id (lines replayed from a recording that read none are not)
+            ends += event.syscall == PROCESS_EXIT and event.who is not None
+            hosts.add(name if isinstance(name := obj.get("host"), str) else None)
     except MemoryError:
         raise out_of_memory(files.reading) from None
     if not ends:
-        raise UsageError(f"no ends of processes in {files.named}: nothing to draw",
-                         hint="--from draws the JSON lines of a run traced with --exits "
-                              "(or the process profile)")
+        raise UsageError(f"no ends of processes with their exec ids in {files.named}: "
+                         "nothing to draw", hint="--from draws the JSON lines of a run "
+                         "traced with --exits (or the process profile)")
+    # one host's lines are titled with its name, several hosts' with none
+    host = args.host or (next(iter(hosts)) if len(hosts) == 1 else None)
     if args.tree:
         write_tree(out, processes, as_json=args.json, host=host, wide=args.wide,
                    time_ns=ended_ns or processes.last_ns)

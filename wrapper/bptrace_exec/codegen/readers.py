@@ -479,7 +479,7 @@ def sockaddr(slot: Slot, pointer: str, in_closing: bool) -> Read:
     return Read(f"    $a{n} = {pointer};\n"
                 # a NULL address has no bytes, whatever its length says (its page reads
                 # as zeros: AF_UNSPEC)
-                f"    $size{n} = {word(slot.word + 1)} * ($a{n} != 0);\n"
+                f"    $size{n} = {word(slot.word + 1)} * (uint64)($a{n} != 0);\n"
                 f"    if ($size{n} > {SOCKADDR_MAX}) {{ $size{n} = {SOCKADDR_MAX}; }}\n"
                 + (length(0, "    ") if in_closing else "")
                 + "".join(f"    $n += (uint64)($size{n} > {offset});\n" for offset in offsets),

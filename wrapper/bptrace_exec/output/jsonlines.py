@@ -22,6 +22,7 @@ from bptrace_exec.spec.model import EXEC_ARGS, KINDS, PATHS, PROCESS_EXIT
 _ARGS = {KINDS["exec"].event: tuple((a.name, a.type) for a in EXEC_ARGS),
          KINDS[PROCESS_EXIT].event: EXIT_ARGS}
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST_NS = 253_402_300_800 * 1_000_000_000  # 10000-01-01: a time past it has no ISO form
 _IDENTITY = ("gid", "euid", "egid", "loginuid", "sessionid", "tty", "exec_id",
              "parent_exec_id")
 
@@ -69,8 +70,17 @@ def _who(e: Mapping[str, object]) -> Identity | None:
     return Identity(gid=_int(gid), euid=_int(euid), egid=_int(egid),
                     loginuid=None if loginuid is None else _int(loginuid),
                     sessionid=None if sessionid is None else _int(sessionid),
-                    tty=None if tty is None else _text(tty), exec_id=_text(exec_id),
-                    parent_exec_id=_text(parent))
+                    tty=None if tty is None else _text(tty), exec_id=_exec_id(exec_id),
+                    parent_exec_id=_exec_id(parent))
+
+
+def _exec_id(value: object) -> str:
+    """BOOT:PID:START:EXECS, as parse.join.identity writes it."""
+    text = _text(value)
+    boot, *numbers = text.split(":")
+    if not boot or len(numbers) != 3 or not all(n.isdigit() for n in numbers):
+        raise ValueError(f"an exec id (BOOT:PID:START:EXECS) where {text!r} is")
+    return text
 
 
 def _value(value: object, arg_type: str) -> Value:
@@ -94,7 +104,10 @@ def parse_time(text: object) -> int:
     moment = datetime.fromisoformat(_text(text).replace("Z", "+00:00"))
     if moment.tzinfo is None:
         raise ValueError(f"a time without its zone: {text!r}")
-    return (moment - EPOCH) // timedelta(microseconds=1) * 1000
+    ns = (moment - EPOCH) // timedelta(microseconds=1) * 1000
+    if not 0 <= ns < LATEST_NS:
+        raise ValueError(f"a time since 1970 where {text!r} is")
+    return ns
 
 
 def _int(value: object) -> int:

@@ -106,6 +106,17 @@ class Recording:
     ended_ns: int | None = None  # when the run ended; None: cut short, or not kept then
     counted: bool | None = None  # bpftrace's count of calls known; None: not said then
 
+    @property
+    def started_ns(self) -> int | None:
+        """When the run started, wall clock (None: a header without a time)."""
+        try:
+            moment = datetime.fromisoformat(self.started.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if moment.tzinfo is None:
+            return None
+        return round(moment.timestamp() * 1e6) * 1000
+
 
 def read_recording(path: str) -> Recording:
     try:
