@@ -156,11 +156,14 @@ def test_two_strings_each_exact_wherever_they_start(engine: str, tmp_path: Path,
     assert printed.count("str") == sum(chunks(a) + chunks(b) for a, b in pairs) * 8
 
 
-NULLS = ("import ctypes\n"
+NULLS = ("import ctypes, socket\n"
          "libc = ctypes.CDLL(None, use_errno=True)\n"
          "libc.syscall(257, -100, None, 0)  # openat(AT_FDCWD, NULL, 0)\n"
          "libc.syscall(257, -100, b'', 0)\n"
-         "libc.syscall(316, -100, None, -100, b'/nonexistent/bpx-null', 0)  # renameat2\n")
+         "libc.syscall(316, -100, None, -100, b'/nonexistent/bpx-null', 0)  # renameat2\n"
+         "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+         "libc.connect(s.fileno(), None, 16)\n"
+         "libc.connect(s.fileno(), bytes(16), 16)  # AF_UNSPEC: dissolves an association\n")
 
 
 def test_a_null_string_is_no_string(engine: str, nothing_left_running: None) -> None:
@@ -181,18 +184,10 @@ def test_a_null_string_is_no_string(engine: str, nothing_left_running: None) -> 
     assert [ln.split()[5] for ln in table.stdout.splitlines() if "EFAULT" in ln] == ["NULL"]
 
 
-NULL_ADDRESS = ("import ctypes, socket\n"
-                "libc = ctypes.CDLL(None, use_errno=True)\n"
-                "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
-                "libc.connect(s.fileno(), None, 16)\n"
-                "libc.connect(s.fileno(), bytes(16), 16)  # AF_UNSPEC: dissolves an association\n")
-
-
 def test_a_null_address_is_no_address(engine: str, nothing_left_running: None) -> None:
     """connect(fd, NULL, 16) has no address; it read as AF_UNSPEC, its page's zeros,
     which a real AF_UNSPEC address is."""
-    run = run_tool("connect", "--json", "--bpftrace", engine, "--", sys.executable, "-c",
-                   NULL_ADDRESS)
+    run = run_tool("connect", "--json", "--bpftrace", engine, "--", sys.executable, "-c", NULLS)
     assert run.returncode == 0, run.stderr
     calls = [(r["args"]["address"], r["errno"]) for r in run.records if r.get("event") == "call"]
     assert calls[-2:] == [({"family": None}, "EFAULT"), ({"family": "AF_UNSPEC"}, None)]

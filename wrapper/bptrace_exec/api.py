@@ -42,7 +42,13 @@ from bptrace_exec.run.engine import find_engine
 from bptrace_exec.run.gate import GatedCommand
 from bptrace_exec.run.kerneltypes import with_kernel_types
 from bptrace_exec.run.prestart import Early
-from bptrace_exec.run.recording import Recorder, Recording, ReplaySource, read_recording
+from bptrace_exec.run.recording import (
+    Recorder,
+    Recording,
+    ReplaySource,
+    is_header,
+    read_recording,
+)
 from bptrace_exec.run.session import (
     Finished,
     Session,
@@ -373,8 +379,7 @@ def stats_from_json(lines: Iterable[str], *, profile: Profile | None = None,
                     and _numbers_are(obj)):
                 checked(obj)
                 yield exact_strings(obj)
-            elif isinstance(obj, dict) and "recording" in obj and isinstance(
-                    obj.get("profile"), dict):  # a recording's header
+            elif is_header(obj):
                 path, number = where()
                 raise UsageError(f"{path}:{number}: a recording (made with --record), not "
                                  "the JSON lines --json writes",

@@ -84,8 +84,8 @@ RULES: dict[str, tuple[Rule, str] | tuple[Rule, str, str]] = {
     "result": (lambda m: TABLE(m) and not m.replay, "it says how the table shows the "
                "return value (JSON has the number)"),
     "columns": (TABLE, "it chooses the table's columns (JSON lines have every field)"),
-    "json": (lambda m: not m.emit and SHOWN(m), "--emit prints a bpftrace program, and "
-             "--from --timeline alone prints nothing", "add --tree"),
+    "json": (lambda m: not m.emit and SHOWN(m), "it is the form of rows, a tree or a report "
+             "(--emit prints a program, --from --timeline a picture)", "add --tree"),
     "wide": (lambda m: ROWS(m) and not m.json and SHOWN(m), "it is for the table (or tree) "
              "on a terminal"),
     "color": (TABLE, "it colours the table"),

@@ -18,6 +18,7 @@ from bptrace_exec.limits import bounded_lines, out_of_memory
 from bptrace_exec.output import tree
 from bptrace_exec.output.jsonlines import event_of, parse_time
 from bptrace_exec.output.report import on
+from bptrace_exec.run.recording import is_header
 from bptrace_exec.spec import Profile, available_profiles
 from bptrace_exec.spec.model import PROCESS_EXIT
 
@@ -99,7 +100,7 @@ def draw_files(args: argparse.Namespace, out: Output) -> int:
                 continue
             if event is None:
                 said = obj.get("event") if isinstance(obj, dict) else None
-                if isinstance(obj, dict) and isinstance(obj.get("profile"), dict):
+                if is_header(obj):
                     raise UsageError(f"{files.reading}:{files.number}: a recording (made "
                                      "with --record), not the JSON lines --json writes",
                                      hint=f"draw it with --replay {files.reading}")

@@ -118,6 +118,11 @@ class Recording:
         return round(moment.timestamp() * 1e6) * 1000
 
 
+def is_header(obj: object) -> bool:
+    """Whether a line read as JSON is a recording's first (not a line --json writes)."""
+    return isinstance(obj, dict) and "recording" in obj and isinstance(obj.get("profile"), dict)
+
+
 def read_recording(path: str) -> Recording:
     try:
         raw = Path(path).read_bytes()
