@@ -95,7 +95,7 @@ def _value(value: object, arg_type: str) -> Value:
         return _bytes(value)
     if isinstance(value, str) and not value.lstrip("-").isdigit():  # a name: SIGKILL
         return _int(kind.filter_value(value) if kind.filter_value else None)
-    number = _int(int(str(value)))
+    number = int(str(value))  # a digit string, or a number (not true or false: str() words)
     return number % (1 << kind.signed_bits) if kind.signed_bits else number
 
 

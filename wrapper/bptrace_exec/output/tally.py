@@ -8,9 +8,9 @@ import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from bptrace_exec.event import KILLED, Event, ProcContext, errno_name, tty_name
+from bptrace_exec.output.jsonlines import parse_time
 from bptrace_exec.output.text import cut_path, decode_text
 from bptrace_exec.parse.decode import restore_bytes
 from bptrace_exec.records import LATENCY_HIST_MAP, LATENCY_LOG2_MAP
@@ -447,10 +447,6 @@ def _span_s(first: str | None, last: str | None) -> float:
     if not first or not last:
         return 0.0
     try:
-        return (_parse_time(last) - _parse_time(first)).total_seconds()
+        return (parse_time(last) - parse_time(first)) / 1e9
     except ValueError:
         return 0.0
-
-
-def _parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
